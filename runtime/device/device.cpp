@@ -1,0 +1,263 @@
+#include "runtime/device/device.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "runtime/device/vk_check.h"
+
+namespace ternvk {
+namespace {
+
+constexpr uint64_t kFenceTimeoutNs = 300ull * 1000 * 1000 * 1000;  // 5 minutes
+
+std::filesystem::path pipeline_cache_path(const DeviceInfo& info) {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  std::filesystem::path dir;
+  if (xdg && *xdg) dir = xdg;
+  else if (home && *home) dir = std::filesystem::path(home) / ".cache";
+  else return {};
+  char name[96];
+  std::snprintf(name, sizeof(name), "pipelines-%04x-%04x-%08x.bin", info.vendor_id, info.device_id,
+                info.api_version);
+  return dir / "ternvk" / name;
+}
+
+std::string cache_key(const std::string& shader, const PipelineOptions& options) {
+  std::string key = shader;
+  for (auto [id, value] : options.constants) key += "|" + std::to_string(id) + "=" + std::to_string(value);
+  key += "|sg=" + std::to_string(options.required_subgroup_size);
+  return key;
+}
+
+}  // namespace
+
+Device::Device(Instance& instance, const DeviceInfo& info) : instance_(instance), info_(info) {
+  uint32_t family_count = 0;
+  vkGetPhysicalDeviceQueueFamilyProperties(info.physical, &family_count, nullptr);
+  std::vector<VkQueueFamilyProperties> families(family_count);
+  vkGetPhysicalDeviceQueueFamilyProperties(info.physical, &family_count, families.data());
+  // Prefer a compute-only family (async compute on discrete GPUs), else any with compute.
+  int chosen = -1;
+  for (uint32_t i = 0; i < family_count; ++i)
+    if ((families[i].queueFlags & VK_QUEUE_COMPUTE_BIT) && !(families[i].queueFlags & VK_QUEUE_GRAPHICS_BIT) &&
+        families[i].timestampValidBits > 0)
+      chosen = static_cast<int>(i);
+  for (uint32_t i = 0; chosen < 0 && i < family_count; ++i)
+    if (families[i].queueFlags & VK_QUEUE_COMPUTE_BIT) chosen = static_cast<int>(i);
+  if (chosen < 0) throw Error("device " + info.name + " has no compute queue; ternvk needs one");
+  queue_family_ = static_cast<uint32_t>(chosen);
+
+  const float priority = 1.0f;
+  VkDeviceQueueCreateInfo queue_info{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
+  queue_info.queueFamilyIndex = queue_family_;
+  queue_info.queueCount = 1;
+  queue_info.pQueuePriorities = &priority;
+
+  const bool vulkan13 = info.api_version >= VK_API_VERSION_1_3;
+  if (info.api_version < VK_API_VERSION_1_2)
+    throw Error("device " + info.name + " supports Vulkan " + std::to_string(VK_API_VERSION_MAJOR(info.api_version)) +
+                "." + std::to_string(VK_API_VERSION_MINOR(info.api_version)) +
+                "; ternvk needs Vulkan 1.2 or newer (update the driver)");
+  VkPhysicalDeviceVulkan13Features f13{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES};
+  f13.subgroupSizeControl = info.subgroup_size_control;
+  f13.computeFullSubgroups = info.subgroup_size_control;
+  f13.shaderIntegerDotProduct = info.integer_dot_product;
+  VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
+  f12.pNext = vulkan13 ? &f13 : nullptr;
+  f12.storageBuffer8BitAccess = info.storage_8bit;
+  f12.shaderInt8 = info.shader_int8;
+  f12.shaderFloat16 = info.shader_float16;
+  f12.timelineSemaphore = VK_TRUE;
+  VkPhysicalDeviceVulkan11Features f11{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES};
+  f11.pNext = &f12;
+  f11.storageBuffer16BitAccess = info.storage_16bit;
+  VkPhysicalDeviceFeatures2 features{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+  features.pNext = &f11;
+  features.features.shaderInt16 = info.shader_int16;
+
+  std::vector<const char*> extensions;
+  if (info.memory_budget) extensions.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+  uint32_t ext_count = 0;
+  vkEnumerateDeviceExtensionProperties(info.physical, nullptr, &ext_count, nullptr);
+  std::vector<VkExtensionProperties> available(ext_count);
+  vkEnumerateDeviceExtensionProperties(info.physical, nullptr, &ext_count, available.data());
+  for (const auto& e : available)
+    if (std::strcmp(e.extensionName, "VK_KHR_portability_subset") == 0)
+      extensions.push_back("VK_KHR_portability_subset");  // required on MoltenVK when present
+
+  VkDeviceCreateInfo create{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
+  create.pNext = &features;
+  create.queueCreateInfoCount = 1;
+  create.pQueueCreateInfos = &queue_info;
+  create.enabledExtensionCount = static_cast<uint32_t>(extensions.size());
+  create.ppEnabledExtensionNames = extensions.data();
+  TERNVK_VK_CHECK(vkCreateDevice(info.physical, &create, nullptr, &device_));
+  vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
+
+  VkCommandPoolCreateInfo pool{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
+  pool.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+  pool.queueFamilyIndex = queue_family_;
+  TERNVK_VK_CHECK(vkCreateCommandPool(device_, &pool, nullptr, &command_pool_));
+  allocator_ = std::make_unique<MemoryAllocator>(device_, info.physical, info.unified_memory());
+  load_pipeline_cache();
+}
+
+Device::~Device() {
+  if (!device_) return;
+  vkDeviceWaitIdle(device_);
+  save_pipeline_cache();
+  pipelines_.clear();
+  allocator_.reset();
+  if (pipeline_cache_) vkDestroyPipelineCache(device_, pipeline_cache_, nullptr);
+  if (command_pool_) vkDestroyCommandPool(device_, command_pool_, nullptr);
+  vkDestroyDevice(device_, nullptr);
+}
+
+void Device::load_pipeline_cache() {
+  std::vector<char> data;
+  if (auto path = pipeline_cache_path(info_); !path.empty()) {
+    std::ifstream in(path, std::ios::binary);
+    if (in) data.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  VkPipelineCacheCreateInfo info{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
+  info.initialDataSize = data.size();
+  info.pInitialData = data.empty() ? nullptr : data.data();
+  if (vkCreatePipelineCache(device_, &info, nullptr, &pipeline_cache_) != VK_SUCCESS) {
+    // A stale or foreign cache file is not an error: start with an empty cache.
+    info.initialDataSize = 0;
+    info.pInitialData = nullptr;
+    TERNVK_VK_CHECK(vkCreatePipelineCache(device_, &info, nullptr, &pipeline_cache_));
+  }
+}
+
+void Device::save_pipeline_cache() {
+  auto path = pipeline_cache_path(info_);
+  if (path.empty() || !pipeline_cache_) return;
+  size_t size = 0;
+  if (vkGetPipelineCacheData(device_, pipeline_cache_, &size, nullptr) != VK_SUCCESS || size == 0) return;
+  std::vector<char> data(size);
+  if (vkGetPipelineCacheData(device_, pipeline_cache_, &size, data.data()) != VK_SUCCESS) return;
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  // Write then rename so that a crash never leaves a half-written cache.
+  auto tmp = path;
+  tmp += ".tmp" + std::to_string(reinterpret_cast<uintptr_t>(this));
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    if (!out) return;
+    out.write(data.data(), static_cast<std::streamsize>(size));
+    if (!out) return;
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) std::filesystem::remove(tmp, ec);
+}
+
+const Pipeline& Device::pipeline(const std::string& shader, const PipelineOptions& options) {
+  std::lock_guard lock(pipelines_mutex_);
+  auto key = cache_key(shader, options);
+  auto& slot = pipelines_[key];
+  if (!slot) slot = std::make_unique<Pipeline>(*this, shader, options);
+  return *slot;
+}
+
+void Device::submit(VkCommandBuffer commands, VkFence fence) {
+  VkSubmitInfo submit{VK_STRUCTURE_TYPE_SUBMIT_INFO};
+  submit.commandBufferCount = 1;
+  submit.pCommandBuffers = &commands;
+  std::lock_guard lock(queue_mutex_);
+  TERNVK_VK_CHECK(vkQueueSubmit(queue_, 1, &submit, fence));
+}
+
+void Device::wait(VkFence fence, const char* what) {
+  VkResult result = vkWaitForFences(device_, 1, &fence, VK_TRUE, kFenceTimeoutNs);
+  if (result == VK_TIMEOUT)
+    throw Error(std::string("device ") + info_.name + " did not finish " + what + " within 5 minutes");
+  TERNVK_VK_CHECK(result);
+}
+
+void Device::run_now(const std::function<void(VkCommandBuffer)>& record) {
+  VkCommandBuffer cb = VK_NULL_HANDLE;
+  {
+    std::lock_guard lock(pool_mutex_);
+    VkCommandBufferAllocateInfo alloc{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+    alloc.commandPool = command_pool_;
+    alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    alloc.commandBufferCount = 1;
+    TERNVK_VK_CHECK(vkAllocateCommandBuffers(device_, &alloc, &cb));
+  }
+  VkFence fence = VK_NULL_HANDLE;
+  auto cleanup = [&] {
+    if (fence) vkDestroyFence(device_, fence, nullptr);
+    std::lock_guard lock(pool_mutex_);
+    vkFreeCommandBuffers(device_, command_pool_, 1, &cb);
+  };
+  try {
+    VkCommandBufferBeginInfo begin{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+    TERNVK_VK_CHECK(vkBeginCommandBuffer(cb, &begin));
+    record(cb);
+    TERNVK_VK_CHECK(vkEndCommandBuffer(cb));
+    VkFenceCreateInfo fence_info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    TERNVK_VK_CHECK(vkCreateFence(device_, &fence_info, nullptr, &fence));
+    submit(cb, fence);
+    wait(fence, "a transfer");
+  } catch (...) {
+    cleanup();
+    throw;
+  }
+  cleanup();
+}
+
+void Device::upload(const Buffer& dst, const void* data, VkDeviceSize bytes, VkDeviceSize dst_offset) {
+  if (dst_offset + bytes > dst.size())
+    throw Error("upload of " + std::to_string(bytes) + " bytes at offset " + std::to_string(dst_offset) +
+                " does not fit a buffer of " + std::to_string(dst.size()) + " bytes");
+  if (bytes == 0) return;
+  if (dst.host_visible()) {
+    std::memcpy(static_cast<char*>(dst.mapped()) + dst_offset, data, bytes);
+    return;
+  }
+  const VkDeviceSize chunk = std::min<VkDeviceSize>(bytes, 32ull << 20);
+  Buffer staging = create_buffer(chunk, MemoryKind::HostUpload, "upload staging");
+  for (VkDeviceSize done = 0; done < bytes; done += chunk) {
+    const VkDeviceSize n = std::min(chunk, bytes - done);
+    std::memcpy(staging.mapped(), static_cast<const char*>(data) + done, n);
+    run_now([&](VkCommandBuffer cb) {
+      VkBufferCopy region{0, dst_offset + done, n};
+      vkCmdCopyBuffer(cb, staging.handle(), dst.handle(), 1, &region);
+    });
+  }
+}
+
+void Device::download(const Buffer& src, void* data, VkDeviceSize bytes, VkDeviceSize src_offset) {
+  if (src_offset + bytes > src.size())
+    throw Error("download of " + std::to_string(bytes) + " bytes at offset " + std::to_string(src_offset) +
+                " reads past a buffer of " + std::to_string(src.size()) + " bytes");
+  if (bytes == 0) return;
+  if (src.host_visible()) {
+    std::memcpy(data, static_cast<const char*>(src.mapped()) + src_offset, bytes);
+    return;
+  }
+  const VkDeviceSize chunk = std::min<VkDeviceSize>(bytes, 32ull << 20);
+  Buffer staging = create_buffer(chunk, MemoryKind::HostReadback, "download staging");
+  for (VkDeviceSize done = 0; done < bytes; done += chunk) {
+    const VkDeviceSize n = std::min(chunk, bytes - done);
+    run_now([&](VkCommandBuffer cb) {
+      VkBufferCopy region{src_offset + done, 0, n};
+      vkCmdCopyBuffer(cb, src.handle(), staging.handle(), 1, &region);
+      VkMemoryBarrier barrier{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+      barrier.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+      barrier.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+      vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &barrier, 0,
+                           nullptr, 0, nullptr);
+    });
+    std::memcpy(static_cast<char*>(data) + done, staging.mapped(), n);
+  }
+}
+
+}  // namespace ternvk

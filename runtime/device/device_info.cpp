@@ -1,0 +1,184 @@
+#include "runtime/device/device_info.h"
+
+#include <cstring>
+#include <sstream>
+
+namespace ternvk {
+namespace {
+
+bool has_extension(const std::vector<VkExtensionProperties>& extensions, const char* name) {
+  for (const auto& e : extensions)
+    if (std::strcmp(e.extensionName, name) == 0) return true;
+  return false;
+}
+
+std::string mib(uint64_t bytes) {
+  std::ostringstream out;
+  out << (bytes >> 20) << " MiB";
+  return out.str();
+}
+
+}  // namespace
+
+uint64_t DeviceInfo::device_local_bytes() const {
+  uint64_t total = 0;
+  for (const auto& h : heaps)
+    if (h.device_local) total += h.size;
+  return total;
+}
+
+std::string DeviceInfo::vendor_name() const {
+  switch (vendor_id) {
+    case 0x1002: return "AMD";
+    case 0x10DE: return "NVIDIA";
+    case 0x8086: return "Intel";
+    case 0x106B: return "Apple";
+    case 0x13B5: return "ARM";
+    case 0x5143: return "Qualcomm";
+    case 0x1010: return "Imagination";
+    case 0x10005: return "Mesa";
+    default: {
+      std::ostringstream out;
+      out << "vendor 0x" << std::hex << vendor_id;
+      return out.str();
+    }
+  }
+}
+
+std::string DeviceInfo::type_name() const {
+  switch (type) {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return "discrete GPU";
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return "integrated GPU";
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return "virtual GPU";
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: return "CPU";
+    default: return "other";
+  }
+}
+
+uint64_t DeviceInfo::preference_score() const {
+  uint64_t rank = 0;
+  switch (type) {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: rank = 4; break;
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: rank = 3; break;
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: rank = 2; break;
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: rank = 1; break;
+    default: rank = 0;
+  }
+  return (rank << 56) | (device_local_bytes() >> 20);
+}
+
+std::string DeviceInfo::describe() const {
+  std::ostringstream out;
+  out << "[" << index << "] " << name << " (" << type_name() << ", " << vendor_name() << ")\n";
+  out << "    driver: " << driver_name << (driver_info.empty() ? "" : " " + driver_info)
+      << ", Vulkan " << VK_API_VERSION_MAJOR(api_version) << "." << VK_API_VERSION_MINOR(api_version)
+      << "." << VK_API_VERSION_PATCH(api_version) << "\n";
+  out << "    memory heaps:";
+  for (size_t i = 0; i < heaps.size(); ++i)
+    out << (i ? "," : "") << " " << mib(heaps[i].size) << (heaps[i].device_local ? " device-local" : " host");
+  out << "\n    subgroup size " << subgroup_size << " (" << min_subgroup_size << "-" << max_subgroup_size
+      << "), max storage buffer range " << mib(max_storage_buffer_range) << ", shared memory "
+      << (max_shared_memory >> 10) << " KiB\n";
+  auto yes = [](bool b) { return b ? "yes" : "no"; };
+  out << "    features used: 8-bit storage " << yes(storage_8bit) << ", 16-bit storage " << yes(storage_16bit)
+      << ", int8 dot product " << (integer_dot_product ? (integer_dot_4x8_packed_accelerated ? "yes (accelerated)" : "yes (not accelerated: portable path)") : "no (portable path)")
+      << ", subgroup arithmetic " << yes(subgroup_arithmetic) << ", subgroup size control "
+      << yes(subgroup_size_control) << ", cooperative matrix " << (cooperative_matrix ? "present (not used yet)" : "no")
+      << ", timestamps " << yes(timestamps);
+  return out.str();
+}
+
+DeviceInfo query_device_info(VkPhysicalDevice physical, uint32_t index) {
+  DeviceInfo info;
+  info.index = index;
+  info.physical = physical;
+
+  uint32_t count = 0;
+  vkEnumerateDeviceExtensionProperties(physical, nullptr, &count, nullptr);
+  std::vector<VkExtensionProperties> extensions(count);
+  vkEnumerateDeviceExtensionProperties(physical, nullptr, &count, extensions.data());
+  info.cooperative_matrix = has_extension(extensions, "VK_KHR_cooperative_matrix");
+  info.memory_budget = has_extension(extensions, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+
+  VkPhysicalDeviceProperties basic{};
+  vkGetPhysicalDeviceProperties(physical, &basic);
+  const bool vulkan13 = basic.apiVersion >= VK_API_VERSION_1_3;
+
+  VkPhysicalDeviceShaderIntegerDotProductProperties dot_props{};
+  dot_props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES;
+  VkPhysicalDeviceSubgroupSizeControlProperties size_control_props{};
+  size_control_props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES;
+  size_control_props.pNext = vulkan13 ? &dot_props : nullptr;
+  VkPhysicalDeviceDriverProperties driver{};
+  driver.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES;
+  driver.pNext = vulkan13 ? &size_control_props : nullptr;
+  VkPhysicalDeviceSubgroupProperties subgroup{};
+  subgroup.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;
+  subgroup.pNext = &driver;
+  VkPhysicalDeviceProperties2 props{};
+  props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
+  props.pNext = &subgroup;
+  vkGetPhysicalDeviceProperties2(physical, &props);
+  const auto& p = props.properties;
+
+  info.name = p.deviceName;
+  info.vendor_id = p.vendorID;
+  info.device_id = p.deviceID;
+  info.type = p.deviceType;
+  info.api_version = p.apiVersion;
+  info.driver_name = driver.driverName;
+  info.driver_info = driver.driverInfo;
+  info.subgroup_size = subgroup.subgroupSize;
+  info.min_subgroup_size = vulkan13 ? size_control_props.minSubgroupSize : subgroup.subgroupSize;
+  info.max_subgroup_size = vulkan13 ? size_control_props.maxSubgroupSize : subgroup.subgroupSize;
+  const bool compute_subgroups = subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT;
+  info.subgroup_arithmetic = compute_subgroups && (subgroup.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
+  info.subgroup_shuffle = compute_subgroups && (subgroup.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
+  info.subgroup_clustered = compute_subgroups && (subgroup.supportedOperations & VK_SUBGROUP_FEATURE_CLUSTERED_BIT);
+  info.max_storage_buffer_range = p.limits.maxStorageBufferRange;
+  info.max_workgroup_invocations = p.limits.maxComputeWorkGroupInvocations;
+  info.max_workgroup_count_x = p.limits.maxComputeWorkGroupCount[0];
+  info.max_shared_memory = p.limits.maxComputeSharedMemorySize;
+  info.max_push_constants = p.limits.maxPushConstantsSize;
+  info.min_storage_buffer_offset_alignment = p.limits.minStorageBufferOffsetAlignment;
+  info.timestamp_period_ns = p.limits.timestampPeriod;
+
+  VkPhysicalDeviceVulkan13Features f13{};
+  f13.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES;
+  VkPhysicalDeviceVulkan12Features f12{};
+  f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
+  f12.pNext = vulkan13 ? &f13 : nullptr;
+  VkPhysicalDeviceVulkan11Features f11{};
+  f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
+  f11.pNext = &f12;
+  VkPhysicalDeviceFeatures2 features{};
+  features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+  features.pNext = &f11;
+  vkGetPhysicalDeviceFeatures2(physical, &features);
+  info.storage_8bit = f12.storageBuffer8BitAccess;
+  info.storage_16bit = f11.storageBuffer16BitAccess;
+  info.shader_int8 = f12.shaderInt8;
+  info.shader_float16 = f12.shaderFloat16;
+  info.shader_int16 = features.features.shaderInt16;
+  info.subgroup_size_control = vulkan13 && f13.subgroupSizeControl && f13.computeFullSubgroups;
+  info.integer_dot_product = vulkan13 && f13.shaderIntegerDotProduct;
+  info.integer_dot_4x8_packed_accelerated =
+      vulkan13 && dot_props.integerDotProduct4x8BitPackedSignedAccelerated;
+
+  uint32_t family_count = 0;
+  vkGetPhysicalDeviceQueueFamilyProperties(physical, &family_count, nullptr);
+  std::vector<VkQueueFamilyProperties> families(family_count);
+  vkGetPhysicalDeviceQueueFamilyProperties(physical, &family_count, families.data());
+  for (const auto& f : families)
+    if ((f.queueFlags & VK_QUEUE_COMPUTE_BIT) && f.timestampValidBits > 0 && p.limits.timestampPeriod > 0)
+      info.timestamps = true;
+
+  VkPhysicalDeviceMemoryProperties memory{};
+  vkGetPhysicalDeviceMemoryProperties(physical, &memory);
+  for (uint32_t i = 0; i < memory.memoryHeapCount; ++i)
+    info.heaps.push_back({memory.memoryHeaps[i].size,
+                          (memory.memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) != 0});
+  return info;
+}
+
+}  // namespace ternvk

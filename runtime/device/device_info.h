@@ -1,0 +1,74 @@
+// What a physical device is and can do, read once at start-up. Op code asks named predicates
+// here (has_fast_int8_dot()) instead of checking vendor ids.
+#pragma once
+#include <vulkan/vulkan.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ternvk {
+
+struct MemoryHeapInfo {
+  uint64_t size = 0;
+  bool device_local = false;
+};
+
+struct DeviceInfo {
+  uint32_t index = 0;  // position in vkEnumeratePhysicalDevices
+  VkPhysicalDevice physical = VK_NULL_HANDLE;
+  std::string name;
+  uint32_t vendor_id = 0;
+  uint32_t device_id = 0;
+  VkPhysicalDeviceType type = VK_PHYSICAL_DEVICE_TYPE_OTHER;
+  uint32_t api_version = 0;
+  std::string driver_name;
+  std::string driver_info;
+  std::vector<MemoryHeapInfo> heaps;
+
+  uint32_t subgroup_size = 1;
+  uint32_t min_subgroup_size = 1;
+  uint32_t max_subgroup_size = 1;
+  bool subgroup_arithmetic = false;   // subgroupAdd & co. in compute shaders
+  bool subgroup_shuffle = false;
+  bool subgroup_clustered = false;
+  bool subgroup_size_control = false; // can require a subgroup size for a pipeline
+
+  uint64_t max_storage_buffer_range = 0;
+  uint32_t max_workgroup_invocations = 0;
+  uint32_t max_workgroup_count_x = 0;
+  uint32_t max_shared_memory = 0;
+  uint32_t max_push_constants = 0;
+  uint64_t min_storage_buffer_offset_alignment = 0;
+  bool timestamps = false;
+  float timestamp_period_ns = 0.0f;
+
+  bool storage_8bit = false;
+  bool storage_16bit = false;
+  bool shader_int8 = false;
+  bool shader_float16 = false;
+  bool shader_int16 = false;
+  bool integer_dot_product = false;             // OpSDot & co. exist
+  bool integer_dot_4x8_packed_accelerated = false;
+  bool cooperative_matrix = false;              // VK_KHR_cooperative_matrix present
+  bool memory_budget = false;                   // VK_EXT_memory_budget present
+
+  bool is_cpu() const { return type == VK_PHYSICAL_DEVICE_TYPE_CPU; }
+  bool is_discrete() const { return type == VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU; }
+  // Integrated GPUs and CPU devices share memory with the host: no staging copy needed.
+  bool unified_memory() const {
+    return type == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU || type == VK_PHYSICAL_DEVICE_TYPE_CPU;
+  }
+  bool has_fast_int8_dot() const { return integer_dot_product && integer_dot_4x8_packed_accelerated; }
+  uint64_t device_local_bytes() const;
+  std::string vendor_name() const;
+  std::string type_name() const;
+  // Higher is better: discrete > integrated > virtual > cpu, then by device-local memory.
+  uint64_t preference_score() const;
+  // A multi-line human description (name, vendor, driver, heaps, subgroups, features used).
+  std::string describe() const;
+};
+
+DeviceInfo query_device_info(VkPhysicalDevice physical, uint32_t index);
+
+}  // namespace ternvk

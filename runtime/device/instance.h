@@ -1,0 +1,50 @@
+// The Vulkan instance: finds every physical device of every vendor (CPU devices included) and,
+// when asked, turns on the Khronos validation layer and counts what it reports.
+#pragma once
+#include <vulkan/vulkan.h>
+
+#include <atomic>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/device/device_info.h"
+
+namespace ternvk {
+
+struct InstanceOptions {
+  // Enable VK_LAYER_KHRONOS_validation. Defaults to the TERNVK_VALIDATION environment variable.
+  std::optional<bool> validation;
+};
+
+class Instance {
+ public:
+  explicit Instance(InstanceOptions options = {});
+  ~Instance();
+  Instance(const Instance&) = delete;
+  Instance& operator=(const Instance&) = delete;
+
+  VkInstance handle() const { return instance_; }
+  const std::vector<DeviceInfo>& devices() const { return devices_; }
+  bool validation_enabled() const { return messenger_ != VK_NULL_HANDLE; }
+  // Validation errors reported since creation; tests require it to stay at zero.
+  uint64_t validation_errors() const { return validation_errors_.load(); }
+  const std::string& last_validation_message() const { return last_validation_message_; }
+
+  // Picks a device: `requested` (an index from devices()), else the TERNVK_DEVICE environment
+  // variable, else the most capable one. Throws an Error listing the devices when out of range.
+  const DeviceInfo& select(std::optional<int> requested = std::nullopt) const;
+
+ private:
+  static VKAPI_ATTR VkBool32 VKAPI_CALL on_message(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
+                                                   VkDebugUtilsMessageTypeFlagsEXT types,
+                                                   const VkDebugUtilsMessengerCallbackDataEXT* data,
+                                                   void* self);
+  VkInstance instance_ = VK_NULL_HANDLE;
+  VkDebugUtilsMessengerEXT messenger_ = VK_NULL_HANDLE;
+  std::vector<DeviceInfo> devices_;
+  std::atomic<uint64_t> validation_errors_{0};
+  std::string last_validation_message_;
+};
+
+}  // namespace ternvk

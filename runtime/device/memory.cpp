@@ -1,0 +1,218 @@
+#include "runtime/device/memory.h"
+
+#include <algorithm>
+#include <map>
+
+#include "runtime/device/vk_check.h"
+
+namespace ternvk {
+
+// One VkDeviceMemory with a free list of [offset, size) ranges.
+class MemoryBlock {
+ public:
+  MemoryBlock(VkDevice device, VkDeviceMemory memory, VkDeviceSize size, uint32_t type, bool host_visible)
+      : device_(device), memory_(memory), size_(size), type_(type), free_{{0, size}} {
+    if (host_visible) TERNVK_VK_CHECK(vkMapMemory(device_, memory_, 0, VK_WHOLE_SIZE, 0, &mapped_));
+  }
+  ~MemoryBlock() {
+    if (mapped_) vkUnmapMemory(device_, memory_);
+    vkFreeMemory(device_, memory_, nullptr);
+  }
+  bool allocate(VkDeviceSize size, VkDeviceSize alignment, VkDeviceSize* offset) {
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      VkDeviceSize start = (it->first + alignment - 1) / alignment * alignment;
+      VkDeviceSize end = it->first + it->second;
+      if (start + size > end) continue;
+      VkDeviceSize range_start = it->first;
+      free_.erase(it);
+      if (start > range_start) free_[range_start] = start - range_start;
+      if (start + size < end) free_[start + size] = end - (start + size);
+      used_ += size;
+      *offset = start;
+      return true;
+    }
+    return false;
+  }
+  void release(VkDeviceSize offset, VkDeviceSize size) {
+    used_ -= size;
+    auto [it, inserted] = free_.emplace(offset, size);
+    (void)inserted;
+    auto next = std::next(it);
+    if (next != free_.end() && it->first + it->second == next->first) {
+      it->second += next->second;
+      free_.erase(next);
+    }
+    if (it != free_.begin()) {
+      auto prev = std::prev(it);
+      if (prev->first + prev->second == it->first) {
+        prev->second += it->second;
+        free_.erase(it);
+      }
+    }
+  }
+  VkDeviceMemory memory() const { return memory_; }
+  VkDeviceSize size() const { return size_; }
+  VkDeviceSize used() const { return used_; }
+  uint32_t type() const { return type_; }
+  void* mapped() const { return mapped_; }
+  std::mutex* owner_mutex = nullptr;
+
+ private:
+  VkDevice device_;
+  VkDeviceMemory memory_;
+  VkDeviceSize size_;
+  uint32_t type_;
+  void* mapped_ = nullptr;
+  VkDeviceSize used_ = 0;
+  std::map<VkDeviceSize, VkDeviceSize> free_;
+};
+
+Buffer::~Buffer() { release(); }
+
+Buffer::Buffer(Buffer&& other) noexcept { *this = std::move(other); }
+
+Buffer& Buffer::operator=(Buffer&& other) noexcept {
+  if (this != &other) {
+    release();
+    device_ = other.device_;
+    buffer_ = other.buffer_;
+    size_ = other.size_;
+    block_ = other.block_;
+    block_offset_ = other.block_offset_;
+    block_size_ = other.block_size_;
+    mapped_ = other.mapped_;
+    other.buffer_ = VK_NULL_HANDLE;
+    other.block_ = nullptr;
+    other.mapped_ = nullptr;
+    other.size_ = 0;
+  }
+  return *this;
+}
+
+void Buffer::release() {
+  if (buffer_) vkDestroyBuffer(device_, buffer_, nullptr);
+  if (block_) {
+    std::lock_guard lock(*block_->owner_mutex);
+    block_->release(block_offset_, block_size_);
+  }
+  buffer_ = VK_NULL_HANDLE;
+  block_ = nullptr;
+  mapped_ = nullptr;
+}
+
+MemoryAllocator::MemoryAllocator(VkDevice device, VkPhysicalDevice physical, bool unified_memory)
+    : device_(device), unified_memory_(unified_memory) {
+  vkGetPhysicalDeviceMemoryProperties(physical, &properties_);
+}
+
+MemoryAllocator::~MemoryAllocator() = default;
+
+uint32_t MemoryAllocator::choose_type(uint32_t type_bits, MemoryKind kind) const {
+  auto find = [&](VkMemoryPropertyFlags wanted) -> int {
+    for (uint32_t i = 0; i < properties_.memoryTypeCount; ++i)
+      if ((type_bits & (1u << i)) && (properties_.memoryTypes[i].propertyFlags & wanted) == wanted)
+        return static_cast<int>(i);
+    return -1;
+  };
+  const VkMemoryPropertyFlags local = VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
+  const VkMemoryPropertyFlags host = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+  std::vector<VkMemoryPropertyFlags> order;
+  switch (kind) {
+    case MemoryKind::DeviceLocal:
+      if (unified_memory_) order.push_back(local | host);
+      order.push_back(local);
+      order.push_back(0);
+      break;
+    case MemoryKind::HostUpload:
+      order = {host};
+      break;
+    case MemoryKind::HostReadback:
+      order = {host | VK_MEMORY_PROPERTY_HOST_CACHED_BIT, host};
+      break;
+  }
+  for (auto flags : order)
+    if (int t = find(flags); t >= 0) return static_cast<uint32_t>(t);
+  throw Error("the device offers no memory type for this buffer (type bits 0x" + std::to_string(type_bits) + ")");
+}
+
+Buffer MemoryAllocator::create(VkDeviceSize size, MemoryKind kind, const std::string& what) {
+  size = std::max<VkDeviceSize>(size, 16);
+  VkBufferCreateInfo info{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
+  info.size = size;
+  info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+               VK_BUFFER_USAGE_TRANSFER_DST_BIT | VK_BUFFER_USAGE_UNIFORM_BUFFER_BIT;
+  info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+  Buffer buffer;
+  buffer.device_ = device_;
+  buffer.size_ = size;
+  uint64_t largest_heap = 0;
+  for (uint32_t h = 0; h < properties_.memoryHeapCount; ++h)
+    largest_heap = std::max<uint64_t>(largest_heap, properties_.memoryHeaps[h].size);
+  if (size > largest_heap)
+    throw OutOfMemoryError("out of GPU memory: " + what + " needs " + std::to_string(size >> 20) +
+                           " MiB but the largest device heap holds " + std::to_string(largest_heap >> 20) +
+                           " MiB. Use a smaller model or context, or another device (--device)");
+  if (VkResult r = vkCreateBuffer(device_, &info, nullptr, &buffer.buffer_); r != VK_SUCCESS)
+    throw OutOfMemoryError("could not create a buffer of " + std::to_string(size) + " bytes for " + what + " (" +
+                           vk_result_name(r) + ")");
+  VkMemoryRequirements req{};
+  vkGetBufferMemoryRequirements(device_, buffer.buffer_, &req);
+  const uint32_t type = choose_type(req.memoryTypeBits, kind);
+  const bool host_visible = properties_.memoryTypes[type].propertyFlags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT;
+
+  std::lock_guard lock(mutex_);
+  MemoryBlock* block = nullptr;
+  VkDeviceSize offset = 0;
+  for (auto& b : blocks_)
+    if (b->type() == type && b->allocate(req.size, req.alignment, &offset)) {
+      block = b.get();
+      break;
+    }
+  if (!block) {
+    const auto& heap = properties_.memoryHeaps[properties_.memoryTypes[type].heapIndex];
+    if (req.size > heap.size)
+      throw OutOfMemoryError("out of GPU memory: " + what + " needs " + std::to_string(size >> 20) +
+                             " MiB but the device heap holds only " + std::to_string(heap.size >> 20) +
+                             " MiB. Use a smaller model or context, or another device (--device)");
+    const VkDeviceSize block_size = std::min(std::max(kBlockSize, req.size), heap.size);
+    VkMemoryAllocateInfo alloc{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
+    alloc.allocationSize = block_size;
+    alloc.memoryTypeIndex = type;
+    VkDeviceMemory memory = VK_NULL_HANDLE;
+    VkResult result = vkAllocateMemory(device_, &alloc, nullptr, &memory);
+    if (result != VK_SUCCESS) {
+      throw OutOfMemoryError("out of GPU memory allocating " + std::to_string(size >> 20) + " MiB for " + what +
+                             " (" + vk_result_name(result) + "): the heap holds " + std::to_string(heap.size >> 20) +
+                             " MiB and ternvk already uses " + std::to_string(bytes_reserved() >> 20) +
+                             " MiB of it. Use a smaller model or context, or another device (--device)");
+    }
+    blocks_.push_back(std::make_unique<MemoryBlock>(device_, memory, block_size, type, host_visible));
+    block = blocks_.back().get();
+    block->owner_mutex = &mutex_;
+    if (!block->allocate(req.size, req.alignment, &offset)) throw Error("internal: fresh memory block too small");
+  }
+  buffer.block_ = block;
+  buffer.block_offset_ = offset;
+  buffer.block_size_ = req.size;
+  TERNVK_VK_CHECK(vkBindBufferMemory(device_, buffer.buffer_, block->memory(), offset));
+  if (block->mapped()) buffer.mapped_ = static_cast<char*>(block->mapped()) + offset;
+  uint64_t in_use = 0;
+  for (auto& b : blocks_) in_use += b->used();
+  peak_ = std::max(peak_, in_use);
+  return buffer;
+}
+
+uint64_t MemoryAllocator::bytes_in_use() const {
+  std::lock_guard lock(mutex_);
+  uint64_t total = 0;
+  for (auto& b : blocks_) total += b->used();
+  return total;
+}
+
+uint64_t MemoryAllocator::bytes_reserved() const {
+  uint64_t total = 0;
+  for (auto& b : blocks_) total += b->size();
+  return total;
+}
+
+}  // namespace ternvk

@@ -1,0 +1,87 @@
+// GPU memory by lifetime: a model is a few large VkDeviceMemory blocks, each split into many
+// VkBuffers (one per tensor), instead of one allocation per tensor.
+#pragma once
+#include <vulkan/vulkan.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace ternvk {
+
+class Device;
+
+enum class MemoryKind {
+  DeviceLocal,  // weights, activations, KV cache (host-visible too on unified-memory devices)
+  HostUpload,   // staging and per-step parameters written by the host
+  HostReadback, // results the host reads (host-cached when the device offers it)
+};
+
+struct BufferRange {
+  VkBuffer buffer = VK_NULL_HANDLE;
+  VkDeviceSize offset = 0;
+  VkDeviceSize size = 0;
+};
+
+class MemoryBlock;
+
+// One VkBuffer bound to a piece of a shared memory block. Move-only; frees its piece on destruction.
+class Buffer {
+ public:
+  Buffer() = default;
+  ~Buffer();
+  Buffer(Buffer&& other) noexcept;
+  Buffer& operator=(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  VkBuffer handle() const { return buffer_; }
+  VkDeviceSize size() const { return size_; }
+  // Host pointer when the memory is host-visible (always for HostUpload/HostReadback).
+  void* mapped() const { return mapped_; }
+  bool host_visible() const { return mapped_ != nullptr; }
+  BufferRange range() const { return {buffer_, 0, size_}; }
+  BufferRange range(VkDeviceSize offset, VkDeviceSize size) const { return {buffer_, offset, size}; }
+  explicit operator bool() const { return buffer_ != VK_NULL_HANDLE; }
+
+ private:
+  friend class MemoryAllocator;
+  void release();
+  VkDevice device_ = VK_NULL_HANDLE;
+  VkBuffer buffer_ = VK_NULL_HANDLE;
+  VkDeviceSize size_ = 0;
+  MemoryBlock* block_ = nullptr;
+  VkDeviceSize block_offset_ = 0;
+  VkDeviceSize block_size_ = 0;
+  void* mapped_ = nullptr;
+};
+
+// Sub-allocates buffers from large blocks, per memory type, with a first-fit free list.
+class MemoryAllocator {
+ public:
+  MemoryAllocator(VkDevice device, VkPhysicalDevice physical, bool unified_memory);
+  ~MemoryAllocator();
+  MemoryAllocator(const MemoryAllocator&) = delete;
+  MemoryAllocator& operator=(const MemoryAllocator&) = delete;
+
+  // `what` names the buffer in the error raised when the heap is full.
+  Buffer create(VkDeviceSize size, MemoryKind kind, const std::string& what);
+
+  uint64_t bytes_in_use() const;
+  uint64_t peak_bytes_in_use() const { return peak_; }
+  uint64_t bytes_reserved() const;  // sum of VkDeviceMemory blocks
+  static constexpr VkDeviceSize kBlockSize = 64ull << 20;
+
+ private:
+  uint32_t choose_type(uint32_t type_bits, MemoryKind kind) const;
+  VkDevice device_;
+  VkPhysicalDeviceMemoryProperties properties_{};
+  bool unified_memory_;
+  mutable std::mutex mutex_;
+  std::vector<std::unique_ptr<MemoryBlock>> blocks_;
+  uint64_t peak_ = 0;
+};
+
+}  // namespace ternvk

@@ -1,0 +1,221 @@
+#include "runtime/device/recording.h"
+
+#include "runtime/device/device.h"
+#include "runtime/device/vk_check.h"
+
+namespace ternvk {
+namespace {
+constexpr uint32_t kSetsPerPool = 256;
+constexpr uint32_t kTimestampCapacity = 8192;
+}  // namespace
+
+Recording::Recording(Device& device, RecordingOptions options) : device_(device) {
+  VkDevice vk = device.handle();
+  VkCommandBufferAllocateInfo alloc{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+  alloc.commandPool = device.command_pool();
+  alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  alloc.commandBufferCount = 1;
+  TERNVK_VK_CHECK(vkAllocateCommandBuffers(vk, &alloc, &commands_));
+  VkFenceCreateInfo fence{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+  TERNVK_VK_CHECK(vkCreateFence(vk, &fence, nullptr, &fence_));
+  VkCommandBufferBeginInfo begin{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+  TERNVK_VK_CHECK(vkBeginCommandBuffer(commands_, &begin));
+  if (options.timestamps && device.info().timestamps) {
+    VkQueryPoolCreateInfo q{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+    q.queryType = VK_QUERY_TYPE_TIMESTAMP;
+    q.queryCount = kTimestampCapacity;
+    TERNVK_VK_CHECK(vkCreateQueryPool(vk, &q, nullptr, &query_pool_));
+    query_capacity_ = kTimestampCapacity;
+    vkCmdResetQueryPool(commands_, query_pool_, 0, query_capacity_);
+    write_timestamp("start");
+  }
+  // Earlier submits on this queue may have written what this one reads.
+  barrier();
+}
+
+Recording::~Recording() {
+  VkDevice vk = device_.handle();
+  if (pending_) vkWaitForFences(vk, 1, &fence_, VK_TRUE, UINT64_MAX);
+  if (query_pool_) vkDestroyQueryPool(vk, query_pool_, nullptr);
+  for (auto pool : pools_) vkDestroyDescriptorPool(vk, pool, nullptr);
+  vkDestroyFence(vk, fence_, nullptr);
+  vkFreeCommandBuffers(vk, device_.command_pool(), 1, &commands_);
+}
+
+void Recording::ensure_descriptor_pool() {
+  if (sets_left_in_pool_ > 0) return;
+  VkDescriptorPoolSize sizes[] = {{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kSetsPerPool * 8},
+                                  {VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER, kSetsPerPool}};
+  VkDescriptorPoolCreateInfo info{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
+  info.maxSets = kSetsPerPool;
+  info.poolSizeCount = 2;
+  info.pPoolSizes = sizes;
+  VkDescriptorPool pool = VK_NULL_HANDLE;
+  TERNVK_VK_CHECK(vkCreateDescriptorPool(device_.handle(), &info, nullptr, &pool));
+  pools_.push_back(pool);
+  sets_left_in_pool_ = kSetsPerPool;
+}
+
+void Recording::barrier() {
+  VkMemoryBarrier b{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+  b.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+  b.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                    VK_ACCESS_TRANSFER_WRITE_BIT;
+  const VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+  vkCmdPipelineBarrier(commands_, stages, stages, 0, 1, &b, 0, nullptr, 0, nullptr);
+  written_since_barrier_.clear();
+  read_since_barrier_.clear();
+}
+
+void Recording::track(const Pipeline& pipeline, const std::vector<BufferRange>& bindings) {
+  const auto& reflected = pipeline.reflection().bindings;
+  bool hazard = false;
+  for (size_t i = 0; i < bindings.size(); ++i) {
+    VkBuffer b = bindings[i].buffer;
+    if (written_since_barrier_.count(b)) hazard = true;                       // read/write after write
+    if (!reflected[i].read_only && read_since_barrier_.count(b)) hazard = true;  // write after read
+  }
+  if (hazard) barrier();
+  for (size_t i = 0; i < bindings.size(); ++i) {
+    if (reflected[i].read_only) read_since_barrier_.insert(bindings[i].buffer);
+    else written_since_barrier_.insert(bindings[i].buffer);
+  }
+}
+
+void Recording::track_transfer(VkBuffer read, VkBuffer written) {
+  if (written_since_barrier_.count(read) || written_since_barrier_.count(written) ||
+      read_since_barrier_.count(written))
+    barrier();
+  if (read) read_since_barrier_.insert(read);
+  written_since_barrier_.insert(written);
+}
+
+void Recording::write_timestamp(const std::string& label) {
+  if (!query_pool_) return;
+  if (labels_.size() >= query_capacity_)
+    throw Error("a recording holds at most " + std::to_string(query_capacity_) + " timestamped commands");
+  vkCmdWriteTimestamp(commands_, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, query_pool_,
+                      static_cast<uint32_t>(labels_.size()));
+  labels_.push_back(label);
+}
+
+void Recording::dispatch(const Pipeline& pipeline, std::initializer_list<BufferRange> bindings, const void* push,
+                         uint32_t push_size, uint32_t gx, uint32_t gy, uint32_t gz, const std::string& label) {
+  dispatch(pipeline, std::vector<BufferRange>(bindings), push, push_size, gx, gy, gz, label);
+}
+
+void Recording::dispatch(const Pipeline& pipeline, const std::vector<BufferRange>& bindings, const void* push,
+                         uint32_t push_size, uint32_t gx, uint32_t gy, uint32_t gz, const std::string& label) {
+  if (finished_) throw Error("internal: dispatch recorded after finish()");
+  const auto& reflected = pipeline.reflection();
+  if (bindings.size() != reflected.bindings.size())
+    throw Error("shader " + pipeline.name() + " declares " + std::to_string(reflected.bindings.size()) +
+                " buffers but the dispatch binds " + std::to_string(bindings.size()));
+  if (push_size != reflected.push_constant_size)
+    throw Error("shader " + pipeline.name() + " takes " + std::to_string(reflected.push_constant_size) +
+                " bytes of push constants but the dispatch pushes " + std::to_string(push_size));
+  const auto& info = device_.info();
+  for (size_t i = 0; i < bindings.size(); ++i) {
+    if (!bindings[i].buffer) throw Error("shader " + pipeline.name() + ": binding " + std::to_string(i) + " is empty");
+    if (bindings[i].size > info.max_storage_buffer_range)
+      throw Error("shader " + pipeline.name() + ": binding " + std::to_string(i) + " spans " +
+                  std::to_string(bindings[i].size) + " bytes, more than this device's maxStorageBufferRange (" +
+                  std::to_string(info.max_storage_buffer_range) + "); the tensor must be split");
+    if (bindings[i].offset % info.min_storage_buffer_offset_alignment)
+      throw Error("shader " + pipeline.name() + ": binding " + std::to_string(i) + " offset " +
+                  std::to_string(bindings[i].offset) + " is not aligned to " +
+                  std::to_string(info.min_storage_buffer_offset_alignment));
+  }
+  if (gx == 0 || gy == 0 || gz == 0) return;  // nothing to do; a zero-size dispatch is legal but pointless
+  if (gx > info.max_workgroup_count_x)
+    throw Error("shader " + pipeline.name() + ": " + std::to_string(gx) + " workgroups exceed the device limit of " +
+                std::to_string(info.max_workgroup_count_x));
+
+  track(pipeline, bindings);
+  ensure_descriptor_pool();
+  VkDescriptorSetLayout layout = pipeline.set_layout();
+  VkDescriptorSetAllocateInfo alloc{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
+  alloc.descriptorPool = pools_.back();
+  alloc.descriptorSetCount = 1;
+  alloc.pSetLayouts = &layout;
+  VkDescriptorSet set = VK_NULL_HANDLE;
+  TERNVK_VK_CHECK(vkAllocateDescriptorSets(device_.handle(), &alloc, &set));
+  --sets_left_in_pool_;
+
+  std::vector<VkDescriptorBufferInfo> infos(bindings.size());
+  std::vector<VkWriteDescriptorSet> writes(bindings.size());
+  for (size_t i = 0; i < bindings.size(); ++i) {
+    infos[i] = {bindings[i].buffer, bindings[i].offset, bindings[i].size ? bindings[i].size : VK_WHOLE_SIZE};
+    writes[i] = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
+    writes[i].dstSet = set;
+    writes[i].dstBinding = reflected.bindings[i].binding;
+    writes[i].descriptorCount = 1;
+    writes[i].descriptorType =
+        reflected.bindings[i].uniform ? VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    writes[i].pBufferInfo = &infos[i];
+  }
+  vkUpdateDescriptorSets(device_.handle(), static_cast<uint32_t>(writes.size()), writes.data(), 0, nullptr);
+
+  vkCmdBindPipeline(commands_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.handle());
+  vkCmdBindDescriptorSets(commands_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout(), 0, 1, &set, 0, nullptr);
+  if (push_size) vkCmdPushConstants(commands_, pipeline.layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, push_size, push);
+  vkCmdDispatch(commands_, gx, gy, gz);
+  ++dispatch_count_;
+  write_timestamp(label.empty() ? pipeline.name() : label);
+}
+
+void Recording::copy(BufferRange src, BufferRange dst) {
+  if (src.size != dst.size) throw Error("internal: copy between ranges of different sizes");
+  track_transfer(src.buffer, dst.buffer);
+  VkBufferCopy region{src.offset, dst.offset, src.size};
+  vkCmdCopyBuffer(commands_, src.buffer, dst.buffer, 1, &region);
+  write_timestamp("copy");
+}
+
+void Recording::fill(BufferRange dst, uint32_t value) {
+  track_transfer(VK_NULL_HANDLE, dst.buffer);
+  vkCmdFillBuffer(commands_, dst.buffer, dst.offset, dst.size ? dst.size : VK_WHOLE_SIZE, value);
+  write_timestamp("fill");
+}
+
+void Recording::finish() {
+  if (finished_) return;
+  // Make every write visible to the host, which reads results after the fence.
+  VkMemoryBarrier b{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+  b.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+  b.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+  vkCmdPipelineBarrier(commands_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                       VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &b, 0, nullptr, 0, nullptr);
+  TERNVK_VK_CHECK(vkEndCommandBuffer(commands_));
+  finished_ = true;
+}
+
+void Recording::submit() {
+  if (!finished_) finish();
+  if (pending_) wait();
+  TERNVK_VK_CHECK(vkResetFences(device_.handle(), 1, &fence_));
+  device_.submit(commands_, fence_);
+  pending_ = true;
+}
+
+void Recording::wait() {
+  if (!pending_) return;
+  pending_ = false;
+  device_.wait(fence_, "a recorded command buffer");
+}
+
+std::vector<DispatchTiming> Recording::timings() const {
+  std::vector<DispatchTiming> out;
+  if (!query_pool_ || labels_.size() < 2) return out;
+  std::vector<uint64_t> stamps(labels_.size());
+  VkResult r = vkGetQueryPoolResults(device_.handle(), query_pool_, 0, static_cast<uint32_t>(stamps.size()),
+                                     stamps.size() * sizeof(uint64_t), stamps.data(), sizeof(uint64_t),
+                                     VK_QUERY_RESULT_64_BIT);
+  if (r != VK_SUCCESS) return out;
+  const double period_us = device_.info().timestamp_period_ns / 1000.0;
+  for (size_t i = 1; i < stamps.size(); ++i)
+    out.push_back({labels_[i], static_cast<double>(stamps[i] - stamps[i - 1]) * period_us});
+  return out;
+}
+
+}  // namespace ternvk

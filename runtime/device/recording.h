@@ -1,0 +1,88 @@
+// A command buffer recorded once and replayed many times: a whole forward pass is one submit.
+// The recording owns the descriptor sets it allocates (none are allocated per replay), inserts a
+// barrier only where a dispatch touches a buffer that an earlier, unbarriered dispatch wrote (or
+// writes one it read), and can write a GPU timestamp after every dispatch for the profiler.
+#pragma once
+#include <vulkan/vulkan.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <type_traits>
+#include <unordered_set>
+#include <vector>
+
+#include "runtime/device/memory.h"
+#include "runtime/device/pipeline.h"
+
+namespace ternvk {
+
+class Device;
+
+struct DispatchTiming {
+  std::string label;    // the shader name, or the label given at record time
+  double microseconds;  // GPU time from the end of the previous command to the end of this one
+};
+
+struct RecordingOptions {
+  bool timestamps = false;  // ignored (timing stays empty) on devices without timestamp support
+};
+
+class Recording {
+ public:
+  explicit Recording(Device& device, RecordingOptions options = {});
+  ~Recording();
+  Recording(const Recording&) = delete;
+  Recording& operator=(const Recording&) = delete;
+
+  // Binds `bindings` in binding order (as the shader declares them), pushes `push` and dispatches.
+  void dispatch(const Pipeline& pipeline, std::initializer_list<BufferRange> bindings, const void* push,
+                uint32_t push_size, uint32_t groups_x, uint32_t groups_y = 1, uint32_t groups_z = 1,
+                const std::string& label = {});
+  void dispatch(const Pipeline& pipeline, const std::vector<BufferRange>& bindings, const void* push,
+                uint32_t push_size, uint32_t groups_x, uint32_t groups_y = 1, uint32_t groups_z = 1,
+                const std::string& label = {});
+  template <class Push>
+    requires(!std::is_pointer_v<Push>)
+  void dispatch(const Pipeline& pipeline, std::initializer_list<BufferRange> bindings, const Push& push,
+                uint32_t groups_x, uint32_t groups_y = 1, uint32_t groups_z = 1, const std::string& label = {}) {
+    dispatch(pipeline, bindings, &push, sizeof(Push), groups_x, groups_y, groups_z, label);
+  }
+  void copy(BufferRange src, BufferRange dst);
+  void fill(BufferRange dst, uint32_t value);
+  // A full compute/transfer barrier (the automatic tracking makes this rarely needed).
+  void barrier();
+  // Ends recording; the recording can then be submitted any number of times.
+  void finish();
+
+  void submit();  // non-blocking
+  void wait();    // waits for the last submit
+  void submit_and_wait() { submit(); wait(); }
+
+  bool timestamps_enabled() const { return query_pool_ != VK_NULL_HANDLE; }
+  // Per-dispatch GPU times of the last completed submit (empty without timestamps).
+  std::vector<DispatchTiming> timings() const;
+  size_t dispatch_count() const { return dispatch_count_; }
+  Device& device() const { return device_; }
+
+ private:
+  void ensure_descriptor_pool();
+  void track(const Pipeline& pipeline, const std::vector<BufferRange>& bindings);
+  void track_transfer(VkBuffer read, VkBuffer written);
+  void write_timestamp(const std::string& label);
+  Device& device_;
+  VkCommandBuffer commands_ = VK_NULL_HANDLE;
+  VkFence fence_ = VK_NULL_HANDLE;
+  std::vector<VkDescriptorPool> pools_;
+  uint32_t sets_left_in_pool_ = 0;
+  VkQueryPool query_pool_ = VK_NULL_HANDLE;
+  uint32_t query_capacity_ = 0;
+  std::vector<std::string> labels_;
+  std::unordered_set<VkBuffer> written_since_barrier_;
+  std::unordered_set<VkBuffer> read_since_barrier_;
+  size_t dispatch_count_ = 0;
+  bool finished_ = false;
+  bool pending_ = false;
+};
+
+}  // namespace ternvk
