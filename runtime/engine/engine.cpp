@@ -1,0 +1,111 @@
+#include "runtime/engine/engine.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "runtime/core/error.h"
+#include "runtime/engine/gpu_footprint.h"
+
+namespace ternvk {
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOptions options)
+    : options_(std::move(options)) {
+  source_ = open_model(model);
+  const ModelConfig& c = source_->config();
+  tokenizer_ = source_->tokenizer();
+  if (tokenizer_->vocab_size() > c.vocab)
+    throw Error(model.string() + ": the tokenizer has " + std::to_string(tokenizer_->vocab_size()) +
+                " tokens but the model only " + std::to_string(c.vocab) + " embedding rows");
+  context_ = options_.context > 0 ? options_.context : std::min(c.context, 4096);
+  if (context_ > c.context)
+    throw Error("context " + std::to_string(context_) + " is larger than the model's maximum of " +
+                std::to_string(c.context) + " positions");
+  if (options_.prefill_chunk < 1 || options_.prefill_chunk > 4096)
+    throw Error("prefill chunk " + std::to_string(options_.prefill_chunk) + " is outside 1..4096");
+  const DeviceInfo& info = instance.select(options_.device);
+  // Refuse before uploading anything when the model cannot fit the device's memory.
+  const GpuFootprint need = estimate_gpu_footprint(c, context_, 1, options_.prefill_chunk);
+  const uint64_t heap = info.unified_memory() ? info.heaps.empty() ? 0 : info.heaps[0].size : info.device_local_bytes();
+  if (heap && need.total() > heap)
+    throw OutOfMemoryError(model.string() + " needs about " + std::to_string(need.total() >> 20) + " MiB on the GPU (" +
+                           std::to_string(need.weights >> 20) + " MiB weights, " + std::to_string(need.kv_cache >> 20) +
+                           " MiB KV cache at " + std::to_string(context_) + " tokens) but " + info.name + " has " +
+                           std::to_string(heap >> 20) + " MiB. Try a smaller context (-c) or another device");
+  device_ = std::make_unique<Device>(instance, info);
+  StageOptions so{.context = context_, .max_tokens = options_.prefill_chunk, .dot = options_.dot,
+                  .timestamps = options_.timestamps, .max_segment_bytes = options_.max_segment_bytes};
+  stage_ = std::make_unique<Stage>(*device_, *source_, StageSpec{0, c.n_layers, true, true}, so, options_.progress);
+}
+
+Engine::~Engine() = default;
+
+std::vector<float> Engine::eval(std::span<const uint32_t> tokens, bool all_logits) {
+  if (tokens.empty()) throw Error("nothing to evaluate: the token list is empty");
+  if (position_ + int(tokens.size()) > context_)
+    throw Error("the sequence would reach " + std::to_string(position_ + tokens.size()) +
+                " tokens, more than the context of " + std::to_string(context_) + " (raise -c, up to " +
+                std::to_string(config().context) + ")");
+  std::vector<float> all;
+  const size_t chunk = size_t(options_.prefill_chunk);
+  for (size_t start = 0; start < tokens.size(); start += chunk) {
+    const size_t n = std::min(chunk, tokens.size() - start);
+    std::vector<uint32_t> positions(n);
+    for (size_t i = 0; i < n; ++i) positions[i] = uint32_t(position_ + i);
+    const bool last_chunk = start + n == tokens.size();
+    const LogitsMode mode = all_logits ? LogitsMode::All : last_chunk ? LogitsMode::Last : LogitsMode::None;
+    stage_->run(tokens.subspan(start, n), positions, mode);
+    position_ += int(n);
+    if (all_logits) {
+      auto part = stage_->read_all_logits();
+      all.insert(all.end(), part.begin(), part.end());
+    }
+  }
+  return all_logits ? all : stage_->read_last_logits();
+}
+
+GenerationStats Engine::generate(std::span<const uint32_t> prompt, int max_tokens, Sampler& sampler,
+                                 const std::function<bool(uint32_t)>& on_token) {
+  cancelled_ = false;
+  GenerationStats stats;
+  stats.prompt_tokens = int(prompt.size());
+  std::vector<uint32_t> history(prompt.begin(), prompt.end());
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<float> logits = eval(prompt);
+  stats.prompt_seconds = seconds_since(t0);
+  t0 = std::chrono::steady_clock::now();
+  stats.stop_reason = "length";
+  for (int i = 0; i < max_tokens; ++i) {
+    if (cancelled_) {
+      stats.stop_reason = "cancelled";
+      break;
+    }
+    const uint32_t next = sampler.sample(logits, history);
+    const auto eos = tokenizer_->eos(), eot = tokenizer_->eot();
+    if ((eos && next == *eos) || (eot && next == *eot)) {
+      stats.stop_reason = "eos";
+      break;
+    }
+    history.push_back(next);
+    ++stats.generated_tokens;
+    if (!on_token(next)) {
+      stats.stop_reason = "stop string";
+      break;
+    }
+    if (i + 1 == max_tokens) break;
+    if (position_ >= context_) {
+      stats.stop_reason = "context";
+      break;
+    }
+    const uint32_t one[] = {next};
+    logits = eval(one);
+  }
+  stats.decode_seconds = seconds_since(t0);
+  return stats;
+}
+
+}  // namespace ternvk

@@ -1,0 +1,78 @@
+// The engine: a model loaded onto one or more devices as stages, its tokenizer, and one sequence
+// being generated. Safe to drive from a worker thread; cancel() may be called from any thread.
+#pragma once
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "runtime/device/device.h"
+#include "runtime/device/instance.h"
+#include "runtime/engine/model_source.h"
+#include "runtime/engine/sampler.h"
+#include "runtime/engine/stage.h"
+
+namespace ternvk {
+
+struct EngineOptions {
+  std::optional<int> device;  // index from `ternvk devices`; default: TERNVK_DEVICE, else the best
+  int context = 0;            // KV cache positions; 0: min(model maximum, 4096)
+  int prefill_chunk = 64;     // tokens per prefill step (the GEMM path)
+  ops::TernaryDot dot = ops::TernaryDot::Auto;
+  bool timestamps = false;    // per-dispatch GPU times (profiler)
+  uint64_t max_segment_bytes = 0;  // tests: force tensors to split
+  std::function<void(int done, int total)> progress;  // while loading
+};
+
+struct GenerationStats {
+  int prompt_tokens = 0;
+  int generated_tokens = 0;
+  double prompt_seconds = 0;
+  double decode_seconds = 0;
+  std::string stop_reason;  // "eos", "length", "context", "cancelled", "stop string"
+  double prompt_tokens_per_second() const { return prompt_seconds > 0 ? prompt_tokens / prompt_seconds : 0; }
+  double decode_tokens_per_second() const { return decode_seconds > 0 ? generated_tokens / decode_seconds : 0; }
+};
+
+class Engine {
+ public:
+  Engine(Instance& instance, const std::filesystem::path& model, EngineOptions options = {});
+  ~Engine();
+
+  const ModelConfig& config() const { return source_->config(); }
+  const ModelSource& source() const { return *source_; }
+  Tokenizer& tokenizer() const { return *tokenizer_; }
+  Device& device() const { return *device_; }
+  int context() const { return context_; }
+  int position() const { return position_; }
+  uint64_t peak_gpu_bytes() const { return device_->memory().peak_bytes_in_use(); }
+  const Stage& stage() const { return *stage_; }
+
+  // Starts a new sequence at position 0.
+  void reset() { position_ = 0; }
+  // Feeds tokens at the next positions (in prefill chunks) and returns the last token's logits, or
+  // every token's logits [n * vocab] when `all_logits`.
+  std::vector<float> eval(std::span<const uint32_t> tokens, bool all_logits = false);
+
+  // Feeds `prompt` then samples up to `max_tokens` tokens, calling `on_token` with each (return
+  // false to stop). Stops at EOS/EOT, at the context's end, or when cancel() is called.
+  GenerationStats generate(std::span<const uint32_t> prompt, int max_tokens, Sampler& sampler,
+                           const std::function<bool(uint32_t)>& on_token);
+  void cancel() { cancelled_ = true; }
+
+ private:
+  std::unique_ptr<Device> device_;
+  std::unique_ptr<ModelSource> source_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<Stage> stage_;
+  EngineOptions options_;
+  int context_ = 0;
+  int position_ = 0;
+  std::atomic<bool> cancelled_{false};
+};
+
+}  // namespace ternvk

@@ -1,0 +1,101 @@
+#include "runtime/engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
+
+#include "runtime/core/error.h"
+
+namespace ternvk {
+
+uint32_t argmax(std::span<const float> logits) {
+  if (logits.empty()) throw Error("argmax of an empty row of logits");
+  uint32_t best = 0;
+  for (uint32_t i = 1; i < logits.size(); ++i)
+    if (logits[i] > logits[best]) best = i;
+  return best;
+}
+
+Sampler::Sampler(SamplingParams params) : params_(params), rng_(params.seed) {
+  if (!std::isfinite(params_.temperature)) throw Error("--temp must be a finite number");
+  if (params_.top_p <= 0.0f || params_.top_p > 1.0f) throw Error("--top-p must be in (0, 1]");
+  if (params_.min_p < 0.0f || params_.min_p >= 1.0f) throw Error("--min-p must be in [0, 1)");
+  if (params_.repeat_penalty <= 0.0f) throw Error("--repeat-penalty must be > 0");
+}
+
+uint32_t Sampler::sample(std::span<const float> logits, std::span<const uint32_t> history) {
+  if (logits.empty()) throw Error("sampling from an empty row of logits");
+  std::vector<Candidate> candidates(logits.size());
+  for (uint32_t i = 0; i < logits.size(); ++i) candidates[i] = {i, logits[i]};
+
+  // Penalties over the recent window, as llama.cpp applies them.
+  const size_t window = params_.repeat_last_n < 0 ? history.size()
+                                                  : std::min<size_t>(history.size(), params_.repeat_last_n);
+  std::unordered_map<uint32_t, int> counts;
+  for (size_t i = history.size() - window; i < history.size(); ++i) counts[history[i]]++;
+  for (auto [id, n] : counts) {
+    if (id >= candidates.size()) continue;
+    float& l = candidates[id].logit;
+    if (params_.repeat_penalty != 1.0f) l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty;
+    l -= n * params_.frequency_penalty + params_.presence_penalty;
+  }
+  if (params_.greedy()) {
+    auto best = std::max_element(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+      return a.logit < b.logit || (a.logit == b.logit && a.id > b.id);
+    });
+    return best->id;
+  }
+  return sample_candidates(std::move(candidates));
+}
+
+uint32_t Sampler::sample_candidates(std::vector<Candidate> c) {
+  if (c.empty()) throw Error("sampling from no candidates");
+  auto by_logit = [](const Candidate& a, const Candidate& b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  };
+  if (params_.greedy()) return std::min_element(c.begin(), c.end(), by_logit)->id;
+
+  size_t keep = c.size();
+  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
+    keep = params_.top_k;
+    std::partial_sort(c.begin(), c.begin() + keep, c.end(), by_logit);
+    c.resize(keep);
+  } else {
+    std::sort(c.begin(), c.end(), by_logit);
+  }
+  // Softmax with temperature.
+  std::vector<double> p(c.size());
+  const double max_logit = c[0].logit;
+  double sum = 0;
+  for (size_t i = 0; i < c.size(); ++i) {
+    p[i] = std::exp((static_cast<double>(c[i].logit) - max_logit) / params_.temperature);
+    sum += p[i];
+  }
+  for (auto& v : p) v /= sum;
+  // min-p: drop tokens less likely than min_p times the most likely one.
+  size_t n = p.size();
+  if (params_.min_p > 0.0f)
+    while (n > 1 && p[n - 1] < params_.min_p * p[0]) --n;
+  // top-p: the smallest prefix whose mass reaches top_p.
+  if (params_.top_p < 1.0f) {
+    double mass = 0;
+    for (size_t i = 0; i < n; ++i) {
+      mass += p[i];
+      if (mass >= params_.top_p) {
+        n = i + 1;
+        break;
+      }
+    }
+  }
+  double total = 0;
+  for (size_t i = 0; i < n; ++i) total += p[i];
+  std::uniform_real_distribution<double> uniform(0.0, total);
+  double r = uniform(rng_);
+  for (size_t i = 0; i < n; ++i) {
+    r -= p[i];
+    if (r <= 0) return c[i].id;
+  }
+  return c[n - 1].id;
+}
+
+}  // namespace ternvk

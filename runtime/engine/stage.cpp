@@ -1,0 +1,222 @@
+#include "runtime/engine/stage.h"
+
+#include <cstring>
+
+#include "runtime/core/error.h"
+#include "runtime/ops/embedding.h"
+#include "runtime/ops/gated_activation.h"
+#include "runtime/ops/rmsnorm.h"
+#include "runtime/ops/rope.h"
+
+namespace ternvk {
+namespace {
+
+ops::PackedTernaryMatrix pack(const TernaryMatrix& m, const std::string& what) {
+  return ops::pack_ternary(m.values, uint32_t(m.rows), uint32_t(m.cols), m.scale, what);
+}
+
+}  // namespace
+
+Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, const StageOptions& options,
+             const std::function<void(int, int)>& progress)
+    : device_(device),
+      c_(source.config()),
+      spec_(spec),
+      options_(options),
+      ternary_(device, {.dot = options.dot}),
+      fp16_(device),
+      norm_quant_(device) {
+  if (spec.first_layer < 0 || spec.end_layer > c_.n_layers || spec.first_layer >= spec.end_layer)
+    throw Error("stage layers [" + std::to_string(spec.first_layer) + ", " + std::to_string(spec.end_layer) +
+                ") do not fit a model of " + std::to_string(c_.n_layers) + " layers");
+  if (options.context < 1 || options.context > c_.context)
+    throw Error("context " + std::to_string(options.context) + " is outside 1.." + std::to_string(c_.context) +
+                " (the model's maximum)");
+  const uint32_t T = uint32_t(options.max_tokens), D = uint32_t(c_.dim), F = uint32_t(c_.ffn_dim);
+  const uint32_t QD = uint32_t(c_.q_dim()), KVD = uint32_t(c_.kv_dim()), V = uint32_t(c_.vocab);
+  const int total = (spec.end_layer - spec.first_layer) + 1;
+  int done = 0;
+  auto step = [&] {
+    if (progress) progress(++done, total);
+  };
+
+  // Weights: one layer at a time, so host memory holds one layer's unpacked values at most.
+  for (int l = spec.first_layer; l < spec.end_layer; ++l) {
+    const std::string p = "layer " + std::to_string(l) + " ";
+    Layer L;
+    // Matrices that share an input are stacked into one matrix (per-row scales): one dispatch each.
+    ops::PackedTernaryMatrix qkv_parts[] = {pack(source.linear(l, Linear::Q), p + "q"),
+                                            pack(source.linear(l, Linear::K), p + "k"),
+                                            pack(source.linear(l, Linear::V), p + "v")};
+    L.qkv = std::make_unique<ops::TernaryMatrixGpu>(device, ops::concat_rows(qkv_parts), p + "qkv",
+                                                    options.max_segment_bytes);
+    L.o = std::make_unique<ops::TernaryMatrixGpu>(device, pack(source.linear(l, Linear::O), p + "o"), p + "o",
+                                                  options.max_segment_bytes);
+    ops::PackedTernaryMatrix gate_up_parts[] = {pack(source.linear(l, Linear::Gate), p + "gate"),
+                                                pack(source.linear(l, Linear::Up), p + "up")};
+    L.gate_up = std::make_unique<ops::TernaryMatrixGpu>(device, ops::concat_rows(gate_up_parts), p + "gate|up",
+                                                        options.max_segment_bytes);
+    L.down = std::make_unique<ops::TernaryMatrixGpu>(device, pack(source.linear(l, Linear::Down), p + "down"),
+                                                     p + "down", options.max_segment_bytes);
+    L.attn_norm = upload_floats(source.norm(l, Norm::Attn), p + "attn_norm");
+    L.attn_sub_norm = upload_floats(source.norm(l, Norm::AttnSub), p + "attn_sub_norm");
+    L.ffn_norm = upload_floats(source.norm(l, Norm::Ffn), p + "ffn_norm");
+    L.ffn_sub_norm = upload_floats(source.norm(l, Norm::FfnSub), p + "ffn_sub_norm");
+    for (auto* m : {L.qkv.get(), L.o.get(), L.gate_up.get(), L.down.get()}) weight_bytes_ += m->weight_bytes();
+    const uint64_t kv = ops::kv_cache_bytes(uint32_t(options.context), uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim));
+    L.k_cache = device.create_buffer(kv, MemoryKind::DeviceLocal, p + "K cache");
+    L.v_cache = device.create_buffer(kv, MemoryKind::DeviceLocal, p + "V cache");
+    kv_bytes_ += 2 * kv;
+    layers_.push_back(std::move(L));
+    step();
+  }
+  if (spec.embedding || spec.head) {
+    auto table = source.embedding_f16();
+    auto untied = spec.head ? source.output_f16() : std::nullopt;
+    if (untied) {
+      head_ = std::make_unique<ops::Fp16MatrixGpu>(device, *untied, V, D, "output head", options.max_segment_bytes);
+      if (spec.embedding)
+        table_ = std::make_unique<ops::Fp16MatrixGpu>(device, table, V, D, "token embedding", options.max_segment_bytes);
+    } else {
+      // Tied: one fp16 copy serves as the embedding table and the output head.
+      head_ = std::make_unique<ops::Fp16MatrixGpu>(device, table, V, D, "token embedding / output head",
+                                                   options.max_segment_bytes);
+    }
+    weight_bytes_ += head_->weight_bytes() + (table_ ? table_->weight_bytes() : 0);
+  }
+  if (spec.head) output_norm_ = upload_floats(source.output_norm(), "output_norm");
+  step();
+
+  // Activations, allocated once for the largest step.
+  ids_ = device.create_buffer(T * 4, MemoryKind::HostUpload, "token ids");
+  positions_ = device.create_buffer(T * 4, MemoryKind::HostUpload, "token positions");
+  x_ = device.create_buffer(uint64_t(T) * D * 4, MemoryKind::DeviceLocal, "hidden state");
+  qkv_ = device.create_buffer(uint64_t(T) * (QD + 2 * KVD) * 4, MemoryKind::DeviceLocal, "q|k|v");
+  attn_ = device.create_buffer(uint64_t(T) * QD * 4, MemoryKind::DeviceLocal, "attention output");
+  gate_up_ = device.create_buffer(uint64_t(T) * 2 * F * 4, MemoryKind::DeviceLocal, "gate|up");
+  ffn_ = device.create_buffer(uint64_t(T) * F * 4, MemoryKind::DeviceLocal, "gated FFN activations");
+  q_dim_in_ = ops::QuantizedActivationsBuffers::create(device, T, D, "int8 hidden state");
+  q_attn_ = ops::QuantizedActivationsBuffers::create(device, T, QD, "int8 attention output");
+  q_ffn_ = ops::QuantizedActivationsBuffers::create(device, T, F, "int8 FFN activations");
+  if (spec.head) {
+    normed_ = device.create_buffer(uint64_t(T) * D * 4, MemoryKind::DeviceLocal, "final norm output");
+    logits_ = device.create_buffer(uint64_t(T) * V * 4, MemoryKind::DeviceLocal, "logits");
+  }
+  const ops::HeadLayout heads{uint32_t(c_.n_heads), uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim)};
+  uint64_t scratch = 16;
+  for (uint32_t t : {1u, T})
+    scratch = std::max(scratch, ops::plan_attention(device.info(), heads, t, uint32_t(options.context)).scratch_bytes);
+  attn_scratch_ = device.create_buffer(scratch, MemoryKind::DeviceLocal, "attention partials");
+}
+
+Buffer Stage::upload_floats(const std::vector<float>& v, const std::string& what) {
+  Buffer b = device_.create_buffer(v.size() * 4, MemoryKind::DeviceLocal, what);
+  device_.upload(b, v.data(), v.size() * 4);
+  weight_bytes_ += v.size() * 4;
+  return b;
+}
+
+// The forward pass of this stage for `tokens` tokens, read top to bottom.
+void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode) {
+  const uint32_t T = tokens, D = uint32_t(c_.dim), F = uint32_t(c_.ffn_dim), V = uint32_t(c_.vocab);
+  const uint32_t QD = uint32_t(c_.q_dim());
+  const ops::HeadLayout heads{uint32_t(c_.n_heads), uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim)};
+  const ops::RopeParams rope{c_.rope_theta, c_.rope_neox ? ops::RopeForm::NeoX : ops::RopeForm::AdjacentPairs};
+  const ops::AttentionPlan attention = ops::plan_attention(device_.info(), heads, T, uint32_t(options_.context));
+  const ops::QkvView qkv = ops::QkvView::fused(qkv_.range(), T, heads);
+  const ops::QuantizedActivations xq = q_dim_in_.view(), aq = q_attn_.view(), fq = q_ffn_.view();
+
+  // x[T, D] = embedding[ids]
+  if (spec_.embedding) {
+    const ops::Fp16MatrixGpu& table = table_ ? *table_ : *head_;
+    ops::EmbeddingArgs e{.ids = ids_.range(), .out = x_.range(), .tokens = T, .cols = D, .vocab = V};
+    for (const auto& s : table.segments()) e.segments.push_back({s.weights.range(), s.first_row, s.rows});
+    ops::record_embedding(rec, e);
+  }
+  for (Layer& L : layers_) {
+    // Attention block: x += o( sub_norm( attention( rope(q), rope(k), v ) ) ), q|k|v = W_qkv · int8(norm(x))
+    norm_quant_.record(rec, x_.range(), L.attn_norm.range(), c_.rms_eps, T, xq);
+    ternary_.record(rec, *L.qkv, xq, T, {qkv_.range()});
+    ops::KvCacheLayer cache{L.k_cache.range(), L.v_cache.range(), uint32_t(options_.context)};
+    ops::record_rope_kv_store(rec, qkv, heads, positions_.range(), rope, cache);
+    ops::record_attention(rec, attention, {.q = qkv, .positions = positions_.range(), .cache = cache,
+                                           .out = attn_.range(), .scratch = attn_scratch_.range()});
+    norm_quant_.record(rec, attn_.range(), L.attn_sub_norm.range(), c_.rms_eps, T, aq);
+    ternary_.record(rec, *L.o, aq, T, {x_.range()}, ops::Epilogue::Accumulate);
+    // FFN block: x += down( sub_norm( act(gate) * up ) ), gate|up = W_gate_up · int8(norm(x))
+    norm_quant_.record(rec, x_.range(), L.ffn_norm.range(), c_.rms_eps, T, xq);
+    ternary_.record(rec, *L.gate_up, xq, T, {gate_up_.range()});
+    ops::record_gated_activation(rec, {.gate_up = gate_up_.range(), .out = ffn_.range(), .tokens = T, .features = F,
+                                       .gating = c_.squared_relu() ? ops::Gating::SquaredRelu : ops::Gating::Silu});
+    norm_quant_.record(rec, ffn_.range(), L.ffn_sub_norm.range(), c_.rms_eps, T, fq);
+    ternary_.record(rec, *L.down, fq, T, {x_.range()}, ops::Epilogue::Accumulate);
+  }
+  (void)QD;
+  if (!spec_.head || mode == LogitsMode::None) return;
+  // logits = head · norm(x): every token, or only the last one (decode and generation prefill).
+  ops::record_rmsnorm(rec, {.x = x_.range(), .weight = output_norm_.range(), .y = normed_.range(), .rows = T,
+                            .cols = D, .eps = c_.rms_eps});
+  const uint64_t last_offset = uint64_t(T - 1) * D * 4;
+  if (mode == LogitsMode::Last && head_on_last_row_only(T)) {
+    fp16_.record(rec, *head_, normed_.range(last_offset, uint64_t(D) * 4), 1, {logits_.range(0, uint64_t(V) * 4)});
+  } else {
+    fp16_.record(rec, *head_, normed_.range(0, uint64_t(T) * D * 4), T, {logits_.range(0, uint64_t(T) * V * 4)});
+  }
+}
+
+Recording& Stage::pass(uint32_t tokens, LogitsMode mode) {
+  auto& slot = passes_[{tokens, int(mode)}];
+  if (!slot) {
+    slot = std::make_unique<Recording>(device_, RecordingOptions{.timestamps = options_.timestamps});
+    record_pass(*slot, tokens, mode);
+    slot->finish();
+  }
+  return *slot;
+}
+
+void Stage::run(std::span<const uint32_t> ids, std::span<const uint32_t> positions, LogitsMode mode) {
+  const uint32_t T = uint32_t(positions.size());
+  if (T == 0 || T > uint32_t(options_.max_tokens))
+    throw Error("a step runs 1.." + std::to_string(options_.max_tokens) + " tokens, not " + std::to_string(T));
+  for (uint32_t p : positions)
+    if (p >= uint32_t(options_.context))
+      throw Error("position " + std::to_string(p) + " is past the context of " + std::to_string(options_.context) +
+                  " tokens");
+  if (spec_.embedding) {
+    if (ids.size() != T) throw Error("internal: ids and positions differ in length");
+    for (uint32_t id : ids)
+      if (id >= uint32_t(c_.vocab))
+        throw Error("token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(c_.vocab));
+    std::memcpy(ids_.mapped(), ids.data(), T * 4);
+  }
+  std::memcpy(positions_.mapped(), positions.data(), T * 4);
+  Recording& rec = pass(T, mode);
+  rec.submit_and_wait();
+  last_pass_ = &rec;
+  last_tokens_ = T;
+  last_mode_ = mode;
+}
+
+bool Stage::head_on_last_row_only(uint32_t tokens) const {
+  return uint64_t(tokens - 1) * c_.dim * 4 % device_.info().min_storage_buffer_offset_alignment == 0;
+}
+
+std::vector<float> Stage::read_last_logits() const {
+  if (!spec_.head || !last_tokens_ || last_mode_ == LogitsMode::None) throw Error("internal: no logits to read");
+  const uint64_t row =
+      last_mode_ == LogitsMode::Last && head_on_last_row_only(last_tokens_) ? 0 : last_tokens_ - 1;
+  std::vector<float> out(c_.vocab);
+  device_.download(logits_, out.data(), out.size() * 4, row * c_.vocab * 4);
+  return out;
+}
+
+std::vector<float> Stage::read_all_logits() const {
+  if (!spec_.head || !last_tokens_ || last_mode_ == LogitsMode::None) throw Error("internal: no logits to read");
+  std::vector<float> out(uint64_t(last_tokens_) * c_.vocab);
+  device_.download(logits_, out.data(), out.size() * 4);
+  return out;
+}
+
+std::vector<DispatchTiming> Stage::last_timings() const { return last_pass_ ? last_pass_->timings() : std::vector<DispatchTiming>{}; }
+
+}  // namespace ternvk

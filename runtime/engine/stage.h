@@ -1,0 +1,98 @@
+// A stage: a contiguous range of a model's layers on one device, with the embedding when it is
+// the first stage and the final norm and output head when it is the last. The engine is a list of
+// stages; a single-device run has one. Each stage owns its weights, KV cache and activations, and
+// records its forward pass once per token count, then replays it: one submit per step.
+#pragma once
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "runtime/device/device.h"
+#include "runtime/device/recording.h"
+#include "runtime/engine/model_source.h"
+#include "runtime/ops/attention.h"
+#include "runtime/ops/fp16_matmul.h"
+#include "runtime/ops/kv_cache.h"
+#include "runtime/ops/quantized_activations.h"
+#include "runtime/ops/rmsnorm_quant.h"
+#include "runtime/ops/ternary_matmul.h"
+#include "runtime/ops/ternary_matrix.h"
+
+namespace ternvk {
+
+struct StageSpec {
+  int first_layer = 0;
+  int end_layer = 0;  // exclusive
+  bool embedding = true;
+  bool head = true;
+};
+
+struct StageOptions {
+  int context = 0;        // KV cache positions
+  int max_tokens = 64;    // tokens per step (the prefill chunk)
+  ops::TernaryDot dot = ops::TernaryDot::Auto;
+  bool timestamps = false;
+  uint64_t max_segment_bytes = 0;  // tests: force tensors to split
+};
+
+enum class LogitsMode { None, Last, All };
+
+class Stage {
+ public:
+  // Uploads the stage's weights from `source` (one tensor at a time). `progress(done, total)` is
+  // called after each tensor.
+  Stage(Device& device, const ModelSource& source, const StageSpec& spec, const StageOptions& options,
+        const std::function<void(int, int)>& progress = {});
+
+  // Runs `tokens` tokens (ids used only by the first stage) at `positions`. The hidden state of
+  // every token is in hidden() afterwards (input of the next stage). Logits land in logits().
+  void run(std::span<const uint32_t> ids, std::span<const uint32_t> positions, LogitsMode mode);
+
+  // fp32 [max_tokens, dim]: the residual stream, read and written at stage boundaries.
+  const Buffer& hidden() const { return x_; }
+  // Logits of the last run: the last token's row (mode Last), or every token's rows (mode All).
+  std::vector<float> read_last_logits() const;
+  std::vector<float> read_all_logits() const;
+  // GPU time per dispatch of the last run (needs StageOptions::timestamps).
+  std::vector<DispatchTiming> last_timings() const;
+  Device& device() const { return device_; }
+  const StageSpec& spec() const { return spec_; }
+  uint64_t weight_bytes() const { return weight_bytes_; }
+  uint64_t kv_bytes() const { return kv_bytes_; }
+
+ private:
+  struct Layer {
+    std::unique_ptr<ops::TernaryMatrixGpu> qkv, o, gate_up, down;
+    Buffer attn_norm, attn_sub_norm, ffn_norm, ffn_sub_norm;
+    Buffer k_cache, v_cache;
+  };
+  Recording& pass(uint32_t tokens, LogitsMode mode);
+  // Mode Last computes only the last token's logits when its row of the normed activations can be
+  // bound on its own (offset alignment); otherwise it computes all rows.
+  bool head_on_last_row_only(uint32_t tokens) const;
+  void record_pass(Recording& rec, uint32_t tokens, LogitsMode mode);
+  Buffer upload_floats(const std::vector<float>& v, const std::string& what);
+
+  Device& device_;
+  ModelConfig c_;
+  StageSpec spec_;
+  StageOptions options_;
+  ops::TernaryMatmul ternary_;
+  ops::Fp16Matmul fp16_;
+  ops::RmsNormQuant norm_quant_;
+  std::vector<Layer> layers_;
+  std::unique_ptr<ops::Fp16MatrixGpu> head_;   // also the embedding table when tied
+  std::unique_ptr<ops::Fp16MatrixGpu> table_;  // the embedding table when the head is untied
+  Buffer output_norm_;
+  // Activations for up to max_tokens tokens.
+  Buffer ids_, positions_;  // host-visible, written before each replay
+  Buffer x_, qkv_, attn_, gate_up_, ffn_, normed_, logits_, attn_scratch_;
+  ops::QuantizedActivationsBuffers q_dim_in_, q_attn_, q_ffn_;
+  std::map<std::pair<uint32_t, int>, std::unique_ptr<Recording>> passes_;
+  Recording* last_pass_ = nullptr;
+  uint32_t last_tokens_ = 0;
+  LogitsMode last_mode_ = LogitsMode::None;
+  uint64_t weight_bytes_ = 0, kv_bytes_ = 0;
+};
+
+}  // namespace ternvk

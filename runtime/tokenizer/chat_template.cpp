@@ -1,0 +1,183 @@
+#include "runtime/tokenizer/chat_template.h"
+
+#include <cctype>
+
+#include "runtime/core/error.h"
+
+namespace ternvk {
+namespace {
+
+// Python's str.strip() / Jinja's trim on the whitespace that occurs in practice.
+std::string trim(std::string_view s) {
+  constexpr std::string_view kSpace = " \t\n\r\f\v";
+  const size_t first = s.find_first_not_of(kSpace);
+  if (first == std::string_view::npos) return {};
+  return std::string(s.substr(first, s.find_last_not_of(kSpace) - first + 1));
+}
+
+// Jinja's capitalize: first letter upper case, the rest lower case.
+std::string capitalize(std::string_view s) {
+  std::string out(s);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const auto c = static_cast<unsigned char>(out[i]);
+    out[i] = static_cast<char>(i == 0 ? std::toupper(c) : std::tolower(c));
+  }
+  return out;
+}
+
+bool contains(std::string_view haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string_view::npos;
+}
+
+class PromptBuilder {
+ public:
+  void text(std::string_view t) {
+    if (t.empty()) return;
+    if (!prompt_.segments.empty() && !prompt_.segments.back().is_control) {
+      prompt_.segments.back().text += t;
+    } else {
+      prompt_.segments.push_back({std::string(t), false});
+    }
+  }
+  void control(std::string_view spelling) {
+    if (!spelling.empty()) prompt_.segments.push_back({std::string(spelling), true});
+  }
+  ChatPrompt take() { return std::move(prompt_); }
+
+ private:
+  ChatPrompt prompt_;
+};
+
+constexpr std::string_view kEotId = "<|eot_id|>";
+
+void render_bitnet_2b4t(PromptBuilder& b, std::span<const ChatMessage> messages,
+                        const ChatSpecialTokens& special, bool add_generation_prompt) {
+  b.control(special.bos);
+  for (const auto& m : messages) {
+    b.text(capitalize(m.role) + ": " + trim(m.content));
+    b.control(kEotId);
+  }
+  if (add_generation_prompt) b.text("Assistant: ");
+}
+
+void render_llama3(PromptBuilder& b, std::span<const ChatMessage> messages,
+                   const ChatSpecialTokens& special, bool add_generation_prompt) {
+  const auto header = [&](std::string_view role) {
+    b.control("<|start_header_id|>");
+    b.text(role);
+    b.control("<|end_header_id|>");
+    b.text("\n\n");
+  };
+  b.control(special.bos);
+  for (const auto& m : messages) {
+    header(m.role);
+    b.text(trim(m.content));
+    b.control(kEotId);
+  }
+  if (add_generation_prompt) header("assistant");
+}
+
+// Meta's LLaMA-2 chat template: a leading system message is folded into the first user turn.
+void render_llama2(PromptBuilder& b, std::span<const ChatMessage> messages,
+                   const ChatSpecialTokens& special) {
+  std::string system;
+  if (!messages.empty() && messages.front().role == "system") {
+    system = trim(messages.front().content);
+    messages = messages.subspan(1);
+  }
+  bool first_user = true;
+  for (const auto& m : messages) {
+    if (m.role == "assistant") {
+      b.text(" ");  // three calls, not " " + s + " ": GCC 12 misreports that as -Wrestrict
+      b.text(trim(m.content));
+      b.text(" ");
+      b.control(special.eos);
+      continue;
+    }
+    std::string content = trim(m.content);
+    if (first_user && !system.empty()) content = "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + content;
+    first_user = false;
+    b.control(special.bos);
+    b.text("[INST] " + trim(content) + " [/INST]");
+  }
+}
+
+void render_plain(PromptBuilder& b, std::span<const ChatMessage> messages,
+                  const ChatSpecialTokens& special, bool add_generation_prompt) {
+  b.control(special.bos);
+  std::string text;
+  for (const auto& m : messages) text += capitalize(m.role) + ": " + trim(m.content) + "\n";
+  if (add_generation_prompt) text += "Assistant:";
+  b.text(text);
+}
+
+}  // namespace
+
+std::string_view chat_format_name(ChatFormat format) {
+  switch (format) {
+    case ChatFormat::kBitnet2B4T: return "bitnet-2b4t";
+    case ChatFormat::kLlama3: return "llama3";
+    case ChatFormat::kLlama2: return "llama2";
+    case ChatFormat::kPlain: return "plain";
+  }
+  return "?";
+}
+
+ChatFormat detect_chat_format(std::string_view template_text, std::string_view architecture) {
+  if (contains(template_text, "<|start_header_id|>")) return ChatFormat::kLlama3;
+  if (contains(template_text, "[INST]")) return ChatFormat::kLlama2;
+  if (contains(template_text, "<|eot_id|>") &&
+      (contains(template_text, "capitalize") || contains(template_text, "Assistant: "))) {
+    return ChatFormat::kBitnet2B4T;
+  }
+  if (template_text.empty() && (architecture == "bitnet-b1.58" || architecture == "bitnet-25")) {
+    return ChatFormat::kBitnet2B4T;
+  }
+  return ChatFormat::kPlain;
+}
+
+std::string ChatPrompt::to_string() const {
+  std::string out;
+  for (const auto& s : segments) out += s.text;
+  return out;
+}
+
+ChatSpecialTokens chat_special_tokens(const Tokenizer& tokenizer) {
+  ChatSpecialTokens special;
+  if (tokenizer.bos()) special.bos = tokenizer.token_piece(*tokenizer.bos());
+  if (tokenizer.eos()) special.eos = tokenizer.token_piece(*tokenizer.eos());
+  return special;
+}
+
+ChatPrompt render_chat(ChatFormat format, std::span<const ChatMessage> messages,
+                       const ChatSpecialTokens& special, bool add_generation_prompt) {
+  PromptBuilder b;
+  switch (format) {
+    case ChatFormat::kBitnet2B4T: render_bitnet_2b4t(b, messages, special, add_generation_prompt); break;
+    case ChatFormat::kLlama3: render_llama3(b, messages, special, add_generation_prompt); break;
+    case ChatFormat::kLlama2: render_llama2(b, messages, special); break;
+    case ChatFormat::kPlain: render_plain(b, messages, special, add_generation_prompt); break;
+  }
+  return b.take();
+}
+
+std::vector<TokenId> encode_chat(const Tokenizer& tokenizer, const ChatPrompt& prompt) {
+  std::vector<TokenId> ids;
+  for (const auto& segment : prompt.segments) {
+    if (!segment.is_control) {
+      const auto part = tokenizer.encode(segment.text, /*add_bos=*/false, /*parse_special=*/false);
+      ids.insert(ids.end(), part.begin(), part.end());
+      continue;
+    }
+    const auto id = tokenizer.find_token(segment.text);
+    if (!id || !tokenizer.is_special(*id)) {
+      throw Error("chat template needs the control token '" + segment.text +
+                  "', which this vocabulary does not have as a control token (wrong chat format "
+                  "for this model?)");
+    }
+    ids.push_back(*id);
+  }
+  return ids;
+}
+
+}  // namespace ternvk
