@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "apps/ternvk/commands.h"
+#include "runtime/core/error.h"
 #include "runtime/device/instance.h"
 
 namespace ternvk::cli {

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "apps/ternvk/commands.h"
+#include "runtime/core/error.h"
 #include "runtime/engine/gpu_footprint.h"
 #include "runtime/engine/model_source.h"
 
@@ -44,7 +45,7 @@ Action add_info_command(CLI::App& app) {
       std::printf("tokenizer:    %d tokens, BOS %d, EOS %d, EOT %d, chat template: %s\n", tok->vocab_size(),
                   tok->bos() ? int(*tok->bos()) : -1, tok->eos() ? int(*tok->eos()) : -1,
                   tok->eot() ? int(*tok->eot()) : -1, tok->chat_template().empty() ? "none in file" : "from file");
-    } catch (const Error& e) {
+    } catch (const ternvk::Error& e) {
       std::printf("tokenizer:    unavailable (%s)\n", e.what());
     }
     if (*tensors)

@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "apps/ternvk/commands.h"
+#include "runtime/core/error.h"
 #include "runtime/engine/model_source.h"
 
 namespace ternvk::cli {

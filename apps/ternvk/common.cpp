@@ -1,6 +1,7 @@
 #include <filesystem>
 
 #include "apps/ternvk/commands.h"
+#include "runtime/core/error.h"
 
 namespace ternvk::cli {
 

@@ -5,6 +5,7 @@
 
 #include "apps/ternvk/commands.h"
 #include "runtime/core/error.h"
+#include "runtime/core/error.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"ternvk: BitNet b1.58 ternary LLMs on any Vulkan GPU"};

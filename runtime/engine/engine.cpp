@@ -17,8 +17,8 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
     : options_(std::move(options)) {
   source_ = open_model(model);
   const ModelConfig& c = source_->config();
-  tokenizer_ = source_->tokenizer();
-  if (tokenizer_->vocab_size() > c.vocab)
+  if (options_.load_tokenizer) tokenizer_ = source_->tokenizer();
+  if (tokenizer_ && tokenizer_->vocab_size() > c.vocab)
     throw Error(model.string() + ": the tokenizer has " + std::to_string(tokenizer_->vocab_size()) +
                 " tokens but the model only " + std::to_string(c.vocab) + " embedding rows");
   context_ = options_.context > 0 ? options_.context : std::min(c.context, 4096);
@@ -44,6 +44,17 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
 
 Engine::~Engine() = default;
 
+Tokenizer& Engine::tokenizer() const {
+  if (!tokenizer_) throw Error("internal: this engine was created without its tokenizer");
+  return *tokenizer_;
+}
+
+void Engine::truncate(int n) {
+  if (n < 0 || n > position_) throw Error("internal: truncate to " + std::to_string(n) + " of " + std::to_string(position_));
+  position_ = n;
+  sequence_.resize(size_t(n));
+}
+
 std::vector<float> Engine::eval(std::span<const uint32_t> tokens, bool all_logits) {
   if (tokens.empty()) throw Error("nothing to evaluate: the token list is empty");
   if (position_ + int(tokens.size()) > context_)
@@ -60,6 +71,7 @@ std::vector<float> Engine::eval(std::span<const uint32_t> tokens, bool all_logit
     const LogitsMode mode = all_logits ? LogitsMode::All : last_chunk ? LogitsMode::Last : LogitsMode::None;
     stage_->run(tokens.subspan(start, n), positions, mode);
     position_ += int(n);
+    sequence_.insert(sequence_.end(), tokens.begin() + long(start), tokens.begin() + long(start + n));
     if (all_logits) {
       auto part = stage_->read_all_logits();
       all.insert(all.end(), part.begin(), part.end());
@@ -85,7 +97,8 @@ GenerationStats Engine::generate(std::span<const uint32_t> prompt, int max_token
       break;
     }
     const uint32_t next = sampler.sample(logits, history);
-    const auto eos = tokenizer_->eos(), eot = tokenizer_->eot();
+    const auto eos = tokenizer_ ? tokenizer_->eos() : std::nullopt;
+    const auto eot = tokenizer_ ? tokenizer_->eot() : std::nullopt;
     if ((eos && next == *eos) || (eot && next == *eot)) {
       stats.stop_reason = "eos";
       break;

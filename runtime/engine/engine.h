@@ -26,6 +26,7 @@ struct EngineOptions {
   bool timestamps = false;    // per-dispatch GPU times (profiler)
   uint64_t max_segment_bytes = 0;  // tests: force tensors to split
   std::function<void(int done, int total)> progress;  // while loading
+  bool load_tokenizer = true;  // tests of weights-only files turn it off
 };
 
 struct GenerationStats {
@@ -45,7 +46,7 @@ class Engine {
 
   const ModelConfig& config() const { return source_->config(); }
   const ModelSource& source() const { return *source_; }
-  Tokenizer& tokenizer() const { return *tokenizer_; }
+  Tokenizer& tokenizer() const;
   Device& device() const { return *device_; }
   int context() const { return context_; }
   int position() const { return position_; }
@@ -53,7 +54,11 @@ class Engine {
   const Stage& stage() const { return *stage_; }
 
   // Starts a new sequence at position 0.
-  void reset() { position_ = 0; }
+  void reset() { truncate(0); }
+  // Keeps only the first `n` tokens of the sequence (the KV cache beyond them is overwritten later).
+  void truncate(int n);
+  // The tokens whose keys and values are in the cache, in order.
+  const std::vector<uint32_t>& sequence() const { return sequence_; }
   // Feeds tokens at the next positions (in prefill chunks) and returns the last token's logits, or
   // every token's logits [n * vocab] when `all_logits`.
   std::vector<float> eval(std::span<const uint32_t> tokens, bool all_logits = false);
@@ -64,6 +69,9 @@ class Engine {
                            const std::function<bool(uint32_t)>& on_token);
   void cancel() { cancelled_ = true; }
 
+  // Tokenizer ids (int32) as the engine's token ids.
+  static std::vector<uint32_t> ids(const std::vector<TokenId>& tokens) { return {tokens.begin(), tokens.end()}; }
+
  private:
   std::unique_ptr<Device> device_;
   std::unique_ptr<ModelSource> source_;
@@ -72,6 +80,7 @@ class Engine {
   EngineOptions options_;
   int context_ = 0;
   int position_ = 0;
+  std::vector<uint32_t> sequence_;
   std::atomic<bool> cancelled_{false};
 };
 

@@ -104,7 +104,7 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   }
   const ops::HeadLayout heads{uint32_t(c_.n_heads), uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim)};
   uint64_t scratch = 16;
-  for (uint32_t t : {1u, T})
+  for (uint32_t t = 1; t <= T; ++t)  // the split depends on the token count: size for the worst
     scratch = std::max(scratch, ops::plan_attention(device.info(), heads, t, uint32_t(options.context)).scratch_bytes);
   attn_scratch_ = device.create_buffer(scratch, MemoryKind::DeviceLocal, "attention partials");
 }

@@ -1,0 +1,63 @@
+#include "apps/ternvk/model_flags.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "apps/ternvk/commands.h"
+#include "runtime/core/error.h"
+
+namespace ternvk::cli {
+
+void ModelFlags::add(CLI::App& cmd) {
+  cmd.add_option("-m,--model", model, "GGUF file or Hugging Face folder (default: the model shipped in the repo)");
+  add_device_flag(cmd, device);
+  cmd.add_option("-c,--ctx-size", context, "Context length in tokens (default: the model's, at most 4096)")
+      ->check(CLI::Range(0, 1 << 22));
+  cmd.add_option("-b,--batch-size", batch, "Prompt tokens per prefill step")->check(CLI::Range(1, 4096));
+  cmd.add_option("--dot", dot, "Ternary inner product: auto, swar (portable) or int8 (packed int8 dot)")
+      ->check(CLI::IsMember({"auto", "swar", "int8"}));
+}
+
+EngineOptions ModelFlags::engine_options() const {
+  EngineOptions o;
+  o.device = device;
+  o.context = context;
+  o.prefill_chunk = batch;
+  o.dot = dot == "swar" ? ops::TernaryDot::Swar : dot == "int8" ? ops::TernaryDot::PackedInt8 : ops::TernaryDot::Auto;
+  o.progress = progress_printer();
+  return o;
+}
+
+std::string ModelFlags::model_path() const { return model.empty() ? default_model_path() : model; }
+
+void SamplingFlags::add(CLI::App& cmd) {
+  cmd.add_option("-n,--n-predict", n_predict, "Tokens to generate")->check(CLI::Range(0, 1 << 20));
+  cmd.add_option("--temp", params.temperature, "Temperature (0: greedy)");
+  cmd.add_option("--top-k", params.top_k, "Top-k (0: off)");
+  cmd.add_option("--top-p", params.top_p, "Top-p (1: off)");
+  cmd.add_option("--min-p", params.min_p, "Min-p (0: off)");
+  cmd.add_option("--repeat-penalty", params.repeat_penalty, "Repetition penalty (1: off)");
+  cmd.add_option("--repeat-last-n", params.repeat_last_n, "Tokens the penalties look back at");
+  cmd.add_option("--frequency-penalty", params.frequency_penalty, "Frequency penalty");
+  cmd.add_option("--presence-penalty", params.presence_penalty, "Presence penalty");
+  cmd.add_option("-s,--seed", params.seed, "Random seed");
+  cmd.add_option("--stop", stop, "Stop when the output contains this text (repeatable)");
+  cmd.add_flag("--greedy", greedy, "Greedy decoding (same as --temp 0)");
+}
+
+SamplingParams SamplingFlags::resolved() const {
+  SamplingParams p = params;
+  if (greedy) p.temperature = 0;
+  return p;
+}
+
+std::function<void(int, int)> progress_printer() {
+  if (!isatty(STDERR_FILENO)) return {};
+  return [](int done, int total) {
+    std::fprintf(stderr, "\rloading: %d/%d%s", done, total, done == total ? "\n" : "");
+    std::fflush(stderr);
+  };
+}
+
+}  // namespace ternvk::cli

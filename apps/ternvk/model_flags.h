@@ -1,0 +1,37 @@
+// Flags shared by the commands that load a model and generate (llama.cpp spellings).
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/engine/engine.h"
+#include "runtime/engine/sampler.h"
+
+namespace ternvk::cli {
+
+struct ModelFlags {
+  std::string model;
+  std::optional<int> device;
+  int context = 0;
+  int batch = 64;
+  std::string dot = "auto";
+  void add(CLI::App& cmd);
+  EngineOptions engine_options() const;
+  std::string model_path() const;
+};
+
+struct SamplingFlags {
+  SamplingParams params;
+  int n_predict = 128;
+  std::vector<std::string> stop;
+  bool greedy = false;
+  void add(CLI::App& cmd);
+  SamplingParams resolved() const;
+};
+
+// Prints a loading progress line on stderr (only when stderr is a terminal).
+std::function<void(int, int)> progress_printer();
+
+}  // namespace ternvk::cli

@@ -1,0 +1,136 @@
+// The GPU engine against the CPU reference forward pass: every position's logits (cosine >= 0.999,
+// same argmax), prefill in chunks vs token by token, every file format, both ternary dot paths and
+// tensors forced to split into segments.
+#include <doctest/doctest.h>
+
+#include "common/gpu.h"
+#include "engine/random_model.h"
+#include "engine/reference_forward.h"
+#include "runtime/engine/engine.h"
+
+using namespace ternvk;
+using namespace ternvk::test;
+
+namespace {
+
+const std::filesystem::path kShared = TERNVK_SHARED_DIR;
+
+EngineOptions weights_only(int chunk = 64) {
+  EngineOptions o;
+  o.prefill_chunk = chunk;
+  o.load_tokenizer = false;
+  o.context = 64;
+  return o;
+}
+
+std::vector<std::vector<float>> rows(const std::vector<float>& flat, size_t vocab) {
+  std::vector<std::vector<float>> out;
+  for (size_t i = 0; i < flat.size(); i += vocab) out.emplace_back(flat.begin() + long(i), flat.begin() + long(i + vocab));
+  return out;
+}
+
+void check_against_reference(const std::vector<std::vector<float>>& got, const std::vector<std::vector<float>>& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t t = 0; t < got.size(); ++t) {
+    CAPTURE(t);
+    CHECK(cosine(got[t], want[t]) >= 0.999);
+    CHECK(argmax_index(got[t]) == argmax_index(want[t]));
+  }
+}
+
+std::vector<uint32_t> greedy(Engine& engine, std::vector<uint32_t> prompt, int n) {
+  engine.reset();
+  std::vector<uint32_t> out;
+  auto logits = engine.eval(prompt);
+  for (int i = 0; i < n; ++i) {
+    uint32_t next = uint32_t(argmax_index(logits));
+    out.push_back(next);
+    const uint32_t one[] = {next};
+    logits = engine.eval(one);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("GPU forward of a random 2B4T model matches the CPU reference at every position") {
+  ValidationGuard guard;
+  const RandomModel m = make_random_model(small_2b4t_config(), 21);
+  const auto dir = temp_dir("engine-2b4t");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const std::vector<uint32_t> tokens = {1, 42, 7, 300, 299, 5, 64, 128, 3, 17, 250};
+  const auto want = ReferenceForward(*open_model(dir / "model.gguf")).logits(tokens);
+  for (int chunk : {64, 4, 1}) {
+    CAPTURE(chunk);
+    Engine engine(instance(), dir / "model.gguf", weights_only(chunk));
+    check_against_reference(rows(engine.eval(tokens, true), m.config.vocab), want);
+    // Token by token after a prefill: the last logits of each step.
+    engine.reset();
+    engine.eval(std::span(tokens).first(5));
+    for (size_t t = 5; t < tokens.size(); ++t) {
+      const uint32_t one[] = {tokens[t]};
+      auto step = engine.eval(one);
+      CHECK(cosine(step, want[t]) >= 0.999);
+      CHECK(argmax_index(step) == argmax_index(want[t]));
+    }
+  }
+}
+
+TEST_CASE("GPU forward of llama.cpp's tiny TQ2_0 model (SiLU graph) matches the CPU reference") {
+  ValidationGuard guard;
+  const auto path = kShared / "data/models/tiny-random-tq2_0.gguf";
+  const std::vector<uint32_t> tokens = {1, 450, 4996, 17354, 1701, 29871, 13, 31999};
+  const auto want = ReferenceForward(*open_model(path)).logits(tokens);
+  Engine engine(instance(), path, weights_only(3));
+  check_against_reference(rows(engine.eval(tokens, true), 32000), want);
+}
+
+TEST_CASE("the same weights in TQ2_0, TQ1_0, I2_S and safetensors give the same greedy tokens") {
+  ValidationGuard guard;
+  const RandomModel m = make_random_model(small_2b4t_config(), 5);
+  const auto dir = temp_dir("engine-formats");
+  write_gguf(m, dir / "tq2.gguf", GgmlType::TQ2_0);
+  write_gguf(m, dir / "tq1.gguf", GgmlType::TQ1_0);
+  write_gguf(m, dir / "i2s.gguf", GgmlType::I2_S);
+  write_hf_folder(m, dir / "hf");
+  const std::vector<uint32_t> prompt = {1, 100, 200, 31};
+  Engine first(instance(), dir / "i2s.gguf", weights_only());
+  const auto expected = greedy(first, prompt, 20);
+  for (auto name : {"tq2.gguf", "tq1.gguf", "hf"}) {
+    CAPTURE(name);
+    Engine engine(instance(), dir / name, weights_only());
+    CHECK(greedy(engine, prompt, 20) == expected);
+  }
+}
+
+TEST_CASE("both ternary inner-product paths and split tensors give the reference logits") {
+  ValidationGuard guard;
+  const RandomModel m = make_random_model(small_2b4t_config(), 8);
+  const auto dir = temp_dir("engine-variants");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const std::vector<uint32_t> tokens = {1, 2, 3, 4, 5, 6, 7};
+  const auto want = ReferenceForward(*open_model(dir / "model.gguf")).logits(tokens);
+  for (auto dot : {ops::TernaryDot::Swar, ops::TernaryDot::PackedInt8}) {
+    if (dot == ops::TernaryDot::PackedInt8 && !device().info().integer_dot_product) continue;
+    EngineOptions o = weights_only(4);
+    o.dot = dot;
+    o.max_segment_bytes = 4096;  // every matrix and the embedding split into many segments
+    Engine engine(instance(), dir / "model.gguf", o);
+    check_against_reference(rows(engine.eval(tokens, true), m.config.vocab), want);
+  }
+}
+
+TEST_CASE("bad requests to the engine are clear errors") {
+  const RandomModel m = make_random_model(small_2b4t_config(), 2);
+  const auto dir = temp_dir("engine-errors");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  Engine engine(instance(), dir / "model.gguf", weights_only());
+  CHECK_THROWS_WITH_AS(engine.eval({}), doctest::Contains("empty"), Error);
+  std::vector<uint32_t> too_long(65, 1);
+  CHECK_THROWS_WITH_AS(engine.eval(too_long), doctest::Contains("context"), Error);
+  const uint32_t bad[] = {5000};
+  CHECK_THROWS_WITH_AS(engine.eval(bad), doctest::Contains("outside the vocabulary"), Error);
+  EngineOptions big = weights_only();
+  big.context = 100000;
+  CHECK_THROWS_WITH_AS(Engine(instance(), dir / "model.gguf", big), doctest::Contains("maximum"), Error);
+}
