@@ -38,7 +38,8 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                            std::to_string(heap >> 20) + " MiB. Try a smaller context (-c) or another device");
   device_ = std::make_unique<Device>(instance, info);
   StageOptions so{.context = context_, .max_tokens = options_.prefill_chunk, .dot = options_.dot,
-                  .timestamps = options_.timestamps, .max_segment_bytes = options_.max_segment_bytes};
+                  .timestamps = options_.timestamps, .max_segment_bytes = options_.max_segment_bytes,
+                  .fp16_baseline = options_.fp16_baseline};
   stage_ = std::make_unique<Stage>(*device_, *source_, StageSpec{0, c.n_layers, true, true}, so, options_.progress);
 }
 

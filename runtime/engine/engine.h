@@ -26,6 +26,7 @@ struct EngineOptions {
   bool timestamps = false;    // per-dispatch GPU times (profiler)
   uint64_t max_segment_bytes = 0;  // tests: force tensors to split
   std::function<void(int done, int total)> progress;  // while loading
+  bool fp16_baseline = false;  // linear weights in FP16 (the baseline every claim is measured against)
   bool load_tokenizer = true;  // tests of weights-only files turn it off
 };
 

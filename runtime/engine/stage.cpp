@@ -3,20 +3,13 @@
 #include <cstring>
 
 #include "runtime/core/error.h"
+#include "runtime/core/half.h"
 #include "runtime/ops/embedding.h"
 #include "runtime/ops/gated_activation.h"
 #include "runtime/ops/rmsnorm.h"
 #include "runtime/ops/rope.h"
 
 namespace ternvk {
-namespace {
-
-ops::PackedTernaryMatrix pack(const TernaryMatrix& m, const std::string& what) {
-  return ops::pack_ternary(m.values, uint32_t(m.rows), uint32_t(m.cols), m.scale, what);
-}
-
-}  // namespace
-
 Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, const StageOptions& options,
              const std::function<void(int, int)>& progress)
     : device_(device),
@@ -45,24 +38,16 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
     const std::string p = "layer " + std::to_string(l) + " ";
     Layer L;
     // Matrices that share an input are stacked into one matrix (per-row scales): one dispatch each.
-    ops::PackedTernaryMatrix qkv_parts[] = {pack(source.linear(l, Linear::Q), p + "q"),
-                                            pack(source.linear(l, Linear::K), p + "k"),
-                                            pack(source.linear(l, Linear::V), p + "v")};
-    L.qkv = std::make_unique<ops::TernaryMatrixGpu>(device, ops::concat_rows(qkv_parts), p + "qkv",
-                                                    options.max_segment_bytes);
-    L.o = std::make_unique<ops::TernaryMatrixGpu>(device, pack(source.linear(l, Linear::O), p + "o"), p + "o",
-                                                  options.max_segment_bytes);
-    ops::PackedTernaryMatrix gate_up_parts[] = {pack(source.linear(l, Linear::Gate), p + "gate"),
-                                                pack(source.linear(l, Linear::Up), p + "up")};
-    L.gate_up = std::make_unique<ops::TernaryMatrixGpu>(device, ops::concat_rows(gate_up_parts), p + "gate|up",
-                                                        options.max_segment_bytes);
-    L.down = std::make_unique<ops::TernaryMatrixGpu>(device, pack(source.linear(l, Linear::Down), p + "down"),
-                                                     p + "down", options.max_segment_bytes);
+    L.qkv = upload_linear({source.linear(l, Linear::Q), source.linear(l, Linear::K), source.linear(l, Linear::V)},
+                          p + "qkv");
+    L.o = upload_linear({source.linear(l, Linear::O)}, p + "o");
+    L.gate_up = upload_linear({source.linear(l, Linear::Gate), source.linear(l, Linear::Up)}, p + "gate|up");
+    L.down = upload_linear({source.linear(l, Linear::Down)}, p + "down");
     L.attn_norm = upload_floats(source.norm(l, Norm::Attn), p + "attn_norm");
     L.attn_sub_norm = upload_floats(source.norm(l, Norm::AttnSub), p + "attn_sub_norm");
     L.ffn_norm = upload_floats(source.norm(l, Norm::Ffn), p + "ffn_norm");
     L.ffn_sub_norm = upload_floats(source.norm(l, Norm::FfnSub), p + "ffn_sub_norm");
-    for (auto* m : {L.qkv.get(), L.o.get(), L.gate_up.get(), L.down.get()}) weight_bytes_ += m->weight_bytes();
+    for (auto* m : {&L.qkv, &L.o, &L.gate_up, &L.down}) weight_bytes_ += m->bytes();
     const uint64_t kv = ops::kv_cache_bytes(uint32_t(options.context), uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim));
     L.k_cache = device.create_buffer(kv, MemoryKind::DeviceLocal, p + "K cache");
     L.v_cache = device.create_buffer(kv, MemoryKind::DeviceLocal, p + "V cache");
@@ -98,6 +83,9 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   q_dim_in_ = ops::QuantizedActivationsBuffers::create(device, T, D, "int8 hidden state");
   q_attn_ = ops::QuantizedActivationsBuffers::create(device, T, QD, "int8 attention output");
   q_ffn_ = ops::QuantizedActivationsBuffers::create(device, T, F, "int8 FFN activations");
+  if (options.fp16_baseline)
+    normed_wide_ = device.create_buffer(uint64_t(T) * std::max({D, QD, F}) * 4, MemoryKind::DeviceLocal,
+                                        "normed activations");
   if (spec.head) {
     normed_ = device.create_buffer(uint64_t(T) * D * 4, MemoryKind::DeviceLocal, "final norm output");
     logits_ = device.create_buffer(uint64_t(T) * V * 4, MemoryKind::DeviceLocal, "logits");
@@ -114,6 +102,40 @@ Buffer Stage::upload_floats(const std::vector<float>& v, const std::string& what
   device_.upload(b, v.data(), v.size() * 4);
   weight_bytes_ += v.size() * 4;
   return b;
+}
+
+Stage::LinearWeights Stage::upload_linear(std::vector<TernaryMatrix> parts, const std::string& what) {
+  LinearWeights w;
+  if (!options_.fp16_baseline) {
+    std::vector<ops::PackedTernaryMatrix> packed;
+    for (const auto& m : parts) packed.push_back(ops::pack_ternary(m.values, uint32_t(m.rows), uint32_t(m.cols), m.scale, what));
+    w.ternary = std::make_unique<ops::TernaryMatrixGpu>(
+        device_, packed.size() == 1 ? std::move(packed[0]) : ops::concat_rows(packed), what, options_.max_segment_bytes);
+    return w;
+  }
+  std::vector<uint16_t> halves;
+  uint32_t rows = 0;
+  for (const auto& m : parts) {
+    const uint16_t plus = float_to_half(m.scale), minus = float_to_half(-m.scale), zero = 0;
+    for (int8_t v : m.values) halves.push_back(v > 0 ? plus : v < 0 ? minus : zero);
+    rows += uint32_t(m.rows);
+  }
+  w.fp16 = std::make_unique<ops::Fp16MatrixGpu>(device_, halves, rows, uint32_t(parts[0].cols), what,
+                                                options_.max_segment_bytes);
+  return w;
+}
+
+void Stage::record_norm_linear(Recording& rec, BufferRange x, const Buffer& norm, uint32_t tokens, uint32_t cols,
+                               const ops::QuantizedActivations& xq, const LinearWeights& w,
+                               const ops::MatmulOutput& out, ops::Epilogue epilogue) {
+  if (w.ternary) {
+    norm_quant_.record(rec, x, norm.range(), c_.rms_eps, tokens, xq);
+    ternary_.record(rec, *w.ternary, xq, tokens, out, epilogue);
+  } else {
+    const BufferRange normed = normed_wide_.range(0, uint64_t(tokens) * cols * 4);
+    ops::record_rmsnorm(rec, {.x = x, .weight = norm.range(), .y = normed, .rows = tokens, .cols = cols, .eps = c_.rms_eps});
+    fp16_.record(rec, *w.fp16, normed, tokens, out, epilogue);
+  }
 }
 
 // The forward pass of this stage for `tokens` tokens, read top to bottom.
@@ -135,23 +157,18 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode) {
   }
   for (Layer& L : layers_) {
     // Attention block: x += o( sub_norm( attention( rope(q), rope(k), v ) ) ), q|k|v = W_qkv · int8(norm(x))
-    norm_quant_.record(rec, x_.range(), L.attn_norm.range(), c_.rms_eps, T, xq);
-    ternary_.record(rec, *L.qkv, xq, T, {qkv_.range()});
+    record_norm_linear(rec, x_.range(), L.attn_norm, T, D, xq, L.qkv, {qkv_.range()}, ops::Epilogue::Store);
     ops::KvCacheLayer cache{L.k_cache.range(), L.v_cache.range(), uint32_t(options_.context)};
     ops::record_rope_kv_store(rec, qkv, heads, positions_.range(), rope, cache);
     ops::record_attention(rec, attention, {.q = qkv, .positions = positions_.range(), .cache = cache,
                                            .out = attn_.range(), .scratch = attn_scratch_.range()});
-    norm_quant_.record(rec, attn_.range(), L.attn_sub_norm.range(), c_.rms_eps, T, aq);
-    ternary_.record(rec, *L.o, aq, T, {x_.range()}, ops::Epilogue::Accumulate);
+    record_norm_linear(rec, attn_.range(), L.attn_sub_norm, T, QD, aq, L.o, {x_.range()}, ops::Epilogue::Accumulate);
     // FFN block: x += down( sub_norm( act(gate) * up ) ), gate|up = W_gate_up · int8(norm(x))
-    norm_quant_.record(rec, x_.range(), L.ffn_norm.range(), c_.rms_eps, T, xq);
-    ternary_.record(rec, *L.gate_up, xq, T, {gate_up_.range()});
+    record_norm_linear(rec, x_.range(), L.ffn_norm, T, D, xq, L.gate_up, {gate_up_.range()}, ops::Epilogue::Store);
     ops::record_gated_activation(rec, {.gate_up = gate_up_.range(), .out = ffn_.range(), .tokens = T, .features = F,
                                        .gating = c_.squared_relu() ? ops::Gating::SquaredRelu : ops::Gating::Silu});
-    norm_quant_.record(rec, ffn_.range(), L.ffn_sub_norm.range(), c_.rms_eps, T, fq);
-    ternary_.record(rec, *L.down, fq, T, {x_.range()}, ops::Epilogue::Accumulate);
+    record_norm_linear(rec, ffn_.range(), L.ffn_sub_norm, T, F, fq, L.down, {x_.range()}, ops::Epilogue::Accumulate);
   }
-  (void)QD;
   if (!spec_.head || mode == LogitsMode::None) return;
   // logits = head · norm(x): every token, or only the last one (decode and generation prefill).
   ops::record_rmsnorm(rec, {.x = x_.range(), .weight = output_norm_.range(), .y = normed_.range(), .rows = T,

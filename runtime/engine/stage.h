@@ -33,6 +33,9 @@ struct StageOptions {
   ops::TernaryDot dot = ops::TernaryDot::Auto;
   bool timestamps = false;
   uint64_t max_segment_bytes = 0;  // tests: force tensors to split
+  // The FP16 baseline: the same model with every linear weight expanded to FP16 (w * scale) and
+  // float activations. Every speed and memory claim is measured against it.
+  bool fp16_baseline = false;
 };
 
 enum class LogitsMode { None, Last, All };
@@ -61,8 +64,14 @@ class Stage {
   uint64_t kv_bytes() const { return kv_bytes_; }
 
  private:
+  // A linear layer in either form: ternary (int8 activations) or the FP16 baseline.
+  struct LinearWeights {
+    std::unique_ptr<ops::TernaryMatrixGpu> ternary;
+    std::unique_ptr<ops::Fp16MatrixGpu> fp16;
+    uint64_t bytes() const { return ternary ? ternary->weight_bytes() : fp16->weight_bytes(); }
+  };
   struct Layer {
-    std::unique_ptr<ops::TernaryMatrixGpu> qkv, o, gate_up, down;
+    LinearWeights qkv, o, gate_up, down;
     Buffer attn_norm, attn_sub_norm, ffn_norm, ffn_sub_norm;
     Buffer k_cache, v_cache;
   };
@@ -72,6 +81,11 @@ class Stage {
   bool head_on_last_row_only(uint32_t tokens) const;
   void record_pass(Recording& rec, uint32_t tokens, LogitsMode mode);
   Buffer upload_floats(const std::vector<float>& v, const std::string& what);
+  LinearWeights upload_linear(std::vector<TernaryMatrix> parts, const std::string& what);
+  // out = W · norm(x): quantize + ternary matmul, or float norm + FP16 matmul for the baseline.
+  void record_norm_linear(Recording& rec, BufferRange x, const Buffer& norm, uint32_t tokens, uint32_t cols,
+                          const ops::QuantizedActivations& xq, const LinearWeights& w, const ops::MatmulOutput& out,
+                          ops::Epilogue epilogue);
 
   Device& device_;
   ModelConfig c_;
@@ -87,6 +101,7 @@ class Stage {
   // Activations for up to max_tokens tokens.
   Buffer ids_, positions_;  // host-visible, written before each replay
   Buffer x_, qkv_, attn_, gate_up_, ffn_, normed_, logits_, attn_scratch_;
+  Buffer normed_wide_;  // FP16 baseline: float norm output [max_tokens, max(dim, q_dim, ffn)]
   ops::QuantizedActivationsBuffers q_dim_in_, q_attn_, q_ffn_;
   std::map<std::pair<uint32_t, int>, std::unique_ptr<Recording>> passes_;
   Recording* last_pass_ = nullptr;

@@ -120,6 +120,21 @@ TEST_CASE("both ternary inner-product paths and split tensors give the reference
   }
 }
 
+TEST_CASE("the FP16 baseline of the same model gives the reference logits") {
+  ValidationGuard guard;
+  const RandomModel m = make_random_model(small_2b4t_config(), 13);
+  const auto dir = temp_dir("engine-fp16");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const std::vector<uint32_t> tokens = {1, 9, 8, 7, 6, 5};
+  const auto want = ReferenceForward(*open_model(dir / "model.gguf")).logits(tokens);
+  EngineOptions o = weights_only(4);
+  o.fp16_baseline = true;
+  Engine engine(instance(), dir / "model.gguf", o);
+  // Float activations instead of int8: close to the BitNet reference, not identical.
+  const auto got = rows(engine.eval(tokens, true), m.config.vocab);
+  for (size_t t = 0; t < tokens.size(); ++t) CHECK(cosine(got[t], want[t]) >= 0.99);
+}
+
 TEST_CASE("bad requests to the engine are clear errors") {
   const RandomModel m = make_random_model(small_2b4t_config(), 2);
   const auto dir = temp_dir("engine-errors");

@@ -1,0 +1,134 @@
+#include "runtime/ops/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "runtime/core/error.h"
+#include "runtime/device/device.h"
+
+namespace ternvk::ops {
+namespace {
+
+uint32_t round_up(uint32_t x, uint32_t m) { return (x + m - 1) / m * m; }
+
+uint64_t shared_bytes(const HeadLayout& h, uint32_t bt, uint32_t kt) {
+  const uint64_t m = uint64_t(bt) * (h.n_heads / h.n_kv_heads);
+  return 4 * (m * h.head_dim + m * kt + 3 * m + bt);
+}
+
+}  // namespace
+
+AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, uint32_t tokens, uint32_t max_context,
+                             const AttentionTuning& tuning) {
+  detail::check_heads(heads, "attention");
+  if (heads.head_dim % 8)
+    throw Error("attention: head_dim " + std::to_string(heads.head_dim) + " is not a multiple of 8");
+  if (tokens == 0 || max_context == 0) throw Error("attention: the plan needs at least one token and one key");
+  AttentionPlan plan;
+  plan.heads = heads;
+  plan.tokens = tokens;
+  plan.max_context = max_context;
+  const uint32_t sg = std::max<uint32_t>(info.subgroup_size, 1);
+  const uint32_t ratio = heads.n_heads / heads.n_kv_heads;
+  const uint32_t ncg = heads.head_dim / 8;
+
+  // Query tokens per workgroup: all of a decode step's few tokens; blocks of 8 for prefill (K/V
+  // tiles are then read once per 8 tokens), fewer if shared memory is short.
+  uint32_t bt = tuning.tokens_per_group ? tuning.tokens_per_group : std::min<uint32_t>(tokens, 8);
+  uint32_t kt = tuning.key_tile ? tuning.key_tile : (bt * ratio <= 8 ? 64 : 32);
+  const uint64_t limit = info.max_shared_memory ? info.max_shared_memory : 16384;
+  while (shared_bytes(heads, bt, kt) > limit && (bt > 1 || kt > 8)) {
+    if (tuning.tokens_per_group == 0 && bt > 1) bt = (bt + 1) / 2;
+    else if (tuning.key_tile == 0 && kt > 8) kt /= 2;
+    else break;
+  }
+  if (shared_bytes(heads, bt, kt) > limit)
+    throw Error("attention: " + std::to_string(bt) + " tokens x " + std::to_string(ratio) + " heads of dimension " +
+                std::to_string(heads.head_dim) + " need " + std::to_string(shared_bytes(heads, bt, kt)) +
+                " bytes of shared memory; this device has " + std::to_string(limit));
+  plan.tokens_per_group = bt;
+  plan.key_tile = kt;
+
+  // Workgroup: one lane per (8-column group, token) item of the P*V step, whole subgroups, at most 256.
+  uint32_t wg = tuning.workgroup;
+  if (wg == 0) {
+    wg = std::clamp<uint32_t>(round_up(ncg * bt, sg), sg, 256);
+    if (info.max_workgroup_invocations) wg = std::min(wg, info.max_workgroup_invocations);
+  }
+  plan.workgroup = wg;
+  // CPU devices gather every shared-memory load lane by lane: for one query token keep q in registers.
+  plan.q_in_registers = tuning.q_in_registers.value_or(info.is_cpu()) && bt == 1;
+
+  // Split the context when one token block cannot fill the device (decode): chunks of 256 keys.
+  uint32_t chunk = tuning.chunk;
+  if (chunk == 0) chunk = tokens <= bt ? 256 : max_context;
+  chunk = round_up(std::min(chunk, round_up(max_context, kt)), kt);
+  plan.chunk = chunk;
+  plan.n_chunks = (max_context + chunk - 1) / chunk;
+  plan.combine_workgroup = std::max(sg, std::min<uint32_t>(64, round_up(heads.head_dim, sg)));
+  if (plan.split())
+    plan.scratch_bytes = uint64_t(tokens) * heads.n_heads * plan.n_chunks * (heads.head_dim + 2) * 4;
+  return plan;
+}
+
+void record_attention(Recording& rec, const AttentionPlan& plan, const AttentionArgs& args) {
+  const HeadLayout& h = plan.heads;
+  detail::check_heads(h, "attention");
+  if (args.q.tokens != plan.tokens)
+    throw Error("attention: the plan is for " + std::to_string(plan.tokens) + " tokens, the activations hold " +
+                std::to_string(args.q.tokens));
+  const uint64_t q_end = uint64_t(args.q.q_col) + uint64_t(h.n_heads) * h.head_dim;
+  if (q_end > args.q.row_stride)
+    throw Error("attention: q heads (columns up to " + std::to_string(q_end) + ") exceed rows of " +
+                std::to_string(args.q.row_stride) + " floats");
+  if (args.cache.capacity < plan.max_context)
+    throw Error("attention: the plan covers " + std::to_string(plan.max_context) + " positions but the KV cache holds " +
+                std::to_string(args.cache.capacity));
+  const uint64_t kv_bytes = kv_cache_bytes(plan.max_context, h.n_kv_heads, h.head_dim);
+  if ((args.cache.k.size && args.cache.k.size < kv_bytes) || (args.cache.v.size && args.cache.v.size < kv_bytes))
+    throw Error("attention: KV cache ranges are smaller than the " + std::to_string(kv_bytes) + " bytes of " +
+                std::to_string(plan.max_context) + " positions");
+  const uint32_t out_stride = args.out_stride ? args.out_stride : h.n_heads * h.head_dim;
+  const uint64_t out_bytes = (uint64_t(plan.tokens - 1) * out_stride + uint64_t(h.n_heads) * h.head_dim) * 4;
+  if (args.out.size && args.out.size < out_bytes)
+    throw Error("attention: output range holds " + std::to_string(args.out.size) + " bytes, needs " +
+                std::to_string(out_bytes));
+  if (plan.split() && (!args.scratch.buffer || (args.scratch.size && args.scratch.size < plan.scratch_bytes)))
+    throw Error("attention: the split plan needs a scratch range of " + std::to_string(plan.scratch_bytes) + " bytes");
+
+  const float scale = args.scale > 0.0f ? args.scale : 1.0f / std::sqrt(static_cast<float>(h.head_dim));
+  const uint32_t ratio = h.n_heads / h.n_kv_heads;
+  const uint32_t capacity = std::min(plan.max_context, plan.n_chunks * plan.chunk);
+  const uint32_t stats_offset = plan.tokens * h.n_heads * plan.n_chunks * h.head_dim;
+  struct {
+    uint32_t tokens, q_stride, q_col, n_kv_heads, chunk, n_chunks, capacity;
+    float scale_log2e;
+    uint32_t out_stride, stats_offset;
+  } push{plan.tokens, args.q.row_stride, args.q.q_col, h.n_kv_heads, plan.chunk, plan.n_chunks, capacity,
+         scale * 1.4426950408889634f, out_stride, stats_offset};
+  const PipelineOptions options{.constants = {{0, plan.workgroup},
+                                              {1, h.head_dim},
+                                              {2, ratio},
+                                              {3, plan.tokens_per_group},
+                                              {4, plan.key_tile},
+                                              {5, plan.q_in_registers ? 1u : 0u}}};
+  const uint32_t blocks = (plan.tokens + plan.tokens_per_group - 1) / plan.tokens_per_group;
+  if (!plan.split()) {
+    const Pipeline& pipe = rec.device().pipeline("attention", options);
+    rec.dispatch(pipe, {args.q.buffer, args.positions, args.cache.k, args.cache.v, args.out}, push, 1,
+                 h.n_kv_heads, blocks);
+    return;
+  }
+  const Pipeline& split = rec.device().pipeline("attention_split", options);
+  rec.dispatch(split, {args.q.buffer, args.positions, args.cache.k, args.cache.v, args.scratch}, push, plan.n_chunks,
+               h.n_kv_heads, blocks);
+  const Pipeline& combine = rec.device().pipeline(
+      "attention_combine", {.constants = {{0, plan.combine_workgroup}, {1, h.head_dim}}});
+  struct {
+    uint32_t n_heads, chunk, n_chunks, capacity, out_stride, stats_offset;
+  } cpush{h.n_heads, plan.chunk, plan.n_chunks, capacity, out_stride, stats_offset};
+  rec.dispatch(combine, {args.positions, args.scratch, args.out}, cpush, h.n_heads, plan.tokens);
+}
+
+}  // namespace ternvk::ops

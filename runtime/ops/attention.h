@@ -1,0 +1,68 @@
+// Causal GQA attention over the fp16 KV cache (flash attention with an optional split over the
+// context, i.e. flash-decoding), softmax in fp32.
+//
+// q: the q heads of fp32 activation rows (a QkvView: fused QKV rows or a separate [T, H*hd] buffer).
+// Token t at positions[t] attends to cache rows 0..positions[t] (causal; the tokens' own k/v must
+// already be in the cache, e.g. by record_rope_kv_store). Output: fp32 [T, H*hd] (row stride
+// `out_stride` floats, default H*hd), head h at column h*hd.
+//
+// Record once, replay every step: dispatch sizes come from the plan (the maximum context), the live
+// length from `positions`; workgroups whose key chunk lies beyond a token's position exit at once.
+// A plan serves one token count T; the engine keeps one plan for decode (T=1 or a few) and one per
+// prefill size.
+#pragma once
+#include <cstdint>
+#include <optional>
+
+#include "runtime/device/device_info.h"
+#include "runtime/device/memory.h"
+#include "runtime/device/recording.h"
+#include "runtime/ops/kv_cache.h"
+#include "runtime/ops/rope.h"
+
+namespace ternvk::ops {
+
+// Overrides for tests and benchmarks; 0 picks from DeviceInfo.
+struct AttentionTuning {
+  uint32_t workgroup = 0;
+  uint32_t tokens_per_group = 0;  // query tokens per workgroup (BT)
+  uint32_t key_tile = 0;          // keys per shared-memory tile (KT)
+  uint32_t chunk = 0;             // keys per workgroup; >= max_context means no split
+  std::optional<bool> q_in_registers;  // default: CPU devices (lavapipe); only with one token per group
+};
+
+struct AttentionPlan {
+  HeadLayout heads;
+  uint32_t tokens = 0;            // T
+  uint32_t max_context = 0;       // keys a token may attend to (positions < max_context)
+  uint32_t workgroup = 0;         // spec constant 0 of attention / attention_split
+  uint32_t tokens_per_group = 0;  // spec constant 3 (BT)
+  uint32_t key_tile = 0;          // spec constant 4 (KT)
+  bool q_in_registers = false;    // spec constant 5: q of a decode token in registers, not shared memory
+  uint32_t chunk = 0;             // keys per workgroup (multiple of key_tile)
+  uint32_t n_chunks = 0;          // workgroups along the context; 1 = no split, no combine pass
+  uint32_t combine_workgroup = 0;
+  uint64_t scratch_bytes = 0;     // partials of the split (0 without split)
+  bool split() const { return n_chunks > 1; }
+  uint32_t dispatches() const { return split() ? 2 : 1; }
+};
+
+// Picks tiles and the split for T query tokens over up to max_context keys. Requires head_dim % 8
+// == 0 and n_heads % n_kv_heads == 0; throws ternvk::Error otherwise or when shared memory is short.
+AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, uint32_t tokens, uint32_t max_context,
+                             const AttentionTuning& tuning = {});
+
+struct AttentionArgs {
+  QkvView q;              // q heads at q_col; tokens must equal plan.tokens
+  BufferRange positions;  // uint32 [T]
+  KvCacheLayer cache;     // capacity >= plan.max_context
+  BufferRange out;        // fp32 [T, out_stride]
+  uint32_t out_stride = 0;  // floats; 0 = n_heads * head_dim
+  BufferRange scratch;    // >= plan.scratch_bytes when plan.split() (device-local, never read by the host)
+  float scale = 0.0f;     // 0 = 1/sqrt(head_dim)
+};
+
+// Records one dispatch (no split) or two (split + combine).
+void record_attention(Recording& rec, const AttentionPlan& plan, const AttentionArgs& args);
+
+}  // namespace ternvk::ops

@@ -1,0 +1,89 @@
+#include "runtime/ops/fp16_matmul.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "runtime/core/error.h"
+
+namespace ternvk::ops {
+
+Fp16MatrixGpu::Fp16MatrixGpu(Device& device, std::span<const uint16_t> halves, uint32_t rows, uint32_t cols,
+                             const std::string& name, uint64_t max_segment_bytes)
+    : name_(name), rows_(rows), cols_(cols) {
+  if (rows == 0 || cols == 0) throw Error(name + ": cannot upload an empty fp16 matrix");
+  if (halves.size() != uint64_t(rows) * cols)
+    throw Error(name + ": " + std::to_string(halves.size()) + " halves given for a " + std::to_string(rows) + " x " +
+                std::to_string(cols) + " matrix");
+  const uint32_t kp = padded_cols();
+  const uint32_t per_segment = rows_per_segment(device, uint64_t(kp) * 2, max_segment_bytes, name);
+  std::vector<uint16_t> padded;
+  for (uint32_t first = 0; first < rows; first += per_segment) {
+    MatrixSegment s;
+    s.first_row = first;
+    s.rows = std::min(per_segment, rows - first);
+    const uint64_t bytes = uint64_t(s.rows) * kp * 2;
+    s.weights = device.create_buffer(bytes, MemoryKind::DeviceLocal, name + " (fp16 weights)");
+    const uint16_t* src = halves.data() + uint64_t(first) * cols;
+    if (kp == cols) {
+      device.upload(s.weights, src, bytes);
+    } else {
+      padded.assign(uint64_t(s.rows) * kp, 0);
+      for (uint32_t r = 0; r < s.rows; ++r)
+        std::memcpy(padded.data() + uint64_t(r) * kp, src + uint64_t(r) * cols, uint64_t(cols) * 2);
+      device.upload(s.weights, padded.data(), bytes);
+    }
+    segments_.push_back(std::move(s));
+  }
+}
+
+Fp16Matmul::Fp16Matmul(Device& device, Fp16MatmulOptions options) : device_(device), options_(options) {
+  if (options.shape) options.shape->validate(device.info(), "fp16 matmul");
+}
+
+MatmulShape Fp16Matmul::shape_for(uint32_t tokens) const {
+  if (options_.shape) return *options_.shape;
+  return MatmulShape::pick(device_.info(), tokens, false);
+}
+
+void Fp16Matmul::record(Recording& rec, const Fp16MatrixGpu& w, BufferRange x, uint32_t tokens, const MatmulOutput& y,
+                        Epilogue epilogue) const {
+  const std::string what = "fp16 matmul of " + w.name();
+  if (tokens == 0) throw Error(what + ": no tokens to multiply");
+  const uint32_t n = w.rows();
+  const uint32_t k = w.cols();
+  const uint32_t stride = y.stride ? y.stride : n;
+  if (uint64_t(y.offset) + n > stride)
+    throw Error(what + ": output columns " + std::to_string(y.offset) + ".." + std::to_string(uint64_t(y.offset) + n) +
+                " do not fit an output row of " + std::to_string(stride));
+  if (x.size && x.size < uint64_t(tokens) * k * 4)
+    throw Error(what + ": the input holds fewer than " + std::to_string(tokens) + " rows of " + std::to_string(k) +
+                " floats");
+  const uint64_t y_floats = uint64_t(tokens - 1) * stride + y.offset + n;
+  if (y.buffer.size && y.buffer.size < y_floats * 4)
+    throw Error(what + ": the output needs " + std::to_string(y_floats * 4) + " bytes but its range holds " +
+                std::to_string(y.buffer.size));
+  if (x.offset % 16 != 0 && k % 4 == 0)
+    throw Error(what + ": the input range must start at a multiple of 16 bytes");
+
+  const MatmulShape shape = shape_for(tokens);
+  PipelineOptions po;
+  po.constants = {{0, shape.workgroup}, {1, shape.lanes},
+                  {2, shape.rows},      {3, shape.tokens},
+                  {4, static_cast<uint32_t>(epilogue)}, {5, shape.subgroup_add ? 0u : 1u}};
+  po.required_subgroup_size = shape.required_subgroup_size;
+  // vec4 activation loads need every token row to start on 16 bytes.
+  const Pipeline& pipeline = device_.pipeline(k % 4 == 0 ? "fp16_matmul" : "fp16_matmul_xscalar", po);
+  struct {
+    uint32_t cols, chunks, rows, row_base, tokens, y_stride, y_offset;
+  } push{k, w.padded_cols() / 8, 0, 0, tokens, stride, y.offset};
+  const uint32_t rpw = shape.rows_per_workgroup();
+  const uint32_t token_groups = (tokens + shape.tokens - 1) / shape.tokens;
+  for (const MatrixSegment& seg : w.segments()) {
+    push.rows = seg.rows;
+    push.row_base = seg.first_row;
+    rec.dispatch(pipeline, {seg.weights.range(), x, y.buffer}, push, (seg.rows + rpw - 1) / rpw, token_groups, 1,
+                 w.name());
+  }
+}
+
+}  // namespace ternvk::ops

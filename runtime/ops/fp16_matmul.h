@@ -1,0 +1,61 @@
+// FP16-weight GEMV / GEMM (shaders/fp16_matmul.comp): y[t, n] (=|+=) sum_k W[n,k] x[t,k] with fp32
+// activations and accumulation. Runs the output head (the tied embedding, up to 128256 x 2560,
+// larger than maxStorageBufferRange: split by rows into segments) and the FP16 baseline model.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "runtime/device/device.h"
+#include "runtime/device/recording.h"
+#include "runtime/ops/quantized_activations.h"
+#include "runtime/ops/ternary_matmul.h"
+#include "runtime/ops/ternary_matrix.h"
+
+namespace ternvk::ops {
+
+// [rows N, cols K] fp16 on the device, rows padded to round_up(K, 8) with zeros, split into
+// segments that each fit maxStorageBufferRange (or `max_segment_bytes` when smaller and non-zero).
+class Fp16MatrixGpu {
+ public:
+  // `halves`: fp16 bits, row-major [rows, cols], unpadded.
+  Fp16MatrixGpu(Device& device, std::span<const uint16_t> halves, uint32_t rows, uint32_t cols,
+                const std::string& name, uint64_t max_segment_bytes = 0);
+
+  uint32_t rows() const { return rows_; }
+  uint32_t cols() const { return cols_; }
+  uint32_t padded_cols() const { return round_up(cols_, 8); }
+  const std::vector<MatrixSegment>& segments() const { return segments_; }
+  const std::string& name() const { return name_; }
+  uint64_t weight_bytes() const { return uint64_t(rows_) * padded_cols() * 2; }
+
+ private:
+  std::string name_;
+  uint32_t rows_ = 0;
+  uint32_t cols_ = 0;
+  std::vector<MatrixSegment> segments_;
+};
+
+struct Fp16MatmulOptions {
+  std::optional<MatmulShape> shape;  // overrides MatmulShape::pick (tests, benchmarks)
+};
+
+class Fp16Matmul {
+ public:
+  explicit Fp16Matmul(Device& device, Fp16MatmulOptions options = {});
+
+  // Records y = W x (or y += W x) for `tokens` rows of x (fp32 [tokens, w.cols()]), one dispatch
+  // per segment of w. y receives N = w.rows() columns per token (see MatmulOutput).
+  void record(Recording& rec, const Fp16MatrixGpu& w, BufferRange x, uint32_t tokens, const MatmulOutput& y,
+              Epilogue epilogue = Epilogue::Store) const;
+
+  MatmulShape shape_for(uint32_t tokens) const;
+
+ private:
+  Device& device_;
+  Fp16MatmulOptions options_;
+};
+
+}  // namespace ternvk::ops

@@ -1,0 +1,124 @@
+#include "runtime/ops/ternary_matmul.h"
+
+#include <algorithm>
+
+#include "runtime/core/error.h"
+
+namespace ternvk::ops {
+namespace {
+
+bool power_of_two(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+}  // namespace
+
+MatmulShape MatmulShape::pick(const DeviceInfo& info, uint32_t tokens, bool ternary) {
+  MatmulShape s;
+  tokens = std::max(tokens, 1u);
+  if (info.max_subgroup_size <= 8) {
+    // One workgroup = one subgroup = one SIMD vector: no barriers, no shared memory.
+    const bool fixed = info.subgroup_size_control || info.min_subgroup_size == info.max_subgroup_size;
+    const uint32_t sg = info.subgroup_size_control ? info.max_subgroup_size : info.min_subgroup_size;
+    s.workgroup = s.lanes = sg;
+    s.subgroup_add = fixed;
+    s.required_subgroup_size = info.subgroup_size_control ? sg : 0;
+    if (tokens == 1) {
+      s.rows = 16;
+      s.tokens = 1;
+    } else {
+      s.rows = ternary ? 4 : 4;
+      s.tokens = std::min(tokens, 8u);
+    }
+  } else {
+    s.lanes = std::min(8u, info.min_subgroup_size);
+    s.workgroup = std::min(128u, info.max_workgroup_invocations);
+    s.subgroup_add = false;
+    s.required_subgroup_size = 0;
+    s.rows = 2;
+    s.tokens = std::min(tokens, 4u);
+  }
+  s.validate(info, ternary ? "ternary matmul" : "fp16 matmul");
+  return s;
+}
+
+void MatmulShape::validate(const DeviceInfo& info, const char* op) const {
+  const std::string what = std::string(op) + ": ";
+  if (!info.subgroup_arithmetic || !info.subgroup_shuffle)
+    throw Error(what + "device '" + info.name + "' lacks subgroup arithmetic or shuffle in compute shaders, which " +
+                "this kernel needs");
+  if (!power_of_two(lanes) || workgroup % lanes != 0 || workgroup > info.max_workgroup_invocations || rows == 0 ||
+      tokens == 0)
+    throw Error(what + "invalid shape: workgroup " + std::to_string(workgroup) + ", lanes " + std::to_string(lanes) +
+                " (a power of 2 dividing the workgroup), rows " + std::to_string(rows) + ", tokens " +
+                std::to_string(tokens));
+  // The smallest subgroup the pipeline can get.
+  const uint32_t min_sg = (required_subgroup_size && info.subgroup_size_control) ? required_subgroup_size
+                                                                                 : info.min_subgroup_size;
+  if (subgroup_add ? min_sg < workgroup : min_sg < lanes)
+    throw Error(what + "a shape reducing with " + (subgroup_add ? "subgroupAdd over a workgroup of " : "clusters of ") +
+                std::to_string(subgroup_add ? workgroup : lanes) + " lanes needs subgroups at least that large; " +
+                "device '" + info.name + "' may use " + std::to_string(min_sg));
+}
+
+TernaryMatmul::TernaryMatmul(Device& device, TernaryMatmulOptions options) : device_(device), options_(options) {
+  const DeviceInfo& info = device.info();
+  switch (options.dot) {
+    case TernaryDot::Auto: dot_ = info.has_fast_int8_dot(); break;
+    case TernaryDot::Swar: dot_ = false; break;
+    case TernaryDot::PackedInt8:
+      if (!info.integer_dot_product)
+        throw Error("ternary matmul: the packed int8 dot path needs shaderIntegerDotProduct, which device '" +
+                    info.name + "' does not offer; use the SWAR path");
+      dot_ = true;
+      break;
+  }
+  if (options.shape) options.shape->validate(info, "ternary matmul");
+}
+
+MatmulShape TernaryMatmul::shape_for(uint32_t tokens) const {
+  if (options_.shape) return *options_.shape;
+  return MatmulShape::pick(device_.info(), tokens, true);
+}
+
+void TernaryMatmul::record(Recording& rec, const TernaryMatrixGpu& w, const QuantizedActivations& x, uint32_t tokens,
+                           const MatmulOutput& y, Epilogue epilogue) const {
+  const std::string what = "ternary matmul of " + w.name();
+  if (tokens == 0) throw Error(what + ": no tokens to multiply");
+  if (x.cols != w.cols())
+    throw Error(what + ": the activations have " + std::to_string(x.cols) + " columns but the matrix has " +
+                std::to_string(w.cols()));
+  const uint32_t n = w.rows();
+  const uint32_t stride = y.stride ? y.stride : n;
+  if (uint64_t(y.offset) + n > stride)
+    throw Error(what + ": output columns " + std::to_string(y.offset) + ".." + std::to_string(uint64_t(y.offset) + n) +
+                " do not fit an output row of " + std::to_string(stride));
+  if (x.values.size && x.values.size < QuantizedActivations::values_bytes(tokens, x.cols))
+    throw Error(what + ": the activation values hold fewer than " + std::to_string(tokens) + " tokens");
+  if (x.meta.size && x.meta.size < QuantizedActivations::meta_bytes(tokens))
+    throw Error(what + ": the activation scales hold fewer than " + std::to_string(tokens) + " tokens");
+  const uint64_t y_floats = uint64_t(tokens - 1) * stride + y.offset + n;
+  if (y.buffer.size && y.buffer.size < y_floats * 4)
+    throw Error(what + ": the output needs " + std::to_string(y_floats * 4) + " bytes but its range holds " +
+                std::to_string(y.buffer.size));
+
+  const MatmulShape shape = shape_for(tokens);
+  PipelineOptions po;
+  po.constants = {{0, shape.workgroup}, {1, shape.lanes},
+                  {2, shape.rows},      {3, shape.tokens},
+                  {4, static_cast<uint32_t>(epilogue)}, {5, shape.subgroup_add ? 0u : 1u}};
+  po.required_subgroup_size = shape.required_subgroup_size;
+  const Pipeline& pipeline = device_.pipeline(shader_name(), po);
+
+  struct {
+    uint32_t chunks, rows, row_base, tokens, y_stride, y_offset;
+  } push{w.padded_cols() / 64, 0, 0, tokens, stride, y.offset};
+  const uint32_t rpw = shape.rows_per_workgroup();
+  const uint32_t token_groups = (tokens + shape.tokens - 1) / shape.tokens;
+  for (const MatrixSegment& seg : w.segments()) {
+    push.rows = seg.rows;
+    push.row_base = seg.first_row;
+    rec.dispatch(pipeline, {seg.weights.range(), w.row_info().range(), x.values, x.meta, y.buffer}, push,
+                 (seg.rows + rpw - 1) / rpw, token_groups, 1, w.name());
+  }
+}
+
+}  // namespace ternvk::ops

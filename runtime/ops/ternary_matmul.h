@@ -1,0 +1,70 @@
+// Ternary GEMV / GEMM (shaders/ternary_matmul.comp): y[t, n] (=|+=) (sum_k w[n,k] q[t,k]) * scale[n] * s[t]
+// with int32 accumulation, one dispatch per weight segment. The inner product is OpSDot where the
+// device accelerates packed int8 dot products, else a 16-bit SWAR product; the workgroup shape
+// comes from the device's subgroup sizes (see MatmulShape::pick).
+#pragma once
+#include <cstdint>
+#include <optional>
+
+#include "runtime/device/device.h"
+#include "runtime/device/recording.h"
+#include "runtime/ops/quantized_activations.h"
+#include "runtime/ops/ternary_matrix.h"
+
+namespace ternvk::ops {
+
+// How ternary_matmul.comp and fp16_matmul.comp split the work (their specialization constants).
+struct MatmulShape {
+  uint32_t workgroup = 8;  // invocations per workgroup (spec id 0)
+  uint32_t lanes = 8;      // lanes that split one row's K (spec id 1), a power of 2
+  uint32_t rows = 16;      // rows per lane group (spec id 2)
+  uint32_t tokens = 1;     // tokens per workgroup (spec id 3)
+  bool subgroup_add = true;  // reduce with subgroupAdd (the workgroup is one subgroup of `lanes`), else shuffle-xor
+  uint32_t required_subgroup_size = 0;  // 0: the driver's choice
+
+  uint32_t rows_per_workgroup() const { return workgroup / lanes * rows; }
+
+  // The shape for `tokens` tokens on this device:
+  //  - all lanes of a subgroup fit one SIMD vector (max subgroup size <= 8: CPU devices such as
+  //    lavapipe): workgroup = lanes = subgroup, many rows per workgroup (an activation load serves
+  //    them all), no shared memory, no barriers;
+  //  - wider subgroups (GPUs): 8 lanes per row (clusters reduced by shuffle-xor), 2 rows each,
+  //    128-invocation workgroups.
+  // `ternary` selects the ternary tuning (else fp16). Throws if the device lacks subgroup
+  // arithmetic or shuffles.
+  static MatmulShape pick(const DeviceInfo& info, uint32_t tokens, bool ternary);
+  // Checks a shape against the device (tests and benchmarks pass their own).
+  void validate(const DeviceInfo& info, const char* op) const;
+};
+
+enum class TernaryDot {
+  Auto,        // PackedInt8 where has_fast_int8_dot(), else Swar
+  Swar,        // portable 16-bit SWAR products
+  PackedInt8,  // OpSDot (needs shaderIntegerDotProduct, accelerated or not)
+};
+
+struct TernaryMatmulOptions {
+  TernaryDot dot = TernaryDot::Auto;
+  std::optional<MatmulShape> shape;  // overrides MatmulShape::pick (tests, benchmarks)
+};
+
+class TernaryMatmul {
+ public:
+  explicit TernaryMatmul(Device& device, TernaryMatmulOptions options = {});
+
+  // Records y = W x (or y += W x) for `tokens` tokens of x (x.cols == w.cols()), one dispatch per
+  // segment of w. y receives N = w.rows() columns per token (see MatmulOutput).
+  void record(Recording& rec, const TernaryMatrixGpu& w, const QuantizedActivations& x, uint32_t tokens,
+              const MatmulOutput& y, Epilogue epilogue = Epilogue::Store) const;
+
+  bool uses_int8_dot() const { return dot_; }
+  const char* shader_name() const { return dot_ ? "ternary_matmul_dot" : "ternary_matmul_swar"; }
+  MatmulShape shape_for(uint32_t tokens) const;
+
+ private:
+  Device& device_;
+  TernaryMatmulOptions options_;
+  bool dot_ = false;
+};
+
+}  // namespace ternvk::ops
