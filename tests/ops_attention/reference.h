@@ -1,0 +1,80 @@
+// Naive CPU references (fp32 data, plain loops, double accumulation) for rope, the KV store and
+// attention, following docs/architecture.md.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "runtime/core/half.h"
+#include "runtime/ops/attention.h"
+
+namespace ternvk::test::ref {
+
+// RoPE in place on q and k heads of activation rows (QkvView columns). freq_i = theta^(-2i/hd)
+// in fp32, angle = float(pos) * freq_i in fp32, cos/sin in double.
+inline void rope(std::vector<float>& act, const ops::QkvView& v, const ops::HeadLayout& h,
+                 const std::vector<uint32_t>& pos, float theta, ops::RopeForm form, bool q = true, bool k = true) {
+  const uint32_t hd = h.head_dim;
+  auto rotate_head = [&](size_t base, uint32_t p) {
+    for (uint32_t i = 0; i < hd / 2; ++i) {
+      const float freq = static_cast<float>(std::pow(double(theta), -2.0 * i / hd));
+      const float angle = static_cast<float>(p) * freq;
+      const double c = std::cos(double(angle)), s = std::sin(double(angle));
+      const size_t a = base + (form == ops::RopeForm::NeoX ? i : 2 * i);
+      const size_t b = base + (form == ops::RopeForm::NeoX ? i + hd / 2 : 2 * i + 1);
+      const double x = act[a], y = act[b];
+      act[a] = static_cast<float>(x * c - y * s);
+      act[b] = static_cast<float>(x * s + y * c);
+    }
+  };
+  for (uint32_t t = 0; t < v.tokens; ++t) {
+    const size_t row = size_t(t) * v.row_stride;
+    if (q)
+      for (uint32_t hh = 0; hh < h.n_heads; ++hh) rotate_head(row + v.q_col + hh * hd, pos[t]);
+    if (k)
+      for (uint32_t hh = 0; hh < h.n_kv_heads; ++hh) rotate_head(row + v.k_col + hh * hd, pos[t]);
+  }
+}
+
+// The cache as halves [capacity][KVH][hd]: stores k and v of each token at its position.
+inline void kv_store(const std::vector<float>& act, const ops::QkvView& v, const ops::HeadLayout& h,
+                     const std::vector<uint32_t>& pos, std::vector<uint16_t>& kc, std::vector<uint16_t>& vc) {
+  const size_t row_elems = size_t(h.n_kv_heads) * h.head_dim;
+  for (uint32_t t = 0; t < v.tokens; ++t)
+    for (size_t e = 0; e < row_elems; ++e) {
+      kc[pos[t] * row_elems + e] = float_to_half(act[size_t(t) * v.row_stride + v.k_col + e]);
+      vc[pos[t] * row_elems + e] = float_to_half(act[size_t(t) * v.row_stride + v.v_col + e]);
+    }
+}
+
+// out [T][H*hd]: token t attends to cache rows 0..pos[t]; K/V from the fp16 cache.
+inline std::vector<float> attention(const std::vector<float>& act, const ops::QkvView& v, const ops::HeadLayout& h,
+                                    const std::vector<uint32_t>& pos, const std::vector<uint16_t>& kc,
+                                    const std::vector<uint16_t>& vc, float scale) {
+  const uint32_t hd = h.head_dim, ratio = h.n_heads / h.n_kv_heads;
+  std::vector<float> out(size_t(v.tokens) * h.n_heads * hd);
+  std::vector<double> s;
+  for (uint32_t t = 0; t < v.tokens; ++t)
+    for (uint32_t hh = 0; hh < h.n_heads; ++hh) {
+      const uint32_t g = hh / ratio, len = pos[t] + 1;
+      const float* q = &act[size_t(t) * v.row_stride + v.q_col + hh * hd];
+      s.assign(len, 0.0);
+      double mx = -1e300;
+      for (uint32_t j = 0; j < len; ++j) {
+        double d = 0;
+        for (uint32_t i = 0; i < hd; ++i) d += double(q[i]) * half_to_float(kc[(size_t(j) * h.n_kv_heads + g) * hd + i]);
+        s[j] = d * scale;
+        mx = std::max(mx, s[j]);
+      }
+      double sum = 0;
+      for (auto& x : s) sum += (x = std::exp(x - mx));
+      for (uint32_t i = 0; i < hd; ++i) {
+        double o = 0;
+        for (uint32_t j = 0; j < len; ++j) o += s[j] * half_to_float(vc[(size_t(j) * h.n_kv_heads + g) * hd + i]);
+        out[(size_t(t) * h.n_heads + hh) * hd + i] = static_cast<float>(o / sum);
+      }
+    }
+  return out;
+}
+
+}  // namespace ternvk::test::ref
