@@ -5,6 +5,7 @@
 
 #include "runtime/core/error.h"
 #include "runtime/engine/gpu_footprint.h"
+#include "runtime/ops/topk.h"
 
 namespace ternvk {
 namespace {
@@ -56,29 +57,61 @@ void Engine::truncate(int n) {
   sequence_.resize(size_t(n));
 }
 
+void Engine::check_fits(size_t n) const {
+  if (n == 0) throw Error("nothing to evaluate: the token list is empty");
+  if (position_ + int64_t(n) > context_)
+    throw Error("the sequence would reach " + std::to_string(position_ + n) + " tokens, more than the context of " +
+                std::to_string(context_) + " (raise -c, up to " + std::to_string(config().context) + ")");
+}
+
 std::vector<float> Engine::eval(std::span<const uint32_t> tokens, bool all_logits) {
-  if (tokens.empty()) throw Error("nothing to evaluate: the token list is empty");
-  if (position_ + int(tokens.size()) > context_)
-    throw Error("the sequence would reach " + std::to_string(position_ + tokens.size()) +
-                " tokens, more than the context of " + std::to_string(context_) + " (raise -c, up to " +
-                std::to_string(config().context) + ")");
+  if (!all_logits) {
+    feed(tokens, {Selection::Logits});
+    return stage_->read_last_logits();
+  }
+  check_fits(tokens.size());
   std::vector<float> all;
   const size_t chunk = size_t(options_.prefill_chunk);
   for (size_t start = 0; start < tokens.size(); start += chunk) {
     const size_t n = std::min(chunk, tokens.size() - start);
     std::vector<uint32_t> positions(n);
     for (size_t i = 0; i < n; ++i) positions[i] = uint32_t(position_ + i);
-    const bool last_chunk = start + n == tokens.size();
-    const LogitsMode mode = all_logits ? LogitsMode::All : last_chunk ? LogitsMode::Last : LogitsMode::None;
-    stage_->run(tokens.subspan(start, n), positions, mode);
+    stage_->run(tokens.subspan(start, n), positions, LogitsMode::All);
     position_ += int(n);
     sequence_.insert(sequence_.end(), tokens.begin() + long(start), tokens.begin() + long(start + n));
-    if (all_logits) {
-      auto part = stage_->read_all_logits();
-      all.insert(all.end(), part.begin(), part.end());
-    }
+    auto part = stage_->read_all_logits();
+    all.insert(all.end(), part.begin(), part.end());
   }
-  return all_logits ? all : stage_->read_last_logits();
+  return all;
+}
+
+void Engine::feed(std::span<const uint32_t> tokens, Selection select) {
+  check_fits(tokens.size());
+  const size_t chunk = size_t(options_.prefill_chunk);
+  for (size_t start = 0; start < tokens.size(); start += chunk) {
+    const size_t n = std::min(chunk, tokens.size() - start);
+    std::vector<uint32_t> positions(n);
+    for (size_t i = 0; i < n; ++i) positions[i] = uint32_t(position_ + i);
+    const bool last_chunk = start + n == tokens.size();
+    stage_->run(tokens.subspan(start, n), positions, last_chunk ? LogitsMode::Last : LogitsMode::None,
+                last_chunk ? select : Selection{});
+    position_ += int(n);
+    sequence_.insert(sequence_.end(), tokens.begin() + long(start), tokens.begin() + long(start + n));
+  }
+}
+
+uint32_t Engine::next_token(std::span<const uint32_t> tokens, Sampler& sampler, std::span<const uint32_t> history) {
+  const SamplingParams& p = sampler.params();
+  if (p.greedy() && !p.has_penalties()) {
+    feed(tokens, {Selection::Argmax});
+    return stage_->read_argmax();
+  }
+  if (!p.needs_all_logits() && p.top_k <= int(ops::kMaxTopK)) {
+    feed(tokens, {Selection::TopK, uint32_t(p.top_k)});
+    return sampler.sample_candidates(stage_->read_top_k());
+  }
+  feed(tokens, {Selection::Logits});
+  return sampler.sample(stage_->read_last_logits(), history);
 }
 
 GenerationStats Engine::generate(std::span<const uint32_t> prompt, int max_tokens, Sampler& sampler,
@@ -86,20 +119,16 @@ GenerationStats Engine::generate(std::span<const uint32_t> prompt, int max_token
   cancelled_ = false;
   GenerationStats stats;
   stats.prompt_tokens = int(prompt.size());
+  stats.stop_reason = "length";
+  if (max_tokens <= 0) return stats;
   std::vector<uint32_t> history(prompt.begin(), prompt.end());
+  const auto eos = tokenizer_ ? tokenizer_->eos() : std::nullopt;
+  const auto eot = tokenizer_ ? tokenizer_->eot() : std::nullopt;
   auto t0 = std::chrono::steady_clock::now();
-  std::vector<float> logits = eval(prompt);
+  uint32_t next = next_token(prompt, sampler, history);
   stats.prompt_seconds = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
-  stats.stop_reason = "length";
-  for (int i = 0; i < max_tokens; ++i) {
-    if (cancelled_) {
-      stats.stop_reason = "cancelled";
-      break;
-    }
-    const uint32_t next = sampler.sample(logits, history);
-    const auto eos = tokenizer_ ? tokenizer_->eos() : std::nullopt;
-    const auto eot = tokenizer_ ? tokenizer_->eot() : std::nullopt;
+  while (true) {
     if ((eos && next == *eos) || (eot && next == *eot)) {
       stats.stop_reason = "eos";
       break;
@@ -110,13 +139,17 @@ GenerationStats Engine::generate(std::span<const uint32_t> prompt, int max_token
       stats.stop_reason = "stop string";
       break;
     }
-    if (i + 1 == max_tokens) break;
+    if (stats.generated_tokens == max_tokens) break;
+    if (cancelled_) {
+      stats.stop_reason = "cancelled";
+      break;
+    }
     if (position_ >= context_) {
       stats.stop_reason = "context";
       break;
     }
     const uint32_t one[] = {next};
-    logits = eval(one);
+    next = next_token(one, sampler, history);
   }
   stats.decode_seconds = seconds_since(t0);
   return stats;

@@ -69,11 +69,16 @@ class Engine {
   GenerationStats generate(std::span<const uint32_t> prompt, int max_tokens, Sampler& sampler,
                            const std::function<bool(uint32_t)>& on_token);
   void cancel() { cancelled_ = true; }
+  // Feeds tokens and picks the next one with `sampler`: on the GPU (argmax, or top-k candidates)
+  // when the sampling settings allow, else from the full row of logits.
+  uint32_t next_token(std::span<const uint32_t> tokens, Sampler& sampler, std::span<const uint32_t> history);
 
   // Tokenizer ids (int32) as the engine's token ids.
   static std::vector<uint32_t> ids(const std::vector<TokenId>& tokens) { return {tokens.begin(), tokens.end()}; }
 
  private:
+  void feed(std::span<const uint32_t> tokens, Selection select);
+  void check_fits(size_t n) const;
   std::unique_ptr<Device> device_;
   std::unique_ptr<ModelSource> source_;
   std::unique_ptr<Tokenizer> tokenizer_;

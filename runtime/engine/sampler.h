@@ -23,9 +23,10 @@ struct SamplingParams {
   bool greedy() const { return temperature <= 0.0f; }
   // Whether sampling needs every logit (penalties or sampling over the whole vocabulary), rather
   // than the top candidates the GPU can select.
-  bool needs_all_logits() const {
-    return repeat_penalty != 1.0f || frequency_penalty != 0.0f || presence_penalty != 0.0f || top_k <= 0;
+  bool has_penalties() const {
+    return repeat_penalty != 1.0f || frequency_penalty != 0.0f || presence_penalty != 0.0f;
   }
+  bool needs_all_logits() const { return has_penalties() || (!greedy() && top_k <= 0); }
 };
 
 struct Candidate {

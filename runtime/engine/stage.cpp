@@ -4,7 +4,9 @@
 
 #include "runtime/core/error.h"
 #include "runtime/core/half.h"
+#include "runtime/ops/argmax.h"
 #include "runtime/ops/embedding.h"
+#include "runtime/ops/topk.h"
 #include "runtime/ops/gated_activation.h"
 #include "runtime/ops/rmsnorm.h"
 #include "runtime/ops/rope.h"
@@ -89,6 +91,13 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   if (spec.head) {
     normed_ = device.create_buffer(uint64_t(T) * D * 4, MemoryKind::DeviceLocal, "final norm output");
     logits_ = device.create_buffer(uint64_t(T) * V * 4, MemoryKind::DeviceLocal, "logits");
+    selected_ = device.create_buffer(ops::kMaxTopK * sizeof(ops::TopKEntry), MemoryKind::HostReadback,
+                                     "selected tokens");
+    uint64_t scratch_bytes = ops::plan_argmax(device.info(), 1, V).scratch_bytes;
+    for (uint32_t k : {1u, 8u, 40u, 64u, ops::kMaxTopK})
+      scratch_bytes = std::max(scratch_bytes, ops::plan_topk(device.info(), 1, V, k).scratch_bytes);
+    select_scratch_ = device.create_buffer(std::max<uint64_t>(scratch_bytes, 16), MemoryKind::DeviceLocal,
+                                           "argmax / top-k partials");
   }
   const ops::HeadLayout heads{uint32_t(c_.n_heads), uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim)};
   uint64_t scratch = 16;
@@ -139,7 +148,7 @@ void Stage::record_norm_linear(Recording& rec, BufferRange x, const Buffer& norm
 }
 
 // The forward pass of this stage for `tokens` tokens, read top to bottom.
-void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode) {
+void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Selection select) {
   const uint32_t T = tokens, D = uint32_t(c_.dim), F = uint32_t(c_.ffn_dim), V = uint32_t(c_.vocab);
   const uint32_t QD = uint32_t(c_.q_dim());
   const ops::HeadLayout heads{uint32_t(c_.n_heads), uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim)};
@@ -179,19 +188,36 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode) {
   } else {
     fp16_.record(rec, *head_, normed_.range(0, uint64_t(T) * D * 4), T, {logits_.range(0, uint64_t(T) * V * 4)});
   }
+  if (mode != LogitsMode::Last || select.kind == Selection::Logits) return;
+  // The next token's candidates, chosen on the GPU: the host reads 8 bytes (argmax) or k pairs.
+  const uint64_t row = head_on_last_row_only(T) ? 0 : T - 1;
+  const BufferRange last_logits = logits_.range(row * V * 4, uint64_t(V) * 4);
+  if (select.kind == Selection::Argmax)
+    ops::record_argmax(rec, {.logits = last_logits, .out = selected_.range(0, sizeof(ops::ArgmaxResult)),
+                             .scratch = select_scratch_.range(), .rows = 1, .cols = V,
+                             .plan = ops::plan_argmax(device_.info(), 1, V)});
+  else
+    ops::record_topk(rec, {.logits = last_logits, .out = selected_.range(0, uint64_t(select.k) * sizeof(ops::TopKEntry)),
+                           .scratch = select_scratch_.range(), .rows = 1, .cols = V, .k = select.k,
+                           .plan = ops::plan_topk(device_.info(), 1, V, select.k)});
 }
 
-Recording& Stage::pass(uint32_t tokens, LogitsMode mode) {
-  auto& slot = passes_[{tokens, int(mode)}];
+Recording& Stage::pass(uint32_t tokens, LogitsMode mode, Selection select) {
+  auto& slot = passes_[{tokens, int(mode), int(select.kind), select.k}];
   if (!slot) {
     slot = std::make_unique<Recording>(device_, RecordingOptions{.timestamps = options_.timestamps});
-    record_pass(*slot, tokens, mode);
+    record_pass(*slot, tokens, mode, select);
     slot->finish();
   }
   return *slot;
 }
 
-void Stage::run(std::span<const uint32_t> ids, std::span<const uint32_t> positions, LogitsMode mode) {
+void Stage::run(std::span<const uint32_t> ids, std::span<const uint32_t> positions, LogitsMode mode,
+                Selection select) {
+  if (select.kind != Selection::Logits && (!spec_.head || mode != LogitsMode::Last))
+    throw Error("internal: token selection needs the last stage in LogitsMode::Last");
+  if (select.kind == Selection::TopK && (select.k < 1 || select.k > ops::kMaxTopK))
+    throw Error("top-k on the GPU takes k in 1.." + std::to_string(ops::kMaxTopK) + ", not " + std::to_string(select.k));
   const uint32_t T = uint32_t(positions.size());
   if (T == 0 || T > uint32_t(options_.max_tokens))
     throw Error("a step runs 1.." + std::to_string(options_.max_tokens) + " tokens, not " + std::to_string(T));
@@ -207,11 +233,12 @@ void Stage::run(std::span<const uint32_t> ids, std::span<const uint32_t> positio
     std::memcpy(ids_.mapped(), ids.data(), T * 4);
   }
   std::memcpy(positions_.mapped(), positions.data(), T * 4);
-  Recording& rec = pass(T, mode);
+  Recording& rec = pass(T, mode, select);
   rec.submit_and_wait();
   last_pass_ = &rec;
   last_tokens_ = T;
   last_mode_ = mode;
+  last_select_ = select;
 }
 
 bool Stage::head_on_last_row_only(uint32_t tokens) const {
@@ -224,6 +251,23 @@ std::vector<float> Stage::read_last_logits() const {
       last_mode_ == LogitsMode::Last && head_on_last_row_only(last_tokens_) ? 0 : last_tokens_ - 1;
   std::vector<float> out(c_.vocab);
   device_.download(logits_, out.data(), out.size() * 4, row * c_.vocab * 4);
+  return out;
+}
+
+uint32_t Stage::read_argmax() const {
+  if (last_select_.kind != Selection::Argmax) throw Error("internal: the last step did not select an argmax");
+  ops::ArgmaxResult r{};
+  device_.download(selected_, &r, sizeof(r));
+  return r.index;
+}
+
+std::vector<Candidate> Stage::read_top_k() const {
+  if (last_select_.kind != Selection::TopK) throw Error("internal: the last step did not select a top-k");
+  std::vector<ops::TopKEntry> entries(last_select_.k);
+  device_.download(selected_, entries.data(), entries.size() * sizeof(ops::TopKEntry));
+  std::vector<Candidate> out;
+  for (const auto& e : entries)
+    if (e.index != 0xffffffffu) out.push_back({e.index, e.value});
   return out;
 }
 

@@ -4,12 +4,14 @@
 // records its forward pass once per token count, then replays it: one submit per step.
 #pragma once
 #include <map>
+#include <tuple>
 #include <memory>
 #include <vector>
 
 #include "runtime/device/device.h"
 #include "runtime/device/recording.h"
 #include "runtime/engine/model_source.h"
+#include "runtime/engine/sampler.h"
 #include "runtime/ops/attention.h"
 #include "runtime/ops/fp16_matmul.h"
 #include "runtime/ops/kv_cache.h"
@@ -40,6 +42,13 @@ struct StageOptions {
 
 enum class LogitsMode { None, Last, All };
 
+// What the last stage hands the host after a step with LogitsMode::Last: the whole row, or only
+// what the GPU selected from it (so decode need not read back every logit).
+struct Selection {
+  enum Kind { Logits, Argmax, TopK } kind = Logits;
+  uint32_t k = 0;  // TopK only, 1..256
+};
+
 class Stage {
  public:
   // Uploads the stage's weights from `source` (one tensor at a time). `progress(done, total)` is
@@ -49,13 +58,17 @@ class Stage {
 
   // Runs `tokens` tokens (ids used only by the first stage) at `positions`. The hidden state of
   // every token is in hidden() afterwards (input of the next stage). Logits land in logits().
-  void run(std::span<const uint32_t> ids, std::span<const uint32_t> positions, LogitsMode mode);
+  void run(std::span<const uint32_t> ids, std::span<const uint32_t> positions, LogitsMode mode,
+           Selection select = {});
 
   // fp32 [max_tokens, dim]: the residual stream, read and written at stage boundaries.
   const Buffer& hidden() const { return x_; }
   // Logits of the last run: the last token's row (mode Last), or every token's rows (mode All).
   std::vector<float> read_last_logits() const;
   std::vector<float> read_all_logits() const;
+  // The GPU's pick after a run with Selection::Argmax, or its top k (sorted) after Selection::TopK.
+  uint32_t read_argmax() const;
+  std::vector<Candidate> read_top_k() const;
   // GPU time per dispatch of the last run (needs StageOptions::timestamps).
   std::vector<DispatchTiming> last_timings() const;
   Device& device() const { return device_; }
@@ -75,11 +88,11 @@ class Stage {
     Buffer attn_norm, attn_sub_norm, ffn_norm, ffn_sub_norm;
     Buffer k_cache, v_cache;
   };
-  Recording& pass(uint32_t tokens, LogitsMode mode);
+  Recording& pass(uint32_t tokens, LogitsMode mode, Selection select);
   // Mode Last computes only the last token's logits when its row of the normed activations can be
   // bound on its own (offset alignment); otherwise it computes all rows.
   bool head_on_last_row_only(uint32_t tokens) const;
-  void record_pass(Recording& rec, uint32_t tokens, LogitsMode mode);
+  void record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Selection select);
   Buffer upload_floats(const std::vector<float>& v, const std::string& what);
   LinearWeights upload_linear(std::vector<TernaryMatrix> parts, const std::string& what);
   // out = W · norm(x): quantize + ternary matmul, or float norm + FP16 matmul for the baseline.
@@ -101,12 +114,14 @@ class Stage {
   // Activations for up to max_tokens tokens.
   Buffer ids_, positions_;  // host-visible, written before each replay
   Buffer x_, qkv_, attn_, gate_up_, ffn_, normed_, logits_, attn_scratch_;
-  Buffer normed_wide_;  // FP16 baseline: float norm output [max_tokens, max(dim, q_dim, ffn)]
+  Buffer normed_wide_;
+  Buffer selected_, select_scratch_;  // argmax / top-k results (host-readable) and their partials  // FP16 baseline: float norm output [max_tokens, max(dim, q_dim, ffn)]
   ops::QuantizedActivationsBuffers q_dim_in_, q_attn_, q_ffn_;
-  std::map<std::pair<uint32_t, int>, std::unique_ptr<Recording>> passes_;
+  std::map<std::tuple<uint32_t, int, int, uint32_t>, std::unique_ptr<Recording>> passes_;
   Recording* last_pass_ = nullptr;
   uint32_t last_tokens_ = 0;
   LogitsMode last_mode_ = LogitsMode::None;
+  Selection last_select_;
   uint64_t weight_bytes_ = 0, kv_bytes_ = 0;
 };
 

@@ -135,6 +135,41 @@ TEST_CASE("the FP16 baseline of the same model gives the reference logits") {
   for (size_t t = 0; t < tokens.size(); ++t) CHECK(cosine(got[t], want[t]) >= 0.99);
 }
 
+TEST_CASE("generation picks tokens on the GPU: argmax equals the full row's, top-k samples only from the top") {
+  ValidationGuard guard;
+  const RandomModel m = make_random_model(small_2b4t_config(), 17);
+  const auto dir = temp_dir("engine-select");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  Engine engine(instance(), dir / "model.gguf", weights_only());
+  const std::vector<uint32_t> prompt = {1, 50, 60, 70};
+  const auto expected = greedy(engine, prompt, 12);  // from full logits read back
+  engine.reset();
+  Sampler greedy_sampler({.temperature = 0});
+  std::vector<uint32_t> got;
+  auto stats = engine.generate(prompt, 12, greedy_sampler, [&](uint32_t t) { got.push_back(t); return true; });
+  CHECK(got == expected);
+  CHECK(stats.generated_tokens == 12);
+  CHECK(engine.position() == int(prompt.size()) + 11);  // the last token is sampled, not fed
+
+  // top-k 3: every sampled token is among the 3 largest logits of its step.
+  engine.reset();
+  Sampler top3({.temperature = 1.5f, .top_k = 3, .top_p = 1.0f, .min_p = 0.0f, .seed = 4});
+  std::vector<uint32_t> history(prompt);
+  auto logits = engine.eval(prompt);
+  for (int i = 0; i < 10; ++i) {
+    engine.truncate(engine.position() - int(i == 0 ? prompt.size() : 1));
+    const uint32_t next = engine.next_token(i == 0 ? std::span<const uint32_t>(prompt)
+                                                   : std::span<const uint32_t>(&history.back(), 1),
+                                            top3, history);
+    std::vector<float> sorted = logits;
+    std::nth_element(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+    CHECK(logits[next] >= sorted[2]);
+    history.push_back(next);
+    const uint32_t one[] = {next};
+    logits = engine.eval(one);
+  }
+}
+
 TEST_CASE("bad requests to the engine are clear errors") {
   const RandomModel m = make_random_model(small_2b4t_config(), 2);
   const auto dir = temp_dir("engine-errors");
