@@ -1,0 +1,120 @@
+// The `ternvk` command line as a user meets it: it generates, and every bad input gets a clear
+// message and a non-zero exit, never a crash (exit codes >= 128 are signals) or a validation error.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "cli/run_process.h"
+
+using namespace ternvk::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kShared = TERNVK_SHARED_DIR;
+const std::string kTiny = (kShared / "data/models/tiny-random-tq2_0.gguf").string();
+
+fs::path scratch(const std::string& name) {
+  auto dir = fs::path(TERNVK_BINARY_DIR) / "test-tmp" / "cli";
+  fs::create_directories(dir);
+  return dir / name;
+}
+
+void expect_clean_failure(const ProcessResult& r, const std::string& needle) {
+  CAPTURE(r.err);
+  CHECK(r.exit_code != 0);
+  CHECK(r.exit_code < 128);
+  CHECK(r.err.find(needle) != std::string::npos);
+  CHECK(r.err.find("validation error") == std::string::npos);
+}
+
+void write_prefix(const fs::path& from, const fs::path& to, size_t bytes) {
+  std::ifstream in(from, std::ios::binary);
+  std::string data(bytes, '\0');
+  in.read(data.data(), std::streamsize(bytes));
+  std::ofstream(to, std::ios::binary).write(data.data(), std::streamsize(in.gcount()));
+}
+
+}  // namespace
+
+TEST_CASE("run generates from a model, streams text and reports speed and memory") {
+  auto r = run_ternvk("run -m " + kTiny + " -p 'Once upon a time' -n 8 --greedy");
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.rfind("Once upon a time", 0) == 0);
+  CHECK(r.out.size() > std::string("Once upon a time").size());
+  CHECK(r.err.find("tokens/s") != std::string::npos);
+  CHECK(r.err.find("peak GPU memory") != std::string::npos);
+  CHECK(r.err.find("validation error") == std::string::npos);
+}
+
+TEST_CASE("greedy runs are deterministic and sampling with a seed repeats") {
+  auto a = run_ternvk("run -m " + kTiny + " -p 'The' -n 12 --temp 0.9 --top-k 20 -s 42 --no-stats");
+  auto b = run_ternvk("run -m " + kTiny + " -p 'The' -n 12 --temp 0.9 --top-k 20 -s 42 --no-stats");
+  CHECK(a.exit_code == 0);
+  CHECK(a.out == b.out);
+}
+
+TEST_CASE("devices, info and tokenize describe what they find") {
+  auto d = run_ternvk("devices");
+  CHECK(d.exit_code == 0);
+  CHECK(d.out.find("default device") != std::string::npos);
+  auto i = run_ternvk("info -m " + kTiny);
+  CHECK(i.exit_code == 0);
+  CHECK(i.out.find("bitnet") != std::string::npos);
+  CHECK(i.out.find("TQ2_0") != std::string::npos);
+  CHECK(i.out.find("32000 tokens") != std::string::npos);
+  auto t = run_ternvk("tokenize -m " + kTiny + " -p 'Hello world' --ids");
+  CHECK(t.exit_code == 0);
+  CHECK(t.out == "1 15043 3186\n");  // LLaMA-2 SentencePiece ids, with BOS
+}
+
+TEST_CASE("chat answers on stdin and ends at end of input") {
+  auto r = run_ternvk("chat -m " + kTiny + " -n 6 --greedy", "Hello there\nHow are you?\n");
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("> ") != std::string::npos);
+  CHECK(r.err.find("validation error") == std::string::npos);
+}
+
+TEST_CASE("bad model files are named with what is wrong") {
+  expect_clean_failure(run_ternvk("run -m /nonexistent/model.gguf -p hi"), "/nonexistent/model.gguf");
+  const auto truncated = scratch("truncated.gguf");
+  for (size_t bytes : {size_t(3), size_t(100), size_t(5000), size_t(300000)}) {
+    CAPTURE(bytes);
+    write_prefix(kTiny, truncated, bytes);
+    expect_clean_failure(run_ternvk("run -m " + truncated.string() + " -p hi"), "truncated.gguf");
+  }
+  const auto magic = scratch("magic.gguf");
+  std::ofstream(magic, std::ios::binary) << "GGML not a gguf file at all";
+  expect_clean_failure(run_ternvk("info -m " + magic.string()), "magic.gguf");
+  const auto empty_dir = scratch("empty-folder");
+  fs::create_directories(empty_dir);
+  expect_clean_failure(run_ternvk("run -m " + empty_dir.string() + " -p hi"), "empty-folder");
+}
+
+TEST_CASE("bad prompts and flags get clear errors") {
+  expect_clean_failure(run_ternvk("run -m " + kTiny + " -p ''"), "prompt is empty");
+  expect_clean_failure(run_ternvk("run -m " + kTiny + " -c 8 -p 'one two three four five six seven eight nine ten'"),
+                       "context");
+  expect_clean_failure(run_ternvk("run -m " + kTiny + " -p \"$(printf 'bad \\377\\376 utf8')\""), "UTF-8");
+  expect_clean_failure(run_ternvk("run -m " + kTiny + " --device 99 -p hi"), "device 99 does not exist");
+  expect_clean_failure(run_ternvk("run -m " + kTiny + " --top-p 0 -p hi"), "--top-p");
+  expect_clean_failure(run_ternvk("run -m " + kTiny + " -c 100000000 -p hi"), "");
+  auto unknown = run_ternvk("run --no-such-flag");
+  CHECK(unknown.exit_code != 0);
+  CHECK(unknown.exit_code < 128);
+  auto none = run_ternvk("");
+  CHECK(none.exit_code != 0);
+}
+
+TEST_CASE("perplexity scores a text file") {
+  const auto text = scratch("text.txt");
+  std::ofstream(text) << "The quick brown fox jumps over the lazy dog. The dog sleeps.\n";
+  auto r = run_ternvk("perplexity -m " + kTiny + " -f " + text.string() + " -c 16 --stride 8 --window 12");
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("perplexity: ") != std::string::npos);
+  expect_clean_failure(run_ternvk("perplexity -m " + kTiny + " -f /nonexistent.txt"), "/nonexistent.txt");
+}
