@@ -17,6 +17,29 @@ uint64_t shared_bytes(const HeadLayout& h, uint32_t bt, uint32_t kt) {
   return 4 * (m * h.head_dim + m * kt + 3 * m + bt);
 }
 
+uint32_t ceil_div(uint64_t a, uint64_t b) { return uint32_t((a + b - 1) / b); }
+
+// Mesa 22.3's llvmpipe leaves a loop nest silently after 65535 iterations per invocation (inner
+// and outer loops counted together). Plans keep every invocation at most at half of that.
+constexpr uint64_t kLoopBudget = 32768;
+
+// Loop iterations of one attention.comp invocation over `chunk` keys (upper bound: the loops the
+// compiler may not unroll are counted once per iteration, nested ones multiplied).
+uint64_t tiled_loop_iterations(const HeadLayout& h, uint32_t bt, uint32_t kt, uint32_t wg, uint32_t chunk) {
+  const uint64_t m = uint64_t(bt) * (h.n_heads / h.n_kv_heads), ncg = h.head_dim / 8;
+  const uint64_t setup = bt + ceil_div(m * h.head_dim / 4, wg) + ceil_div(m, wg) + ceil_div(bt, wg);
+  const uint64_t per_tile = 1 + ceil_div(uint64_t(bt) * kt, wg) * (1 + ncg) + ceil_div(m, wg) * (1 + 2 * kt) + kt;
+  return setup + ceil_div(chunk, kt) * per_tile;
+}
+
+// attention_decode: the block loop over one split's keys and the two merge loops.
+uint64_t decode_loop_iterations(uint32_t max_context, uint32_t splits, uint32_t kb) {
+  const uint64_t per = uint64_t(ceil_div(ceil_div(max_context, splits), kb)) * kb;
+  return per / kb + 2ull * splits + 1;
+}
+
+uint64_t align_up(uint64_t x, uint64_t a) { return a > 1 ? (x + a - 1) / a * a : x; }
+
 }  // namespace
 
 AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, uint32_t tokens, uint32_t max_context,
@@ -47,6 +70,47 @@ AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, ui
     throw Error("attention: " + std::to_string(bt) + " tokens x " + std::to_string(ratio) + " heads of dimension " +
                 std::to_string(heads.head_dim) + " need " + std::to_string(shared_bytes(heads, bt, kt)) +
                 " bytes of shared memory; this device has " + std::to_string(limit));
+  // CPU devices, decode and prefill (measured 2x and 5x faster on lavapipe, docs/performance.md):
+  // attention_decode (lanes split the head dimension, one subgroup per workgroup, the merge in the
+  // same dispatch). Needs subgroup arithmetic and a workgroup that is exactly one subgroup: a
+  // required subgroup size, or a device with a single subgroup size.
+  const bool fixed_subgroup =
+      info.subgroup_size_control ||
+      (info.min_subgroup_size == info.max_subgroup_size && info.min_subgroup_size == info.subgroup_size);
+  const bool lane_split_ok = info.subgroup_arithmetic && fixed_subgroup && info.subgroup_size >= 1 &&
+                             info.subgroup_size <= 128;
+  const bool lane_split = tuning.lane_split.value_or(info.is_cpu()) && lane_split_ok;
+  if (tuning.lane_split.value_or(false) && !lane_split_ok)
+    throw Error("attention: the lane-split decode kernel needs subgroup arithmetic and a fixed subgroup size");
+  if (lane_split) {
+    const uint32_t kb = tuning.key_block ? tuning.key_block : 8;
+    const uint32_t groups = tokens * heads.n_kv_heads;
+    // Enough workgroups to spread over the device's threads (several each), never an empty split
+    // at the maximum context, and few enough keys per split for the loop budget.
+    uint32_t splits = tuning.splits ? tuning.splits : std::clamp<uint32_t>(ceil_div(32, groups), 1, 64);
+    splits = std::min(splits, ceil_div(max_context, kb));
+    while (splits < max_context && decode_loop_iterations(max_context, splits, kb) > kLoopBudget) splits *= 2;
+    if (decode_loop_iterations(max_context, splits, kb) > kLoopBudget)
+      throw Error("attention: " + std::to_string(max_context) + " keys exceed the loop budget of a split");
+    plan.lane_split = true;
+    plan.key_block = kb;
+    plan.workgroup = info.subgroup_size;
+    plan.tokens_per_group = 1;
+    plan.key_tile = kb;
+    plan.n_chunks = splits;
+    plan.chunk = ceil_div(ceil_div(max_context, splits), kb) * kb;
+    plan.combine_workgroup = 0;
+    plan.min_split = tuning.min_split ? tuning.min_split : 64;
+    if (splits > 1) {
+      const uint64_t ratio64 = ratio, ncg64 = heads.head_dim / 8;
+      const uint64_t record = (ratio64 * ncg64 * 2 + (2 * ratio64 + 3) / 4) * 16;
+      const uint64_t align = std::max<uint64_t>(info.min_storage_buffer_offset_alignment, 16);
+      plan.counters_offset = align_up(uint64_t(groups) * splits * record, align);
+      plan.scratch_bytes = plan.counters_offset + uint64_t(groups) * 4;
+    }
+    return plan;
+  }
+
   plan.tokens_per_group = bt;
   plan.key_tile = kt;
 
@@ -64,6 +128,10 @@ AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, ui
   uint32_t chunk = tuning.chunk;
   if (chunk == 0) chunk = tokens <= bt ? 256 : max_context;
   chunk = round_up(std::min(chunk, round_up(max_context, kt)), kt);
+  // Keep each invocation's loop iterations within the budget (see kLoopBudget): split instead.
+  while (chunk > kt && tiled_loop_iterations(heads, bt, kt, wg, chunk) > kLoopBudget) chunk = round_up(chunk / 2, kt);
+  if (tiled_loop_iterations(heads, bt, kt, wg, chunk) > kLoopBudget)
+    throw Error("attention: a tile of " + std::to_string(kt) + " keys exceeds the loop budget");
   plan.chunk = chunk;
   plan.n_chunks = (max_context + chunk - 1) / chunk;
   plan.combine_workgroup = std::max(sg, std::min<uint32_t>(64, round_up(heads.head_dim, sg)));
@@ -99,6 +167,31 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
 
   const float scale = args.scale > 0.0f ? args.scale : 1.0f / std::sqrt(static_cast<float>(h.head_dim));
   const uint32_t ratio = h.n_heads / h.n_kv_heads;
+  if (plan.lane_split) {
+    struct {
+      uint32_t tokens, q_stride, q_col, n_kv_heads, n_chunks, capacity;
+      float scale_log2e;
+      uint32_t out_stride, min_split;
+    } push{plan.tokens, args.q.row_stride, args.q.q_col, h.n_kv_heads, plan.n_chunks, plan.max_context,
+           scale * 1.4426950408889634f, out_stride, plan.min_split};
+    const bool q_vec4 = args.q.row_stride % 4 == 0 && args.q.q_col % 4 == 0;
+    const Pipeline& pipe = rec.device().pipeline(
+        "attention_decode",
+        {.constants = {{0, plan.workgroup}, {1, h.head_dim}, {2, ratio}, {3, plan.key_block}, {4, q_vec4 ? 1u : 0u}},
+         .required_subgroup_size = plan.workgroup});
+    BufferRange part = args.out, counters = args.out;  // unused without a split
+    if (plan.split()) {
+      part = {args.scratch.buffer, args.scratch.offset, plan.counters_offset};
+      counters = {args.scratch.buffer, args.scratch.offset + plan.counters_offset,
+                  plan.scratch_bytes - plan.counters_offset};
+      rec.fill(counters, 0);
+    }
+    // binding 7 is the q buffer again, read as vec4 when q_vec4
+    rec.dispatch(pipe,
+                 {args.q.buffer, args.positions, args.cache.k, args.cache.v, args.out, part, counters, args.q.buffer},
+                 push, plan.n_chunks, h.n_kv_heads, plan.tokens);
+    return;
+  }
   const uint32_t capacity = std::min(plan.max_context, plan.n_chunks * plan.chunk);
   const uint32_t stats_offset = plan.tokens * h.n_heads * plan.n_chunks * h.head_dim;
   struct {

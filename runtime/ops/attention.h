@@ -29,6 +29,13 @@ struct AttentionTuning {
   uint32_t key_tile = 0;          // keys per shared-memory tile (KT)
   uint32_t chunk = 0;             // keys per workgroup; >= max_context means no split
   std::optional<bool> q_in_registers;  // default: CPU devices (lavapipe); only with one token per group
+  // attention_decode (lanes split the head dimension, one subgroup per workgroup, one token per
+  // workgroup, merge in the same dispatch). Default: CPU devices with subgroup arithmetic and a fixed
+  // subgroup size (per-lane loads cost the most there; see docs/performance.md).
+  std::optional<bool> lane_split;
+  uint32_t splits = 0;     // lane_split: workgroups along the live context per (token, kv head)
+  uint32_t key_block = 0;  // lane_split: keys per online-softmax block (KB)
+  uint32_t min_split = 0;  // lane_split: live keys per split below which fewer splits are used
 };
 
 struct AttentionPlan {
@@ -43,8 +50,17 @@ struct AttentionPlan {
   uint32_t n_chunks = 0;          // workgroups along the context; 1 = no split, no combine pass
   uint32_t combine_workgroup = 0;
   uint64_t scratch_bytes = 0;     // partials of the split (0 without split)
+  // attention_decode: one token per workgroup, WG = one subgroup whose lanes split the head
+  // dimension; the live context of each token is divided into n_chunks equal splits (chunk = keys
+  // per split at max_context), merged by the last split in the same dispatch. Its partials and
+  // arrival counters live in the scratch (the counters at counters_offset are zeroed by a fill
+  // recorded before the dispatch).
+  bool lane_split = false;
+  uint32_t key_block = 0;         // spec constant 3 of attention_decode
+  uint32_t min_split = 0;         // a token uses min(n_chunks, ceil(live keys / min_split)) splits
+  uint64_t counters_offset = 0;   // bytes into the scratch
   bool split() const { return n_chunks > 1; }
-  uint32_t dispatches() const { return split() ? 2 : 1; }
+  uint32_t dispatches() const { return lane_split || !split() ? 1 : 2; }
 };
 
 // Picks tiles and the split for T query tokens over up to max_context keys. Requires head_dim % 8
@@ -62,7 +78,8 @@ struct AttentionArgs {
   float scale = 0.0f;     // 0 = 1/sqrt(head_dim)
 };
 
-// Records one dispatch (no split) or two (split + combine).
+// Records one dispatch (no split, or the lane-split kernel after a fill of its counters) or two
+// (split + combine).
 void record_attention(Recording& rec, const AttentionPlan& plan, const AttentionArgs& args);
 
 }  // namespace ternvk::ops

@@ -213,7 +213,9 @@ double run_attention(const AttnCase& c, uint32_t seed, bool expect_split) {
   Buffer a = test::upload(act, "qkv"), positions = test::upload(c.pos, "positions");
   Buffer kc = test::upload(kh, "k cache"), vc = test::upload(vh, "v cache");
   auto plan = ops::plan_attention(dev.info(), h, c.tokens, c.max_context, c.tuning);
-  CHECK(plan.split() == expect_split);
+  if (c.tuning.lane_split) REQUIRE(plan.lane_split == *c.tuning.lane_split);
+  // The lane-split kernel splits by its own rule (expect_split is about the tiled kernel).
+  if (!plan.lane_split) CHECK(plan.split() == expect_split);
   Buffer out = device_buffer(size_t(c.tokens) * h.n_heads * h.head_dim * 4, "attention out");
   Buffer scratch = device_buffer(plan.scratch_bytes, "attention scratch");
   ops::AttentionArgs args{QkvView::fused(a.range(), c.tokens, h), positions.range(),
@@ -226,7 +228,7 @@ double run_attention(const AttnCase& c, uint32_t seed, bool expect_split) {
   auto got = test::download<float>(out, want.size());
   Worst w = compare(got, want, 1e-5, 1e-4);
   MESSAGE("attention H " << h.n_heads << "/" << h.n_kv_heads << " hd " << h.head_dim << " T " << c.tokens
-                         << " last pos " << c.pos.back() << " BT " << plan.tokens_per_group << " qregs " << plan.q_in_registers << " KT "
+                         << " last pos " << c.pos.back() << (plan.lane_split ? " lane-split KB " + std::to_string(plan.key_block) : std::string()) << " BT " << plan.tokens_per_group << " qregs " << plan.q_in_registers << " KT "
                          << plan.key_tile << " wg " << plan.workgroup << " chunks " << plan.n_chunks << "x"
                          << plan.chunk << ": max err " << w.err << " (" << w.ratio << " of tolerance)");
   return w.ratio;
@@ -238,36 +240,120 @@ TEST_CASE("decode attention: contexts 1 to 1100, GQA 1/4/20:5, head dims 16/40/6
   test::ValidationGuard guard;
   uint32_t seed = 10;
   const HeadLayout layouts[] = {{4, 4, 64}, {20, 5, 128}, {8, 2, 40}, {4, 1, 16}, {8, 2, 128}};
-  for (const auto& h : layouts) {
-    for (uint32_t ctx : {1u, 2u, 17u, 300u, 1100u}) {
-      // recorded for a larger maximum context than is live: chunks beyond it must exit cleanly
-      const uint32_t max_context = ctx + 150;
-      AttnCase c{h, 1, {ctx - 1}, max_context};
-      CHECK(run_attention(c, seed++, max_context > 256) <= 1.0);
+  // the tiled kernel (GPUs), and the lane-split decode kernel (CPU devices) where the device can
+  // run it; both forced so that each is tested whatever the machine's default is
+  std::vector<bool> kernels{false};
+  if (test::device().info().subgroup_arithmetic) kernels.push_back(true);
+  for (bool lane_split : kernels) {
+    CAPTURE(lane_split);
+    for (const auto& h : layouts) {
+      for (uint32_t ctx : {1u, 2u, 17u, 300u, 1100u}) {
+        // recorded for a larger maximum context than is live: chunks beyond it must exit cleanly
+        const uint32_t max_context = ctx + 150;
+        AttnCase c{h, 1, {ctx - 1}, max_context, {.lane_split = lane_split}};
+        CHECK(run_attention(c, seed++, max_context > 256) <= 1.0);
+      }
     }
   }
   // a sharper softmax (large scores), and small T through the split path with odd chunking
   CHECK(run_attention({{20, 5, 128}, 1, {999}, 1000, {}, 6.0f}, seed++, true) <= 1.0);
-  CHECK(run_attention({{20, 5, 128}, 3, {640, 641, 642}, 1200, {.key_tile = 16, .chunk = 48}}, seed++, true) <= 1.0);
-  CHECK(run_attention({{8, 8, 64}, 2, {70, 71}, 100, {.workgroup = 8, .chunk = 32}}, seed++, true) <= 1.0);
+  CHECK(run_attention({{20, 5, 128}, 3, {640, 641, 642}, 1200, {.key_tile = 16, .chunk = 48, .lane_split = false}}, seed++, true) <= 1.0);
+  CHECK(run_attention({{8, 8, 64}, 2, {70, 71}, 100, {.workgroup = 8, .chunk = 32, .lane_split = false}}, seed++, true) <= 1.0);
   // both ways of holding a decode token's q (registers: CPU devices; shared memory: GPUs)
   for (bool regs : {false, true}) {
-    CHECK(run_attention({{20, 5, 128}, 1, {700}, 800, {.q_in_registers = regs}}, seed++, true) <= 1.0);
-    CHECK(run_attention({{8, 2, 40}, 1, {30}, 40, {.q_in_registers = regs}}, seed++, false) <= 1.0);
+    CHECK(run_attention({{20, 5, 128}, 1, {700}, 800, {.q_in_registers = regs, .lane_split = false}}, seed++, true) <= 1.0);
+    CHECK(run_attention({{8, 2, 40}, 1, {30}, 40, {.q_in_registers = regs, .lane_split = false}}, seed++, false) <= 1.0);
+  }
+}
+
+TEST_CASE("lane-split decode attention: splits, key blocks, several tokens, merge in one dispatch") {
+  test::ValidationGuard guard;
+  if (!test::device().info().subgroup_arithmetic) return;
+  uint32_t seed = 300;
+  auto ls = [](uint32_t splits, uint32_t kb = 0) {
+    return ops::AttentionTuning{.lane_split = true, .splits = splits, .key_block = kb};
+  };
+  // one split (no partials), many splits, more splits than live blocks, odd key blocks
+  for (uint32_t splits : {1u, 2u, 7u, 33u})
+    for (uint32_t kb : {1u, 4u, 8u, 16u}) {
+      CHECK(run_attention({{20, 5, 128}, 1, {1000}, 1040, ls(splits, kb)}, seed++, false) <= 1.0);
+      CHECK(run_attention({{8, 2, 40}, 1, {9}, 300, ls(splits, kb)}, seed++, false) <= 1.0);
+    }
+  // head dims below and above 8 column groups per lane; R = 1 and R = 8
+  CHECK(run_attention({{4, 4, 16}, 1, {63}, 64, ls(3)}, seed++, false) <= 1.0);
+  CHECK(run_attention({{8, 1, 256}, 1, {500}, 700, ls(4)}, seed++, false) <= 1.0);
+  CHECK(run_attention({{2, 2, 136}, 1, {77}, 90, ls(5, 4)}, seed++, false) <= 1.0);
+  // a sharper softmax, several tokens at different positions (a few decode tokens at once)
+  CHECK(run_attention({{20, 5, 128}, 1, {4094}, 4095, ls(0)}, seed++, false) <= 1.0);
+  CHECK(run_attention({{20, 5, 128}, 1, {999}, 1000, ls(0), 6.0f}, seed++, false) <= 1.0);
+  CHECK(run_attention({{20, 5, 128}, 3, {640, 5, 1100}, 1200, ls(0)}, seed++, false) <= 1.0);
+  CHECK(run_attention({{8, 2, 64}, 8, {0, 1, 2, 3, 100, 101, 102, 103}, 104, ls(3, 4)}, seed++, false) <= 1.0);
+  // a long context: loop iterations per invocation stay within Mesa 22.3's 65535 (results would be
+  // silently incomplete); one split covering all 16384 keys of a plan at the budget
+  CHECK(run_attention({{4, 1, 64}, 1, {16383}, 16384, ls(1)}, seed++, false) <= 1.0);
+}
+
+TEST_CASE("lane-split decode attention reads q rows at any float offset") {
+  test::ValidationGuard guard;
+  Device& dev = test::device();
+  if (!dev.info().subgroup_arithmetic) return;
+  const HeadLayout h{8, 2, 64};
+  const uint32_t tokens = 2, max_context = 200, q_col = 3, stride = h.n_heads * h.head_dim + 5;
+  auto q = random_floats(size_t(tokens) * stride, 77);
+  const size_t kv_elems = size_t(max_context) * h.n_kv_heads * h.head_dim;
+  auto kh = random_halves(kv_elems, 78), vh = random_halves(kv_elems, 79);
+  std::vector<uint32_t> pos{150, 199};
+  Buffer qb = test::upload(q, "q"), positions = test::upload(pos, "positions");
+  Buffer kc = test::upload(kh, "k"), vc = test::upload(vh, "v");
+  const QkvView view{qb.range(), tokens, stride, q_col, 0, 0};
+  for (uint32_t min_split : {1u, 64u, 1000u}) {
+    CAPTURE(min_split);
+    auto plan = ops::plan_attention(dev.info(), h, tokens, max_context,
+                                    {.lane_split = true, .splits = 4, .min_split = min_split});
+    Buffer out = device_buffer(size_t(tokens) * h.n_heads * h.head_dim * 4, "out");
+    Buffer scratch = device_buffer(plan.scratch_bytes, "scratch");
+    Recording rec(dev);
+    ops::record_attention(rec, plan, {view, positions.range(), {kc.range(), vc.range(), max_context}, out.range(), 0,
+                                      scratch.range()});
+    rec.submit_and_wait();
+    auto want = test::ref::attention(q, view, h, pos, kh, vh, 1.0f / std::sqrt(64.0f));
+    CHECK(compare(test::download<float>(out, want.size()), want, 1e-5, 1e-4).ratio <= 1.0);
+  }
+}
+
+TEST_CASE("attention plans keep every invocation's loops within the budget") {
+  const DeviceInfo& info = test::device().info();
+  // the tiled kernel splits a long prefill context instead of looping past the budget
+  auto p = ops::plan_attention(info, {20, 5, 128}, 64, 65536, {.lane_split = false});
+  CHECK(p.split());
+  CHECK(p.chunk < 65536);
+  if (info.subgroup_arithmetic) {
+    auto d = ops::plan_attention(info, {20, 5, 128}, 1, 1u << 20, {.lane_split = true, .splits = 1});
+    CHECK(d.n_chunks > 1);  // raised from 1: a single split would loop 131072 times
   }
 }
 
 TEST_CASE("prefill attention: T 3 and 33, causal, after earlier cached positions") {
   test::ValidationGuard guard;
   uint32_t seed = 100;
-  // direct path (no split), blocks of tokens not dividing T
-  CHECK(run_attention({{20, 5, 128}, 33, consecutive(0, 33), 33}, seed++, false) <= 1.0);
-  CHECK(run_attention({{20, 5, 128}, 33, consecutive(500, 33), 600}, seed++, false) <= 1.0);
-  CHECK(run_attention({{4, 4, 64}, 33, consecutive(7, 33), 40, {.tokens_per_group = 5}}, seed++, false) <= 1.0);
-  CHECK(run_attention({{8, 2, 40}, 3, consecutive(2, 3), 5}, seed++, false) <= 1.0);
-  CHECK(run_attention({{4, 1, 16}, 33, consecutive(100, 33), 140, {.key_tile = 8}}, seed++, false) <= 1.0);
-  // prefill through the split path (a long prompt continuation split over the context)
-  CHECK(run_attention({{20, 5, 128}, 33, consecutive(1000, 33), 1100, {.chunk = 256}}, seed++, true) <= 1.0);
+  // both kernels (the tiled one with token blocks; the lane-split one, default on CPU devices)
+  std::vector<bool> kernels{false};
+  if (test::device().info().subgroup_arithmetic) kernels.push_back(true);
+  for (bool lane_split : kernels) {
+    CAPTURE(lane_split);
+    auto run = [&](AttnCase c, bool expect_split) {
+      c.tuning.lane_split = lane_split;
+      return run_attention(c, seed++, expect_split);
+    };
+    // direct path (no split), blocks of tokens not dividing T
+    CHECK(run({{20, 5, 128}, 33, consecutive(0, 33), 33}, false) <= 1.0);
+    CHECK(run({{20, 5, 128}, 33, consecutive(500, 33), 600}, false) <= 1.0);
+    CHECK(run({{4, 4, 64}, 33, consecutive(7, 33), 40, {.tokens_per_group = 5}}, false) <= 1.0);
+    CHECK(run({{8, 2, 40}, 3, consecutive(2, 3), 5}, false) <= 1.0);
+    CHECK(run({{4, 1, 16}, 33, consecutive(100, 33), 140, {.key_tile = 8}}, false) <= 1.0);
+    // prefill through the split path (a long prompt continuation split over the context)
+    CHECK(run({{20, 5, 128}, 33, consecutive(1000, 33), 1100, {.chunk = 256, .splits = 3}}, true) <= 1.0);
+  }
 }
 
 TEST_CASE("a decode recording made once serves every step: positions written before each replay") {
@@ -280,18 +366,22 @@ TEST_CASE("a decode recording made once serves every step: positions written bef
   auto kh = random_halves(kv_elems, 6), vh = random_halves(kv_elems, 8);
   Buffer a = test::upload(act, "qkv"), kc = test::upload(kh, "k"), vc = test::upload(vh, "v");
   Buffer positions = dev.create_buffer(4, MemoryKind::HostUpload, "positions");
-  auto plan = ops::plan_attention(dev.info(), h, 1, max_context);
-  REQUIRE(plan.split());
-  Buffer out = device_buffer(h.n_heads * h.head_dim * 4, "out"), scratch = device_buffer(plan.scratch_bytes, "scratch");
-  Recording rec(dev);
-  ops::record_attention(rec, plan, {QkvView::fused(a.range(), 1, h), positions.range(), {kc.range(), vc.range(), max_context},
-                                    out.range(), 0, scratch.range()});
-  for (uint32_t p : {0u, 255u, 256u, 257u, 16u, 1199u}) {
-    CAPTURE(p);
-    dev.upload(positions, &p, 4);
-    rec.submit_and_wait();
-    auto want = test::ref::attention(act, QkvView::fused({}, 1, h), h, {p}, kh, vh, 1.0f / std::sqrt(128.0f));
-    CHECK(compare(test::download<float>(out, want.size()), want, 1e-5, 1e-4).ratio <= 1.0);
+  for (bool lane_split : {false, true}) {
+    CAPTURE(lane_split);
+    if (lane_split && !dev.info().subgroup_arithmetic) continue;
+    auto plan = ops::plan_attention(dev.info(), h, 1, max_context, {.lane_split = lane_split});
+    REQUIRE(plan.split());
+    Buffer out = device_buffer(h.n_heads * h.head_dim * 4, "out"), scratch = device_buffer(plan.scratch_bytes, "scratch");
+    Recording rec(dev);
+    ops::record_attention(rec, plan, {QkvView::fused(a.range(), 1, h), positions.range(), {kc.range(), vc.range(), max_context},
+                                      out.range(), 0, scratch.range()});
+    for (uint32_t p : {0u, 255u, 256u, 257u, 16u, 1199u}) {
+      CAPTURE(p);
+      dev.upload(positions, &p, 4);
+      rec.submit_and_wait();
+      auto want = test::ref::attention(act, QkvView::fused({}, 1, h), h, {p}, kh, vh, 1.0f / std::sqrt(128.0f));
+      CHECK(compare(test::download<float>(out, want.size()), want, 1e-5, 1e-4).ratio <= 1.0);
+    }
   }
 }
 

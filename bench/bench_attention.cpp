@@ -1,0 +1,241 @@
+// Attention benchmark at the BitNet b1.58 2B4T shape (20 heads, 5 KV heads, head_dim 128, fp16 KV
+// cache): decode (T=1) and prefill (T=64) for contexts 128, 512, 1024, 4096, every kernel the device
+// can run side by side in one run (the tiled attention.comp, with and without q in registers, and the
+// lane-split attention_decode). Times are GPU timestamps: each round records `reps` calls in one
+// command buffer, submits it twice (warm-up, measured); the figure is the median over all calls of
+// all rounds, rounds interleaving the kernels so that machine load hits them alike. GB/s counts the
+// K and V bytes a call must read (each token's live keys once per kv head). Every kernel's output is
+// compared with the first kernel's before timing. `cpu` is the process CPU time per call (CPU devices
+// run shaders on this process's threads: on a loaded machine it shows the work without the waiting).
+//
+//   bench_attention [--quick] [--reps N] [--rounds N] [--device N] [--engine]
+//     --decode-only, --lane-split-only  restrict the cases (tuning aids)
+//     --engine  also decode recorded for the maximum context 4096 while fewer keys are live (as the
+//               engine records a decode step once)
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/resource.h>
+
+#include "runtime/core/error.h"
+#include "runtime/core/half.h"
+#include "runtime/device/device.h"
+#include "runtime/device/instance.h"
+#include "runtime/device/recording.h"
+#include "runtime/ops/attention.h"
+
+using namespace ternvk;
+using namespace ternvk::ops;
+
+namespace {
+
+struct Rng {
+  uint64_t s;
+  uint32_t next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return static_cast<uint32_t>(s >> 11);
+  }
+  float uniform(float lo, float hi) { return lo + (hi - lo) * float(next() & 0xffffff) / float(0x1000000); }
+};
+
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+struct Kernel {
+  std::string name;
+  AttentionTuning tuning;
+};
+
+struct Options {
+  bool quick = false, engine = false, decode_only = false, lane_only = false;
+  int reps = 0, rounds = 0;
+  std::optional<int> device;
+};
+
+std::string describe(const AttentionPlan& p) {
+  char b[160];
+  if (p.lane_split)
+    std::snprintf(b, sizeof b, "lane-split wg %u KB %u splits %u", p.workgroup, p.key_block, p.n_chunks);
+  else
+    std::snprintf(b, sizeof b, "tiled wg %u BT %u KT %u qregs %d chunks %ux%u", p.workgroup, p.tokens_per_group,
+                  p.key_tile, int(p.q_in_registers), p.n_chunks, p.chunk);
+  return b;
+}
+
+// One shape: T tokens whose last position is live - 1, recorded for max_context.
+void run_case(Device& dev, const Options& o, const HeadLayout& h, uint32_t tokens, uint32_t live, uint32_t max_context,
+              const std::vector<Kernel>& kernels) {
+  const uint32_t stride = (h.n_heads + 2 * h.n_kv_heads) * h.head_dim;
+  Rng rng{0x1234567ull + live * 31ull + tokens};
+  std::vector<float> act(size_t(tokens) * stride);
+  for (auto& x : act) x = rng.uniform(-1.0f, 1.0f);
+  const size_t kv = size_t(max_context) * h.n_kv_heads * h.head_dim;
+  std::vector<uint16_t> kh(kv), vh(kv);
+  for (auto& x : kh) x = float_to_half(rng.uniform(-1.0f, 1.0f));
+  for (auto& x : vh) x = float_to_half(rng.uniform(-1.0f, 1.0f));
+  std::vector<uint32_t> pos(tokens);
+  for (uint32_t t = 0; t < tokens; ++t) pos[t] = live - tokens + t;
+  auto upload = [&](const void* data, uint64_t bytes, const char* what) {
+    Buffer b = dev.create_buffer(bytes, MemoryKind::DeviceLocal, what);
+    dev.upload(b, data, bytes);
+    return b;
+  };
+  Buffer a = upload(act.data(), act.size() * 4, "bench qkv"), p = upload(pos.data(), pos.size() * 4, "bench pos");
+  Buffer kc = upload(kh.data(), kv * 2, "bench k"), vc = upload(vh.data(), kv * 2, "bench v");
+  const uint64_t out_floats = uint64_t(tokens) * h.n_heads * h.head_dim;
+  Buffer out = dev.create_buffer(out_floats * 4, MemoryKind::DeviceLocal, "bench out");
+  // KV bytes a call reads: each token's live keys, K and V, every kv head (a token block shares them
+  // in the tiled kernel: this is the minimum for T=1 and an upper bound of the distinct bytes for T>1).
+  uint64_t keys = 0;
+  for (uint32_t t : pos) keys += t + 1;
+  if (tokens > 1) keys = live;  // distinct rows touched
+  const uint64_t kv_bytes = keys * h.n_kv_heads * h.head_dim * 2 * 2;
+
+  struct Entry {
+    AttentionPlan plan;
+    Buffer scratch;
+    std::vector<double> us, cpu;
+  };
+  std::vector<Entry> entries;
+  std::vector<float> first, got(out_floats);
+  for (const Kernel& k : kernels) {
+    AttentionPlan plan;
+    try {
+      plan = plan_attention(dev.info(), h, tokens, max_context, k.tuning);
+    } catch (const Error& e) {
+      std::printf("  %-22s not available: %s\n", k.name.c_str(), e.what());
+      entries.push_back({});
+      continue;
+    }
+    Buffer scratch = dev.create_buffer(std::max<uint64_t>(plan.scratch_bytes, 16), MemoryKind::DeviceLocal, "bench scratch");
+    Recording check(dev);
+    record_attention(check, plan, {QkvView::fused(a.range(), tokens, h), p.range(), {kc.range(), vc.range(), max_context},
+                                   out.range(), 0, scratch.range()});
+    check.submit_and_wait();
+    dev.download(out, got.data(), got.size() * 4);
+    if (first.empty()) first = got;
+    double err = 0;
+    for (size_t i = 0; i < got.size(); ++i) err = std::max(err, double(std::fabs(got[i] - first[i])));
+    if (!(err < 1e-4)) throw Error(k.name + ": output differs from " + kernels[0].name + " by " + std::to_string(err));
+    entries.push_back({plan, std::move(scratch), {}});
+  }
+
+  const int reps = o.reps ? o.reps : (o.quick ? 3 : 6);
+  const int rounds = o.rounds ? o.rounds : (o.quick ? 2 : 3);
+  for (int r = 0; r < rounds; ++r)
+    for (size_t i = 0; i < kernels.size(); ++i) {
+      Entry& e = entries[i];
+      if (!e.plan.tokens) continue;
+      Recording rec(dev, {.timestamps = true});
+      for (int c = 0; c < reps; ++c)
+        record_attention(rec, e.plan, {QkvView::fused(a.range(), tokens, h), p.range(),
+                                       {kc.range(), vc.range(), max_context}, out.range(), 0, e.scratch.range()});
+      rec.submit_and_wait();
+      const double cpu0 = cpu_seconds();
+      rec.submit_and_wait();
+      e.cpu.push_back((cpu_seconds() - cpu0) * 1e6 / reps);
+      const auto t = rec.timings();
+      const size_t per = t.size() / reps;
+      for (int c = 0; c < reps; ++c) {
+        double sum = 0;
+        for (size_t j = 0; j < per; ++j) sum += t[c * per + j].microseconds;
+        e.us.push_back(sum);
+      }
+    }
+  std::printf("T=%-2u live %4u keys (recorded for %u):\n", tokens, live, max_context);
+  double base = 0;
+  for (size_t i = 0; i < kernels.size(); ++i) {
+    Entry& e = entries[i];
+    if (e.us.empty()) continue;
+    std::sort(e.us.begin(), e.us.end());
+    std::sort(e.cpu.begin(), e.cpu.end());
+    const double med = e.us[e.us.size() / 2];
+    if (base == 0) base = med;
+    std::printf("  %-20s %10.1f us (min %9.1f, cpu %9.1f) %6.2f GB/s KV %6.2fx  [%s]\n", kernels[i].name.c_str(),
+                med, e.us.front(), e.cpu[e.cpu.size() / 2], double(kv_bytes) / med / 1e3, base / med,
+                describe(e.plan).c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--quick") o.quick = true;
+    else if (a == "--engine") o.engine = true;
+    else if (a == "--decode-only") o.decode_only = true;
+    else if (a == "--lane-split-only") o.lane_only = true;
+    else if (a == "--reps" && i + 1 < argc) o.reps = std::atoi(argv[++i]);
+    else if (a == "--rounds" && i + 1 < argc) o.rounds = std::atoi(argv[++i]);
+    else if (a == "--device" && i + 1 < argc) o.device = std::atoi(argv[++i]);
+    else {
+      std::fprintf(stderr,
+                   "usage: bench_attention [--quick] [--engine] [--decode-only] [--lane-split-only] [--reps N] "
+                   "[--rounds N] [--device N]\n");
+      return 2;
+    }
+  }
+  try {
+    Instance instance;
+    Device dev(instance, instance.select(o.device));
+    const DeviceInfo& info = dev.info();
+    if (!info.timestamps) throw Error("device '" + info.name + "' has no timestamps: nothing to measure");
+    std::printf("device: %s (%s), subgroup %u (%u..%u), arithmetic %s, shared %u bytes\n", info.name.c_str(),
+                info.driver_info.c_str(), info.subgroup_size, info.min_subgroup_size, info.max_subgroup_size,
+                info.subgroup_arithmetic ? "yes" : "no", info.max_shared_memory);
+    const HeadLayout h{20, 5, 128};
+    const AttentionPlan def = plan_attention(info, h, 1, 4096);
+    std::printf("default decode plan at 4096: %s\n\n", describe(def).c_str());
+    std::vector<Kernel> decode = {
+        {"tiled (q shared)", {.q_in_registers = false, .lane_split = false}},
+        {"tiled (q registers)", {.q_in_registers = true, .lane_split = false}},
+        {"lane-split", {.lane_split = true}},
+    };
+    if (const char* kbs = std::getenv("BENCH_KB")) {  // tuning aid: extra lane-split key blocks/splits
+      for (std::string item; *kbs; ) {
+        item.clear();
+        while (*kbs && *kbs != ',') item += *kbs++;
+        if (*kbs == ',') ++kbs;
+        uint32_t kb = 0, sp = 0;
+        std::sscanf(item.c_str(), "%u/%u", &kb, &sp);
+        decode.push_back({"lane-split KB" + std::to_string(kb) + "/" + std::to_string(sp),
+                          {.lane_split = true, .splits = sp, .key_block = kb}});
+      }
+    }
+    std::vector<Kernel> prefill = {
+        {"tiled", {.lane_split = false}},
+        {"lane-split", {.lane_split = true}},
+    };
+    if (o.lane_only) {
+      std::erase_if(decode, [](const Kernel& k) { return !k.tuning.lane_split.value_or(false); });
+      std::erase_if(prefill, [](const Kernel& k) { return !k.tuning.lane_split.value_or(false); });
+    }
+    const std::vector<uint32_t> contexts = o.quick ? std::vector<uint32_t>{128, 1024, 4096}
+                                                   : std::vector<uint32_t>{128, 512, 1024, 4096};
+    std::printf("== decode, T=1 ==\n");
+    for (uint32_t ctx : contexts) run_case(dev, o, h, 1, ctx, ctx, decode);
+    if (o.engine) {
+      std::printf("== decode recorded for 4096 keys, fewer live ==\n");
+      for (uint32_t ctx : contexts) run_case(dev, o, h, 1, ctx, 4096, decode);
+    }
+    if (o.decode_only) return 0;
+    std::printf("== prefill, T=64 ==\n");
+    for (uint32_t ctx : contexts) run_case(dev, o, h, 64, ctx, ctx, prefill);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_attention: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
