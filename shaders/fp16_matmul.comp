@@ -74,18 +74,31 @@ void main() {
   uint xrow[TOKENS];  // element index of each token's row
   [[unroll]] for (uint t = 0; t < TOKENS; ++t) xrow[t] = min(t0 + t, p.tokens - 1) * p.cols;
 
-  for (uint c = lane; c < full; c += LANES) {
+  // Full chunks, then (K % 8 != 0) the partial last chunk, whose activations past K are read as 0
+  // (its weights there are zero padding). One loop, so the tile is compiled once.
+  const uint last = full < chunks && full % LANES == lane ? full : full - 1;
+  for (uint c = lane; c <= last && c < chunks; c += LANES) {
     vec4 xa[TOKENS], xb[TOKENS];
-    [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
+    if (c < full) {
+      [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
 #if X_VEC4
-      const uint v = (xrow[t] >> 2) + 2 * c;
-      xa[t] = x[v];
-      xb[t] = x[v + 1];
+        const uint v = (xrow[t] >> 2) + 2 * c;
+        xa[t] = x[v];
+        xb[t] = x[v + 1];
 #else
-      const uint e = xrow[t] + 8 * c;
-      xa[t] = vec4(x[e], x[e + 1], x[e + 2], x[e + 3]);
-      xb[t] = vec4(x[e + 4], x[e + 5], x[e + 6], x[e + 7]);
+        const uint e = xrow[t] + 8 * c;
+        xa[t] = vec4(x[e], x[e + 1], x[e + 2], x[e + 3]);
+        xb[t] = vec4(x[e + 4], x[e + 5], x[e + 6], x[e + 7]);
 #endif
+      }
+    } else {
+      const uint valid = p.cols - 8 * c;
+      [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
+        float v[8];
+        [[unroll]] for (uint k = 0; k < 8; ++k) v[k] = k < valid ? x_at(xrow[t], 8 * c + k) : 0.0;
+        xa[t] = vec4(v[0], v[1], v[2], v[3]);
+        xb[t] = vec4(v[4], v[5], v[6], v[7]);
+      }
     }
     [[unroll]] for (uint r = 0; r < ROWS; ++r) {
       const uvec4 wv = w[wbase[r] + c];
@@ -103,19 +116,6 @@ void main() {
         a = fma(wb.w, xb[t].w, a);
         acc[r * TOKENS + t] = a;
       }
-    }
-  }
-  if (full < chunks && full % LANES == lane) {  // the partial last chunk
-    const uint c = full;
-    const uint valid = p.cols - 8 * c;
-    [[unroll]] for (uint r = 0; r < ROWS; ++r) {
-      const uvec4 wv = w[wbase[r] + c];
-      float wk[8] = float[8](unpackHalf2x16(wv.x).x, unpackHalf2x16(wv.x).y, unpackHalf2x16(wv.y).x,
-                             unpackHalf2x16(wv.y).y, unpackHalf2x16(wv.z).x, unpackHalf2x16(wv.z).y,
-                             unpackHalf2x16(wv.w).x, unpackHalf2x16(wv.w).y);
-      [[unroll]] for (uint t = 0; t < TOKENS; ++t)
-        [[unroll]] for (uint k = 0; k < 8; ++k)
-          if (k < valid) acc[r * TOKENS + t] = fma(wk[k], x_at(xrow[t], 8 * c + k), acc[r * TOKENS + t]);
     }
   }
 

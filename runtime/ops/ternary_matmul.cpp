@@ -21,12 +21,17 @@ MatmulShape MatmulShape::pick(const DeviceInfo& info, uint32_t tokens, bool tern
     s.workgroup = s.lanes = sg;
     s.subgroup_add = fixed;
     s.required_subgroup_size = info.subgroup_size_control ? sg : 0;
+    // Measured on lavapipe (docs/performance.md): a storage-buffer load costs about the same per
+    // 32-bit element whoever issues it, so the shape minimises elements loaded per MAC: 16 rows
+    // share each activation load in a GEMV; 16 rows x 4 tokens share both in a GEMM (larger tiles
+    // were a little faster but took minutes to compile).
+    (void)ternary;
     if (tokens == 1) {
       s.rows = 16;
       s.tokens = 1;
     } else {
-      s.rows = ternary ? 4 : 4;
-      s.tokens = std::min(tokens, 8u);
+      s.rows = 16;
+      s.tokens = std::min(tokens, 4u);
     }
   } else {
     s.lanes = std::min(8u, info.min_subgroup_size);

@@ -1,0 +1,439 @@
+// Kernel benchmarks: ternary GEMV/GEMM (both inner-product paths) against the FP16 GEMV of the
+// same shape, side by side in one run, on the BitNet b1.58 2B4T shapes and 4096 x 14336; the fp16
+// output head; rmsnorm_quant. Times come from GPU timestamps (median over repetitions recorded in
+// one command buffer, after a warm-up submit); every output is checked against the CPU once before
+// timing.
+//
+//   bench_kernels [--quick] [--tune] [--device N] [--reps N]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/resource.h>
+
+#include "runtime/core/error.h"
+#include "runtime/core/half.h"
+#include "runtime/device/device.h"
+#include "runtime/device/instance.h"
+#include "runtime/device/recording.h"
+#include "runtime/ops/fp16_matmul.h"
+#include "runtime/ops/rmsnorm_quant.h"
+#include "runtime/ops/ternary_matmul.h"
+#include "runtime/ops/ternary_matrix.h"
+
+using namespace ternvk;
+using namespace ternvk::ops;
+
+namespace {
+
+// A fast deterministic generator (xorshift): benchmark data need not be high quality, only cheap.
+struct Rng {
+  uint64_t s;
+  uint32_t next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return static_cast<uint32_t>(s >> 11);
+  }
+  float uniform(float lo, float hi) { return lo + (hi - lo) * float(next() & 0xffffff) / float(0x1000000); }
+};
+
+struct Timing {
+  double median_us = 0;
+  double min_us = 0;
+  double cpu_us = 0;  // process CPU time per call during the measured submit (CPU devices run the
+                      // shaders on this process's threads: a contention-free figure of the work)
+};
+
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+// Records `reps` calls (each one or more dispatches), submits twice (warm-up, measured) and
+// returns the per-call GPU time.
+Timing time_calls(Device& dev, int reps, const std::function<void(Recording&)>& call) {
+  Recording rec(dev, {.timestamps = true});
+  size_t per_call = 0;
+  for (int i = 0; i < reps; ++i) {
+    const size_t before = rec.dispatch_count();
+    call(rec);
+    per_call = rec.dispatch_count() - before;
+  }
+  rec.submit_and_wait();
+  const double cpu0 = cpu_seconds();
+  rec.submit_and_wait();
+  const double cpu = (cpu_seconds() - cpu0) * 1e6 / reps;
+  const auto t = rec.timings();
+  if (t.size() != per_call * reps) throw Error("benchmark: timestamps missing (" + std::to_string(t.size()) + ")");
+  std::vector<double> calls;
+  for (int i = 0; i < reps; ++i) {
+    double sum = 0;
+    for (size_t j = 0; j < per_call; ++j) sum += t[i * per_call + j].microseconds;
+    calls.push_back(sum);
+  }
+  std::sort(calls.begin(), calls.end());
+  return {calls[calls.size() / 2], calls.front(), cpu};
+}
+
+struct Quantized {
+  std::vector<int8_t> q;
+  std::vector<uint32_t> values, meta;
+};
+
+Quantized quantize(const std::vector<float>& x, uint32_t tokens, uint32_t k) {
+  Quantized r;
+  const uint32_t kp = round_up(k, 64);
+  r.q.resize(size_t(tokens) * k);
+  r.values.assign(size_t(tokens) * kp / 4, 0);
+  for (uint32_t t = 0; t < tokens; ++t) {
+    float amax = 0;
+    for (uint32_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(x[size_t(t) * k + i]));
+    const float s = std::max(amax, 1e-5f) / 127.0f;
+    int32_t sum = 0;
+    for (uint32_t i = 0; i < k; ++i) {
+      const int q = int(std::clamp(std::nearbyint(x[size_t(t) * k + i] / s), -128.0f, 127.0f));
+      r.q[size_t(t) * k + i] = int8_t(q);
+      r.values[size_t(t) * kp / 4 + i / 4] |= uint32_t(uint8_t(q)) << (8 * (i % 4));
+      sum += q;
+    }
+    r.meta.push_back(std::bit_cast<uint32_t>(s));
+    r.meta.push_back(uint32_t(sum));
+  }
+  return r;
+}
+
+template <class T>
+Buffer upload(Device& dev, const std::vector<T>& v, const char* what) {
+  Buffer b = dev.create_buffer(v.size() * sizeof(T), MemoryKind::DeviceLocal, what);
+  dev.upload(b, v.data(), v.size() * sizeof(T));
+  return b;
+}
+
+// Rows checked against the CPU: all of them for small matrices, else 256 spread over N.
+std::vector<uint32_t> checked_rows(uint32_t n) {
+  std::vector<uint32_t> rows;
+  const uint32_t step = std::max(1u, n / 256);
+  for (uint32_t r = 0; r < n; r += step) rows.push_back(r);
+  rows.push_back(n - 1);
+  return rows;
+}
+
+struct Options {
+  bool quick = false;
+  bool tune = false;
+  int reps = 0;
+  std::optional<int> device;
+};
+
+struct Row {
+  std::string label;
+  uint32_t n, k, t;
+  double tern_us = 0, tern_dot_us = 0, fp16_us = 0;
+  uint64_t tern_bytes = 0, fp16_bytes = 0;
+};
+
+void print_rate(const char* what, const Timing& t, uint64_t macs, uint64_t bytes) {
+  std::printf("  %-18s %9.1f us  %7.2f GMAC/s  %6.2f GB/s   (cpu %.1f us)\n", what, t.median_us,
+              double(macs) / t.median_us / 1e3, double(bytes) / t.median_us / 1e3, t.cpu_us);
+}
+
+class Bench {
+ public:
+  Bench(Device& dev, Options o) : dev_(dev), o_(o), norm_(dev) {}
+
+  // Ternary (SWAR, OpSDot when the device has it) and FP16 for one shape, side by side.
+  Row matmul(const std::string& label, uint32_t n, uint32_t k, uint32_t t, bool with_fp16 = true) {
+    Row row{label, n, k, t};
+    Rng rng{0x9e3779b97f4a7c15ull ^ (uint64_t(n) << 32) ^ k};
+    const int reps = o_.reps ? o_.reps : (o_.quick ? 5 : 15);
+    std::printf("%s: N=%u K=%u T=%u\n", label.c_str(), n, k, t);
+    std::vector<float> x(size_t(t) * k);
+    for (auto& v : x) v = rng.uniform(-2.0f, 2.0f);
+    const uint64_t macs = uint64_t(n) * k * t;
+    const auto rows = checked_rows(n);
+    Buffer y = dev_.create_buffer(uint64_t(t) * n * 4, MemoryKind::DeviceLocal, "bench output");
+    std::vector<float> got(size_t(t) * n);
+    {
+      std::vector<int8_t> w(size_t(n) * k);
+      for (auto& v : w) v = int8_t(int(rng.next() % 3) - 1);
+      const float scale = 0.75f;
+      TernaryMatrixGpu gw(dev_, pack_ternary(w, n, k, scale), label);
+      const Quantized qx = quantize(x, t, k);
+      Buffer xv = upload(dev_, qx.values, "bench activations"), xm = upload(dev_, qx.meta, "bench scales");
+      const QuantizedActivations xa{xv.range(), xm.range(), k};
+      row.tern_bytes = gw.weight_bytes() + xv.size() + xm.size() + uint64_t(t) * n * 4;
+      std::vector<TernaryDot> paths = {TernaryDot::Swar};
+      if (dev_.info().integer_dot_product) paths.push_back(TernaryDot::PackedInt8);
+      for (TernaryDot dot : paths) {
+        TernaryMatmul op(dev_, {.dot = dot});
+        auto call = [&](Recording& rec) { op.record(rec, gw, xa, t, {y.range()}); };
+        Recording check(dev_);
+        call(check);
+        check.submit_and_wait();
+        dev_.download(y, got.data(), got.size() * 4);
+        for (uint32_t tt = 0; tt < t; ++tt)
+          for (uint32_t r : rows) {
+            int64_t acc = 0;
+            for (uint32_t i = 0; i < k; ++i) acc += int64_t(w[size_t(r) * k + i]) * qx.q[size_t(tt) * k + i];
+            const float want = float(acc) * scale * std::bit_cast<float>(qx.meta[2 * tt]);
+            if (std::fabs(got[size_t(tt) * n + r] - want) > 1e-6f * std::fabs(want))
+              throw Error(label + ": ternary output mismatch at token " + std::to_string(tt) + " row " +
+                          std::to_string(r));
+          }
+        const Timing tm = time_calls(dev_, reps, call);
+        (dot == TernaryDot::Swar ? row.tern_us : row.tern_dot_us) = tm.median_us;
+        print_rate(dot == TernaryDot::Swar ? "ternary (SWAR)" : "ternary (OpSDot)", tm, macs,
+                   row.tern_bytes);
+      }
+    }
+    if (with_fp16) {
+      std::vector<uint16_t> wh(size_t(n) * k);
+      for (auto& v : wh) v = float_to_half(rng.uniform(-0.05f, 0.05f));
+      Fp16MatrixGpu gw(dev_, wh, n, k, label + " fp16");
+      Buffer xb = upload(dev_, x, "bench fp32 activations");
+      row.fp16_bytes = gw.weight_bytes() + xb.size() + uint64_t(t) * n * 4;
+      Fp16Matmul op(dev_);
+      auto call = [&](Recording& rec) { op.record(rec, gw, xb.range(), t, {y.range()}); };
+      Recording check(dev_);
+      call(check);
+      check.submit_and_wait();
+      dev_.download(y, got.data(), got.size() * 4);
+      for (uint32_t tt = 0; tt < t; ++tt)
+        for (uint32_t r : rows) {
+          double ref = 0, mag = 0;
+          for (uint32_t i = 0; i < k; ++i) {
+            const double p = double(half_to_float(wh[size_t(r) * k + i])) * x[size_t(tt) * k + i];
+            ref += p;
+            mag += std::fabs(p);
+          }
+          if (std::fabs(got[size_t(tt) * n + r] - ref) > 3e-5 * mag + 1e-6)
+            throw Error(label + ": fp16 output mismatch at token " + std::to_string(tt) + " row " + std::to_string(r));
+        }
+      const int fp16_reps = uint64_t(n) * k > (200ull << 20) ? std::min(reps, 5) : reps;
+      const Timing tm = time_calls(dev_, fp16_reps, call);
+      row.fp16_us = tm.median_us;
+      print_rate("fp16", tm, macs, row.fp16_bytes);
+      if (row.tern_us > 0)
+        std::printf("  fp16 / ternary time: %.2fx (SWAR)%s\n", row.fp16_us / row.tern_us,
+                    row.tern_dot_us > 0 ? (", " + fmt(row.fp16_us / row.tern_dot_us) + "x (OpSDot)").c_str() : "");
+    }
+    rows_.push_back(row);
+    return row;
+  }
+
+  void rmsnorm_quant(uint32_t k, uint32_t t) {
+    Rng rng{k * 31ull + t};
+    std::vector<float> x(size_t(t) * k), w(k);
+    for (auto& v : x) v = rng.uniform(-2.0f, 2.0f);
+    for (auto& v : w) v = rng.uniform(0.5f, 1.5f);
+    Buffer gx = upload(dev_, x, "bench x"), gw = upload(dev_, w, "bench norm");
+    auto out = QuantizedActivationsBuffers::create(dev_, t, k, "bench quantized");
+    const Timing tm = time_calls(dev_, o_.reps ? o_.reps : 15, [&](Recording& rec) {
+      norm_.record(rec, gx.range(), gw.range(), 1e-5f, t, out.view());
+    });
+    std::printf("rmsnorm_quant K=%u T=%u: %.1f us\n", k, t, tm.median_us);
+  }
+
+  void empty_dispatch() {
+    Buffer b = dev_.create_buffer(256, MemoryKind::DeviceLocal, "bench empty");
+    const Pipeline& fill = dev_.pipeline("fill", {.constants = {{0, 8}}});
+    struct {
+      uint32_t count, value;
+    } push{8, 0};
+    const Timing tm = time_calls(dev_, 30, [&](Recording& rec) { rec.dispatch(fill, {b.range()}, push, 1); });
+    std::printf("empty dispatch (8 invocations): %.1f us median, %.1f us min\n", tm.median_us, tm.min_us);
+  }
+
+  // The device's storage-buffer streaming read rate (uvec4 loads, workgroup = subgroup): the
+  // roofline of every GEMV here.
+  void read_rate() {
+    const uint64_t bytes = (o_.quick ? 16ull : 64ull) << 20;
+    const uint32_t groups = 256, wg = dev_.info().subgroup_size;
+    Buffer data = dev_.create_buffer(bytes, MemoryKind::DeviceLocal, "bench read probe");
+    Buffer out = dev_.create_buffer(uint64_t(groups) * wg * 4, MemoryKind::DeviceLocal, "bench read probe out");
+    const Pipeline& pl = dev_.pipeline("ternary_read_probe", {.constants = {{0, wg}}});
+    struct {
+      uint32_t per_group;
+    } push{uint32_t(bytes / 16 / groups)};
+    const Timing tm = time_calls(dev_, 5, [&](Recording& rec) { rec.dispatch(pl, {data.range(), out.range()}, push, groups); });
+    std::printf("storage-buffer streaming read (uvec4, workgroup %u): %.2f GB/s (cpu %.2f GB/s per cpu-second)\n\n", wg,
+                double(bytes) / tm.median_us / 1e3, double(bytes) / tm.cpu_us / 1e3);
+  }
+
+  void summary() const {
+    std::printf("\n%-28s %6s %6s %3s %11s %11s %11s %8s\n", "shape", "N", "K", "T", "ternary us", "tern dot us",
+                "fp16 us", "fp16/tern");
+    for (const Row& r : rows_)
+      std::printf("%-28s %6u %6u %3u %11.1f %11.1f %11.1f %8s\n", r.label.c_str(), r.n, r.k, r.t, r.tern_us,
+                  r.tern_dot_us, r.fp16_us, r.fp16_us > 0 && r.tern_us > 0 ? fmt(r.fp16_us / r.tern_us).c_str() : "-");
+  }
+
+  static std::string fmt(double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.2f", v);
+    return b;
+  }
+
+ private:
+  Device& dev_;
+  Options o_;
+  RmsNormQuant norm_;
+  std::vector<Row> rows_;
+};
+
+// The head alone (fp16 only, no ternary counterpart): 128256 x 2560 = 657 MB, several segments.
+void head(Device& dev, int reps) {
+  const uint32_t n = 128256, k = 2560;
+  Rng rng{42};
+  std::vector<uint16_t> wh(size_t(n) * k);
+  for (auto& v : wh) v = float_to_half(rng.uniform(-0.05f, 0.05f));
+  std::vector<float> x(k);
+  for (auto& v : x) v = rng.uniform(-2.0f, 2.0f);
+  Fp16MatrixGpu gw(dev, wh, n, k, "output head");
+  Buffer xb = upload(dev, x, "head x");
+  Buffer y = dev.create_buffer(uint64_t(n) * 4, MemoryKind::DeviceLocal, "logits");
+  Fp16Matmul op(dev);
+  auto call = [&](Recording& rec) { op.record(rec, gw, xb.range(), 1, {y.range()}); };
+  Recording check(dev);
+  call(check);
+  check.submit_and_wait();
+  std::vector<float> got(n);
+  dev.download(y, got.data(), got.size() * 4);
+  for (uint32_t r : checked_rows(n)) {
+    double ref = 0, mag = 0;
+    for (uint32_t i = 0; i < k; ++i) {
+      const double p = double(half_to_float(wh[size_t(r) * k + i])) * x[i];
+      ref += p;
+      mag += std::fabs(p);
+    }
+    if (std::fabs(got[r] - ref) > 3e-5 * mag + 1e-6) throw Error("head: output mismatch at row " + std::to_string(r));
+  }
+  const Timing tm = time_calls(dev, reps, call);
+  std::printf("output head fp16 N=%u K=%u (%zu segments):\n", n, k, gw.segments().size());
+  print_rate("fp16", tm, uint64_t(n) * k, gw.weight_bytes() + k * 4 + n * 4);
+}
+
+// Sweeps rows per lane group and tokens per workgroup on the device's default lane layout
+// (tuning aid: prints GPU time and process CPU time per call).
+void tune(Device& dev, uint32_t n, uint32_t k, uint32_t t, bool fp16) {
+  Rng rng{7};
+  std::vector<float> x(size_t(t) * k);
+  for (auto& v : x) v = rng.uniform(-2.0f, 2.0f);
+  Buffer y = dev.create_buffer(uint64_t(t) * n * 4, MemoryKind::DeviceLocal, "tune output");
+  const MatmulShape base = MatmulShape::pick(dev.info(), t, !fp16);
+  std::printf("tune %s N=%u K=%u T=%u\n", fp16 ? "fp16" : "ternary", n, k, t);
+  std::vector<std::pair<uint32_t, uint32_t>> shapes;
+  for (uint32_t r : {8u, 16u, 32u, 64u})
+    for (uint32_t tt : {1u, 4u, 8u, 16u})
+      if (tt <= t && r * tt <= 256 && (t == 1 || tt > 1)) shapes.push_back({r, tt});
+  if (fp16) {
+    std::vector<uint16_t> wh(size_t(n) * k);
+    for (auto& v : wh) v = float_to_half(rng.uniform(-0.05f, 0.05f));
+    Fp16MatrixGpu gw(dev, wh, n, k, "tune fp16");
+    Buffer xb = upload(dev, x, "tune x");
+    for (auto [r, tt] : shapes) {
+      MatmulShape s = base;
+      s.rows = r;
+      s.tokens = tt;
+      Fp16Matmul op(dev, {.shape = s});
+      const Timing tm = time_calls(dev, 5, [&](Recording& rec) { op.record(rec, gw, xb.range(), t, {y.range()}); });
+      std::printf("  rows %2u tokens %u: %9.1f us  cpu %9.1f us\n", r, tt, tm.median_us, tm.cpu_us);
+    }
+    return;
+  }
+  std::vector<int8_t> w(size_t(n) * k);
+  for (auto& v : w) v = int8_t(int(rng.next() % 3) - 1);
+  TernaryMatrixGpu gw(dev, pack_ternary(w, n, k, 1.0f), "tune");
+  const Quantized qx = quantize(x, t, k);
+  Buffer xv = upload(dev, qx.values, "tune activations"), xm = upload(dev, qx.meta, "tune scales");
+  const QuantizedActivations xa{xv.range(), xm.range(), k};
+  for (TernaryDot dot : {TernaryDot::Swar})
+    for (auto [r, tt] : shapes) {
+      MatmulShape s = base;
+      s.rows = r;
+      s.tokens = tt;
+      TernaryMatmul op(dev, {.dot = dot, .shape = s});
+      const Timing tm = time_calls(dev, 5, [&](Recording& rec) { op.record(rec, gw, xa, t, {y.range()}); });
+      std::printf("  %s rows %2u tokens %u: %9.1f us  cpu %9.1f us\n", dot == TernaryDot::Swar ? "swar" : "dot ", r,
+                  tt, tm.median_us, tm.cpu_us);
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--quick") o.quick = true;
+    else if (a == "--tune") o.tune = true;
+    else if (a == "--reps" && i + 1 < argc) o.reps = std::atoi(argv[++i]);
+    else if (a == "--device" && i + 1 < argc) o.device = std::atoi(argv[++i]);
+    else {
+      std::fprintf(stderr, "usage: bench_kernels [--quick] [--tune] [--reps N] [--device N]\n");
+      return 2;
+    }
+  }
+  try {
+    Instance instance;
+    Device dev(instance, instance.select(o.device));
+    if (!dev.info().timestamps) throw Error("device '" + dev.info().name + "' has no timestamps: nothing to measure");
+    char date[32];
+    const std::time_t now = std::time(nullptr);
+    std::strftime(date, sizeof date, "%Y-%m-%d", std::localtime(&now));
+    std::printf("device: %s (%s), %s\n", dev.info().name.c_str(), dev.info().driver_info.c_str(), date);
+    std::printf("subgroup %u, fast int8 dot: %s, integer dot product: %s\n", dev.info().subgroup_size,
+                dev.info().has_fast_int8_dot() ? "yes" : "no", dev.info().integer_dot_product ? "yes" : "no");
+    {
+      const MatmulShape g = MatmulShape::pick(dev.info(), 1, true), m = MatmulShape::pick(dev.info(), 8, true);
+      std::printf("ternary shape: GEMV wg %u lanes %u rows %u; GEMM wg %u lanes %u rows %u tokens %u\n\n", g.workgroup,
+                  g.lanes, g.rows, m.workgroup, m.lanes, m.rows, m.tokens);
+    }
+    if (o.tune) {
+      tune(dev, 2560, 2560, 1, false);
+      tune(dev, 6912, 2560, 16, false);
+      tune(dev, 2560, 2560, 1, true);
+      tune(dev, 2560, 2560, 16, true);
+      return 0;
+    }
+    Bench b(dev, o);
+    b.empty_dispatch();
+    b.read_rate();
+    if (o.quick) {
+      b.matmul("attn q/o 2560x2560", 2560, 2560, 1);
+      b.matmul("ffn up 6912x2560", 6912, 2560, 1);
+      b.matmul("4096x14336", 4096, 14336, 1);
+      b.matmul("ffn up, 8 tokens", 6912, 2560, 8);
+      b.rmsnorm_quant(2560, 1);
+    } else {
+      b.matmul("attn q/o 2560x2560", 2560, 2560, 1);
+      b.matmul("attn k/v 640x2560", 640, 2560, 1);
+      b.matmul("qkv fused 3840x2560", 3840, 2560, 1);
+      b.matmul("ffn gate/up 6912x2560", 6912, 2560, 1);
+      b.matmul("gate+up fused 13824x2560", 13824, 2560, 1);
+      b.matmul("ffn down 2560x6912", 2560, 6912, 1);
+      b.matmul("4096x14336 (N=4096)", 4096, 14336, 1);
+      b.matmul("14336x4096 (N=14336)", 14336, 4096, 1);
+      for (uint32_t t : {2u, 4u, 8u, 32u}) b.matmul("ffn up, " + std::to_string(t) + " tokens", 6912, 2560, t);
+      b.matmul("4096x14336, 8 tokens", 4096, 14336, 8);
+      b.rmsnorm_quant(2560, 1);
+      b.rmsnorm_quant(6912, 1);
+      b.rmsnorm_quant(2560, 32);
+      head(dev, o.reps ? o.reps : 5);
+    }
+    b.summary();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_kernels: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

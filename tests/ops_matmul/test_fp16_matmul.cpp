@@ -1,0 +1,98 @@
+// The FP16-weight GEMV/GEMM against a double-precision CPU reference on the same fp16 weights.
+//
+// Tolerance: |y - ref| <= 3e-5 * sum_k |w x| + 1e-6: fp32 accumulation in another order (a few
+// ulps of the largest partial sums); a wrong or missing element would be far larger.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "common/gpu.h"
+#include "ops_matmul/reference.h"
+#include "runtime/core/half.h"
+#include "runtime/ops/fp16_matmul.h"
+
+using namespace ternvk;
+using namespace ternvk::ops;
+
+namespace {
+
+struct Case {
+  uint32_t n, k, t;
+  uint64_t max_segment_bytes = 0;
+  Epilogue epilogue = Epilogue::Store;
+  std::optional<MatmulShape> shape;
+};
+
+size_t run_case(const Case& c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const auto wf = test::random_floats(rng, size_t(c.n) * c.k, -1.0f, 1.0f);
+  std::vector<uint16_t> wh(wf.size());
+  for (size_t i = 0; i < wf.size(); ++i) wh[i] = float_to_half(wf[i]);
+  const auto x = test::random_floats(rng, size_t(c.t) * c.k, -2.0f, 2.0f);
+
+  Device& dev = test::device();
+  Fp16MatrixGpu gw(dev, wh, c.n, c.k, "test fp16 matrix", c.max_segment_bytes);
+  Buffer gx = test::upload(x, "fp16 test input");
+  std::vector<float> y0(size_t(c.t) * c.n);
+  for (size_t i = 0; i < y0.size(); ++i) y0[i] = c.epilogue == Epilogue::Accumulate ? float(i % 13) - 6.0f : NAN;
+  Buffer gy = test::upload(y0, "fp16 test output");
+  Fp16Matmul op(dev, {.shape = c.shape});
+  Recording rec(dev);
+  op.record(rec, gw, gx.range(), c.t, {gy.range()}, c.epilogue);
+  rec.submit_and_wait();
+  const auto y = test::download<float>(gy, y0.size());
+  for (uint32_t t = 0; t < c.t; ++t)
+    for (uint32_t n = 0; n < c.n; ++n) {
+      double ref = 0.0, mag = 0.0;
+      for (uint32_t k = 0; k < c.k; ++k) {
+        const double p = double(half_to_float(wh[size_t(n) * c.k + k])) * x[size_t(t) * c.k + k];
+        ref += p;
+        mag += std::fabs(p);
+      }
+      const size_t i = size_t(t) * c.n + n;
+      if (c.epilogue == Epilogue::Accumulate) {
+        ref += y0[i];
+        mag += std::fabs(y0[i]);
+      }
+      INFO("N=" << c.n << " K=" << c.k << " T=" << c.t << " t=" << t << " n=" << n);
+      REQUIRE(std::fabs(y[i] - ref) <= 3e-5 * mag + 1e-6);
+    }
+  return gw.segments().size();
+}
+
+}  // namespace
+
+TEST_CASE("fp16 GEMV and GEMM on awkward shapes (vec4 and scalar activation loads)") {
+  test::ValidationGuard guard;
+  uint32_t seed = 300;
+  // K % 4 == 0 takes the vec4 variant (with a masked tail when K % 8 != 0), other K the scalar one.
+  for (uint32_t k : {1u, 12u, 13u, 63u, 65u, 255u, 257u, 2560u, 2564u, 2560u + 17u})
+    for (uint32_t n : {1u, 7u, 129u})
+      for (uint32_t t : {1u, 2u, 5u, 9u}) run_case({n, k, t}, seed++);
+}
+
+TEST_CASE("fp16 matmul: forced segments, residual epilogue, GPU-like shapes") {
+  test::ValidationGuard guard;
+  for (uint32_t t : {1u, 5u}) {
+    // 264 padded columns = 528 bytes a row; 2000 bytes hold 3 rows: 43 segments for 129 rows.
+    CHECK(run_case({129, 260, t, 2000}, 40) == 43);
+    CHECK(run_case({129, 261, t, 2000, Epilogue::Accumulate}, 41) == 43);
+    run_case({129, 260, t, 0, Epilogue::Accumulate}, 42);
+  }
+  const DeviceInfo& info = test::device().info();
+  for (uint32_t lanes : {4u}) {
+    if (lanes > info.min_subgroup_size) continue;
+    MatmulShape s;
+    s.workgroup = std::min(64u, info.max_workgroup_invocations);
+    s.lanes = lanes;
+    s.rows = 2;
+    s.tokens = 3;
+    s.subgroup_add = false;
+    run_case({129, 260, 5, 0, Epilogue::Store, s}, 50 + lanes);
+    run_case({129, 257, 1, 0, Epilogue::Store, s}, 60 + lanes);
+  }
+  Device& dev = test::device();
+  std::vector<uint16_t> one(10, 0);
+  CHECK_THROWS_WITH_AS(Fp16MatrixGpu(dev, one, 1, 10, "tiny", 8), doctest::Contains("more than a segment"), Error);
+  CHECK_THROWS_AS(Fp16MatrixGpu(dev, one, 3, 10, "tiny"), Error);
+}
