@@ -142,6 +142,11 @@ DeviceInfo query_device_info(VkPhysicalDevice physical, uint32_t index) {
   info.max_push_constants = p.limits.maxPushConstantsSize;
   info.min_storage_buffer_offset_alignment = p.limits.minStorageBufferOffsetAlignment;
   info.timestamp_period_ns = p.limits.timestampPeriod;
+  info.max_texel_buffer_elements = p.limits.maxTexelBufferElements;
+  info.min_texel_buffer_offset_alignment = p.limits.minTexelBufferOffsetAlignment;
+  VkFormatProperties format{};
+  vkGetPhysicalDeviceFormatProperties(physical, VK_FORMAT_R32G32B32A32_UINT, &format);
+  info.texel_buffer_uint4 = format.bufferFeatures & VK_FORMAT_FEATURE_UNIFORM_TEXEL_BUFFER_BIT;
 
   VkPhysicalDeviceVulkan13Features f13{};
   f13.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES;

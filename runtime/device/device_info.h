@@ -40,6 +40,9 @@ struct DeviceInfo {
   uint32_t max_shared_memory = 0;
   uint32_t max_push_constants = 0;
   uint64_t min_storage_buffer_offset_alignment = 0;
+  uint32_t max_texel_buffer_elements = 0;
+  uint64_t min_texel_buffer_offset_alignment = 0;
+  bool texel_buffer_uint4 = false;  // R32G32B32A32_UINT usable as a uniform texel buffer
   bool timestamps = false;
   float timestamp_period_ns = 0.0f;
 

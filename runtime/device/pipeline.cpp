@@ -8,6 +8,14 @@
 
 namespace ternvk {
 
+VkDescriptorType descriptor_type(BindingKind kind) {
+  switch (kind) {
+    case BindingKind::UniformBuffer: return VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER;
+    case BindingKind::UniformTexelBuffer: return VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER;
+    default: return VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+  }
+}
+
 Pipeline::Pipeline(Device& device, const std::string& shader, const PipelineOptions& options)
     : device_(device.handle()), name_(shader) {
   const auto& table = shaders::all();
@@ -33,7 +41,7 @@ Pipeline::Pipeline(Device& device, const std::string& shader, const PipelineOpti
   for (const auto& b : reflection_.bindings) {
     VkDescriptorSetLayoutBinding l{};
     l.binding = b.binding;
-    l.descriptorType = b.uniform ? VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    l.descriptorType = descriptor_type(b.kind);
     l.descriptorCount = 1;
     l.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT;
     bindings.push_back(l);

@@ -23,6 +23,8 @@ struct PipelineOptions {
 
 class Device;
 
+VkDescriptorType descriptor_type(BindingKind kind);
+
 class Pipeline {
  public:
   Pipeline(Device& device, const std::string& shader, const PipelineOptions& options);

@@ -38,6 +38,7 @@ Recording::~Recording() {
   if (pending_) vkWaitForFences(vk, 1, &fence_, VK_TRUE, UINT64_MAX);
   if (query_pool_) vkDestroyQueryPool(vk, query_pool_, nullptr);
   for (auto pool : pools_) vkDestroyDescriptorPool(vk, pool, nullptr);
+  for (auto view : views_) vkDestroyBufferView(vk, view, nullptr);
   vkDestroyFence(vk, fence_, nullptr);
   vkFreeCommandBuffers(vk, device_.command_pool(), 1, &commands_);
 }
@@ -45,10 +46,11 @@ Recording::~Recording() {
 void Recording::ensure_descriptor_pool() {
   if (sets_left_in_pool_ > 0) return;
   VkDescriptorPoolSize sizes[] = {{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kSetsPerPool * 8},
-                                  {VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER, kSetsPerPool}};
+                                  {VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER, kSetsPerPool},
+                                  {VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, kSetsPerPool * 2}};
   VkDescriptorPoolCreateInfo info{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
   info.maxSets = kSetsPerPool;
-  info.poolSizeCount = 2;
+  info.poolSizeCount = 3;
   info.pPoolSizes = sizes;
   VkDescriptorPool pool = VK_NULL_HANDLE;
   TERNVK_VK_CHECK(vkCreateDescriptorPool(device_.handle(), &info, nullptr, &pool));
@@ -117,6 +119,18 @@ void Recording::dispatch(const Pipeline& pipeline, const std::vector<BufferRange
   const auto& info = device_.info();
   for (size_t i = 0; i < bindings.size(); ++i) {
     if (!bindings[i].buffer) throw Error("shader " + pipeline.name() + ": binding " + std::to_string(i) + " is empty");
+    if (reflected.bindings[i].kind == BindingKind::UniformTexelBuffer) {
+      const uint64_t texels = (bindings[i].size ? bindings[i].size : 16) / 16;
+      if (bindings[i].size % 16 || texels > info.max_texel_buffer_elements)
+        throw Error("shader " + pipeline.name() + ": texel binding " + std::to_string(i) + " spans " +
+                    std::to_string(bindings[i].size) + " bytes; it must be a multiple of 16 and at most " +
+                    std::to_string(info.max_texel_buffer_elements) + " uvec4 texels on this device");
+      if (bindings[i].offset % info.min_texel_buffer_offset_alignment)
+        throw Error("shader " + pipeline.name() + ": texel binding " + std::to_string(i) + " offset " +
+                    std::to_string(bindings[i].offset) + " is not aligned to " +
+                    std::to_string(info.min_texel_buffer_offset_alignment));
+      continue;
+    }
     if (bindings[i].size > info.max_storage_buffer_range)
       throw Error("shader " + pipeline.name() + ": binding " + std::to_string(i) + " spans " +
                   std::to_string(bindings[i].size) + " bytes, more than this device's maxStorageBufferRange (" +
@@ -143,16 +157,28 @@ void Recording::dispatch(const Pipeline& pipeline, const std::vector<BufferRange
   --sets_left_in_pool_;
 
   std::vector<VkDescriptorBufferInfo> infos(bindings.size());
+  std::vector<VkBufferView> texel_views(bindings.size(), VK_NULL_HANDLE);
   std::vector<VkWriteDescriptorSet> writes(bindings.size());
   for (size_t i = 0; i < bindings.size(); ++i) {
-    infos[i] = {bindings[i].buffer, bindings[i].offset, bindings[i].size ? bindings[i].size : VK_WHOLE_SIZE};
+    const BindingKind kind = reflected.bindings[i].kind;
     writes[i] = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
     writes[i].dstSet = set;
     writes[i].dstBinding = reflected.bindings[i].binding;
     writes[i].descriptorCount = 1;
-    writes[i].descriptorType =
-        reflected.bindings[i].uniform ? VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
-    writes[i].pBufferInfo = &infos[i];
+    writes[i].descriptorType = descriptor_type(kind);
+    if (kind == BindingKind::UniformTexelBuffer) {
+      VkBufferViewCreateInfo view{VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO};
+      view.buffer = bindings[i].buffer;
+      view.format = VK_FORMAT_R32G32B32A32_UINT;
+      view.offset = bindings[i].offset;
+      view.range = bindings[i].size ? bindings[i].size : VK_WHOLE_SIZE;
+      TERNVK_VK_CHECK(vkCreateBufferView(device_.handle(), &view, nullptr, &texel_views[i]));
+      views_.push_back(texel_views[i]);
+      writes[i].pTexelBufferView = &texel_views[i];
+    } else {
+      infos[i] = {bindings[i].buffer, bindings[i].offset, bindings[i].size ? bindings[i].size : VK_WHOLE_SIZE};
+      writes[i].pBufferInfo = &infos[i];
+    }
   }
   vkUpdateDescriptorSets(device_.handle(), static_cast<uint32_t>(writes.size()), writes.data(), 0, nullptr);
 

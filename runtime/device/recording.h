@@ -74,6 +74,7 @@ class Recording {
   VkCommandBuffer commands_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
   std::vector<VkDescriptorPool> pools_;
+  std::vector<VkBufferView> views_;  // texel-buffer views made at record time, freed with the recording
   uint32_t sets_left_in_pool_ = 0;
   VkQueryPool query_pool_ = VK_NULL_HANDLE;
   uint32_t query_capacity_ = 0;

@@ -13,14 +13,14 @@ namespace {
 // The few SPIR-V opcodes and enums this reflector needs (SPIR-V 1.5 specification).
 enum : uint32_t {
   OpExecutionMode = 16, OpTypeInt = 21, OpTypeFloat = 22, OpTypeVector = 23, OpTypeArray = 28,
-  OpTypeStruct = 30, OpTypePointer = 32, OpConstant = 43, OpConstantComposite = 44, OpSpecConstantTrue = 48,
+  OpTypeImage = 25, OpTypeSampledImage = 27, OpTypeStruct = 30, OpTypePointer = 32, OpConstant = 43, OpConstantComposite = 44, OpSpecConstantTrue = 48,
   OpSpecConstantFalse = 49, OpSpecConstant = 50, OpSpecConstantComposite = 51, OpVariable = 59, OpDecorate = 71,
   OpMemberDecorate = 72, OpExecutionModeId = 331,
   ModeLocalSize = 17, ModeLocalSizeId = 38,
   DecSpecId = 1, DecBlock = 2, DecBufferBlock = 3, DecBuiltIn = 11, DecNonWritable = 24,
   DecBinding = 33, DecDescriptorSet = 34, DecOffset = 35,
-  BuiltInWorkgroupSize = 25,
-  ClassUniform = 2, ClassPushConstant = 9, ClassStorageBuffer = 12,
+  BuiltInWorkgroupSize = 25, DimBuffer = 5,
+  ClassUniformConstant = 0, ClassUniform = 2, ClassPushConstant = 9, ClassStorageBuffer = 12,
 };
 
 }  // namespace
@@ -34,6 +34,7 @@ ReflectedShader reflect_spirv(std::span<const uint32_t> words, const std::string
   std::unordered_map<uint32_t, std::vector<uint32_t>> member_offsets;
   std::unordered_map<uint32_t, std::unordered_set<uint32_t>> member_nonwritable;
   std::unordered_set<uint32_t> nonwritable, buffer_block, workgroup_builtin;
+  std::unordered_map<uint32_t, uint32_t> buffer_images, sampled_image_of;
   std::vector<std::pair<uint32_t, uint32_t>> variables;  // (id, pointer type)
   std::unordered_map<uint32_t, uint32_t> spec_constant_default;
   uint32_t local_size_ids[3] = {0, 0, 0};
@@ -56,6 +57,10 @@ ReflectedShader reflect_spirv(std::span<const uint32_t> words, const std::string
       case OpTypeArray: scalar_size[w[1]] = scalar_size[w[2]] * constant_value[w[3]]; break;
       case OpTypeStruct: struct_members[w[1]] = std::vector<uint32_t>(w + 2, w + count); break;
       case OpTypePointer: pointer_of[w[1]] = {w[2], w[3]}; break;
+      case OpTypeImage:
+        if (count >= 9 && w[3] == DimBuffer) buffer_images[w[1]] = w[7];  // Sampled: 1 texel, 2 storage image
+        break;
+      case OpTypeSampledImage: sampled_image_of[w[1]] = w[2]; break;
       case OpConstant: constant_value[w[2]] = w[3]; break;
       case OpSpecConstant: spec_constant_default[w[2]] = w[3]; constant_value[w[2]] = w[3]; break;
       case OpSpecConstantTrue: spec_constant_default[w[2]] = 1; break;
@@ -111,17 +116,27 @@ ReflectedShader reflect_spirv(std::span<const uint32_t> words, const std::string
                                           (m < offsets.size() ? offsets[m] : 0) + scalar_size[members[m]]);
       continue;
     }
+    if (storage_class == ClassUniformConstant) {
+      uint32_t image = sampled_image_of.count(type) ? sampled_image_of[type] : type;
+      auto img = buffer_images.find(image);
+      if (img == buffer_images.end()) continue;
+      if (img->second != 1) throw Error("shader " + name + ": storage texel buffers are not supported");
+      if (set_of.count(var) && set_of[var] != 0) throw Error("shader " + name + ": only descriptor set 0 is supported");
+      out.bindings.push_back({binding_of[var], BindingKind::UniformTexelBuffer, true});
+      continue;
+    }
     if (storage_class != ClassStorageBuffer && storage_class != ClassUniform) continue;
     if (set_of.count(var) && set_of[var] != 0)
       throw Error("shader " + name + ": only descriptor set 0 is supported");
     ReflectedBinding b;
     b.binding = binding_of[var];
-    b.uniform = storage_class == ClassUniform && !buffer_block.count(type);
+    const bool uniform = storage_class == ClassUniform && !buffer_block.count(type);
+    b.kind = uniform ? BindingKind::UniformBuffer : BindingKind::StorageBuffer;
     const auto& members = struct_members[type];
     bool all_readonly = !members.empty();
     for (size_t m = 0; m < members.size(); ++m)
       all_readonly = all_readonly && member_nonwritable[type].count(static_cast<uint32_t>(m));
-    b.read_only = b.uniform || nonwritable.count(var) || all_readonly;
+    b.read_only = uniform || nonwritable.count(var) || all_readonly;
     out.bindings.push_back(b);
   }
   std::sort(out.bindings.begin(), out.bindings.end(),

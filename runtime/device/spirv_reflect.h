@@ -10,10 +10,16 @@
 
 namespace ternvk {
 
+enum class BindingKind {
+  StorageBuffer,
+  UniformBuffer,
+  UniformTexelBuffer,  // `uniform usamplerBuffer` & co.: read through the texture path (uvec4 texels)
+};
+
 struct ReflectedBinding {
   uint32_t binding = 0;
-  bool uniform = false;   // uniform buffer rather than storage buffer
-  bool read_only = false; // every member NonWritable: the dispatch never writes it
+  BindingKind kind = BindingKind::StorageBuffer;
+  bool read_only = false; // every member NonWritable (or a uniform/texel buffer): never written
 };
 
 struct ReflectedShader {

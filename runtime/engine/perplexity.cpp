@@ -9,9 +9,14 @@ namespace ternvk {
 
 PerplexityResult compute_perplexity(Engine& engine, std::string_view text, const PerplexityOptions& o,
                                     const std::function<void(int, int, double)>& progress) {
+  const auto tokens = Engine::ids(engine.tokenizer().encode(text, false));
+  return compute_perplexity(engine, tokens, o, progress);
+}
+
+PerplexityResult compute_perplexity(Engine& engine, std::span<const uint32_t> tokens, const PerplexityOptions& o,
+                                    const std::function<void(int, int, double)>& progress) {
   Tokenizer& tok = engine.tokenizer();
   const bool bos = o.bos && tok.bos().has_value();
-  const auto tokens = Engine::ids(tok.encode(text, false));
   PerplexityResult r;
   r.window = o.window > 0 ? o.window : engine.context() - (bos ? 1 : 0);
   r.stride = o.stride > 0 ? o.stride : r.window;
@@ -22,7 +27,8 @@ PerplexityResult compute_perplexity(Engine& engine, std::string_view text, const
   if (tokens.size() < 2) throw Error("the text has fewer than two tokens: nothing to score");
 
   double nll = 0;
-  int64_t scored_until = 1;  // tokens [0, scored_until) already scored (token 0 has no context)
+  // Tokens [0, scored_until) are already scored; without BOS the first token has no context.
+  int64_t scored_until = bos ? 0 : 1;
   const int n_windows = int((std::max<int64_t>(int64_t(tokens.size()) - r.window, 0) + r.stride - 1) / r.stride) + 1;
   int done = 0;
   for (int64_t start = 0;; start += r.stride) {

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string_view>
 
 #include "runtime/engine/engine.h"
@@ -25,6 +26,9 @@ struct PerplexityResult {
 };
 
 PerplexityResult compute_perplexity(Engine& engine, std::string_view text, const PerplexityOptions& options,
+                                    const std::function<void(int, int, double)>& progress = {});
+// The same over tokens already encoded (no BOS in `tokens`).
+PerplexityResult compute_perplexity(Engine& engine, std::span<const uint32_t> tokens, const PerplexityOptions& options,
                                     const std::function<void(int, int, double)>& progress = {});
 
 }  // namespace ternvk

@@ -87,3 +87,28 @@ TEST_CASE("buffers share a few large memory blocks; impossible sizes are clear e
   CHECK_THROWS_WITH_AS(dev.create_buffer(1ull << 50, MemoryKind::DeviceLocal, "an absurd tensor"),
                        doctest::Contains("an absurd tensor"), OutOfMemoryError);
 }
+
+TEST_CASE("a uniform texel buffer binding reads uvec4 texels from a buffer range") {
+  test::ValidationGuard guard;
+  Device& dev = test::device();
+  if (!dev.info().texel_buffer_uint4) return;  // the device cannot: the op layer picks storage loads
+  const Pipeline& copy = dev.pipeline("texel_copy", {.constants = {{0, 8}}});
+  REQUIRE(copy.reflection().bindings.size() == 2);
+  CHECK(copy.reflection().bindings[0].kind == BindingKind::UniformTexelBuffer);
+  CHECK(copy.reflection().bindings[0].read_only);
+  CHECK(copy.reflection().bindings[1].kind == BindingKind::StorageBuffer);
+  const uint32_t texels = 37;
+  std::vector<uint32_t> data(texels * 4 + 64);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = uint32_t(i * 2654435761u);
+  Buffer src = test::upload(data, "texels");
+  Buffer dst = dev.create_buffer(texels * 16, MemoryKind::DeviceLocal, "copy");
+  const uint64_t offset = std::max<uint64_t>(dev.info().min_texel_buffer_offset_alignment, 16);
+  Recording rec(dev);
+  struct { uint32_t count; } push{texels};
+  rec.dispatch(copy, {src.range(offset, texels * 16), dst.range()}, push, (texels + 7) / 8);
+  rec.submit_and_wait();
+  auto got = test::download<uint32_t>(dst, texels * 4);
+  for (uint32_t i = 0; i < texels * 4; ++i) REQUIRE(got[i] == data[offset / 4 + i]);
+  Recording bad(dev);
+  CHECK_THROWS_AS(bad.dispatch(copy, {src.range(0, 20), dst.range()}, push, 1), Error);
+}
