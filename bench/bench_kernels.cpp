@@ -4,7 +4,7 @@
 // one command buffer, after a warm-up submit); every output is checked against the CPU once before
 // timing.
 //
-//   bench_kernels [--quick] [--tune] [--device N] [--reps N]
+//   bench_kernels [--quick] [--tune] [--tune-gemm] [--device N] [--reps N]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -130,6 +130,7 @@ std::vector<uint32_t> checked_rows(uint32_t n) {
 struct Options {
   bool quick = false;
   bool tune = false;
+  bool tune_gemm = false;  // small GEMM tiles only (default load path)
   int reps = 0;
   std::optional<int> device;
 };
@@ -137,7 +138,8 @@ struct Options {
 struct Row {
   std::string label;
   uint32_t n, k, t;
-  double tern_us = 0, tern_dot_us = 0, fp16_us = 0;
+  double tern_us = 0, tern_dot_us = 0, fp16_us = 0;                    // storage-buffer loads
+  double tern_texel_us = 0, tern_dot_texel_us = 0, fp16_texel_us = 0;  // texel-buffer loads
   uint64_t tern_bytes = 0, fp16_bytes = 0;
 };
 
@@ -150,7 +152,8 @@ class Bench {
  public:
   Bench(Device& dev, Options o) : dev_(dev), o_(o), norm_(dev) {}
 
-  // Ternary (SWAR, OpSDot when the device has it) and FP16 for one shape, side by side.
+  // Ternary (SWAR, OpSDot when the device has it) and FP16 for one shape, side by side, each with
+  // storage-buffer and (where the device can) texel-buffer loads.
   Row matmul(const std::string& label, uint32_t n, uint32_t k, uint32_t t, bool with_fp16 = true) {
     Row row{label, n, k, t};
     Rng rng{0x9e3779b97f4a7c15ull ^ (uint64_t(n) << 32) ^ k};
@@ -171,10 +174,13 @@ class Bench {
       Buffer xv = upload(dev_, qx.values, "bench activations"), xm = upload(dev_, qx.meta, "bench scales");
       const QuantizedActivations xa{xv.range(), xm.range(), k};
       row.tern_bytes = gw.weight_bytes() + xv.size() + xm.size() + uint64_t(t) * n * 4;
-      std::vector<TernaryDot> paths = {TernaryDot::Swar};
-      if (dev_.info().integer_dot_product) paths.push_back(TernaryDot::PackedInt8);
-      for (TernaryDot dot : paths) {
-        TernaryMatmul op(dev_, {.dot = dot});
+      std::vector<std::pair<TernaryDot, MatmulLoad>> paths;
+      for (MatmulLoad load : loads()) {
+        paths.push_back({TernaryDot::Swar, load});
+        if (dev_.info().integer_dot_product) paths.push_back({TernaryDot::PackedInt8, load});
+      }
+      for (auto [dot, load] : paths) {
+        TernaryMatmul op(dev_, {.dot = dot, .load = load});
         auto call = [&](Recording& rec) { op.record(rec, gw, xa, t, {y.range()}); };
         Recording check(dev_);
         call(check);
@@ -190,9 +196,12 @@ class Bench {
                           std::to_string(r));
           }
         const Timing tm = time_calls(dev_, reps, call);
-        (dot == TernaryDot::Swar ? row.tern_us : row.tern_dot_us) = tm.median_us;
-        print_rate(dot == TernaryDot::Swar ? "ternary (SWAR)" : "ternary (OpSDot)", tm, macs,
-                   row.tern_bytes);
+        const bool texel = load == MatmulLoad::Texel;
+        (dot == TernaryDot::Swar ? (texel ? row.tern_texel_us : row.tern_us)
+                                 : (texel ? row.tern_dot_texel_us : row.tern_dot_us)) = tm.median_us;
+        const std::string what = std::string(dot == TernaryDot::Swar ? "ternary SWAR" : "ternary OpSDot") +
+                                 (texel ? " texel" : "");
+        print_rate(what.c_str(), tm, macs, row.tern_bytes);
       }
     }
     if (with_fp16) {
@@ -201,7 +210,8 @@ class Bench {
       Fp16MatrixGpu gw(dev_, wh, n, k, label + " fp16");
       Buffer xb = upload(dev_, x, "bench fp32 activations");
       row.fp16_bytes = gw.weight_bytes() + xb.size() + uint64_t(t) * n * 4;
-      Fp16Matmul op(dev_);
+      for (MatmulLoad load : loads()) {
+      Fp16Matmul op(dev_, {.load = load});
       auto call = [&](Recording& rec) { op.record(rec, gw, xb.range(), t, {y.range()}); };
       Recording check(dev_);
       call(check);
@@ -220,11 +230,16 @@ class Bench {
         }
       const int fp16_reps = uint64_t(n) * k > (200ull << 20) ? std::min(reps, 5) : reps;
       const Timing tm = time_calls(dev_, fp16_reps, call);
-      row.fp16_us = tm.median_us;
-      print_rate("fp16", tm, macs, row.fp16_bytes);
+      const bool texel = load == MatmulLoad::Texel;
+      (texel ? row.fp16_texel_us : row.fp16_us) = tm.median_us;
+      print_rate(texel ? "fp16 texel" : "fp16", tm, macs, row.fp16_bytes);
+      }
       if (row.tern_us > 0)
-        std::printf("  fp16 / ternary time: %.2fx (SWAR)%s\n", row.fp16_us / row.tern_us,
+        std::printf("  fp16 / ternary time, storage loads: %.2fx (SWAR)%s\n", row.fp16_us / row.tern_us,
                     row.tern_dot_us > 0 ? (", " + fmt(row.fp16_us / row.tern_dot_us) + "x (OpSDot)").c_str() : "");
+      if (row.tern_texel_us > 0 && row.fp16_texel_us > 0)
+        std::printf("  fp16 / ternary time, texel loads: %.2fx (SWAR)%s\n", row.fp16_texel_us / row.tern_texel_us,
+                    row.tern_dot_texel_us > 0 ? (", " + fmt(row.fp16_texel_us / row.tern_dot_texel_us) + "x (OpSDot)").c_str() : "");
     }
     rows_.push_back(row);
     return row;
@@ -270,11 +285,23 @@ class Bench {
   }
 
   void summary() const {
-    std::printf("\n%-28s %6s %6s %3s %11s %11s %11s %8s\n", "shape", "N", "K", "T", "ternary us", "tern dot us",
-                "fp16 us", "fp16/tern");
+    std::printf("\nstorage-buffer loads | texel-buffer loads (us; fp16/tern = fp16 over the faster ternary path)\n");
+    std::printf("%-26s %5s %5s %2s | %9s %9s %9s %6s | %9s %9s %9s %6s\n", "shape", "N", "K", "T", "tern", "tern dot",
+                "fp16", "ratio", "tern", "tern dot", "fp16", "ratio");
+    auto ratio = [](double f, double a, double b) {
+      const double best = a > 0 && b > 0 ? std::min(a, b) : std::max(a, b);
+      return f > 0 && best > 0 ? fmt(f / best) : std::string("-");
+    };
     for (const Row& r : rows_)
-      std::printf("%-28s %6u %6u %3u %11.1f %11.1f %11.1f %8s\n", r.label.c_str(), r.n, r.k, r.t, r.tern_us,
-                  r.tern_dot_us, r.fp16_us, r.fp16_us > 0 && r.tern_us > 0 ? fmt(r.fp16_us / r.tern_us).c_str() : "-");
+      std::printf("%-26s %5u %5u %2u | %9.1f %9.1f %9.1f %6s | %9.1f %9.1f %9.1f %6s\n", r.label.c_str(), r.n, r.k,
+                  r.t, r.tern_us, r.tern_dot_us, r.fp16_us, ratio(r.fp16_us, r.tern_us, r.tern_dot_us).c_str(),
+                  r.tern_texel_us, r.tern_dot_texel_us, r.fp16_texel_us,
+                  ratio(r.fp16_texel_us, r.tern_texel_us, r.tern_dot_texel_us).c_str());
+  }
+
+  std::vector<MatmulLoad> loads() const {
+    if (dev_.info().texel_buffer_uint4) return {MatmulLoad::Storage, MatmulLoad::Texel};
+    return {MatmulLoad::Storage};
   }
 
   static std::string fmt(double v) {
@@ -324,17 +351,18 @@ void head(Device& dev, int reps) {
 
 // Sweeps rows per lane group and tokens per workgroup on the device's default lane layout
 // (tuning aid: prints GPU time and process CPU time per call).
-void tune(Device& dev, uint32_t n, uint32_t k, uint32_t t, bool fp16) {
+void tune(Device& dev, uint32_t n, uint32_t k, uint32_t t, bool fp16,
+          std::vector<std::pair<uint32_t, uint32_t>> shapes = {}) {
   Rng rng{7};
   std::vector<float> x(size_t(t) * k);
   for (auto& v : x) v = rng.uniform(-2.0f, 2.0f);
   Buffer y = dev.create_buffer(uint64_t(t) * n * 4, MemoryKind::DeviceLocal, "tune output");
   const MatmulShape base = MatmulShape::pick(dev.info(), t, !fp16);
   std::printf("tune %s N=%u K=%u T=%u\n", fp16 ? "fp16" : "ternary", n, k, t);
-  std::vector<std::pair<uint32_t, uint32_t>> shapes;
-  for (uint32_t r : {8u, 16u, 32u, 64u})
-    for (uint32_t tt : {1u, 4u, 8u, 16u})
-      if (tt <= t && r * tt <= 256 && (t == 1 || tt > 1)) shapes.push_back({r, tt});
+  if (shapes.empty())
+    for (uint32_t r : {8u, 16u, 32u, 64u})
+      for (uint32_t tt : {1u, 4u, 8u, 16u})
+        if (tt <= t && r * tt <= 256 && (t == 1 || tt > 1)) shapes.push_back({r, tt});
   if (fp16) {
     std::vector<uint16_t> wh(size_t(n) * k);
     for (auto& v : wh) v = float_to_half(rng.uniform(-0.05f, 0.05f));
@@ -376,10 +404,11 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--quick") o.quick = true;
     else if (a == "--tune") o.tune = true;
+    else if (a == "--tune-gemm") o.tune_gemm = true;
     else if (a == "--reps" && i + 1 < argc) o.reps = std::atoi(argv[++i]);
     else if (a == "--device" && i + 1 < argc) o.device = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: bench_kernels [--quick] [--tune] [--reps N] [--device N]\n");
+      std::fprintf(stderr, "usage: bench_kernels [--quick] [--tune] [--tune-gemm] [--reps N] [--device N]\n");
       return 2;
     }
   }
@@ -397,6 +426,10 @@ int main(int argc, char** argv) {
       const MatmulShape g = MatmulShape::pick(dev.info(), 1, true), m = MatmulShape::pick(dev.info(), 8, true);
       std::printf("ternary shape: GEMV wg %u lanes %u rows %u; GEMM wg %u lanes %u rows %u tokens %u\n\n", g.workgroup,
                   g.lanes, g.rows, m.workgroup, m.lanes, m.rows, m.tokens);
+    }
+    if (o.tune_gemm) {
+      tune(dev, 6912, 2560, 8, false, {{16, 1}, {16, 2}, {8, 4}, {16, 4}, {32, 2}});
+      return 0;
     }
     if (o.tune) {
       tune(dev, 2560, 2560, 1, false);

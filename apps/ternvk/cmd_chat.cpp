@@ -32,7 +32,7 @@ Action add_chat_command(CLI::App& app) {
   cmd->add_option("--system", o->system, "System prompt");
   return [o] {
     Instance instance;
-    Engine engine(instance, o->model.model_path(), o->model.engine_options());
+    Engine engine(instance, o->model.model_path(), o->model.engine_options(int(instance.devices().size())));
     Tokenizer& tok = engine.tokenizer();
     const ChatFormat format = detect_chat_format(tok.chat_template(), engine.config().arch_name);
     Sampler sampler(o->sampling.resolved());

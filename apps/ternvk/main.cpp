@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   add(ternvk::cli::add_devices_command);
   add(ternvk::cli::add_tokenize_command);
   add(ternvk::cli::add_perplexity_command);
+  add(ternvk::cli::add_bench_command);
+  add(ternvk::cli::add_profile_command);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -6,6 +6,8 @@
 
 #include "apps/ternvk/commands.h"
 #include "runtime/core/error.h"
+#include "runtime/engine/placement.h"
+#include "runtime/core/error.h"
 
 namespace ternvk::cli {
 
@@ -17,10 +19,17 @@ void ModelFlags::add(CLI::App& cmd) {
   cmd.add_option("-b,--batch-size", batch, "Prompt tokens per prefill step")->check(CLI::Range(1, 4096));
   cmd.add_option("--dot", dot, "Ternary inner product: auto, swar (portable) or int8 (packed int8 dot)")
       ->check(CLI::IsMember({"auto", "swar", "int8"}));
+  cmd.add_option("--devices", devices,
+                 "Run the model as a pipeline over these devices: indices from `ternvk devices` (may repeat) or all");
+  cmd.add_option("--split", split, "Layers per device with --devices: auto (even) or N,N,...");
 }
 
-EngineOptions ModelFlags::engine_options() const {
+EngineOptions ModelFlags::engine_options(int device_count) const {
   EngineOptions o;
+  if (!devices.empty()) o.devices = parse_device_list(devices, device_count);
+  o.split = parse_split(split);
+  if (!o.split.empty() && o.devices.empty())
+    throw Error("--split needs --devices (the devices the stages run on)");
   o.device = device;
   o.context = context;
   o.prefill_chunk = batch;

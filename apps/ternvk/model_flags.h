@@ -17,8 +17,10 @@ struct ModelFlags {
   int context = 0;
   int batch = 64;
   std::string dot = "auto";
+  std::string devices;  // "I,J,..." or "all": a pipeline of stages, one per entry
+  std::string split = "auto";
   void add(CLI::App& cmd);
-  EngineOptions engine_options() const;
+  EngineOptions engine_options(int device_count) const;
   std::string model_path() const;
 };
 

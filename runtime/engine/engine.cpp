@@ -5,6 +5,7 @@
 
 #include "runtime/core/error.h"
 #include "runtime/engine/gpu_footprint.h"
+#include "runtime/engine/placement.h"
 #include "runtime/ops/topk.h"
 
 namespace ternvk {
@@ -28,23 +29,78 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                 std::to_string(c.context) + " positions");
   if (options_.prefill_chunk < 1 || options_.prefill_chunk > 4096)
     throw Error("prefill chunk " + std::to_string(options_.prefill_chunk) + " is outside 1..4096");
-  const DeviceInfo& info = instance.select(options_.device);
-  // Refuse before uploading anything when the model cannot fit the device's memory.
-  const GpuFootprint need = estimate_gpu_footprint(c, context_, 1, options_.prefill_chunk);
-  const uint64_t heap = info.unified_memory() ? info.heaps.empty() ? 0 : info.heaps[0].size : info.device_local_bytes();
-  if (heap && need.total() > heap)
-    throw OutOfMemoryError(model.string() + " needs about " + std::to_string(need.total() >> 20) + " MiB on the GPU (" +
-                           std::to_string(need.weights >> 20) + " MiB weights, " + std::to_string(need.kv_cache >> 20) +
-                           " MiB KV cache at " + std::to_string(context_) + " tokens) but " + info.name + " has " +
-                           std::to_string(heap >> 20) + " MiB. Try a smaller context (-c) or another device");
-  device_ = std::make_unique<Device>(instance, info);
+  std::vector<const DeviceInfo*> infos;
+  if (options_.devices.empty()) {
+    infos.push_back(&instance.select(options_.device));
+  } else {
+    for (int d : options_.devices) infos.push_back(&instance.select(d));
+  }
+  const std::vector<StageSpec> specs = plan_stages(c, int(infos.size()), options_.split);
+  // Refuse before uploading anything when a stage cannot fit its device's memory.
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const DeviceInfo& info = *infos[i];
+    const GpuFootprint need = estimate_gpu_footprint(c, context_, 1, options_.prefill_chunk,
+                                                     specs[i].end_layer - specs[i].first_layer, specs[i].embedding,
+                                                     specs[i].head);
+    const uint64_t heap = info.unified_memory() ? (info.heaps.empty() ? 0 : info.heaps[0].size) : info.device_local_bytes();
+    if (heap && need.total() > heap)
+      throw OutOfMemoryError(model.string() + ": stage " + std::to_string(i) + " needs about " +
+                             std::to_string(need.total() >> 20) + " MiB on the GPU (" + std::to_string(need.weights >> 20) +
+                             " MiB weights, " + std::to_string(need.kv_cache >> 20) + " MiB KV cache at " +
+                             std::to_string(context_) + " tokens) but device " + std::to_string(info.index) + " (" +
+                             info.name + ") has " + std::to_string(heap >> 20) +
+                             " MiB. Try a smaller context (-c), another device, or more devices");
+  }
   StageOptions so{.context = context_, .max_tokens = options_.prefill_chunk, .dot = options_.dot,
                   .timestamps = options_.timestamps, .max_segment_bytes = options_.max_segment_bytes,
                   .fp16_baseline = options_.fp16_baseline};
-  stage_ = std::make_unique<Stage>(*device_, *source_, StageSpec{0, c.n_layers, true, true}, so, options_.progress);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    devices_.push_back(std::make_unique<Device>(instance, *infos[i]));
+    try {
+      stages_.push_back(std::make_unique<Stage>(*devices_.back(), *source_, specs[i], so, options_.progress));
+    } catch (const OutOfMemoryError& e) {
+      throw OutOfMemoryError("stage " + std::to_string(i) + " on device " + std::to_string(infos[i]->index) + " (" +
+                             infos[i]->name + "): " + e.what());
+    }
+  }
 }
 
 Engine::~Engine() = default;
+
+uint64_t Engine::peak_gpu_bytes() const {
+  uint64_t total = 0;
+  for (const auto& d : devices_) total += d->memory().peak_bytes_in_use();
+  return total;
+}
+
+std::string Engine::describe_plan() const {
+  std::string out;
+  for (size_t i = 0; i < stages_.size(); ++i) {
+    const Stage& s = *stages_[i];
+    const StageSpec& sp = s.spec();
+    out += "stage " + std::to_string(i) + ": device " + std::to_string(s.device().info().index) + " (" +
+           s.device().info().name + "), layers " + std::to_string(sp.first_layer) + ".." +
+           std::to_string(sp.end_layer - 1) + (sp.embedding ? " + embedding" : "") + (sp.head ? " + head" : "") +
+           ", weights " + std::to_string(s.weight_bytes() >> 10) + " KiB, KV cache " + std::to_string(s.kv_bytes() >> 10) +
+           " KiB\n";
+  }
+  return out;
+}
+
+void Engine::run_stages(std::span<const uint32_t> ids, std::span<const uint32_t> positions, LogitsMode mode,
+                        Selection select) {
+  for (size_t i = 0; i < stages_.size(); ++i) {
+    const bool is_last = i + 1 == stages_.size();
+    if (i > 0) stages_[i]->write_hidden(stages_[i - 1]->read_hidden(uint32_t(positions.size())));
+    try {
+      stages_[i]->run(ids, positions, is_last ? mode : LogitsMode::None, is_last ? select : Selection{});
+    } catch (const Error& e) {
+      if (stages_.size() == 1) throw;
+      throw Error("stage " + std::to_string(i) + " on device " + std::to_string(stages_[i]->device().info().index) +
+                  " (" + stages_[i]->device().info().name + "): " + e.what());
+    }
+  }
+}
 
 Tokenizer& Engine::tokenizer() const {
   if (!tokenizer_) throw Error("internal: this engine was created without its tokenizer");
@@ -67,7 +123,7 @@ void Engine::check_fits(size_t n) const {
 std::vector<float> Engine::eval(std::span<const uint32_t> tokens, bool all_logits) {
   if (!all_logits) {
     feed(tokens, {Selection::Logits});
-    return stage_->read_last_logits();
+    return last().read_last_logits();
   }
   check_fits(tokens.size());
   std::vector<float> all;
@@ -76,10 +132,10 @@ std::vector<float> Engine::eval(std::span<const uint32_t> tokens, bool all_logit
     const size_t n = std::min(chunk, tokens.size() - start);
     std::vector<uint32_t> positions(n);
     for (size_t i = 0; i < n; ++i) positions[i] = uint32_t(position_ + i);
-    stage_->run(tokens.subspan(start, n), positions, LogitsMode::All);
+    run_stages(tokens.subspan(start, n), positions, LogitsMode::All, {});
     position_ += int(n);
     sequence_.insert(sequence_.end(), tokens.begin() + long(start), tokens.begin() + long(start + n));
-    auto part = stage_->read_all_logits();
+    auto part = last().read_all_logits();
     all.insert(all.end(), part.begin(), part.end());
   }
   return all;
@@ -93,8 +149,8 @@ void Engine::feed(std::span<const uint32_t> tokens, Selection select) {
     std::vector<uint32_t> positions(n);
     for (size_t i = 0; i < n; ++i) positions[i] = uint32_t(position_ + i);
     const bool last_chunk = start + n == tokens.size();
-    stage_->run(tokens.subspan(start, n), positions, last_chunk ? LogitsMode::Last : LogitsMode::None,
-                last_chunk ? select : Selection{});
+    run_stages(tokens.subspan(start, n), positions, last_chunk ? LogitsMode::Last : LogitsMode::None,
+               last_chunk ? select : Selection{});
     position_ += int(n);
     sequence_.insert(sequence_.end(), tokens.begin() + long(start), tokens.begin() + long(start + n));
   }
@@ -104,14 +160,14 @@ uint32_t Engine::next_token(std::span<const uint32_t> tokens, Sampler& sampler, 
   const SamplingParams& p = sampler.params();
   if (p.greedy() && !p.has_penalties()) {
     feed(tokens, {Selection::Argmax});
-    return stage_->read_argmax();
+    return last().read_argmax();
   }
   if (!p.needs_all_logits() && p.top_k <= int(ops::kMaxTopK)) {
     feed(tokens, {Selection::TopK, uint32_t(p.top_k)});
-    return sampler.sample_candidates(stage_->read_top_k());
+    return sampler.sample_candidates(last().read_top_k());
   }
   feed(tokens, {Selection::Logits});
-  return sampler.sample(stage_->read_last_logits(), history);
+  return sampler.sample(last().read_last_logits(), history);
 }
 
 GenerationStats Engine::generate(std::span<const uint32_t> prompt, int max_tokens, Sampler& sampler,

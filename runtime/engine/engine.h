@@ -20,6 +20,10 @@ namespace ternvk {
 
 struct EngineOptions {
   std::optional<int> device;  // index from `ternvk devices`; default: TERNVK_DEVICE, else the best
+  // Several devices: the model runs as a pipeline of stages, one per entry (an index may repeat:
+  // each entry is its own logical device). Overrides `device` when not empty.
+  std::vector<int> devices;
+  std::vector<int> split;     // layers per device; empty: an even split
   int context = 0;            // KV cache positions; 0: min(model maximum, 4096)
   int prefill_chunk = 64;     // tokens per prefill step (the GEMM path)
   ops::TernaryDot dot = ops::TernaryDot::Auto;
@@ -48,11 +52,15 @@ class Engine {
   const ModelConfig& config() const { return source_->config(); }
   const ModelSource& source() const { return *source_; }
   Tokenizer& tokenizer() const;
-  Device& device() const { return *device_; }
+  Device& device() const { return *devices_.front(); }  // the first stage's
+  size_t stage_count() const { return stages_.size(); }
+  const Stage& stage(size_t i) const { return *stages_.at(i); }
+  // The placement: each stage's device, layers, and bytes of weights and KV cache.
+  std::string describe_plan() const;
   int context() const { return context_; }
   int position() const { return position_; }
-  uint64_t peak_gpu_bytes() const { return device_->memory().peak_bytes_in_use(); }
-  const Stage& stage() const { return *stage_; }
+  uint64_t peak_gpu_bytes() const;
+  const Stage& stage() const { return *stages_.back(); }
 
   // Starts a new sequence at position 0.
   void reset() { truncate(0); }
@@ -79,10 +87,14 @@ class Engine {
  private:
   void feed(std::span<const uint32_t> tokens, Selection select);
   void check_fits(size_t n) const;
-  std::unique_ptr<Device> device_;
+  // Runs every stage on one chunk, handing the hidden state from device to device through the host.
+  void run_stages(std::span<const uint32_t> ids, std::span<const uint32_t> positions, LogitsMode mode,
+                  Selection select);
+  Stage& last() { return *stages_.back(); }
+  std::vector<std::unique_ptr<Device>> devices_;
   std::unique_ptr<ModelSource> source_;
   std::unique_ptr<Tokenizer> tokenizer_;
-  std::unique_ptr<Stage> stage_;
+  std::vector<std::unique_ptr<Stage>> stages_;
   EngineOptions options_;
   int context_ = 0;
   int position_ = 0;

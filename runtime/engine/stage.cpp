@@ -241,6 +241,18 @@ void Stage::run(std::span<const uint32_t> ids, std::span<const uint32_t> positio
   last_select_ = select;
 }
 
+std::vector<float> Stage::read_hidden(uint32_t tokens) const {
+  std::vector<float> h(uint64_t(tokens) * c_.dim);
+  device_.download(x_, h.data(), h.size() * 4);
+  return h;
+}
+
+void Stage::write_hidden(std::span<const float> hidden) {
+  if (hidden.size() > uint64_t(options_.max_tokens) * c_.dim || hidden.size() % c_.dim)
+    throw Error("internal: hidden state of " + std::to_string(hidden.size()) + " floats does not fit the stage");
+  device_.upload(x_, hidden.data(), hidden.size() * 4);
+}
+
 bool Stage::head_on_last_row_only(uint32_t tokens) const {
   return uint64_t(tokens - 1) * c_.dim * 4 % device_.info().min_storage_buffer_offset_alignment == 0;
 }

@@ -4,6 +4,7 @@
 // records its forward pass once per token count, then replays it: one submit per step.
 #pragma once
 #include <map>
+#include <span>
 #include <tuple>
 #include <memory>
 #include <vector>
@@ -61,8 +62,10 @@ class Stage {
   void run(std::span<const uint32_t> ids, std::span<const uint32_t> positions, LogitsMode mode,
            Selection select = {});
 
-  // fp32 [max_tokens, dim]: the residual stream, read and written at stage boundaries.
-  const Buffer& hidden() const { return x_; }
+  // The residual stream of the last run's tokens, fp32 [T, dim]: what the next stage starts from.
+  std::vector<float> read_hidden(uint32_t tokens) const;
+  // Sets the residual stream before run() on a stage without the embedding.
+  void write_hidden(std::span<const float> hidden);
   // Logits of the last run: the last token's row (mode Last), or every token's rows (mode All).
   std::vector<float> read_last_logits() const;
   std::vector<float> read_all_logits() const;

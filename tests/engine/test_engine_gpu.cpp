@@ -7,6 +7,9 @@
 #include "engine/random_model.h"
 #include "engine/reference_forward.h"
 #include "runtime/engine/engine.h"
+#include "runtime/engine/placement.h"
+
+#include <cmath>
 
 using namespace ternvk;
 using namespace ternvk::test;
@@ -168,6 +171,47 @@ TEST_CASE("generation picks tokens on the GPU: argmax equals the full row's, top
     const uint32_t one[] = {next};
     logits = engine.eval(one);
   }
+}
+
+TEST_CASE("a model split into stages on several logical devices gives the one-device logits and tokens") {
+  ValidationGuard guard;
+  ModelConfig c = small_2b4t_config();
+  c.n_layers = 3;
+  const RandomModel m = make_random_model(c, 31);
+  const auto dir = temp_dir("engine-stages");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const std::vector<uint32_t> tokens = {1, 11, 22, 33, 44, 55, 66};
+  const auto want = ReferenceForward(*open_model(dir / "model.gguf")).logits(tokens);
+  Engine one(instance(), dir / "model.gguf", weights_only(4));
+  const auto one_logits = one.eval(tokens, true);
+  const auto one_tokens = greedy(one, {1, 2, 3}, 10);
+  const int dev = int(device().info().index);
+  for (auto split : std::vector<std::vector<int>>{{1, 2}, {2, 1}, {1, 1, 1}}) {
+    CAPTURE(split.size());
+    EngineOptions o = weights_only(4);
+    o.devices = std::vector<int>(split.size(), dev);  // the same physical device, one logical device per stage
+    o.split = split;
+    Engine staged(instance(), dir / "model.gguf", o);
+    REQUIRE(staged.stage_count() == split.size());
+    CHECK(staged.describe_plan().find("stage " + std::to_string(split.size() - 1)) != std::string::npos);
+    const auto got = staged.eval(tokens, true);
+    check_against_reference(rows(got, c.vocab), want);
+    for (size_t i = 0; i < got.size(); ++i) REQUIRE(std::fabs(got[i] - one_logits[i]) <= 1e-4f * (1 + std::fabs(one_logits[i])));
+    CHECK(greedy(staged, {1, 2, 3}, 10) == one_tokens);
+  }
+}
+
+TEST_CASE("impossible splits and device lists are clear errors") {
+  ModelConfig c = small_2b4t_config();
+  CHECK_THROWS_WITH_AS(plan_stages(c, 2, {1, 2}), doctest::Contains("sums to 3"), Error);
+  CHECK_THROWS_WITH_AS(plan_stages(c, 2, {2, 0}), doctest::Contains("empty"), Error);
+  CHECK_THROWS_WITH_AS(plan_stages(c, 3, {}), doctest::Contains("at least one"), Error);
+  CHECK_THROWS_WITH_AS(plan_stages(c, 2, {2}), doctest::Contains("2 devices"), Error);
+  CHECK(plan_stages(c, 2, {}).size() == 2);
+  CHECK_THROWS_WITH_AS(parse_split("1,x"), doctest::Contains("not a whole number"), Error);
+  CHECK_THROWS_WITH_AS(parse_device_list("0,7", 1), doctest::Contains("device 7 does not exist"), Error);
+  CHECK(parse_device_list("all", 2) == std::vector<int>{0, 1});
+  CHECK(parse_split("auto").empty());
 }
 
 TEST_CASE("bad requests to the engine are clear errors") {

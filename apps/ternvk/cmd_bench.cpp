@@ -1,0 +1,344 @@
+// `ternvk bench`: llama-bench's measurements and output for ternvk, so numbers compare directly.
+//   ppN  prompt processing: prefill of N tokens from an empty cache (chunks of -b), tokens / s
+//   tgN  text generation: N greedy decode steps (argmax on the GPU) after a 1-token prompt, tokens / s
+// Each test runs once untimed (warm-up: pipelines, recordings), then -r times; mean ± sample std
+// of tokens / s as llama-bench. Several models, both weight forms (ternary and the FP16 baseline)
+// and several devices in one call; peak GPU memory (weights, KV cache, scratch) beside the speed.
+//
+// TODO(batched decode): issue 5 asks for decode throughput at batch (several sequences at once) and
+// the largest batch that fits a memory budget, ternary vs FP16. The engine runs one sequence; this
+// needs a multi-sequence Stage (per-sequence KV caches / positions, T rows = T sequences in the
+// GEMVs). Until then bench reports batch-1 decode only.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "apps/ternvk/bench_models.h"
+#include "apps/ternvk/commands.h"
+#include "runtime/core/error.h"
+#include "runtime/engine/engine.h"
+
+namespace ternvk::cli {
+namespace {
+
+struct Result {
+  std::string model, variant, device, driver, test;
+  int device_index = 0;
+  int n_prompt = 0, n_gen = 0;
+  uint64_t size = 0, params = 0;  // weights on the GPU, parameter count (as loaded)
+  std::vector<double> samples;    // tokens / s
+  uint64_t peak = 0, weights = 0, kv = 0, scratch = 0;
+  // Full-depth estimates (synthetic models measured cut): the same layouts at the uncut shape.
+  uint64_t full_weights = 0, full_total = 0;
+  int layers = 0, full_layers = 0, vocab = 0, context = 0;
+  double mean() const {
+    double s = 0;
+    for (double v : samples) s += v;
+    return samples.empty() ? 0 : s / double(samples.size());
+  }
+  double stddev() const {
+    if (samples.size() < 2) return 0;
+    const double m = mean();
+    double s = 0;
+    for (double v : samples) s += (v - m) * (v - m);
+    return std::sqrt(s / double(samples.size() - 1));
+  }
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::vector<uint32_t> random_tokens(int n, int vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<uint32_t> d(0, uint32_t(vocab - 1));
+  std::vector<uint32_t> t(size_t(std::max(n, 0)));
+  for (auto& x : t) x = d(rng);
+  return t;
+}
+
+std::string ts_text(const Result& r) {
+  return format_fixed(r.mean(), 2) + " ± " + format_fixed(r.stddev(), 2);
+}
+
+void print_markdown(const std::vector<Result>& results, bool both) {
+  std::printf("| model | variant | size | params | backend | test | t/s | peak GPU | weights | KV cache | scratch |\n");
+  std::printf("| ----- | ------- | ---: | -----: | ------- | ---: | --: | -------: | ------: | -------: | ------: |\n");
+  for (const auto& r : results)
+    std::printf("| %s | %s | %s | %s | Vulkan (%s) | %s | %s | %s | %s | %s | %s |\n", r.model.c_str(),
+                r.variant.c_str(), format_bytes(double(r.size)).c_str(), format_count(double(r.params)).c_str(),
+                r.device.c_str(), r.test.c_str(), ts_text(r).c_str(), format_bytes(double(r.peak)).c_str(),
+                format_bytes(double(r.weights)).c_str(), format_bytes(double(r.kv)).c_str(),
+                format_bytes(double(r.scratch)).c_str());
+  if (!both) return;
+  std::printf("\n| model | backend | test | ternary t/s | FP16 t/s | speed ternary/FP16 | peak GPU ternary | peak GPU FP16 "
+              "| memory FP16/ternary | full-depth memory FP16/ternary |\n");
+  std::printf("| ----- | ------- | ---: | ----------: | -------: | -----------------: | ---------------: | ------------: "
+              "| ------------------: | -----------------------------: |\n");
+  for (const auto& t : results) {
+    if (t.variant != "ternary") continue;
+    for (const auto& f : results) {
+      if (f.variant != "fp16" || f.model != t.model || f.device_index != t.device_index || f.test != t.test) continue;
+      std::printf("| %s | Vulkan (%s) | %s | %s | %s | %.2fx | %s | %s | %.2fx | %.2fx |\n", t.model.c_str(),
+                  t.device.c_str(), t.test.c_str(), ts_text(t).c_str(), ts_text(f).c_str(),
+                  f.mean() > 0 ? t.mean() / f.mean() : 0.0, format_bytes(double(t.peak)).c_str(),
+                  format_bytes(double(f.peak)).c_str(), t.peak ? double(f.peak) / double(t.peak) : 0.0,
+                  t.full_total ? double(f.full_total) / double(t.full_total) : 0.0);
+    }
+  }
+}
+
+void print_csv(const std::vector<Result>& results) {
+  std::printf("model,variant,size_bytes,params,backend,device,device_index,test,n_prompt,n_gen,avg_ts,stddev_ts,"
+              "peak_bytes,weight_bytes,kv_bytes,scratch_bytes,layers,full_layers,vocab,context,full_weight_bytes,"
+              "full_total_bytes,samples_ts\n");
+  for (const auto& r : results) {
+    std::string samples;
+    for (double s : r.samples) samples += (samples.empty() ? "" : ";") + format_fixed(s, 4);
+    std::printf("\"%s\",%s,%llu,%llu,Vulkan,\"%s\",%d,%s,%d,%d,%.4f,%.4f,%llu,%llu,%llu,%llu,%d,%d,%d,%d,%llu,%llu,\"%s\"\n",
+                r.model.c_str(), r.variant.c_str(), (unsigned long long)r.size, (unsigned long long)r.params,
+                r.device.c_str(), r.device_index, r.test.c_str(), r.n_prompt, r.n_gen, r.mean(), r.stddev(),
+                (unsigned long long)r.peak, (unsigned long long)r.weights, (unsigned long long)r.kv,
+                (unsigned long long)r.scratch, r.layers, r.full_layers, r.vocab, r.context,
+                (unsigned long long)r.full_weights, (unsigned long long)r.full_total, samples.c_str());
+  }
+}
+
+void print_json(const std::vector<Result>& results) {
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& r : results) {
+    arr.push_back({{"model", r.model},
+                   {"variant", r.variant},
+                   {"size_bytes", r.size},
+                   {"params", r.params},
+                   {"backend", "Vulkan"},
+                   {"device", r.device},
+                   {"driver", r.driver},
+                   {"device_index", r.device_index},
+                   {"test", r.test},
+                   {"n_prompt", r.n_prompt},
+                   {"n_gen", r.n_gen},
+                   {"avg_ts", r.mean()},
+                   {"stddev_ts", r.stddev()},
+                   {"samples_ts", r.samples},
+                   {"peak_bytes", r.peak},
+                   {"weight_bytes", r.weights},
+                   {"kv_bytes", r.kv},
+                   {"scratch_bytes", r.scratch},
+                   {"layers", r.layers},
+                   {"full_layers", r.full_layers},
+                   {"vocab", r.vocab},
+                   {"context", r.context},
+                   {"full_weight_bytes", r.full_weights},
+                   {"full_total_bytes", r.full_total}});
+  }
+  std::printf("%s\n", arr.dump(2).c_str());
+}
+
+}  // namespace
+
+Action add_bench_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "Benchmark prompt processing and generation (llama-bench style)");
+  struct Opts {
+    ModelChoice models;
+    std::vector<int> prompts{512}, gens{128};
+    int reps = 5, batch = 64, context = 0;
+    bool fp16 = false, both = false, no_warmup = false, sequential = false;
+    std::vector<int> devices;
+    std::string output = "md", dot = "auto";
+  };
+  auto o = std::make_shared<Opts>();
+  o->models.add(*cmd, true);
+  cmd->add_option("-p,--n-prompt", o->prompts, "Prompt sizes (pp tests; 0 for none), comma-separated")
+      ->delimiter(',')
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("-n,--n-gen", o->gens, "Generated sizes (tg tests; 0 for none), comma-separated")
+      ->delimiter(',')
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("-r,--repetitions", o->reps, "Timed repetitions of each test")->check(CLI::Range(1, 1000));
+  cmd->add_option("-b,--batch-size", o->batch, "Prompt tokens per prefill step")->check(CLI::Range(1, 4096));
+  cmd->add_option("-c,--ctx-size", o->context, "KV cache positions (default: the largest test's)")
+      ->check(CLI::Range(0, 1 << 22));
+  cmd->add_flag("--fp16-baseline", o->fp16, "Run the FP16 baseline (linear weights in FP16) instead of ternary");
+  cmd->add_flag("--both", o->both, "Run ternary and the FP16 baseline side by side, with ratio rows");
+  cmd->add_option("--device", o->devices, "Vulkan device indices from `ternvk devices`, comma-separated")
+      ->delimiter(',');
+  cmd->add_option("-o,--output", o->output, "Output format: md, csv or json")
+      ->check(CLI::IsMember({"md", "csv", "json"}));
+  cmd->add_option("--dot", o->dot, "Ternary inner product: auto, swar or int8")
+      ->check(CLI::IsMember({"auto", "swar", "int8"}));
+  cmd->add_flag("--no-warmup", o->no_warmup, "Skip the untimed warm-up run of each test");
+  cmd->add_flag("--sequential", o->sequential,
+                "With --both: load and run one variant after the other (default: both loaded, repetitions "
+                "alternate; needs memory for both)");
+  return [o] {
+    auto models = o->models.resolve();
+    Instance instance;
+    std::vector<std::optional<int>> devices;
+    for (int d : o->devices) devices.push_back(d);
+    if (devices.empty()) devices.push_back(std::nullopt);
+    std::vector<bool> variants;  // fp16_baseline
+    if (o->both) variants = {false, true};
+    else variants = {o->fp16};
+    int max_p = 0, max_n = 0;
+    for (int p : o->prompts) max_p = std::max(max_p, p);
+    for (int n : o->gens) max_n = std::max(max_n, n);
+    std::vector<Result> results;
+    for (const auto& dev : devices) {
+      const DeviceInfo& info = instance.select(dev);
+      std::fprintf(stderr, "device %u: %s (%s, driver %s %s)\n", info.index, info.name.c_str(), info.type_name().c_str(),
+                   info.driver_name.c_str(), info.driver_info.c_str());
+      for (const auto& m : models) {
+        const int ctx = o->context > 0 ? o->context : std::max({max_p, max_n + 1, 1});
+        if (ctx > m.config.context)
+          throw Error(m.path + ": the tests need " + std::to_string(ctx) + " positions, more than the model's " +
+                      std::to_string(m.config.context));
+        // One engine per variant, alive together so that repetitions alternate between them (the
+        // ratio is then measured under the same conditions); --sequential loads one at a time.
+        struct Run {
+          std::unique_ptr<Engine> engine;
+          Result base;
+          std::vector<Result> results;
+        };
+        auto load = [&](bool fp16) {
+          EngineOptions eo;
+          eo.device = int(info.index);
+          eo.context = ctx;
+          eo.prefill_chunk = o->batch;
+          eo.fp16_baseline = fp16;
+          eo.load_tokenizer = false;
+          eo.dot = o->dot == "swar" ? ops::TernaryDot::Swar
+                   : o->dot == "int8" ? ops::TernaryDot::PackedInt8 : ops::TernaryDot::Auto;
+          const auto t_load = std::chrono::steady_clock::now();
+          Run run;
+          run.engine = std::make_unique<Engine>(instance, m.path, eo);
+          Engine& engine = *run.engine;
+          const char* variant = fp16 ? "fp16" : "ternary";
+          std::fprintf(stderr, "  %s %s: loaded in %.1f s\n", m.name.c_str(), variant, seconds_since(t_load));
+          const int V = engine.config().vocab;
+          // Check the output once before timing: logits must be finite.
+          auto logits = engine.eval(random_tokens(std::min(8, ctx), V, 7));
+          size_t bad = 0;
+          for (float x : logits) bad += !std::isfinite(x);
+          if (bad)
+            throw Error(m.name + " (" + variant + "): " + std::to_string(bad) + " of " + std::to_string(logits.size()) +
+                        " logits are not finite");
+          engine.reset();
+          Result& b = run.base;
+          b.model = m.name;
+          b.variant = variant;
+          b.device = info.name;
+          b.driver = info.driver_name + " " + info.driver_info;
+          b.device_index = int(info.index);
+          b.size = engine.stage().weight_bytes();
+          b.params = param_count(engine.config());
+          b.layers = engine.config().n_layers;
+          b.full_layers = m.full_config.n_layers;
+          b.vocab = V;
+          b.context = ctx;
+          const GpuFootprint full = fp16 ? fp16_footprint(m.full_config, ctx, o->batch)
+                                         : estimate_gpu_footprint(m.full_config, ctx, 1, o->batch);
+          b.full_weights = full.weights;
+          b.full_total = full.total();
+          return run;
+        };
+        // Timed bodies: seconds for a test (p > 0: prefill of p tokens; else n decode steps).
+        SamplingParams sp;
+        sp.temperature = 0;
+        Sampler greedy(sp);
+        auto time_test = [&](Engine& engine, int p, int n) {
+          const int V = engine.config().vocab;
+          engine.reset();
+          if (p > 0) {
+            const auto tokens = random_tokens(p, V, 11);
+            const auto t0 = std::chrono::steady_clock::now();
+            engine.eval(tokens);
+            return seconds_since(t0);
+          }
+          const auto first = random_tokens(1, V, 13);
+          uint32_t next = engine.next_token(first, greedy, first);  // the short prompt (untimed)
+          const auto t0 = std::chrono::steady_clock::now();
+          for (int i = 0; i < n; ++i) {
+            const uint32_t one[] = {next};
+            next = engine.next_token(one, greedy, {});
+          }
+          return seconds_since(t0);
+        };
+        std::vector<std::pair<int, int>> tests;
+        for (int p : o->prompts)
+          if (p > 0) tests.push_back({p, 0});
+        for (int n : o->gens)
+          if (n > 0) tests.push_back({0, n});
+        auto run_tests = [&](std::vector<Run*> runs) {
+          for (auto [p, n] : tests) {
+            std::vector<Result> rs;
+            for (Run* run : runs) {
+              Result r = run->base;
+              r.test = p > 0 ? "pp" + std::to_string(p) : "tg" + std::to_string(n);
+              r.n_prompt = p;
+              r.n_gen = n;
+              rs.push_back(std::move(r));
+              if (!o->no_warmup) time_test(*run->engine, p, p > 0 ? 0 : std::min(n, 2));
+            }
+            for (int rep = 0; rep < o->reps; ++rep)
+              for (size_t k = 0; k < runs.size(); ++k) {
+                const double s = time_test(*runs[k]->engine, p, n);
+                rs[k].samples.push_back((p > 0 ? p : n) / s);
+              }
+            for (size_t k = 0; k < runs.size(); ++k) {
+              std::fprintf(stderr, "    %s %s: %s t/s\n", rs[k].variant.c_str(), rs[k].test.c_str(),
+                           ts_text(rs[k]).c_str());
+              runs[k]->results.push_back(std::move(rs[k]));
+            }
+          }
+        };
+        auto finish = [&](Run& run) {
+          Engine& engine = *run.engine;
+          const uint64_t peak = engine.peak_gpu_bytes();
+          for (auto& r : run.results) {
+            r.peak = peak;
+            r.weights = engine.stage().weight_bytes();
+            r.kv = engine.stage().kv_bytes();
+            r.scratch = peak > r.weights + r.kv ? peak - r.weights - r.kv : 0;
+            results.push_back(std::move(r));
+          }
+          run.engine.reset();
+        };
+        if (o->sequential || variants.size() == 1) {
+          for (bool fp16 : variants) {
+            Run run = load(fp16);
+            run_tests({&run});
+            finish(run);
+          }
+        } else {
+          std::vector<Run> runs;
+          for (bool fp16 : variants) runs.push_back(load(fp16));
+          std::vector<Run*> ptrs;
+          for (auto& r : runs) ptrs.push_back(&r);
+          run_tests(ptrs);
+          for (auto& r : runs) finish(r);
+        }
+      }
+    }
+    if (o->output == "md") {
+      print_markdown(results, o->both);
+      std::time_t now = std::time(nullptr);
+      char date[32];
+      std::strftime(date, sizeof date, "%Y-%m-%d", std::localtime(&now));
+      std::printf("\nternvk bench, %s; t/s = mean ± sample std over %d runs; tg after a 1-token prompt, greedy\n",
+                  date, o->reps);
+    } else if (o->output == "csv") {
+      print_csv(results);
+    } else {
+      print_json(results);
+    }
+    return 0;
+  };
+}
+
+}  // namespace ternvk::cli

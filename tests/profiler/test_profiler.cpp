@@ -1,0 +1,204 @@
+// The profiler's reusable parts: per-shader aggregation and work attribution on synthetic timings,
+// the work model's formulas, the Chrome trace (parsed back with nlohmann-json), the PNG encoder
+// (signature, IHDR, CRCs, zlib stream), and the bandwidth probe on the test device.
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/gpu.h"
+#include "runtime/profiler/aggregate.h"
+#include "runtime/profiler/bandwidth.h"
+#include "runtime/profiler/chrome_trace.h"
+#include "runtime/profiler/png_chart.h"
+#include "runtime/profiler/work_model.h"
+
+using namespace ternvk;
+using namespace ternvk::profiler;
+
+namespace {
+uint32_t be32(const std::vector<uint8_t>& b, size_t at) {
+  return uint32_t(b[at]) << 24 | uint32_t(b[at + 1]) << 16 | uint32_t(b[at + 2]) << 8 | b[at + 3];
+}
+}  // namespace
+
+TEST_CASE("kind_of groups shader variants") {
+  CHECK(kind_of("ternary_matmul_dot") == "ternary_matmul");
+  CHECK(kind_of("ternary_matmul_swar") == "ternary_matmul");
+  CHECK(kind_of("fp16_matmul_xscalar") == "fp16_matmul");
+  CHECK(kind_of("rmsnorm_quant") == "rmsnorm_quant");
+  CHECK(kind_of("rmsnorm_shared") == "rmsnorm");
+  CHECK(kind_of("attention_split") == "attention");
+  CHECK(kind_of("attention_combine") == "attention_combine");
+  CHECK(kind_of("argmax_merge_shared") == "argmax_merge");
+  CHECK(kind_of("rope_kv") == "rope");
+  CHECK(kind_of("something_new") == "something_new");
+}
+
+TEST_CASE("aggregation: calls, totals, min/max, shares and attributed work") {
+  Aggregator agg;
+  const std::vector<DispatchTiming> pass = {
+      {"rmsnorm_quant", 10}, {"ternary_matmul_dot", 100}, {"ternary_matmul_dot", 50}, {"mystery", 40}};
+  PassWork work;
+  work["ternary_matmul"] = {3000, 600};  // split in equal parts over the pass's 2 matmul dispatches
+  work["rmsnorm_quant"] = {200, 0};
+  work["gated_activation"] = {99, 0};  // expected but absent
+  agg.add_pass(pass, &work);
+  agg.add_pass(pass, &work);
+  CHECK(agg.passes() == 2);
+  CHECK(agg.dispatches() == 8);
+  CHECK(agg.total_us() == doctest::Approx(400));
+  const auto rows = agg.rows();
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[0].label == "ternary_matmul_dot");  // largest total first
+  CHECK(rows[0].calls == 4);
+  CHECK(rows[0].total_us == doctest::Approx(300));
+  CHECK(rows[0].mean_us() == doctest::Approx(75));
+  CHECK(rows[0].min_us == doctest::Approx(50));
+  CHECK(rows[0].max_us == doctest::Approx(100));
+  CHECK(rows[0].share == doctest::Approx(0.75));
+  CHECK(rows[0].work_known);
+  CHECK(rows[0].bytes == doctest::Approx(6000));
+  CHECK(rows[0].macs == doctest::Approx(1200));
+  CHECK(rows[0].gb_per_s() == doctest::Approx(6000.0 / (300 * 1e3)));  // bytes / ns
+  CHECK(rows[0].gmac_per_s() == doctest::Approx(1200.0 / (300 * 1e3)));
+  CHECK(rows[1].label == "mystery");
+  CHECK_FALSE(rows[1].work_known);
+  CHECK(rows[2].label == "rmsnorm_quant");
+  CHECK(rows[2].bytes == doctest::Approx(400));
+  double shares = 0;
+  for (const auto& r : rows) shares += r.share;
+  CHECK(shares == doctest::Approx(1.0));
+  CHECK(agg.unmatched_work().at("gated_activation") == 2);
+}
+
+TEST_CASE("work model: a decode pass of a small shape") {
+  TransformerShape s{256, 2, 4, 1, 64, 512, 320};
+  PassSpec p;
+  p.tokens = 1;
+  p.first_position = 9;
+  p.select = PassSpec::Argmax;
+  const PassWork w = estimate_pass_work(s, p);
+  // Ternary: 4 linears per layer; qkv [256+128, 256], o [256, 256], gate|up [1024, 256], down [256, 512].
+  const double weights = (384 * 256 + 256 * 256 + 1024 * 256 + 256 * 512) / 4.0 + (384 + 256 + 1024 + 256) * 8.0;
+  const double acts = (256 + 8) * 3 + (512 + 8);
+  const double outs = 384 * 4 + 256 * 8 + 1024 * 4 + 256 * 8;
+  CHECK(w.at("ternary_matmul").bytes == doctest::Approx(2 * (weights + acts + outs)));
+  CHECK(w.at("ternary_matmul").macs == doctest::Approx(2.0 * (384 * 256 + 256 * 256 + 1024 * 256 + 256 * 512)));
+  // Attention at position 9: K and V rows 0..9 of one KV head, read once per layer.
+  CHECK(w.at("attention").macs == doctest::Approx(2 * (2.0 * 10 * 4 * 64)));
+  CHECK(w.at("attention").bytes == doctest::Approx(2 * (256 * 4 + 2 * 10 * 64 * 2 + 256 * 4)));
+  // The head: fp16 [320, 256] and one row.
+  CHECK(w.at("fp16_matmul").macs == doctest::Approx(320.0 * 256));
+  CHECK(w.count("argmax") == 1);
+  CHECK(w.count("rmsnorm") == 1);  // the final norm only
+  p.fp16_linear = true;
+  const PassWork f = estimate_pass_work(s, p);
+  CHECK(f.count("ternary_matmul") == 0);
+  CHECK(f.at("fp16_matmul").macs == doctest::Approx(2.0 * (384 * 256 + 256 * 256 + 1024 * 256 + 256 * 512) + 320.0 * 256));
+}
+
+TEST_CASE("chrome trace: valid JSON with named tracks and back-to-back GPU events") {
+  ChromeTrace t;
+  t.process_name(1, "GPU 0: \"llvmpipe\"\n");
+  t.thread_name(1, 1, "compute queue");
+  t.process_name(2, "host");
+  t.complete(2, 1, "decode 0", "host", 5.0, 300.0);
+  const std::vector<DispatchTiming> d = {{"rmsnorm_quant", 10.5}, {"ternary_matmul_dot", 100.25}, {"argmax", 3}};
+  const double end = t.add_replay(1, 1, 100.0, d, "decode", "decode 0");
+  CHECK(end == doctest::Approx(213.75));
+  const auto j = nlohmann::json::parse(t.json());
+  REQUIRE(j.contains("traceEvents"));
+  const auto& ev = j["traceEvents"];
+  REQUIRE(ev.size() == 7);
+  int meta = 0, gpu = 0;
+  double expect_ts = 100.0;
+  for (const auto& e : ev) {
+    if (e["ph"] == "M") {
+      ++meta;
+      CHECK(e["args"].contains("name"));
+      continue;
+    }
+    CHECK(e["ph"] == "X");
+    if (e["pid"] == 1) {
+      CHECK(e["name"] == d[size_t(gpu)].label);
+      CHECK(e["ts"].get<double>() == doctest::Approx(expect_ts));
+      CHECK(e["dur"].get<double>() == doctest::Approx(d[size_t(gpu)].microseconds));
+      CHECK(e["args"]["step"] == "decode 0");
+      CHECK(e["tid"] == 1);
+      expect_ts += d[size_t(gpu)].microseconds;
+      ++gpu;
+    }
+  }
+  CHECK(meta == 3);
+  CHECK(gpu == 3);
+  CHECK(ev[0]["args"]["name"] == "GPU 0: \"llvmpipe\"\n");  // escaping round-trips
+}
+
+TEST_CASE("png: signature, IHDR, chunk CRCs and a zlib stream of stored blocks") {
+  CHECK(crc32(reinterpret_cast<const uint8_t*>("123456789"), 9) == 0xCBF43926u);  // the standard check value
+  CHECK(adler32(reinterpret_cast<const uint8_t*>("Wikipedia"), 9) == 0x11E60398u);
+  const Image img = bar_chart("decode: us per token", "llvmpipe", {{"ternary_matmul_dot", 300, "300.0 us"},
+                                                                    {"attention", 20, "20.0 us"},
+                                                                    {"ARGMAX", 2, "2.0 us"}});
+  CHECK(img.width > 100);
+  CHECK(img.height > 50);
+  const auto png = encode_png(img);
+  const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  REQUIRE(png.size() > 8 + 25);
+  CHECK(std::equal(sig, sig + 8, png.begin()));
+  // Walk the chunks, checking each CRC; IHDR first, IEND last.
+  size_t at = 8;
+  std::vector<std::string> types;
+  std::vector<uint8_t> idat;
+  while (at + 12 <= png.size()) {
+    const uint32_t len = be32(png, at);
+    const std::string type(png.begin() + long(at + 4), png.begin() + long(at + 8));
+    REQUIRE(at + 12 + len <= png.size());
+    CHECK(be32(png, at + 8 + len) == crc32(png.data() + at + 4, len + 4));
+    if (type == "IHDR") {
+      CHECK(len == 13);
+      CHECK(be32(png, at + 8) == uint32_t(img.width));
+      CHECK(be32(png, at + 12) == uint32_t(img.height));
+      CHECK(png[at + 16] == 8);  // bit depth
+      CHECK(png[at + 17] == 2);  // RGB
+    }
+    if (type == "IDAT") idat.insert(idat.end(), png.begin() + long(at + 8), png.begin() + long(at + 8 + len));
+    types.push_back(type);
+    at += 12 + len;
+  }
+  CHECK(at == png.size());
+  REQUIRE(types.size() == 3);
+  CHECK(types.front() == "IHDR");
+  CHECK(types.back() == "IEND");
+  // Inflate the stored blocks and compare with the scanlines.
+  REQUIRE(idat.size() > 6);
+  CHECK((idat[0] * 256 + idat[1]) % 31 == 0);
+  std::vector<uint8_t> raw;
+  size_t p = 2;
+  bool final_block = false;
+  while (!final_block) {
+    final_block = idat[p] & 1;
+    CHECK((idat[p] >> 1) == 0);  // stored
+    const uint16_t n = uint16_t(idat[p + 1] | idat[p + 2] << 8), nn = uint16_t(idat[p + 3] | idat[p + 4] << 8);
+    CHECK(uint16_t(~n) == nn);
+    raw.insert(raw.end(), idat.begin() + long(p + 5), idat.begin() + long(p + 5 + n));
+    p += 5 + n;
+  }
+  REQUIRE(raw.size() == size_t(img.height) * (size_t(img.width) * 3 + 1));
+  CHECK(be32(idat, p) == adler32(raw.data(), raw.size()));
+  CHECK(raw[0] == 0);
+  CHECK(std::equal(img.rgb.begin(), img.rgb.begin() + img.width * 3, raw.begin() + 1));
+}
+
+TEST_CASE("bandwidth probe measures both copies on the test device") {
+  if (!test::device().info().timestamps) {
+    CHECK_THROWS_AS(measure_bandwidth(test::device(), 1 << 20), Error);
+    return;
+  }
+  test::ValidationGuard guard;
+  const Bandwidth b = measure_bandwidth(test::device(), 8 << 20, 2);
+  CHECK(b.buffer_bytes == (8u << 20));
+  CHECK(b.copy_gb_per_s > 0);
+  CHECK(b.shader_gb_per_s > 0);
+  CHECK(b.peak() >= b.copy_gb_per_s);
+}
