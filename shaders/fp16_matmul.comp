@@ -12,7 +12,12 @@
 // 16-byte aligned), else as floats. Either way the last, partial chunk (K % 8 != 0) masks the
 // elements past K, so the next token's values (or the end of the buffer) are never used.
 // Bindings: 0 weights uvec4 [rows][chunks] (one segment); 1 x fp32 [tokens, K]; 2 y fp32.
+// Build-time variant TEXEL = 1: the weights (and, with X_VEC4, the activations, as uvec4 of float
+// bits) are uniform texel buffers read with texelFetch: the fast read path on CPU devices.
 // Dispatch: (ceil(rows / rows per workgroup), ceil(tokens / TOKENS), 1).
+#ifndef TEXEL
+#define TEXEL 0
+#endif
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -25,9 +30,19 @@ layout(constant_id = 3) const uint TOKENS = 1;
 layout(constant_id = 4) const uint ACCUMULATE = 0;
 layout(constant_id = 5) const uint REDUCE = 0;
 
+#if TEXEL
+layout(set = 0, binding = 0) uniform usamplerBuffer w_texels;
+uvec4 load_w(uint i) { return texelFetch(w_texels, int(i)); }
+#else
 layout(std430, set = 0, binding = 0) readonly buffer Weights { uvec4 w[]; };
-#if X_VEC4
+uvec4 load_w(uint i) { return w[i]; }
+#endif
+#if X_VEC4 && TEXEL
+layout(set = 0, binding = 1) uniform usamplerBuffer x_texels;
+vec4 load_x4(uint i) { return uintBitsToFloat(texelFetch(x_texels, int(i))); }
+#elif X_VEC4
 layout(std430, set = 0, binding = 1) readonly buffer X { vec4 x[]; };
+vec4 load_x4(uint i) { return x[i]; }
 #else
 layout(std430, set = 0, binding = 1) readonly buffer X { float x[]; };
 #endif
@@ -54,7 +69,7 @@ float reduce_lanes(float v) {
 float x_at(uint xrow, uint k) {
 #if X_VEC4
   const uint e = xrow + k;
-  return x[e >> 2][e & 3];
+  return load_x4(e >> 2)[e & 3];
 #else
   return x[xrow + k];
 #endif
@@ -83,8 +98,8 @@ void main() {
       [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
 #if X_VEC4
         const uint v = (xrow[t] >> 2) + 2 * c;
-        xa[t] = x[v];
-        xb[t] = x[v + 1];
+        xa[t] = load_x4(v);
+        xb[t] = load_x4(v + 1);
 #else
         const uint e = xrow[t] + 8 * c;
         xa[t] = vec4(x[e], x[e + 1], x[e + 2], x[e + 3]);
@@ -101,7 +116,7 @@ void main() {
       }
     }
     [[unroll]] for (uint r = 0; r < ROWS; ++r) {
-      const uvec4 wv = w[wbase[r] + c];
+      const uvec4 wv = load_w(wbase[r] + c);
       const vec4 wa = vec4(unpackHalf2x16(wv.x), unpackHalf2x16(wv.y));
       const vec4 wb = vec4(unpackHalf2x16(wv.z), unpackHalf2x16(wv.w));
       [[unroll]] for (uint t = 0; t < TOKENS; ++t) {

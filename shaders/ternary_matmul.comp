@@ -22,10 +22,18 @@
 // Bindings: 0 weights uvec4 [rows][chunks] (one segment); 1 row_info {int code_sum, float scale}
 // of the whole matrix; 2 activations uvec4 [tokens][chunks * 4]; 3 meta {float s, int sum_q}
 // [tokens]; 4 y fp32. Dispatch: (ceil(rows / rows per workgroup), ceil(tokens / TOKENS), 1).
+//
+// Build-time variant TEXEL = 1: bindings 0, 1 and 2 are uniform texel buffers (R32G32B32A32_UINT
+// views of the same bytes; row_info is padded to whole texels, two rows per texel) read with
+// texelFetch. Same layout, same arithmetic; on CPU devices such as lavapipe the texture path loads a
+// uvec4 per lane far faster than a storage-buffer load (docs/performance.md).
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
+#ifndef TEXEL
+#define TEXEL 0
+#endif
 #if DOT
 #extension GL_EXT_spirv_intrinsics : require
 // OpSDot (SPV_KHR_integer_dot_product), operand PackedVectorFormat4x8Bit = 0.
@@ -40,9 +48,24 @@ layout(constant_id = 3) const uint TOKENS = 1;      // tokens per workgroup
 layout(constant_id = 4) const uint ACCUMULATE = 0;  // 0: y = result, 1: y += result
 layout(constant_id = 5) const uint REDUCE = 0;      // 0: subgroupAdd, 1: shuffle-xor within LANES
 
+#if TEXEL
+layout(set = 0, binding = 0) uniform usamplerBuffer w_texels;
+layout(set = 0, binding = 1) uniform usamplerBuffer row_info_texels;
+layout(set = 0, binding = 2) uniform usamplerBuffer xq_texels;
+uvec4 load_w(uint i) { return texelFetch(w_texels, int(i)); }
+uvec4 load_xq(uint i) { return texelFetch(xq_texels, int(i)); }
+ivec2 load_row_info(uint row) {
+  const uvec4 v = texelFetch(row_info_texels, int(row >> 1));
+  return ivec2((row & 1u) != 0 ? v.zw : v.xy);
+}
+#else
 layout(std430, set = 0, binding = 0) readonly buffer Weights { uvec4 w[]; };
 layout(std430, set = 0, binding = 1) readonly buffer RowInfo { ivec2 row_info[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Values { uvec4 xq[]; };
+uvec4 load_w(uint i) { return w[i]; }
+uvec4 load_xq(uint i) { return xq[i]; }
+ivec2 load_row_info(uint row) { return row_info[row]; }
+#endif
 layout(std430, set = 0, binding = 3) readonly buffer Meta { ivec2 meta[]; };
 layout(std430, set = 0, binding = 4) buffer Out { float y[]; };
 layout(push_constant) uniform Params {
@@ -81,9 +104,9 @@ void main() {
 #if DOT
     uvec4 a[TOKENS * 4];  // the chunk's 16 activation words per token
     [[unroll]] for (uint t = 0; t < TOKENS; ++t)
-      [[unroll]] for (uint j = 0; j < 4; ++j) a[t * 4 + j] = xq[xbase[t] + c * 4 + j];
+      [[unroll]] for (uint j = 0; j < 4; ++j) a[t * 4 + j] = load_xq(xbase[t] + c * 4 + j);
     [[unroll]] for (uint r = 0; r < ROWS; ++r) {
-      const uvec4 wv = w[wbase[r] + c];
+      const uvec4 wv = load_w(wbase[r] + c);
       [[unroll]] for (uint j = 0; j < 4; ++j)
         [[unroll]] for (uint i = 0; i < 4; ++i) {
           const uint codes = (wv[j] >> (2 * i)) & 0x03030303u;
@@ -95,14 +118,14 @@ void main() {
     uint po[TOKENS * 16];  // u(1) << 16 | u(3)
     [[unroll]] for (uint t = 0; t < TOKENS; ++t)
       [[unroll]] for (uint j = 0; j < 4; ++j) {
-        const uvec4 u = xq[xbase[t] + c * 4 + j] ^ 0x80808080u;
+        const uvec4 u = load_xq(xbase[t] + c * 4 + j) ^ 0x80808080u;
         [[unroll]] for (uint i = 0; i < 4; ++i) {
           pe[t * 16 + j * 4 + i] = ((u[i] << 16) & 0x00ff0000u) | ((u[i] >> 16) & 0xffu);
           po[t * 16 + j * 4 + i] = ((u[i] << 8) & 0x00ff0000u) | (u[i] >> 24);
         }
       }
     [[unroll]] for (uint r = 0; r < ROWS; ++r) {
-      const uvec4 wv = w[wbase[r] + c];
+      const uvec4 wv = load_w(wbase[r] + c);
       uint part[TOKENS];
       [[unroll]] for (uint t = 0; t < TOKENS; ++t) part[t] = 0;
       [[unroll]] for (uint j = 0; j < 4; ++j)
@@ -122,7 +145,7 @@ void main() {
       const uint row = row0 + r;
       const uint token = t0 + t;
       if ((r * TOKENS + t) % LANES != lane || row >= p.rows || token >= p.tokens) continue;
-      const ivec2 info = row_info[p.row_base + row];
+      const ivec2 info = load_row_info(p.row_base + row);
       const ivec2 m = meta[token];
 #if DOT
       const int wq = total - m.y;

@@ -38,6 +38,7 @@ Fp16MatrixGpu::Fp16MatrixGpu(Device& device, std::span<const uint16_t> halves, u
 
 Fp16Matmul::Fp16Matmul(Device& device, Fp16MatmulOptions options) : device_(device), options_(options) {
   if (options.shape) options.shape->validate(device.info(), "fp16 matmul");
+  texel_ = use_texel_loads(device.info(), options.load, "fp16 matmul");
 }
 
 MatmulShape Fp16Matmul::shape_for(uint32_t tokens) const {
@@ -71,8 +72,21 @@ void Fp16Matmul::record(Recording& rec, const Fp16MatrixGpu& w, BufferRange x, u
                   {2, shape.rows},      {3, shape.tokens},
                   {4, static_cast<uint32_t>(epilogue)}, {5, shape.subgroup_add ? 0u : 1u}};
   po.required_subgroup_size = shape.required_subgroup_size;
-  // vec4 activation loads need every token row to start on 16 bytes.
-  const Pipeline& pipeline = device_.pipeline(k % 4 == 0 ? "fp16_matmul" : "fp16_matmul_xscalar", po);
+  // vec4 activation loads need every token row to start on 16 bytes. With texel loads the
+  // activations are a texel buffer too when that holds and the offset suits a texel view; the
+  // weights always are (segments start at 0 and hold 16-byte rows).
+  const DeviceInfo& info = device_.info();
+  const uint64_t x_bytes = uint64_t(tokens) * k * 4;
+  const bool x_vec4 = k % 4 == 0;
+  const bool x_texel = texel_ && x_vec4 && x.offset % info.min_texel_buffer_offset_alignment == 0 &&
+                       x_bytes / 16 <= info.max_texel_buffer_elements;
+  // (vec4 activations that cannot be a texel view, e.g. a stricter offset alignment: storage path)
+  const char* shader = x_texel  ? "fp16_matmul_texel"
+                       : x_vec4 ? "fp16_matmul"
+                       : texel_ ? "fp16_matmul_xscalar_texel"
+                                : "fp16_matmul_xscalar";
+  const Pipeline& pipeline = device_.pipeline(shader, po);
+  const BufferRange x_range = x_texel ? BufferRange{x.buffer, x.offset, x_bytes} : x;
   struct {
     uint32_t cols, chunks, rows, row_base, tokens, y_stride, y_offset;
   } push{k, w.padded_cols() / 8, 0, 0, tokens, stride, y.offset};
@@ -81,7 +95,7 @@ void Fp16Matmul::record(Recording& rec, const Fp16MatrixGpu& w, BufferRange x, u
   for (const MatrixSegment& seg : w.segments()) {
     push.rows = seg.rows;
     push.row_base = seg.first_row;
-    rec.dispatch(pipeline, {seg.weights.range(), x, y.buffer}, push, (seg.rows + rpw - 1) / rpw, token_groups, 1,
+    rec.dispatch(pipeline, {seg.weights.range(), x_range, y.buffer}, push, (seg.rows + rpw - 1) / rpw, token_groups, 1,
                  w.name());
   }
 }

@@ -16,8 +16,9 @@
 
 namespace ternvk::ops {
 
-// [rows N, cols K] fp16 on the device, rows padded to round_up(K, 8) with zeros, split into
-// segments that each fit maxStorageBufferRange (or `max_segment_bytes` when smaller and non-zero).
+// [rows N, cols K] fp16 on the device, rows padded to round_up(K, 8) with zeros (16-byte rows), split
+// into segments that each fit maxStorageBufferRange and the texel-buffer limit (see TernaryMatrixGpu;
+// or `max_segment_bytes` when smaller and non-zero).
 class Fp16MatrixGpu {
  public:
   // `halves`: fp16 bits, row-major [rows, cols], unpadded.
@@ -40,6 +41,7 @@ class Fp16MatrixGpu {
 
 struct Fp16MatmulOptions {
   std::optional<MatmulShape> shape;  // overrides MatmulShape::pick (tests, benchmarks)
+  MatmulLoad load = MatmulLoad::Auto;  // weights (and 16-byte-aligned activations) as texel buffers
 };
 
 class Fp16Matmul {
@@ -52,10 +54,12 @@ class Fp16Matmul {
               Epilogue epilogue = Epilogue::Store) const;
 
   MatmulShape shape_for(uint32_t tokens) const;
+  bool uses_texel_loads() const { return texel_; }
 
  private:
   Device& device_;
   Fp16MatmulOptions options_;
+  bool texel_ = false;
 };
 
 }  // namespace ternvk::ops

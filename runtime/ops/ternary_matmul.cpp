@@ -64,8 +64,24 @@ void MatmulShape::validate(const DeviceInfo& info, const char* op) const {
                 "device '" + info.name + "' may use " + std::to_string(min_sg));
 }
 
+bool prefers_texel_loads(const DeviceInfo& info) { return info.is_cpu() && info.texel_buffer_uint4; }
+
+bool use_texel_loads(const DeviceInfo& info, MatmulLoad load, const char* op) {
+  switch (load) {
+    case MatmulLoad::Auto: return prefers_texel_loads(info);
+    case MatmulLoad::Storage: return false;
+    case MatmulLoad::Texel:
+      if (!info.texel_buffer_uint4)
+        throw Error(std::string(op) + ": texel loads need R32G32B32A32_UINT uniform texel buffers, which device '" +
+                    info.name + "' does not offer; use storage loads");
+      return true;
+  }
+  return false;
+}
+
 TernaryMatmul::TernaryMatmul(Device& device, TernaryMatmulOptions options) : device_(device), options_(options) {
   const DeviceInfo& info = device.info();
+  texel_ = use_texel_loads(info, options.load, "ternary matmul");
   switch (options.dot) {
     case TernaryDot::Auto: dot_ = info.has_fast_int8_dot(); break;
     case TernaryDot::Swar: dot_ = false; break;
@@ -77,6 +93,11 @@ TernaryMatmul::TernaryMatmul(Device& device, TernaryMatmulOptions options) : dev
       break;
   }
   if (options.shape) options.shape->validate(info, "ternary matmul");
+}
+
+const char* TernaryMatmul::shader_name(bool texel) const {
+  if (texel) return dot_ ? "ternary_matmul_dot_texel" : "ternary_matmul_swar_texel";
+  return dot_ ? "ternary_matmul_dot" : "ternary_matmul_swar";
 }
 
 MatmulShape TernaryMatmul::shape_for(uint32_t tokens) const {
@@ -111,7 +132,14 @@ void TernaryMatmul::record(Recording& rec, const TernaryMatrixGpu& w, const Quan
                   {2, shape.rows},      {3, shape.tokens},
                   {4, static_cast<uint32_t>(epilogue)}, {5, shape.subgroup_add ? 0u : 1u}};
   po.required_subgroup_size = shape.required_subgroup_size;
-  const Pipeline& pipeline = device_.pipeline(shader_name(), po);
+  // Texel views need aligned offsets and at most maxTexelBufferElements texels; activations that
+  // do not fit (a caller's odd sub-range) fall back to storage loads for this call.
+  const DeviceInfo& info = device_.info();
+  const uint64_t x_bytes = QuantizedActivations::values_bytes(tokens, x.cols);
+  const bool texel = texel_ && x.values.offset % info.min_texel_buffer_offset_alignment == 0 &&
+                     x_bytes / 16 <= info.max_texel_buffer_elements;
+  const Pipeline& pipeline = device_.pipeline(shader_name(texel), po);
+  const BufferRange x_values = texel ? BufferRange{x.values.buffer, x.values.offset, x_bytes} : x.values;
 
   struct {
     uint32_t chunks, rows, row_base, tokens, y_stride, y_offset;
@@ -121,7 +149,7 @@ void TernaryMatmul::record(Recording& rec, const TernaryMatrixGpu& w, const Quan
   for (const MatrixSegment& seg : w.segments()) {
     push.rows = seg.rows;
     push.row_base = seg.first_row;
-    rec.dispatch(pipeline, {seg.weights.range(), w.row_info().range(), x.values, x.meta, y.buffer}, push,
+    rec.dispatch(pipeline, {seg.weights.range(), w.row_info().range(), x_values, x.meta, y.buffer}, push,
                  (seg.rows + rpw - 1) / rpw, token_groups, 1, w.name());
   }
 }

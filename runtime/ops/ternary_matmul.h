@@ -1,7 +1,8 @@
 // Ternary GEMV / GEMM (shaders/ternary_matmul.comp): y[t, n] (=|+=) (sum_k w[n,k] q[t,k]) * scale[n] * s[t]
 // with int32 accumulation, one dispatch per weight segment. The inner product is OpSDot where the
-// device accelerates packed int8 dot products, else a 16-bit SWAR product; the workgroup shape
-// comes from the device's subgroup sizes (see MatmulShape::pick).
+// device accelerates packed int8 dot products, else a 16-bit SWAR product; weights, activations and
+// row info are read as storage buffers or, on CPU devices, as uniform texel buffers (MatmulLoad);
+// the workgroup shape comes from the device's subgroup sizes (see MatmulShape::pick).
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -43,9 +44,25 @@ enum class TernaryDot {
   PackedInt8,  // OpSDot (needs shaderIntegerDotProduct, accelerated or not)
 };
 
+// How the matmuls read their weights (and the ternary one its activations and row info): the same
+// bytes bound as storage buffers or as uniform texel buffers (R32G32B32A32_UINT views, texelFetch).
+enum class MatmulLoad {
+  Auto,     // Texel where prefers_texel_loads(), else Storage
+  Storage,  // storage-buffer loads: the GPU default
+  Texel,    // uniform texel buffers (needs DeviceInfo::texel_buffer_uint4)
+};
+
+// Whether Auto picks texel loads: on CPU devices (lavapipe) a storage-buffer load is a per-lane
+// loop through the stack while a texel fetch is one gather, ~20x faster per byte (measured in
+// docs/performance.md). GPUs keep storage buffers (their fast path, and what the shapes are tuned for).
+bool prefers_texel_loads(const DeviceInfo& info);
+// Resolves `load` on this device; throws if Texel is asked of a device that cannot.
+bool use_texel_loads(const DeviceInfo& info, MatmulLoad load, const char* op);
+
 struct TernaryMatmulOptions {
   TernaryDot dot = TernaryDot::Auto;
   std::optional<MatmulShape> shape;  // overrides MatmulShape::pick (tests, benchmarks)
+  MatmulLoad load = MatmulLoad::Auto;
 };
 
 class TernaryMatmul {
@@ -58,13 +75,17 @@ class TernaryMatmul {
               const MatmulOutput& y, Epilogue epilogue = Epilogue::Store) const;
 
   bool uses_int8_dot() const { return dot_; }
-  const char* shader_name() const { return dot_ ? "ternary_matmul_dot" : "ternary_matmul_swar"; }
+  bool uses_texel_loads() const { return texel_; }
+  const char* shader_name() const { return shader_name(texel_); }
   MatmulShape shape_for(uint32_t tokens) const;
 
  private:
+  const char* shader_name(bool texel) const;
+
   Device& device_;
   TernaryMatmulOptions options_;
   bool dot_ = false;
+  bool texel_ = false;
 };
 
 }  // namespace ternvk::ops

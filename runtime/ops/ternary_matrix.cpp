@@ -80,12 +80,16 @@ PackedTernaryMatrix concat_rows(std::span<const PackedTernaryMatrix> parts) {
 
 uint32_t rows_per_segment(const Device& device, uint64_t row_bytes, uint64_t max_segment_bytes,
                           const std::string& what) {
-  uint64_t limit = device.info().max_storage_buffer_range;
+  const DeviceInfo& info = device.info();
+  uint64_t limit = info.max_storage_buffer_range;
+  // A segment must also fit one texel-buffer view where the matmuls may read it that way.
+  if (info.texel_buffer_uint4) limit = std::min(limit, uint64_t(info.max_texel_buffer_elements) * 16);
   if (max_segment_bytes != 0) limit = std::min(limit, max_segment_bytes);
   const uint64_t rows = limit / row_bytes;
   if (rows == 0)
     throw Error(what + ": one row takes " + std::to_string(row_bytes) + " bytes, more than a segment may hold (" +
-                std::to_string(limit) + " bytes: maxStorageBufferRange or the requested segment limit)");
+                std::to_string(limit) + " bytes: maxStorageBufferRange, maxTexelBufferElements x 16 or the " +
+                "requested segment limit)");
   return static_cast<uint32_t>(std::min<uint64_t>(rows, UINT32_MAX));
 }
 
@@ -107,7 +111,8 @@ TernaryMatrixGpu::TernaryMatrixGpu(Device& device, const PackedTernaryMatrix& m,
     device.upload(s.weights, m.words.data() + uint64_t(first) * wpr, bytes);
     segments_.push_back(std::move(s));
   }
-  std::vector<uint32_t> info(uint64_t(m.rows) * 2);
+  // Padded to whole 16-byte texels (an even number of rows) so that it can also be a texel buffer.
+  std::vector<uint32_t> info((uint64_t(m.rows) + 1) / 2 * 4, 0);
   for (uint32_t n = 0; n < m.rows; ++n) {
     info[2 * n] = static_cast<uint32_t>(m.row_code_sums[n]);
     info[2 * n + 1] = std::bit_cast<uint32_t>(m.row_scales[n]);

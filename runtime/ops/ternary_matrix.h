@@ -43,8 +43,10 @@ struct MatrixSegment {
   uint32_t rows = 0;
 };
 
-// A packed matrix resident on a device, split into segments that each fit maxStorageBufferRange
-// (or `max_segment_bytes` when that is smaller and non-zero: tests force several segments).
+// A packed matrix resident on a device, split into segments that each fit maxStorageBufferRange and,
+// where the device reads R32G32B32A32_UINT texel buffers, maxTexelBufferElements x 16 bytes (or
+// `max_segment_bytes` when that is smaller and non-zero: tests force several segments). Segment
+// buffers start at offset 0 and hold whole 16-byte rows, so they bind as storage or texel buffers.
 class TernaryMatrixGpu {
  public:
   TernaryMatrixGpu(Device& device, const PackedTernaryMatrix& m, const std::string& name,
@@ -55,7 +57,8 @@ class TernaryMatrixGpu {
   uint32_t padded_cols() const { return (cols_ + 63) / 64 * 64; }
   uint32_t words_per_row() const { return padded_cols() / 16; }
   const std::vector<MatrixSegment>& segments() const { return segments_; }
-  // {int32 row_code_sum, float scale} per row of the whole matrix.
+  // {int32 row_code_sum, float scale} per row of the whole matrix, padded to a multiple of 16 bytes
+  // (readable as a uvec4 texel buffer, two rows per texel).
   const Buffer& row_info() const { return row_info_; }
   const std::string& name() const { return name_; }
   uint64_t weight_bytes() const { return uint64_t(rows_) * words_per_row() * 4; }

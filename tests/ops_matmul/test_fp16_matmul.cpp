@@ -21,7 +21,14 @@ struct Case {
   uint64_t max_segment_bytes = 0;
   Epilogue epilogue = Epilogue::Store;
   std::optional<MatmulShape> shape;
+  MatmulLoad load = MatmulLoad::Storage;
 };
+
+std::vector<MatmulLoad> load_paths() {
+  std::vector<MatmulLoad> loads = {MatmulLoad::Storage};
+  if (test::device().info().texel_buffer_uint4) loads.push_back(MatmulLoad::Texel);
+  return loads;
+}
 
 size_t run_case(const Case& c, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -36,7 +43,8 @@ size_t run_case(const Case& c, uint32_t seed) {
   std::vector<float> y0(size_t(c.t) * c.n);
   for (size_t i = 0; i < y0.size(); ++i) y0[i] = c.epilogue == Epilogue::Accumulate ? float(i % 13) - 6.0f : NAN;
   Buffer gy = test::upload(y0, "fp16 test output");
-  Fp16Matmul op(dev, {.shape = c.shape});
+  Fp16Matmul op(dev, {.shape = c.shape, .load = c.load});
+  REQUIRE(op.uses_texel_loads() == (c.load == MatmulLoad::Texel));
   Recording rec(dev);
   op.record(rec, gw, gx.range(), c.t, {gy.range()}, c.epilogue);
   rec.submit_and_wait();
@@ -54,7 +62,8 @@ size_t run_case(const Case& c, uint32_t seed) {
         ref += y0[i];
         mag += std::fabs(y0[i]);
       }
-      INFO("N=" << c.n << " K=" << c.k << " T=" << c.t << " t=" << t << " n=" << n);
+      INFO("N=" << c.n << " K=" << c.k << " T=" << c.t << " t=" << t << " n=" << n
+                << " texel=" << (c.load == MatmulLoad::Texel));
       REQUIRE(std::fabs(y[i] - ref) <= 3e-5 * mag + 1e-6);
     }
   return gw.segments().size();
@@ -64,21 +73,28 @@ size_t run_case(const Case& c, uint32_t seed) {
 
 TEST_CASE("fp16 GEMV and GEMM on awkward shapes (vec4 and scalar activation loads)") {
   test::ValidationGuard guard;
-  uint32_t seed = 300;
-  // K % 4 == 0 takes the vec4 variant (with a masked tail when K % 8 != 0), other K the scalar one.
-  for (uint32_t k : {1u, 12u, 13u, 63u, 65u, 255u, 257u, 2560u, 2564u, 2560u + 17u})
-    for (uint32_t n : {1u, 7u, 129u})
-      for (uint32_t t : {1u, 2u, 5u, 9u}) run_case({n, k, t}, seed++);
+  // K % 4 == 0 takes the vec4 variant (with a masked tail when K % 8 != 0), other K the scalar one;
+  // with texel loads the weights are texel buffers, and the activations too in the vec4 variant.
+  for (MatmulLoad load : load_paths()) {
+    CAPTURE(int(load));
+    uint32_t seed = 300;
+    for (uint32_t k : {1u, 12u, 13u, 63u, 65u, 255u, 257u, 2560u, 2564u, 2560u + 17u})
+      for (uint32_t n : {1u, 7u, 129u})
+        for (uint32_t t : {1u, 2u, 5u, 9u}) run_case({n, k, t, 0, Epilogue::Store, std::nullopt, load}, seed++);
+  }
 }
 
 TEST_CASE("fp16 matmul: forced segments, residual epilogue, GPU-like shapes") {
   test::ValidationGuard guard;
-  for (uint32_t t : {1u, 5u}) {
-    // 264 padded columns = 528 bytes a row; 2000 bytes hold 3 rows: 43 segments for 129 rows.
-    CHECK(run_case({129, 260, t, 2000}, 40) == 43);
-    CHECK(run_case({129, 261, t, 2000, Epilogue::Accumulate}, 41) == 43);
-    run_case({129, 260, t, 0, Epilogue::Accumulate}, 42);
-  }
+  for (MatmulLoad load : load_paths())
+    for (uint32_t t : {1u, 5u}) {
+      CAPTURE(int(load));
+      const auto any = std::nullopt;
+      // 264 padded columns = 528 bytes a row; 2000 bytes hold 3 rows: 43 segments for 129 rows.
+      CHECK(run_case({129, 260, t, 2000, Epilogue::Store, any, load}, 40) == 43);
+      CHECK(run_case({129, 261, t, 2000, Epilogue::Accumulate, any, load}, 41) == 43);
+      run_case({129, 260, t, 0, Epilogue::Accumulate, any, load}, 42);
+    }
   const DeviceInfo& info = test::device().info();
   for (uint32_t lanes : {4u}) {
     if (lanes > info.min_subgroup_size) continue;
@@ -88,8 +104,10 @@ TEST_CASE("fp16 matmul: forced segments, residual epilogue, GPU-like shapes") {
     s.rows = 2;
     s.tokens = 3;
     s.subgroup_add = false;
-    run_case({129, 260, 5, 0, Epilogue::Store, s}, 50 + lanes);
-    run_case({129, 257, 1, 0, Epilogue::Store, s}, 60 + lanes);
+    for (MatmulLoad load : load_paths()) {
+      run_case({129, 260, 5, 0, Epilogue::Store, s, load}, 50 + lanes);
+      run_case({129, 257, 1, 0, Epilogue::Store, s, load}, 60 + lanes);
+    }
   }
   Device& dev = test::device();
   std::vector<uint16_t> one(10, 0);

@@ -1,5 +1,6 @@
 // Ternary packing and the ternary GEMV/GEMM against a naive CPU reference, on both inner-product
-// paths (SWAR and OpSDot), awkward shapes, forced segments and the residual epilogue.
+// paths (SWAR and OpSDot) and both load paths (storage buffers, uniform texel buffers), awkward
+// shapes, forced segments and the residual epilogue.
 //
 // Tolerances: with s = 1 and scale = 1 the output is float(integer sum) and must match exactly
 // (|sum| < 2^24). With real scales the reference computes (float(sum) * scale) * s in the shader's
@@ -58,7 +59,16 @@ struct Case {
   uint64_t max_segment_bytes = 0;
   Epilogue epilogue = Epilogue::Store;
   std::optional<MatmulShape> shape;
+  MatmulLoad load = MatmulLoad::Storage;
 };
+
+// The load paths this device can run: storage always, texel where R32G32B32A32_UINT texel buffers work.
+std::vector<MatmulLoad> load_paths() {
+  std::vector<MatmulLoad> loads = {MatmulLoad::Storage};
+  if (test::device().info().texel_buffer_uint4) loads.push_back(MatmulLoad::Texel);
+  else MESSAGE("device has no uint4 uniform texel buffers: the texel path is not tested");
+  return loads;
+}
 
 // Runs one case and checks every output. Returns the number of segments used.
 size_t run_case(const Case& c, uint32_t seed) {
@@ -74,7 +84,14 @@ size_t run_case(const Case& c, uint32_t seed) {
   std::vector<float> y0(size_t(c.t) * c.n);
   for (size_t i = 0; i < y0.size(); ++i) y0[i] = c.epilogue == Epilogue::Accumulate ? float(i % 17) - 8.0f : NAN;
   Buffer gy = test::upload(y0, "test output");
-  TernaryMatmul op(dev, {.dot = c.dot, .shape = c.shape});
+  TernaryMatmul op(dev, {.dot = c.dot, .shape = c.shape, .load = c.load});
+  REQUIRE(op.uses_texel_loads() == (c.load == MatmulLoad::Texel));
+  const uint64_t texel_limit = uint64_t(dev.info().max_texel_buffer_elements) * 16;
+  for (const MatrixSegment& seg : gw.segments()) {
+    REQUIRE(seg.weights.size() % 16 == 0);
+    if (dev.info().texel_buffer_uint4) REQUIRE(seg.weights.size() <= texel_limit);
+  }
+  REQUIRE(gw.row_info().size() % 16 == 0);
   Recording rec(dev);
   op.record(rec, gw, gx.view, c.t, {gy.range()}, c.epilogue);
   rec.submit_and_wait();
@@ -84,7 +101,8 @@ size_t run_case(const Case& c, uint32_t seed) {
       const size_t i = size_t(t) * c.n + n;
       float expect = float(acc[i]) * scale * x.s[t];
       if (c.epilogue == Epilogue::Accumulate) expect += y0[i];
-      INFO("N=" << c.n << " K=" << c.k << " T=" << c.t << " t=" << t << " n=" << n << " sum=" << acc[i]);
+      INFO("N=" << c.n << " K=" << c.k << " T=" << c.t << " t=" << t << " n=" << n << " sum=" << acc[i]
+                << " texel=" << (c.load == MatmulLoad::Texel));
       if (c.unit_scale) {
         REQUIRE(y[i] == expect);
       } else {
@@ -137,30 +155,39 @@ TEST_CASE("ternary GEMV and GEMM are exact on awkward shapes, both inner-product
   std::vector<TernaryDot> paths = {TernaryDot::Swar};
   if (test::device().info().integer_dot_product) paths.push_back(TernaryDot::PackedInt8);
   else MESSAGE("device has no shaderIntegerDotProduct: the OpSDot path is not tested");
-  uint32_t seed = 100;
-  for (TernaryDot dot : paths)
-    for (uint32_t k : {1u, 13u, 63u, 65u, 255u, 257u, 2560u + 17u})
-      for (uint32_t n : {1u, 7u, 129u})
-        for (uint32_t t : {1u, 2u, 5u, 9u}) {
-          CAPTURE(int(dot));
-          run_case({n, k, t, dot}, seed++);
-        }
+  for (MatmulLoad load : load_paths()) {
+    uint32_t seed = 100;
+    for (TernaryDot dot : paths)
+      for (uint32_t k : {1u, 13u, 63u, 65u, 255u, 257u, 2560u + 17u})
+        for (uint32_t n : {1u, 7u, 129u})
+          for (uint32_t t : {1u, 2u, 5u, 9u}) {
+            CAPTURE(int(dot));
+            CAPTURE(int(load));
+            run_case({n, k, t, dot, true, 0, Epilogue::Store, std::nullopt, load}, seed++);
+          }
+  }
 }
 
 TEST_CASE("ternary matmul with real scales, forced segments and the residual epilogue") {
   test::ValidationGuard guard;
   std::vector<TernaryDot> paths = {TernaryDot::Swar};
   if (test::device().info().integer_dot_product) paths.push_back(TernaryDot::PackedInt8);
-  for (TernaryDot dot : paths) {
-    CAPTURE(int(dot));
-    for (uint32_t t : {1u, 5u}) {
-      run_case({129, 300, t, dot, /*unit_scale=*/false}, 7);
-      run_case({129, 300, t, dot, false, 0, Epilogue::Accumulate}, 8);
-      // 320 padded columns = 80 bytes a row: 13 segments of 10 rows (the last of 9).
-      CHECK(run_case({129, 300, t, dot, true, 800}, 9) == 13);
-      CHECK(run_case({129, 300, t, dot, false, 800, Epilogue::Accumulate}, 10) == 13);
+  for (MatmulLoad load : load_paths())
+    for (TernaryDot dot : paths) {
+      CAPTURE(int(dot));
+      CAPTURE(int(load));
+      const auto any = std::nullopt;
+      for (uint32_t t : {1u, 5u}) {
+        run_case({129, 300, t, dot, /*unit_scale=*/false, 0, Epilogue::Store, any, load}, 7);
+        run_case({129, 300, t, dot, false, 0, Epilogue::Accumulate, any, load}, 8);
+        // 320 padded columns = 80 bytes a row: 13 segments of 10 rows (the last of 9); each segment
+        // is its own texel view of 800 bytes (50 texels).
+        CHECK(run_case({129, 300, t, dot, true, 800, Epilogue::Store, any, load}, 9) == 13);
+        CHECK(run_case({129, 300, t, dot, false, 800, Epilogue::Accumulate, any, load}, 10) == 13);
+        // One row per segment, odd rows: row info read at both halves of its texels.
+        CHECK(run_case({7, 1000, t, dot, false, 256, Epilogue::Store, any, load}, 11) == 7);
+      }
     }
-  }
 }
 
 TEST_CASE("ternary matmul shapes: GPU-like lane clusters with shuffle reduction") {
@@ -177,8 +204,12 @@ TEST_CASE("ternary matmul shapes: GPU-like lane clusters with shuffle reduction"
     s.tokens = 3;
     s.subgroup_add = false;
     CAPTURE(lanes);
-    run_case({129, 257, 5, TernaryDot::Swar, true, 0, Epilogue::Store, s}, 20 + lanes);
-    if (info.integer_dot_product) run_case({129, 257, 1, TernaryDot::PackedInt8, false, 0, Epilogue::Store, s}, 30);
+    for (MatmulLoad load : load_paths()) {
+      CAPTURE(int(load));
+      run_case({129, 257, 5, TernaryDot::Swar, true, 0, Epilogue::Store, s, load}, 20 + lanes);
+      if (info.integer_dot_product)
+        run_case({129, 257, 1, TernaryDot::PackedInt8, false, 0, Epilogue::Store, s, load}, 30);
+    }
   }
 }
 
@@ -220,4 +251,20 @@ TEST_CASE("ternary matmul writes columns of a wider output and concatenated matr
   CHECK_THROWS_WITH_AS(op.record(bad, gw, wrong, t, {gy.range()}), doctest::Contains("columns"), Error);
   CHECK_THROWS_WITH_AS(op.record(bad, gw, gx.view, t, {gy.range(), 30, 7}), doctest::Contains("do not fit"), Error);
   CHECK_THROWS_WITH_AS(op.record(bad, gw, gx.view, 4, {gy.range(), stride, offset}), doctest::Contains("fewer"), Error);
+}
+
+TEST_CASE("ternary matmul picks texel loads on CPU devices that have them, storage loads elsewhere") {
+  Device& dev = test::device();
+  const DeviceInfo& info = dev.info();
+  TernaryMatmul automatic(dev);
+  CHECK(automatic.uses_texel_loads() == (info.is_cpu() && info.texel_buffer_uint4));
+  CHECK(automatic.uses_texel_loads() == prefers_texel_loads(info));
+  CHECK_FALSE(TernaryMatmul(dev, {.load = MatmulLoad::Storage}).uses_texel_loads());
+  if (info.texel_buffer_uint4) CHECK(TernaryMatmul(dev, {.load = MatmulLoad::Texel}).uses_texel_loads());
+  else CHECK_THROWS_AS(TernaryMatmul(dev, {.load = MatmulLoad::Texel}), Error);
+  // A GPU-like description keeps storage loads.
+  DeviceInfo gpu = info;
+  gpu.type = VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU;
+  gpu.texel_buffer_uint4 = true;
+  CHECK_FALSE(prefers_texel_loads(gpu));
 }
