@@ -82,15 +82,7 @@ uint64_t param_count(const ModelConfig& c) {
 }
 
 GpuFootprint fp16_footprint(const ModelConfig& c, int context, int prefill_chunk) {
-  GpuFootprint f = estimate_gpu_footprint(c, context, 1, prefill_chunk);
-  auto fp16 = [](uint64_t rows, uint64_t cols) { return rows * ((cols + 7) / 8 * 8) * 2; };
-  const uint64_t per_layer = fp16(c.q_dim() + 2ull * c.kv_dim(), c.dim) + fp16(c.dim, c.q_dim()) +
-                             fp16(2ull * c.ffn_dim, c.dim) + fp16(c.dim, c.ffn_dim);
-  const uint64_t linear = per_layer * c.n_layers;
-  f.weights = f.weights - f.ternary_weights + linear;
-  f.ternary_weights = 0;
-  f.scratch += uint64_t(prefill_chunk) * std::max({c.dim, c.q_dim(), c.ffn_dim}) * 4;
-  return f;
+  return estimate_fp16_footprint(c, context, 1, prefill_chunk);
 }
 
 std::string format_fixed(double v, int decimals) {

@@ -39,9 +39,9 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
   // Refuse before uploading anything when a stage cannot fit its device's memory.
   for (size_t i = 0; i < specs.size(); ++i) {
     const DeviceInfo& info = *infos[i];
-    const GpuFootprint need = estimate_gpu_footprint(c, context_, 1, options_.prefill_chunk,
-                                                     specs[i].end_layer - specs[i].first_layer, specs[i].embedding,
-                                                     specs[i].head);
+    const auto estimate = options_.fp16_baseline ? estimate_fp16_footprint : estimate_gpu_footprint;
+    const GpuFootprint need = estimate(c, context_, 1, options_.prefill_chunk,
+                                       specs[i].end_layer - specs[i].first_layer, specs[i].embedding, specs[i].head);
     const uint64_t heap = info.unified_memory() ? (info.heaps.empty() ? 0 : info.heaps[0].size) : info.device_local_bytes();
     if (heap && need.total() > heap)
       throw OutOfMemoryError(model.string() + ": stage " + std::to_string(i) + " needs about " +

@@ -1,5 +1,7 @@
 #include "runtime/engine/gpu_footprint.h"
 
+#include <algorithm>
+
 namespace ternvk {
 namespace {
 uint64_t ternary_bytes(uint64_t rows, uint64_t cols) { return rows * ((cols + 63) / 64 * 16) + rows * 4; }
@@ -19,6 +21,19 @@ GpuFootprint estimate_gpu_footprint(const ModelConfig& c, int context, int seque
   const uint64_t t = prefill_chunk;
   f.scratch = t * 4 * (2ull * c.dim + c.q_dim() + 2ull * c.kv_dim() + 3ull * c.ffn_dim) + t * 4 * c.vocab +
               t * (c.ffn_dim + 64);
+  return f;
+}
+
+GpuFootprint estimate_fp16_footprint(const ModelConfig& c, int context, int sequences, int prefill_chunk,
+                                     int layers, bool with_embedding, bool with_head) {
+  if (layers < 0) layers = c.n_layers;
+  GpuFootprint f = estimate_gpu_footprint(c, context, sequences, prefill_chunk, layers, with_embedding, with_head);
+  auto fp16 = [](uint64_t rows, uint64_t cols) { return rows * ((cols + 7) / 8 * 8) * 2; };
+  const uint64_t per_layer = fp16(c.q_dim() + 2ull * c.kv_dim(), c.dim) + fp16(c.dim, c.q_dim()) +
+                             fp16(2ull * c.ffn_dim, c.dim) + fp16(c.dim, c.ffn_dim);
+  f.weights = f.weights - f.ternary_weights + per_layer * layers;
+  f.ternary_weights = 0;
+  f.scratch += uint64_t(prefill_chunk) * std::max({c.dim, c.q_dim(), c.ffn_dim}) * 4;
   return f;
 }
 

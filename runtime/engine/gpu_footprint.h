@@ -19,4 +19,8 @@ struct GpuFootprint {
 GpuFootprint estimate_gpu_footprint(const ModelConfig& c, int context, int sequences, int prefill_chunk = 64,
                                     int layers = -1, bool with_embedding = true, bool with_head = true);
 
+// The same model as the FP16 baseline: every linear weight in FP16, plus float normed activations.
+GpuFootprint estimate_fp16_footprint(const ModelConfig& c, int context, int sequences, int prefill_chunk = 64,
+                                     int layers = -1, bool with_embedding = true, bool with_head = true);
+
 }  // namespace ternvk

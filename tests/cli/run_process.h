@@ -12,5 +12,7 @@ struct ProcessResult {
 
 // `args` is appended to the binary's path as-is (shell syntax); `input` is written to stdin.
 ProcessResult run_ternvk(const std::string& args, const std::string& input = "");
+// The same, with a shell prefix before the binary (e.g. "timeout --preserve-status -s INT 5").
+ProcessResult run_ternvk_with(const std::string& prefix, const std::string& args, const std::string& input = "");
 
 }  // namespace ternvk::test

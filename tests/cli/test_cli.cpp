@@ -78,6 +78,16 @@ TEST_CASE("chat answers on stdin and ends at end of input") {
   CHECK(r.err.find("validation error") == std::string::npos);
 }
 
+TEST_CASE("Ctrl-C in chat stops the answer, not the program") {
+  // A long answer is interrupted after a few seconds; the chat then reads the next line (end of
+  // input here) and exits normally.
+  auto r = run_ternvk_with("timeout --preserve-status -s INT 15", "chat -m " + kTiny + " -n 100000 --greedy",
+                           "Tell me a long story\n");
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.err.find("[stopped]") != std::string::npos);
+}
+
 TEST_CASE("bad model files are named with what is wrong") {
   expect_clean_failure(run_ternvk("run -m /nonexistent/model.gguf -p hi"), "/nonexistent/model.gguf");
   const auto truncated = scratch("truncated.gguf");
