@@ -5,22 +5,9 @@
 
 #include "runtime/core/error.h"
 #include "runtime/device/device.h"
+#include "runtime/ops/op_checks.h"
 
 namespace ternvk::ops {
-namespace {
-
-bool overlaps(const BufferRange& a, const BufferRange& b) {
-  return a.buffer == b.buffer && a.offset < b.offset + b.size && b.offset < a.offset + a.size;
-}
-
-void require_bytes(const BufferRange& r, uint64_t bytes, const char* what) {
-  if (!r.buffer || r.size < bytes)
-    throw Error(std::string("argmax: ") + what + " holds " + std::to_string(r.buffer ? r.size : 0) +
-                " bytes but needs " + std::to_string(bytes));
-}
-
-}  // namespace
-
 RowReducePlan plan_argmax(const DeviceInfo& info, uint32_t rows, uint32_t cols, const RowReduceTuning& t) {
   if (rows == 0 || cols == 0) throw Error("argmax: rows and cols must be positive");
   RowReducePlan p;
@@ -59,8 +46,8 @@ void record_argmax(Recording& rec, const ArgmaxArgs& a) {
     throw Error("argmax: the plan (chunk " + std::to_string(p.chunk) + ", parts " + std::to_string(p.parts) +
                 ") does not match " + std::to_string(a.cols) + " columns; make it with plan_argmax");
   if (a.rows > 65535) throw Error("argmax: more than 65535 rows in one dispatch; split the batch");
-  require_bytes(a.logits, uint64_t(a.rows) * a.cols * 4, "logits");
-  require_bytes(a.out, uint64_t(a.rows) * sizeof(ArgmaxResult), "out");
+  require_bytes("argmax", a.logits, uint64_t(a.rows) * a.cols * 4, "logits");
+  require_bytes("argmax", a.out, uint64_t(a.rows) * sizeof(ArgmaxResult), "out");
   if (overlaps(a.logits, a.out)) throw Error("argmax: out must not overlap logits");
   struct {
     uint32_t cols, chunk, parts;
@@ -72,7 +59,7 @@ void record_argmax(Recording& rec, const ArgmaxArgs& a) {
     rec.dispatch(first, {a.logits, a.out}, push, 1, a.rows);
     return;
   }
-  require_bytes(a.scratch, uint64_t(a.rows) * p.parts * sizeof(ArgmaxResult), "scratch");
+  require_bytes("argmax", a.scratch, uint64_t(a.rows) * p.parts * sizeof(ArgmaxResult), "scratch");
   if (overlaps(a.scratch, a.logits) || overlaps(a.scratch, a.out))
     throw Error("argmax: scratch must not overlap logits or out");
   const Pipeline& merge = dev.pipeline(std::string("argmax_merge") + suffix, {.constants = constants});

@@ -5,23 +5,9 @@
 
 #include "runtime/core/error.h"
 #include "runtime/device/device.h"
+#include "runtime/ops/op_checks.h"
 
 namespace ternvk::ops {
-namespace {
-
-bool overlaps(const BufferRange& a, const BufferRange& b) {
-  return a.buffer == b.buffer && a.offset < b.offset + b.size && b.offset < a.offset + a.size;
-}
-
-// Elementwise ops (no barriers): 8 subgroups, at least 64 and at most 256 invocations. On lavapipe
-// (subgroup 8) 64 beat 8 by 1.5-3x (fewer workgroups to schedule); GPUs get 256.
-uint32_t elementwise_workgroup(const DeviceInfo& info) {
-  const uint32_t sg = std::max(1u, info.subgroup_size);
-  return std::min({std::max(sg * 8, 64u), 256u, std::max(1u, info.max_workgroup_invocations)});
-}
-
-}  // namespace
-
 void record_residual_add(Recording& rec, const ResidualAddArgs& a) {
   if (a.count == 0) throw Error("residual_add: count must be positive");
   const uint64_t bytes = uint64_t(a.count) * 4;

@@ -5,13 +5,10 @@
 
 #include "runtime/core/error.h"
 #include "runtime/device/device.h"
+#include "runtime/ops/op_checks.h"
 
 namespace ternvk::ops {
 namespace {
-
-bool overlaps(const BufferRange& a, const BufferRange& b) {
-  return a.buffer == b.buffer && a.offset < b.offset + b.size && b.offset < a.offset + a.size;
-}
 
 void require_bytes(const BufferRange& r, uint64_t bytes, const char* what) {
   if (!r.buffer) throw Error(std::string("rmsnorm: ") + what + " buffer is missing");

@@ -5,19 +5,10 @@
 
 #include "runtime/core/error.h"
 #include "runtime/device/device.h"
+#include "runtime/ops/op_checks.h"
 
 namespace ternvk::ops {
 namespace {
-
-bool overlaps(const BufferRange& a, const BufferRange& b) {
-  return a.buffer == b.buffer && a.offset < b.offset + b.size && b.offset < a.offset + a.size;
-}
-
-void require_bytes(const BufferRange& r, uint64_t bytes, const char* what) {
-  if (!r.buffer || r.size < bytes)
-    throw Error(std::string("topk: ") + what + " holds " + std::to_string(r.buffer ? r.size : 0) +
-                " bytes but needs " + std::to_string(bytes));
-}
 
 void check_k(uint32_t k) {
   if (k == 0 || k > kMaxTopK)
@@ -76,8 +67,8 @@ void record_topk(Recording& rec, const TopKArgs& a) {
     throw Error("topk: the plan (chunk " + std::to_string(p.chunk) + ", parts " + std::to_string(p.parts) +
                 ") does not match " + std::to_string(a.cols) + " columns; make it with plan_topk");
   if (a.rows > 65535) throw Error("topk: more than 65535 rows in one dispatch; split the batch");
-  require_bytes(a.logits, uint64_t(a.rows) * a.cols * 4, "logits");
-  require_bytes(a.out, uint64_t(a.rows) * a.k * sizeof(TopKEntry), "out");
+  require_bytes("topk", a.logits, uint64_t(a.rows) * a.cols * 4, "logits");
+  require_bytes("topk", a.out, uint64_t(a.rows) * a.k * sizeof(TopKEntry), "out");
   if (overlaps(a.logits, a.out)) throw Error("topk: out must not overlap logits");
   struct {
     uint32_t cols, chunk, parts, k;
@@ -89,7 +80,7 @@ void record_topk(Recording& rec, const TopKArgs& a) {
     rec.dispatch(first, {a.logits, a.out}, push, 1, a.rows);
     return;
   }
-  require_bytes(a.scratch, uint64_t(a.rows) * p.parts * a.k * sizeof(TopKEntry), "scratch");
+  require_bytes("topk", a.scratch, uint64_t(a.rows) * p.parts * a.k * sizeof(TopKEntry), "scratch");
   if (overlaps(a.scratch, a.logits) || overlaps(a.scratch, a.out))
     throw Error("topk: scratch must not overlap logits or out");
   const Pipeline& merge = dev.pipeline(std::string("topk_merge") + suffix, {.constants = constants});
