@@ -35,7 +35,15 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
   } else {
     for (int d : options_.devices) infos.push_back(&instance.select(d));
   }
-  const std::vector<StageSpec> specs = plan_stages(c, int(infos.size()), options_.split);
+  // Logical devices first: an automatic split over several devices is measured on them.
+  for (const DeviceInfo* info : infos) devices_.push_back(std::make_unique<Device>(instance, *info));
+  std::vector<int> split = options_.split;
+  if (split.empty() && devices_.size() > 1) {
+    std::vector<double> speeds;
+    for (auto& d : devices_) speeds.push_back(calibrate_ternary_gemv(*d));
+    split = split_by_speed(c.n_layers, speeds);
+  }
+  const std::vector<StageSpec> specs = plan_stages(c, int(infos.size()), split);
   // Refuse before uploading anything when a stage cannot fit its device's memory.
   for (size_t i = 0; i < specs.size(); ++i) {
     const DeviceInfo& info = *infos[i];
@@ -55,9 +63,8 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                   .timestamps = options_.timestamps, .max_segment_bytes = options_.max_segment_bytes,
                   .fp16_baseline = options_.fp16_baseline};
   for (size_t i = 0; i < specs.size(); ++i) {
-    devices_.push_back(std::make_unique<Device>(instance, *infos[i]));
     try {
-      stages_.push_back(std::make_unique<Stage>(*devices_.back(), *source_, specs[i], so, options_.progress));
+      stages_.push_back(std::make_unique<Stage>(*devices_[i], *source_, specs[i], so, options_.progress));
     } catch (const OutOfMemoryError& e) {
       throw OutOfMemoryError("stage " + std::to_string(i) + " on device " + std::to_string(infos[i]->index) + " (" +
                              infos[i]->name + "): " + e.what());

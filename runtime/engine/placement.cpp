@@ -1,9 +1,19 @@
 #include "runtime/engine/placement.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <sstream>
 
 #include "runtime/core/error.h"
+#include "runtime/device/device.h"
+#include "runtime/device/recording.h"
+#include "runtime/ops/ternary_matmul.h"
+#include "runtime/ops/ternary_matrix.h"
 
 namespace ternvk {
 namespace {
@@ -54,6 +64,70 @@ std::vector<StageSpec> plan_stages(const ModelConfig& c, int n_devices, const st
     first += layers[i];
   }
   return stages;
+}
+
+std::vector<int> split_by_speed(int layers, const std::vector<double>& speeds) {
+  const int n = int(speeds.size());
+  if (n < 1) throw Error("no devices to place the model on");
+  if (n > layers)
+    throw Error(std::to_string(n) + " devices but the model has only " + std::to_string(layers) +
+                " layers: every stage needs at least one");
+  double total = 0;
+  for (double v : speeds) total += std::max(v, 1e-9);
+  // One layer each first, the rest in proportion to speed.
+  const int spare = layers - n;
+  std::vector<int> out(n, 1);
+  std::vector<std::pair<double, int>> remainders;
+  int given = 0;
+  for (int i = 0; i < n; ++i) {
+    const double share = spare * std::max(speeds[i], 1e-9) / total;
+    out[i] += int(share);
+    given += int(share);
+    remainders.push_back({share - int(share), -i});
+  }
+  std::sort(remainders.rbegin(), remainders.rend());
+  for (int i = 0; given < spare; ++i, ++given) out[-remainders[i % n].second]++;
+  return out;
+}
+
+double calibrate_ternary_gemv(Device& device) {
+  const DeviceInfo& info = device.info();
+  char name[160];
+  std::snprintf(name, sizeof name, "calibration-%04x-%04x-%08x-%s.txt", info.vendor_id, info.device_id,
+                info.api_version, info.driver_info.empty() ? "driver" : "v");
+  std::filesystem::path path;
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) path = std::filesystem::path(xdg) / "ternvk" / name;
+  else if (const char* home = std::getenv("HOME"); home && *home) path = std::filesystem::path(home) / ".cache/ternvk" / name;
+  if (!path.empty()) {
+    std::ifstream in(path);
+    double cached = 0;
+    if (in >> cached && cached > 0) return cached;
+  }
+  // A 2560 x 2560 ternary GEMV (the 2B4T attention shape), timed with the host clock over a few
+  // replays after a warm-up: enough to rank devices, cheap enough to run at start-up.
+  const uint32_t n = 2560;
+  std::vector<int8_t> values(size_t(n) * n);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = int8_t(int(i * 2654435761u >> 29) % 3 - 1);
+  ops::TernaryMatrixGpu w(device, ops::pack_ternary(values, n, n, 1.0f, "calibration"), "calibration");
+  auto x = ops::QuantizedActivationsBuffers::create(device, 1, n, "calibration input");
+  Buffer y = device.create_buffer(n * 4, MemoryKind::DeviceLocal, "calibration output");
+  ops::TernaryMatmul matmul(device);
+  Recording rec(device);
+  rec.fill(x.values.range(), 0x01010101u);
+  rec.fill(x.meta.range(), 0);
+  for (int i = 0; i < 4; ++i) matmul.record(rec, w, x.view(), 1, {y.range()});
+  rec.submit_and_wait();
+  const auto t0 = std::chrono::steady_clock::now();
+  const int reps = 3;
+  for (int i = 0; i < reps; ++i) rec.submit_and_wait();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double gmacs = double(n) * n * 4 * reps / std::max(seconds, 1e-9) / 1e9;
+  if (!path.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    std::ofstream(path) << gmacs << "\n";
+  }
+  return gmacs;
 }
 
 std::vector<int> parse_split(const std::string& text) {

@@ -13,6 +13,15 @@ namespace ternvk {
 // (earlier stages take the remainder). Throws ternvk::Error for impossible splits.
 std::vector<StageSpec> plan_stages(const ModelConfig& config, int n_devices, const std::vector<int>& split);
 
+// Layers per device in proportion to each device's measured speed (higher = faster), every device
+// at least one layer, summing to `layers`. Largest-remainder rounding; ties go to earlier devices.
+std::vector<int> split_by_speed(int layers, const std::vector<double>& speeds);
+
+class Device;
+// The device's speed at the ternary GEMV (GMAC/s), measured once by a short run and cached in the
+// user's cache folder per device and driver.
+double calibrate_ternary_gemv(Device& device);
+
 // Parses "auto" (empty result) or "N,N,...".
 std::vector<int> parse_split(const std::string& text);
 // Parses "all" (every device) or "I,J,..." (indices may repeat: each entry is its own logical device).

@@ -212,6 +212,24 @@ TEST_CASE("impossible splits and device lists are clear errors") {
   CHECK_THROWS_WITH_AS(parse_device_list("0,7", 1), doctest::Contains("device 7 does not exist"), Error);
   CHECK(parse_device_list("all", 2) == std::vector<int>{0, 1});
   CHECK(parse_split("auto").empty());
+  CHECK(split_by_speed(30, {1.0, 1.0}) == std::vector<int>{15, 15});
+  CHECK(split_by_speed(30, {3.0, 1.0}) == std::vector<int>{22, 8});
+  CHECK(split_by_speed(3, {100.0, 1.0, 1.0}) == std::vector<int>{1, 1, 1});
+  CHECK(split_by_speed(7, {1.0, 1.0, 1.0}) == std::vector<int>{3, 2, 2});
+  CHECK_THROWS_AS(split_by_speed(2, {1.0, 1.0, 1.0}), Error);
+}
+
+TEST_CASE("an automatic split measures each device and covers every layer") {
+  ValidationGuard guard;
+  const RandomModel m = make_random_model(small_2b4t_config(), 4);
+  const auto dir = temp_dir("engine-auto-split");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  EngineOptions o = weights_only();
+  o.devices = {int(device().info().index), int(device().info().index)};
+  Engine engine(instance(), dir / "model.gguf", o);
+  REQUIRE(engine.stage_count() == 2);
+  CHECK(engine.stage(0).spec().end_layer == engine.stage(1).spec().first_layer);
+  CHECK(engine.stage(1).spec().end_layer == m.config.n_layers);
 }
 
 TEST_CASE("bad requests to the engine are clear errors") {
