@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "cli/run_process.h"
 
 using namespace ternvk::test;
@@ -127,4 +129,24 @@ TEST_CASE("perplexity scores a text file") {
   CHECK(r.exit_code == 0);
   CHECK(r.out.find("perplexity: ") != std::string::npos);
   expect_clean_failure(run_ternvk("perplexity -m " + kTiny + " -f /nonexistent.txt"), "/nonexistent.txt");
+}
+
+TEST_CASE("ternvk perplexity over the shipped model's whole validation slice agrees with its training tool") {
+  std::ifstream in(fs::path(TERNVK_SOURCE_DIR) / "tests/fixtures/ternvk-shakespeare.json");
+  REQUIRE(in.good());
+  const auto v = nlohmann::json::parse(in)["validation"];
+  const std::string corpus = (kShared / "data/corpus/tinyshakespeare.txt").string();
+  auto r = run_ternvk("perplexity -f " + corpus + " --byte-offset " + std::to_string(v["byte_offset"].get<long>()) +
+                      " --byte-length " + std::to_string(v["byte_length"].get<long>()) + " --window " +
+                      std::to_string(v["chunk_tokens"].get<int>()));
+  CAPTURE(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto at = r.out.find("perplexity: ");
+  REQUIRE(at != std::string::npos);
+  const double got = std::stod(r.out.substr(at + 12));
+  const double want = v["perplexity"].get<double>();
+  CAPTURE(got);
+  CAPTURE(want);
+  CHECK(std::abs(got - want) / want < 0.01);
+  CHECK(r.out.find("over " + std::to_string(v["n_tokens"].get<long>()) + " tokens") != std::string::npos);
 }

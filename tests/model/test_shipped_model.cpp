@@ -133,8 +133,8 @@ TEST_CASE("the runtime's validation perplexity agrees with the training tool's w
   Engine engine(test::instance(), kModelDir / "model.gguf", options());
   const auto tokens = Engine::ids(engine.tokenizer().encode(slice, false));
   CHECK(tokens.size() == v["n_tokens"].get<size_t>());
-  // The whole slice takes minutes on a CPU device: CI scores its first chunks, whose perplexity the
-  // tool also recorded; `ternvk perplexity` reproduces the full figure (docs/training.md).
+  // Here the first chunks, which the tool also scored; tests/cli runs `ternvk perplexity` over the
+  // whole slice.
   const auto& quick = v["quick"];
   const auto quick_ids = quick["token_ids"].get<std::vector<uint32_t>>();
   REQUIRE(std::equal(quick_ids.begin(), quick_ids.end(), tokens.begin()));
