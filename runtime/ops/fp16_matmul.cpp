@@ -59,19 +59,12 @@ void Fp16Matmul::record(Recording& rec, const Fp16MatrixGpu& w, BufferRange x, u
   if (x.size && x.size < uint64_t(tokens) * k * 4)
     throw Error(what + ": the input holds fewer than " + std::to_string(tokens) + " rows of " + std::to_string(k) +
                 " floats");
-  const uint64_t y_floats = uint64_t(tokens - 1) * stride + y.offset + n;
-  if (y.buffer.size && y.buffer.size < y_floats * 4)
-    throw Error(what + ": the output needs " + std::to_string(y_floats * 4) + " bytes but its range holds " +
-                std::to_string(y.buffer.size));
+  check_matmul_output(what, y, tokens, stride, n);
   if (x.offset % 16 != 0 && k % 4 == 0)
     throw Error(what + ": the input range must start at a multiple of 16 bytes");
 
   const MatmulShape shape = shape_for(tokens);
-  PipelineOptions po;
-  po.constants = {{0, shape.workgroup}, {1, shape.lanes},
-                  {2, shape.rows},      {3, shape.tokens},
-                  {4, static_cast<uint32_t>(epilogue)}, {5, shape.subgroup_add ? 0u : 1u}};
-  po.required_subgroup_size = shape.required_subgroup_size;
+  PipelineOptions po = shape.pipeline_options(epilogue);
   // vec4 activation loads need every token row to start on 16 bytes. With texel loads the
   // activations are a texel buffer too when that holds and the offset suits a texel view; the
   // weights always are (segments start at 0 and hold 16-byte rows).

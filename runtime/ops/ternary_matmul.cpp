@@ -45,6 +45,21 @@ MatmulShape MatmulShape::pick(const DeviceInfo& info, uint32_t tokens, bool tern
   return s;
 }
 
+PipelineOptions MatmulShape::pipeline_options(Epilogue epilogue) const {
+  PipelineOptions po;
+  po.constants = {{0, workgroup}, {1, lanes}, {2, rows}, {3, tokens},
+                  {4, static_cast<uint32_t>(epilogue)}, {5, subgroup_add ? 0u : 1u}};
+  po.required_subgroup_size = required_subgroup_size;
+  return po;
+}
+
+void check_matmul_output(const std::string& what, const MatmulOutput& y, uint32_t tokens, uint32_t stride, uint32_t n) {
+  const uint64_t y_floats = uint64_t(tokens - 1) * stride + y.offset + n;
+  if (y.buffer.size && y.buffer.size < y_floats * 4)
+    throw Error(what + ": the output needs " + std::to_string(y_floats * 4) + " bytes but its range holds " +
+                std::to_string(y.buffer.size));
+}
+
 void MatmulShape::validate(const DeviceInfo& info, const char* op) const {
   const std::string what = std::string(op) + ": ";
   if (!info.subgroup_arithmetic || !info.subgroup_shuffle)
@@ -121,17 +136,10 @@ void TernaryMatmul::record(Recording& rec, const TernaryMatrixGpu& w, const Quan
     throw Error(what + ": the activation values hold fewer than " + std::to_string(tokens) + " tokens");
   if (x.meta.size && x.meta.size < QuantizedActivations::meta_bytes(tokens))
     throw Error(what + ": the activation scales hold fewer than " + std::to_string(tokens) + " tokens");
-  const uint64_t y_floats = uint64_t(tokens - 1) * stride + y.offset + n;
-  if (y.buffer.size && y.buffer.size < y_floats * 4)
-    throw Error(what + ": the output needs " + std::to_string(y_floats * 4) + " bytes but its range holds " +
-                std::to_string(y.buffer.size));
+  check_matmul_output(what, y, tokens, stride, n);
 
   const MatmulShape shape = shape_for(tokens);
-  PipelineOptions po;
-  po.constants = {{0, shape.workgroup}, {1, shape.lanes},
-                  {2, shape.rows},      {3, shape.tokens},
-                  {4, static_cast<uint32_t>(epilogue)}, {5, shape.subgroup_add ? 0u : 1u}};
-  po.required_subgroup_size = shape.required_subgroup_size;
+  PipelineOptions po = shape.pipeline_options(epilogue);
   // Texel views need aligned offsets and at most maxTexelBufferElements texels; activations that
   // do not fit (a caller's odd sub-range) fall back to storage loads for this call.
   const DeviceInfo& info = device_.info();

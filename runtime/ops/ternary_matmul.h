@@ -36,7 +36,13 @@ struct MatmulShape {
   static MatmulShape pick(const DeviceInfo& info, uint32_t tokens, bool ternary);
   // Checks a shape against the device (tests and benchmarks pass their own).
   void validate(const DeviceInfo& info, const char* op) const;
+  // The specialization constants (and required subgroup size) of this shape with `epilogue`,
+  // shared by ternary_matmul.comp and fp16_matmul.comp.
+  PipelineOptions pipeline_options(Epilogue epilogue) const;
 };
+
+// Throws when `y` cannot hold `n` columns of `tokens` rows at `stride` floats (what = the op's name).
+void check_matmul_output(const std::string& what, const MatmulOutput& y, uint32_t tokens, uint32_t stride, uint32_t n);
 
 enum class TernaryDot {
   Auto,        // PackedInt8 where has_fast_int8_dot(), else Swar
