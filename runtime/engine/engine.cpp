@@ -132,23 +132,12 @@ std::vector<float> Engine::eval(std::span<const uint32_t> tokens, bool all_logit
     feed(tokens, {Selection::Logits});
     return last().read_last_logits();
   }
-  check_fits(tokens.size());
   std::vector<float> all;
-  const size_t chunk = size_t(options_.prefill_chunk);
-  for (size_t start = 0; start < tokens.size(); start += chunk) {
-    const size_t n = std::min(chunk, tokens.size() - start);
-    std::vector<uint32_t> positions(n);
-    for (size_t i = 0; i < n; ++i) positions[i] = uint32_t(position_ + i);
-    run_stages(tokens.subspan(start, n), positions, LogitsMode::All, {});
-    position_ += int(n);
-    sequence_.insert(sequence_.end(), tokens.begin() + long(start), tokens.begin() + long(start + n));
-    auto part = last().read_all_logits();
-    all.insert(all.end(), part.begin(), part.end());
-  }
+  feed(tokens, {}, &all);
   return all;
 }
 
-void Engine::feed(std::span<const uint32_t> tokens, Selection select) {
+void Engine::feed(std::span<const uint32_t> tokens, Selection select, std::vector<float>* all_logits) {
   check_fits(tokens.size());
   const size_t chunk = size_t(options_.prefill_chunk);
   for (size_t start = 0; start < tokens.size(); start += chunk) {
@@ -156,10 +145,17 @@ void Engine::feed(std::span<const uint32_t> tokens, Selection select) {
     std::vector<uint32_t> positions(n);
     for (size_t i = 0; i < n; ++i) positions[i] = uint32_t(position_ + i);
     const bool last_chunk = start + n == tokens.size();
-    run_stages(tokens.subspan(start, n), positions, last_chunk ? LogitsMode::Last : LogitsMode::None,
-               last_chunk ? select : Selection{});
+    if (all_logits)
+      run_stages(tokens.subspan(start, n), positions, LogitsMode::All, {});
+    else
+      run_stages(tokens.subspan(start, n), positions, last_chunk ? LogitsMode::Last : LogitsMode::None,
+                 last_chunk ? select : Selection{});
     position_ += int(n);
     sequence_.insert(sequence_.end(), tokens.begin() + long(start), tokens.begin() + long(start + n));
+    if (all_logits) {
+      auto part = last().read_all_logits();
+      all_logits->insert(all_logits->end(), part.begin(), part.end());
+    }
   }
 }
 

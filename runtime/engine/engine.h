@@ -85,7 +85,9 @@ class Engine {
   static std::vector<uint32_t> ids(const std::vector<TokenId>& tokens) { return {tokens.begin(), tokens.end()}; }
 
  private:
-  void feed(std::span<const uint32_t> tokens, Selection select);
+  // Feeds tokens in prefill chunks; the last chunk selects `select`, or with `all_logits` every
+  // chunk's logits are appended there instead.
+  void feed(std::span<const uint32_t> tokens, Selection select, std::vector<float>* all_logits = nullptr);
   void check_fits(size_t n) const;
   // Runs every stage on one chunk, handing the hidden state from device to device through the host.
   void run_stages(std::span<const uint32_t> ids, std::span<const uint32_t> positions, LogitsMode mode,

@@ -73,6 +73,23 @@ void check_size(size_t got, int64_t want, const std::string& where) {
     throw Error(where + ": " + std::to_string(got) + " elements, expected " + std::to_string(want));
 }
 
+// Names every tensor the graph needs that the file lacks, at once, before any upload starts.
+template <class Has, class LinearName, class NormName>
+void require_tensors(const std::string& path, const ModelConfig& c, std::initializer_list<std::string> globals,
+                     Has has, LinearName linear_tensor, NormName norm_tensor) {
+  std::string missing;
+  auto need = [&](const std::string& name) {
+    if (!has(name)) missing += (missing.empty() ? "" : ", ") + name;
+  };
+  for (const auto& g : globals) need(g);
+  for (int l = 0; l < c.n_layers; ++l) {
+    for (auto n : {Norm::Attn, Norm::AttnSub, Norm::Ffn, Norm::FfnSub}) need(norm_tensor(l, n));
+    for (auto w : {Linear::Q, Linear::K, Linear::V, Linear::O, Linear::Gate, Linear::Up, Linear::Down})
+      need(linear_tensor(l, w));
+  }
+  if (!missing.empty()) throw Error(path + ": missing tensors: " + missing);
+}
+
 // ---------------------------------------------------------------------------------------------
 class GgufModelSource final : public ModelSource {
  public:
@@ -104,18 +121,9 @@ class GgufModelSource final : public ModelSource {
     if (embd.cols() != c.dim || embd.rows() != c.vocab)
       throw Error(path_ + ": token_embd.weight is [" + std::to_string(embd.rows()) + ", " + std::to_string(embd.cols()) +
                   "], expected [vocab " + std::to_string(c.vocab) + ", hidden " + std::to_string(c.dim) + "]");
-    // Name every missing tensor at once, before any upload starts.
-    std::string missing;
-    auto need = [&](const std::string& name) {
-      if (!file_.find_tensor(name)) missing += (missing.empty() ? "" : ", ") + name;
-    };
-    need("output_norm.weight");
-    for (int l = 0; l < c.n_layers; ++l) {
-      for (auto n : {Norm::Attn, Norm::AttnSub, Norm::Ffn, Norm::FfnSub}) need(norm_tensor(l, n));
-      for (auto w : {Linear::Q, Linear::K, Linear::V, Linear::O, Linear::Gate, Linear::Up, Linear::Down})
-        need(linear_tensor(l, w));
-    }
-    if (!missing.empty()) throw Error(path_ + ": missing tensors: " + missing);
+    require_tensors(
+        path_, c, {"output_norm.weight"}, [&](const std::string& n) { return file_.find_tensor(n) != nullptr; },
+        linear_tensor, norm_tensor);
   }
 
   std::string format() const override { return "GGUF v" + std::to_string(file_.version()); }
@@ -207,18 +215,9 @@ class HfModelSource final : public ModelSource {
     c.rms_eps = static_cast<float>(hf_.rms_norm_eps);
     c.rope_theta = static_cast<float>(hf_.rope_theta);
     c.validate(path_);
-    std::string missing;
-    auto need = [&](const std::string& name) {
-      if (!model_.find(name)) missing += (missing.empty() ? "" : ", ") + name;
-    };
-    need("model.embed_tokens.weight");
-    need("model.norm.weight");
-    for (int l = 0; l < c.n_layers; ++l) {
-      for (auto n : {Norm::Attn, Norm::AttnSub, Norm::Ffn, Norm::FfnSub}) need(norm_tensor(l, n));
-      for (auto w : {Linear::Q, Linear::K, Linear::V, Linear::O, Linear::Gate, Linear::Up, Linear::Down})
-        need(linear_tensor(l, w));
-    }
-    if (!missing.empty()) throw Error(path_ + ": missing tensors: " + missing);
+    require_tensors(
+        path_, c, {"model.embed_tokens.weight", "model.norm.weight"},
+        [&](const std::string& n) { return model_.find(n) != nullptr; }, linear_tensor, norm_tensor);
   }
 
   std::string format() const override { return "safetensors (Hugging Face)"; }

@@ -7,6 +7,7 @@
 #include "engine/random_model.h"
 #include "engine/reference_forward.h"
 #include "runtime/core/error.h"
+#include "runtime/formats/gguf_writer.h"
 
 using namespace ternvk;
 using namespace ternvk::test;
@@ -75,4 +76,24 @@ TEST_CASE("unknown architectures, missing files and truncated files are clear er
   CHECK_THROWS_AS(open_model(dir / "hf"), Error);
   std::ofstream(dir / "empty.gguf") << "GGUF";
   CHECK_THROWS_AS(open_model(dir / "empty.gguf"), Error);
+}
+
+TEST_CASE("a file without the graph's tensors names every missing one") {
+  const ModelConfig c = small_2b4t_config();
+  GgufWriter w;
+  const std::string a = c.arch_name;
+  w.set_string("general.architecture", a);
+  w.set_u32(a + ".context_length", c.context);
+  w.set_u32(a + ".embedding_length", c.dim);
+  w.set_u32(a + ".block_count", c.n_layers);
+  w.set_u32(a + ".feed_forward_length", c.ffn_dim);
+  w.set_u32(a + ".attention.head_count", c.n_heads);
+  w.set_u32(a + ".attention.head_count_kv", c.n_kv_heads);
+  std::vector<float> embedding(size_t(c.vocab) * c.dim, 0.25f);
+  w.add_float_tensor("token_embd.weight", {c.dim, c.vocab}, GgmlType::F16, embedding);
+  const auto path = temp_dir("missing-tensors") / "partial.gguf";
+  w.write(path);
+  CHECK_THROWS_WITH_AS(open_model(path),
+                       doctest::Contains("missing tensors: output_norm.weight, blk.0.attn_norm.weight"), Error);
+  CHECK_THROWS_WITH_AS(open_model(path), doctest::Contains("blk.1.ffn_down.weight"), Error);
 }
