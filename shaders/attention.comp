@@ -9,7 +9,9 @@
 // exits at once, so the dispatch can be recorded for the maximum context.
 //
 // q: fp32 activations, row t at t*q_stride + q_col, head h at + h*HD (fused QKV rows work).
-// K, V cache: fp16 [capacity][n_kv_heads][HD] read as uvec4 (8 halves), so HD % 8 == 0.
+// K, V cache: fp16 [sequences][slot_rows][n_kv_heads][HD] read as uvec4 (8 halves), so HD % 8 == 0.
+// Token t reads the rows of its own sequence slot (SLOTS: seq_slots[t] clamped to max_slot, else 0),
+// so the tokens of one block may belong to different sequences.
 // SPLIT=0: out fp32 row t at t*out_stride, head h at + h*HD, normalized.
 // SPLIT=1: part = [T][H][n_chunks][HD] unnormalized outputs, then at stats_offset [T][H][n_chunks]
 //          pairs (running max in log2 units, sum); chunks beyond a token's position are not written.
@@ -25,6 +27,8 @@ layout(constant_id = 4) const uint KT = 64;  // keys per tile
 // reading it from shared memory for every key (shared loads are per-lane gathers there). Only used
 // with BT == 1; the host sets it from DeviceInfo (CPU device type).
 layout(constant_id = 5) const bool Q_REGS = false;
+// Read each token's sequence slot from binding 5 (false: every token in slot 0, no load at all).
+layout(constant_id = 6) const bool SLOTS = false;
 
 const uint NCG = HD / 8;          // 8-element column groups of a head
 const uint M = BT * R;            // query rows of a workgroup
@@ -37,6 +41,7 @@ layout(std430, set = 0, binding = 1) readonly buffer Pos { uint positions[]; };
 layout(std430, set = 0, binding = 2) readonly buffer KCache { uvec4 kcache[]; };
 layout(std430, set = 0, binding = 3) readonly buffer VCache { uvec4 vcache[]; };
 layout(std430, set = 0, binding = 4) writeonly buffer Out { float outp[]; };
+layout(std430, set = 0, binding = 5) readonly buffer Slots { uint seq_slots[]; };
 
 layout(push_constant) uniform Params {
   uint tokens;
@@ -49,6 +54,8 @@ layout(push_constant) uniform Params {
   float scale_log2e;
   uint out_stride;  // SPLIT=0
   uint stats_offset;  // SPLIT=1
+  uint slot_rows;   // cache rows per sequence slot
+  uint max_slot;    // sequences - 1: slots are clamped to it
 } p;
 
 shared vec4 qs[M * HD / 4];  // vec4: one wide shared load per 4 elements
@@ -57,6 +64,7 @@ shared float row_max[M];
 shared float row_sum[M];
 shared float row_corr[M];
 shared uint tok_pos[BT];
+shared uint tok_base[BT];  // first cache row of each token's sequence slot (SLOTS)
 
 void unpack8(uvec4 w, out float v[8]) {
   vec2 a = unpackHalf2x16(w.x), b = unpackHalf2x16(w.y), c = unpackHalf2x16(w.z), d = unpackHalf2x16(w.w);
@@ -90,7 +98,10 @@ void main() {
     row_max[m] = NEG_INF;
     row_sum[m] = 0.0;
   }
-  for (uint tt = lid; tt < BT; tt += WG) tok_pos[tt] = tt < nt ? min(positions[t0 + tt], p.capacity - 1) : 0;
+  for (uint tt = lid; tt < BT; tt += WG) {
+    tok_pos[tt] = tt < nt ? min(positions[t0 + tt], p.capacity - 1) : 0;
+    if (SLOTS) tok_base[tt] = tt < nt ? min(seq_slots[t0 + tt], p.max_slot) * p.slot_rows : 0;
+  }
   barrier();
 
   vec4 qr[Q_REGS ? R * HD / 4 : 1];
@@ -108,8 +119,9 @@ void main() {
       bool valid = tt < nt && j < nk && key <= tok_pos[tt];
       float s[R];
       [[unroll]] for (uint h = 0; h < R; ++h) s[h] = 0.0;
+      const uint krow = (SLOTS ? tok_base[tt] : 0) + key;
       if (valid && Q_REGS && BT == 1) {
-        uint row = (key * KVH + g) * NCG;
+        uint row = (krow * KVH + g) * NCG;
         [[unroll]] for (uint cg = 0; cg < NCG; ++cg) {
           uvec4 w = kcache[row + cg];
           vec4 kv0 = vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
@@ -118,7 +130,7 @@ void main() {
             s[h] += dot(qr[h * (HD / 4) + cg * 2], kv0) + dot(qr[h * (HD / 4) + cg * 2 + 1], kv1);
         }
       } else if (valid) {
-        uint row = (key * KVH + g) * NCG;
+        uint row = (krow * KVH + g) * NCG;
         for (uint cg = 0; cg < NCG; ++cg) {
           uvec4 w = kcache[row + cg];
           vec4 kv0 = vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
@@ -153,7 +165,7 @@ void main() {
     barrier();
     // P * V: a lane owns (column group, token) items for all R heads: each V load serves R heads.
     // The item loop is innermost so that it unrolls and acc[] stays in registers.
-    uint lim[NPL];
+    uint lim[NPL], vbase[NPL];
     uint jmax = 0;
     [[unroll]] for (uint i = 0; i < NPL; ++i) {
       uint item = lid + i * WG;
@@ -163,6 +175,7 @@ void main() {
         [[unroll]] for (uint x = 0; x < 8; ++x) acc[(i * R + h) * 8 + x] *= corr;
       }
       uint pos = tok_pos[tt];
+      vbase[i] = SLOTS ? tok_base[tt] : 0;
       lim[i] = (item < ITEMS && item / NCG < nt && pos >= k0) ? min(nk, pos - k0 + 1) : 0;
       jmax = max(jmax, lim[i]);
     }
@@ -172,7 +185,7 @@ void main() {
           uint item = lid + i * WG;
           uint cg = item % NCG, tt = item / NCG;
           float v[8];
-          unpack8(vcache[((k0 + j) * KVH + g) * NCG + cg], v);
+          unpack8(vcache[((vbase[i] + k0 + j) * KVH + g) * NCG + cg], v);
           [[unroll]] for (uint h = 0; h < R; ++h) {
             float pj = sc[(tt * R + h) * KT + j];
             [[unroll]] for (uint x = 0; x < 8; ++x) acc[(i * R + h) * 8 + x] += pj * v[x];

@@ -2,7 +2,9 @@
 // Decode attention for devices whose subgroup is the whole workgroup and where per-lane work is
 // expensive (CPU devices such as lavapipe: one 8-wide SIMD subgroup per workgroup, per-lane
 // gathers for every buffer and shared-memory load inside a loop). Same inputs and outputs as
-// attention.comp (SPLIT=0), one query token per workgroup.
+// attention.comp (SPLIT=0), one query token per workgroup, so tokens of any sequence slots mix
+// freely: token t reads the cache rows of its slot (SLOTS: seq_slots[t] clamped to max_slot, else 0),
+// rows base + 0 .. base + pos with base = slot * slot_rows.
 //
 // Workgroup (x = context split c, y = kv head g, z = token t), WG lanes = one subgroup. The lanes
 // split the head dimension: lane l owns the 8-element column groups l, l+WG, ... of every K/V row
@@ -30,6 +32,8 @@ layout(constant_id = 2) const uint R = 4;     // query heads per kv head
 layout(constant_id = 3) const uint KB = 8;    // keys per block
 // 1: q rows start at multiples of 4 floats (q_stride, q_col, HD): read q as vec4 (binding 7).
 layout(constant_id = 4) const bool Q_VEC4 = false;
+// Read each token's sequence slot from binding 8 (false: every token in slot 0, no load at all).
+layout(constant_id = 5) const bool SLOTS = false;
 
 const uint NCG = HD / 8;                // 8-element column groups of a head
 const uint CPL = (NCG + WG - 1) / WG;   // column groups per lane
@@ -45,6 +49,7 @@ layout(std430, set = 0, binding = 4) writeonly buffer Out { float outp[]; };
 layout(std430, set = 0, binding = 5) coherent buffer Part { vec4 part[]; };
 layout(std430, set = 0, binding = 6) coherent buffer Count { uint counters[]; };
 layout(std430, set = 0, binding = 7) readonly buffer Qkv4 { vec4 qkv4[]; };  // binding 0 again
+layout(std430, set = 0, binding = 8) readonly buffer Slots { uint seq_slots[]; };
 
 layout(push_constant) uniform Params {
   uint tokens;
@@ -56,6 +61,8 @@ layout(push_constant) uniform Params {
   float scale_log2e;
   uint out_stride;
   uint min_split;   // keys: fewer live keys per split use fewer splits
+  uint slot_rows;   // cache rows per sequence slot
+  uint max_slot;    // sequences - 1: slots are clamped to it
 } p;
 
 shared uint arrival;
@@ -74,6 +81,7 @@ void main() {
   const uint kb = c * per;
   if (kb >= live) return;  // uniform: the whole workgroup leaves
   const uint ke = min(kb + per, live);
+  const uint base = SLOTS ? min(seq_slots[t], p.max_slot) * p.slot_rows : 0;  // first row of t's slot
 
   // q of the R heads, this lane's column groups, in log2 units. Lanes past the head keep zeros
   // (their clamped loads then add nothing).
@@ -108,7 +116,7 @@ void main() {
     // Scores of the block's keys (keys past ke re-read the last key and are masked out).
     float s[KB * R];
     [[unroll]] for (uint j = 0; j < KB; ++j) {
-      const uint row = (min(k0 + j, ke - 1) * KVH + g) * NCG;
+      const uint row = ((base + min(k0 + j, ke - 1)) * KVH + g) * NCG;
       float d[R];
       [[unroll]] for (uint h = 0; h < R; ++h) d[h] = 0.0;
       [[unroll]] for (uint i = 0; i < CPL; ++i) {
@@ -139,7 +147,7 @@ void main() {
       [[unroll]] for (uint x = 0; x < CPL * 8; ++x) acc[h * CPL * 8 + x] *= corr;
     }
     [[unroll]] for (uint j = 0; j < KB; ++j) {
-      const uint row = (min(k0 + j, ke - 1) * KVH + g) * NCG;
+      const uint row = ((base + min(k0 + j, ke - 1)) * KVH + g) * NCG;
       [[unroll]] for (uint i = 0; i < CPL; ++i) {
         const uvec4 w = vcache[row + col[i]];
         const vec2 v0 = unpackHalf2x16(w.x), v1 = unpackHalf2x16(w.y), v2 = unpackHalf2x16(w.z),

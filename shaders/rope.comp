@@ -8,18 +8,23 @@
 // Head slots: [0, H) = q heads, [H, H+KVH) = k heads, [H+KVH, H+2*KVH) = v heads; the dispatch
 // covers slots [first_slot, first_slot + n_slots). One invocation handles 4 elements of one head
 // (two rotation pairs), so HD must be a multiple of 4. Grid: x = slot*HD/4 items, y = token.
-// KV cache: K and V fp16 [capacity][n_kv_heads][HD] as uint words (element 2i in the low half).
+// KV cache: K and V fp16 [sequences][capacity][n_kv_heads][HD] as uint words (element 2i in the
+// low half): token t of sequence slot s = seq_slots[t] (SLOTS, else 0) at position p goes to row
+// s * capacity + p; tokens with p >= capacity or s >= sequences are not stored (never out of bounds).
 // Frequencies: freq_i = theta_scale^i with theta_scale = theta^(-2/HD) (fp32, as llama.cpp), angle
 // = float(pos) * freq_i in fp32, reduced to [-pi, pi] before cos/sin.
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint HD = 128;
 layout(constant_id = 2) const bool NEOX = true;  // false: adjacent pairs (2i, 2i+1)
+// STORE_KV: read each token's sequence slot from binding 4 (false: every token in slot 0, no load).
+layout(constant_id = 3) const bool SLOTS = false;
 
 layout(std430, set = 0, binding = 0) buffer Act { float act[]; };
 layout(std430, set = 0, binding = 1) readonly buffer Pos { uint positions[]; };
 #if STORE_KV
 layout(std430, set = 0, binding = 2) writeonly buffer KCache { uint kcache[]; };
 layout(std430, set = 0, binding = 3) writeonly buffer VCache { uint vcache[]; };
+layout(std430, set = 0, binding = 4) readonly buffer Slots { uint seq_slots[]; };
 #endif
 
 layout(push_constant) uniform Params {
@@ -34,7 +39,7 @@ layout(push_constant) uniform Params {
   uint flags;     // bit 0: rotate q, bit 1: rotate k
   uint capacity;  // KV cache rows; tokens at positions >= capacity are not stored
   float theta_scale;
-  uint pad;
+  uint sequences;  // KV cache regions of `capacity` rows (STORE_KV)
 } p;
 
 vec2 rotate(vec2 xy, float pos, uint freq_index) {
@@ -84,8 +89,9 @@ void main() {
     act[base + b0 + 1] = b.y;
   }
 #if STORE_KV
-  if (!is_q && pos < p.capacity) {
-    uint w = (pos * KVH + head) * (HD / 2);
+  uint seq = SLOTS ? seq_slots[t] : 0;
+  if (!is_q && pos < p.capacity && seq < p.sequences) {
+    uint w = ((seq * p.capacity + pos) * KVH + head) * (HD / 2);
     if (is_k) {
       kcache[w + a0 / 2] = packHalf2x16(a);
       kcache[w + b0 / 2] = packHalf2x16(b);

@@ -14,7 +14,7 @@ uint32_t round_up(uint32_t x, uint32_t m) { return (x + m - 1) / m * m; }
 
 uint64_t shared_bytes(const HeadLayout& h, uint32_t bt, uint32_t kt) {
   const uint64_t m = uint64_t(bt) * (h.n_heads / h.n_kv_heads);
-  return 4 * (m * h.head_dim + m * kt + 3 * m + bt);
+  return 4 * (m * h.head_dim + m * kt + 3 * m + 2 * bt);  // + per token: position, slot base
 }
 
 uint32_t ceil_div(uint64_t a, uint64_t b) { return uint32_t((a + b - 1) / b); }
@@ -43,7 +43,7 @@ uint64_t align_up(uint64_t x, uint64_t a) { return a > 1 ? (x + a - 1) / a * a :
 }  // namespace
 
 AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, uint32_t tokens, uint32_t max_context,
-                             const AttentionTuning& tuning) {
+                             const AttentionTuning& tuning, SequenceLayout layout) {
   detail::check_heads(heads, "attention");
   if (heads.head_dim % 8)
     throw Error("attention: head_dim " + std::to_string(heads.head_dim) + " is not a multiple of 8");
@@ -52,13 +52,16 @@ AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, ui
   plan.heads = heads;
   plan.tokens = tokens;
   plan.max_context = max_context;
+  plan.layout = layout;
+  const bool mixed = layout == SequenceLayout::Mixed;
   const uint32_t sg = std::max<uint32_t>(info.subgroup_size, 1);
   const uint32_t ratio = heads.n_heads / heads.n_kv_heads;
   const uint32_t ncg = heads.head_dim / 8;
 
   // Query tokens per workgroup: all of a decode step's few tokens; blocks of 8 for prefill (K/V
-  // tiles are then read once per 8 tokens), fewer if shared memory is short.
-  uint32_t bt = tuning.tokens_per_group ? tuning.tokens_per_group : std::min<uint32_t>(tokens, 8);
+  // tiles are then read once per 8 tokens), fewer if shared memory is short. Tokens of different
+  // sequences (Mixed) share no keys: one per workgroup, each looping over its own live length.
+  uint32_t bt = tuning.tokens_per_group ? tuning.tokens_per_group : (mixed ? 1 : std::min<uint32_t>(tokens, 8));
   uint32_t kt = tuning.key_tile ? tuning.key_tile : (bt * ratio <= 8 ? 64 : 32);
   const uint64_t limit = info.max_shared_memory ? info.max_shared_memory : 16384;
   while (shared_bytes(heads, bt, kt) > limit && (bt > 1 || kt > 8)) {
@@ -84,10 +87,13 @@ AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, ui
     throw Error("attention: the lane-split decode kernel needs subgroup arithmetic and a fixed subgroup size");
   if (lane_split) {
     const uint32_t kb = tuning.key_block ? tuning.key_block : 8;
+    // Mixed (batched decode): planned as for one token, so a sequence's split -- and so its bits --
+    // do not depend on how many others share the step.
     const uint32_t groups = tokens * heads.n_kv_heads;
+    const uint32_t split_groups = layout == SequenceLayout::Mixed ? heads.n_kv_heads : groups;
     // Enough workgroups to spread over the device's threads (several each), never an empty split
     // at the maximum context, and few enough keys per split for the loop budget.
-    uint32_t splits = tuning.splits ? tuning.splits : std::clamp<uint32_t>(ceil_div(32, groups), 1, 64);
+    uint32_t splits = tuning.splits ? tuning.splits : std::clamp<uint32_t>(ceil_div(32, split_groups), 1, 64);
     splits = std::min(splits, ceil_div(max_context, kb));
     while (splits < max_context && decode_loop_iterations(max_context, splits, kb) > kLoopBudget) splits *= 2;
     if (decode_loop_iterations(max_context, splits, kb) > kLoopBudget)
@@ -124,9 +130,10 @@ AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, ui
   // CPU devices gather every shared-memory load lane by lane: for one query token keep q in registers.
   plan.q_in_registers = tuning.q_in_registers.value_or(info.is_cpu()) && bt == 1;
 
-  // Split the context when one token block cannot fill the device (decode): chunks of 256 keys.
+  // Split the context when one token block cannot fill the device (decode, batched decode): chunks
+  // of 256 keys.
   uint32_t chunk = tuning.chunk;
-  if (chunk == 0) chunk = tokens <= bt ? 256 : max_context;
+  if (chunk == 0) chunk = tokens <= bt || mixed ? 256 : max_context;
   chunk = round_up(std::min(chunk, round_up(max_context, kt)), kt);
   // Keep each invocation's loop iterations within the budget (see kLoopBudget): split instead.
   while (chunk > kt && tiled_loop_iterations(heads, bt, kt, wg, chunk) > kLoopBudget) chunk = round_up(chunk / 2, kt);
@@ -153,10 +160,11 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
   if (args.cache.capacity < plan.max_context)
     throw Error("attention: the plan covers " + std::to_string(plan.max_context) + " positions but the KV cache holds " +
                 std::to_string(args.cache.capacity));
-  const uint64_t kv_bytes = kv_cache_bytes(plan.max_context, h.n_kv_heads, h.head_dim);
-  if ((args.cache.k.size && args.cache.k.size < kv_bytes) || (args.cache.v.size && args.cache.v.size < kv_bytes))
-    throw Error("attention: KV cache ranges are smaller than the " + std::to_string(kv_bytes) + " bytes of " +
-                std::to_string(plan.max_context) + " positions");
+  detail::check_cache(args.cache, h, plan.tokens, args.slots, "attention");
+  // Without slots the shaders never read the slots binding (spec constant off): bind the positions.
+  const bool has_slots = args.slots.buffer != VK_NULL_HANDLE;
+  const BufferRange slots = has_slots ? args.slots : args.positions;
+  const uint32_t slot_rows = args.cache.capacity, max_slot = args.cache.sequences - 1;
   const uint32_t out_stride = args.out_stride ? args.out_stride : h.n_heads * h.head_dim;
   const uint64_t out_bytes = (uint64_t(plan.tokens - 1) * out_stride + uint64_t(h.n_heads) * h.head_dim) * 4;
   if (args.out.size && args.out.size < out_bytes)
@@ -171,13 +179,18 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
     struct {
       uint32_t tokens, q_stride, q_col, n_kv_heads, n_chunks, capacity;
       float scale_log2e;
-      uint32_t out_stride, min_split;
+      uint32_t out_stride, min_split, slot_rows, max_slot;
     } push{plan.tokens, args.q.row_stride, args.q.q_col, h.n_kv_heads, plan.n_chunks, plan.max_context,
-           scale * 1.4426950408889634f, out_stride, plan.min_split};
+           scale * 1.4426950408889634f, out_stride, plan.min_split, slot_rows, max_slot};
     const bool q_vec4 = args.q.row_stride % 4 == 0 && args.q.q_col % 4 == 0;
     const Pipeline& pipe = rec.device().pipeline(
         "attention_decode",
-        {.constants = {{0, plan.workgroup}, {1, h.head_dim}, {2, ratio}, {3, plan.key_block}, {4, q_vec4 ? 1u : 0u}},
+        {.constants = {{0, plan.workgroup},
+                       {1, h.head_dim},
+                       {2, ratio},
+                       {3, plan.key_block},
+                       {4, q_vec4 ? 1u : 0u},
+                       {5, has_slots ? 1u : 0u}},
          .required_subgroup_size = plan.workgroup});
     BufferRange part = args.out, counters = args.out;  // unused without a split
     if (plan.split()) {
@@ -188,7 +201,8 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
     }
     // binding 7 is the q buffer again, read as vec4 when q_vec4
     rec.dispatch(pipe,
-                 {args.q.buffer, args.positions, args.cache.k, args.cache.v, args.out, part, counters, args.q.buffer},
+                 {args.q.buffer, args.positions, args.cache.k, args.cache.v, args.out, part, counters, args.q.buffer,
+                  slots},
                  push, plan.n_chunks, h.n_kv_heads, plan.tokens);
     return;
   }
@@ -197,25 +211,26 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
   struct {
     uint32_t tokens, q_stride, q_col, n_kv_heads, chunk, n_chunks, capacity;
     float scale_log2e;
-    uint32_t out_stride, stats_offset;
+    uint32_t out_stride, stats_offset, slot_rows, max_slot;
   } push{plan.tokens, args.q.row_stride, args.q.q_col, h.n_kv_heads, plan.chunk, plan.n_chunks, capacity,
-         scale * 1.4426950408889634f, out_stride, stats_offset};
+         scale * 1.4426950408889634f, out_stride, stats_offset, slot_rows, max_slot};
   const PipelineOptions options{.constants = {{0, plan.workgroup},
                                               {1, h.head_dim},
                                               {2, ratio},
                                               {3, plan.tokens_per_group},
                                               {4, plan.key_tile},
-                                              {5, plan.q_in_registers ? 1u : 0u}}};
+                                              {5, plan.q_in_registers ? 1u : 0u},
+                                              {6, has_slots ? 1u : 0u}}};
   const uint32_t blocks = (plan.tokens + plan.tokens_per_group - 1) / plan.tokens_per_group;
   if (!plan.split()) {
     const Pipeline& pipe = rec.device().pipeline("attention", options);
-    rec.dispatch(pipe, {args.q.buffer, args.positions, args.cache.k, args.cache.v, args.out}, push, 1,
+    rec.dispatch(pipe, {args.q.buffer, args.positions, args.cache.k, args.cache.v, args.out, slots}, push, 1,
                  h.n_kv_heads, blocks);
     return;
   }
   const Pipeline& split = rec.device().pipeline("attention_split", options);
-  rec.dispatch(split, {args.q.buffer, args.positions, args.cache.k, args.cache.v, args.scratch}, push, plan.n_chunks,
-               h.n_kv_heads, blocks);
+  rec.dispatch(split, {args.q.buffer, args.positions, args.cache.k, args.cache.v, args.scratch, slots}, push,
+               plan.n_chunks, h.n_kv_heads, blocks);
   const Pipeline& combine = rec.device().pipeline(
       "attention_combine", {.constants = {{0, plan.combine_workgroup}, {1, h.head_dim}}});
   struct {

@@ -2,9 +2,11 @@
 // context, i.e. flash-decoding), softmax in fp32.
 //
 // q: the q heads of fp32 activation rows (a QkvView: fused QKV rows or a separate [T, H*hd] buffer).
-// Token t at positions[t] attends to cache rows 0..positions[t] (causal; the tokens' own k/v must
-// already be in the cache, e.g. by record_rope_kv_store). Output: fp32 [T, H*hd] (row stride
-// `out_stride` floats, default H*hd), head h at column h*hd.
+// Token t at positions[t] in sequence slot s = slots[t] attends to cache rows s*capacity + 0 ..
+// s*capacity + positions[t] (causal within its own sequence; the tokens' own k/v must already be in
+// the cache, e.g. by record_rope_kv_store; see kv_cache.h for the layout). Without slots every token
+// is in slot 0. Output: fp32 [T, H*hd] (row stride `out_stride` floats, default H*hd), head h at
+// column h*hd.
 //
 // Record once, replay every step: dispatch sizes come from the plan (the maximum context), the live
 // length from `positions`; workgroups whose key chunk lies beyond a token's position exit at once.
@@ -38,6 +40,15 @@ struct AttentionTuning {
   uint32_t min_split = 0;  // lane_split: live keys per split below which fewer splits are used
 };
 
+// Which slots the tokens of one step may be in. Every kernel reads each token's keys from its own
+// slot, so both layouts are correct with any slots; the layout picks the tiling: Mixed plans one
+// token per workgroup (a block of tokens from different sequences shares no keys and would loop to
+// the longest one) and splits the context as for decode.
+enum class SequenceLayout {
+  OneSequence,  // every token of the step in one slot: prefill
+  Mixed,        // any slot per token: batched decode, one token per sequence
+};
+
 struct AttentionPlan {
   HeadLayout heads;
   uint32_t tokens = 0;            // T
@@ -59,23 +70,27 @@ struct AttentionPlan {
   uint32_t key_block = 0;         // spec constant 3 of attention_decode
   uint32_t min_split = 0;         // a token uses min(n_chunks, ceil(live keys / min_split)) splits
   uint64_t counters_offset = 0;   // bytes into the scratch
+  SequenceLayout layout = SequenceLayout::OneSequence;
   bool split() const { return n_chunks > 1; }
   uint32_t dispatches() const { return lane_split || !split() ? 1 : 2; }
 };
 
-// Picks tiles and the split for T query tokens over up to max_context keys. Requires head_dim % 8
-// == 0 and n_heads % n_kv_heads == 0; throws ternvk::Error otherwise or when shared memory is short.
+// Picks tiles and the split for T query tokens over up to max_context keys (per sequence: the
+// cache capacity). Requires head_dim % 8 == 0 and n_heads % n_kv_heads == 0; throws ternvk::Error
+// otherwise or when shared memory is short.
 AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, uint32_t tokens, uint32_t max_context,
-                             const AttentionTuning& tuning = {});
+                             const AttentionTuning& tuning = {},
+                             SequenceLayout layout = SequenceLayout::OneSequence);
 
 struct AttentionArgs {
   QkvView q;              // q heads at q_col; tokens must equal plan.tokens
   BufferRange positions;  // uint32 [T]
-  KvCacheLayer cache;     // capacity >= plan.max_context
+  KvCacheLayer cache;     // capacity >= plan.max_context; capacity * sequences rows
   BufferRange out;        // fp32 [T, out_stride]
   uint32_t out_stride = 0;  // floats; 0 = n_heads * head_dim
   BufferRange scratch;    // >= plan.scratch_bytes when plan.split() (device-local, never read by the host)
   float scale = 0.0f;     // 0 = 1/sqrt(head_dim)
+  BufferRange slots;      // uint32 [T], each token's sequence slot; empty = slot 0 for all
 };
 
 // Records one dispatch (no split, or the lane-split kernel after a fill of its counters) or two

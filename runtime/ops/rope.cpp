@@ -64,7 +64,7 @@ void record_rope(Recording& rec, const QkvView& act, const HeadLayout& heads, Bu
   struct {
     uint32_t row_stride, q_col, k_col, v_col, n_heads, n_kv_heads, first_slot, n_slots, flags, capacity;
     float theta_scale;
-    uint32_t pad;
+    uint32_t sequences;  // KV store only
   } push{act.row_stride, act.q_col, act.k_col, act.v_col, heads.n_heads, heads.n_kv_heads, first, slots,
          (rotate_q ? 1u : 0u) | (rotate_k ? 2u : 0u), 0, rope_theta_scale(rope.theta, heads.head_dim), 0};
   const uint32_t items = slots * (heads.head_dim / 4);

@@ -36,27 +36,45 @@ inline void rope(std::vector<float>& act, const ops::QkvView& v, const ops::Head
   }
 }
 
-// The cache as halves [capacity][KVH][hd]: stores k and v of each token at its position.
+// Sequence slots (kv_cache.h): token t is in slot slots[t] (0 when `slots` is empty), whose rows
+// start at slot * capacity. capacity 0: one region, no bound (the caller keeps positions in range).
+struct Slots {
+  std::vector<uint32_t> slot;  // per token; empty = all slot 0
+  uint32_t capacity = 0;
+  uint32_t sequences = 1;
+  uint32_t of(uint32_t t) const { return slot.empty() ? 0 : slot[t]; }
+};
+
+// The cache as halves [sequences][capacity][KVH][hd]: stores k and v of each token at row
+// slot * capacity + position; tokens beyond the capacity or the slots are skipped.
 inline void kv_store(const std::vector<float>& act, const ops::QkvView& v, const ops::HeadLayout& h,
-                     const std::vector<uint32_t>& pos, std::vector<uint16_t>& kc, std::vector<uint16_t>& vc) {
+                     const std::vector<uint32_t>& pos, std::vector<uint16_t>& kc, std::vector<uint16_t>& vc,
+                     const Slots& slots = {}) {
   const size_t row_elems = size_t(h.n_kv_heads) * h.head_dim;
-  for (uint32_t t = 0; t < v.tokens; ++t)
+  for (uint32_t t = 0; t < v.tokens; ++t) {
+    if (slots.capacity && (pos[t] >= slots.capacity || slots.of(t) >= slots.sequences)) continue;
+    const size_t row = size_t(slots.of(t)) * slots.capacity + pos[t];
     for (size_t e = 0; e < row_elems; ++e) {
-      kc[pos[t] * row_elems + e] = float_to_half(act[size_t(t) * v.row_stride + v.k_col + e]);
-      vc[pos[t] * row_elems + e] = float_to_half(act[size_t(t) * v.row_stride + v.v_col + e]);
+      kc[row * row_elems + e] = float_to_half(act[size_t(t) * v.row_stride + v.k_col + e]);
+      vc[row * row_elems + e] = float_to_half(act[size_t(t) * v.row_stride + v.v_col + e]);
     }
+  }
 }
 
-// out [T][H*hd]: token t attends to cache rows 0..pos[t]; K/V from the fp16 cache.
+// out [T][H*hd]: token t attends to cache rows base + 0..pos[t] of its slot (base = slot *
+// capacity); K/V from the fp16 cache.
 inline std::vector<float> attention(const std::vector<float>& act, const ops::QkvView& v, const ops::HeadLayout& h,
-                                    const std::vector<uint32_t>& pos, const std::vector<uint16_t>& kc,
-                                    const std::vector<uint16_t>& vc, float scale) {
+                                    const std::vector<uint32_t>& pos, const std::vector<uint16_t>& kc_all,
+                                    const std::vector<uint16_t>& vc_all, float scale, const Slots& slots = {}) {
   const uint32_t hd = h.head_dim, ratio = h.n_heads / h.n_kv_heads;
   std::vector<float> out(size_t(v.tokens) * h.n_heads * hd);
   std::vector<double> s;
   for (uint32_t t = 0; t < v.tokens; ++t)
     for (uint32_t hh = 0; hh < h.n_heads; ++hh) {
       const uint32_t g = hh / ratio, len = pos[t] + 1;
+      const size_t base = size_t(slots.of(t)) * slots.capacity * h.n_kv_heads * hd;
+      const uint16_t* kc = kc_all.data() + base;
+      const uint16_t* vc = vc_all.data() + base;
       const float* q = &act[size_t(t) * v.row_stride + v.q_col + hh * hd];
       s.assign(len, 0.0);
       double mx = -1e300;

@@ -17,65 +17,17 @@
 
 #include "common/gpu.h"
 #include "ops_attention/reference.h"
+#include "ops_attention/util.h"
 #include "runtime/core/half.h"
 #include "runtime/ops/attention.h"
 #include "runtime/ops/kv_cache.h"
 #include "runtime/ops/rope.h"
 
 using namespace ternvk;
+using namespace ternvk::test;  // the helpers of util.h
 using ops::HeadLayout;
 using ops::QkvView;
 using ops::RopeForm;
-
-namespace {
-
-std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
-
-std::vector<uint16_t> random_halves(size_t n, uint32_t seed) {
-  auto f = random_floats(n, seed);
-  std::vector<uint16_t> h(n);
-  for (size_t i = 0; i < n; ++i) h[i] = float_to_half(f[i]);
-  return h;
-}
-
-std::vector<uint32_t> consecutive(uint32_t first, uint32_t count) {
-  std::vector<uint32_t> p(count);
-  for (uint32_t i = 0; i < count; ++i) p[i] = first + i;
-  return p;
-}
-
-struct Worst {
-  double err = 0, ratio = 0;  // max abs error, max error / allowed
-};
-
-Worst compare(const std::vector<float>& got, const std::vector<float>& want, double abs_tol, double rel_tol) {
-  REQUIRE(got.size() == want.size());
-  Worst w;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double d = std::fabs(double(got[i]) - want[i]);
-    REQUIRE_MESSAGE(std::isfinite(got[i]), "element " << i << " is " << got[i]);
-    w.err = std::max(w.err, d);
-    w.ratio = std::max(w.ratio, d / (abs_tol + rel_tol * std::fabs(want[i])));
-  }
-  return w;
-}
-
-Buffer device_buffer(uint64_t bytes, const char* what) {
-  return test::device().create_buffer(std::max<uint64_t>(bytes, 16), MemoryKind::DeviceLocal, what);
-}
-
-int half_ulps(uint16_t a, uint16_t b) {
-  auto key = [](uint16_t h) { return (h & 0x8000) ? -int(h & 0x7fff) : int(h); };
-  return std::abs(key(a) - key(b));
-}
-
-}  // namespace
 
 TEST_CASE("rope rotates the q and k heads in place, NeoX and adjacent pairs") {
   test::ValidationGuard guard;
