@@ -4,6 +4,8 @@
 // Each test runs once untimed (warm-up: pipelines, recordings), then -r times; mean ± sample std
 // of tokens / s as llama-bench. Several models, both weight forms (ternary and the FP16 baseline)
 // and several devices in one call; peak GPU memory (weights, KV cache, scratch) beside the speed.
+// --devices runs one model split over several devices (a pipeline of stages) and reports, for tg
+// tests, the host hand-over time per token at each stage boundary (runtime/profiler/pipeline.h).
 //
 // TODO(batched decode): issue 5 asks for decode throughput at batch (several sequences at once) and
 // the largest batch that fits a memory budget, ternary vs FP16. The engine runs one sequence; this
@@ -22,6 +24,8 @@
 #include "apps/ternvk/commands.h"
 #include "runtime/core/error.h"
 #include "runtime/engine/engine.h"
+#include "runtime/engine/placement.h"
+#include "runtime/profiler/pipeline.h"
 
 namespace ternvk::cli {
 namespace {
@@ -36,6 +40,10 @@ struct Result {
   // Full-depth estimates (synthetic models measured cut): the same layouts at the uncut shape.
   uint64_t full_weights = 0, full_total = 0;
   int layers = 0, full_layers = 0, vocab = 0, context = 0;
+  // A pipeline (--devices): stages, and per stage boundary the hand-over times (us) of every timed
+  // decode step (tg tests only).
+  int stages = 1;
+  std::vector<std::vector<double>> handover_us;
   double mean() const {
     double s = 0;
     for (double v : samples) s += v;
@@ -75,6 +83,19 @@ void print_markdown(const std::vector<Result>& results, bool both) {
                 r.device.c_str(), r.test.c_str(), ts_text(r).c_str(), format_bytes(double(r.peak)).c_str(),
                 format_bytes(double(r.weights)).c_str(), format_bytes(double(r.kv)).c_str(),
                 format_bytes(double(r.scratch)).c_str());
+  bool pipeline = false;
+  for (const auto& r : results) pipeline = pipeline || !r.handover_us.empty();
+  if (pipeline) {
+    std::printf("\n| model | variant | backend | test | stages | boundary | hand-over us/token (median) | mean | min | max | steps |\n");
+    std::printf("| ----- | ------- | ------- | ---: | -----: | -------- | --------------------------: | ---: | --: | --: | ----: |\n");
+    for (const auto& r : results)
+      for (size_t b = 0; b < r.handover_us.size(); ++b) {
+        const auto h = profiler::summarize(r.handover_us[b]);
+        std::printf("| %s | %s | Vulkan (%s) | %s | %d | %zu -> %zu | %.1f | %.1f | %.1f | %.1f | %zu |\n",
+                    r.model.c_str(), r.variant.c_str(), r.device.c_str(), r.test.c_str(), r.stages, b, b + 1,
+                    h.median_us, h.mean_us, h.min_us, h.max_us, h.steps);
+      }
+  }
   if (!both) return;
   std::printf("\n| model | backend | test | ternary t/s | FP16 t/s | speed ternary/FP16 | peak GPU ternary | peak GPU FP16 "
               "| memory FP16/ternary | full-depth memory FP16/ternary |\n");
@@ -136,6 +157,16 @@ void print_json(const std::vector<Result>& results) {
                    {"context", r.context},
                    {"full_weight_bytes", r.full_weights},
                    {"full_total_bytes", r.full_total}});
+    if (r.stages > 1) {
+      arr.back()["stages"] = r.stages;
+      nlohmann::json h = nlohmann::json::array();
+      for (size_t b = 0; b < r.handover_us.size(); ++b) {
+        const auto s = profiler::summarize(r.handover_us[b]);
+        h.push_back({{"from_stage", b}, {"mean_us", s.mean_us}, {"median_us", s.median_us}, {"min_us", s.min_us}, {"max_us", s.max_us},
+                     {"steps", s.steps}});
+      }
+      arr.back()["handover_us_per_token"] = h;
+    }
   }
   std::printf("%s\n", arr.dump(2).c_str());
 }
@@ -150,6 +181,7 @@ Action add_bench_command(CLI::App& app) {
     int reps = 5, batch = 64, context = 0;
     bool fp16 = false, both = false, no_warmup = false, sequential = false;
     std::vector<int> devices;
+    std::string pipeline, split = "auto";
     std::string output = "md", dot = "auto";
   };
   auto o = std::make_shared<Opts>();
@@ -168,6 +200,10 @@ Action add_bench_command(CLI::App& app) {
   cmd->add_flag("--both", o->both, "Run ternary and the FP16 baseline side by side, with ratio rows");
   cmd->add_option("--device", o->devices, "Vulkan device indices from `ternvk devices`, comma-separated")
       ->delimiter(',');
+  cmd->add_option("--devices", o->pipeline,
+                  "Run each model split over these devices as a pipeline (indices, may repeat; e.g. 0,0) and "
+                  "report the hand-over time per token between stages");
+  cmd->add_option("--split", o->split, "Layers per device with --devices: auto or N,N,...");
   cmd->add_option("-o,--output", o->output, "Output format: md, csv or json")
       ->check(CLI::IsMember({"md", "csv", "json"}));
   cmd->add_option("--dot", o->dot, "Ternary inner product: auto, swar or int8")
@@ -181,6 +217,14 @@ Action add_bench_command(CLI::App& app) {
     Instance instance;
     std::vector<std::optional<int>> devices;
     for (int d : o->devices) devices.push_back(d);
+    std::vector<int> pipeline;
+    if (!o->pipeline.empty()) {
+      if (!o->devices.empty()) throw Error("bench: use --device (one run per device) or --devices (one pipeline), not both");
+      pipeline = parse_device_list(o->pipeline, int(instance.devices().size()));
+      devices.push_back(pipeline[0]);
+    }
+    const std::vector<int> split = parse_split(o->split);
+    if (!split.empty() && pipeline.empty()) throw Error("--split needs --devices (the devices the stages run on)");
     if (devices.empty()) devices.push_back(std::nullopt);
     std::vector<bool> variants;  // fp16_baseline
     if (o->both) variants = {false, true};
@@ -208,6 +252,8 @@ Action add_bench_command(CLI::App& app) {
         auto load = [&](bool fp16) {
           EngineOptions eo;
           eo.device = int(info.index);
+          eo.devices = pipeline;
+          eo.split = split;
           eo.context = ctx;
           eo.prefill_chunk = o->batch;
           eo.fp16_baseline = fp16;
@@ -233,9 +279,19 @@ Action add_bench_command(CLI::App& app) {
           b.model = m.name;
           b.variant = variant;
           b.device = info.name;
+          b.stages = int(engine.stage_count());
+          if (b.stages > 1) {
+            b.device = "pipeline:";
+            for (size_t i = 0; i < engine.stage_count(); ++i) {
+              const auto& sp = engine.stage(i).spec();
+              b.device += (i ? " + " : " ") + engine.stage(i).device().info().name + " [" +
+                          std::to_string(sp.end_layer - sp.first_layer) + " layers]";
+            }
+          }
           b.driver = info.driver_name + " " + info.driver_info;
           b.device_index = int(info.index);
-          b.size = engine.stage().weight_bytes();
+          b.size = 0;
+          for (size_t i = 0; i < engine.stage_count(); ++i) b.size += engine.stage(i).weight_bytes();
           b.params = param_count(engine.config());
           b.layers = engine.config().n_layers;
           b.full_layers = m.full_config.n_layers;
@@ -251,8 +307,11 @@ Action add_bench_command(CLI::App& app) {
         SamplingParams sp;
         sp.temperature = 0;
         Sampler greedy(sp);
+        // Per stage boundary, the hand-over times of the last time_test's decode steps (pipelines).
+        std::vector<std::vector<double>> last_handovers;
         auto time_test = [&](Engine& engine, int p, int n) {
           const int V = engine.config().vocab;
+          last_handovers.clear();
           engine.reset();
           if (p > 0) {
             const auto tokens = random_tokens(p, V, 11);
@@ -262,12 +321,24 @@ Action add_bench_command(CLI::App& app) {
           }
           const auto first = random_tokens(1, V, 13);
           uint32_t next = engine.next_token(first, greedy, first);  // the short prompt (untimed)
+          const size_t stages = engine.stage_count();
+          for (size_t i = 0; i < stages && stages > 1; ++i) engine.stage(i).device().record_queue_events(true);
           const auto t0 = std::chrono::steady_clock::now();
           for (int i = 0; i < n; ++i) {
             const uint32_t one[] = {next};
             next = engine.next_token(one, greedy, {});
           }
-          return seconds_since(t0);
+          const double seconds = seconds_since(t0);
+          if (stages > 1) {
+            std::vector<std::vector<QueueEvent>> events;
+            for (size_t i = 0; i < stages; ++i) {
+              events.push_back(engine.stage(i).device().take_queue_events());
+              engine.stage(i).device().record_queue_events(false);
+            }
+            for (size_t b = 0; b + 1 < stages; ++b)
+              last_handovers.push_back(profiler::handover_microseconds(events[b], events[b + 1]));
+          }
+          return seconds;
         };
         std::vector<std::pair<int, int>> tests;
         for (int p : o->prompts)
@@ -289,10 +360,16 @@ Action add_bench_command(CLI::App& app) {
               for (size_t k = 0; k < runs.size(); ++k) {
                 const double s = time_test(*runs[k]->engine, p, n);
                 rs[k].samples.push_back((p > 0 ? p : n) / s);
+                rs[k].handover_us.resize(last_handovers.size());
+                for (size_t b = 0; b < last_handovers.size(); ++b)
+                  rs[k].handover_us[b].insert(rs[k].handover_us[b].end(), last_handovers[b].begin(), last_handovers[b].end());
               }
             for (size_t k = 0; k < runs.size(); ++k) {
               std::fprintf(stderr, "    %s %s: %s t/s\n", rs[k].variant.c_str(), rs[k].test.c_str(),
                            ts_text(rs[k]).c_str());
+              for (size_t b = 0; b < rs[k].handover_us.size(); ++b)
+                std::fprintf(stderr, "      hand-over stage %zu -> %zu: median %.1f us/token\n", b, b + 1,
+                             profiler::summarize(rs[k].handover_us[b]).median_us);
               runs[k]->results.push_back(std::move(rs[k]));
             }
           }
@@ -302,8 +379,12 @@ Action add_bench_command(CLI::App& app) {
           const uint64_t peak = engine.peak_gpu_bytes();
           for (auto& r : run.results) {
             r.peak = peak;
-            r.weights = engine.stage().weight_bytes();
-            r.kv = engine.stage().kv_bytes();
+            r.weights = 0;
+            r.kv = 0;
+            for (size_t i = 0; i < engine.stage_count(); ++i) {
+              r.weights += engine.stage(i).weight_bytes();
+              r.kv += engine.stage(i).kv_bytes();
+            }
             r.scratch = peak > r.weights + r.kv ? peak - r.weights - r.kv : 0;
             results.push_back(std::move(r));
           }

@@ -34,7 +34,7 @@ Action add_chat_command(CLI::App& app) {
     Instance instance;
     Engine engine(instance, o->model.model_path(), o->model.engine_options(int(instance.devices().size())));
     Tokenizer& tok = engine.tokenizer();
-    const ChatFormat format = detect_chat_format(tok.chat_template(), engine.config().arch_name);
+    const ChatFormat format = detect_chat_format(tok, engine.config().arch_name);
     Sampler sampler(o->sampling.resolved());
     std::vector<ChatMessage> messages;
     if (!o->system.empty()) messages.push_back({"system", o->system});

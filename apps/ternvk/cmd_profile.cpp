@@ -3,7 +3,9 @@
 // calls, total / per-token / mean time, share, bytes moved (from the model's shape, see
 // runtime/profiler/work_model.h), achieved GB/s and GMAC/s, and the fraction of the device's peak
 // bandwidth measured by a copy kernel in the same run. Optionally writes a Chrome trace (Perfetto)
-// and a PNG bar chart of decode time per shader.
+// and a PNG bar chart of decode time per shader. With --devices (a model split into stages), the
+// tables cover every stage and the trace has one track per stage's device plus the host's
+// hand-overs between stages.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -16,11 +18,13 @@
 #include "apps/ternvk/commands.h"
 #include "runtime/core/error.h"
 #include "runtime/engine/engine.h"
+#include "runtime/engine/placement.h"
 #include "runtime/ops/argmax.h"
 #include "runtime/ops/attention.h"
 #include "runtime/profiler/aggregate.h"
 #include "runtime/profiler/bandwidth.h"
 #include "runtime/profiler/chrome_trace.h"
+#include "runtime/profiler/pipeline.h"
 #include "runtime/profiler/png_chart.h"
 
 namespace ternvk::cli {
@@ -80,6 +84,7 @@ Action add_profile_command(CLI::App& app) {
     bool fp16 = false;
     std::optional<int> device;
     std::string dot = "auto", trace, chart, output = "md";
+    std::string devices, split = "auto";
     uint64_t bandwidth_mib = 64;
   };
   auto o = std::make_shared<Opts>();
@@ -90,6 +95,9 @@ Action add_profile_command(CLI::App& app) {
   cmd->add_option("-c,--ctx-size", o->context, "KV cache positions (default: prompt + steps)");
   cmd->add_flag("--fp16-baseline", o->fp16, "Profile the FP16 baseline instead of the ternary model");
   add_device_flag(*cmd, o->device);
+  cmd->add_option("--devices", o->devices,
+                  "Profile the model split over these devices (indices from `ternvk devices`, may repeat)");
+  cmd->add_option("--split", o->split, "Layers per device with --devices: auto or N,N,...");
   cmd->add_option("--dot", o->dot, "Ternary inner product: auto, swar or int8")
       ->check(CLI::IsMember({"auto", "swar", "int8"}));
   cmd->add_option("--trace", o->trace, "Write a Chrome trace JSON (open in ui.perfetto.dev or chrome://tracing)");
@@ -99,7 +107,15 @@ Action add_profile_command(CLI::App& app) {
       ->check(CLI::Range(1, 4096));
   return [o] {
     Instance instance;
-    const DeviceInfo& info = instance.select(o->device);
+    std::vector<int> pipeline;
+    if (!o->devices.empty()) pipeline = parse_device_list(o->devices, int(instance.devices().size()));
+    const std::vector<int> split = parse_split(o->split);
+    if (!split.empty() && pipeline.empty()) throw Error("--split needs --devices (the devices the stages run on)");
+    const DeviceInfo& info = instance.select(pipeline.empty() ? o->device : std::optional<int>(pipeline[0]));
+    for (int d : pipeline)
+      if (!instance.select(d).timestamps)
+        throw Error("ternvk profile: device " + std::to_string(d) + " (" + instance.select(d).name +
+                    ") has no GPU timestamps on its compute queue; every stage's device needs them");
     if (!info.timestamps) {
       std::fprintf(stderr,
                    "ternvk profile: %s does not support GPU timestamps on its compute queue "
@@ -113,6 +129,8 @@ Action add_profile_command(CLI::App& app) {
     const BenchModel& m = models[0];
     EngineOptions eo;
     eo.device = int(info.index);
+    eo.devices = pipeline;
+    eo.split = split;
     eo.context = o->context > 0 ? o->context : o->prompt + o->steps + 1;
     eo.prefill_chunk = o->batch;
     eo.fp16_baseline = o->fp16;
@@ -127,6 +145,13 @@ Action add_profile_command(CLI::App& app) {
 
     const auto bw = profiler::measure_bandwidth(engine.device(), o->bandwidth_mib << 20);
     const double peak = bw.peak();
+    const size_t n_stages = engine.stage_count();
+    if (n_stages > 1) std::fprintf(stderr, "%s", engine.describe_plan().c_str());
+    // Host-clock submits and waits of every stage: where each stage's GPU work starts in the trace,
+    // and the hand-overs between stages.
+    for (size_t i = 0; i < n_stages; ++i) engine.stage(i).device().record_queue_events(true);
+    std::vector<std::vector<double>> prefill_handover(n_stages > 1 ? n_stages - 1 : 0),
+        decode_handover(n_stages > 1 ? n_stages - 1 : 0);
 
     const auto shape = shape_of(c);
     const ops::HeadLayout heads{uint32_t(c.n_heads), uint32_t(c.n_kv_heads), uint32_t(c.head_dim)};
@@ -153,35 +178,67 @@ Action add_profile_command(CLI::App& app) {
     };
 
     profiler::ChromeTrace trace;
-    const int gpu_pid = 1, host_pid = 2;
+    // Stage i's device is process 1 + i; the host comes after them (2 with one device, as before).
+    const int gpu_pid = 1, host_pid = int(n_stages) + 1;
     profiler::Aggregator prefill, decode, prefill_ops, decode_ops;
+    Clock::time_point t_start;  // the trace's time 0: set just before the first step
     const std::string ternary_shader =
         (o->dot == "int8" || (o->dot == "auto" && info.has_fast_int8_dot())) ? "ternary_matmul_dot" : "ternary_matmul_swar";
     // Names each dispatch by shader (matmuls are labelled by matrix) and feeds both tables and the trace.
+    // The stages' passes in order make up one pass of the whole model (embedding first, head last).
     auto record = [&](int tokens, int first_position, bool is_decode, const std::string& step, double start_us) {
-      const auto raw = engine.stage().last_timings();
       std::vector<DispatchTiming> shaders, ops_;
       std::vector<std::string> op_names;
+      std::vector<std::vector<DispatchTiming>> stage_shaders(n_stages);
+      std::vector<std::vector<std::string>> stage_ops(n_stages);
       bool split = false;
-      for (const auto& t : raw) {
-        const auto n = profiler::name_dispatch(t.label, o->fp16, ternary_shader);
-        shaders.push_back({n.shader, t.microseconds});
-        ops_.push_back({n.op, t.microseconds});
-        op_names.push_back(t.label);
-        split = split || profiler::kind_of(n.shader) == "attention_combine";
-      }
+      for (size_t i = 0; i < n_stages; ++i)
+        for (const auto& t : engine.stage(i).last_timings()) {
+          const auto n = profiler::name_dispatch(t.label, o->fp16, ternary_shader);
+          shaders.push_back({n.shader, t.microseconds});
+          ops_.push_back({n.op, t.microseconds});
+          op_names.push_back(t.label);
+          stage_shaders[i].push_back({n.shader, t.microseconds});
+          stage_ops[i].push_back(t.label);
+          split = split || profiler::kind_of(n.shader) == "attention_combine";
+        }
       const auto spec = spec_for(tokens, first_position, is_decode, split);
       const auto by_kind = profiler::estimate_pass_work(shape, spec);
       const auto by_op = profiler::estimate_pass_work(shape, spec, true);
       (is_decode ? decode : prefill).add_pass(shaders, &by_kind);
       (is_decode ? decode_ops : prefill_ops).add_pass(ops_, &by_op);
-      trace.add_replay(gpu_pid, 1, start_us, shaders, is_decode ? "decode" : "prefill", step, op_names);
+      const char* category = is_decode ? "decode" : "prefill";
+      std::vector<std::vector<QueueEvent>> queues(n_stages);
+      for (size_t i = 0; i < n_stages; ++i) queues[i] = engine.stage(i).device().take_queue_events();
+      if (n_stages == 1) {
+        trace.add_replay(gpu_pid, 1, start_us, shaders, category, step, op_names);
+        return;
+      }
+      std::vector<profiler::ChromeTrace::StageStep> steps;
+      for (size_t i = 0; i < n_stages; ++i) steps.push_back({int(1 + i), queues[i], stage_shaders[i], stage_ops[i]});
+      const auto gaps = trace.add_pipeline_step(steps, t_start, category, step, host_pid, 2);
+      for (size_t b = 0; b < gaps.size(); ++b) (is_decode ? decode_handover : prefill_handover)[b].push_back(gaps[b]);
     };
-    trace.process_name(gpu_pid, "GPU " + std::to_string(info.index) + ": " + info.name);
-    trace.thread_name(gpu_pid, 1, "compute queue (family " + std::to_string(engine.device().queue_family()) + ")");
+    for (size_t i = 0; i < n_stages; ++i) {
+      const Stage& st = engine.stage(i);
+      const Device& d = st.device();
+      const int pid = gpu_pid + int(i);
+      if (n_stages == 1) {
+        trace.process_name(pid, "GPU " + std::to_string(info.index) + ": " + info.name);
+      } else {
+        trace.process_name(pid, "stage " + std::to_string(i) + ": GPU " + std::to_string(d.info().index) + ": " +
+                                    d.info().name + (d.ordinal() > 0 ? ", logical device " + std::to_string(d.ordinal()) : "") +
+                                    ", layers " + std::to_string(st.spec().first_layer) + ".." +
+                                    std::to_string(st.spec().end_layer - 1));
+        trace.thread_name(pid, 2, "host: submit / wait");
+      }
+      trace.thread_name(pid, 1, "compute queue (family " + std::to_string(d.queue_family()) + ")");
+    }
     trace.process_name(host_pid, "host");
     trace.thread_name(host_pid, 1, "engine");
-    const auto t_start = Clock::now();
+    if (n_stages > 1) trace.thread_name(host_pid, 2, "hand-overs between stages");
+    for (size_t i = 0; i < n_stages; ++i) engine.stage(i).device().take_queue_events();  // none before the run
+    t_start = Clock::now();
     auto us_since_start = [&](Clock::time_point t) {
       return std::chrono::duration<double, std::micro>(t - t_start).count();
     };
@@ -237,6 +294,18 @@ Action add_profile_command(CLI::App& app) {
                           {"prefill_wall_s", prefill_wall},
                           {"decode", table_json(decode, o->steps, peak)},
                           {"decode_wall_s", decode_wall}};
+      if (n_stages > 1) {
+        nlohmann::json h = nlohmann::json::array();
+        for (size_t b = 0; b < decode_handover.size(); ++b) {
+          const auto p = profiler::summarize(prefill_handover[b]);
+          const auto d = profiler::summarize(decode_handover[b]);
+          h.push_back({{"from_stage", b}, {"to_stage", b + 1}, {"prefill_steps", p.steps}, {"prefill_median_us", p.median_us},
+                       {"decode_steps", d.steps}, {"decode_mean_us", d.mean_us}, {"decode_median_us", d.median_us}, {"decode_min_us", d.min_us},
+                       {"decode_max_us", d.max_us}});
+        }
+        j["stages"] = n_stages;
+        j["handovers"] = h;
+      }
       std::printf("%s\n", j.dump(2).c_str());
     } else {
       std::printf("## ternvk profile: %s, %s, on %s (%s %s)\n\n", m.name.c_str(), variant, info.name.c_str(),
@@ -251,6 +320,19 @@ Action add_profile_command(CLI::App& app) {
         print_table("Decode by op (matmuls by matrix, summed over layers)", decode_ops, o->steps, peak);
         std::printf("\ndecode wall time %.2f ms/token (GPU %.2f ms/token; the rest is submit, wait and host work)\n",
                     1e3 * decode_wall / o->steps, decode.total_us() / o->steps / 1e3);
+      }
+      if (n_stages > 1) {
+        std::printf("\n### Hand-overs between stages (host: read the hidden state back, write it to the next device)\n\n");
+        std::printf("| boundary | prefill steps | prefill median us | decode steps | decode median us/token | mean | min | max |\n");
+        std::printf("| -------- | ------------: | ----------------: | -----------: | ---------------------: | ---: | --: | --: |\n");
+        for (size_t b = 0; b < decode_handover.size(); ++b) {
+          const auto p = profiler::summarize(prefill_handover[b]);
+          const auto d = profiler::summarize(decode_handover[b]);
+          std::printf("| %zu -> %zu | %zu | %.1f | %zu | %.1f | %.1f | %.1f | %.1f |\n", b, b + 1, p.steps, p.median_us,
+                      d.steps, d.median_us, d.mean_us, d.min_us, d.max_us);
+        }
+        std::printf("\nThe first step of each token count also records the next stage's command buffer inside the "
+                    "hand-over (hence max >> median).\n");
       }
       std::printf("\nBytes and MACs come from the model's shape (runtime/profiler/work_model.h); \"-\" = unknown.\n");
     }

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 #include <vector>
 
 #include "runtime/device/vk_check.h"
@@ -105,6 +106,8 @@ Device::Device(Instance& instance, const DeviceInfo& info) : instance_(instance)
   TERNVK_VK_CHECK(vkCreateCommandPool(device_, &pool, nullptr, &command_pool_));
   allocator_ = std::make_unique<MemoryAllocator>(device_, info.physical, info.unified_memory());
   load_pipeline_cache();
+  ordinal_ = instance.claim_device_ordinal();
+  if (FaultInjection f = instance.faults_for(ordinal_); f.any()) inject_faults(f);
 }
 
 Device::~Device() {
@@ -165,19 +168,92 @@ const Pipeline& Device::pipeline(const std::string& shader, const PipelineOption
   return *slot;
 }
 
-void Device::submit(VkCommandBuffer commands, VkFence fence) {
+std::string Device::describe() const {
+  std::string s = "device " + std::to_string(info_.index) + " (" + info_.name + ")";
+  if (ordinal_ > 0) s += ", logical device " + std::to_string(ordinal_);
+  return s;
+}
+
+uint64_t Device::free_bytes() const {
+  uint64_t total = faults_.memory_budget;
+  if (total == 0) total = info_.unified_memory() ? (info_.heaps.empty() ? 0 : info_.heaps[0].size) : info_.device_local_bytes();
+  const uint64_t used = allocator_->bytes_in_use();
+  return total > used ? total - used : 0;
+}
+
+void Device::inject_faults(const FaultInjection& faults) {
+  std::lock_guard lock(queue_mutex_);
+  faults_ = faults;
+  submits_at_injection_ = submits_.load();
+  allocator_->inject_faults(faults.memory_budget, faults.fail_allocation_at);
+}
+
+void Device::throw_lost(const std::string& during) const {
+  throw DeviceLostError(describe() + " was lost (VK_ERROR_DEVICE_LOST) " + during +
+                        ": the GPU was reset or hung; its work is gone. Restart the program (check the "
+                        "driver log, e.g. dmesg, for the cause)");
+}
+
+void Device::record_queue_events(bool on) {
+  std::lock_guard lock(events_mutex_);
+  log_events_ = on;
+  if (!on) events_.clear();
+}
+
+std::vector<QueueEvent> Device::take_queue_events() {
+  std::lock_guard lock(events_mutex_);
+  return std::exchange(events_, {});
+}
+
+void Device::log(QueueEvent::Kind kind, std::chrono::steady_clock::time_point begin, bool transfer) {
+  if (!log_events_.load()) return;
+  const auto end = std::chrono::steady_clock::now();
+  std::lock_guard lock(events_mutex_);
+  events_.push_back({kind, begin, end, transfer});
+}
+
+void Device::submit(VkCommandBuffer commands, VkFence fence, bool transfer) {
   VkSubmitInfo submit{VK_STRUCTURE_TYPE_SUBMIT_INFO};
   submit.commandBufferCount = 1;
   submit.pCommandBuffers = &commands;
-  std::lock_guard lock(queue_mutex_);
-  TERNVK_VK_CHECK(vkQueueSubmit(queue_, 1, &submit, fence));
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(queue_mutex_);
+    const uint64_t n = ++submits_;
+    if (lost_) throw_lost("before submit " + std::to_string(n));
+    // Test-only: the injected loss never reaches the driver, so no work is left in flight.
+    if (faults_.lose_device_at_submit > 0 && n - submits_at_injection_ >= uint64_t(faults_.lose_device_at_submit)) {
+      lost_ = true;
+      throw_lost("at submit " + std::to_string(n) + " (injected by TERNVK_FAULT / inject_faults)");
+    }
+    if (VkResult r = vkQueueSubmit(queue_, 1, &submit, fence); r != VK_SUCCESS) {
+      if (r == VK_ERROR_DEVICE_LOST) {
+        lost_ = true;
+        throw_lost("at submit " + std::to_string(n));
+      }
+      throw_vk_error(r, "vkQueueSubmit", __FILE__, __LINE__);
+    }
+  }
+  log(QueueEvent::Submit, t0, transfer);
 }
 
-void Device::wait(VkFence fence, const char* what) {
+void Device::wait(VkFence fence, const char* what, bool transfer) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (lost_) {
+    // Work submitted before the (injected) loss may still run: let it end so that freeing its
+    // buffers is safe, but never wait long on a lost device.
+    vkWaitForFences(device_, 1, &fence, VK_TRUE, 1000ull * 1000 * 1000);
+    throw_lost(std::string("while waiting for ") + what);
+  }
   VkResult result = vkWaitForFences(device_, 1, &fence, VK_TRUE, kFenceTimeoutNs);
   if (result == VK_TIMEOUT)
-    throw Error(std::string("device ") + info_.name + " did not finish " + what + " within 5 minutes");
+    throw Error(describe() + " did not finish " + what + " within 5 minutes");
+  if (result == VK_ERROR_DEVICE_LOST) {
+    lost_ = true;
+    throw_lost(std::string("while waiting for ") + what);
+  }
   TERNVK_VK_CHECK(result);
+  log(QueueEvent::Wait, t0, transfer);
 }
 
 void Device::run_now(const std::function<void(VkCommandBuffer)>& record) {
@@ -204,8 +280,8 @@ void Device::run_now(const std::function<void(VkCommandBuffer)>& record) {
     TERNVK_VK_CHECK(vkEndCommandBuffer(cb));
     VkFenceCreateInfo fence_info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     TERNVK_VK_CHECK(vkCreateFence(device_, &fence_info, nullptr, &fence));
-    submit(cb, fence);
-    wait(fence, "a transfer");
+    submit(cb, fence, true);
+    wait(fence, "a transfer", true);
   } catch (...) {
     cleanup();
     throw;

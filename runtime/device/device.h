@@ -4,18 +4,30 @@
 #pragma once
 #include <vulkan/vulkan.h>
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "runtime/device/device_info.h"
+#include "runtime/device/fault_injection.h"
 #include "runtime/device/instance.h"
 #include "runtime/device/memory.h"
 #include "runtime/device/pipeline.h"
 
 namespace ternvk {
+
+// What the host did with a device's queue and when (host clock): the profiler lays GPU work and
+// the hand-overs between pipeline stages on one timeline with these.
+struct QueueEvent {
+  enum Kind { Submit, Wait } kind = Submit;
+  std::chrono::steady_clock::time_point begin, end;
+  bool transfer = false;  // an upload/download through staging (run_now), not a recorded pass
+};
 
 class Device {
  public:
@@ -46,13 +58,39 @@ class Device {
   // Records commands into a one-time command buffer, submits it and waits.
   void run_now(const std::function<void(VkCommandBuffer)>& record);
   // Submits a recorded command buffer; waits for `fence` when given. Thread-safe.
-  void submit(VkCommandBuffer commands, VkFence fence);
+  void submit(VkCommandBuffer commands, VkFence fence) { submit(commands, fence, false); }
   // Waits for a fence with a bound so that a hung GPU becomes an error, not a hang.
-  void wait(VkFence fence, const char* what);
+  void wait(VkFence fence, const char* what) { wait(fence, what, false); }
+
+  // "device I (name)", or "device I (name), logical device N" when N > 0: how errors name it.
+  std::string describe() const;
+  // This logical device's ordinal on its Instance (creation order; see fault_injection.h).
+  int ordinal() const { return ordinal_; }
+  // True once the device reported (or was made to report) VK_ERROR_DEVICE_LOST: from then on
+  // submit() and wait() throw DeviceLostError at once.
+  bool lost() const { return lost_.load(); }
+  // Bytes a placement may still plan on this device: the injected memory budget when one is set,
+  // else the device-local heap (the shared heap on unified memory), less the buffers held now.
+  uint64_t free_bytes() const;
+
+  // Test-only: replaces the injected faults (fault_injection.h); its counters restart from now.
+  void inject_faults(const FaultInjection& faults);
+  const FaultInjection& faults() const { return faults_; }
+  // Submits made so far (tests place a device loss in the middle of a run with it).
+  uint64_t submit_count() const { return submits_.load(); }
+
+  // Profiler: while on, every submit and wait is logged with its host times; take_queue_events()
+  // returns and clears the log.
+  void record_queue_events(bool on);
+  std::vector<QueueEvent> take_queue_events();
 
  private:
   void load_pipeline_cache();
   void save_pipeline_cache();
+  [[noreturn]] void throw_lost(const std::string& during) const;
+  void log(QueueEvent::Kind kind, std::chrono::steady_clock::time_point begin, bool transfer);
+  void submit(VkCommandBuffer commands, VkFence fence, bool transfer);
+  void wait(VkFence fence, const char* what, bool transfer);
   Instance& instance_;
   DeviceInfo info_;
   VkDevice device_ = VK_NULL_HANDLE;
@@ -65,6 +103,14 @@ class Device {
   std::mutex pool_mutex_;
   std::mutex pipelines_mutex_;
   std::map<std::string, std::unique_ptr<Pipeline>> pipelines_;
+  int ordinal_ = 0;
+  FaultInjection faults_;
+  uint64_t submits_at_injection_ = 0;
+  std::atomic<uint64_t> submits_{0};
+  std::atomic<bool> lost_{false};
+  std::atomic<bool> log_events_{false};
+  std::mutex events_mutex_;
+  std::vector<QueueEvent> events_;
 };
 
 }  // namespace ternvk

@@ -37,6 +37,11 @@ bool instance_extension_available(const char* name) {
 }  // namespace
 
 Instance::Instance(InstanceOptions options) {
+  if (options.faults) {
+    faults_ = parse_fault_spec(*options.faults);
+  } else if (const char* env = std::getenv("TERNVK_FAULT"); env && *env) {
+    faults_ = parse_fault_spec(env);
+  }
   const bool validation = options.validation.value_or(env_flag("TERNVK_VALIDATION"));
   const char* validation_layer = "VK_LAYER_KHRONOS_validation";
   if (validation && !layer_available(validation_layer))

@@ -4,17 +4,21 @@
 #include <vulkan/vulkan.h>
 
 #include <atomic>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "runtime/device/device_info.h"
+#include "runtime/device/fault_injection.h"
 
 namespace ternvk {
 
 struct InstanceOptions {
   // Enable VK_LAYER_KHRONOS_validation. Defaults to the TERNVK_VALIDATION environment variable.
   std::optional<bool> validation;
+  // Test-only faults per logical device (see fault_injection.h). Defaults to TERNVK_FAULT.
+  std::optional<std::string> faults;
 };
 
 class Instance {
@@ -35,6 +39,14 @@ class Instance {
   // variable, else the most capable one. Throws an Error listing the devices when out of range.
   const DeviceInfo& select(std::optional<int> requested = std::nullopt) const;
 
+  // Each logical device created on this instance takes the next ordinal (0, 1, ...); tests name
+  // devices by it in TERNVK_FAULT. Returns the faults asked for that ordinal (none by default).
+  int claim_device_ordinal() { return next_device_ordinal_++; }
+  FaultInjection faults_for(int ordinal) const {
+    auto it = faults_.find(ordinal);
+    return it == faults_.end() ? FaultInjection{} : it->second;
+  }
+
  private:
   static VKAPI_ATTR VkBool32 VKAPI_CALL on_message(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
                                                    VkDebugUtilsMessageTypeFlagsEXT types,
@@ -45,6 +57,8 @@ class Instance {
   std::vector<DeviceInfo> devices_;
   std::atomic<uint64_t> validation_errors_{0};
   std::string last_validation_message_;
+  std::map<int, FaultInjection> faults_;
+  std::atomic<int> next_device_ordinal_{0};
 };
 
 }  // namespace ternvk

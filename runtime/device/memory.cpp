@@ -162,6 +162,20 @@ Buffer MemoryAllocator::create(VkDeviceSize size, MemoryKind kind, const std::st
   const bool host_visible = properties_.memoryTypes[type].propertyFlags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT;
 
   std::lock_guard lock(mutex_);
+  if (budget_ > 0 || fail_at_ > 0) {  // test-only fault injection
+    ++creations_;
+    uint64_t in_use = 0;
+    for (auto& b : blocks_) in_use += b->used();
+    if (fail_at_ > 0 && creations_ == fail_at_)
+      throw OutOfMemoryError("out of GPU memory allocating " + std::to_string(req.size) + " bytes for " + what +
+                             " (VK_ERROR_OUT_OF_DEVICE_MEMORY, injected: buffer " + std::to_string(creations_) +
+                             " was set to fail)");
+    if (budget_ > 0 && in_use + req.size > budget_)
+      throw OutOfMemoryError("out of GPU memory allocating " + std::to_string(req.size) + " bytes for " + what +
+                             " (VK_ERROR_OUT_OF_DEVICE_MEMORY, injected: a budget of " + std::to_string(budget_) +
+                             " bytes with " + std::to_string(in_use) + " in use, " +
+                             std::to_string(in_use + req.size - budget_) + " bytes short)");
+  }
   MemoryBlock* block = nullptr;
   VkDeviceSize offset = 0;
   for (auto& b : blocks_)
@@ -208,6 +222,13 @@ uint64_t MemoryAllocator::bytes_in_use() const {
   uint64_t total = 0;
   for (auto& b : blocks_) total += b->used();
   return total;
+}
+
+void MemoryAllocator::inject_faults(uint64_t budget, int fail_at) {
+  std::lock_guard lock(mutex_);
+  budget_ = budget;
+  fail_at_ = fail_at;
+  creations_ = 0;
 }
 
 uint64_t MemoryAllocator::bytes_reserved() const {

@@ -74,6 +74,10 @@ class MemoryAllocator {
   uint64_t bytes_reserved() const;  // sum of VkDeviceMemory blocks
   static constexpr VkDeviceSize kBlockSize = 64ull << 20;
 
+  // Test-only (fault_injection.h): buffers beyond `budget` bytes in use (0: no budget), or the
+  // `fail_at`th creation from now (<= 0: never), fail as VK_ERROR_OUT_OF_DEVICE_MEMORY would.
+  void inject_faults(uint64_t budget, int fail_at);
+
  private:
   uint32_t choose_type(uint32_t type_bits, MemoryKind kind) const;
   VkDevice device_;
@@ -82,6 +86,9 @@ class MemoryAllocator {
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<MemoryBlock>> blocks_;
   uint64_t peak_ = 0;
+  uint64_t budget_ = 0;
+  int fail_at_ = -1;
+  int creations_ = 0;  // since inject_faults
 };
 
 }  // namespace ternvk

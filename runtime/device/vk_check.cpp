@@ -32,7 +32,7 @@ void throw_vk_error(VkResult result, const char* call, const char* file, int lin
   if (result == VK_ERROR_OUT_OF_DEVICE_MEMORY || result == VK_ERROR_OUT_OF_HOST_MEMORY)
     throw OutOfMemoryError(message);
   if (result == VK_ERROR_DEVICE_LOST)
-    message += ": the GPU was lost (driver reset or hang); restart the program";
+    throw DeviceLostError(message + ": the GPU was lost (driver reset or hang); restart the program");
   throw Error(message);
 }
 

@@ -29,6 +29,11 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                 std::to_string(c.context) + " positions");
   if (options_.prefill_chunk < 1 || options_.prefill_chunk > 4096)
     throw Error("prefill chunk " + std::to_string(options_.prefill_chunk) + " is outside 1..4096");
+  if (options_.sequences < 1 || options_.sequences > 4096)
+    throw Error("sequences (parallel) " + std::to_string(options_.sequences) + " is outside 1..4096");
+  // A forward pass takes a prefill chunk of one sequence or one token of every sequence.
+  max_tokens_ = std::max(options_.prefill_chunk, options_.sequences);
+  slots_.resize(size_t(options_.sequences));
   std::vector<const DeviceInfo*> infos;
   if (options_.devices.empty()) {
     infos.push_back(&instance.select(options_.device));
@@ -39,16 +44,20 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
   for (const DeviceInfo* info : infos) devices_.push_back(std::make_unique<Device>(instance, *info));
   std::vector<int> split = options_.split;
   if (split.empty() && devices_.size() > 1) {
-    std::vector<double> speeds;
-    for (auto& d : devices_) speeds.push_back(calibrate_ternary_gemv(*d));
-    split = split_by_speed(c.n_layers, speeds);
+    // [scheduler] In proportion to speed, moving layers off devices whose memory (or the test
+    // budget from TERNVK_FAULT) cannot hold their share.
+    std::vector<DeviceCapacity> capacities;
+    for (auto& d : devices_) capacities.push_back({d->describe(), calibrate_ternary_gemv(*d), d->free_bytes()});
+    split = split_by_speed_and_memory(c, capacities,
+                                      {.context = context_, .prefill_chunk = max_tokens_,
+                                       .sequences = options_.sequences, .fp16_baseline = options_.fp16_baseline});
   }
   const std::vector<StageSpec> specs = plan_stages(c, int(infos.size()), split);
   // Refuse before uploading anything when a stage cannot fit its device's memory.
   for (size_t i = 0; i < specs.size(); ++i) {
     const DeviceInfo& info = *infos[i];
     const auto estimate = options_.fp16_baseline ? estimate_fp16_footprint : estimate_gpu_footprint;
-    const GpuFootprint need = estimate(c, context_, 1, options_.prefill_chunk,
+    const GpuFootprint need = estimate(c, context_, options_.sequences, max_tokens_,
                                        specs[i].end_layer - specs[i].first_layer, specs[i].embedding, specs[i].head);
     const uint64_t heap = info.unified_memory() ? (info.heaps.empty() ? 0 : info.heaps[0].size) : info.device_local_bytes();
     if (heap && need.total() > heap)
@@ -59,7 +68,7 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                              info.name + ") has " + std::to_string(heap >> 20) +
                              " MiB. Try a smaller context (-c), another device, or more devices");
   }
-  StageOptions so{.context = context_, .max_tokens = options_.prefill_chunk, .dot = options_.dot,
+  StageOptions so{.context = context_, .sequences = options_.sequences, .max_tokens = max_tokens_, .dot = options_.dot,
                   .timestamps = options_.timestamps, .max_segment_bytes = options_.max_segment_bytes,
                   .fp16_baseline = options_.fp16_baseline};
   for (size_t i = 0; i < specs.size(); ++i) {
@@ -94,17 +103,17 @@ std::string Engine::describe_plan() const {
   return out;
 }
 
-void Engine::run_stages(std::span<const uint32_t> ids, std::span<const uint32_t> positions, LogitsMode mode,
-                        Selection select) {
+void Engine::run_stages(std::span<const uint32_t> ids, const TokenPlaces& places, LogitsMode mode, Selection select) {
   for (size_t i = 0; i < stages_.size(); ++i) {
     const bool is_last = i + 1 == stages_.size();
-    if (i > 0) stages_[i]->write_hidden(stages_[i - 1]->read_hidden(uint32_t(positions.size())));
+    if (i > 0) stages_[i]->write_hidden(stages_[i - 1]->read_hidden(uint32_t(places.positions.size())));
     try {
-      stages_[i]->run(ids, positions, is_last ? mode : LogitsMode::None, is_last ? select : Selection{});
-    } catch (const Error& e) {
+      stages_[i]->run(ids, places, is_last ? mode : LogitsMode::None, is_last ? select : Selection{});
+    } catch (const Error&) {
       if (stages_.size() == 1) throw;
-      throw Error("stage " + std::to_string(i) + " on device " + std::to_string(stages_[i]->device().info().index) +
-                  " (" + stages_[i]->device().info().name + "): " + e.what());
+      rethrow_with_context("stage " + std::to_string(i) + " on device " +
+                           std::to_string(stages_[i]->device().info().index) + " (" + stages_[i]->device().info().name +
+                           "): ");
     }
   }
 }
@@ -114,47 +123,154 @@ Tokenizer& Engine::tokenizer() const {
   return *tokenizer_;
 }
 
-void Engine::truncate(int n) {
-  if (n < 0 || n > position_) throw Error("internal: truncate to " + std::to_string(n) + " of " + std::to_string(position_));
-  position_ = n;
-  sequence_.resize(size_t(n));
+const Engine::Slot& Engine::slot_at(int slot) const {
+  if (slot < 0 || slot >= int(slots_.size()))
+    throw Error("sequence slot " + std::to_string(slot) + " is outside 0.." + std::to_string(slots_.size() - 1));
+  return slots_[size_t(slot)];
 }
 
-void Engine::check_fits(size_t n) const {
+void Engine::truncate(int slot, int n) {
+  Slot& s = slot_at(slot);
+  if (n < 0 || n > s.position)
+    throw Error("internal: truncate to " + std::to_string(n) + " of " + std::to_string(s.position));
+  s.position = n;
+  s.tokens.resize(size_t(n));
+}
+
+void Engine::check_fits(int slot, size_t n) const {
   if (n == 0) throw Error("nothing to evaluate: the token list is empty");
-  if (position_ + int64_t(n) > context_)
-    throw Error("the sequence would reach " + std::to_string(position_ + n) + " tokens, more than the context of " +
+  const int position = slot_at(slot).position;
+  if (position + int64_t(n) > context_)
+    throw Error("the sequence would reach " + std::to_string(position + n) + " tokens, more than the context of " +
                 std::to_string(context_) + " (raise -c, up to " + std::to_string(config().context) + ")");
 }
 
 std::vector<float> Engine::eval(std::span<const uint32_t> tokens, bool all_logits) {
   if (!all_logits) {
-    feed(tokens, {Selection::Logits});
+    feed(0, tokens, {Selection::Logits});
     return last().read_last_logits();
   }
   std::vector<float> all;
-  feed(tokens, {}, &all);
+  feed(0, tokens, {}, &all);
   return all;
 }
 
-void Engine::feed(std::span<const uint32_t> tokens, Selection select, std::vector<float>* all_logits) {
-  check_fits(tokens.size());
+StepOutput Engine::read_selection(Selection select, uint32_t row) const {
+  StepOutput out;
+  const Stage& s = *stages_.back();
+  switch (select.kind) {
+    case Selection::Argmax: out.token = s.read_argmax(row); break;
+    case Selection::TopK: out.candidates = s.read_top_k(row); break;
+    case Selection::Logits: out.logits = s.read_logits_row(row); break;
+  }
+  return out;
+}
+
+StepOutput Engine::prefill(int slot, std::span<const uint32_t> tokens, Selection select) {
+  feed(slot, tokens, select);
+  return read_selection(select, 0);
+}
+
+std::vector<StepOutput> Engine::decode(std::span<const int> slots, std::span<const uint32_t> tokens, Selection select) {
+  if (slots.empty()) throw Error("decode: no sequences given");
+  if (slots.size() != tokens.size())
+    throw Error("decode: " + std::to_string(slots.size()) + " slots but " + std::to_string(tokens.size()) + " tokens");
+  if (int(slots.size()) > max_tokens_)
+    throw Error("decode: " + std::to_string(slots.size()) + " sequences in one step, at most " +
+                std::to_string(max_tokens_));
+  std::vector<uint32_t> positions, slot_ids;
+  std::vector<bool> seen(slots_.size());
+  for (int slot : slots) {
+    check_fits(slot, 1);
+    if (seen[size_t(slot)]) throw Error("decode: sequence slot " + std::to_string(slot) + " given twice");
+    seen[size_t(slot)] = true;
+    positions.push_back(uint32_t(slot_at(slot).position));
+    slot_ids.push_back(uint32_t(slot));
+  }
+  // Every row's logits (one per sequence), recorded with the mixed-sequence attention plan even for
+  // one sequence, so a sequence's results do not depend on the others in the step.
+  run_stages(tokens, {.positions = positions, .slots = slot_ids, .one_sequence = false}, LogitsMode::All, select);
+  std::vector<StepOutput> out;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    Slot& s = slot_at(slots[i]);
+    ++s.position;
+    s.tokens.push_back(tokens[i]);
+    out.push_back(read_selection(select, uint32_t(i)));
+  }
+  return out;
+}
+
+void Engine::feed(int slot_index, std::span<const uint32_t> tokens, Selection select, std::vector<float>* all_logits) {
+  check_fits(slot_index, tokens.size());
+  Slot& slot = slot_at(slot_index);
+  struct Chunk {
+    std::span<const uint32_t> ids;
+    std::vector<uint32_t> positions, slots;
+    LogitsMode mode;
+    Selection select;
+    TokenPlaces places() const { return {.positions = positions, .slots = slots, .one_sequence = true}; }
+  };
+  std::vector<Chunk> chunks;
   const size_t chunk = size_t(options_.prefill_chunk);
   for (size_t start = 0; start < tokens.size(); start += chunk) {
     const size_t n = std::min(chunk, tokens.size() - start);
-    std::vector<uint32_t> positions(n);
-    for (size_t i = 0; i < n; ++i) positions[i] = uint32_t(position_ + i);
+    Chunk c{.ids = tokens.subspan(start, n), .positions = {}, .slots = std::vector<uint32_t>(n, uint32_t(slot_index)),
+            .mode = LogitsMode::None, .select = {}};
+    for (size_t i = 0; i < n; ++i) c.positions.push_back(uint32_t(slot.position) + uint32_t(start + i));
     const bool last_chunk = start + n == tokens.size();
-    if (all_logits)
-      run_stages(tokens.subspan(start, n), positions, LogitsMode::All, {});
-    else
-      run_stages(tokens.subspan(start, n), positions, last_chunk ? LogitsMode::Last : LogitsMode::None,
-                 last_chunk ? select : Selection{});
-    position_ += int(n);
-    sequence_.insert(sequence_.end(), tokens.begin() + long(start), tokens.begin() + long(start + n));
-    if (all_logits) {
+    if (all_logits) c.mode = LogitsMode::All;
+    else if (last_chunk) c.mode = LogitsMode::Last, c.select = select;
+    chunks.push_back(std::move(c));
+  }
+  if (stages_.size() == 1 || chunks.size() == 1) {
+    for (const Chunk& c : chunks) {
+      run_stages(c.ids, c.places(), c.mode, c.select);
+      if (all_logits) {
+        auto part = last().read_all_logits();
+        all_logits->insert(all_logits->end(), part.begin(), part.end());
+      }
+    }
+  } else {
+    run_pipeline(chunks.size(), [&](size_t i) -> std::tuple<std::span<const uint32_t>, TokenPlaces, LogitsMode, Selection> {
+      return {chunks[i].ids, chunks[i].places(), chunks[i].mode, chunks[i].select};
+    }, [&](size_t) {
+      if (!all_logits) return;
       auto part = last().read_all_logits();
       all_logits->insert(all_logits->end(), part.begin(), part.end());
+    });
+  }
+  slot.position += int(tokens.size());
+  slot.tokens.insert(slot.tokens.end(), tokens.begin(), tokens.end());
+}
+
+void Engine::run_pipeline(size_t steps, const std::function<StepInputs(size_t)>& input,
+                          const std::function<void(size_t)>& on_last_stage_done) {
+  const size_t S = stages_.size();
+  std::vector<std::vector<float>> handed(S);  // handed[k]: stage k-1's output, stage k's next input
+  for (size_t tick = 0; tick + 1 < steps + S; ++tick) {
+    std::vector<size_t> active;
+    size_t current = 0;
+    try {
+      for (size_t k = 0; k < S; ++k) {
+        if (tick < k || tick - k >= steps) continue;
+        current = k;
+        const auto [ids, places, mode, select] = input(tick - k);
+        if (k > 0) stages_[k]->write_hidden(handed[k]);
+        const bool is_last = k + 1 == S;
+        stages_[k]->start(ids, places, is_last ? mode : LogitsMode::None, is_last ? select : Selection{});
+        active.push_back(k);
+      }
+      for (size_t k : active) {
+        current = k;
+        stages_[k]->finish();
+        if (k + 1 < S) handed[k + 1] = stages_[k]->read_hidden(uint32_t(std::get<1>(input(tick - k)).positions.size()));
+        else on_last_stage_done(tick - k);
+      }
+    } catch (const Error&) {
+      for (auto& s : stages_) s->abandon();
+      rethrow_with_context("stage " + std::to_string(current) + " on device " +
+                           std::to_string(stages_[current]->device().info().index) + " (" +
+                           stages_[current]->device().info().name + "): ");
     }
   }
 }
@@ -162,14 +278,14 @@ void Engine::feed(std::span<const uint32_t> tokens, Selection select, std::vecto
 uint32_t Engine::next_token(std::span<const uint32_t> tokens, Sampler& sampler, std::span<const uint32_t> history) {
   const SamplingParams& p = sampler.params();
   if (p.greedy() && !p.has_penalties()) {
-    feed(tokens, {Selection::Argmax});
+    feed(0, tokens, {Selection::Argmax});
     return last().read_argmax();
   }
   if (!p.needs_all_logits() && p.top_k <= int(ops::kMaxTopK)) {
-    feed(tokens, {Selection::TopK, uint32_t(p.top_k)});
+    feed(0, tokens, {Selection::TopK, uint32_t(p.top_k)});
     return sampler.sample_candidates(last().read_top_k());
   }
-  feed(tokens, {Selection::Logits});
+  feed(0, tokens, {Selection::Logits});
   return sampler.sample(last().read_last_logits(), history);
 }
 
@@ -203,7 +319,7 @@ GenerationStats Engine::generate(std::span<const uint32_t> prompt, int max_token
       stats.stop_reason = "cancelled";
       break;
     }
-    if (position_ >= context_) {
+    if (position() >= context_) {
       stats.stop_reason = "context";
       break;
     }

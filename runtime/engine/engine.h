@@ -1,5 +1,8 @@
-// The engine: a model loaded onto one or more devices as stages, its tokenizer, and one sequence
-// being generated. Safe to drive from a worker thread; cancel() may be called from any thread.
+// The engine: a model loaded onto one or more devices as stages, its tokenizer, and the sequences
+// being generated. Each sequence lives in a KV cache slot (EngineOptions::sequences of them); the
+// single-sequence calls (eval, generate, next_token, truncate) use slot 0, and decode() advances
+// several slots in one forward pass (batched decode: the server, throughput benchmarks).
+// Drive it from one thread at a time; cancel() may be called from any thread.
 #pragma once
 #include <atomic>
 #include <filesystem>
@@ -8,6 +11,8 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "runtime/device/device.h"
@@ -32,6 +37,17 @@ struct EngineOptions {
   std::function<void(int done, int total)> progress;  // while loading
   bool fp16_baseline = false;  // linear weights in FP16 (the baseline every claim is measured against)
   bool load_tokenizer = true;  // tests of weights-only files turn it off
+  // KV cache slots: sequences held at once (batched decode, the server's --parallel). Each slot has
+  // `context` positions; the KV cache is allocated up front for all of them.
+  int sequences = 1;
+};
+
+// What one sequence's step produced (prefill() and decode()), as asked by its Selection: the token
+// the GPU picked (Argmax), its top candidates (TopK), or the full row of logits (Logits).
+struct StepOutput {
+  uint32_t token = 0;                 // Argmax
+  std::vector<Candidate> candidates;  // TopK, sorted by logit, highest first
+  std::vector<float> logits;          // Logits: [vocab]
 };
 
 struct GenerationStats {
@@ -58,16 +74,30 @@ class Engine {
   // The placement: each stage's device, layers, and bytes of weights and KV cache.
   std::string describe_plan() const;
   int context() const { return context_; }
-  int position() const { return position_; }
+  int position() const { return position(0); }
+  int sequences() const { return int(slots_.size()); }
+  int position(int slot) const { return slot_at(slot).position; }
   uint64_t peak_gpu_bytes() const;
   const Stage& stage() const { return *stages_.back(); }
 
   // Starts a new sequence at position 0.
   void reset() { truncate(0); }
   // Keeps only the first `n` tokens of the sequence (the KV cache beyond them is overwritten later).
-  void truncate(int n);
+  void truncate(int n) { truncate(0, n); }
+  void truncate(int slot, int n);
   // The tokens whose keys and values are in the cache, in order.
-  const std::vector<uint32_t>& sequence() const { return sequence_; }
+  const std::vector<uint32_t>& sequence() const { return sequence(0); }
+  const std::vector<uint32_t>& sequence(int slot) const { return slot_at(slot).tokens; }
+
+  // Feeds `tokens` to one slot at its next positions (in prefill chunks) and returns what `select`
+  // asks of the last token.
+  StepOutput prefill(int slot, std::span<const uint32_t> tokens, Selection select);
+  // One decode step of several sequences in one forward pass: tokens[i] is appended to slots[i]
+  // (distinct slots, at most max_batch() of them). Returns one output per slot, in order. Results
+  // do not depend on which other sequences share the step.
+  std::vector<StepOutput> decode(std::span<const int> slots, std::span<const uint32_t> tokens, Selection select);
+  // Sequences one decode() step can take.
+  int max_batch() const { return max_tokens_; }
   // Feeds tokens at the next positions (in prefill chunks) and returns the last token's logits, or
   // every token's logits [n * vocab] when `all_logits`.
   std::vector<float> eval(std::span<const uint32_t> tokens, bool all_logits = false);
@@ -87,11 +117,22 @@ class Engine {
  private:
   // Feeds tokens in prefill chunks; the last chunk selects `select`, or with `all_logits` every
   // chunk's logits are appended there instead.
-  void feed(std::span<const uint32_t> tokens, Selection select, std::vector<float>* all_logits = nullptr);
-  void check_fits(size_t n) const;
+  void feed(int slot, std::span<const uint32_t> tokens, Selection select, std::vector<float>* all_logits = nullptr);
+  void check_fits(int slot, size_t n) const;
   // Runs every stage on one chunk, handing the hidden state from device to device through the host.
-  void run_stages(std::span<const uint32_t> ids, std::span<const uint32_t> positions, LogitsMode mode,
-                  Selection select);
+  void run_stages(std::span<const uint32_t> ids, const TokenPlaces& places, LogitsMode mode, Selection select);
+  StepOutput read_selection(Selection select, uint32_t row) const;
+  // Runs `steps` steps through every stage as a pipeline: at tick j stage k runs step j - k, so all
+  // devices compute at once (micro-batched prefill). `input(i)` describes step i.
+  using StepInputs = std::tuple<std::span<const uint32_t>, TokenPlaces, LogitsMode, Selection>;
+  void run_pipeline(size_t steps, const std::function<StepInputs(size_t)>& input,
+                    const std::function<void(size_t)>& on_last_stage_done);
+  struct Slot {
+    int position = 0;
+    std::vector<uint32_t> tokens;
+  };
+  const Slot& slot_at(int slot) const;
+  Slot& slot_at(int slot) { return const_cast<Slot&>(std::as_const(*this).slot_at(slot)); }
   Stage& last() { return *stages_.back(); }
   std::vector<std::unique_ptr<Device>> devices_;
   std::unique_ptr<ModelSource> source_;
@@ -99,8 +140,8 @@ class Engine {
   std::vector<std::unique_ptr<Stage>> stages_;
   EngineOptions options_;
   int context_ = 0;
-  int position_ = 0;
-  std::vector<uint32_t> sequence_;
+  int max_tokens_ = 0;  // tokens per forward pass: the prefill chunk or the largest decode batch
+  std::vector<Slot> slots_;
   std::atomic<bool> cancelled_{false};
 };
 

@@ -12,6 +12,7 @@
 #include "runtime/core/error.h"
 #include "runtime/device/device.h"
 #include "runtime/device/recording.h"
+#include "runtime/engine/gpu_footprint.h"
 #include "runtime/ops/ternary_matmul.h"
 #include "runtime/ops/ternary_matrix.h"
 
@@ -38,7 +39,87 @@ std::vector<int> parse_int_list(const std::string& text, const char* flag) {
   return out;
 }
 
+uint64_t stage_bytes(const ModelConfig& c, const PlacementShape& s, int layers, bool embedding, bool head) {
+  const auto estimate = s.fp16_baseline ? estimate_fp16_footprint : estimate_gpu_footprint;
+  return estimate(c, s.context, s.sequences, s.prefill_chunk, layers, embedding, head).total();
+}
+
+std::string mib(uint64_t bytes) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / (1 << 20));
+  return buf;
+}
+
 }  // namespace
+
+std::vector<int> split_by_speed_and_memory(const ModelConfig& c, const std::vector<DeviceCapacity>& devices,
+                                           const PlacementShape& shape) {
+  std::vector<double> speeds;
+  for (const auto& d : devices) speeds.push_back(d.speed);
+  std::vector<int> split = split_by_speed(c.n_layers, speeds);  // also checks the device count
+  const int n = int(devices.size());
+  // The most layers each device's stage can hold (its embedding/head included).
+  std::vector<int> cap(size_t(n), c.n_layers);
+  int total_cap = 0;
+  for (int i = 0; i < n; ++i) {
+    const bool first = i == 0, last = i == n - 1;
+    const uint64_t free = devices[size_t(i)].free_bytes;
+    int layers = 0;
+    while (layers < c.n_layers && stage_bytes(c, shape, layers + 1, first, last) <= free) ++layers;
+    cap[size_t(i)] = layers;
+    if (layers < 1) {
+      const uint64_t need = stage_bytes(c, shape, 1, first, last);
+      throw OutOfMemoryError(
+          "stage " + std::to_string(i) + " on " + devices[size_t(i)].name + " cannot hold even one layer" +
+          (first ? " with the embedding" : "") + (last ? (first ? " and the head" : " with the head") : "") +
+          ": it needs about " + mib(need) + " (" + std::to_string(need) + " bytes) but the device has " +
+          mib(free) + " free, " + std::to_string(need - free) + " bytes missing. Use a smaller context (-c) or "
+          "fewer sequences, or leave this device out of --devices");
+    }
+    total_cap += layers;
+  }
+  if (total_cap < c.n_layers) {
+    const int missing_layers = c.n_layers - total_cap;
+    // A middle stage's cost per layer: weights + KV cache, without the fixed embedding/head/scratch.
+    const uint64_t per_layer = stage_bytes(c, shape, 2, false, false) - stage_bytes(c, shape, 1, false, false);
+    std::string held;
+    for (int i = 0; i < n; ++i)
+      held += std::string(i ? ", " : "") + devices[size_t(i)].name + " " + std::to_string(cap[size_t(i)]) +
+              " layers in " + mib(devices[size_t(i)].free_bytes);
+    throw OutOfMemoryError("the model's " + std::to_string(c.n_layers) + " layers do not fit these devices: " +
+                           held + "; the other " + std::to_string(missing_layers) + " layers need about " +
+                           mib(per_layer * missing_layers) + " (" + std::to_string(per_layer * missing_layers) +
+                           " bytes) more. Use a smaller context (-c), fewer sequences, or more devices");
+  }
+  // Devices whose share is over their capacity keep what they hold; the rest is shared out again
+  // in proportion to speed among the others, until every share fits.
+  std::vector<bool> fixed(size_t(n), false);
+  while (true) {
+    bool over = false;
+    for (int i = 0; i < n; ++i)
+      if (!fixed[size_t(i)] && split[size_t(i)] > cap[size_t(i)]) {
+        fixed[size_t(i)] = true;
+        split[size_t(i)] = cap[size_t(i)];
+        over = true;
+      }
+    if (!over) return split;
+    int left = c.n_layers;
+    std::vector<int> open;
+    std::vector<double> open_speeds;
+    for (int i = 0; i < n; ++i) {
+      if (fixed[size_t(i)]) {
+        left -= split[size_t(i)];
+      } else {
+        open.push_back(i);
+        open_speeds.push_back(speeds[size_t(i)]);
+      }
+    }
+    // Not reached: the capacities sum to at least the layer count, so some device stays open.
+    if (open.empty()) throw Error("internal: no device left to place " + std::to_string(left) + " layers on");
+    const std::vector<int> shares = split_by_speed(left, open_speeds);
+    for (size_t k = 0; k < open.size(); ++k) split[size_t(open[k])] = shares[k];
+  }
+}
 
 std::vector<StageSpec> plan_stages(const ModelConfig& c, int n_devices, const std::vector<int>& split) {
   if (n_devices < 1) throw Error("no devices to place the model on");

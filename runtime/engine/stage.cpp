@@ -27,6 +27,8 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   if (options.context < 1 || options.context > c_.context)
     throw Error("context " + std::to_string(options.context) + " is outside 1.." + std::to_string(c_.context) +
                 " (the model's maximum)");
+  if (options.sequences < 1 || options.sequences > 4096)
+    throw Error("sequences " + std::to_string(options.sequences) + " is outside 1..4096");
   const uint32_t T = uint32_t(options.max_tokens), D = uint32_t(c_.dim), F = uint32_t(c_.ffn_dim);
   const uint32_t QD = uint32_t(c_.q_dim()), KVD = uint32_t(c_.kv_dim()), V = uint32_t(c_.vocab);
   const int total = (spec.end_layer - spec.first_layer) + 1;
@@ -50,7 +52,9 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
     L.ffn_norm = upload_floats(source.norm(l, Norm::Ffn), p + "ffn_norm");
     L.ffn_sub_norm = upload_floats(source.norm(l, Norm::FfnSub), p + "ffn_sub_norm");
     for (auto* m : {&L.qkv, &L.o, &L.gate_up, &L.down}) weight_bytes_ += m->bytes();
-    const uint64_t kv = ops::kv_cache_bytes(uint32_t(options.context), uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim));
+    // One region of `context` rows per sequence slot, back to back.
+    const uint64_t kv = ops::kv_cache_bytes(uint32_t(options.context) * uint32_t(options.sequences),
+                                            uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim));
     L.k_cache = device.create_buffer(kv, MemoryKind::DeviceLocal, p + "K cache");
     L.v_cache = device.create_buffer(kv, MemoryKind::DeviceLocal, p + "V cache");
     kv_bytes_ += 2 * kv;
@@ -77,6 +81,11 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   // Activations, allocated once for the largest step.
   ids_ = device.create_buffer(T * 4, MemoryKind::HostUpload, "token ids");
   positions_ = device.create_buffer(T * 4, MemoryKind::HostUpload, "token positions");
+  slots_ = device.create_buffer(T * 4, MemoryKind::HostUpload, "token KV slots");
+  if (!spec.embedding)
+    hidden_in_ = device.create_buffer(uint64_t(T) * D * 4, MemoryKind::HostUpload, "hidden state from the previous stage");
+  if (!spec.head)
+    hidden_out_ = device.create_buffer(uint64_t(T) * D * 4, MemoryKind::HostReadback, "hidden state for the next stage");
   x_ = device.create_buffer(uint64_t(T) * D * 4, MemoryKind::DeviceLocal, "hidden state");
   qkv_ = device.create_buffer(uint64_t(T) * (QD + 2 * KVD) * 4, MemoryKind::DeviceLocal, "q|k|v");
   attn_ = device.create_buffer(uint64_t(T) * QD * 4, MemoryKind::DeviceLocal, "attention output");
@@ -91,18 +100,23 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   if (spec.head) {
     normed_ = device.create_buffer(uint64_t(T) * D * 4, MemoryKind::DeviceLocal, "final norm output");
     logits_ = device.create_buffer(uint64_t(T) * V * 4, MemoryKind::DeviceLocal, "logits");
-    selected_ = device.create_buffer(ops::kMaxTopK * sizeof(ops::TopKEntry), MemoryKind::HostReadback,
+    selected_ = device.create_buffer(uint64_t(T) * ops::kMaxTopK * sizeof(ops::TopKEntry), MemoryKind::HostReadback,
                                      "selected tokens");
-    uint64_t scratch_bytes = ops::plan_argmax(device.info(), 1, V).scratch_bytes;
-    for (uint32_t k : {1u, 8u, 40u, 64u, ops::kMaxTopK})
-      scratch_bytes = std::max(scratch_bytes, ops::plan_topk(device.info(), 1, V, k).scratch_bytes);
+    uint64_t scratch_bytes = 0;
+    for (uint32_t rows : {1u, T}) {  // one row (the last token) or every row (a batched decode step)
+      scratch_bytes = std::max(scratch_bytes, ops::plan_argmax(device.info(), rows, V).scratch_bytes);
+      for (uint32_t k : {1u, 8u, 40u, 64u, ops::kMaxTopK})
+        scratch_bytes = std::max(scratch_bytes, ops::plan_topk(device.info(), rows, V, k).scratch_bytes);
+    }
     select_scratch_ = device.create_buffer(std::max<uint64_t>(scratch_bytes, 16), MemoryKind::DeviceLocal,
                                            "argmax / top-k partials");
   }
   const ops::HeadLayout heads{uint32_t(c_.n_heads), uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim)};
   uint64_t scratch = 16;
   for (uint32_t t = 1; t <= T; ++t)  // the split depends on the token count: size for the worst
-    scratch = std::max(scratch, ops::plan_attention(device.info(), heads, t, uint32_t(options.context)).scratch_bytes);
+    for (auto layout : {ops::SequenceLayout::OneSequence, ops::SequenceLayout::Mixed})
+      scratch = std::max(scratch, ops::plan_attention(device.info(), heads, t, uint32_t(options.context), {}, layout)
+                                      .scratch_bytes);
   attn_scratch_ = device.create_buffer(scratch, MemoryKind::DeviceLocal, "attention partials");
 }
 
@@ -148,16 +162,22 @@ void Stage::record_norm_linear(Recording& rec, BufferRange x, const Buffer& norm
 }
 
 // The forward pass of this stage for `tokens` tokens, read top to bottom.
-void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Selection select) {
+void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence) {
   const uint32_t T = tokens, D = uint32_t(c_.dim), F = uint32_t(c_.ffn_dim), V = uint32_t(c_.vocab);
   const uint32_t QD = uint32_t(c_.q_dim());
   const ops::HeadLayout heads{uint32_t(c_.n_heads), uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim)};
   const ops::RopeParams rope{c_.rope_theta, c_.rope_neox ? ops::RopeForm::NeoX : ops::RopeForm::AdjacentPairs};
-  const ops::AttentionPlan attention = ops::plan_attention(device_.info(), heads, T, uint32_t(options_.context));
+  const ops::AttentionPlan attention =
+      ops::plan_attention(device_.info(), heads, T, uint32_t(options_.context), {},
+                          one_sequence ? ops::SequenceLayout::OneSequence : ops::SequenceLayout::Mixed);
   const ops::QkvView qkv = ops::QkvView::fused(qkv_.range(), T, heads);
   const ops::QuantizedActivations xq = q_dim_in_.view(), aq = q_attn_.view(), fq = q_ffn_.view();
+  // Slot of each token; with one sequence the shaders skip that load (every token in slot 0).
+  const BufferRange slots = options_.sequences > 1 ? slots_.range() : BufferRange{};
 
   // x[T, D] = embedding[ids]
+  const uint64_t hidden_bytes = uint64_t(T) * D * 4;
+  if (!spec_.embedding) rec.copy(hidden_in_.range(0, hidden_bytes), x_.range(0, hidden_bytes));
   if (spec_.embedding) {
     const ops::Fp16MatrixGpu& table = table_ ? *table_ : *head_;
     ops::EmbeddingArgs e{.ids = ids_.range(), .out = x_.range(), .tokens = T, .cols = D, .vocab = V};
@@ -167,10 +187,12 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   for (Layer& L : layers_) {
     // Attention block: x += o( sub_norm( attention( rope(q), rope(k), v ) ) ), q|k|v = W_qkv · int8(norm(x))
     record_norm_linear(rec, x_.range(), L.attn_norm, T, D, xq, L.qkv, {qkv_.range()}, ops::Epilogue::Store);
-    ops::KvCacheLayer cache{L.k_cache.range(), L.v_cache.range(), uint32_t(options_.context)};
-    ops::record_rope_kv_store(rec, qkv, heads, positions_.range(), rope, cache);
+    const ops::KvCacheLayer cache{L.k_cache.range(), L.v_cache.range(), uint32_t(options_.context),
+                                  uint32_t(options_.sequences)};
+    ops::record_rope_kv_store(rec, qkv, heads, positions_.range(), rope, cache, slots);
     ops::record_attention(rec, attention, {.q = qkv, .positions = positions_.range(), .cache = cache,
-                                           .out = attn_.range(), .scratch = attn_scratch_.range()});
+                                           .out = attn_.range(), .scratch = attn_scratch_.range(),
+                                           .slots = slots});
     record_norm_linear(rec, attn_.range(), L.attn_sub_norm, T, QD, aq, L.o, {x_.range()}, ops::Epilogue::Accumulate);
     // FFN block: x += down( sub_norm( act(gate) * up ) ), gate|up = W_gate_up · int8(norm(x))
     record_norm_linear(rec, x_.range(), L.ffn_norm, T, D, xq, L.gate_up, {gate_up_.range()}, ops::Epilogue::Store);
@@ -178,7 +200,11 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
                                        .gating = c_.squared_relu() ? ops::Gating::SquaredRelu : ops::Gating::Silu});
     record_norm_linear(rec, ffn_.range(), L.ffn_sub_norm, T, F, fq, L.down, {x_.range()}, ops::Epilogue::Accumulate);
   }
-  if (!spec_.head || mode == LogitsMode::None) return;
+  if (!spec_.head) {
+    rec.copy(x_.range(0, hidden_bytes), hidden_out_.range(0, hidden_bytes));
+    return;
+  }
+  if (mode == LogitsMode::None) return;
   // logits = head · norm(x): every token, or only the last one (decode and generation prefill).
   ops::record_rmsnorm(rec, {.x = x_.range(), .weight = output_norm_.range(), .y = normed_.range(), .rows = T,
                             .cols = D, .eps = c_.rms_eps});
@@ -188,34 +214,44 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   } else {
     fp16_.record(rec, *head_, normed_.range(0, uint64_t(T) * D * 4), T, {logits_.range(0, uint64_t(T) * V * 4)});
   }
-  if (mode != LogitsMode::Last || select.kind == Selection::Logits) return;
-  // The next token's candidates, chosen on the GPU: the host reads 8 bytes (argmax) or k pairs.
-  const uint64_t row = head_on_last_row_only(T) ? 0 : T - 1;
-  const BufferRange last_logits = logits_.range(row * V * 4, uint64_t(V) * 4);
-  if (select.kind == Selection::Argmax)
-    ops::record_argmax(rec, {.logits = last_logits, .out = selected_.range(0, sizeof(ops::ArgmaxResult)),
-                             .scratch = select_scratch_.range(), .rows = 1, .cols = V,
-                             .plan = ops::plan_argmax(device_.info(), 1, V)});
+  if (select.kind == Selection::Logits) return;
+  // The next token's candidates, chosen on the GPU: the host reads 8 bytes (argmax) or k pairs per
+  // row: the last token's row, or every row of a batched decode step.
+  if (mode == LogitsMode::Last)
+    record_selection(rec, head_on_last_row_only(T) ? 0 : T - 1, 1, select);
   else
-    ops::record_topk(rec, {.logits = last_logits, .out = selected_.range(0, uint64_t(select.k) * sizeof(ops::TopKEntry)),
-                           .scratch = select_scratch_.range(), .rows = 1, .cols = V, .k = select.k,
-                           .plan = ops::plan_topk(device_.info(), 1, V, select.k)});
+    record_selection(rec, 0, T, select);
 }
 
-Recording& Stage::pass(uint32_t tokens, LogitsMode mode, Selection select) {
-  auto& slot = passes_[{tokens, int(mode), int(select.kind), select.k}];
+void Stage::record_selection(Recording& rec, uint64_t first_row, uint32_t rows, Selection select) {
+  const uint32_t V = uint32_t(c_.vocab);
+  const BufferRange logits = logits_.range(first_row * V * 4, uint64_t(rows) * V * 4);
+  if (select.kind == Selection::Argmax)
+    ops::record_argmax(rec, {.logits = logits, .out = selected_.range(0, uint64_t(rows) * sizeof(ops::ArgmaxResult)),
+                             .scratch = select_scratch_.range(), .rows = rows, .cols = V,
+                             .plan = ops::plan_argmax(device_.info(), rows, V)});
+  else
+    ops::record_topk(rec, {.logits = logits,
+                           .out = selected_.range(0, uint64_t(rows) * select.k * sizeof(ops::TopKEntry)),
+                           .scratch = select_scratch_.range(), .rows = rows, .cols = V, .k = select.k,
+                           .plan = ops::plan_topk(device_.info(), rows, V, select.k)});
+}
+
+Recording& Stage::pass(uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence) {
+  auto& slot = passes_[{tokens, int(mode), int(select.kind), select.k, one_sequence}];
   if (!slot) {
     slot = std::make_unique<Recording>(device_, RecordingOptions{.timestamps = options_.timestamps});
-    record_pass(*slot, tokens, mode, select);
+    record_pass(*slot, tokens, mode, select, one_sequence);
     slot->finish();
   }
   return *slot;
 }
 
-void Stage::run(std::span<const uint32_t> ids, std::span<const uint32_t> positions, LogitsMode mode,
-                Selection select) {
-  if (select.kind != Selection::Logits && (!spec_.head || mode != LogitsMode::Last))
-    throw Error("internal: token selection needs the last stage in LogitsMode::Last");
+void Stage::start(std::span<const uint32_t> ids, const TokenPlaces& places, LogitsMode mode, Selection select) {
+  if (pending_) throw Error("internal: a stage step was started twice without finish()");
+  const std::span<const uint32_t> positions = places.positions;
+  if (select.kind != Selection::Logits && (!spec_.head || mode == LogitsMode::None))
+    throw Error("internal: token selection needs the last stage and logits");
   if (select.kind == Selection::TopK && (select.k < 1 || select.k > ops::kMaxTopK))
     throw Error("top-k on the GPU takes k in 1.." + std::to_string(ops::kMaxTopK) + ", not " + std::to_string(select.k));
   const uint32_t T = uint32_t(positions.size());
@@ -232,25 +268,56 @@ void Stage::run(std::span<const uint32_t> ids, std::span<const uint32_t> positio
         throw Error("token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(c_.vocab));
     std::memcpy(ids_.mapped(), ids.data(), T * 4);
   }
+  if (places.slots.size() != T) throw Error("internal: slots and positions differ in length");
+  for (uint32_t s : places.slots)
+    if (s >= uint32_t(options_.sequences))
+      throw Error("KV slot " + std::to_string(s) + " is outside the " + std::to_string(options_.sequences) +
+                  " sequences of this stage");
   std::memcpy(positions_.mapped(), positions.data(), T * 4);
-  Recording& rec = pass(T, mode, select);
-  rec.submit_and_wait();
-  last_pass_ = &rec;
+  std::memcpy(slots_.mapped(), places.slots.data(), T * 4);
+  Recording& rec = pass(T, mode, select, places.one_sequence);
+  rec.submit();
+  pending_ = &rec;
   last_tokens_ = T;
   last_mode_ = mode;
   last_select_ = select;
 }
 
+void Stage::finish() {
+  if (!pending_) throw Error("internal: finish() without a started stage step");
+  Recording* rec = pending_;
+  pending_ = nullptr;
+  rec->wait();
+  last_pass_ = rec;
+}
+
+void Stage::abandon() noexcept {
+  if (!pending_) return;
+  try {
+    finish();
+  } catch (...) {
+    // The caller is already reporting the error that stopped the pipeline.
+  }
+}
+
+// Recordings must not be freed while the device still runs them.
+Stage::~Stage() { abandon(); }
+
 std::vector<float> Stage::read_hidden(uint32_t tokens) const {
+  if (pending_) throw Error("internal: read_hidden() while the stage's step runs");
+  if (tokens > uint32_t(options_.max_tokens)) throw Error("internal: read_hidden of too many tokens");
   std::vector<float> h(uint64_t(tokens) * c_.dim);
-  device_.download(x_, h.data(), h.size() * 4);
+  // The last stage keeps no hand-over buffer: read the residual stream itself (tests, diagnostics).
+  device_.download(spec_.head ? x_ : hidden_out_, h.data(), h.size() * 4);
   return h;
 }
 
 void Stage::write_hidden(std::span<const float> hidden) {
+  if (pending_) throw Error("internal: write_hidden() while the stage's step runs");
+  if (spec_.embedding) throw Error("internal: the first stage takes token ids, not a hidden state");
   if (hidden.size() > uint64_t(options_.max_tokens) * c_.dim || hidden.size() % c_.dim)
     throw Error("internal: hidden state of " + std::to_string(hidden.size()) + " floats does not fit the stage");
-  device_.upload(x_, hidden.data(), hidden.size() * 4);
+  std::memcpy(hidden_in_.mapped(), hidden.data(), hidden.size() * 4);
 }
 
 bool Stage::head_on_last_row_only(uint32_t tokens) const {
@@ -266,17 +333,35 @@ std::vector<float> Stage::read_last_logits() const {
   return out;
 }
 
-uint32_t Stage::read_argmax() const {
+std::vector<float> Stage::read_logits_row(uint32_t row) const {
+  if (!spec_.head || !last_tokens_ || last_mode_ == LogitsMode::None) throw Error("internal: no logits to read");
+  if (last_mode_ == LogitsMode::Last) {
+    if (row != 0) throw Error("internal: only row 0 after a step with the last token's logits");
+    return read_last_logits();
+  }
+  if (row >= last_tokens_) throw Error("internal: logits row " + std::to_string(row) + " of " + std::to_string(last_tokens_));
+  std::vector<float> out(c_.vocab);
+  device_.download(logits_, out.data(), out.size() * 4, uint64_t(row) * c_.vocab * 4);
+  return out;
+}
+
+// Rows of the selection: one (LogitsMode::Last) or every token's.
+static uint32_t selection_rows(LogitsMode mode, uint32_t tokens) { return mode == LogitsMode::Last ? 1 : tokens; }
+
+uint32_t Stage::read_argmax(uint32_t row) const {
   if (last_select_.kind != Selection::Argmax) throw Error("internal: the last step did not select an argmax");
+  if (row >= selection_rows(last_mode_, last_tokens_)) throw Error("internal: argmax row out of range");
   ops::ArgmaxResult r{};
-  device_.download(selected_, &r, sizeof(r));
+  device_.download(selected_, &r, sizeof(r), uint64_t(row) * sizeof(r));
   return r.index;
 }
 
-std::vector<Candidate> Stage::read_top_k() const {
+std::vector<Candidate> Stage::read_top_k(uint32_t row) const {
   if (last_select_.kind != Selection::TopK) throw Error("internal: the last step did not select a top-k");
+  if (row >= selection_rows(last_mode_, last_tokens_)) throw Error("internal: top-k row out of range");
   std::vector<ops::TopKEntry> entries(last_select_.k);
-  device_.download(selected_, entries.data(), entries.size() * sizeof(ops::TopKEntry));
+  device_.download(selected_, entries.data(), entries.size() * sizeof(ops::TopKEntry),
+                   uint64_t(row) * last_select_.k * sizeof(ops::TopKEntry));
   std::vector<Candidate> out;
   for (const auto& e : entries)
     if (e.index != 0xffffffffu) out.push_back({e.index, e.value});

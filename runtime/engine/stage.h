@@ -31,7 +31,8 @@ struct StageSpec {
 };
 
 struct StageOptions {
-  int context = 0;        // KV cache positions
+  int context = 0;        // KV cache positions per sequence
+  int sequences = 1;      // KV cache slots (sequences held at once)
   int max_tokens = 64;    // tokens per step (the prefill chunk)
   ops::TernaryDot dot = ops::TernaryDot::Auto;
   bool timestamps = false;
@@ -43,8 +44,17 @@ struct StageOptions {
 
 enum class LogitsMode { None, Last, All };
 
-// What the last stage hands the host after a step with LogitsMode::Last: the whole row, or only
-// what the GPU selected from it (so decode need not read back every logit).
+// Where the tokens of a step go: each token's position in its sequence and the KV cache slot of
+// that sequence. A prefill chunk is one sequence; a batched decode step is one token per sequence.
+struct TokenPlaces {
+  std::span<const uint32_t> positions;
+  std::span<const uint32_t> slots;  // one per token
+  bool one_sequence = true;         // every token in slots[0] (recorded with the prefill plan)
+};
+
+// What the last stage hands the host after a step: the logits, or only what the GPU selected from
+// them (so decode need not read back every logit): of the last token (LogitsMode::Last) or of
+// every token (LogitsMode::All: a batched decode step).
 struct Selection {
   enum Kind { Logits, Argmax, TopK } kind = Logits;
   uint32_t k = 0;  // TopK only, 1..256
@@ -57,21 +67,35 @@ class Stage {
   Stage(Device& device, const ModelSource& source, const StageSpec& spec, const StageOptions& options,
         const std::function<void(int, int)>& progress = {});
 
-  // Runs `tokens` tokens (ids used only by the first stage) at `positions`. The hidden state of
-  // every token is in hidden() afterwards (input of the next stage). Logits land in logits().
-  void run(std::span<const uint32_t> ids, std::span<const uint32_t> positions, LogitsMode mode,
-           Selection select = {});
+  // Runs the tokens (ids used only by the first stage) at their places. The hidden state of every
+  // token is in read_hidden() afterwards (input of the next stage).
+  void run(std::span<const uint32_t> ids, const TokenPlaces& places, LogitsMode mode, Selection select = {}) {
+    start(ids, places, mode, select);
+    finish();
+  }
+  // run() in two halves, so that the stages of a pipeline compute at the same time: start() writes
+  // the step's inputs and submits without waiting; finish() waits for that step.
+  void start(std::span<const uint32_t> ids, const TokenPlaces& places, LogitsMode mode, Selection select = {});
+  void finish();
+  // After an error elsewhere in a pipeline: waits for a started step, ignoring its errors.
+  void abandon() noexcept;
+  ~Stage();
 
+  // The hand-over between stages, through host-visible buffers that the recorded pass itself copies
+  // from (first op) and to (last op): no extra submit per step.
   // The residual stream of the last run's tokens, fp32 [T, dim]: what the next stage starts from.
   std::vector<float> read_hidden(uint32_t tokens) const;
-  // Sets the residual stream before run() on a stage without the embedding.
+  // Sets the residual stream before start() on a stage without the embedding.
   void write_hidden(std::span<const float> hidden);
   // Logits of the last run: the last token's row (mode Last), or every token's rows (mode All).
   std::vector<float> read_last_logits() const;
   std::vector<float> read_all_logits() const;
-  // The GPU's pick after a run with Selection::Argmax, or its top k (sorted) after Selection::TopK.
-  uint32_t read_argmax() const;
-  std::vector<Candidate> read_top_k() const;
+  // Row `row` of the last run's logits (0 with LogitsMode::Last).
+  std::vector<float> read_logits_row(uint32_t row) const;
+  // The GPU's pick after a run with Selection::Argmax, or its top k (sorted) after Selection::TopK,
+  // for row `row` of the selection (0 with LogitsMode::Last; the token index with LogitsMode::All).
+  uint32_t read_argmax(uint32_t row = 0) const;
+  std::vector<Candidate> read_top_k(uint32_t row = 0) const;
   // GPU time per dispatch of the last run (needs StageOptions::timestamps).
   std::vector<DispatchTiming> last_timings() const;
   Device& device() const { return device_; }
@@ -91,11 +115,13 @@ class Stage {
     Buffer attn_norm, attn_sub_norm, ffn_norm, ffn_sub_norm;
     Buffer k_cache, v_cache;
   };
-  Recording& pass(uint32_t tokens, LogitsMode mode, Selection select);
+  Recording& pass(uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence);
   // Mode Last computes only the last token's logits when its row of the normed activations can be
   // bound on its own (offset alignment); otherwise it computes all rows.
   bool head_on_last_row_only(uint32_t tokens) const;
-  void record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Selection select);
+  void record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence);
+  // Argmax or top-k of `rows` rows of logits starting at `first`, into selected_.
+  void record_selection(Recording& rec, uint64_t first_row, uint32_t rows, Selection select);
   Buffer upload_floats(const std::vector<float>& v, const std::string& what);
   LinearWeights upload_linear(std::vector<TernaryMatrix> parts, const std::string& what);
   // out = W · norm(x): quantize + ternary matmul, or float norm + FP16 matmul for the baseline.
@@ -115,13 +141,15 @@ class Stage {
   std::unique_ptr<ops::Fp16MatrixGpu> table_;  // the embedding table when the head is untied
   Buffer output_norm_;
   // Activations for up to max_tokens tokens.
-  Buffer ids_, positions_;  // host-visible, written before each replay
+  Buffer ids_, positions_, slots_;  // host-visible, written before each replay
+  Buffer hidden_in_, hidden_out_;    // host-visible hand-over from / to the neighbouring stages
   Buffer x_, qkv_, attn_, gate_up_, ffn_, normed_, logits_, attn_scratch_;
-  Buffer normed_wide_;
-  Buffer selected_, select_scratch_;  // argmax / top-k results (host-readable) and their partials  // FP16 baseline: float norm output [max_tokens, max(dim, q_dim, ffn)]
+  Buffer normed_wide_;  // FP16 baseline: float norm output [max_tokens, max(dim, q_dim, ffn)]
+  Buffer selected_, select_scratch_;  // argmax / top-k results (host-readable) and their partials
   ops::QuantizedActivationsBuffers q_dim_in_, q_attn_, q_ffn_;
-  std::map<std::tuple<uint32_t, int, int, uint32_t>, std::unique_ptr<Recording>> passes_;
+  std::map<std::tuple<uint32_t, int, int, uint32_t, bool>, std::unique_ptr<Recording>> passes_;
   Recording* last_pass_ = nullptr;
+  Recording* pending_ = nullptr;  // started, not finished
   uint32_t last_tokens_ = 0;
   LogitsMode last_mode_ = LogitsMode::None;
   Selection last_select_;

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "runtime/core/error.h"
+#include "runtime/profiler/pipeline.h"
 
 namespace ternvk::profiler {
 
@@ -79,6 +80,42 @@ double ChromeTrace::add_replay(int pid, int tid, double start_us, std::span<cons
     t += d.microseconds;
   }
   return t;
+}
+
+std::vector<double> ChromeTrace::add_pipeline_step(std::span<const StageStep> stages,
+                                                   std::chrono::steady_clock::time_point origin,
+                                                   const std::string& category, const std::string& step, int host_pid,
+                                                   int handover_tid) {
+  auto us = [&](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double, std::micro>(t - origin).count();
+  };
+  for (const auto& s : stages) {
+    bool placed = false;
+    for (const auto& e : s.queue) {
+      const bool submit = e.kind == QueueEvent::Submit;
+      complete(s.pid, 2, std::string(e.transfer ? "transfer " : "") + (submit ? "submit" : "wait"), "host", us(e.begin),
+               us(e.end) - us(e.begin), {{"step", step}});
+      if (submit && !e.transfer && !placed) {
+        add_replay(s.pid, 1, us(e.begin), s.timings, category, step, s.ops);
+        placed = true;
+      }
+    }
+  }
+  std::vector<double> handovers;
+  for (size_t i = 0; i + 1 < stages.size(); ++i) {
+    const auto gaps = handover_microseconds(stages[i].queue, stages[i + 1].queue);
+    if (gaps.size() != 1)
+      throw Error("pipeline trace: stage " + std::to_string(i) + " ran " + std::to_string(gaps.size()) +
+                  " times in step '" + step + "', expected once");
+    // The wait's end is where the hand-over starts.
+    double start = 0;
+    for (const auto& e : stages[i].queue)
+      if (e.kind == QueueEvent::Wait && !e.transfer) start = us(e.end);
+    complete(host_pid, handover_tid, "hand-over " + std::to_string(i) + " -> " + std::to_string(i + 1), "handover",
+             start, gaps[0], {{"step", step}, {"us", num(gaps[0])}});
+    handovers.push_back(gaps[0]);
+  }
+  return handovers;
 }
 
 std::string ChromeTrace::json() const {

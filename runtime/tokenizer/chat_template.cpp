@@ -136,6 +136,13 @@ ChatFormat detect_chat_format(std::string_view template_text, std::string_view a
   return ChatFormat::kPlain;
 }
 
+ChatFormat detect_chat_format(const Tokenizer& tokenizer, std::string_view architecture) {
+  const ChatFormat format = detect_chat_format(tokenizer.chat_template(), architecture);
+  if (format == ChatFormat::kBitnet2B4T && !tokenizer.find_token(kEotId)) return ChatFormat::kPlain;
+  if (format == ChatFormat::kLlama3 && !tokenizer.find_token("<|start_header_id|>")) return ChatFormat::kPlain;
+  return format;
+}
+
 std::string ChatPrompt::to_string() const {
   std::string out;
   for (const auto& s : segments) out += s.text;

@@ -31,6 +31,10 @@ std::string_view chat_format_name(ChatFormat format);
 // From the file's template text (tokenizer.chat_template / tokenizer_config.json); when that is
 // empty, from the architecture ("bitnet-b1.58" and "bitnet-25" are 2B4T); otherwise kPlain.
 ChatFormat detect_chat_format(std::string_view template_text, std::string_view architecture = {});
+// The same, for a loaded tokenizer: a format whose control tokens the vocabulary lacks (2B4T's
+// <|eot_id|>, e.g. a small BitNet-arch model trained with a SentencePiece vocabulary) falls back to
+// the plain format instead of failing at the first message.
+ChatFormat detect_chat_format(const Tokenizer& tokenizer, std::string_view architecture);
 
 struct ChatSegment {
   std::string text;

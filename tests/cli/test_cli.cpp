@@ -80,6 +80,15 @@ TEST_CASE("chat answers on stdin and ends at end of input") {
   CHECK(r.err.find("validation error") == std::string::npos);
 }
 
+TEST_CASE("chat works on the shipped model (a BitNet arch whose vocabulary has no 2B4T control tokens)") {
+  auto r = run_ternvk("chat -n 8 --greedy", "To be or not to be\n");
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.err.find("plain template") != std::string::npos);
+  CHECK(r.out.size() > 4);
+  CHECK(r.err.find("validation error") == std::string::npos);
+}
+
 TEST_CASE("Ctrl-C in chat stops the answer, not the program") {
   // A long answer is interrupted after a few seconds; the chat then reads the next line (end of
   // input here) and exits normally.

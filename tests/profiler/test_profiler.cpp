@@ -3,12 +3,14 @@
 // (signature, IHDR, CRCs, zlib stream), and the bandwidth probe on the test device.
 #include <doctest/doctest.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "common/gpu.h"
 #include "runtime/profiler/aggregate.h"
 #include "runtime/profiler/bandwidth.h"
 #include "runtime/profiler/chrome_trace.h"
+#include "runtime/profiler/pipeline.h"
 #include "runtime/profiler/png_chart.h"
 #include "runtime/profiler/work_model.h"
 
@@ -132,6 +134,106 @@ TEST_CASE("chrome trace: valid JSON with named tracks and back-to-back GPU event
   CHECK(meta == 3);
   CHECK(gpu == 3);
   CHECK(ev[0]["args"]["name"] == "GPU 0: \"llvmpipe\"\n");  // escaping round-trips
+}
+
+TEST_CASE("chrome trace: a pipeline step puts each stage on its device's track and the hand-over between them") {
+  using Clock = std::chrono::steady_clock;
+  using us = std::chrono::microseconds;
+  const Clock::time_point t0 = Clock::now();
+  // Stage 0 is submitted at 100 us and waited for until 600; stage 1 is submitted at 650 (a 50 us
+  // hand-over) and done at 1000; stage 2 is submitted at 1030.
+  const std::vector<QueueEvent> q0 = {{QueueEvent::Submit, t0 + us(100), t0 + us(110)},
+                                      {QueueEvent::Wait, t0 + us(110), t0 + us(600)}};
+  // Stage 1's device also ran a staging upload (the hand-over on a discrete GPU) before its pass.
+  const std::vector<QueueEvent> q1 = {{QueueEvent::Submit, t0 + us(610), t0 + us(612), true},
+                                      {QueueEvent::Wait, t0 + us(612), t0 + us(640), true},
+                                      {QueueEvent::Submit, t0 + us(650), t0 + us(655)},
+                                      {QueueEvent::Wait, t0 + us(655), t0 + us(1000)}};
+  const std::vector<QueueEvent> q2 = {{QueueEvent::Submit, t0 + us(1030), t0 + us(1031)},
+                                      {QueueEvent::Wait, t0 + us(1031), t0 + us(1200)}};
+  const std::vector<DispatchTiming> d0 = {{"embedding", 20}, {"ternary_matmul_dot", 300}};
+  const std::vector<DispatchTiming> d1 = {{"ternary_matmul_dot", 250}};
+  const std::vector<DispatchTiming> d2 = {{"argmax", 100}};
+  const std::vector<ChromeTrace::StageStep> stages = {{1, q0, d0, {}}, {2, q1, d1, {}}, {3, q2, d2, {}}};
+  ChromeTrace t;
+  const auto handovers = t.add_pipeline_step(stages, t0, "decode", "decode 0", 4, 2);
+  REQUIRE(handovers.size() == 2);
+  CHECK(handovers[0] == doctest::Approx(50));
+  CHECK(handovers[1] == doctest::Approx(30));
+  const auto j = nlohmann::json::parse(t.json());
+  std::map<int, double> first_gpu_ts;
+  int handover_events = 0, host_calls = 0;
+  for (const auto& e : j["traceEvents"]) {
+    const int pid = e["pid"], tid = e["tid"];
+    if (e["cat"] == "handover") {
+      CHECK(pid == 4);
+      CHECK(tid == 2);
+      CHECK(e["args"]["step"] == "decode 0");
+      const double ts = e["ts"], dur = e["dur"];
+      if (handover_events == 0) {
+        CHECK(e["name"] == "hand-over 0 -> 1");
+        CHECK(ts == doctest::Approx(600));
+        CHECK(dur == doctest::Approx(50));
+      } else {
+        CHECK(e["name"] == "hand-over 1 -> 2");
+        CHECK(ts == doctest::Approx(1000));
+        CHECK(dur == doctest::Approx(30));
+      }
+      ++handover_events;
+    } else if (tid == 1 && !first_gpu_ts.count(pid)) {
+      first_gpu_ts[pid] = e["ts"];
+      CHECK(e["cat"] == "decode");
+    } else if (tid == 2) {
+      const std::string name = e["name"];
+      CHECK((name == "submit" || name == "wait" || name == "transfer submit" || name == "transfer wait"));
+      ++host_calls;
+    }
+  }
+  CHECK(handover_events == 2);
+  CHECK(host_calls == 8);
+  CHECK(first_gpu_ts[1] == doctest::Approx(100));  // each stage's GPU work starts at its submit
+  CHECK(first_gpu_ts[2] == doctest::Approx(650));
+  CHECK(first_gpu_ts[3] == doctest::Approx(1030));
+
+  // Logs that do not pair up (two submits of a stage in one step) are an error, not a wrong figure.
+  const std::vector<QueueEvent> twice = {q1[2], q1[3], q1[2], q1[3]};
+  CHECK_THROWS_WITH_AS(handover_microseconds(q0, twice), doctest::Contains("submitted 2 times"), Error);
+  const auto s = summarize(std::vector<double>{10, 30, 20});
+  CHECK(s.steps == 3);
+  CHECK(s.mean_us == doctest::Approx(20));
+  CHECK(s.median_us == doctest::Approx(20));
+  CHECK(summarize(std::vector<double>{1, 2, 3, 100}).median_us == doctest::Approx(2.5));
+  CHECK(s.min_us == 10);
+  CHECK(s.max_us == 30);
+}
+
+TEST_CASE("device queue log: every submit and wait while recording, nothing after") {
+  test::ValidationGuard guard;
+  Device dev(test::instance(), test::device().info());
+  Buffer b = dev.create_buffer(4096, MemoryKind::DeviceLocal, "filled");
+  Recording rec(dev);
+  rec.fill(b.range(), 1);
+  rec.submit_and_wait();  // not recorded
+  dev.record_queue_events(true);
+  rec.submit_and_wait();
+  rec.submit_and_wait();
+  const auto events = dev.take_queue_events();
+  REQUIRE(events.size() == 4);
+  for (size_t i = 0; i < events.size(); ++i) {
+    CHECK(events[i].kind == (i % 2 ? QueueEvent::Wait : QueueEvent::Submit));
+    CHECK(events[i].end >= events[i].begin);
+    if (i) CHECK(events[i].begin >= events[i - 1].end);
+  }
+  CHECK(dev.take_queue_events().empty());
+  dev.run_now([](VkCommandBuffer) {});  // a staging transfer is marked as one
+  const auto transfer = dev.take_queue_events();
+  REQUIRE(transfer.size() == 2);
+  CHECK(transfer[0].transfer);
+  CHECK(transfer[1].transfer);
+  for (const auto& e : events) CHECK_FALSE(e.transfer);
+  dev.record_queue_events(false);
+  rec.submit_and_wait();
+  CHECK(dev.take_queue_events().empty());
 }
 
 TEST_CASE("png: signature, IHDR, chunk CRCs and a zlib stream of stored blocks") {

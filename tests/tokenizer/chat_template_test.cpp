@@ -104,4 +104,14 @@ TEST_CASE("chat: a format whose control tokens the vocabulary lacks is an error"
                   Error);
 }
 
+TEST_CASE("chat: detection from a tokenizer falls back to plain when the vocabulary lacks the control tokens") {
+  const Tokenizer& spm = llama2_model_file();  // no <|eot_id|>, no <|start_header_id|>
+  // A BitNet-arch file without a template would be taken for 2B4T; its vocabulary cannot say it.
+  CHECK(detect_chat_format(spm.chat_template(), "bitnet-b1.58") == ChatFormat::kBitnet2B4T);
+  CHECK(detect_chat_format(spm, "bitnet-b1.58") == ChatFormat::kPlain);
+  CHECK(detect_chat_format(spm, "llama") == detect_chat_format(spm.chat_template(), "llama"));
+  const std::vector<ChatMessage> one = {{"user", "Hello"}};
+  CHECK_NOTHROW(encode_chat(spm, render_chat(detect_chat_format(spm, "bitnet-b1.58"), one, chat_special_tokens(spm))));
+}
+
 }  // namespace ternvk::test

@@ -1,0 +1,225 @@
+// Several sequences in one engine (KV cache slots): prefill into any slot, batched decode of many
+// slots in one forward pass. A sequence's logits and tokens must not depend on which other
+// sequences share its steps, and must match the CPU reference.
+#include <doctest/doctest.h>
+
+#include "common/gpu.h"
+#include "engine/random_model.h"
+#include "engine/reference_forward.h"
+#include "runtime/core/error.h"
+#include "runtime/engine/engine.h"
+
+#include <cmath>
+
+using namespace ternvk;
+using namespace ternvk::test;
+
+namespace {
+
+EngineOptions batch_options(int sequences, int chunk = 8) {
+  EngineOptions o;
+  o.prefill_chunk = chunk;
+  o.load_tokenizer = false;
+  o.context = 128;
+  o.sequences = sequences;
+  return o;
+}
+
+// A long prompt: more live keys than one attention split takes (64), so the context is split and
+// the split count must not depend on the batch.
+std::vector<uint32_t> long_prompt() {
+  std::vector<uint32_t> p = {1};
+  for (uint32_t i = 1; i < 100; ++i) p.push_back((i * 37 + 11) % 320);
+  return p;
+}
+
+const std::vector<std::vector<uint32_t>> kPrompts = {
+    long_prompt(),
+    {1, 9},
+    {1, 200, 100, 50, 25},
+    {1, 77, 77, 77},
+};
+
+struct Run {
+  std::vector<uint32_t> tokens;               // greedy continuation
+  std::vector<std::vector<float>> logits;     // logits of each decode step (including after prefill)
+};
+
+// One sequence alone in slot `slot` of `engine`: prefill, then `n` decode steps of batch 1.
+Run solo(Engine& engine, int slot, const std::vector<uint32_t>& prompt, int n) {
+  Run r;
+  auto out = engine.prefill(slot, prompt, {Selection::Logits});
+  for (int i = 0; i < n; ++i) {
+    r.logits.push_back(out.logits);
+    const uint32_t next = uint32_t(argmax_index(out.logits));
+    r.tokens.push_back(next);
+    const int slots[] = {slot};
+    const uint32_t one[] = {next};
+    out = engine.decode(slots, one, {Selection::Logits})[0];
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("batched decode of several slots gives each sequence its solo logits and tokens") {
+  ValidationGuard guard;
+  const RandomModel m = make_random_model(small_2b4t_config(), 41);
+  const auto dir = temp_dir("engine-batch");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const int steps = 6;
+
+  std::vector<Run> alone;
+  {
+    Engine engine(instance(), dir / "model.gguf", batch_options(1));
+    for (const auto& p : kPrompts) {
+      engine.truncate(0, 0);
+      alone.push_back(solo(engine, 0, p, steps));
+    }
+  }
+  // The solo runs are right: the CPU reference gives the same logits for prompt + continuation.
+  ReferenceForward reference(*open_model(dir / "model.gguf"));
+  for (size_t i = 0; i < kPrompts.size(); ++i) {
+    std::vector<uint32_t> all = kPrompts[i];
+    all.insert(all.end(), alone[i].tokens.begin(), alone[i].tokens.end() - 1);
+    const auto want = reference.logits(all);
+    for (int s = 0; s < steps; ++s) {
+      CAPTURE(i);
+      CAPTURE(s);
+      CHECK(cosine(alone[i].logits[size_t(s)], want[kPrompts[i].size() - 1 + size_t(s)]) >= 0.999);
+    }
+  }
+
+  // All four together in slots 3, 0, 2, 1 (reverse-ish order), batched: every step's logits are
+  // bit-identical to the solo run's.
+  Engine engine(instance(), dir / "model.gguf", batch_options(4));
+  CHECK(engine.sequences() == 4);
+  const std::vector<int> slot_of = {3, 0, 2, 1};
+  std::vector<std::vector<float>> last(kPrompts.size());
+  for (size_t i = 0; i < kPrompts.size(); ++i)
+    last[i] = engine.prefill(slot_of[i], kPrompts[i], {Selection::Logits}).logits;
+  for (int s = 0; s < steps; ++s) {
+    std::vector<int> slots;
+    std::vector<uint32_t> tokens;
+    for (size_t i = 0; i < kPrompts.size(); ++i) {
+      CAPTURE(i);
+      CAPTURE(s);
+      REQUIRE(last[i] == alone[i].logits[size_t(s)]);
+      slots.push_back(slot_of[i]);
+      tokens.push_back(alone[i].tokens[size_t(s)]);
+    }
+    if (s + 1 == steps) break;
+    const auto outs = engine.decode(slots, tokens, {Selection::Logits});
+    REQUIRE(outs.size() == kPrompts.size());
+    for (size_t i = 0; i < outs.size(); ++i) last[i] = outs[i].logits;
+  }
+  for (size_t i = 0; i < kPrompts.size(); ++i) {
+    CHECK(engine.position(slot_of[i]) == int(kPrompts[i].size()) + steps - 1);
+    CHECK(engine.sequence(slot_of[i]).front() == kPrompts[i].front());
+  }
+}
+
+TEST_CASE("batched decode picks tokens on the GPU per sequence, and slots are reused after truncate") {
+  ValidationGuard guard;
+  const RandomModel m = make_random_model(small_2b4t_config(), 43);
+  const auto dir = temp_dir("engine-batch-select");
+  write_gguf(m, dir / "model.gguf", GgmlType::TQ2_0);
+  Engine engine(instance(), dir / "model.gguf", batch_options(3));
+  std::vector<Run> alone;
+  for (int i = 0; i < 3; ++i) alone.push_back(solo(engine, i, kPrompts[size_t(i)], 4));
+
+  // Reuse every slot for a different prompt, then decode the three together with argmax and top-k.
+  for (int i = 0; i < 3; ++i) engine.truncate(i, 0);
+  std::vector<uint32_t> next;
+  for (int i = 0; i < 3; ++i) next.push_back(engine.prefill(i, kPrompts[size_t(i)], {Selection::Argmax}).token);
+  for (int s = 0; s < 3; ++s) {
+    for (int i = 0; i < 3; ++i) REQUIRE(next[size_t(i)] == alone[size_t(i)].tokens[size_t(s)]);
+    const int slots[] = {0, 1, 2};
+    const auto argmax = engine.decode(slots, next, {Selection::Argmax});
+    for (int i = 0; i < 3; ++i) {
+      const auto& want = alone[size_t(i)].logits[size_t(s) + 1];
+      CHECK(argmax[size_t(i)].token == uint32_t(argmax_index(want)));
+      next[size_t(i)] = argmax[size_t(i)].token;
+    }
+  }
+  // Top-k on the GPU per row: the candidates are the k largest logits of that sequence's row.
+  for (int i = 0; i < 3; ++i) engine.truncate(i, int(kPrompts[size_t(i)].size()));
+  const int slots[] = {2, 0};
+  const uint32_t tokens[] = {alone[2].tokens[0], alone[0].tokens[0]};
+  const auto top = engine.decode(slots, tokens, {Selection::TopK, 5});
+  for (int i = 0; i < 3; ++i) engine.truncate(i, int(kPrompts[size_t(i)].size()));
+  const auto full = engine.decode(slots, tokens, {Selection::Logits});
+  for (int j = 0; j < 2; ++j) {
+    CAPTURE(j);
+    const auto& want = alone[size_t(slots[j])].logits[1];
+    CHECK(full[size_t(j)].logits == want);
+  }
+  for (int j = 0; j < 2; ++j) {
+    CAPTURE(j);
+    const auto& want = alone[size_t(slots[j])].logits[1];
+    REQUIRE(top[size_t(j)].candidates.size() == 5);
+    CHECK(top[size_t(j)].candidates[0].id == uint32_t(argmax_index(want)));
+    CHECK(top[size_t(j)].candidates[0].logit == doctest::Approx(want[top[size_t(j)].candidates[0].id]));
+  }
+}
+
+TEST_CASE("several sequences on a pipeline of two logical devices give the one-device tokens") {
+  ValidationGuard guard;
+  ModelConfig c = small_2b4t_config();
+  c.n_layers = 3;
+  const RandomModel m = make_random_model(c, 47);
+  const auto dir = temp_dir("engine-batch-stages");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  EngineOptions o = batch_options(2);
+  Engine one(instance(), dir / "model.gguf", o);
+  const int dev = int(device().info().index);
+  o.devices = {dev, dev};
+  o.split = {1, 2};
+  Engine staged(instance(), dir / "model.gguf", o);
+  for (Engine* e : {&one, &staged}) {
+    e->prefill(0, kPrompts[0], {Selection::Argmax});
+    e->prefill(1, kPrompts[2], {Selection::Argmax});
+  }
+  std::vector<uint32_t> a = {5, 6}, b = {5, 6};
+  for (int s = 0; s < 4; ++s) {
+    const int slots[] = {0, 1};
+    const auto x = one.decode(slots, a, {Selection::Argmax});
+    const auto y = staged.decode(slots, b, {Selection::Argmax});
+    for (size_t i = 0; i < 2; ++i) {
+      CHECK(x[i].token == y[i].token);
+      a[i] = x[i].token;
+      b[i] = y[i].token;
+    }
+  }
+}
+
+TEST_CASE("bad batched requests are clear errors and change nothing") {
+  ValidationGuard guard;
+  const RandomModel m = make_random_model(small_2b4t_config(), 53);
+  const auto dir = temp_dir("engine-batch-errors");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  Engine engine(instance(), dir / "model.gguf", batch_options(2));
+  engine.prefill(0, kPrompts[1], {Selection::Argmax});
+  const uint32_t two[] = {3, 4};
+  const int dup[] = {0, 0};
+  CHECK_THROWS_WITH_AS(engine.decode(dup, two, {Selection::Argmax}), doctest::Contains("given twice"), Error);
+  const int outside[] = {0, 2};
+  CHECK_THROWS_WITH_AS(engine.decode(outside, two, {Selection::Argmax}), doctest::Contains("slot 2"), Error);
+  const int one_slot[] = {0};
+  CHECK_THROWS_WITH_AS(engine.decode(one_slot, two, {Selection::Argmax}), doctest::Contains("1 slots but 2 tokens"),
+                       Error);
+  CHECK_THROWS_AS(engine.prefill(5, kPrompts[0], {Selection::Argmax}), Error);
+  // A sequence at the end of its context cannot take another token; the other slot still can.
+  std::vector<uint32_t> fill(size_t(engine.context() - engine.position(0)), 7);
+  engine.prefill(0, fill, {Selection::Argmax});
+  const int full[] = {0};
+  const uint32_t t[] = {1};
+  CHECK_THROWS_WITH_AS(engine.decode(full, t, {Selection::Argmax}), doctest::Contains("context"), Error);
+  CHECK(engine.position(0) == engine.context());
+  CHECK(engine.position(1) == 0);
+  const int other[] = {1};
+  CHECK_NOTHROW(engine.decode(other, t, {Selection::Argmax}));
+  CHECK(engine.position(1) == 1);
+  EngineOptions bad = batch_options(0);
+  CHECK_THROWS_WITH_AS(Engine(instance(), dir / "model.gguf", bad), doctest::Contains("sequences"), Error);
+}
