@@ -18,7 +18,9 @@ Action add_run_command(CLI::App& app);
 Action add_chat_command(CLI::App& app);
 Action add_perplexity_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);
+Action add_batched_bench_command(CLI::App& app);
 Action add_profile_command(CLI::App& app);
+Action add_serve_command(CLI::App& app);
 
 // The model that ships in the repo, used when -m is not given.
 std::string default_model_path();

@@ -5,7 +5,6 @@
 
 #include "apps/ternvk/commands.h"
 #include "runtime/core/error.h"
-#include "runtime/core/error.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"ternvk: BitNet b1.58 ternary LLMs on any Vulkan GPU"};
@@ -23,7 +22,9 @@ int main(int argc, char** argv) {
   add(ternvk::cli::add_tokenize_command);
   add(ternvk::cli::add_perplexity_command);
   add(ternvk::cli::add_bench_command);
+  add(ternvk::cli::add_batched_bench_command);
   add(ternvk::cli::add_profile_command);
+  add(ternvk::cli::add_serve_command);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
