@@ -8,6 +8,8 @@ packages=(
   glslang-tools spirv-tools
   libglm-dev libsentencepiece-dev libpcre2-dev nlohmann-json3-dev libcli11-dev
   doctest-dev
+  libcpp-httplib-dev curl
+  libimgui-dev libstb-dev libglfw3-dev fonts-dejavu-core xvfb xauth
 )
 missing=()
 for p in "${packages[@]}"; do
