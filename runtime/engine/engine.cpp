@@ -189,13 +189,31 @@ std::vector<StepOutput> Engine::decode(std::span<const int> slots, std::span<con
   }
   // Every row's logits (one per sequence), recorded with the mixed-sequence attention plan even for
   // one sequence, so a sequence's results do not depend on the others in the step.
-  run_stages(tokens, {.positions = positions, .slots = slot_ids, .one_sequence = false}, LogitsMode::All, select);
-  std::vector<StepOutput> out;
+  std::vector<StepOutput> out(slots.size());
+  const size_t stages = stages_.size();
+  if (stages == 1 || slots.size() == 1) {
+    run_stages(tokens, {.positions = positions, .slots = slot_ids, .one_sequence = false}, LogitsMode::All, select);
+    for (size_t i = 0; i < slots.size(); ++i) out[i] = read_selection(select, uint32_t(i));
+  } else {
+    // Staggered over a pipeline: the batch is cut into one group per stage, and group g + 1 enters
+    // stage k while group g is in stage k + 1, so every device is busy.
+    const size_t groups = std::min(stages, slots.size());
+    const size_t per = (slots.size() + groups - 1) / groups;
+    auto first_of = [&](size_t g) { return std::min(g * per, slots.size()); };
+    run_pipeline(groups, [&](size_t g) -> StepInputs {
+      const size_t b = first_of(g), n = first_of(g + 1) - b;
+      return {tokens.subspan(b, n),
+              TokenPlaces{.positions = std::span(positions).subspan(b, n), .slots = std::span(slot_ids).subspan(b, n),
+                          .one_sequence = false},
+              LogitsMode::All, select};
+    }, [&](size_t g) {
+      for (size_t i = first_of(g); i < first_of(g + 1); ++i) out[i] = read_selection(select, uint32_t(i - first_of(g)));
+    });
+  }
   for (size_t i = 0; i < slots.size(); ++i) {
     Slot& s = slot_at(slots[i]);
     ++s.position;
     s.tokens.push_back(tokens[i]);
-    out.push_back(read_selection(select, uint32_t(i)));
   }
   return out;
 }

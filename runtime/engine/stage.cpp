@@ -90,7 +90,8 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   qkv_ = device.create_buffer(uint64_t(T) * (QD + 2 * KVD) * 4, MemoryKind::DeviceLocal, "q|k|v");
   attn_ = device.create_buffer(uint64_t(T) * QD * 4, MemoryKind::DeviceLocal, "attention output");
   gate_up_ = device.create_buffer(uint64_t(T) * 2 * F * 4, MemoryKind::DeviceLocal, "gate|up");
-  ffn_ = device.create_buffer(uint64_t(T) * F * 4, MemoryKind::DeviceLocal, "gated FFN activations");
+  if (options.fp16_baseline)  // the ternary path fuses the gating into the down projection's quantization
+    ffn_ = device.create_buffer(uint64_t(T) * F * 4, MemoryKind::DeviceLocal, "gated FFN activations");
   q_dim_in_ = ops::QuantizedActivationsBuffers::create(device, T, D, "int8 hidden state");
   q_attn_ = ops::QuantizedActivationsBuffers::create(device, T, QD, "int8 attention output");
   q_ffn_ = ops::QuantizedActivationsBuffers::create(device, T, F, "int8 FFN activations");
@@ -196,9 +197,16 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
     record_norm_linear(rec, attn_.range(), L.attn_sub_norm, T, QD, aq, L.o, {x_.range()}, ops::Epilogue::Accumulate);
     // FFN block: x += down( sub_norm( act(gate) * up ) ), gate|up = W_gate_up · int8(norm(x))
     record_norm_linear(rec, x_.range(), L.ffn_norm, T, D, xq, L.gate_up, {gate_up_.range()}, ops::Epilogue::Store);
-    ops::record_gated_activation(rec, {.gate_up = gate_up_.range(), .out = ffn_.range(), .tokens = T, .features = F,
-                                       .gating = c_.squared_relu() ? ops::Gating::SquaredRelu : ops::Gating::Silu});
-    record_norm_linear(rec, ffn_.range(), L.ffn_sub_norm, T, F, fq, L.down, {x_.range()}, ops::Epilogue::Accumulate);
+    const ops::Gating gating = c_.squared_relu() ? ops::Gating::SquaredRelu : ops::Gating::Silu;
+    if (L.down.ternary) {
+      // act(gate) * up fused into the sub-norm + int8 quantization: one dispatch, no [T, F] fp32 round trip.
+      norm_quant_.record_gated(rec, gate_up_.range(), gating, L.ffn_sub_norm.range(), c_.rms_eps, T, fq);
+      ternary_.record(rec, *L.down.ternary, fq, T, {x_.range()}, ops::Epilogue::Accumulate);
+    } else {
+      ops::record_gated_activation(rec, {.gate_up = gate_up_.range(), .out = ffn_.range(), .tokens = T, .features = F,
+                                         .gating = gating});
+      record_norm_linear(rec, ffn_.range(), L.ffn_sub_norm, T, F, fq, L.down, {x_.range()}, ops::Epilogue::Accumulate);
+    }
   }
   if (!spec_.head) {
     rec.copy(x_.range(0, hidden_bytes), hidden_out_.range(0, hidden_bytes));

@@ -21,13 +21,13 @@ MatmulShape MatmulShape::pick(const DeviceInfo& info, uint32_t tokens, bool tern
     s.workgroup = s.lanes = sg;
     s.subgroup_add = fixed;
     s.required_subgroup_size = info.subgroup_size_control ? sg : 0;
-    // Measured on lavapipe (docs/performance.md): a storage-buffer load costs about the same per
-    // 32-bit element whoever issues it, so the shape minimises elements loaded per MAC: 16 rows
-    // share each activation load in a GEMV; 16 rows x 4 tokens share both in a GEMM (larger tiles
-    // were a little faster but took minutes to compile).
-    (void)ternary;
+    // Measured on lavapipe (docs/performance.md): the shape minimises loads and per-chunk work per
+    // MAC: in a ternary GEMV 32 rows share each activation load and its SWAR unpacking (with texel
+    // loads, 10-20% less CPU time than 16 rows on the 2B4T shapes; the FP16 GEMV gained nothing
+    // from 32, so it keeps 16); in a GEMM 16 rows x 4 tokens share both (larger tiles were a little
+    // faster but took minutes to compile).
     if (tokens == 1) {
-      s.rows = 16;
+      s.rows = ternary ? 32 : 16;
       s.tokens = 1;
     } else {
       s.rows = 16;

@@ -11,7 +11,7 @@ bool starts(std::string_view s, std::string_view p) { return s.substr(0, p.size(
 std::string kind_of(std::string_view label) {
   static const std::pair<const char*, const char*> prefixes[] = {
       {"ternary_matmul", "ternary_matmul"},     {"fp16_matmul", "fp16_matmul"},
-      {"rmsnorm_quant", "rmsnorm_quant"},       {"rmsnorm", "rmsnorm"},
+      {"rmsnorm_quant_gated", "rmsnorm_quant_gated"}, {"rmsnorm_quant", "rmsnorm_quant"}, {"rmsnorm", "rmsnorm"},
       {"attention_combine", "attention_combine"}, {"attention", "attention"},
       {"rope", "rope"},                         {"argmax_merge", "argmax_merge"},
       {"argmax", "argmax"},                     {"topk_merge", "topk_merge"},
@@ -27,14 +27,17 @@ PassWork estimate_pass_work(const TransformerShape& s, const PassSpec& p, bool b
   PassWork w;
   const double T = p.tokens, D = s.dim, Q = s.q_dim(), KV = s.kv_dim(), F = s.ffn_dim, V = s.vocab;
   const double H = s.n_heads, hd = s.head_dim;
-  auto linear = [&](const char* matrix, double N, double K, bool accumulate) {
+  // `quant`: the dispatch that quantizes the input (it reads `in` floats per token; default K).
+  auto linear = [&](const char* matrix, double N, double K, bool accumulate, const char* quant = "rmsnorm_quant",
+                    double in = 0) {
+    if (in == 0) in = K;
     const double out = T * N * 4 * (accumulate ? 2 : 1);
     if (p.fp16_linear) {
       w["rmsnorm"] += {T * K * 4 + K * 4 + T * K * 4, 0};
       w[by_matrix ? matrix : "fp16_matmul"] += {N * round_up(K, 8) * 2 + T * K * 4 + out, T * N * K};
     } else {
       const double Kp = round_up(K, 64);
-      w["rmsnorm_quant"] += {T * K * 4 + K * 4 + T * (Kp + 8), 0};
+      w[quant] += {T * in * 4 + K * 4 + T * (Kp + 8), 0};
       w[by_matrix ? matrix : "ternary_matmul"] += {N * Kp / 4 + N * 8 + T * (Kp + 8) + out, T * N * K};
     }
   };
@@ -59,8 +62,12 @@ PassWork estimate_pass_work(const TransformerShape& s, const PassSpec& p, bool b
     }
     linear("o", D, Q, true);
     linear("gate|up", 2 * F, D, false);
-    w["gated_activation"] += {T * 2 * F * 4 + T * F * 4, 0};
-    linear("down", D, F, true);
+    if (p.fp16_linear) {
+      w["gated_activation"] += {T * 2 * F * 4 + T * F * 4, 0};
+      linear("down", D, F, true);
+    } else {  // the gating is fused into the down projection's quantization, which reads gate|up
+      linear("down", D, F, true, "rmsnorm_quant_gated", 2 * F);
+    }
   }
   if (p.head_rows > 0) {
     w["rmsnorm"] += {T * D * 4 + D * 4 + T * D * 4, 0};

@@ -163,33 +163,46 @@ TEST_CASE("batched decode picks tokens on the GPU per sequence, and slots are re
   }
 }
 
-TEST_CASE("several sequences on a pipeline of two logical devices give the one-device tokens") {
+TEST_CASE("several sequences on a pipeline of logical devices (staggered decode) give the one-device tokens") {
   ValidationGuard guard;
   ModelConfig c = small_2b4t_config();
   c.n_layers = 3;
   const RandomModel m = make_random_model(c, 47);
   const auto dir = temp_dir("engine-batch-stages");
   write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
-  EngineOptions o = batch_options(2);
+  EngineOptions o = batch_options(3);
   Engine one(instance(), dir / "model.gguf", o);
   const int dev = int(device().info().index);
-  o.devices = {dev, dev};
-  o.split = {1, 2};
-  Engine staged(instance(), dir / "model.gguf", o);
-  for (Engine* e : {&one, &staged}) {
-    e->prefill(0, kPrompts[0], {Selection::Argmax});
-    e->prefill(1, kPrompts[2], {Selection::Argmax});
-  }
-  std::vector<uint32_t> a = {5, 6}, b = {5, 6};
-  for (int s = 0; s < 4; ++s) {
-    const int slots[] = {0, 1};
-    const auto x = one.decode(slots, a, {Selection::Argmax});
-    const auto y = staged.decode(slots, b, {Selection::Argmax});
-    for (size_t i = 0; i < 2; ++i) {
-      CHECK(x[i].token == y[i].token);
-      a[i] = x[i].token;
-      b[i] = y[i].token;
+  std::vector<std::vector<uint32_t>> want;
+  {
+    one.prefill(0, kPrompts[0], {Selection::Argmax});
+    one.prefill(1, kPrompts[2], {Selection::Argmax});
+    one.prefill(2, kPrompts[3], {Selection::Argmax});
+    std::vector<uint32_t> next = {5, 6, 7};
+    for (int s = 0; s < 4; ++s) {
+      const int slots[] = {0, 1, 2};
+      const auto x = one.decode(slots, next, {Selection::Logits});
+      for (size_t i = 0; i < 3; ++i) next[i] = uint32_t(argmax_index(x[i].logits));
+      want.push_back(next);
     }
+  }
+  // Two stages cut the batch of 3 into groups of 2 and 1; three stages into three groups of 1.
+  for (auto split : std::vector<std::vector<int>>{{1, 2}, {1, 1, 1}}) {
+    CAPTURE(split.size());
+    o.devices = std::vector<int>(split.size(), dev);
+    o.split = split;
+    Engine staged(instance(), dir / "model.gguf", o);
+    staged.prefill(0, kPrompts[0], {Selection::Argmax});
+    staged.prefill(1, kPrompts[2], {Selection::Argmax});
+    staged.prefill(2, kPrompts[3], {Selection::Argmax});
+    std::vector<uint32_t> next = {5, 6, 7};
+    for (int s = 0; s < 4; ++s) {
+      const int slots[] = {0, 1, 2};
+      const auto y = staged.decode(slots, next, {Selection::Argmax});
+      for (size_t i = 0; i < 3; ++i) next[i] = y[i].token;
+      CHECK(next == want[size_t(s)]);
+    }
+    CHECK(staged.position(2) == int(kPrompts[3].size()) + 4);
   }
 }
 

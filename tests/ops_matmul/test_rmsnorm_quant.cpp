@@ -11,6 +11,7 @@
 
 #include "common/gpu.h"
 #include "ops_matmul/reference.h"
+#include "runtime/ops/gated_activation.h"
 #include "runtime/ops/rmsnorm_quant.h"
 
 using namespace ternvk;
@@ -24,7 +25,10 @@ struct GpuQuant {
   std::vector<int32_t> sum_q;
 };
 
-GpuQuant run(const std::vector<float>& x, const std::vector<float>* norm, float eps, uint32_t tokens, uint32_t cols) {
+// `gating` != 0: x is gate|up [tokens, 2 * cols] and the op is the fused record_gated
+// (1 = squared ReLU, 2 = SiLU).
+GpuQuant run(const std::vector<float>& x, const std::vector<float>* norm, float eps, uint32_t tokens, uint32_t cols,
+             MatmulLoad load = MatmulLoad::Auto, int gating = 0) {
   Device& dev = test::device();
   Buffer gx = test::upload(x, "rmsnorm_quant input");
   Buffer gn = norm ? test::upload(*norm, "norm weight") : Buffer();
@@ -32,9 +36,12 @@ GpuQuant run(const std::vector<float>& x, const std::vector<float>* norm, float 
   // Poison the output so that unwritten padding shows up.
   std::vector<uint8_t> junk(out.values.size(), 0xab);
   dev.upload(out.values, junk.data(), junk.size());
-  RmsNormQuant op(dev);
+  RmsNormQuant op(dev, 0, load);
   Recording rec(dev);
-  if (norm) op.record(rec, gx.range(), gn.range(), eps, tokens, out.view());
+  if (gating)
+    op.record_gated(rec, gx.range(), gating == 1 ? Gating::SquaredRelu : Gating::Silu, gn.range(), eps, tokens,
+                    out.view());
+  else if (norm) op.record(rec, gx.range(), gn.range(), eps, tokens, out.view());
   else op.record_quantize(rec, gx.range(), tokens, out.view());
   rec.submit_and_wait();
   GpuQuant g;
@@ -105,4 +112,75 @@ TEST_CASE("quantize: ties round to even, zero rows use the 1e-5 floor, values cl
   CHECK(g.s[1] == 1e-5f / 127.0f);
   CHECK(g.sum_q[1] == 0);
   for (uint32_t i = 0; i < 64; ++i) CHECK(g.q[64 + i] == 0);
+}
+
+// The texel variant (CPU devices' default, K % 4 == 0) and the storage variant, each forced, on
+// shapes that are and are not multiples of the 16-element step or the 64-element padding.
+TEST_CASE("rmsnorm_quant: texel and storage loads both match the CPU") {
+  test::ValidationGuard guard;
+  std::mt19937 rng(12);
+  const bool texel = test::device().info().texel_buffer_uint4;
+  for (uint32_t k : {4u, 12u, 20u, 60u, 64u, 68u, 2560u, 2576u, 6912u})
+    for (uint32_t t : {1u, 3u, 9u}) {
+      auto x = test::random_floats(rng, size_t(t) * k, -3.0f, 3.0f);
+      x[0] = -40.0f;
+      const auto norm = test::random_floats(rng, k, 0.2f, 2.0f);
+      const auto want = test::quantize_ref(x, t, k, norm.data(), 1e-6f);
+      const auto want_plain = test::quantize_ref(x, t, k, nullptr, 0.0f);
+      for (MatmulLoad load : {MatmulLoad::Storage, MatmulLoad::Texel}) {
+        if (load == MatmulLoad::Texel && !texel) continue;
+        INFO("K = " << k << ", T = " << t << (load == MatmulLoad::Texel ? ", texel" : ", storage"));
+        RmsNormQuant op(test::device(), 0, load);
+        CHECK(op.uses_texel_loads() == (load == MatmulLoad::Texel));
+        check(run(x, &norm, 1e-6f, t, k, load), want);
+        check(run(x, nullptr, 0.0f, t, k, load), want_plain);
+      }
+    }
+}
+
+// The gated activation fused in front of the norm must quantize exactly what the two-dispatch path
+// (gated_activation, then rmsnorm_quant) quantizes: q, s and sum_q are compared for equality. The
+// squared ReLU is also checked against the CPU (relu(g)^2 then * u, as gated_activation.comp), where
+// the float operations are exact; SiLU's exp is the device's.
+TEST_CASE("rmsnorm_quant gated: act(gate) * up fused equals gated_activation + rmsnorm_quant") {
+  test::ValidationGuard guard;
+  std::mt19937 rng(13);
+  Device& dev = test::device();
+  const bool texel = dev.info().texel_buffer_uint4;
+  for (int gating : {1, 2})
+    for (uint32_t f : {13u, 64u, 100u, 6912u})
+      for (uint32_t t : {1u, 4u}) {
+        const auto gu = test::random_floats(rng, size_t(t) * 2 * f, -3.0f, 3.0f);
+        const auto norm = test::random_floats(rng, f, 0.2f, 2.0f);
+        for (MatmulLoad load : {MatmulLoad::Storage, MatmulLoad::Texel}) {
+          if (load == MatmulLoad::Texel && !texel) continue;
+          INFO("F = " << f << ", T = " << t << ", gating " << gating << (load == MatmulLoad::Texel ? ", texel" : ""));
+          const GpuQuant fused = run(gu, &norm, 1e-5f, t, f, load, gating);
+          // Two dispatches: the gated activation into a [t, f] buffer, then the norm + quantization.
+          Buffer ggu = test::upload(gu, "gate|up");
+          Buffer act = dev.create_buffer(uint64_t(t) * f * 4, MemoryKind::DeviceLocal, "gated activations");
+          {
+            Recording rec(dev);
+            record_gated_activation(rec, {.gate_up = ggu.range(), .out = act.range(), .tokens = t, .features = f,
+                                          .gating = gating == 1 ? Gating::SquaredRelu : Gating::Silu});
+            rec.submit_and_wait();
+          }
+          const auto act_host = test::download<float>(act, size_t(t) * f);
+          const GpuQuant split = run(act_host, &norm, 1e-5f, t, f, load);
+          CHECK(fused.s == split.s);
+          CHECK(fused.sum_q == split.sum_q);
+          CHECK(fused.q == split.q);
+          if (gating == 1) {
+            std::vector<float> ref(size_t(t) * f);
+            for (uint32_t tt = 0; tt < t; ++tt)
+              for (uint32_t i = 0; i < f; ++i) {
+                const float r = std::max(gu[size_t(tt) * 2 * f + i], 0.0f);
+                const float a = r * r;
+                ref[size_t(tt) * f + i] = a * gu[size_t(tt) * 2 * f + f + i];
+              }
+            CHECK(act_host == ref);
+            check(fused, test::quantize_ref(ref, t, f, norm.data(), 1e-5f));
+          }
+        }
+      }
 }

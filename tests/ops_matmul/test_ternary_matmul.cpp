@@ -268,3 +268,23 @@ TEST_CASE("ternary matmul picks texel loads on CPU devices that have them, stora
   gpu.texel_buffer_uint4 = true;
   CHECK_FALSE(prefers_texel_loads(gpu));
 }
+
+// The CPU-device GEMV shape (32 rows per lane group since issue 3's tuning; the FP16 GEMV keeps 16)
+// around its tile edges and on a 2B4T-sized input, exact on both load paths.
+TEST_CASE("ternary GEMV: the CPU-device 32-row shape is exact around its tile edges") {
+  test::ValidationGuard guard;
+  const DeviceInfo& info = test::device().info();
+  const MatmulShape gemv = MatmulShape::pick(info, 1, true);
+  if (info.max_subgroup_size <= 8) {
+    CHECK(gemv.rows == 32);
+    CHECK(MatmulShape::pick(info, 1, false).rows == 16);
+  }
+  uint32_t seed = 500;
+  for (MatmulLoad load : load_paths())
+    for (uint32_t n : {31u, 32u, 33u, 95u, 97u})
+      for (uint32_t k : {64u, 2560u, 6912u + 3u}) {
+        CAPTURE(int(load));
+        run_case({n, k, 1, TernaryDot::Swar, false, 0, Epilogue::Store, std::nullopt, load}, seed++);
+        run_case({n, k, 1, TernaryDot::Swar, false, 0, Epilogue::Accumulate, std::nullopt, load}, seed++);
+      }
+}
