@@ -37,7 +37,8 @@ std::string cache_key(const std::string& shader, const PipelineOptions& options)
 
 }  // namespace
 
-Device::Device(Instance& instance, const DeviceInfo& info) : instance_(instance), info_(info) {
+Device::Device(Instance& instance, const DeviceInfo& info, DeviceOptions options)
+    : instance_(instance), info_(info) {
   uint32_t family_count = 0;
   vkGetPhysicalDeviceQueueFamilyProperties(info.physical, &family_count, nullptr);
   std::vector<VkQueueFamilyProperties> families(family_count);
@@ -73,7 +74,11 @@ Device::Device(Instance& instance, const DeviceInfo& info) : instance_(instance)
   f12.storageBuffer8BitAccess = info.storage_8bit;
   f12.shaderInt8 = info.shader_int8;
   f12.shaderFloat16 = info.shader_float16;
-  f12.timelineSemaphore = VK_TRUE;
+  // One timeline semaphore per queue when the driver has them; else a fence per recording.
+  const char* no_timeline = std::getenv("TERNVK_NO_TIMELINE");
+  const bool use_timeline = info.timeline_semaphore && options.timeline_semaphores &&
+                            !(no_timeline && *no_timeline && std::strcmp(no_timeline, "0") != 0);
+  f12.timelineSemaphore = use_timeline;
   VkPhysicalDeviceVulkan11Features f11{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES};
   f11.pNext = &f12;
   f11.storageBuffer16BitAccess = info.storage_16bit;
@@ -104,6 +109,14 @@ Device::Device(Instance& instance, const DeviceInfo& info) : instance_(instance)
   pool.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
   pool.queueFamilyIndex = queue_family_;
   TERNVK_VK_CHECK(vkCreateCommandPool(device_, &pool, nullptr, &command_pool_));
+  if (use_timeline) {
+    VkSemaphoreTypeCreateInfo type{VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO};
+    type.semaphoreType = VK_SEMAPHORE_TYPE_TIMELINE;
+    type.initialValue = 0;
+    VkSemaphoreCreateInfo semaphore{VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO};
+    semaphore.pNext = &type;
+    TERNVK_VK_CHECK(vkCreateSemaphore(device_, &semaphore, nullptr, &timeline_));
+  }
   allocator_ = std::make_unique<MemoryAllocator>(device_, info.physical, info.unified_memory());
   load_pipeline_cache();
   ordinal_ = instance.claim_device_ordinal();
@@ -117,6 +130,7 @@ Device::~Device() {
   pipelines_.clear();
   allocator_.reset();
   if (pipeline_cache_) vkDestroyPipelineCache(device_, pipeline_cache_, nullptr);
+  if (timeline_) vkDestroySemaphore(device_, timeline_, nullptr);  // the device is idle
   if (command_pool_) vkDestroyCommandPool(device_, command_pool_, nullptr);
   vkDestroyDevice(device_, nullptr);
 }
@@ -212,10 +226,20 @@ void Device::log(QueueEvent::Kind kind, std::chrono::steady_clock::time_point be
   events_.push_back({kind, begin, end, transfer});
 }
 
-void Device::submit(VkCommandBuffer commands, VkFence fence, bool transfer) {
+uint64_t Device::submit(VkCommandBuffer commands, VkFence fence, bool transfer) {
+  if (!timeline_ && !fence) throw Error("internal: a submit without timeline semaphores needs a fence");
   VkSubmitInfo submit{VK_STRUCTURE_TYPE_SUBMIT_INFO};
   submit.commandBufferCount = 1;
   submit.pCommandBuffers = &commands;
+  VkTimelineSemaphoreSubmitInfo timeline{VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO};
+  uint64_t value = 0;
+  if (timeline_) {
+    timeline.signalSemaphoreValueCount = 1;
+    timeline.pSignalSemaphoreValues = &value;
+    submit.pNext = &timeline;
+    submit.signalSemaphoreCount = 1;
+    submit.pSignalSemaphores = &timeline_;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   {
     std::lock_guard lock(queue_mutex_);
@@ -226,6 +250,8 @@ void Device::submit(VkCommandBuffer commands, VkFence fence, bool transfer) {
       lost_ = true;
       throw_lost("at submit " + std::to_string(n) + " (injected by TERNVK_FAULT / inject_faults)");
     }
+    // Values are taken under the queue mutex, so they increase in submission order as required.
+    if (timeline_) value = timeline_value_ + 1;
     if (VkResult r = vkQueueSubmit(queue_, 1, &submit, fence); r != VK_SUCCESS) {
       if (r == VK_ERROR_DEVICE_LOST) {
         lost_ = true;
@@ -233,19 +259,35 @@ void Device::submit(VkCommandBuffer commands, VkFence fence, bool transfer) {
       }
       throw_vk_error(r, "vkQueueSubmit", __FILE__, __LINE__);
     }
+    if (timeline_) timeline_value_ = value;  // only a submit that reached the queue takes a value
   }
   log(QueueEvent::Submit, t0, transfer);
+  return value;
 }
 
-void Device::wait(VkFence fence, const char* what, bool transfer) {
+VkResult Device::wait_for(VkFence fence, uint64_t value, uint64_t timeout_ns) {
+  if (fence) return vkWaitForFences(device_, 1, &fence, VK_TRUE, timeout_ns);
+  if (!timeline_) throw Error("internal: a wait without timeline semaphores needs a fence");
+  VkSemaphoreWaitInfo info{VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO};
+  info.semaphoreCount = 1;
+  info.pSemaphores = &timeline_;
+  info.pValues = &value;
+  return vkWaitSemaphores(device_, &info, timeout_ns);
+}
+
+void Device::wait_quietly(VkFence fence, uint64_t value) {
+  if (fence || (timeline_ && value > 0)) wait_for(fence, value, UINT64_MAX);
+}
+
+void Device::wait(VkFence fence, uint64_t value, const char* what, bool transfer) {
   const auto t0 = std::chrono::steady_clock::now();
   if (lost_) {
     // Work submitted before the (injected) loss may still run: let it end so that freeing its
     // buffers is safe, but never wait long on a lost device.
-    vkWaitForFences(device_, 1, &fence, VK_TRUE, 1000ull * 1000 * 1000);
+    wait_for(fence, value, 1000ull * 1000 * 1000);
     throw_lost(std::string("while waiting for ") + what);
   }
-  VkResult result = vkWaitForFences(device_, 1, &fence, VK_TRUE, kFenceTimeoutNs);
+  VkResult result = wait_for(fence, value, kFenceTimeoutNs);
   if (result == VK_TIMEOUT)
     throw Error(describe() + " did not finish " + what + " within 5 minutes");
   if (result == VK_ERROR_DEVICE_LOST) {
@@ -278,10 +320,12 @@ void Device::run_now(const std::function<void(VkCommandBuffer)>& record) {
     TERNVK_VK_CHECK(vkBeginCommandBuffer(cb, &begin));
     record(cb);
     TERNVK_VK_CHECK(vkEndCommandBuffer(cb));
-    VkFenceCreateInfo fence_info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-    TERNVK_VK_CHECK(vkCreateFence(device_, &fence_info, nullptr, &fence));
-    submit(cb, fence, true);
-    wait(fence, "a transfer", true);
+    if (!timeline_) {  // fence path: a temporary fence
+      VkFenceCreateInfo fence_info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+      TERNVK_VK_CHECK(vkCreateFence(device_, &fence_info, nullptr, &fence));
+    }
+    const uint64_t value = submit(cb, fence, true);
+    wait(fence, value, "a transfer", true);
   } catch (...) {
     cleanup();
     throw;

@@ -29,9 +29,16 @@ struct QueueEvent {
   bool transfer = false;  // an upload/download through staging (run_now), not a recorded pass
 };
 
+struct DeviceOptions {
+  // Synchronize with one timeline semaphore per queue when the device supports it. false (or
+  // TERNVK_NO_TIMELINE=1 in the environment, read at device creation) forces the per-recording
+  // fence path that drivers without timeline semaphores use; tests compare the two.
+  bool timeline_semaphores = true;
+};
+
 class Device {
  public:
-  Device(Instance& instance, const DeviceInfo& info);
+  Device(Instance& instance, const DeviceInfo& info, DeviceOptions options = {});
   ~Device();
   Device(const Device&) = delete;
   Device& operator=(const Device&) = delete;
@@ -57,10 +64,20 @@ class Device {
 
   // Records commands into a one-time command buffer, submits it and waits.
   void run_now(const std::function<void(VkCommandBuffer)>& record);
-  // Submits a recorded command buffer; waits for `fence` when given. Thread-safe.
-  void submit(VkCommandBuffer commands, VkFence fence) { submit(commands, fence, false); }
-  // Waits for a fence with a bound so that a hung GPU becomes an error, not a hang.
-  void wait(VkFence fence, const char* what) { wait(fence, what, false); }
+  // True when this device signals its queue's timeline semaphore at every submit (chosen at
+  // creation: the device supports it and DeviceOptions / TERNVK_NO_TIMELINE did not forbid it);
+  // false: the fence path, where every submit needs a fence to be waited on.
+  bool timeline_semaphores() const { return timeline_ != VK_NULL_HANDLE; }
+  // Submits a recorded command buffer, signalling `fence` when given (it must be given without
+  // timeline semaphores). Returns the timeline value the submit signals when it completes (0
+  // without timeline semaphores). Thread-safe; values increase in submission order.
+  uint64_t submit(VkCommandBuffer commands, VkFence fence) { return submit(commands, fence, false); }
+  // Waits for a fence, or for the queue's timeline to reach `value` (a value submit() returned),
+  // with a bound so that a hung GPU becomes an error, not a hang.
+  void wait(VkFence fence, const char* what) { wait(fence, 0, what, false); }
+  void wait_value(uint64_t value, const char* what) { wait(VK_NULL_HANDLE, value, what, false); }
+  // Waits without bound or error (destructors: work still in flight must end before freeing).
+  void wait_quietly(VkFence fence, uint64_t value);
 
   // "device I (name)", or "device I (name), logical device N" when N > 0: how errors name it.
   std::string describe() const;
@@ -89,8 +106,9 @@ class Device {
   void save_pipeline_cache();
   [[noreturn]] void throw_lost(const std::string& during) const;
   void log(QueueEvent::Kind kind, std::chrono::steady_clock::time_point begin, bool transfer);
-  void submit(VkCommandBuffer commands, VkFence fence, bool transfer);
-  void wait(VkFence fence, const char* what, bool transfer);
+  uint64_t submit(VkCommandBuffer commands, VkFence fence, bool transfer);
+  void wait(VkFence fence, uint64_t value, const char* what, bool transfer);
+  VkResult wait_for(VkFence fence, uint64_t value, uint64_t timeout_ns);
   Instance& instance_;
   DeviceInfo info_;
   VkDevice device_ = VK_NULL_HANDLE;
@@ -100,6 +118,8 @@ class Device {
   VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;
   std::unique_ptr<MemoryAllocator> allocator_;
   std::mutex queue_mutex_;
+  VkSemaphore timeline_ = VK_NULL_HANDLE;  // the queue's timeline semaphore (null: fence path)
+  uint64_t timeline_value_ = 0;            // the last value submitted; guarded by queue_mutex_
   std::mutex pool_mutex_;
   std::mutex pipelines_mutex_;
   std::map<std::string, std::unique_ptr<Pipeline>> pipelines_;

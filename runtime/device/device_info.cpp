@@ -84,7 +84,8 @@ std::string DeviceInfo::describe() const {
       << ", int8 dot product " << (integer_dot_product ? (integer_dot_4x8_packed_accelerated ? "yes (accelerated)" : "yes (not accelerated: portable path)") : "no (portable path)")
       << ", subgroup arithmetic " << yes(subgroup_arithmetic) << ", subgroup size control "
       << yes(subgroup_size_control) << ", cooperative matrix " << (cooperative_matrix ? "present (not used yet)" : "no")
-      << ", timestamps " << yes(timestamps);
+      << ", timestamps " << yes(timestamps)
+      << ", timeline semaphores " << (timeline_semaphore ? "yes" : "no (fences)");
   return out.str();
 }
 
@@ -165,6 +166,7 @@ DeviceInfo query_device_info(VkPhysicalDevice physical, uint32_t index) {
   info.shader_int8 = f12.shaderInt8;
   info.shader_float16 = f12.shaderFloat16;
   info.shader_int16 = features.features.shaderInt16;
+  info.timeline_semaphore = f12.timelineSemaphore;
   info.subgroup_size_control = vulkan13 && f13.subgroupSizeControl && f13.computeFullSubgroups;
   info.integer_dot_product = vulkan13 && f13.shaderIntegerDotProduct;
   info.integer_dot_4x8_packed_accelerated =

@@ -55,6 +55,7 @@ struct DeviceInfo {
   bool integer_dot_4x8_packed_accelerated = false;
   bool cooperative_matrix = false;              // VK_KHR_cooperative_matrix present
   bool memory_budget = false;                   // VK_EXT_memory_budget present
+  bool timeline_semaphore = false;              // timelineSemaphore feature (core in Vulkan 1.2)
 
   bool is_cpu() const { return type == VK_PHYSICAL_DEVICE_TYPE_CPU; }
   bool is_discrete() const { return type == VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU; }

@@ -16,8 +16,10 @@ Recording::Recording(Device& device, RecordingOptions options) : device_(device)
   alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
   alloc.commandBufferCount = 1;
   TERNVK_VK_CHECK(vkAllocateCommandBuffers(vk, &alloc, &commands_));
-  VkFenceCreateInfo fence{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-  TERNVK_VK_CHECK(vkCreateFence(vk, &fence, nullptr, &fence_));
+  if (!device.timeline_semaphores()) {  // fence path: the device has no timeline semaphore
+    VkFenceCreateInfo fence{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    TERNVK_VK_CHECK(vkCreateFence(vk, &fence, nullptr, &fence_));
+  }
   VkCommandBufferBeginInfo begin{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   TERNVK_VK_CHECK(vkBeginCommandBuffer(commands_, &begin));
   if (options.timestamps && device.info().timestamps) {
@@ -35,11 +37,12 @@ Recording::Recording(Device& device, RecordingOptions options) : device_(device)
 
 Recording::~Recording() {
   VkDevice vk = device_.handle();
-  if (pending_) vkWaitForFences(vk, 1, &fence_, VK_TRUE, UINT64_MAX);
+  // The command buffer and its descriptor sets must not be freed while the last submit runs.
+  if (pending_) device_.wait_quietly(fence_, submitted_value_);
   if (query_pool_) vkDestroyQueryPool(vk, query_pool_, nullptr);
   for (auto pool : pools_) vkDestroyDescriptorPool(vk, pool, nullptr);
   for (auto view : views_) vkDestroyBufferView(vk, view, nullptr);
-  vkDestroyFence(vk, fence_, nullptr);
+  if (fence_) vkDestroyFence(vk, fence_, nullptr);
   vkFreeCommandBuffers(vk, device_.command_pool(), 1, &commands_);
 }
 
@@ -206,7 +209,7 @@ void Recording::fill(BufferRange dst, uint32_t value) {
 
 void Recording::finish() {
   if (finished_) return;
-  // Make every write visible to the host, which reads results after the fence.
+  // Make every write visible to the host, which reads results after the wait.
   VkMemoryBarrier b{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
   b.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
   b.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
@@ -219,15 +222,16 @@ void Recording::finish() {
 void Recording::submit() {
   if (!finished_) finish();
   if (pending_) wait();
-  TERNVK_VK_CHECK(vkResetFences(device_.handle(), 1, &fence_));
-  device_.submit(commands_, fence_);
+  if (fence_) TERNVK_VK_CHECK(vkResetFences(device_.handle(), 1, &fence_));
+  submitted_value_ = device_.submit(commands_, fence_);
   pending_ = true;
 }
 
 void Recording::wait() {
   if (!pending_) return;
   pending_ = false;
-  device_.wait(fence_, "a recorded command buffer");
+  if (fence_) device_.wait(fence_, "a recorded command buffer");
+  else device_.wait_value(submitted_value_, "a recorded command buffer");
 }
 
 std::vector<DispatchTiming> Recording::timings() const {

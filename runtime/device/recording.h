@@ -56,7 +56,7 @@ class Recording {
   void finish();
 
   void submit();  // non-blocking
-  void wait();    // waits for the last submit
+  void wait();    // waits for the last submit (its timeline value, or its fence on the fallback path)
   void submit_and_wait() { submit(); wait(); }
 
   bool timestamps_enabled() const { return query_pool_ != VK_NULL_HANDLE; }
@@ -72,7 +72,8 @@ class Recording {
   void write_timestamp(const std::string& label);
   Device& device_;
   VkCommandBuffer commands_ = VK_NULL_HANDLE;
-  VkFence fence_ = VK_NULL_HANDLE;
+  VkFence fence_ = VK_NULL_HANDLE;  // only without timeline semaphores (Device::timeline_semaphores)
+  uint64_t submitted_value_ = 0;     // the device timeline value of the last submit
   std::vector<VkDescriptorPool> pools_;
   std::vector<VkBufferView> views_;  // texel-buffer views made at record time, freed with the recording
   uint32_t sets_left_in_pool_ = 0;
