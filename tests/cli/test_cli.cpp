@@ -130,6 +130,25 @@ TEST_CASE("bad prompts and flags get clear errors") {
   CHECK(none.exit_code != 0);
 }
 
+TEST_CASE("batched-bench measures ternary and FP16 at several batch sizes and the largest batch in a budget") {
+  auto r = run_ternvk("batched-bench --parallel 1,3 -p 4 -n 3 -r 1 --both --memory-budget 64MiB -o json");
+  CAPTURE(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  REQUIRE(j["results"].size() == 4);  // {ternary, fp16} x {1, 3}
+  for (const auto& row : j["results"]) {
+    CHECK(row["avg_ts"].get<double>() > 0);
+    CHECK(row["peak_bytes"].get<uint64_t>() > 0);
+  }
+  const auto& b = j["budgets"][0];
+  CHECK(b["budget_bytes"].get<uint64_t>() == 64ull << 20);
+  // The ternary model is smaller, so at least as many sequences fit.
+  CHECK(b["largest_batch_ternary"].get<int>() >= b["largest_batch_fp16"].get<int>());
+  CHECK(b["largest_batch_fp16"].get<int>() > 0);
+  expect_clean_failure(run_ternvk("batched-bench --memory-budget 12XB"), "--memory-budget");
+  expect_clean_failure(run_ternvk("batched-bench -p 100 -n 100 -c 50"), "-c 50");
+}
+
 TEST_CASE("perplexity scores a text file") {
   const auto text = scratch("text.txt");
   std::ofstream(text) << "The quick brown fox jumps over the lazy dog. The dog sleeps.\n";
