@@ -104,7 +104,9 @@ void print_markdown(const std::vector<Result>& results, bool both) {
   for (const auto& t : results) {
     if (t.variant != "ternary") continue;
     for (const auto& f : results) {
-      if (f.variant != "fp16" || f.model != t.model || f.device_index != t.device_index || f.test != t.test) continue;
+      if (f.variant != "fp16" || f.model != t.model || f.device_index != t.device_index || f.test != t.test ||
+          f.stages != t.stages)
+        continue;
       std::printf("| %s | Vulkan (%s) | %s | %s | %s | %.2fx | %s | %s | %.2fx | %.2fx |\n", t.model.c_str(),
                   t.device.c_str(), t.test.c_str(), ts_text(t).c_str(), ts_text(f).c_str(),
                   f.mean() > 0 ? t.mean() / f.mean() : 0.0, format_bytes(double(t.peak)).c_str(),
@@ -249,11 +251,15 @@ Action add_bench_command(CLI::App& app) {
           Result base;
           std::vector<Result> results;
         };
-        auto load = [&](bool fp16) {
+        // With --devices, the pipeline runs beside the same model on its first device alone, so
+        // the split's cost or gain is measured in the same run.
+        auto load = [&](bool fp16, bool pipelined) {
           EngineOptions eo;
           eo.device = int(info.index);
-          eo.devices = pipeline;
-          eo.split = split;
+          if (pipelined) {
+            eo.devices = pipeline;
+            eo.split = split;
+          }
           eo.context = ctx;
           eo.prefill_chunk = o->batch;
           eo.fp16_baseline = fp16;
@@ -390,15 +396,20 @@ Action add_bench_command(CLI::App& app) {
           }
           run.engine.reset();
         };
-        if (o->sequential || variants.size() == 1) {
-          for (bool fp16 : variants) {
-            Run run = load(fp16);
+        std::vector<std::pair<bool, bool>> plans;  // (fp16 baseline, pipelined)
+        for (bool fp16 : variants) {
+          if (!pipeline.empty()) plans.push_back({fp16, false});
+          plans.push_back({fp16, !pipeline.empty()});
+        }
+        if (o->sequential || plans.size() == 1) {
+          for (auto [fp16, pipelined] : plans) {
+            Run run = load(fp16, pipelined);
             run_tests({&run});
             finish(run);
           }
         } else {
           std::vector<Run> runs;
-          for (bool fp16 : variants) runs.push_back(load(fp16));
+          for (auto [fp16, pipelined] : plans) runs.push_back(load(fp16, pipelined));
           std::vector<Run*> ptrs;
           for (auto& r : runs) ptrs.push_back(&r);
           run_tests(ptrs);
