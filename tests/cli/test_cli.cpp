@@ -130,6 +130,30 @@ TEST_CASE("bad prompts and flags get clear errors") {
   CHECK(none.exit_code != 0);
 }
 
+TEST_CASE("bench reports pp and tg for ternary and FP16, and a pipeline beside its one-device run") {
+  auto r = run_ternvk("bench -p 8 -n 4 -r 2 --both -o json --devices 0,0");
+  CAPTURE(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto rows = nlohmann::json::parse(r.out);
+  REQUIRE(rows.size() == 8);  // {ternary, fp16} x {one device, two stages} x {pp8, tg4}
+  int pipelined = 0;
+  for (const auto& row : rows) {
+    CAPTURE(row.dump());
+    CHECK(row["samples_ts"].size() == 2);
+    CHECK(row["avg_ts"].get<double>() > 0);
+    CHECK(row["peak_bytes"].get<uint64_t>() >= row["weight_bytes"].get<uint64_t>());
+    const bool staged = row.contains("stages") && row["stages"].get<int>() == 2;
+    pipelined += staged;
+    if (staged && row["test"] == "tg4") CHECK(row["handover_us_per_token"].size() == 1);  // one boundary
+  }
+  CHECK(pipelined == 4);
+  auto md = run_ternvk("bench -p 8 -n 0 -r 1 --both");
+  CHECK(md.exit_code == 0);
+  CHECK(md.out.find("| pp8 |") != std::string::npos);
+  CHECK(md.out.find("speed ternary/FP16") != std::string::npos);
+  expect_clean_failure(run_ternvk("bench -p 8 -n 0 -r 1 --devices 0,0 --split 1,1,1"), "--split names 3 stages");
+}
+
 TEST_CASE("batched-bench measures ternary and FP16 at several batch sizes and the largest batch in a budget") {
   auto r = run_ternvk("batched-bench --parallel 1,3 -p 4 -n 3 -r 1 --both --memory-budget 64MiB -o json");
   CAPTURE(r.err);
