@@ -154,6 +154,37 @@ TEST_CASE("bench reports pp and tg for ternary and FP16, and a pipeline beside i
   expect_clean_failure(run_ternvk("bench -p 8 -n 0 -r 1 --devices 0,0 --split 1,1,1"), "--split names 3 stages");
 }
 
+TEST_CASE("profile times every shader of a token, writes a Chrome trace and a PNG chart") {
+  const auto trace = scratch("profile-trace.json"), chart = scratch("profile-chart.png");
+  fs::remove(trace);
+  fs::remove(chart);
+  auto r = run_ternvk("profile -p 8 -n 3 -o json --trace " + trace.string() + " --chart " + chart.string());
+  CAPTURE(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["decode"]["tokens"] == 3);
+  double share = 0;
+  bool ternary = false;
+  for (const auto& s : j["decode"]["shaders"]) {
+    CHECK(s["calls"].get<int>() > 0);
+    CHECK(s["total_us"].get<double>() > 0);
+    share += s["share"].get<double>();
+    ternary = ternary || s["kind"] == "ternary_matmul";
+  }
+  CHECK(share == doctest::Approx(1.0).epsilon(0.01));  // the shares of one token add up
+  CHECK(ternary);
+  CHECK(j["bandwidth"]["peak_gb_per_s"].get<double>() > 0);
+  std::ifstream t(trace);
+  const auto events = nlohmann::json::parse(t)["traceEvents"];
+  size_t complete = 0;
+  for (const auto& e : events) complete += e["ph"] == "X";
+  CHECK(complete > 10);
+  std::ifstream png(chart, std::ios::binary);
+  char sig[8] = {};
+  png.read(sig, 8);
+  CHECK(std::string(sig + 1, 3) == "PNG");
+}
+
 TEST_CASE("batched-bench measures ternary and FP16 at several batch sizes and the largest batch in a budget") {
   auto r = run_ternvk("batched-bench --parallel 1,3 -p 4 -n 3 -r 1 --both --memory-budget 64MiB -o json");
   CAPTURE(r.err);
