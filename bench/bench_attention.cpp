@@ -65,7 +65,8 @@ struct Options {
 std::string describe(const AttentionPlan& p) {
   char b[160];
   if (p.lane_split)
-    std::snprintf(b, sizeof b, "lane-split wg %u KB %u splits %u", p.workgroup, p.key_block, p.n_chunks);
+    std::snprintf(b, sizeof b, "lane-split wg %u KB %u splits %u %s", p.workgroup, p.key_block, p.n_chunks,
+                  p.texel_loads ? "texel" : "storage");
   else
     std::snprintf(b, sizeof b, "tiled wg %u BT %u KT %u qregs %d chunks %ux%u", p.workgroup, p.tokens_per_group,
                   p.key_tile, int(p.q_in_registers), p.n_chunks, p.chunk);
@@ -203,6 +204,9 @@ int main(int argc, char** argv) {
         {"tiled (q registers)", {.q_in_registers = true, .lane_split = false}},
         {"lane-split", {.lane_split = true}},
     };
+    // the lane-split kernel's other K/V loads: storage buffers where texel loads are the default
+    if (plan_attention(info, h, 1, 4096, {.lane_split = true}).texel_loads)
+      decode.push_back({"lane-split storage", {.lane_split = true, .texel_loads = false}});
     if (const char* kbs = std::getenv("BENCH_KB")) {  // tuning aid: extra lane-split key blocks/splits
       for (std::string item; *kbs; ) {
         item.clear();
@@ -218,6 +222,8 @@ int main(int argc, char** argv) {
         {"tiled", {.lane_split = false}},
         {"lane-split", {.lane_split = true}},
     };
+    if (plan_attention(info, h, 64, 4096, {.lane_split = true}).texel_loads)
+      prefill.push_back({"lane-split storage", {.lane_split = true, .texel_loads = false}});
     if (o.lane_only) {
       std::erase_if(decode, [](const Kernel& k) { return !k.tuning.lane_split.value_or(false); });
       std::erase_if(prefill, [](const Kernel& k) { return !k.tuning.lane_split.value_or(false); });

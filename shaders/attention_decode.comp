@@ -23,6 +23,16 @@
 //
 // Per invocation the loops run ceil(keys per split / KB) + 2 * n_chunks times; the host keeps this
 // far below the 65535 iterations after which Mesa 22.3's llvmpipe silently leaves a loop nest.
+//
+// Build-time variant TEXEL = 1 (attention_decode_texel): the K and V caches (bindings 2 and 3) and
+// the vec4 q (binding 7) are uniform texel buffers (R32G32B32A32_UINT views, texelFetch) instead of
+// storage buffers; same layout, same arithmetic. On CPU devices such as lavapipe a texel fetch is a
+// bulk load where a storage-buffer load is a per-lane loop (docs/performance.md). Without Q_VEC4
+// binding 7 is unused (the host binds any valid texel range, e.g. the K cache) and q is read from
+// binding 0 as scalars.
+#ifndef TEXEL
+#define TEXEL 0
+#endif
 #extension GL_EXT_control_flow_attributes : enable
 #extension GL_KHR_shader_subgroup_arithmetic : enable
 layout(local_size_x_id = 0) in;
@@ -43,12 +53,27 @@ const uint REC = R * NCG * 2 + NSTAT;   // vec4s per partial record (t, g, c)
 
 layout(std430, set = 0, binding = 0) readonly buffer Qkv { float qkv[]; };
 layout(std430, set = 0, binding = 1) readonly buffer Pos { uint positions[]; };
+#if TEXEL
+layout(set = 0, binding = 2) uniform usamplerBuffer kcache_texels;
+layout(set = 0, binding = 3) uniform usamplerBuffer vcache_texels;
+uvec4 load_k(uint i) { return texelFetch(kcache_texels, int(i)); }
+uvec4 load_v(uint i) { return texelFetch(vcache_texels, int(i)); }
+#else
 layout(std430, set = 0, binding = 2) readonly buffer KCache { uvec4 kcache[]; };
 layout(std430, set = 0, binding = 3) readonly buffer VCache { uvec4 vcache[]; };
+uvec4 load_k(uint i) { return kcache[i]; }
+uvec4 load_v(uint i) { return vcache[i]; }
+#endif
 layout(std430, set = 0, binding = 4) writeonly buffer Out { float outp[]; };
 layout(std430, set = 0, binding = 5) coherent buffer Part { vec4 part[]; };
 layout(std430, set = 0, binding = 6) coherent buffer Count { uint counters[]; };
+#if TEXEL
+layout(set = 0, binding = 7) uniform usamplerBuffer qkv4_texels;  // binding 0 again, as texels
+vec4 load_q4(uint i) { return uintBitsToFloat(texelFetch(qkv4_texels, int(i))); }
+#else
 layout(std430, set = 0, binding = 7) readonly buffer Qkv4 { vec4 qkv4[]; };  // binding 0 again
+vec4 load_q4(uint i) { return qkv4[i]; }
+#endif
 layout(std430, set = 0, binding = 8) readonly buffer Slots { uint seq_slots[]; };
 
 layout(push_constant) uniform Params {
@@ -93,8 +118,8 @@ void main() {
       const float f = cg < NCG ? p.scale_log2e : 0.0;
       // (on lavapipe every load is a per-lane loop per component: vec4 loads cost a quarter)
       if (Q_VEC4) {
-        q[(h * CPL + i) * 2] = qkv4[o / 4] * f;
-        q[(h * CPL + i) * 2 + 1] = qkv4[o / 4 + 1] * f;
+        q[(h * CPL + i) * 2] = load_q4(o / 4) * f;
+        q[(h * CPL + i) * 2 + 1] = load_q4(o / 4 + 1) * f;
       } else {
         q[(h * CPL + i) * 2] = vec4(qkv[o], qkv[o + 1], qkv[o + 2], qkv[o + 3]) * f;
         q[(h * CPL + i) * 2 + 1] = vec4(qkv[o + 4], qkv[o + 5], qkv[o + 6], qkv[o + 7]) * f;
@@ -120,7 +145,7 @@ void main() {
       float d[R];
       [[unroll]] for (uint h = 0; h < R; ++h) d[h] = 0.0;
       [[unroll]] for (uint i = 0; i < CPL; ++i) {
-        const uvec4 w = kcache[row + col[i]];
+        const uvec4 w = load_k(row + col[i]);
         const vec4 k0v = vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
         const vec4 k1v = vec4(unpackHalf2x16(w.z), unpackHalf2x16(w.w));
         [[unroll]] for (uint h = 0; h < R; ++h)
@@ -149,7 +174,7 @@ void main() {
     [[unroll]] for (uint j = 0; j < KB; ++j) {
       const uint row = ((base + min(k0 + j, ke - 1)) * KVH + g) * NCG;
       [[unroll]] for (uint i = 0; i < CPL; ++i) {
-        const uvec4 w = vcache[row + col[i]];
+        const uvec4 w = load_v(row + col[i]);
         const vec2 v0 = unpackHalf2x16(w.x), v1 = unpackHalf2x16(w.y), v2 = unpackHalf2x16(w.z),
                    v3 = unpackHalf2x16(w.w);
         [[unroll]] for (uint h = 0; h < R; ++h) {

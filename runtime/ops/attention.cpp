@@ -8,6 +8,11 @@
 #include "runtime/device/device.h"
 
 namespace ternvk::ops {
+
+// Declared in runtime/ops/ternary_matmul.h (whose helpers clash with this file's): the devices where
+// the matmuls read texel buffers; attention_decode follows the same choice.
+bool prefers_texel_loads(const DeviceInfo& info);
+
 namespace {
 
 uint32_t round_up(uint32_t x, uint32_t m) { return (x + m - 1) / m * m; }
@@ -107,6 +112,10 @@ AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, ui
     plan.chunk = ceil_div(ceil_div(max_context, splits), kb) * kb;
     plan.combine_workgroup = 0;
     plan.min_split = tuning.min_split ? tuning.min_split : 64;
+    if (tuning.texel_loads.value_or(false) && !info.texel_buffer_uint4)
+      throw Error("attention: texel loads need R32G32B32A32_UINT uniform texel buffers, which device '" + info.name +
+                  "' does not support");
+    plan.texel_loads = tuning.texel_loads.value_or(prefers_texel_loads(info)) && info.texel_buffer_uint4;
     if (splits > 1) {
       const uint64_t ratio64 = ratio, ncg64 = heads.head_dim / 8;
       const uint64_t record = (ratio64 * ncg64 * 2 + (2 * ratio64 + 3) / 4) * 16;
@@ -183,13 +192,33 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
     } push{plan.tokens, args.q.row_stride, args.q.q_col, h.n_kv_heads, plan.n_chunks, plan.max_context,
            scale * 1.4426950408889634f, out_stride, plan.min_split, slot_rows, max_slot};
     const bool q_vec4 = args.q.row_stride % 4 == 0 && args.q.q_col % 4 == 0;
+    // Texel loads (attention_decode_texel) when the whole K and V ranges -- all slots -- suit texel
+    // views: aligned offsets, at most maxTexelBufferElements uvec4s. q then is a texel view too when
+    // it is read as vec4 and its range suits one; else q is read as scalars and binding 7 (unused)
+    // gets the K view.
+    const DeviceInfo& info = rec.device().info();
+    const uint64_t kv_bytes = kv_cache_bytes(args.cache.capacity, h.n_kv_heads, h.head_dim) * args.cache.sequences;
+    auto fits_texel = [&](const BufferRange& r, uint64_t bytes) {
+      const uint64_t align = std::max<uint64_t>(info.min_texel_buffer_offset_alignment, 1);
+      return r.offset % align == 0 && bytes % 16 == 0 && bytes / 16 <= info.max_texel_buffer_elements;
+    };
+    const bool texel = plan.texel_loads && fits_texel(args.cache.k, kv_bytes) && fits_texel(args.cache.v, kv_bytes);
+    const uint64_t q_bytes = (uint64_t(plan.tokens - 1) * args.q.row_stride + q_end) * 4;
+    const bool q_texel = texel && q_vec4 && fits_texel(args.q.buffer, q_bytes) &&
+                         (args.q.buffer.size == 0 || args.q.buffer.size >= q_bytes);
+    const BufferRange k = texel ? BufferRange{args.cache.k.buffer, args.cache.k.offset, kv_bytes} : args.cache.k;
+    const BufferRange v = texel ? BufferRange{args.cache.v.buffer, args.cache.v.offset, kv_bytes} : args.cache.v;
+    const BufferRange q4 = !texel ? args.q.buffer
+                           : q_texel ? BufferRange{args.q.buffer.buffer, args.q.buffer.offset, q_bytes}
+                                     : k;
+    const bool read_q4 = texel ? q_texel : q_vec4;
     const Pipeline& pipe = rec.device().pipeline(
-        "attention_decode",
+        texel ? "attention_decode_texel" : "attention_decode",
         {.constants = {{0, plan.workgroup},
                        {1, h.head_dim},
                        {2, ratio},
                        {3, plan.key_block},
-                       {4, q_vec4 ? 1u : 0u},
+                       {4, read_q4 ? 1u : 0u},
                        {5, has_slots ? 1u : 0u}},
          .required_subgroup_size = plan.workgroup});
     BufferRange part = args.out, counters = args.out;  // unused without a split
@@ -199,10 +228,8 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
                   plan.scratch_bytes - plan.counters_offset};
       rec.fill(counters, 0);
     }
-    // binding 7 is the q buffer again, read as vec4 when q_vec4
-    rec.dispatch(pipe,
-                 {args.q.buffer, args.positions, args.cache.k, args.cache.v, args.out, part, counters, args.q.buffer,
-                  slots},
+    // binding 7 is the q buffer again, read as vec4 when read_q4
+    rec.dispatch(pipe, {args.q.buffer, args.positions, k, v, args.out, part, counters, q4, slots},
                  push, plan.n_chunks, h.n_kv_heads, plan.tokens);
     return;
   }

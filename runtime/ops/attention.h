@@ -38,6 +38,11 @@ struct AttentionTuning {
   uint32_t splits = 0;     // lane_split: workgroups along the live context per (token, kv head)
   uint32_t key_block = 0;  // lane_split: keys per online-softmax block (KB)
   uint32_t min_split = 0;  // lane_split: live keys per split below which fewer splits are used
+  // lane_split: read the K/V caches (and a vec4 q) as uniform texel buffers (attention_decode_texel).
+  // Default: where the matmuls use texel loads (prefers_texel_loads: CPU devices). true needs
+  // DeviceInfo::texel_buffer_uint4. Ranges a texel view cannot cover (offset alignment,
+  // maxTexelBufferElements) fall back to storage-buffer loads at record time.
+  std::optional<bool> texel_loads;
 };
 
 // Which slots the tokens of one step may be in. Every kernel reads each token's keys from its own
@@ -70,6 +75,7 @@ struct AttentionPlan {
   uint32_t key_block = 0;         // spec constant 3 of attention_decode
   uint32_t min_split = 0;         // a token uses min(n_chunks, ceil(live keys / min_split)) splits
   uint64_t counters_offset = 0;   // bytes into the scratch
+  bool texel_loads = false;       // K/V (and q) as texel buffers where the ranges allow (record time)
   SequenceLayout layout = SequenceLayout::OneSequence;
   bool split() const { return n_chunks > 1; }
   uint32_t dispatches() const { return lane_split || !split() ? 1 : 2; }

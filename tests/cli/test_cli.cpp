@@ -90,10 +90,23 @@ TEST_CASE("chat works on the shipped model (a BitNet arch whose vocabulary has n
 }
 
 TEST_CASE("Ctrl-C in chat stops the answer, not the program") {
-  // A long answer is interrupted after a few seconds; the chat then reads the next line (end of
-  // input here) and exits normally.
-  auto r = run_ternvk_with("timeout --preserve-status -s INT 15", "chat -m " + kTiny + " -n 100000 --greedy",
-                           "Tell me a long story\n");
+  // A long answer is interrupted once it is streaming (whatever the machine's speed: the signal is
+  // sent when 200 bytes of output have appeared); the chat then reads the next line (end of input
+  // here) and exits normally.
+  const auto script = scratch("interrupt-when-streaming.sh");
+  std::ofstream(script) << "exec 3<&0\n"
+                           "out=$(mktemp)\n"
+                           "\"$@\" <&3 >\"$out\" &\n"
+                           "pid=$!\n"
+                           "i=0\n"
+                           "while [ \"$(wc -c <\"$out\")\" -lt 200 ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n"
+                           "kill -INT $pid\n"
+                           "wait $pid\n"
+                           "rc=$?\n"
+                           "cat \"$out\"\n"
+                           "rm -f \"$out\"\n"
+                           "exit $rc\n";
+  auto r = run_ternvk_with("sh " + script.string(), "chat -m " + kTiny + " -n 100000 --greedy", "Tell me a long story\n");
   CAPTURE(r.err);
   CHECK(r.exit_code == 0);
   CHECK(r.err.find("[stopped]") != std::string::npos);

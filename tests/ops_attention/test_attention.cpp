@@ -166,6 +166,7 @@ double run_attention(const AttnCase& c, uint32_t seed, bool expect_split) {
   Buffer kc = test::upload(kh, "k cache"), vc = test::upload(vh, "v cache");
   auto plan = ops::plan_attention(dev.info(), h, c.tokens, c.max_context, c.tuning);
   if (c.tuning.lane_split) REQUIRE(plan.lane_split == *c.tuning.lane_split);
+  if (c.tuning.texel_loads) REQUIRE(plan.texel_loads == (*c.tuning.texel_loads && plan.lane_split));
   // The lane-split kernel splits by its own rule (expect_split is about the tiled kernel).
   if (!plan.lane_split) CHECK(plan.split() == expect_split);
   Buffer out = device_buffer(size_t(c.tokens) * h.n_heads * h.head_dim * 4, "attention out");
@@ -180,7 +181,7 @@ double run_attention(const AttnCase& c, uint32_t seed, bool expect_split) {
   auto got = test::download<float>(out, want.size());
   Worst w = compare(got, want, 1e-5, 1e-4);
   MESSAGE("attention H " << h.n_heads << "/" << h.n_kv_heads << " hd " << h.head_dim << " T " << c.tokens
-                         << " last pos " << c.pos.back() << (plan.lane_split ? " lane-split KB " + std::to_string(plan.key_block) : std::string()) << " BT " << plan.tokens_per_group << " qregs " << plan.q_in_registers << " KT "
+                         << " last pos " << c.pos.back() << (plan.lane_split ? " lane-split KB " + std::to_string(plan.key_block) + (plan.texel_loads ? " texel" : " storage") : std::string()) << " BT " << plan.tokens_per_group << " qregs " << plan.q_in_registers << " KT "
                          << plan.key_tile << " wg " << plan.workgroup << " chunks " << plan.n_chunks << "x"
                          << plan.chunk << ": max err " << w.err << " (" << w.ratio << " of tolerance)");
   return w.ratio;
@@ -194,15 +195,20 @@ TEST_CASE("decode attention: contexts 1 to 1100, GQA 1/4/20:5, head dims 16/40/6
   const HeadLayout layouts[] = {{4, 4, 64}, {20, 5, 128}, {8, 2, 40}, {4, 1, 16}, {8, 2, 128}};
   // the tiled kernel (GPUs), and the lane-split decode kernel (CPU devices) where the device can
   // run it; both forced so that each is tested whatever the machine's default is
-  std::vector<bool> kernels{false};
-  if (test::device().info().subgroup_arithmetic) kernels.push_back(true);
-  for (bool lane_split : kernels) {
+  // (the lane-split one with storage-buffer and with texel-buffer K/V loads)
+  std::vector<std::pair<bool, bool>> kernels{{false, false}};
+  if (test::device().info().subgroup_arithmetic) {
+    kernels.push_back({true, false});
+    if (test::device().info().texel_buffer_uint4) kernels.push_back({true, true});
+  }
+  for (auto [lane_split, texel] : kernels) {
     CAPTURE(lane_split);
+    CAPTURE(texel);
     for (const auto& h : layouts) {
       for (uint32_t ctx : {1u, 2u, 17u, 300u, 1100u}) {
         // recorded for a larger maximum context than is live: chunks beyond it must exit cleanly
         const uint32_t max_context = ctx + 150;
-        AttnCase c{h, 1, {ctx - 1}, max_context, {.lane_split = lane_split}};
+        AttnCase c{h, 1, {ctx - 1}, max_context, {.lane_split = lane_split, .texel_loads = texel}};
         CHECK(run_attention(c, seed++, max_context > 256) <= 1.0);
       }
     }
@@ -222,27 +228,33 @@ TEST_CASE("lane-split decode attention: splits, key blocks, several tokens, merg
   test::ValidationGuard guard;
   if (!test::device().info().subgroup_arithmetic) return;
   uint32_t seed = 300;
-  auto ls = [](uint32_t splits, uint32_t kb = 0) {
-    return ops::AttentionTuning{.lane_split = true, .splits = splits, .key_block = kb};
-  };
-  // one split (no partials), many splits, more splits than live blocks, odd key blocks
-  for (uint32_t splits : {1u, 2u, 7u, 33u})
-    for (uint32_t kb : {1u, 4u, 8u, 16u}) {
-      CHECK(run_attention({{20, 5, 128}, 1, {1000}, 1040, ls(splits, kb)}, seed++, false) <= 1.0);
-      CHECK(run_attention({{8, 2, 40}, 1, {9}, 300, ls(splits, kb)}, seed++, false) <= 1.0);
-    }
-  // head dims below and above 8 column groups per lane; R = 1 and R = 8
-  CHECK(run_attention({{4, 4, 16}, 1, {63}, 64, ls(3)}, seed++, false) <= 1.0);
-  CHECK(run_attention({{8, 1, 256}, 1, {500}, 700, ls(4)}, seed++, false) <= 1.0);
-  CHECK(run_attention({{2, 2, 136}, 1, {77}, 90, ls(5, 4)}, seed++, false) <= 1.0);
-  // a sharper softmax, several tokens at different positions (a few decode tokens at once)
-  CHECK(run_attention({{20, 5, 128}, 1, {4094}, 4095, ls(0)}, seed++, false) <= 1.0);
-  CHECK(run_attention({{20, 5, 128}, 1, {999}, 1000, ls(0), 6.0f}, seed++, false) <= 1.0);
-  CHECK(run_attention({{20, 5, 128}, 3, {640, 5, 1100}, 1200, ls(0)}, seed++, false) <= 1.0);
-  CHECK(run_attention({{8, 2, 64}, 8, {0, 1, 2, 3, 100, 101, 102, 103}, 104, ls(3, 4)}, seed++, false) <= 1.0);
-  // a long context: loop iterations per invocation stay within Mesa 22.3's 65535 (results would be
-  // silently incomplete); one split covering all 16384 keys of a plan at the budget
-  CHECK(run_attention({{4, 1, 64}, 1, {16383}, 16384, ls(1)}, seed++, false) <= 1.0);
+  // storage-buffer and texel-buffer K/V loads (attention_decode / attention_decode_texel)
+  std::vector<bool> loads{false};
+  if (test::device().info().texel_buffer_uint4) loads.push_back(true);
+  for (bool texel : loads) {
+    CAPTURE(texel);
+    auto ls = [texel](uint32_t splits, uint32_t kb = 0) {
+      return ops::AttentionTuning{.lane_split = true, .splits = splits, .key_block = kb, .texel_loads = texel};
+    };
+    // one split (no partials), many splits, more splits than live blocks, odd key blocks
+    for (uint32_t splits : {1u, 2u, 7u, 33u})
+      for (uint32_t kb : {1u, 4u, 8u, 16u}) {
+        CHECK(run_attention({{20, 5, 128}, 1, {1000}, 1040, ls(splits, kb)}, seed++, false) <= 1.0);
+        CHECK(run_attention({{8, 2, 40}, 1, {9}, 300, ls(splits, kb)}, seed++, false) <= 1.0);
+      }
+    // head dims below and above 8 column groups per lane; R = 1 and R = 8
+    CHECK(run_attention({{4, 4, 16}, 1, {63}, 64, ls(3)}, seed++, false) <= 1.0);
+    CHECK(run_attention({{8, 1, 256}, 1, {500}, 700, ls(4)}, seed++, false) <= 1.0);
+    CHECK(run_attention({{2, 2, 136}, 1, {77}, 90, ls(5, 4)}, seed++, false) <= 1.0);
+    // a sharper softmax, several tokens at different positions (a few decode tokens at once)
+    CHECK(run_attention({{20, 5, 128}, 1, {4094}, 4095, ls(0)}, seed++, false) <= 1.0);
+    CHECK(run_attention({{20, 5, 128}, 1, {999}, 1000, ls(0), 6.0f}, seed++, false) <= 1.0);
+    CHECK(run_attention({{20, 5, 128}, 3, {640, 5, 1100}, 1200, ls(0)}, seed++, false) <= 1.0);
+    CHECK(run_attention({{8, 2, 64}, 8, {0, 1, 2, 3, 100, 101, 102, 103}, 104, ls(3, 4)}, seed++, false) <= 1.0);
+    // a long context: loop iterations per invocation stay within Mesa 22.3's 65535 (results would be
+    // silently incomplete); one split covering all 16384 keys of a plan at the budget
+    CHECK(run_attention({{4, 1, 64}, 1, {16383}, 16384, ls(1)}, seed++, false) <= 1.0);
+  }
 }
 
 TEST_CASE("lane-split decode attention reads q rows at any float offset") {
@@ -258,10 +270,13 @@ TEST_CASE("lane-split decode attention reads q rows at any float offset") {
   Buffer qb = test::upload(q, "q"), positions = test::upload(pos, "positions");
   Buffer kc = test::upload(kh, "k"), vc = test::upload(vh, "v");
   const QkvView view{qb.range(), tokens, stride, q_col, 0, 0};
-  for (uint32_t min_split : {1u, 64u, 1000u}) {
+  for (uint32_t min_split : {1u, 64u, 1000u})
+  for (bool texel : {false, true}) {  // texel K/V with q read as scalars (binding 7 unused)
+    if (texel && !dev.info().texel_buffer_uint4) continue;
     CAPTURE(min_split);
+    CAPTURE(texel);
     auto plan = ops::plan_attention(dev.info(), h, tokens, max_context,
-                                    {.lane_split = true, .splits = 4, .min_split = min_split});
+                                    {.lane_split = true, .splits = 4, .min_split = min_split, .texel_loads = texel});
     Buffer out = device_buffer(size_t(tokens) * h.n_heads * h.head_dim * 4, "out");
     Buffer scratch = device_buffer(plan.scratch_bytes, "scratch");
     Recording rec(dev);

@@ -100,6 +100,7 @@ void check_cache(const std::vector<uint16_t>& got_k, const std::vector<uint16_t>
 float default_scale(const HeadLayout& h) { return 1.0f / std::sqrt(float(h.head_dim)); }
 
 bool can_lane_split() { return device().info().subgroup_arithmetic; }
+bool can_texel() { return device().info().texel_buffer_uint4; }
 
 // One attention step recorded once: q rows (fused QKV), positions and slots of `tokens` tokens.
 struct AttentionRun {
@@ -113,6 +114,7 @@ struct AttentionRun {
     const uint32_t tokens = uint32_t(pos.size());
     plan = ops::plan_attention(device().info(), h, tokens, cache.capacity, tuning, layout);
     if (tuning.lane_split) REQUIRE(plan.lane_split == *tuning.lane_split);
+    if (tuning.texel_loads) REQUIRE(plan.texel_loads == (*tuning.texel_loads && plan.lane_split));
     act = upload(qkv, "qkv");
     positions = upload(pos, "positions");
     slots = upload(slot, "slots");
@@ -132,7 +134,8 @@ struct AttentionRun {
 };
 
 std::string describe(const ops::AttentionPlan& p) {
-  return (p.lane_split ? "lane-split KB " + std::to_string(p.key_block) : "tiled BT " + std::to_string(p.tokens_per_group)) +
+  return (p.lane_split ? "lane-split KB " + std::to_string(p.key_block) + (p.texel_loads ? " texel" : " storage")
+                       : "tiled BT " + std::to_string(p.tokens_per_group)) +
          " chunks " + std::to_string(p.n_chunks) + "x" + std::to_string(p.chunk);
 }
 
@@ -196,6 +199,16 @@ TEST_CASE("Mixed decode batch: each token attends to its own slot only, with eve
     configs.push_back({"lane-split, 3 splits", {.lane_split = true, .splits = 3, .key_block = 4, .min_split = 16}, true});
     // the default split count depends on T (enough workgroups for the device): not the same bits
     configs.push_back({"lane-split, default", {.lane_split = true}, false});
+    // both loads of the K/V cache: storage buffers, and uniform texel buffers (attention_decode_texel;
+    // the default on CPU devices)
+    for (bool texel : {false, true}) {
+      if (texel && !can_texel()) continue;
+      const std::string loads = texel ? "texel" : "storage";
+      configs.push_back({"lane-split " + loads + ", 1 split", {.lane_split = true, .splits = 1, .texel_loads = texel}, true});
+      configs.push_back({"lane-split " + loads + ", 3 splits",
+                         {.lane_split = true, .splits = 3, .key_block = 4, .min_split = 16, .texel_loads = texel},
+                         true});
+    }
   }
   const uint32_t capacity = 300, sequences = 4;
   // one token per sequence, not in slot order, positions not aligned to any tile; the last token's
@@ -249,18 +262,33 @@ TEST_CASE("OneSequence prefill into slot 2 of 3, then a Mixed decode step: rope 
   const float theta = 500000.0f;
   const uint32_t capacity = 64, sequences = 3, prompt = 13, start = 5;  // slot 2 rows 0..4 cached earlier
   const uint32_t stride = (h.n_heads + 2 * h.n_kv_heads) * h.head_dim;
-  std::vector<std::pair<std::string, AttentionTuning>> configs{
-      {"tiled, default", {.lane_split = false}},
-      {"tiled, split", {.key_tile = 16, .chunk = 16, .lane_split = false}},
-      {"tiled, 5 tokens per block", {.tokens_per_group = 5, .lane_split = false}},
+  // (each config's inputs come from its own seeds: runs with the same seed see the same q/k/v)
+  struct Config {
+    std::string name;
+    AttentionTuning tuning;
+    uint32_t seed;
+  };
+  std::vector<Config> configs{
+      {"tiled, default", {.lane_split = false}, 700},
+      {"tiled, split", {.key_tile = 16, .chunk = 16, .lane_split = false}, 702},
+      {"tiled, 5 tokens per block", {.tokens_per_group = 5, .lane_split = false}, 704},
   };
   if (can_lane_split()) {
-    configs.push_back({"lane-split, default", {.lane_split = true}});
-    configs.push_back({"lane-split, 2 splits", {.lane_split = true, .splits = 2, .min_split = 4}});
+    configs.push_back({"lane-split, default", {.lane_split = true}, 706});
+    configs.push_back({"lane-split, 2 splits", {.lane_split = true, .splits = 2, .min_split = 4}, 708});
+    // K/V written by rope_kv_store (storage) and read as texel views in the same recording: the
+    // automatic barrier must see the texel binding as a read of the cache buffer
+    for (bool texel : {false, true}) {
+      if (texel && !can_texel()) continue;
+      const std::string loads = texel ? "texel" : "storage";
+      configs.push_back({"lane-split " + loads + ", default", {.lane_split = true, .texel_loads = texel}, 706});
+      configs.push_back({"lane-split " + loads + ", 2 splits",
+                         {.lane_split = true, .splits = 2, .min_split = 4, .texel_loads = texel}, 708});
+    }
   }
-  uint32_t seed = 700;
-  for (const auto& [name, tuning] : configs) {
+  for (const auto& [name, tuning, first_seed] : configs) {
     CAPTURE(name);
+    uint32_t seed = first_seed;
     SlotCache cache(h, capacity, sequences, 690);  // the same earlier contents for every config
     auto ref_k = cache.k, ref_v = cache.v;
     auto step = [&](const std::vector<uint32_t>& pos, const std::vector<uint32_t>& slot, SequenceLayout layout) {
