@@ -2,8 +2,13 @@
 
 #include <httplib.h>
 
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <random>
 
 #include "runtime/core/error.h"
@@ -19,6 +24,34 @@ std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 void send_error(httplib::Response& res, const RequestError& e) {
   res.status = e.status;
   res.set_content(dump(error_body(e)), "application/json");
+}
+
+// Debian's cpp-httplib 0.11 is a compiled library that listens with a backlog of 5, so a burst of
+// clients connecting at once (the point of a batching server) overflows the accept queue and waits
+// on SYN retransmits, or worse on a loaded machine. Linux lets a listening socket's backlog be
+// raised by calling listen() again; the library does not expose its socket, so find it among the
+// process's descriptors: a listening TCP socket bound to our port. Best effort: nothing changes if
+// it is not found.
+void widen_listen_backlog(int port) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    int fd = -1;
+    try {
+      fd = std::stoi(entry.path().filename().string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage addr{};
+    socklen_t alen = sizeof addr;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+    int bound = -1;
+    if (addr.ss_family == AF_INET) bound = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    if (addr.ss_family == AF_INET6) bound = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+    if (bound == port) ::listen(fd, SOMAXCONN);
+  }
 }
 
 uint64_t random_u64() {
@@ -213,6 +246,7 @@ int HttpServer::bind() {
     throw Error("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
                 " (in use, or not an address of this machine)");
   options_.port = port;
+  widen_listen_backlog(port);
   return port;
 }
 
