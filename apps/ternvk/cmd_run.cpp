@@ -25,7 +25,6 @@ Action add_run_command(CLI::App& app) {
     if (prompt.empty()) throw ternvk::Error("the prompt is empty (-p): give some text to continue");
     Instance instance;
     Engine engine(instance, o->model.model_path(), o->model.engine_options(int(instance.devices().size())));
-    if (engine.stage_count() > 1) std::fprintf(stderr, "%s", engine.describe_plan().c_str());
     Tokenizer& tok = engine.tokenizer();
     auto ids = Engine::ids(tok.encode(prompt, tok.bos().has_value()));
     if (int(ids.size()) >= engine.context())

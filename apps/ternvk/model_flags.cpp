@@ -7,7 +7,6 @@
 #include "apps/ternvk/commands.h"
 #include "runtime/core/error.h"
 #include "runtime/engine/placement.h"
-#include "runtime/core/error.h"
 
 namespace ternvk::cli {
 
@@ -35,6 +34,8 @@ EngineOptions ModelFlags::engine_options(int device_count) const {
   o.prefill_chunk = batch;
   o.dot = dot == "swar" ? ops::TernaryDot::Swar : dot == "int8" ? ops::TernaryDot::PackedInt8 : ops::TernaryDot::Auto;
   o.progress = progress_printer();
+  if (o.devices.size() > 1)  // the placement, before anything is uploaded
+    o.on_plan = [](const std::string& plan) { std::fprintf(stderr, "%s", plan.c_str()); };
   return o;
 }
 

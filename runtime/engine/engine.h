@@ -35,6 +35,9 @@ struct EngineOptions {
   bool timestamps = false;    // per-dispatch GPU times (profiler)
   uint64_t max_segment_bytes = 0;  // tests: force tensors to split
   std::function<void(int done, int total)> progress;  // while loading
+  // Called once the placement is decided, before any weight is uploaded, with one line per stage:
+  // device, layers, estimated bytes of weights and KV cache, expected share of a token's time.
+  std::function<void(const std::string& plan)> on_plan;
   bool fp16_baseline = false;  // linear weights in FP16 (the baseline every claim is measured against)
   bool load_tokenizer = true;  // tests of weights-only files turn it off
   // KV cache slots: sequences held at once (batched decode, the server's --parallel). Each slot has

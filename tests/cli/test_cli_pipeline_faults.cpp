@@ -42,7 +42,9 @@ TEST_CASE("run --devices 0,0: a device lost in the middle of decode ends the run
   auto ok = run_ternvk(kRun + " -n 24 --split 1,1");
   CAPTURE(ok.err);
   CHECK(ok.exit_code == 0);
-  CHECK(ok.err.find("stage 1: device 0") != std::string::npos);  // the plan
+  // The plan, printed before loading: device, layers, bytes, expected share of the time.
+  CHECK(ok.err.find("plan: stage 1 on device 0") != std::string::npos);
+  CHECK(ok.err.find("KiB KV cache, expected 50% of a token's time") != std::string::npos);
   CHECK(ok.out.size() > r.out.size());
 }
 
