@@ -131,21 +131,6 @@ std::string Engine::describe_plan() const {
   return out;
 }
 
-void Engine::run_stages(std::span<const uint32_t> ids, const TokenPlaces& places, LogitsMode mode, Selection select) {
-  for (size_t i = 0; i < stages_.size(); ++i) {
-    const bool is_last = i + 1 == stages_.size();
-    if (i > 0) stages_[i]->write_hidden(stages_[i - 1]->read_hidden(uint32_t(places.positions.size())));
-    try {
-      stages_[i]->run(ids, places, is_last ? mode : LogitsMode::None, is_last ? select : Selection{});
-    } catch (const Error&) {
-      if (stages_.size() == 1) throw;
-      rethrow_with_context("stage " + std::to_string(i) + " on device " +
-                           std::to_string(stages_[i]->device().info().index) + " (" + stages_[i]->device().info().name +
-                           "): ");
-    }
-  }
-}
-
 Tokenizer& Engine::tokenizer() const {
   if (!tokenizer_) throw Error("internal: this engine was created without its tokenizer");
   return *tokenizer_;
@@ -218,26 +203,20 @@ std::vector<StepOutput> Engine::decode(std::span<const int> slots, std::span<con
   // Every row's logits (one per sequence), recorded with the mixed-sequence attention plan even for
   // one sequence, so a sequence's results do not depend on the others in the step.
   std::vector<StepOutput> out(slots.size());
-  const size_t stages = stages_.size();
-  if (stages == 1 || slots.size() == 1) {
-    run_stages(tokens, {.positions = positions, .slots = slot_ids, .one_sequence = false}, LogitsMode::All, select);
-    for (size_t i = 0; i < slots.size(); ++i) out[i] = read_selection(select, uint32_t(i));
-  } else {
-    // Staggered over a pipeline: the batch is cut into one group per stage, and group g + 1 enters
-    // stage k while group g is in stage k + 1, so every device is busy.
-    const size_t groups = std::min(stages, slots.size());
-    const size_t per = (slots.size() + groups - 1) / groups;
-    auto first_of = [&](size_t g) { return std::min(g * per, slots.size()); };
-    run_pipeline(groups, [&](size_t g) -> StepInputs {
-      const size_t b = first_of(g), n = first_of(g + 1) - b;
-      return {tokens.subspan(b, n),
-              TokenPlaces{.positions = std::span(positions).subspan(b, n), .slots = std::span(slot_ids).subspan(b, n),
-                          .one_sequence = false},
-              LogitsMode::All, select};
-    }, [&](size_t g) {
-      for (size_t i = first_of(g); i < first_of(g + 1); ++i) out[i] = read_selection(select, uint32_t(i - first_of(g)));
-    });
-  }
+  // Over several stages the batch is staggered: cut into one group per stage, group g + 1 enters
+  // stage k while group g is in stage k + 1, so every device is busy. One stage: one group.
+  const size_t groups = std::min(stages_.size(), slots.size());
+  const size_t per = (slots.size() + groups - 1) / groups;
+  auto first_of = [&](size_t g) { return std::min(g * per, slots.size()); };
+  run_pipeline(groups, [&](size_t g) -> StepInputs {
+    const size_t b = first_of(g), n = first_of(g + 1) - b;
+    return {tokens.subspan(b, n),
+            TokenPlaces{.positions = std::span(positions).subspan(b, n), .slots = std::span(slot_ids).subspan(b, n),
+                        .one_sequence = false},
+            LogitsMode::All, select};
+  }, [&](size_t g) {
+    for (size_t i = first_of(g); i < first_of(g + 1); ++i) out[i] = read_selection(select, uint32_t(i - first_of(g)));
+  });
   for (size_t i = 0; i < slots.size(); ++i) {
     Slot& s = slot_at(slots[i]);
     ++s.position;
@@ -268,23 +247,13 @@ void Engine::feed(int slot_index, std::span<const uint32_t> tokens, Selection se
     else if (last_chunk) c.mode = LogitsMode::Last, c.select = select;
     chunks.push_back(std::move(c));
   }
-  if (stages_.size() == 1 || chunks.size() == 1) {
-    for (const Chunk& c : chunks) {
-      run_stages(c.ids, c.places(), c.mode, c.select);
-      if (all_logits) {
-        auto part = last().read_all_logits();
-        all_logits->insert(all_logits->end(), part.begin(), part.end());
-      }
-    }
-  } else {
-    run_pipeline(chunks.size(), [&](size_t i) -> std::tuple<std::span<const uint32_t>, TokenPlaces, LogitsMode, Selection> {
-      return {chunks[i].ids, chunks[i].places(), chunks[i].mode, chunks[i].select};
-    }, [&](size_t) {
-      if (!all_logits) return;
-      auto part = last().read_all_logits();
-      all_logits->insert(all_logits->end(), part.begin(), part.end());
-    });
-  }
+  run_pipeline(chunks.size(), [&](size_t i) -> StepInputs {
+    return {chunks[i].ids, chunks[i].places(), chunks[i].mode, chunks[i].select};
+  }, [&](size_t) {
+    if (!all_logits) return;
+    auto part = last().read_all_logits();
+    all_logits->insert(all_logits->end(), part.begin(), part.end());
+  });
   slot.position += int(tokens.size());
   slot.tokens.insert(slot.tokens.end(), tokens.begin(), tokens.end());
 }
@@ -294,7 +263,7 @@ void Engine::run_pipeline(size_t steps, const std::function<StepInputs(size_t)>&
   const size_t S = stages_.size();
   std::vector<std::vector<float>> handed(S);  // handed[k]: stage k-1's output, stage k's next input
   for (size_t tick = 0; tick + 1 < steps + S; ++tick) {
-    std::vector<size_t> active;
+    std::vector<std::pair<size_t, uint32_t>> active;  // stage, tokens of its step
     size_t current = 0;
     try {
       for (size_t k = 0; k < S; ++k) {
@@ -304,16 +273,17 @@ void Engine::run_pipeline(size_t steps, const std::function<StepInputs(size_t)>&
         if (k > 0) stages_[k]->write_hidden(handed[k]);
         const bool is_last = k + 1 == S;
         stages_[k]->start(ids, places, is_last ? mode : LogitsMode::None, is_last ? select : Selection{});
-        active.push_back(k);
+        active.push_back({k, uint32_t(places.positions.size())});
       }
-      for (size_t k : active) {
+      for (auto [k, tokens] : active) {
         current = k;
         stages_[k]->finish();
-        if (k + 1 < S) handed[k + 1] = stages_[k]->read_hidden(uint32_t(std::get<1>(input(tick - k)).positions.size()));
+        if (k + 1 < S) handed[k + 1] = stages_[k]->read_hidden(tokens);
         else on_last_stage_done(tick - k);
       }
     } catch (const Error&) {
       for (auto& s : stages_) s->abandon();
+      if (S == 1) throw;  // one device: its own message says enough
       rethrow_with_context("stage " + std::to_string(current) + " on device " +
                            std::to_string(stages_[current]->device().info().index) + " (" +
                            stages_[current]->device().info().name + "): ");

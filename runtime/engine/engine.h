@@ -122,11 +122,11 @@ class Engine {
   // chunk's logits are appended there instead.
   void feed(int slot, std::span<const uint32_t> tokens, Selection select, std::vector<float>* all_logits = nullptr);
   void check_fits(int slot, size_t n) const;
-  // Runs every stage on one chunk, handing the hidden state from device to device through the host.
-  void run_stages(std::span<const uint32_t> ids, const TokenPlaces& places, LogitsMode mode, Selection select);
   StepOutput read_selection(Selection select, uint32_t row) const;
   // Runs `steps` steps through every stage as a pipeline: at tick j stage k runs step j - k, so all
-  // devices compute at once (micro-batched prefill). `input(i)` describes step i.
+  // devices compute at once (micro-batched prefill, staggered batched decode); with one stage the
+  // steps simply run in order. The hidden state moves between stages through the host. `input(i)`
+  // describes step i; `on_last_stage_done(i)` reads its results before the next step overwrites them.
   using StepInputs = std::tuple<std::span<const uint32_t>, TokenPlaces, LogitsMode, Selection>;
   void run_pipeline(size_t steps, const std::function<StepInputs(size_t)>& input,
                     const std::function<void(size_t)>& on_last_stage_done);

@@ -67,14 +67,10 @@ class Stage {
   Stage(Device& device, const ModelSource& source, const StageSpec& spec, const StageOptions& options,
         const std::function<void(int, int)>& progress = {});
 
-  // Runs the tokens (ids used only by the first stage) at their places. The hidden state of every
-  // token is in read_hidden() afterwards (input of the next stage).
-  void run(std::span<const uint32_t> ids, const TokenPlaces& places, LogitsMode mode, Selection select = {}) {
-    start(ids, places, mode, select);
-    finish();
-  }
-  // run() in two halves, so that the stages of a pipeline compute at the same time: start() writes
-  // the step's inputs and submits without waiting; finish() waits for that step.
+  // Runs the tokens (ids used only by the first stage) at their places, in two halves so that the
+  // stages of a pipeline compute at the same time: start() writes the step's inputs and submits
+  // without waiting; finish() waits for that step. The hidden state of every token is in
+  // read_hidden() afterwards (input of the next stage).
   void start(std::span<const uint32_t> ids, const TokenPlaces& places, LogitsMode mode, Selection select = {});
   void finish();
   // After an error elsewhere in a pipeline: waits for a started step, ignoring its errors.
