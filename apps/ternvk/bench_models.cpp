@@ -1,5 +1,7 @@
 #include "apps/ternvk/bench_models.h"
 
+#include <cmath>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -83,6 +85,24 @@ uint64_t param_count(const ModelConfig& c) {
 
 GpuFootprint fp16_footprint(const ModelConfig& c, int context, int prefill_chunk) {
   return estimate_fp16_footprint(c, context, 1, prefill_chunk);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double sample_mean(const std::vector<double>& samples) {
+  double s = 0;
+  for (double v : samples) s += v;
+  return samples.empty() ? 0 : s / double(samples.size());
+}
+
+double sample_stddev(const std::vector<double>& samples) {
+  if (samples.size() < 2) return 0;
+  const double m = sample_mean(samples);
+  double s = 0;
+  for (double v : samples) s += (v - m) * (v - m);
+  return std::sqrt(s / double(samples.size() - 1));
 }
 
 std::string format_fixed(double v, int decimals) {

@@ -3,6 +3,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -42,6 +43,11 @@ uint64_t param_count(const ModelConfig& c);
 // The FP16 baseline's footprint in the engine's layouts (estimate_gpu_footprint is the ternary one):
 // linear weights as fp16 rows padded to 8, plus the float normed-activation scratch.
 GpuFootprint fp16_footprint(const ModelConfig& c, int context, int prefill_chunk);
+
+// Timing and repetition statistics shared by `bench` and `batched-bench`.
+double seconds_since(std::chrono::steady_clock::time_point t0);
+double sample_mean(const std::vector<double>& samples);
+double sample_stddev(const std::vector<double>& samples);  // n - 1 in the denominator (llama-bench)
 
 std::string format_bytes(double bytes);   // "1.23 GiB", "512.0 MiB"
 std::string format_count(double n);       // "2.74 B", "700.1 M"

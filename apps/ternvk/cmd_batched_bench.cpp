@@ -25,17 +25,8 @@ struct BatchResult {
   int parallel = 0, n_prompt = 0, n_gen = 0;
   std::vector<double> samples;  // aggregate decode tokens / s
   uint64_t peak = 0;
-  double mean() const {
-    double s = 0;
-    for (double v : samples) s += v;
-    return samples.empty() ? 0 : s / double(samples.size());
-  }
-  double stddev() const {
-    if (samples.size() < 2) return 0;
-    double s = 0;
-    for (double v : samples) s += (v - mean()) * (v - mean());
-    return std::sqrt(s / double(samples.size() - 1));
-  }
+  double mean() const { return sample_mean(samples); }
+  double stddev() const { return sample_stddev(samples); }
 };
 
 struct BudgetResult {
@@ -75,10 +66,6 @@ uint64_t parse_bytes(const std::string& text) {
   else if (!unit.empty()) throw Error("--memory-budget: unknown unit '" + unit + "' (use KiB, MiB or GiB)");
   if (!(v > 0)) throw Error("--memory-budget must be positive, not '" + text + "'");
   return uint64_t(v * mult);
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace

@@ -44,23 +44,9 @@ struct Result {
   // decode step (tg tests only).
   int stages = 1;
   std::vector<std::vector<double>> handover_us;
-  double mean() const {
-    double s = 0;
-    for (double v : samples) s += v;
-    return samples.empty() ? 0 : s / double(samples.size());
-  }
-  double stddev() const {
-    if (samples.size() < 2) return 0;
-    const double m = mean();
-    double s = 0;
-    for (double v : samples) s += (v - m) * (v - m);
-    return std::sqrt(s / double(samples.size() - 1));
-  }
+  double mean() const { return sample_mean(samples); }
+  double stddev() const { return sample_stddev(samples); }
 };
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 std::vector<uint32_t> random_tokens(int n, int vocab, uint64_t seed) {
   std::mt19937_64 rng(seed);

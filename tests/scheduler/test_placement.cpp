@@ -9,25 +9,14 @@
 #include "runtime/core/error.h"
 #include "runtime/engine/gpu_footprint.h"
 #include "runtime/engine/placement.h"
+#include "runtime/engine/synthetic_model.h"
 
 using namespace ternvk;
 
 namespace {
 
 // The 2B4T shape with 30 layers: large enough that stages differ in MiB.
-ModelConfig model() {
-  ModelConfig c;
-  c.arch = Architecture::BitNet2B4T;
-  c.dim = 2560;
-  c.n_layers = 30;
-  c.n_heads = 20;
-  c.n_kv_heads = 5;
-  c.head_dim = 128;
-  c.ffn_dim = 6912;
-  c.vocab = 128256;
-  c.context = 4096;
-  return c;
-}
+ModelConfig model() { return synthetic_config(*find_synthetic_shape("2b4t")); }
 
 const PlacementShape kShape{.context = 4096, .prefill_chunk = 64, .sequences = 1};
 
