@@ -58,6 +58,7 @@ layout(push_constant) uniform Params {
 } p;
 
 const uint GROUPS = gl_WorkGroupSize.x / LANES;
+const uint OWNED = (ROWS + LANES - 1) / LANES;  // rows each lane stores
 
 float reduce_lanes(float v) {
   if (REDUCE == 0) return subgroupAdd(v);
@@ -134,14 +135,22 @@ void main() {
     }
   }
 
-  [[unroll]] for (uint r = 0; r < ROWS; ++r)
-    [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
+  // Row r goes to lane r % LANES by selects; each lane then stores ROWS / LANES rows with plain
+  // vector code (as in ternary_matmul.comp).
+  [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
+    float owned[OWNED];
+    [[unroll]] for (uint i = 0; i < OWNED; ++i) owned[i] = 0.0;
+    [[unroll]] for (uint r = 0; r < ROWS; ++r) {
       const float total = reduce_lanes(acc[r * TOKENS + t]);
-      const uint row = row0 + r;
-      const uint token = t0 + t;
-      if ((r * TOKENS + t) % LANES != lane || row >= p.rows || token >= p.tokens) continue;
-      const uint o = token * p.y_stride + p.y_offset + p.row_base + row;
-      if (ACCUMULATE != 0) y[o] += total;
-      else y[o] = total;
+      if (r % LANES == lane) owned[r / LANES] = total;
     }
+    const uint token = t0 + t;
+    [[unroll]] for (uint i = 0; i < OWNED; ++i) {
+      const uint row = row0 + i * LANES + lane;
+      if (i * LANES + lane >= ROWS || row >= p.rows || token >= p.tokens) continue;
+      const uint o = token * p.y_stride + p.y_offset + p.row_base + row;
+      if (ACCUMULATE != 0) y[o] += owned[i];
+      else y[o] = owned[i];
+    }
+  }
 }
