@@ -4,7 +4,8 @@
 // one command buffer, after a warm-up submit); every output is checked against the CPU once before
 // timing.
 //
-//   bench_kernels [--quick] [--tune] [--tune-gemm] [--device N] [--reps N]
+//   bench_kernels [--quick] [--tune] [--tune-gemm] [--gemv N K] [--head] [--device N] [--reps N]
+//   (--gemv: one ternary GEMV shape at the default tile; --head: the 32000-row head, fp16 vs int8)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -24,6 +25,7 @@
 #include "runtime/device/instance.h"
 #include "runtime/device/recording.h"
 #include "runtime/ops/fp16_matmul.h"
+#include "runtime/ops/int8_matmul.h"
 #include "runtime/ops/rmsnorm_quant.h"
 #include "runtime/ops/ternary_matmul.h"
 #include "runtime/ops/ternary_matrix.h"
@@ -131,6 +133,8 @@ struct Options {
   bool quick = false;
   bool tune = false;
   bool tune_gemm = false;  // small GEMM tiles only (default load path)
+  bool head_only = false;  // the 32000-row output head, fp16 and int8
+  uint32_t gemv_n = 0, gemv_k = 0;  // one ternary GEMV shape at the default tile (tuning aid)
   int reps = 0;
   std::optional<int> device;
 };
@@ -318,35 +322,54 @@ class Bench {
 };
 
 // The head alone (fp16 only, no ternary counterpart): 128256 x 2560 = 657 MB, several segments.
-void head(Device& dev, int reps) {
-  const uint32_t n = 128256, k = 2560;
+void head(Device& dev, int reps, uint32_t n = 128256) {
+  const uint32_t k = 2560;
   Rng rng{42};
   std::vector<uint16_t> wh(size_t(n) * k);
   for (auto& v : wh) v = float_to_half(rng.uniform(-0.05f, 0.05f));
   std::vector<float> x(k);
   for (auto& v : x) v = rng.uniform(-2.0f, 2.0f);
-  Fp16MatrixGpu gw(dev, wh, n, k, "output head");
   Buffer xb = upload(dev, x, "head x");
   Buffer y = dev.create_buffer(uint64_t(n) * 4, MemoryKind::DeviceLocal, "logits");
-  Fp16Matmul op(dev);
-  auto call = [&](Recording& rec) { op.record(rec, gw, xb.range(), 1, {y.range()}); };
-  Recording check(dev);
-  call(check);
-  check.submit_and_wait();
-  std::vector<float> got(n);
-  dev.download(y, got.data(), got.size() * 4);
-  for (uint32_t r : checked_rows(n)) {
-    double ref = 0, mag = 0;
-    for (uint32_t i = 0; i < k; ++i) {
-      const double p = double(half_to_float(wh[size_t(r) * k + i])) * x[i];
-      ref += p;
-      mag += std::fabs(p);
+  // Checks some rows of y against `weight(row, i)` x.
+  auto check = [&](const std::function<void(Recording&)>& call, const std::function<double(uint32_t, uint32_t)>& weight,
+                   const char* what) {
+    Recording rec(dev);
+    call(rec);
+    rec.submit_and_wait();
+    std::vector<float> got(n);
+    dev.download(y, got.data(), got.size() * 4);
+    for (uint32_t r : checked_rows(n)) {
+      double ref = 0, mag = 0;
+      for (uint32_t i = 0; i < k; ++i) {
+        const double p = weight(r, i) * x[i];
+        ref += p;
+        mag += std::fabs(p);
+      }
+      if (std::fabs(got[r] - ref) > 3e-5 * mag + 1e-6)
+        throw Error(std::string(what) + ": output mismatch at row " + std::to_string(r));
     }
-    if (std::fabs(got[r] - ref) > 3e-5 * mag + 1e-6) throw Error("head: output mismatch at row " + std::to_string(r));
+  };
+  double fp16_us = 0;
+  {
+    Fp16MatrixGpu gw(dev, wh, n, k, "output head");
+    Fp16Matmul op(dev);
+    auto call = [&](Recording& rec) { op.record(rec, gw, xb.range(), 1, {y.range()}); };
+    check(call, [&](uint32_t r, uint32_t i) { return double(half_to_float(wh[size_t(r) * k + i])); }, "fp16 head");
+    const Timing tm = time_calls(dev, reps, call);
+    std::printf("output head fp16 N=%u K=%u (%zu segments):\n", n, k, gw.segments().size());
+    print_rate("fp16", tm, uint64_t(n) * k, gw.weight_bytes() + k * 4 + n * 4);
+    fp16_us = tm.median_us;
   }
+  const Int8Rows q = quantize_rows_int8(wh, n, k);
+  Int8MatrixGpu gw(dev, q, "int8 output head");
+  Int8Matmul op(dev);
+  auto call = [&](Recording& rec) { op.record(rec, gw, xb.range(), 1, {y.range()}); };
+  check(call, [&](uint32_t r, uint32_t i) { return double(q.q[size_t(r) * k + i]) * q.scales[r]; }, "int8 head");
   const Timing tm = time_calls(dev, reps, call);
-  std::printf("output head fp16 N=%u K=%u (%zu segments):\n", n, k, gw.segments().size());
-  print_rate("fp16", tm, uint64_t(n) * k, gw.weight_bytes() + k * 4 + n * 4);
+  std::printf("output head int8 N=%u K=%u (%zu segments):\n", n, k, gw.segments().size());
+  print_rate("int8", tm, uint64_t(n) * k, gw.weight_bytes() + k * 4 + n * 4);
+  std::printf("  fp16 / int8 head time: %.2fx\n", fp16_us / tm.median_us);
 }
 
 // Sweeps rows per lane group and tokens per workgroup on the device's default lane layout
@@ -390,9 +413,9 @@ void tune(Device& dev, uint32_t n, uint32_t k, uint32_t t, bool fp16,
       s.rows = r;
       s.tokens = tt;
       TernaryMatmul op(dev, {.dot = dot, .shape = s});
-      const Timing tm = time_calls(dev, 5, [&](Recording& rec) { op.record(rec, gw, xa, t, {y.range()}); });
-      std::printf("  %s rows %2u tokens %u: %9.1f us  cpu %9.1f us\n", dot == TernaryDot::Swar ? "swar" : "dot ", r,
-                  tt, tm.median_us, tm.cpu_us);
+      const Timing tm = time_calls(dev, 25, [&](Recording& rec) { op.record(rec, gw, xa, t, {y.range()}); });
+      std::printf("  %s rows %2u tokens %u: %9.1f us (min %9.1f)  cpu %9.1f us\n",
+                  dot == TernaryDot::Swar ? "swar" : "dot ", r, tt, tm.median_us, tm.min_us, tm.cpu_us);
     }
 }
 
@@ -404,11 +427,17 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--quick") o.quick = true;
     else if (a == "--tune") o.tune = true;
+    else if (a == "--head") o.head_only = true;
     else if (a == "--tune-gemm") o.tune_gemm = true;
     else if (a == "--reps" && i + 1 < argc) o.reps = std::atoi(argv[++i]);
+    else if (a == "--gemv" && i + 2 < argc) {
+      o.gemv_n = uint32_t(std::atoi(argv[++i]));
+      o.gemv_k = uint32_t(std::atoi(argv[++i]));
+    }
     else if (a == "--device" && i + 1 < argc) o.device = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: bench_kernels [--quick] [--tune] [--tune-gemm] [--reps N] [--device N]\n");
+      std::fprintf(stderr, "usage: bench_kernels [--quick] [--tune] [--tune-gemm] [--gemv N K] [--head] [--reps N] "
+                           "[--device N]\n");
       return 2;
     }
   }
@@ -429,6 +458,15 @@ int main(int argc, char** argv) {
     }
     if (o.tune_gemm) {
       tune(dev, 6912, 2560, 8, false, {{16, 1}, {16, 2}, {8, 4}, {16, 4}, {32, 2}});
+      return 0;
+    }
+    if (o.gemv_n) {
+      const MatmulShape g = MatmulShape::pick(dev.info(), 1, true);
+      tune(dev, o.gemv_n, o.gemv_k, 1, false, {{g.rows, 1}});
+      return 0;
+    }
+    if (o.head_only) {
+      head(dev, o.reps ? o.reps : 5, 32000);
       return 0;
     }
     if (o.tune) {

@@ -83,10 +83,6 @@ uint64_t param_count(const ModelConfig& c) {
   return per_layer * c.n_layers + uint64_t(c.vocab) * D + D;
 }
 
-GpuFootprint fp16_footprint(const ModelConfig& c, int context, int prefill_chunk) {
-  return estimate_fp16_footprint(c, context, 1, prefill_chunk);
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }

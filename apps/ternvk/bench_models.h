@@ -40,9 +40,6 @@ struct ModelChoice {
 profiler::TransformerShape shape_of(const ModelConfig& c);
 // Parameters of the linear layers + the (tied) embedding + norms.
 uint64_t param_count(const ModelConfig& c);
-// The FP16 baseline's footprint in the engine's layouts (estimate_gpu_footprint is the ternary one):
-// linear weights as fp16 rows padded to 8, plus the float normed-activation scratch.
-GpuFootprint fp16_footprint(const ModelConfig& c, int context, int prefill_chunk);
 
 // Timing and repetition statistics shared by `bench` and `batched-bench`.
 double seconds_since(std::chrono::steady_clock::time_point t0);

@@ -14,6 +14,7 @@
 
 #include "apps/ternvk/bench_models.h"
 #include "apps/ternvk/commands.h"
+#include "apps/ternvk/model_flags.h"
 #include "runtime/core/error.h"
 #include "runtime/engine/engine.h"
 
@@ -37,9 +38,9 @@ struct BudgetResult {
 
 // The largest number of sequences (KV slots of `context` positions) whose full-depth footprint fits
 // `budget` bytes; 0 when not even the weights fit.
-int largest_batch(const ModelConfig& c, int context, int chunk, uint64_t budget, bool fp16) {
+int largest_batch(const ModelConfig& c, int context, int chunk, uint64_t budget, bool fp16, HeadPrecision head) {
   const auto estimate = fp16 ? estimate_fp16_footprint : estimate_gpu_footprint;
-  auto fits = [&](int b) { return estimate(c, context, b, std::max(chunk, b), -1, true, true).total() <= budget; };
+  auto fits = [&](int b) { return estimate(c, context, b, std::max(chunk, b), -1, true, true, head).total() <= budget; };
   if (!fits(1)) return 0;
   int lo = 1, hi = 2;
   while (hi < (1 << 20) && fits(hi)) lo = hi, hi *= 2;
@@ -79,7 +80,7 @@ Action add_batched_bench_command(CLI::App& app) {
     int prompt = 16, gen = 32, reps = 3, context = 0;
     std::optional<int> device;
     bool fp16 = false, both = false;
-    std::string budget = "8GiB", output = "md";
+    std::string budget = "8GiB", output = "md", head = "f16";
   };
   auto o = std::make_shared<Opts>();
   o->models.add(*cmd, true);
@@ -96,6 +97,7 @@ Action add_batched_bench_command(CLI::App& app) {
   add_device_flag(*cmd, o->device);
   cmd->add_flag("--fp16-baseline", o->fp16, "Run the FP16 baseline instead of ternary");
   cmd->add_flag("--both", o->both, "Run ternary and the FP16 baseline side by side, with ratio rows");
+  add_head_flag(*cmd, o->head);
   cmd->add_option("-o,--output", o->output, "Output format: md or json")->check(CLI::IsMember({"md", "json"}));
   return [o] {
     const uint64_t budget = parse_bytes(o->budget);
@@ -115,8 +117,9 @@ Action add_batched_bench_command(CLI::App& app) {
       if (ctx > m.config.context)
         throw Error(m.path + ": -c " + std::to_string(ctx) + " is more than the model's " +
                     std::to_string(m.config.context) + " positions");
-      budgets.push_back({m.name, budget, ctx, largest_batch(m.full_config, ctx, 64, budget, false),
-                         largest_batch(m.full_config, ctx, 64, budget, true)});
+      const HeadPrecision head = parse_head(o->head);
+      budgets.push_back({m.name, budget, ctx, largest_batch(m.full_config, ctx, 64, budget, false, head),
+                         largest_batch(m.full_config, ctx, 64, budget, true, head)});
       // Both variants loaded together so repetitions alternate (same conditions for the ratio).
       std::vector<std::unique_ptr<Engine>> engines;
       for (bool fp16 : variants) {
@@ -125,6 +128,7 @@ Action add_batched_bench_command(CLI::App& app) {
         eo.context = ctx;
         eo.sequences = max_b;
         eo.fp16_baseline = fp16;
+        eo.head = head;
         eo.load_tokenizer = false;
         engines.push_back(std::make_unique<Engine>(instance, m.path, eo));
         std::fprintf(stderr, "  %s %s: loaded, %d sequences x %d positions\n", m.name.c_str(), fp16 ? "fp16" : "ternary",

@@ -6,11 +6,8 @@
 // and several devices in one call; peak GPU memory (weights, KV cache, scratch) beside the speed.
 // --devices runs one model split over several devices (a pipeline of stages) and reports, for tg
 // tests, the host hand-over time per token at each stage boundary (runtime/profiler/pipeline.h).
-//
-// TODO(batched decode): issue 5 asks for decode throughput at batch (several sequences at once) and
-// the largest batch that fits a memory budget, ternary vs FP16. The engine runs one sequence; this
-// needs a multi-sequence Stage (per-sequence KV caches / positions, T rows = T sequences in the
-// GEMVs). Until then bench reports batch-1 decode only.
+// --head f16,int8 runs each model with either output head; ratio rows pair ternary and FP16 runs
+// with the same head. Batched decode throughput is `ternvk batched-bench`.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -22,6 +19,7 @@
 
 #include "apps/ternvk/bench_models.h"
 #include "apps/ternvk/commands.h"
+#include "apps/ternvk/model_flags.h"
 #include "runtime/core/error.h"
 #include "runtime/engine/engine.h"
 #include "runtime/engine/placement.h"
@@ -31,7 +29,7 @@ namespace ternvk::cli {
 namespace {
 
 struct Result {
-  std::string model, variant, device, driver, test;
+  std::string model, variant, head, device, driver, test;
   int device_index = 0;
   int n_prompt = 0, n_gen = 0;
   uint64_t size = 0, params = 0;  // weights on the GPU, parameter count (as loaded)
@@ -61,11 +59,11 @@ std::string ts_text(const Result& r) {
 }
 
 void print_markdown(const std::vector<Result>& results, bool both) {
-  std::printf("| model | variant | size | params | backend | test | t/s | peak GPU | weights | KV cache | scratch |\n");
-  std::printf("| ----- | ------- | ---: | -----: | ------- | ---: | --: | -------: | ------: | -------: | ------: |\n");
+  std::printf("| model | variant | head | size | params | backend | test | t/s | peak GPU | weights | KV cache | scratch |\n");
+  std::printf("| ----- | ------- | ---- | ---: | -----: | ------- | ---: | --: | -------: | ------: | -------: | ------: |\n");
   for (const auto& r : results)
-    std::printf("| %s | %s | %s | %s | Vulkan (%s) | %s | %s | %s | %s | %s | %s |\n", r.model.c_str(),
-                r.variant.c_str(), format_bytes(double(r.size)).c_str(), format_count(double(r.params)).c_str(),
+    std::printf("| %s | %s | %s | %s | %s | Vulkan (%s) | %s | %s | %s | %s | %s | %s |\n", r.model.c_str(),
+                r.variant.c_str(), r.head.c_str(), format_bytes(double(r.size)).c_str(), format_count(double(r.params)).c_str(),
                 r.device.c_str(), r.test.c_str(), ts_text(r).c_str(), format_bytes(double(r.peak)).c_str(),
                 format_bytes(double(r.weights)).c_str(), format_bytes(double(r.kv)).c_str(),
                 format_bytes(double(r.scratch)).c_str());
@@ -83,18 +81,18 @@ void print_markdown(const std::vector<Result>& results, bool both) {
       }
   }
   if (!both) return;
-  std::printf("\n| model | backend | test | ternary t/s | FP16 t/s | speed ternary/FP16 | peak GPU ternary | peak GPU FP16 "
+  std::printf("\n| model | head | backend | test | ternary t/s | FP16 t/s | speed ternary/FP16 | peak GPU ternary | peak GPU FP16 "
               "| memory FP16/ternary | full-depth memory FP16/ternary |\n");
-  std::printf("| ----- | ------- | ---: | ----------: | -------: | -----------------: | ---------------: | ------------: "
+  std::printf("| ----- | ---- | ------- | ---: | ----------: | -------: | -----------------: | ---------------: | ------------: "
               "| ------------------: | -----------------------------: |\n");
   for (const auto& t : results) {
     if (t.variant != "ternary") continue;
     for (const auto& f : results) {
-      if (f.variant != "fp16" || f.model != t.model || f.device_index != t.device_index || f.test != t.test ||
-          f.stages != t.stages)
+      if (f.variant != "fp16" || f.model != t.model || f.head != t.head || f.device_index != t.device_index ||
+          f.test != t.test || f.stages != t.stages)
         continue;
-      std::printf("| %s | Vulkan (%s) | %s | %s | %s | %.2fx | %s | %s | %.2fx | %.2fx |\n", t.model.c_str(),
-                  t.device.c_str(), t.test.c_str(), ts_text(t).c_str(), ts_text(f).c_str(),
+      std::printf("| %s | %s | Vulkan (%s) | %s | %s | %s | %.2fx | %s | %s | %.2fx | %.2fx |\n", t.model.c_str(),
+                  t.head.c_str(), t.device.c_str(), t.test.c_str(), ts_text(t).c_str(), ts_text(f).c_str(),
                   f.mean() > 0 ? t.mean() / f.mean() : 0.0, format_bytes(double(t.peak)).c_str(),
                   format_bytes(double(f.peak)).c_str(), t.peak ? double(f.peak) / double(t.peak) : 0.0,
                   t.full_total ? double(f.full_total) / double(t.full_total) : 0.0);
@@ -103,14 +101,14 @@ void print_markdown(const std::vector<Result>& results, bool both) {
 }
 
 void print_csv(const std::vector<Result>& results) {
-  std::printf("model,variant,size_bytes,params,backend,device,device_index,test,n_prompt,n_gen,avg_ts,stddev_ts,"
+  std::printf("model,variant,head,size_bytes,params,backend,device,device_index,test,n_prompt,n_gen,avg_ts,stddev_ts,"
               "peak_bytes,weight_bytes,kv_bytes,scratch_bytes,layers,full_layers,vocab,context,full_weight_bytes,"
               "full_total_bytes,samples_ts\n");
   for (const auto& r : results) {
     std::string samples;
     for (double s : r.samples) samples += (samples.empty() ? "" : ";") + format_fixed(s, 4);
-    std::printf("\"%s\",%s,%llu,%llu,Vulkan,\"%s\",%d,%s,%d,%d,%.4f,%.4f,%llu,%llu,%llu,%llu,%d,%d,%d,%d,%llu,%llu,\"%s\"\n",
-                r.model.c_str(), r.variant.c_str(), (unsigned long long)r.size, (unsigned long long)r.params,
+    std::printf("\"%s\",%s,%s,%llu,%llu,Vulkan,\"%s\",%d,%s,%d,%d,%.4f,%.4f,%llu,%llu,%llu,%llu,%d,%d,%d,%d,%llu,%llu,\"%s\"\n",
+                r.model.c_str(), r.variant.c_str(), r.head.c_str(), (unsigned long long)r.size, (unsigned long long)r.params,
                 r.device.c_str(), r.device_index, r.test.c_str(), r.n_prompt, r.n_gen, r.mean(), r.stddev(),
                 (unsigned long long)r.peak, (unsigned long long)r.weights, (unsigned long long)r.kv,
                 (unsigned long long)r.scratch, r.layers, r.full_layers, r.vocab, r.context,
@@ -123,6 +121,7 @@ void print_json(const std::vector<Result>& results) {
   for (const auto& r : results) {
     arr.push_back({{"model", r.model},
                    {"variant", r.variant},
+                   {"head", r.head},
                    {"size_bytes", r.size},
                    {"params", r.params},
                    {"backend", "Vulkan"},
@@ -171,6 +170,7 @@ Action add_bench_command(CLI::App& app) {
     std::vector<int> devices;
     std::string pipeline, split = "auto";
     std::string output = "md", dot = "auto";
+    std::vector<std::string> heads{"f16"};
   };
   auto o = std::make_shared<Opts>();
   o->models.add(*cmd, true);
@@ -196,6 +196,11 @@ Action add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"md", "csv", "json"}));
   cmd->add_option("--dot", o->dot, "Ternary inner product: auto, swar or int8")
       ->check(CLI::IsMember({"auto", "swar", "int8"}));
+  cmd->add_option("--head", o->heads,
+                  "Output head precision(s), comma-separated: f16 (default) and/or int8 (one scale per row, half "
+                  "the bytes); ternary and FP16 runs of a pair share the head")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"f16", "int8"}));
   cmd->add_flag("--no-warmup", o->no_warmup, "Skip the untimed warm-up run of each test");
   cmd->add_flag("--sequential", o->sequential,
                 "With --both: load and run one variant after the other (default: both loaded, repetitions "
@@ -239,7 +244,7 @@ Action add_bench_command(CLI::App& app) {
         };
         // With --devices, the pipeline runs beside the same model on its first device alone, so
         // the split's cost or gain is measured in the same run.
-        auto load = [&](bool fp16, bool pipelined) {
+        auto load = [&](bool fp16, bool pipelined, const std::string& head) {
           EngineOptions eo;
           eo.device = int(info.index);
           if (pipelined) {
@@ -249,6 +254,7 @@ Action add_bench_command(CLI::App& app) {
           eo.context = ctx;
           eo.prefill_chunk = o->batch;
           eo.fp16_baseline = fp16;
+          eo.head = parse_head(head);
           eo.load_tokenizer = false;
           eo.dot = o->dot == "swar" ? ops::TernaryDot::Swar
                    : o->dot == "int8" ? ops::TernaryDot::PackedInt8 : ops::TernaryDot::Auto;
@@ -257,7 +263,8 @@ Action add_bench_command(CLI::App& app) {
           run.engine = std::make_unique<Engine>(instance, m.path, eo);
           Engine& engine = *run.engine;
           const char* variant = fp16 ? "fp16" : "ternary";
-          std::fprintf(stderr, "  %s %s: loaded in %.1f s\n", m.name.c_str(), variant, seconds_since(t_load));
+          std::fprintf(stderr, "  %s %s (%s head): loaded in %.1f s\n", m.name.c_str(), variant, head.c_str(),
+                       seconds_since(t_load));
           const int V = engine.config().vocab;
           // Check the output once before timing: logits must be finite.
           auto logits = engine.eval(random_tokens(std::min(8, ctx), V, 7));
@@ -270,6 +277,7 @@ Action add_bench_command(CLI::App& app) {
           Result& b = run.base;
           b.model = m.name;
           b.variant = variant;
+          b.head = head;
           b.device = info.name;
           b.stages = int(engine.stage_count());
           if (b.stages > 1) {
@@ -289,8 +297,9 @@ Action add_bench_command(CLI::App& app) {
           b.full_layers = m.full_config.n_layers;
           b.vocab = V;
           b.context = ctx;
-          const GpuFootprint full = fp16 ? fp16_footprint(m.full_config, ctx, o->batch)
-                                         : estimate_gpu_footprint(m.full_config, ctx, 1, o->batch);
+          const GpuFootprint full =
+              fp16 ? estimate_fp16_footprint(m.full_config, ctx, 1, o->batch, -1, true, true, eo.head)
+                   : estimate_gpu_footprint(m.full_config, ctx, 1, o->batch, -1, true, true, eo.head);
           b.full_weights = full.weights;
           b.full_total = full.total();
           return run;
@@ -357,8 +366,8 @@ Action add_bench_command(CLI::App& app) {
                   rs[k].handover_us[b].insert(rs[k].handover_us[b].end(), last_handovers[b].begin(), last_handovers[b].end());
               }
             for (size_t k = 0; k < runs.size(); ++k) {
-              std::fprintf(stderr, "    %s %s: %s t/s\n", rs[k].variant.c_str(), rs[k].test.c_str(),
-                           ts_text(rs[k]).c_str());
+              std::fprintf(stderr, "    %s (%s head) %s: %s t/s\n", rs[k].variant.c_str(), rs[k].head.c_str(),
+                           rs[k].test.c_str(), ts_text(rs[k]).c_str());
               for (size_t b = 0; b < rs[k].handover_us.size(); ++b)
                 std::fprintf(stderr, "      hand-over stage %zu -> %zu: median %.1f us/token\n", b, b + 1,
                              profiler::summarize(rs[k].handover_us[b]).median_us);
@@ -382,20 +391,25 @@ Action add_bench_command(CLI::App& app) {
           }
           run.engine.reset();
         };
-        std::vector<std::pair<bool, bool>> plans;  // (fp16 baseline, pipelined)
-        for (bool fp16 : variants) {
-          if (!pipeline.empty()) plans.push_back({fp16, false});
-          plans.push_back({fp16, !pipeline.empty()});
-        }
+        struct Plan {
+          bool fp16, pipelined;
+          std::string head;
+        };
+        std::vector<Plan> plans;
+        for (const std::string& head : o->heads)
+          for (bool fp16 : variants) {
+            if (!pipeline.empty()) plans.push_back({fp16, false, head});
+            plans.push_back({fp16, !pipeline.empty(), head});
+          }
         if (o->sequential || plans.size() == 1) {
-          for (auto [fp16, pipelined] : plans) {
-            Run run = load(fp16, pipelined);
+          for (const Plan& p : plans) {
+            Run run = load(p.fp16, p.pipelined, p.head);
             run_tests({&run});
             finish(run);
           }
         } else {
           std::vector<Run> runs;
-          for (auto [fp16, pipelined] : plans) runs.push_back(load(fp16, pipelined));
+          for (const Plan& p : plans) runs.push_back(load(p.fp16, p.pipelined, p.head));
           std::vector<Run*> ptrs;
           for (auto& r : runs) ptrs.push_back(&r);
           run_tests(ptrs);

@@ -16,6 +16,7 @@
 
 #include "apps/ternvk/bench_models.h"
 #include "apps/ternvk/commands.h"
+#include "apps/ternvk/model_flags.h"
 #include "runtime/core/error.h"
 #include "runtime/engine/engine.h"
 #include "runtime/engine/placement.h"
@@ -83,7 +84,7 @@ Action add_profile_command(CLI::App& app) {
     int prompt = 128, steps = 32, batch = 64, context = 0;
     bool fp16 = false;
     std::optional<int> device;
-    std::string dot = "auto", trace, chart, output = "md";
+    std::string dot = "auto", trace, chart, output = "md", head = "f16";
     std::string devices, split = "auto";
     uint64_t bandwidth_mib = 64;
   };
@@ -94,6 +95,7 @@ Action add_profile_command(CLI::App& app) {
   cmd->add_option("-b,--batch-size", o->batch, "Prompt tokens per prefill step")->check(CLI::Range(1, 4096));
   cmd->add_option("-c,--ctx-size", o->context, "KV cache positions (default: prompt + steps)");
   cmd->add_flag("--fp16-baseline", o->fp16, "Profile the FP16 baseline instead of the ternary model");
+  add_head_flag(*cmd, o->head);
   add_device_flag(*cmd, o->device);
   cmd->add_option("--devices", o->devices,
                   "Profile the model split over these devices (indices from `ternvk devices`, may repeat)");
@@ -134,6 +136,7 @@ Action add_profile_command(CLI::App& app) {
     eo.context = o->context > 0 ? o->context : o->prompt + o->steps + 1;
     eo.prefill_chunk = o->batch;
     eo.fp16_baseline = o->fp16;
+    eo.head = parse_head(o->head);
     eo.timestamps = true;
     eo.load_tokenizer = false;
     eo.dot = o->dot == "swar" ? ops::TernaryDot::Swar : o->dot == "int8" ? ops::TernaryDot::PackedInt8 : ops::TernaryDot::Auto;
@@ -160,6 +163,7 @@ Action add_profile_command(CLI::App& app) {
       s.tokens = tokens;
       s.first_position = first_position;
       s.fp16_linear = o->fp16;
+      s.int8_head = o->head == "int8";
       // LogitsMode::Last: the head runs on the last row only when that row can be bound on its own.
       const bool one_row =
           uint64_t(tokens - 1) * c.dim * 4 % std::max<uint64_t>(1, info.min_storage_buffer_offset_alignment) == 0;
@@ -194,7 +198,7 @@ Action add_profile_command(CLI::App& app) {
       bool split = false;
       for (size_t i = 0; i < n_stages; ++i)
         for (const auto& t : engine.stage(i).last_timings()) {
-          const auto n = profiler::name_dispatch(t.label, o->fp16, ternary_shader);
+          const auto n = profiler::name_dispatch(t.label, o->fp16, ternary_shader, o->head == "int8");
           shaders.push_back({n.shader, t.microseconds});
           ops_.push_back({n.op, t.microseconds});
           op_names.push_back(t.label);

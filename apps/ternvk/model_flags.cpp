@@ -21,7 +21,17 @@ void ModelFlags::add(CLI::App& cmd) {
   cmd.add_option("--devices", devices,
                  "Run the model as a pipeline over these devices: indices from `ternvk devices` (may repeat) or all");
   cmd.add_option("--split", split, "Layers per device with --devices: auto (even) or N,N,...");
+  add_head_flag(cmd, head);
 }
+
+void add_head_flag(CLI::App& cmd, std::string& head) {
+  cmd.add_option("--head", head,
+                 "Output head (and tied embedding) on the GPU: f16 (the file's values) or int8 (one scale per row, "
+                 "half the bytes; see docs/performance.md)")
+      ->check(CLI::IsMember({"f16", "int8"}));
+}
+
+HeadPrecision parse_head(const std::string& head) { return head == "int8" ? HeadPrecision::Int8 : HeadPrecision::F16; }
 
 EngineOptions ModelFlags::engine_options(int device_count) const {
   EngineOptions o;
@@ -33,6 +43,7 @@ EngineOptions ModelFlags::engine_options(int device_count) const {
   o.context = context;
   o.prefill_chunk = batch;
   o.dot = dot == "swar" ? ops::TernaryDot::Swar : dot == "int8" ? ops::TernaryDot::PackedInt8 : ops::TernaryDot::Auto;
+  o.head = parse_head(head);
   o.progress = progress_printer();
   if (o.devices.size() > 1)  // the placement, before anything is uploaded
     o.on_plan = [](const std::string& plan) { std::fprintf(stderr, "%s", plan.c_str()); };

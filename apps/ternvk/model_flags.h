@@ -19,6 +19,7 @@ struct ModelFlags {
   std::string dot = "auto";
   std::string devices;  // "I,J,..." or "all": a pipeline of stages, one per entry
   std::string split = "auto";
+  std::string head = "f16";  // output head precision: f16 or int8
   void add(CLI::App& cmd);
   EngineOptions engine_options(int device_count) const;
   std::string model_path() const;
@@ -32,6 +33,10 @@ struct SamplingFlags {
   void add(CLI::App& cmd);
   SamplingParams resolved() const;
 };
+
+// Adds `--head f16|int8` (the output head's precision on the GPU) to a command.
+void add_head_flag(CLI::App& cmd, std::string& head);
+HeadPrecision parse_head(const std::string& head);
 
 // Prints a loading progress line on stderr (only when stderr is a terminal).
 std::function<void(int, int)> progress_printer();

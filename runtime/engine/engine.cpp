@@ -54,7 +54,8 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
       capacities.push_back({devices_[i]->describe(), speeds[i], devices_[i]->free_bytes()});
     split = split_by_speed_and_memory(c, capacities,
                                       {.context = context_, .prefill_chunk = max_tokens_,
-                                       .sequences = options_.sequences, .fp16_baseline = options_.fp16_baseline});
+                                       .sequences = options_.sequences, .fp16_baseline = options_.fp16_baseline,
+                                       .head = options_.head});
   }
   const std::vector<StageSpec> specs = plan_stages(c, int(infos.size()), split);
   // Refuse before uploading anything when a stage cannot fit its device's memory.
@@ -62,7 +63,8 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
     const DeviceInfo& info = *infos[i];
     const auto estimate = options_.fp16_baseline ? estimate_fp16_footprint : estimate_gpu_footprint;
     const GpuFootprint need = estimate(c, context_, options_.sequences, max_tokens_,
-                                       specs[i].end_layer - specs[i].first_layer, specs[i].embedding, specs[i].head);
+                                       specs[i].end_layer - specs[i].first_layer, specs[i].embedding, specs[i].head,
+                                       options_.head);
     const uint64_t heap = info.unified_memory() ? (info.heaps.empty() ? 0 : info.heaps[0].size) : info.device_local_bytes();
     if (heap && need.total() > heap)
       throw OutOfMemoryError(model.string() + ": stage " + std::to_string(i) + " needs about " +
@@ -85,7 +87,8 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
     for (size_t i = 0; i < specs.size(); ++i) {
       const auto estimate = options_.fp16_baseline ? estimate_fp16_footprint : estimate_gpu_footprint;
       const GpuFootprint need = estimate(c, context_, options_.sequences, max_tokens_,
-                                         specs[i].end_layer - specs[i].first_layer, specs[i].embedding, specs[i].head);
+                                         specs[i].end_layer - specs[i].first_layer, specs[i].embedding, specs[i].head,
+                                       options_.head);
       char share[32];
       std::snprintf(share, sizeof share, "%.0f%%", total_cost > 0 ? 100.0 * cost[i] / total_cost : 100.0);
       plan += "plan: stage " + std::to_string(i) + " on device " + std::to_string(infos[i]->index) + " (" +
@@ -98,7 +101,7 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
   }
   StageOptions so{.context = context_, .sequences = options_.sequences, .max_tokens = max_tokens_, .dot = options_.dot,
                   .timestamps = options_.timestamps, .max_segment_bytes = options_.max_segment_bytes,
-                  .fp16_baseline = options_.fp16_baseline};
+                  .fp16_baseline = options_.fp16_baseline, .head = options_.head};
   for (size_t i = 0; i < specs.size(); ++i) {
     try {
       stages_.push_back(std::make_unique<Stage>(*devices_[i], *source_, specs[i], so, options_.progress));

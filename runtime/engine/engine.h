@@ -39,6 +39,9 @@ struct EngineOptions {
   // device, layers, estimated bytes of weights and KV cache, expected share of a token's time.
   std::function<void(const std::string& plan)> on_plan;
   bool fp16_baseline = false;  // linear weights in FP16 (the baseline every claim is measured against)
+  // The output head (and the embedding when tied) as FP16 (default) or int8 rows: half its bytes,
+  // which dominate a decode token of small models (docs/performance.md "Int8 head").
+  HeadPrecision head = HeadPrecision::F16;
   bool load_tokenizer = true;  // tests of weights-only files turn it off
   // KV cache slots: sequences held at once (batched decode, the server's --parallel). Each slot has
   // `context` positions; the KV cache is allocated up front for all of them.

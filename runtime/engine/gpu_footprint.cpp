@@ -7,15 +7,18 @@ namespace {
 uint64_t ternary_bytes(uint64_t rows, uint64_t cols) { return rows * ((cols + 63) / 64 * 16) + rows * 4; }
 }  // namespace
 
+const char* head_precision_name(HeadPrecision h) { return h == HeadPrecision::Int8 ? "int8" : "f16"; }
+
 GpuFootprint estimate_gpu_footprint(const ModelConfig& c, int context, int sequences, int prefill_chunk,
-                                    int layers, bool with_embedding, bool with_head) {
+                                    int layers, bool with_embedding, bool with_head, HeadPrecision head) {
   if (layers < 0) layers = c.n_layers;
   GpuFootprint f;
   const uint64_t per_layer = ternary_bytes(c.q_dim() + 2ull * c.kv_dim(), c.dim) + ternary_bytes(c.dim, c.q_dim()) +
                              ternary_bytes(2ull * c.ffn_dim, c.dim) + ternary_bytes(c.dim, c.ffn_dim);
   f.ternary_weights = per_layer * layers;
   const uint64_t norms = uint64_t(layers) * 4 * (2ull * c.dim + c.q_dim() + c.ffn_dim) + 4ull * c.dim;
-  const uint64_t table = uint64_t(c.vocab) * ((c.dim + 7) / 8 * 8) * 2;
+  const uint64_t table = head == HeadPrecision::Int8 ? uint64_t(c.vocab) * ((c.dim + 15) / 16 * 16 + 4)
+                                                    : uint64_t(c.vocab) * ((c.dim + 7) / 8 * 8) * 2;
   f.weights = f.ternary_weights + norms + ((with_embedding || with_head) ? table : 0);
   f.kv_cache = 2ull * layers * uint64_t(context) * c.kv_dim() * 2 * sequences;
   const uint64_t t = prefill_chunk;
@@ -25,9 +28,10 @@ GpuFootprint estimate_gpu_footprint(const ModelConfig& c, int context, int seque
 }
 
 GpuFootprint estimate_fp16_footprint(const ModelConfig& c, int context, int sequences, int prefill_chunk,
-                                     int layers, bool with_embedding, bool with_head) {
+                                     int layers, bool with_embedding, bool with_head, HeadPrecision head) {
   if (layers < 0) layers = c.n_layers;
-  GpuFootprint f = estimate_gpu_footprint(c, context, sequences, prefill_chunk, layers, with_embedding, with_head);
+  GpuFootprint f =
+      estimate_gpu_footprint(c, context, sequences, prefill_chunk, layers, with_embedding, with_head, head);
   auto fp16 = [](uint64_t rows, uint64_t cols) { return rows * ((cols + 7) / 8 * 8) * 2; };
   const uint64_t per_layer = fp16(c.q_dim() + 2ull * c.kv_dim(), c.dim) + fp16(c.dim, c.q_dim()) +
                              fp16(2ull * c.ffn_dim, c.dim) + fp16(c.dim, c.ffn_dim);

@@ -41,7 +41,7 @@ std::vector<int> parse_int_list(const std::string& text, const char* flag) {
 
 uint64_t stage_bytes(const ModelConfig& c, const PlacementShape& s, int layers, bool embedding, bool head) {
   const auto estimate = s.fp16_baseline ? estimate_fp16_footprint : estimate_gpu_footprint;
-  return estimate(c, s.context, s.sequences, s.prefill_chunk, layers, embedding, head).total();
+  return estimate(c, s.context, s.sequences, s.prefill_chunk, layers, embedding, head, s.head).total();
 }
 
 std::string mib(uint64_t bytes) {

@@ -24,6 +24,7 @@ struct PlacementShape {
   int prefill_chunk = 64;  // tokens per step (scratch activations)
   int sequences = 1;       // KV cache slots
   bool fp16_baseline = false;
+  HeadPrecision head = HeadPrecision::F16;
 };
 
 // One device as a split sees it; `name` is used in errors ("device 0 (NVIDIA ...)").

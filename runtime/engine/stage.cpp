@@ -20,7 +20,8 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
       options_(options),
       ternary_(device, {.dot = options.dot}),
       fp16_(device),
-      norm_quant_(device) {
+      norm_quant_(device),
+      int8_(device) {
   if (spec.first_layer < 0 || spec.end_layer > c_.n_layers || spec.first_layer >= spec.end_layer)
     throw Error("stage layers [" + std::to_string(spec.first_layer) + ", " + std::to_string(spec.end_layer) +
                 ") do not fit a model of " + std::to_string(c_.n_layers) + " layers");
@@ -64,16 +65,27 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   if (spec.embedding || spec.head) {
     auto table = source.embedding_f16();
     auto untied = spec.head ? source.output_f16() : std::nullopt;
+    const bool i8 = options.head == HeadPrecision::Int8;
+    if (i8 && D % 4 != 0)
+      throw Error("the int8 head needs a hidden size divisible by 4; this model's is " + std::to_string(D) +
+                  " (use the f16 head)");
+    // The head in the chosen precision; when tied, the same rows serve as the embedding table.
+    auto upload_head = [&](const std::vector<uint16_t>& halves, const std::string& what) {
+      if (i8)
+        head_i8_ = std::make_unique<ops::Int8MatrixGpu>(device, ops::quantize_rows_int8(halves, V, D), what,
+                                                        options.max_segment_bytes);
+      else
+        head_ = std::make_unique<ops::Fp16MatrixGpu>(device, halves, V, D, what, options.max_segment_bytes);
+    };
     if (untied) {
-      head_ = std::make_unique<ops::Fp16MatrixGpu>(device, *untied, V, D, "output head", options.max_segment_bytes);
+      if (spec.head) upload_head(*untied, "output head");
       if (spec.embedding)
         table_ = std::make_unique<ops::Fp16MatrixGpu>(device, table, V, D, "token embedding", options.max_segment_bytes);
     } else {
-      // Tied: one fp16 copy serves as the embedding table and the output head.
-      head_ = std::make_unique<ops::Fp16MatrixGpu>(device, table, V, D, "token embedding / output head",
-                                                   options.max_segment_bytes);
+      upload_head(table, "token embedding / output head");
     }
-    weight_bytes_ += head_->weight_bytes() + (table_ ? table_->weight_bytes() : 0);
+    weight_bytes_ += (head_ ? head_->weight_bytes() : 0) + (head_i8_ ? head_i8_->weight_bytes() : 0) +
+                     (table_ ? table_->weight_bytes() : 0);
   }
   if (spec.head) output_norm_ = upload_floats(source.output_norm(), "output_norm");
   step();
@@ -180,9 +192,15 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   const uint64_t hidden_bytes = uint64_t(T) * D * 4;
   if (!spec_.embedding) rec.copy(hidden_in_.range(0, hidden_bytes), x_.range(0, hidden_bytes));
   if (spec_.embedding) {
-    const ops::Fp16MatrixGpu& table = table_ ? *table_ : *head_;
     ops::EmbeddingArgs e{.ids = ids_.range(), .out = x_.range(), .tokens = T, .cols = D, .vocab = V};
-    for (const auto& s : table.segments()) e.segments.push_back({s.weights.range(), s.first_row, s.rows});
+    if (!table_ && head_i8_) {
+      e.type = ops::EmbeddingTable::I8;
+      e.scales = head_i8_->scales().range();
+      for (const auto& s : head_i8_->segments()) e.segments.push_back({s.weights.range(), s.first_row, s.rows});
+    } else {
+      const ops::Fp16MatrixGpu& table = table_ ? *table_ : *head_;
+      for (const auto& s : table.segments()) e.segments.push_back({s.weights.range(), s.first_row, s.rows});
+    }
     ops::record_embedding(rec, e);
   }
   for (Layer& L : layers_) {
@@ -218,9 +236,9 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
                             .cols = D, .eps = c_.rms_eps});
   const uint64_t last_offset = uint64_t(T - 1) * D * 4;
   if (mode == LogitsMode::Last && head_on_last_row_only(T)) {
-    fp16_.record(rec, *head_, normed_.range(last_offset, uint64_t(D) * 4), 1, {logits_.range(0, uint64_t(V) * 4)});
+    record_head(rec, normed_.range(last_offset, uint64_t(D) * 4), 1, {logits_.range(0, uint64_t(V) * 4)});
   } else {
-    fp16_.record(rec, *head_, normed_.range(0, uint64_t(T) * D * 4), T, {logits_.range(0, uint64_t(T) * V * 4)});
+    record_head(rec, normed_.range(0, uint64_t(T) * D * 4), T, {logits_.range(0, uint64_t(T) * V * 4)});
   }
   if (select.kind == Selection::Logits) return;
   // The next token's candidates, chosen on the GPU: the host reads 8 bytes (argmax) or k pairs per
@@ -229,6 +247,13 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
     record_selection(rec, head_on_last_row_only(T) ? 0 : T - 1, 1, select);
   else
     record_selection(rec, 0, T, select);
+}
+
+void Stage::record_head(Recording& rec, BufferRange x, uint32_t tokens, const ops::MatmulOutput& logits) {
+  if (head_i8_)
+    int8_.record(rec, *head_i8_, x, tokens, logits);
+  else
+    fp16_.record(rec, *head_, x, tokens, logits);
 }
 
 void Stage::record_selection(Recording& rec, uint64_t first_row, uint32_t rows, Selection select) {

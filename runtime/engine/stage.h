@@ -11,10 +11,12 @@
 
 #include "runtime/device/device.h"
 #include "runtime/device/recording.h"
+#include "runtime/engine/gpu_footprint.h"
 #include "runtime/engine/model_source.h"
 #include "runtime/engine/sampler.h"
 #include "runtime/ops/attention.h"
 #include "runtime/ops/fp16_matmul.h"
+#include "runtime/ops/int8_matmul.h"
 #include "runtime/ops/kv_cache.h"
 #include "runtime/ops/quantized_activations.h"
 #include "runtime/ops/rmsnorm_quant.h"
@@ -40,6 +42,8 @@ struct StageOptions {
   // The FP16 baseline: the same model with every linear weight expanded to FP16 (w * scale) and
   // float activations. Every speed and memory claim is measured against it.
   bool fp16_baseline = false;
+  // The output head (and the embedding when tied) in FP16 or as int8 rows (ops/int8_matmul.h).
+  HeadPrecision head = HeadPrecision::F16;
 };
 
 enum class LogitsMode { None, Last, All };
@@ -118,6 +122,8 @@ class Stage {
   void record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence);
   // Argmax or top-k of `rows` rows of logits starting at `first`, into selected_.
   void record_selection(Recording& rec, uint64_t first_row, uint32_t rows, Selection select);
+  // logits = head · x for `tokens` rows of x, by the FP16 or the int8 kernel.
+  void record_head(Recording& rec, BufferRange x, uint32_t tokens, const ops::MatmulOutput& logits);
   Buffer upload_floats(const std::vector<float>& v, const std::string& what);
   LinearWeights upload_linear(std::vector<TernaryMatrix> parts, const std::string& what);
   // out = W · norm(x): quantize + ternary matmul, or float norm + FP16 matmul for the baseline.
@@ -133,8 +139,10 @@ class Stage {
   ops::Fp16Matmul fp16_;
   ops::RmsNormQuant norm_quant_;
   std::vector<Layer> layers_;
-  std::unique_ptr<ops::Fp16MatrixGpu> head_;   // also the embedding table when tied
-  std::unique_ptr<ops::Fp16MatrixGpu> table_;  // the embedding table when the head is untied
+  ops::Int8Matmul int8_;
+  std::unique_ptr<ops::Fp16MatrixGpu> head_;     // FP16 head, also the embedding table when tied
+  std::unique_ptr<ops::Int8MatrixGpu> head_i8_;  // HeadPrecision::Int8: the head, also the table when tied
+  std::unique_ptr<ops::Fp16MatrixGpu> table_;    // the embedding table when the head is untied
   Buffer output_norm_;
   // Activations for up to max_tokens tokens.
   Buffer ids_, positions_, slots_;  // host-visible, written before each replay

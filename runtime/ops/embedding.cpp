@@ -10,7 +10,12 @@
 
 namespace ternvk::ops {
 uint64_t embedding_row_bytes(EmbeddingTable type, uint32_t cols) {
-  return type == EmbeddingTable::F16 ? (uint64_t(cols) + 7) / 8 * 8 * 2 : uint64_t(cols) * 4;
+  switch (type) {
+    case EmbeddingTable::F16: return (uint64_t(cols) + 7) / 8 * 8 * 2;
+    case EmbeddingTable::I8: return (uint64_t(cols) + 15) / 16 * 16;
+    case EmbeddingTable::F32: break;
+  }
+  return uint64_t(cols) * 4;
 }
 
 std::vector<RowSegment> split_rows(uint32_t rows, uint64_t row_bytes, uint64_t max_bytes, uint64_t alignment) {
@@ -63,16 +68,22 @@ void record_embedding(Recording& rec, const EmbeddingArgs& a) {
   const DeviceInfo& info = dev.info();
   if (a.tokens > 65535) throw Error("embedding: more than 65535 tokens in one dispatch; split the batch");
   const uint32_t wg = a.workgroup ? a.workgroup : elementwise_workgroup(info);
-  const bool f16 = a.type == EmbeddingTable::F16;
-  const Pipeline& pipe = dev.pipeline(f16 ? "embedding" : "embedding_f32", {.constants = {{0, wg}}});
-  const uint32_t items = f16 ? (a.cols + 1) / 2 : a.cols;
+  const bool i8 = a.type == EmbeddingTable::I8;
+  if (i8 && (!a.scales.buffer || (a.scales.size && a.scales.size < uint64_t(a.vocab) * 4)))
+    throw Error("embedding: an int8 table needs one fp32 scale per row (" + std::to_string(a.vocab) + " rows)");
+  const char* shader = a.type == EmbeddingTable::F16 ? "embedding" : i8 ? "embedding_i8" : "embedding_f32";
+  const Pipeline& pipe = dev.pipeline(shader, {.constants = {{0, wg}}});
+  const uint32_t items = a.type == EmbeddingTable::F16 ? (a.cols + 1) / 2 : i8 ? (a.cols + 3) / 4 : a.cols;
   const uint32_t row_stride = uint32_t(row_bytes / 4);
   for (size_t s = 0; s < a.segments.size(); ++s) {
     const auto& seg = a.segments[s];
     struct {
       uint32_t cols, row_stride, first_row, segment_rows, total_rows, zero_invalid;
     } push{a.cols, row_stride, seg.first_row, seg.rows, a.vocab, s == 0 ? 1u : 0u};
-    rec.dispatch(pipe, {a.ids, seg.table, a.out}, push, (items + wg - 1) / wg, a.tokens);
+    if (i8)
+      rec.dispatch(pipe, {a.ids, seg.table, a.out, a.scales}, push, (items + wg - 1) / wg, a.tokens);
+    else
+      rec.dispatch(pipe, {a.ids, seg.table, a.out}, push, (items + wg - 1) / wg, a.tokens);
   }
 }
 

@@ -17,9 +17,11 @@
 
 namespace ternvk::ops {
 
-enum class EmbeddingTable { F16, F32 };
+// I8: the int8 head's rows (ops/int8_matmul.h: round_up(cols, 16) bytes) with one fp32 scale per row.
+enum class EmbeddingTable { F16, F32, I8 };
 
-// Bytes of one table row in the device layout: round_up(cols, 8) * 2 for F16, cols * 4 for F32.
+// Bytes of one table row in the device layout: round_up(cols, 8) * 2 for F16, cols * 4 for F32,
+// round_up(cols, 16) for I8.
 uint64_t embedding_row_bytes(EmbeddingTable type, uint32_t cols);
 
 // A split of `rows` rows of `row_bytes` each into segments of at most `max_bytes` whose byte
@@ -47,6 +49,7 @@ struct EmbeddingArgs {
   uint32_t cols = 0;
   uint32_t vocab = 0;
   EmbeddingTable type = EmbeddingTable::F16;
+  BufferRange scales;                       // I8 only: fp32 [vocab]
   uint32_t workgroup = 0;                   // 0 picks from DeviceInfo
 };
 

@@ -10,7 +10,7 @@ bool starts(std::string_view s, std::string_view p) { return s.substr(0, p.size(
 
 std::string kind_of(std::string_view label) {
   static const std::pair<const char*, const char*> prefixes[] = {
-      {"ternary_matmul", "ternary_matmul"},     {"fp16_matmul", "fp16_matmul"},
+      {"ternary_matmul", "ternary_matmul"},     {"fp16_matmul", "fp16_matmul"}, {"int8_matmul", "int8_matmul"},
       {"rmsnorm_quant_gated", "rmsnorm_quant_gated"}, {"rmsnorm_quant", "rmsnorm_quant"}, {"rmsnorm", "rmsnorm"},
       {"attention_combine", "attention_combine"}, {"attention", "attention"},
       {"rope", "rope"},                         {"argmax_merge", "argmax_merge"},
@@ -41,7 +41,7 @@ PassWork estimate_pass_work(const TransformerShape& s, const PassSpec& p, bool b
       w[by_matrix ? matrix : "ternary_matmul"] += {N * Kp / 4 + N * 8 + T * (Kp + 8) + out, T * N * K};
     }
   };
-  if (p.embedding) w["embedding"] += {T * 4 + T * D * 2 + T * D * 4, 0};
+  if (p.embedding) w["embedding"] += {T * 4 + T * D * (p.int8_head ? 1 : 2) + T * D * 4, 0};
   const double last = p.first_position + T - 1;
   double attn_macs = 0;
   for (int t = 0; t < p.tokens; ++t) attn_macs += 2.0 * (p.first_position + t + 1) * H * hd;
@@ -72,7 +72,8 @@ PassWork estimate_pass_work(const TransformerShape& s, const PassSpec& p, bool b
   if (p.head_rows > 0) {
     w["rmsnorm"] += {T * D * 4 + D * 4 + T * D * 4, 0};
     const double R = p.head_rows;
-    w[by_matrix ? "head" : "fp16_matmul"] += {V * round_up(D, 8) * 2 + R * D * 4 + R * V * 4, R * V * D};
+    const double head_bytes = p.int8_head ? V * (round_up(D, 16) + 4) : V * round_up(D, 8) * 2;
+    w[by_matrix ? "head" : p.int8_head ? "int8_matmul" : "fp16_matmul"] += {head_bytes + R * D * 4 + R * V * 4, R * V * D};
     if (p.select != PassSpec::None) {
       const std::string first = p.select == PassSpec::Argmax ? "argmax" : "topk";
       const double entry = 8;
@@ -95,10 +96,12 @@ std::string matrix_of(std::string_view label) {
   return "";
 }
 
-DispatchName name_dispatch(std::string_view label, bool fp16_linear, const std::string& ternary_shader) {
+DispatchName name_dispatch(std::string_view label, bool fp16_linear, const std::string& ternary_shader,
+                           bool int8_head) {
   const std::string m = matrix_of(label);
   if (m.empty()) return {std::string(label), std::string(label)};
-  return {(m == "head" || fp16_linear) ? "fp16_matmul" : ternary_shader, m};
+  if (m == "head") return {int8_head ? "int8_matmul" : "fp16_matmul", m};
+  return {fp16_linear ? "fp16_matmul" : ternary_shader, m};
 }
 
 }  // namespace ternvk::profiler

@@ -57,6 +57,7 @@ struct PassSpec {
   bool fp16_linear = false;  // the FP16 baseline (float norm + fp16 matmul) instead of int8 + ternary
   bool embedding = true;     // the first stage
   int head_rows = 1;         // rows of logits computed by the head (0: no head in this pass)
+  bool int8_head = false;    // the head (and tied embedding) as int8 rows + row scales, not FP16
   enum Select { None, Argmax, TopK } select = None;
   int select_parts = 1;      // workgroups of the first argmax/top-k pass (1: no merge pass)
   int topk = 0;              // k when select == TopK
@@ -79,7 +80,9 @@ struct DispatchName {
   std::string shader, op;
 };
 // `ternary_shader`: the ternary matmul's shader ("ternary_matmul_dot" / "ternary_matmul_swar");
-// `fp16_linear`: the layers' matrices are FP16 (the baseline). The head is always FP16.
-DispatchName name_dispatch(std::string_view label, bool fp16_linear, const std::string& ternary_shader);
+// `fp16_linear`: the layers' matrices are FP16 (the baseline). The head runs on fp16_matmul, or on
+// int8_matmul with `int8_head`.
+DispatchName name_dispatch(std::string_view label, bool fp16_linear, const std::string& ternary_shader,
+                           bool int8_head = false);
 
 }  // namespace ternvk::profiler

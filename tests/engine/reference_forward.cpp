@@ -46,7 +46,7 @@ size_t argmax_index(const std::vector<float>& v) {
   return size_t(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
-ReferenceForward::ReferenceForward(const ModelSource& source) : c_(source.config()) {
+ReferenceForward::ReferenceForward(const ModelSource& source, bool int8_head) : c_(source.config()) {
   for (int l = 0; l < c_.n_layers; ++l) {
     Layer L{source.linear(l, Linear::Q),    source.linear(l, Linear::K),  source.linear(l, Linear::V),
             source.linear(l, Linear::O),    source.linear(l, Linear::Gate), source.linear(l, Linear::Up),
@@ -59,9 +59,24 @@ ReferenceForward::ReferenceForward(const ModelSource& source) : c_(source.config
     for (size_t i = 0; i < h.size(); ++i) f[i] = half_to_float(h[i]);
     return f;
   };
+  // Row-wise int8 rounding: each value becomes round(w / s) * s with s = max|w| / 127 over its row.
+  auto round_rows_int8 = [&](std::vector<float> m) {
+    for (size_t r = 0; r < m.size() / size_t(c_.dim); ++r) {
+      float* row = m.data() + r * size_t(c_.dim);
+      float amax = 0;
+      for (int i = 0; i < c_.dim; ++i) amax = std::max(amax, std::fabs(row[i]));
+      const float s = amax / 127.0f;
+      for (int i = 0; i < c_.dim; ++i) row[i] = s == 0 ? 0.0f : std::nearbyint(row[i] / s) * s;
+    }
+    return m;
+  };
   embedding_ = to_float(source.embedding_f16());
   auto head = source.output_f16();
   head_ = head ? to_float(*head) : embedding_;
+  if (int8_head) {
+    head_ = round_rows_int8(head_);
+    if (!head) embedding_ = head_;  // tied: the same int8 rows are the embedding table
+  }
   output_norm_ = source.output_norm();
 }
 

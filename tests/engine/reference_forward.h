@@ -10,7 +10,9 @@ namespace ternvk::test {
 
 class ReferenceForward {
  public:
-  explicit ReferenceForward(const ModelSource& source);
+  // `int8_head`: the head (and the embedding when tied) rounded to int8 per row, w ~ q * max|w_row| / 127,
+  // as the engine's --head int8 holds it.
+  explicit ReferenceForward(const ModelSource& source, bool int8_head = false);
   // Logits [T][vocab] for every position of `tokens` (causal, positions 0..T-1).
   std::vector<std::vector<float>> logits(const std::vector<uint32_t>& tokens) const;
   const ModelConfig& config() const { return c_; }

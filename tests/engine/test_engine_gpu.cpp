@@ -123,6 +123,46 @@ TEST_CASE("both ternary inner-product paths and split tensors give the reference
   }
 }
 
+TEST_CASE("the int8 head (tied and untied, split into segments) gives the int8-head reference logits") {
+  ValidationGuard guard;
+  const RandomModel m = make_random_model(small_2b4t_config(), 17);
+  const auto dir = temp_dir("engine-int8-head");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const std::vector<uint32_t> tokens = {1, 9, 8, 7, 6, 5, 300};
+  const auto source = open_model(dir / "model.gguf");
+  const auto want = ReferenceForward(*source, true).logits(tokens);
+  uint64_t f16_bytes = 0;
+  {
+    Engine engine(instance(), dir / "model.gguf", weights_only(4));
+    f16_bytes = engine.stage(0).weight_bytes();
+  }
+  for (uint64_t segment : {uint64_t(0), uint64_t(4096)}) {
+    CAPTURE(segment);
+    EngineOptions o = weights_only(4);
+    o.head = HeadPrecision::Int8;
+    o.max_segment_bytes = segment;
+    Engine engine(instance(), dir / "model.gguf", o);
+    check_against_reference(rows(engine.eval(tokens, true), m.config.vocab), want);
+    // The tied table: vocab x dim fp16 became vocab x (dim int8 + one float scale).
+    const uint64_t V = m.config.vocab, D = m.config.dim;
+    CHECK(f16_bytes - engine.stage(0).weight_bytes() == V * ((D + 7) / 8 * 8) * 2 - V * ((D + 15) / 16 * 16 + 4));
+  }
+  // The int8 head is not the FP16 head: the logits move (a little), so the check above can fail.
+  const auto f16_want = ReferenceForward(*source).logits(tokens);
+  double max_diff = 0;
+  for (size_t t = 0; t < tokens.size(); ++t)
+    for (size_t v = 0; v < f16_want[t].size(); ++v) max_diff = std::max(max_diff, double(std::fabs(f16_want[t][v] - want[t][v])));
+  CHECK(max_diff > 1e-4);
+  // llama.cpp's tiny model: an untied output head (int8) beside the FP16 embedding table.
+  const auto tiny = kShared / "data/models/tiny-random-tq2_0.gguf";
+  const std::vector<uint32_t> tiny_tokens = {1, 450, 4996, 17354, 1701};
+  EngineOptions o = weights_only(3);
+  o.head = HeadPrecision::Int8;
+  Engine engine(instance(), tiny, o);
+  check_against_reference(rows(engine.eval(tiny_tokens, true), 32000),
+                          ReferenceForward(*open_model(tiny), true).logits(tiny_tokens));
+}
+
 TEST_CASE("the FP16 baseline of the same model gives the reference logits") {
   ValidationGuard guard;
   const RandomModel m = make_random_model(small_2b4t_config(), 13);

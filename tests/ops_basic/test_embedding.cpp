@@ -17,6 +17,7 @@ namespace {
 struct Table {
   std::vector<uint32_t> words;
   std::vector<float> values;  // [vocab, cols]
+  std::vector<float> scales;  // I8: [vocab]
 };
 
 Table make_table(ops::EmbeddingTable type, uint32_t vocab, uint32_t cols, uint32_t seed) {
@@ -25,6 +26,18 @@ Table make_table(ops::EmbeddingTable type, uint32_t vocab, uint32_t cols, uint32
   const uint64_t row_words = ops::embedding_row_bytes(type, cols) / 4;
   t.words.assign(vocab * row_words, 0);
   t.values.resize(v.size());
+  if (type == ops::EmbeddingTable::I8) {
+    // Per-row scales of different sizes; the value is q * scale, computed as the GPU does (float).
+    for (uint32_t r = 0; r < vocab; ++r) {
+      t.scales.push_back(0.01f * float(r % 7 + 1));
+      for (uint32_t c = 0; c < cols; ++c) {
+        const int q = int(v[size_t(r) * cols + c] * 31.0f);  // -124..124
+        t.words[r * row_words + c / 4] |= uint32_t(uint8_t(int8_t(q))) << (8 * (c % 4));
+        t.values[size_t(r) * cols + c] = float(q) * t.scales[r];
+      }
+    }
+    return t;
+  }
   for (uint32_t r = 0; r < vocab; ++r)
     for (uint32_t c = 0; c < cols; ++c) {
       float x = v[size_t(r) * cols + c];
@@ -67,6 +80,7 @@ void check_embedding(ops::EmbeddingTable type, uint32_t vocab, uint32_t cols, ui
     ids[2] = 0xffffffffu;  // out of range: zeros
   }
   Buffer bt = test::upload(table.words, "embedding table");
+  Buffer bs = test::upload(table.scales.empty() ? std::vector<float>(1) : table.scales, "embedding row scales");
   Buffer bi = test::upload(ids, "ids");
   Buffer bo = dev.create_buffer(uint64_t(tokens) * cols * 4, MemoryKind::DeviceLocal, "embedding out");
   Recording pre(dev);
@@ -75,7 +89,7 @@ void check_embedding(ops::EmbeddingTable type, uint32_t vocab, uint32_t cols, ui
 
   const uint64_t row_bytes = ops::embedding_row_bytes(type, cols);
   ops::EmbeddingArgs args{.ids = bi.range(), .out = bo.range(), .tokens = tokens, .cols = cols, .vocab = vocab,
-                          .type = type};
+                          .type = type, .scales = bs.range()};
   const uint64_t max_bytes = max_segment_bytes ? max_segment_bytes : vocab * row_bytes;
   for (const auto& s :
        ops::split_rows(vocab, row_bytes, max_bytes, dev.info().min_storage_buffer_offset_alignment))
@@ -100,6 +114,13 @@ TEST_CASE("embedding from an fp32 table matches the CPU exactly") {
   test::ValidationGuard guard;
   for (uint32_t cols : {1u, 7u, 257u, 2563u})
     for (uint32_t tokens : {1u, 17u}) check_embedding(ops::EmbeddingTable::F32, 37, cols, tokens, 0);
+}
+
+TEST_CASE("embedding from an int8 table (the int8 head's rows) matches the CPU exactly") {
+  test::ValidationGuard guard;
+  for (uint32_t cols : {1u, 7u, 13u, 16u, 255u, 2563u})
+    for (uint32_t tokens : {1u, 3u, 17u}) check_embedding(ops::EmbeddingTable::I8, 37, cols, tokens, 0);
+  check_embedding(ops::EmbeddingTable::I8, 101, 13, 17, 3 * 16 * 16);  // forced segments
 }
 
 TEST_CASE("embedding over tiny row segments (forced) matches the CPU") {

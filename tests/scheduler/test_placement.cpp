@@ -22,7 +22,7 @@ const PlacementShape kShape{.context = 4096, .prefill_chunk = 64, .sequences = 1
 
 uint64_t stage_bytes(const ModelConfig& c, const PlacementShape& s, int layers, bool first, bool last) {
   const auto estimate = s.fp16_baseline ? estimate_fp16_footprint : estimate_gpu_footprint;
-  return estimate(c, s.context, s.sequences, s.prefill_chunk, layers, first, last).total();
+  return estimate(c, s.context, s.sequences, s.prefill_chunk, layers, first, last, s.head).total();
 }
 
 // Every stage of `split` fits its device by the estimate.
