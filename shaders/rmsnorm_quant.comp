@@ -106,27 +106,21 @@ void main() {
   const uint cols4 = p.cols / 4;
   const uint base = token * cols4 * (GATING == 0 ? 1 : 2);
 
-  float inv = 1.0;
-  if (NORM) {
-    float ss = 0.0;
-    for (uint i = lid; i < cols4; i += WG) {
-      const vec4 v = input4(base, i);
-      ss += v.x * v.x;
-      ss += v.y * v.y;
-      ss += v.z * v.z;
-      ss += v.w * v.w;
-    }
-    inv = inversesqrt(wg_sum(ss) / float(p.cols) + p.eps);
-  }
-
-  float amax = 0.0;
+  // One pass for the sum of squares and max |x * weight|: v = x * inv * weight with inv > 0, so
+  // max |v| = inv * max |x * weight| (to an ulp; the tests allow for it).
+  float ss = 0.0, amax = 0.0;
   for (uint i = lid; i < cols4; i += WG) {
-    vec4 v = input4(base, i);
-    if (NORM) v = v * inv * load_w4(i);
-    const vec4 a = abs(v);
+    const vec4 v = input4(base, i);
+    ss += v.x * v.x;
+    ss += v.y * v.y;
+    ss += v.z * v.z;
+    ss += v.w * v.w;
+    const vec4 a = abs(NORM ? v * load_w4(i) : v);
     amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
   }
-  const float s = max(wg_max(amax), 1e-5) / 127.0;
+  const float total_ss = wg_sum(ss);  // outside the select: wg_sum has barriers
+  const float inv = NORM ? inversesqrt(total_ss / float(p.cols) + p.eps) : 1.0;
+  const float s = max(wg_max(amax) * inv, 1e-5) / 127.0;
 
   // 16 elements (one uvec4 of q) per lane and step; texels past K give zero bytes.
   int sum_q = 0;
@@ -162,22 +156,16 @@ void main() {
   const uint token = gl_WorkGroupID.x;
   const uint base = token * p.cols * (GATING == 0 ? 1 : 2);
 
-  float inv = 1.0;
-  if (NORM) {
-    float ss = 0.0;
-    for (uint k = lid; k < p.cols; k += WG) {
-      const float v = input_at(base, k);
-      ss += v * v;
-    }
-    inv = inversesqrt(wg_sum(ss) / float(p.cols) + p.eps);
-  }
-
-  float amax = 0.0;
+  // One pass for the sum of squares and max |x * weight| (see the texel variant).
+  float ss = 0.0, amax = 0.0;
   for (uint k = lid; k < p.cols; k += WG) {
-    const float v = NORM ? input_at(base, k) * inv * norm_weight[k] : input_at(base, k);
-    amax = max(amax, abs(v));
+    const float v = input_at(base, k);
+    ss += v * v;
+    amax = max(amax, abs(NORM ? v * norm_weight[k] : v));
   }
-  const float s = max(wg_max(amax), 1e-5) / 127.0;
+  const float total_ss = wg_sum(ss);  // outside the select: wg_sum has barriers
+  const float inv = NORM ? inversesqrt(total_ss / float(p.cols) + p.eps) : 1.0;
+  const float s = max(wg_max(amax) * inv, 1e-5) / 127.0;
 
   int sum_q = 0;
   for (uint j = lid; j < p.words; j += WG) {
