@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -165,6 +166,46 @@ TEST_CASE("bench reports pp and tg for ternary and FP16, and a pipeline beside i
   CHECK(md.out.find("| pp8 |") != std::string::npos);
   CHECK(md.out.find("speed ternary/FP16") != std::string::npos);
   expect_clean_failure(run_ternvk("bench -p 8 -n 0 -r 1 --devices 0,0 --split 1,1,1"), "--split names 3 stages");
+}
+
+TEST_CASE("--head int8: run generates, bench pairs ternary and FP16 per head, perplexity stays close") {
+  auto r = run_ternvk("run -m " + kTiny + " -p 'Once upon a time' -n 6 --greedy --head int8");
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.rfind("Once upon a time", 0) == 0);
+  auto b = run_ternvk("bench -p 8 -n 2 -r 1 --both --head f16,int8 -o json");
+  CAPTURE(b.err);
+  REQUIRE(b.exit_code == 0);
+  const auto rows = nlohmann::json::parse(b.out);
+  REQUIRE(rows.size() == 8);  // {f16, int8} x {ternary, fp16} x {pp8, tg2}
+  std::map<std::string, uint64_t> weights;  // per head, ternary variant
+  for (const auto& row : rows) {
+    CHECK(row["avg_ts"].get<double>() > 0);
+    if (row["variant"] == "ternary") weights[row["head"].get<std::string>()] = row["weight_bytes"].get<uint64_t>();
+  }
+  REQUIRE(weights.size() == 2);
+  CHECK(weights["int8"] < weights["f16"]);  // the head's bytes about halve
+  auto md = run_ternvk("bench -p 0 -n 2 -r 1 --both --head int8");
+  CHECK(md.exit_code == 0);
+  CHECK(md.out.find("| int8 | Vulkan") != std::string::npos);  // the ratio row names its head
+  // The shipped model's quick perplexity (first 4 windows of its validation slice) with either head.
+  std::ifstream in(fs::path(TERNVK_SOURCE_DIR) / "tests/fixtures/ternvk-shakespeare.json");
+  const auto v = nlohmann::json::parse(in)["validation"];
+  const std::string corpus = (kShared / "data/corpus/tinyshakespeare.txt").string();
+  double ppl[2] = {0, 0};
+  for (int i = 0; i < 2; ++i) {
+    auto p = run_ternvk("perplexity -f " + corpus + " --byte-offset " + std::to_string(v["byte_offset"].get<long>()) +
+                        " --byte-length 4000 --window " + std::to_string(v["chunk_tokens"].get<int>()) +
+                        (i ? " --head int8" : " --head f16"));
+    CAPTURE(p.err);
+    REQUIRE(p.exit_code == 0);
+    ppl[i] = std::stod(p.out.substr(p.out.find("perplexity: ") + 12));
+  }
+  CAPTURE(ppl[0]);
+  CAPTURE(ppl[1]);
+  CHECK(ppl[0] != ppl[1]);                               // the head really changed
+  CHECK(std::abs(ppl[1] - ppl[0]) / ppl[0] < 0.005);     // and the model did not
+  expect_clean_failure(run_ternvk("run -m " + kTiny + " -p x --head int4"), "--head");
 }
 
 TEST_CASE("profile times every shader of a token, writes a Chrome trace and a PNG chart") {
