@@ -323,7 +323,7 @@ GenerationStats Engine::generate(std::span<const uint32_t> prompt, int max_token
   stats.prompt_seconds = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
   while (true) {
-    if ((eos && next == *eos) || (eot && next == *eot)) {
+    if ((eos && next == uint32_t(*eos)) || (eot && next == uint32_t(*eot))) {
       stats.stop_reason = "eos";
       break;
     }
