@@ -125,6 +125,7 @@ void ChatSession::do_load(const ModelRequest& request) {
     }
     o.device = request.device;
     o.context = request.context;
+    o.head = request.int8_head ? HeadPrecision::Int8 : HeadPrecision::F16;
     const DeviceInfo& first = instance_.select(o.devices.empty() ? request.device : std::optional<int>(o.devices.front()));
     o.timestamps = first.timestamps;  // per-dispatch GPU times for the performance panel
     o.progress = [this](int done, int total) {
@@ -137,6 +138,7 @@ void ChatSession::do_load(const ModelRequest& request) {
     // Formats whose control tokens the vocabulary lacks fall back to the plain format.
     format_ = detect_chat_format(engine->tokenizer(), c.arch_name);
     ternary_shader_ = engine->device().info().has_fast_int8_dot() ? "ternary_matmul_dot" : "ternary_matmul_swar";
+    int8_head_ = request.int8_head;
     std::string devices;
     for (size_t i = 0; i < engine->stage_count(); ++i) {
       const auto& s = engine->stage(i);
@@ -173,7 +175,7 @@ void ChatSession::record_timings(bool prefill, double host_us) {
   for (size_t s = 0; s < engine_->stage_count(); ++s) {
     named.clear();
     for (const auto& t : engine_->stage(s).last_timings()) {
-      const auto n = profiler::name_dispatch(t.label, false, ternary_shader_);
+      const auto n = profiler::name_dispatch(t.label, false, ternary_shader_, int8_head_);
       auto& row = by_shader[n.shader];
       row.label = n.shader;
       row.us += t.microseconds;

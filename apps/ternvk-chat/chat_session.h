@@ -30,6 +30,7 @@ struct ModelRequest {
   std::string devices;        // several devices as a pipeline ("0,1" or "all"); overrides device
   std::string split;          // layers per device with `devices` ("auto" or "12,18")
   int context = 0;            // 0: the model's, at most 4096
+  bool int8_head = false;     // the output head (and tied embedding) as int8 rows (--head int8)
 };
 
 struct GenerationRequest {
@@ -107,6 +108,7 @@ class ChatSession {
   std::unique_ptr<Engine> engine_;
   ChatFormat format_ = ChatFormat::kPlain;
   std::string ternary_shader_;
+  bool int8_head_ = false;
   double trace_cursor_us_ = 0;
   int trace_step_ = 0;
   std::thread worker_;  // last: starts after everything it uses exists

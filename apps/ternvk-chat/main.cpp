@@ -35,6 +35,7 @@ bool env_set(const char* name) {
 struct Options {
   std::string model, script, size = "1280x800", data_dir;
   std::optional<int> device;
+  std::string head = "f16";
   bool no_load = false;
 };
 
@@ -66,6 +67,7 @@ int run(const Options& o) {
   ConversationStore store(o.data_dir.empty() ? ConversationStore::default_root() : std::filesystem::path(o.data_dir));
   App app(instance, std::move(store), default_model_path());
   app.model_request.device = o.device;
+  app.model_request.int8_head = o.head == "int8";
   UiState ui;
   ui.mono = imgui.mono();
   ui.window_device = window.device_name();
@@ -127,6 +129,8 @@ int main(int argc, char** argv) {
   cli.add_option("--size", o.size, "Window size, WIDTHxHEIGHT");
   cli.add_option("--data-dir", o.data_dir, "Where conversations are kept (default: $XDG_DATA_HOME/ternvk)");
   cli.add_flag("--no-load", o.no_load, "Do not load a model at start");
+  cli.add_option("--head", o.head, "Output head on the GPU: f16 (the file's values) or int8 (half the bytes)")
+      ->check(CLI::IsMember({"f16", "int8"}));
   CLI11_PARSE(cli, argc, argv);
   try {
     return run(o);

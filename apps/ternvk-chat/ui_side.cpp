@@ -67,6 +67,9 @@ void device_section(App& app, UiState& ui) {
     ImGui::SetNextItemWidth(-1);
     ImGui::InputTextWithHint("##split", "layers per device: auto or 12,18", &app.model_request.split);
   }
+  ImGui::Checkbox("int8 output head", &app.model_request.int8_head);
+  help("Holds the output head (and the tied embedding) as int8 rows with one scale per row: half its "
+       "bytes, which dominate a token of small models; logits change slightly. Applies on Load.");
   const SessionView& s = app.session();
   if (!s.device_summary.empty()) ImGui::TextWrapped("model on: %s", s.device_summary.c_str());
   ImGui::TextWrapped("window drawn on: %s", ui.window_device.c_str());

@@ -27,9 +27,9 @@ void check_clean(const Run& r) {
 }
 
 // The CLI's continuation of `prompt`, greedy, `n` tokens.
-std::string cli_greedy(const std::string& prompt, int n) {
+std::string cli_greedy(const std::string& prompt, int n, const std::string& extra = "") {
   const auto r = run_shell(std::string(TERNVK_CLI) + " run -m " + shell_quote(kModel) + " -p " + shell_quote(prompt) +
-                           " -n " + std::to_string(n) + " --temp 0 --no-stats");
+                           " -n " + std::to_string(n) + " --temp 0 --no-stats" + extra);
   CAPTURE(r.err);
   REQUIRE(r.exit_code == 0);
   REQUIRE(r.out.rfind(prompt, 0) == 0);  // it echoes the prompt, then the answer, then a newline
@@ -109,6 +109,22 @@ TEST_CASE("a scripted chat in a real window answers as `ternvk run` does, and th
     check_clean(again);
     CHECK(read_json(dir / "reopened.json")["conversation"]["messages"] == messages);
   }
+}
+
+TEST_CASE("with --head int8 the app answers as `ternvk run --head int8` does and times the int8 head") {
+  const auto dir = scratch_dir("int8-head");
+  const std::string message = "What news?";
+  const int n = 24;
+  write_text(dir / "chat.script", "load\nset temperature 0\nset max_tokens " + std::to_string(n) + "\ntype " + message +
+                                      "\nsend\nwait\nsave " + (dir / "state.json").string() + "\nquit\n");
+  const auto r = run_chat_in_xvfb("--head int8 --script " + (dir / "chat.script").string() + " --data-dir " +
+                                  (dir / "data").string());
+  check_clean(r);
+  const auto state = read_json(dir / "state.json");
+  const auto& messages = state["conversation"]["messages"];
+  REQUIRE(messages.size() == 2);
+  CHECK(messages[1]["content"] == cli_greedy(plain_chat_prompt(message), n, " --head int8"));
+  CHECK(state["last_token_shaders"].dump().find("int8_matmul") != std::string::npos);
 }
 
 TEST_CASE("a model that fails to load shows the loader's message, and the app keeps running") {
