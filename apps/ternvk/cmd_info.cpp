@@ -40,6 +40,8 @@ Action add_info_command(CLI::App& app) {
                 "~%.1f MiB scratch\n",
                 f.weights / 1048576.0, f.ternary_weights / 1048576.0, f.kv_cache / 1048576.0, c.context,
                 f.scratch / 1048576.0);
+    const GpuFootprint i8 = estimate_gpu_footprint(c, c.context, 1, 64, -1, true, true, HeadPrecision::Int8);
+    std::printf("              with --head int8: %.1f MiB weights\n", i8.weights / 1048576.0);
     try {
       auto tok = source->tokenizer();
       std::printf("tokenizer:    %d tokens, BOS %d, EOS %d, EOT %d, chat template: %s\n", tok->vocab_size(),

@@ -24,6 +24,7 @@ struct ModelConfig {
   float rms_eps = 1e-5f;
   float rope_theta = 10000.0f;
   bool rope_neox = true;    // both BitNet archs use the NeoX (rotate_half) form
+  bool tied_head = true;    // the output head is the embedding table (no separate output tensor)
 
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }

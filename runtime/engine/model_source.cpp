@@ -104,6 +104,7 @@ class GgufModelSource final : public ModelSource {
       throw Error(path_ + ": unsupported architecture '" + arch +
                   "'; ternvk runs bitnet-b1.58 / bitnet-25 (BitNet b1.58 2B4T) and bitnet (1bitLLM)");
     auto key = [&](const char* k) { return arch + "." + k; };
+    c.tied_head = file_.find_tensor("output.weight") == nullptr;
     c.dim = static_cast<int>(file_.get_u32(key("embedding_length")));
     c.n_layers = static_cast<int>(file_.get_u32(key("block_count")));
     c.n_heads = static_cast<int>(file_.get_u32(key("attention.head_count")));
@@ -193,6 +194,7 @@ class HfModelSource final : public ModelSource {
     path_ = dir.string();
     ModelConfig& c = config_;
     c.arch_name = hf_.architecture.empty() ? hf_.model_type : hf_.architecture;
+    c.tied_head = hf_.tie_word_embeddings || !model_.find("lm_head.weight");
     if (hf_.hidden_act == "relu2") c.arch = Architecture::BitNet2B4T;
     else if (hf_.hidden_act == "silu") c.arch = Architecture::BitNetLlama;
     else

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <stdexcept>
 
 #include "runtime/core/half.h"
 #include "runtime/formats/gguf_writer.h"
@@ -103,6 +104,7 @@ void write_gguf(const RandomModel& m, const std::filesystem::path& path, GgmlTyp
   w.set_u32(a + ".vocab_size", c.vocab);
   w.add_float_tensor("token_embd.weight", {c.dim, c.vocab}, GgmlType::F16, m.embedding);
   w.add_float_tensor("output_norm.weight", {c.dim}, GgmlType::F32, m.output_norm);
+  if (!m.output.empty()) w.add_float_tensor("output.weight", {c.dim, c.vocab}, GgmlType::F16, m.output);
   auto add_linear = [&](const std::string& name, const TernaryMatrix& t) {
     std::vector<int64_t> ne = {t.cols, t.rows};
     switch (weight_type) {
@@ -132,6 +134,7 @@ void write_gguf(const RandomModel& m, const std::filesystem::path& path, GgmlTyp
 
 void write_hf_folder(const RandomModel& m, const std::filesystem::path& dir) {
   const ModelConfig& c = m.config;
+  if (!m.output.empty()) throw std::runtime_error("write_hf_folder: untied heads are written to GGUF only");
   std::filesystem::create_directories(dir);
   {
     std::ofstream cfg(dir / "config.json");

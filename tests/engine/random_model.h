@@ -21,6 +21,7 @@ struct RandomModel {
   std::vector<Layer> layers;
   std::vector<float> embedding;  // [vocab, dim], values exactly representable in bf16 and fp16
   std::vector<float> output_norm;
+  std::vector<float> output;     // [vocab, dim] untied output head (GGUF only); empty: tied to the embedding
 };
 
 // A model of `config`'s shape with seeded random weights. Scales and norm weights are chosen

@@ -7,6 +7,7 @@
 #include "engine/random_model.h"
 #include "engine/reference_forward.h"
 #include "runtime/engine/engine.h"
+#include "runtime/engine/gpu_footprint.h"
 #include "runtime/engine/placement.h"
 
 #include <cmath>
@@ -153,14 +154,31 @@ TEST_CASE("the int8 head (tied and untied, split into segments) gives the int8-h
   for (size_t t = 0; t < tokens.size(); ++t)
     for (size_t v = 0; v < f16_want[t].size(); ++v) max_diff = std::max(max_diff, double(std::fabs(f16_want[t][v] - want[t][v])));
   CHECK(max_diff > 1e-4);
-  // llama.cpp's tiny model: an untied output head (int8) beside the FP16 embedding table.
+  // llama.cpp's tiny model (tied, SiLU graph).
   const auto tiny = kShared / "data/models/tiny-random-tq2_0.gguf";
   const std::vector<uint32_t> tiny_tokens = {1, 450, 4996, 17354, 1701};
   EngineOptions o = weights_only(3);
   o.head = HeadPrecision::Int8;
-  Engine engine(instance(), tiny, o);
-  check_against_reference(rows(engine.eval(tiny_tokens, true), 32000),
-                          ReferenceForward(*open_model(tiny), true).logits(tiny_tokens));
+  {
+    Engine engine(instance(), tiny, o);
+    check_against_reference(rows(engine.eval(tiny_tokens, true), 32000),
+                            ReferenceForward(*open_model(tiny), true).logits(tiny_tokens));
+  }
+  // An untied head: int8 head rows beside the FP16 embedding table (the reference rounds only the head).
+  RandomModel untied = m;
+  untied.output.resize(untied.embedding.size());
+  for (size_t i = 0; i < untied.output.size(); ++i) untied.output[i] = untied.embedding[(i * 7919) % untied.embedding.size()];
+  write_gguf(untied, dir / "untied.gguf", GgmlType::I2_S);
+  const auto untied_source = open_model(dir / "untied.gguf");
+  REQUIRE(untied_source->output_f16());
+  CHECK(!untied_source->config().tied_head);
+  Engine engine(instance(), dir / "untied.gguf", o);
+  check_against_reference(rows(engine.eval(tokens, true), m.config.vocab),
+                          ReferenceForward(*untied_source, true).logits(tokens));
+  // Weights: FP16 table + int8 head, as the footprint estimate says.
+  const GpuFootprint f = estimate_gpu_footprint(untied_source->config(), 64, 1, 3, -1, true, true, HeadPrecision::Int8);
+  CHECK(engine.stage(0).weight_bytes() <= f.weights);
+  CHECK(engine.stage(0).weight_bytes() > f.weights - f.weights / 10);
 }
 
 TEST_CASE("the FP16 baseline of the same model gives the reference logits") {
