@@ -49,17 +49,9 @@ MatmulShape Fp16Matmul::shape_for(uint32_t tokens) const {
 void Fp16Matmul::record(Recording& rec, const Fp16MatrixGpu& w, BufferRange x, uint32_t tokens, const MatmulOutput& y,
                         Epilogue epilogue) const {
   const std::string what = "fp16 matmul of " + w.name();
-  if (tokens == 0) throw Error(what + ": no tokens to multiply");
   const uint32_t n = w.rows();
   const uint32_t k = w.cols();
-  const uint32_t stride = y.stride ? y.stride : n;
-  if (uint64_t(y.offset) + n > stride)
-    throw Error(what + ": output columns " + std::to_string(y.offset) + ".." + std::to_string(uint64_t(y.offset) + n) +
-                " do not fit an output row of " + std::to_string(stride));
-  if (x.size && x.size < uint64_t(tokens) * k * 4)
-    throw Error(what + ": the input holds fewer than " + std::to_string(tokens) + " rows of " + std::to_string(k) +
-                " floats");
-  check_matmul_output(what, y, tokens, stride, n);
+  const uint32_t stride = check_dense_matmul_io(what, n, k, x, tokens, y);
   if (x.offset % 16 != 0 && k % 4 == 0)
     throw Error(what + ": the input range must start at a multiple of 16 bytes");
 

@@ -75,22 +75,14 @@ MatmulShape Int8Matmul::shape_for(uint32_t tokens) const {
 void Int8Matmul::record(Recording& rec, const Int8MatrixGpu& w, BufferRange x, uint32_t tokens, const MatmulOutput& y,
                         Epilogue epilogue) const {
   const std::string what = "int8 matmul of " + w.name();
-  if (tokens == 0) throw Error(what + ": no tokens to multiply");
   const uint32_t n = w.rows();
   const uint32_t k = w.cols();
   if (k % 4 != 0)
     throw Error(what + ": the int8 kernel reads activations as vec4 and needs a width divisible by 4, not " +
                 std::to_string(k));
-  const uint32_t stride = y.stride ? y.stride : n;
-  if (uint64_t(y.offset) + n > stride)
-    throw Error(what + ": output columns " + std::to_string(y.offset) + ".." + std::to_string(uint64_t(y.offset) + n) +
-                " do not fit an output row of " + std::to_string(stride));
+  const uint32_t stride = check_dense_matmul_io(what, n, k, x, tokens, y);
   const uint64_t x_bytes = uint64_t(tokens) * k * 4;
-  if (x.size && x.size < x_bytes)
-    throw Error(what + ": the input holds fewer than " + std::to_string(tokens) + " rows of " + std::to_string(k) +
-                " floats");
   if (x.offset % 16 != 0) throw Error(what + ": the input range must start at a multiple of 16 bytes");
-  check_matmul_output(what, y, tokens, stride, n);
 
   const MatmulShape shape = shape_for(tokens);
   const DeviceInfo& info = device_.info();

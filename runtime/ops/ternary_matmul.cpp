@@ -60,6 +60,20 @@ void check_matmul_output(const std::string& what, const MatmulOutput& y, uint32_
                 std::to_string(y.buffer.size));
 }
 
+uint32_t check_dense_matmul_io(const std::string& what, uint32_t n, uint32_t k, BufferRange x, uint32_t tokens,
+                               const MatmulOutput& y) {
+  if (tokens == 0) throw Error(what + ": no tokens to multiply");
+  const uint32_t stride = y.stride ? y.stride : n;
+  if (uint64_t(y.offset) + n > stride)
+    throw Error(what + ": output columns " + std::to_string(y.offset) + ".." + std::to_string(uint64_t(y.offset) + n) +
+                " do not fit an output row of " + std::to_string(stride));
+  if (x.size && x.size < uint64_t(tokens) * k * 4)
+    throw Error(what + ": the input holds fewer than " + std::to_string(tokens) + " rows of " + std::to_string(k) +
+                " floats");
+  check_matmul_output(what, y, tokens, stride, n);
+  return stride;
+}
+
 void MatmulShape::validate(const DeviceInfo& info, const char* op) const {
   const std::string what = std::string(op) + ": ";
   if (!info.subgroup_arithmetic || !info.subgroup_shuffle)

@@ -43,6 +43,10 @@ struct MatmulShape {
 
 // Throws when `y` cannot hold `n` columns of `tokens` rows at `stride` floats (what = the op's name).
 void check_matmul_output(const std::string& what, const MatmulOutput& y, uint32_t tokens, uint32_t stride, uint32_t n);
+// The checks of a matmul with fp32 activations x [tokens, k] and an output of n columns: tokens > 0,
+// the columns fit the output row, x and y hold enough bytes. Returns the output row stride.
+uint32_t check_dense_matmul_io(const std::string& what, uint32_t n, uint32_t k, BufferRange x, uint32_t tokens,
+                               const MatmulOutput& y);
 
 enum class TernaryDot {
   Auto,        // PackedInt8 where has_fast_int8_dot(), else Swar

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "common/gpu.h"
+#include "ops_matmul/matmul_test_util.h"
 #include "ops_matmul/reference.h"
 #include "runtime/core/half.h"
 #include "runtime/ops/fp16_matmul.h"
@@ -23,12 +24,6 @@ struct Case {
   std::optional<MatmulShape> shape;
   MatmulLoad load = MatmulLoad::Storage;
 };
-
-std::vector<MatmulLoad> load_paths() {
-  std::vector<MatmulLoad> loads = {MatmulLoad::Storage};
-  if (test::device().info().texel_buffer_uint4) loads.push_back(MatmulLoad::Texel);
-  return loads;
-}
 
 size_t run_case(const Case& c, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -49,23 +44,8 @@ size_t run_case(const Case& c, uint32_t seed) {
   op.record(rec, gw, gx.range(), c.t, {gy.range()}, c.epilogue);
   rec.submit_and_wait();
   const auto y = test::download<float>(gy, y0.size());
-  for (uint32_t t = 0; t < c.t; ++t)
-    for (uint32_t n = 0; n < c.n; ++n) {
-      double ref = 0.0, mag = 0.0;
-      for (uint32_t k = 0; k < c.k; ++k) {
-        const double p = double(half_to_float(wh[size_t(n) * c.k + k])) * x[size_t(t) * c.k + k];
-        ref += p;
-        mag += std::fabs(p);
-      }
-      const size_t i = size_t(t) * c.n + n;
-      if (c.epilogue == Epilogue::Accumulate) {
-        ref += y0[i];
-        mag += std::fabs(y0[i]);
-      }
-      INFO("N=" << c.n << " K=" << c.k << " T=" << c.t << " t=" << t << " n=" << n
-                << " texel=" << (c.load == MatmulLoad::Texel));
-      REQUIRE(std::fabs(y[i] - ref) <= 3e-5 * mag + 1e-6);
-    }
+  test::check_dense_matmul(y, y0, x, c.n, c.k, c.t, c.epilogue,
+                           [&](uint32_t r, uint32_t i) { return double(half_to_float(wh[size_t(r) * c.k + i])); }, c.load == MatmulLoad::Texel);
   return gw.segments().size();
 }
 
@@ -75,7 +55,7 @@ TEST_CASE("fp16 GEMV and GEMM on awkward shapes (vec4 and scalar activation load
   test::ValidationGuard guard;
   // K % 4 == 0 takes the vec4 variant (with a masked tail when K % 8 != 0), other K the scalar one;
   // with texel loads the weights are texel buffers, and the activations too in the vec4 variant.
-  for (MatmulLoad load : load_paths()) {
+  for (MatmulLoad load : test::load_paths()) {
     CAPTURE(int(load));
     uint32_t seed = 300;
     for (uint32_t k : {1u, 12u, 13u, 63u, 65u, 255u, 257u, 2560u, 2564u, 2560u + 17u})
@@ -86,7 +66,7 @@ TEST_CASE("fp16 GEMV and GEMM on awkward shapes (vec4 and scalar activation load
 
 TEST_CASE("fp16 matmul: forced segments, residual epilogue, GPU-like shapes") {
   test::ValidationGuard guard;
-  for (MatmulLoad load : load_paths())
+  for (MatmulLoad load : test::load_paths())
     for (uint32_t t : {1u, 5u}) {
       CAPTURE(int(load));
       const auto any = std::nullopt;
@@ -104,7 +84,7 @@ TEST_CASE("fp16 matmul: forced segments, residual epilogue, GPU-like shapes") {
     s.rows = 2;
     s.tokens = 3;
     s.subgroup_add = false;
-    for (MatmulLoad load : load_paths()) {
+    for (MatmulLoad load : test::load_paths()) {
       run_case({129, 260, 5, 0, Epilogue::Store, s, load}, 50 + lanes);
       run_case({129, 257, 1, 0, Epilogue::Store, s, load}, 60 + lanes);
     }

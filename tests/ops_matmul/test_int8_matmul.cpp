@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "common/gpu.h"
+#include "ops_matmul/matmul_test_util.h"
 #include "ops_matmul/reference.h"
 #include "runtime/core/half.h"
 #include "runtime/ops/int8_matmul.h"
@@ -24,12 +25,6 @@ struct Case {
   std::optional<MatmulShape> shape;
   MatmulLoad load = MatmulLoad::Storage;
 };
-
-std::vector<MatmulLoad> load_paths() {
-  std::vector<MatmulLoad> loads = {MatmulLoad::Storage};
-  if (test::device().info().texel_buffer_uint4) loads.push_back(MatmulLoad::Texel);
-  return loads;
-}
 
 std::vector<uint16_t> random_halves(std::mt19937& rng, size_t n) {
   const auto wf = test::random_floats(rng, n, -1.0f, 1.0f);
@@ -55,23 +50,8 @@ size_t run_case(const Case& c, uint32_t seed) {
   op.record(rec, gw, gx.range(), c.t, {gy.range()}, c.epilogue);
   rec.submit_and_wait();
   const auto y = test::download<float>(gy, y0.size());
-  for (uint32_t t = 0; t < c.t; ++t)
-    for (uint32_t n = 0; n < c.n; ++n) {
-      double ref = 0.0, mag = 0.0;
-      for (uint32_t k = 0; k < c.k; ++k) {
-        const double p = double(m.q[size_t(n) * c.k + k]) * m.scales[n] * x[size_t(t) * c.k + k];
-        ref += p;
-        mag += std::fabs(p);
-      }
-      const size_t i = size_t(t) * c.n + n;
-      if (c.epilogue == Epilogue::Accumulate) {
-        ref += y0[i];
-        mag += std::fabs(y0[i]);
-      }
-      INFO("N=" << c.n << " K=" << c.k << " T=" << c.t << " t=" << t << " n=" << n
-                << " texel=" << (c.load == MatmulLoad::Texel));
-      REQUIRE(std::fabs(y[i] - ref) <= 3e-5 * mag + 1e-6);
-    }
+  test::check_dense_matmul(y, y0, x, c.n, c.k, c.t, c.epilogue,
+                           [&](uint32_t r, uint32_t i) { return double(m.q[size_t(r) * c.k + i]) * m.scales[r]; }, c.load == MatmulLoad::Texel);
   return gw.segments().size();
 }
 
@@ -103,7 +83,7 @@ TEST_CASE("int8 row quantization: scale = max|w| / 127, round to nearest, zero r
 TEST_CASE("int8 GEMV and GEMM on awkward shapes") {
   test::ValidationGuard guard;
   // K % 16 != 0 leaves a partial last chunk whose activations past K are masked.
-  for (MatmulLoad load : load_paths()) {
+  for (MatmulLoad load : test::load_paths()) {
     CAPTURE(int(load));
     uint32_t seed = 700;
     for (uint32_t k : {4u, 12u, 16u, 60u, 68u, 256u, 2560u, 2564u})
@@ -114,7 +94,7 @@ TEST_CASE("int8 GEMV and GEMM on awkward shapes") {
 
 TEST_CASE("int8 matmul: forced segments, residual epilogue, GPU-like shapes, bad input") {
   test::ValidationGuard guard;
-  for (MatmulLoad load : load_paths())
+  for (MatmulLoad load : test::load_paths())
     for (uint32_t t : {1u, 5u}) {
       CAPTURE(int(load));
       const auto any = std::nullopt;
@@ -132,7 +112,7 @@ TEST_CASE("int8 matmul: forced segments, residual epilogue, GPU-like shapes, bad
     s.rows = 3;  // not a multiple of the lanes: some lanes own no row
     s.tokens = 3;
     s.subgroup_add = false;
-    for (MatmulLoad load : load_paths()) {
+    for (MatmulLoad load : test::load_paths()) {
       run_case({129, 260, 5, 0, Epilogue::Store, s, load}, 50 + lanes);
       run_case({129, 252, 1, 0, Epilogue::Store, s, load}, 60 + lanes);
     }

@@ -12,6 +12,7 @@
 #include <numeric>
 
 #include "common/gpu.h"
+#include "ops_matmul/matmul_test_util.h"
 #include "ops_matmul/reference.h"
 #include "runtime/ops/ternary_matmul.h"
 #include "runtime/ops/ternary_matrix.h"
@@ -61,14 +62,6 @@ struct Case {
   std::optional<MatmulShape> shape;
   MatmulLoad load = MatmulLoad::Storage;
 };
-
-// The load paths this device can run: storage always, texel where R32G32B32A32_UINT texel buffers work.
-std::vector<MatmulLoad> load_paths() {
-  std::vector<MatmulLoad> loads = {MatmulLoad::Storage};
-  if (test::device().info().texel_buffer_uint4) loads.push_back(MatmulLoad::Texel);
-  else MESSAGE("device has no uint4 uniform texel buffers: the texel path is not tested");
-  return loads;
-}
 
 // Runs one case and checks every output. Returns the number of segments used.
 size_t run_case(const Case& c, uint32_t seed) {
@@ -155,7 +148,7 @@ TEST_CASE("ternary GEMV and GEMM are exact on awkward shapes, both inner-product
   std::vector<TernaryDot> paths = {TernaryDot::Swar};
   if (test::device().info().integer_dot_product) paths.push_back(TernaryDot::PackedInt8);
   else MESSAGE("device has no shaderIntegerDotProduct: the OpSDot path is not tested");
-  for (MatmulLoad load : load_paths()) {
+  for (MatmulLoad load : test::load_paths()) {
     uint32_t seed = 100;
     for (TernaryDot dot : paths)
       for (uint32_t k : {1u, 13u, 63u, 65u, 255u, 257u, 2560u + 17u})
@@ -172,7 +165,7 @@ TEST_CASE("ternary matmul with real scales, forced segments and the residual epi
   test::ValidationGuard guard;
   std::vector<TernaryDot> paths = {TernaryDot::Swar};
   if (test::device().info().integer_dot_product) paths.push_back(TernaryDot::PackedInt8);
-  for (MatmulLoad load : load_paths())
+  for (MatmulLoad load : test::load_paths())
     for (TernaryDot dot : paths) {
       CAPTURE(int(dot));
       CAPTURE(int(load));
@@ -204,7 +197,7 @@ TEST_CASE("ternary matmul shapes: GPU-like lane clusters with shuffle reduction"
     s.tokens = 3;
     s.subgroup_add = false;
     CAPTURE(lanes);
-    for (MatmulLoad load : load_paths()) {
+    for (MatmulLoad load : test::load_paths()) {
       CAPTURE(int(load));
       run_case({129, 257, 5, TernaryDot::Swar, true, 0, Epilogue::Store, s, load}, 20 + lanes);
       if (info.integer_dot_product)
@@ -280,7 +273,7 @@ TEST_CASE("ternary GEMV: the CPU-device 32-row shape is exact around its tile ed
     CHECK(MatmulShape::pick(info, 1, false).rows == 16);
   }
   uint32_t seed = 500;
-  for (MatmulLoad load : load_paths())
+  for (MatmulLoad load : test::load_paths())
     for (uint32_t n : {31u, 32u, 33u, 95u, 97u})
       for (uint32_t k : {64u, 2560u, 6912u + 3u}) {
         CAPTURE(int(load));

@@ -1,0 +1,47 @@
+// GPU-side helpers shared by the matmul op tests: the load paths a device can run, and the check of a
+// dense (fp32-activation) matmul's output against a double-precision reference.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "common/gpu.h"
+#include "runtime/ops/ternary_matmul.h"
+
+namespace ternvk::test {
+
+// Storage loads always; texel loads where R32G32B32A32_UINT uniform texel buffers work.
+inline std::vector<ops::MatmulLoad> load_paths() {
+  std::vector<ops::MatmulLoad> loads = {ops::MatmulLoad::Storage};
+  if (device().info().texel_buffer_uint4) loads.push_back(ops::MatmulLoad::Texel);
+  else MESSAGE("device has no uint4 uniform texel buffers: the texel path is not tested");
+  return loads;
+}
+
+// Checks y [tokens, n] against sum_k weight(n, k) * x[t, k] (plus y0 with Epilogue::Accumulate),
+// computed in double: |y - ref| <= 3e-5 * sum_k |w x| + 1e-6 (fp32 accumulation in another order is a
+// few ulps of the largest partial sums; a wrong, missing or wrongly scaled element is far larger).
+inline void check_dense_matmul(const std::vector<float>& y, const std::vector<float>& y0, const std::vector<float>& x,
+                               uint32_t n, uint32_t k, uint32_t tokens, ops::Epilogue epilogue,
+                               const std::function<double(uint32_t, uint32_t)>& weight, bool texel) {
+  for (uint32_t t = 0; t < tokens; ++t)
+    for (uint32_t r = 0; r < n; ++r) {
+      double ref = 0.0, mag = 0.0;
+      for (uint32_t i = 0; i < k; ++i) {
+        const double p = weight(r, i) * x[size_t(t) * k + i];
+        ref += p;
+        mag += std::fabs(p);
+      }
+      const size_t at = size_t(t) * n + r;
+      if (epilogue == ops::Epilogue::Accumulate) {
+        ref += y0[at];
+        mag += std::fabs(y0[at]);
+      }
+      INFO("N=" << n << " K=" << k << " T=" << tokens << " t=" << t << " n=" << r << " texel=" << texel);
+      REQUIRE(std::fabs(y[at] - ref) <= 3e-5 * mag + 1e-6);
+    }
+}
+
+}  // namespace ternvk::test
