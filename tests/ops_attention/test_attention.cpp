@@ -50,7 +50,7 @@ TEST_CASE("rope rotates the q and k heads in place, NeoX and adjacent pairs") {
     CAPTURE(c.heads.head_dim);
     CAPTURE(c.first_pos);
     const uint32_t stride = (c.heads.n_heads + 2 * c.heads.n_kv_heads) * c.heads.head_dim;
-    auto host = random_floats(size_t(c.tokens) * stride, seed++);
+    auto host = random_floats(size_t(c.tokens) * stride, seed++, -1.0f, 1.0f);
     auto pos = consecutive(c.first_pos, c.tokens);
     Buffer act = test::upload(host, "qkv");
     Buffer positions = test::upload(pos, "positions");
@@ -76,7 +76,7 @@ TEST_CASE("rope on a separate q buffer only") {
   test::ValidationGuard guard;
   const HeadLayout heads{6, 2, 64};
   const uint32_t tokens = 5;
-  auto host = random_floats(size_t(tokens) * heads.n_heads * heads.head_dim, 99);
+  auto host = random_floats(size_t(tokens) * heads.n_heads * heads.head_dim, 99, -1.0f, 1.0f);
   auto pos = std::vector<uint32_t>{3, 17, 200, 0, 1};  // any positions, not necessarily consecutive
   Buffer q = test::upload(host, "q");
   Buffer positions = test::upload(pos, "positions");
@@ -99,7 +99,7 @@ TEST_CASE("kv_store and the fused rope + kv_store fill the fp16 cache at the tok
       const HeadLayout heads{20, 5, 128};
       const uint32_t tokens = 6, capacity = 40;
       const uint32_t stride = (heads.n_heads + 2 * heads.n_kv_heads) * heads.head_dim;
-      auto host = random_floats(size_t(tokens) * stride, 7);
+      auto host = random_floats(size_t(tokens) * stride, 7, -1.0f, 1.0f);
       // positions not starting at 0, not in order; the last one is beyond the cache and is skipped
       auto pos = std::vector<uint32_t>{30, 31, 5, 6, 39, 40};
       Buffer act = test::upload(host, "qkv");
@@ -263,7 +263,7 @@ TEST_CASE("lane-split decode attention reads q rows at any float offset") {
   if (!dev.info().subgroup_arithmetic) return;
   const HeadLayout h{8, 2, 64};
   const uint32_t tokens = 2, max_context = 200, q_col = 3, stride = h.n_heads * h.head_dim + 5;
-  auto q = random_floats(size_t(tokens) * stride, 77);
+  auto q = random_floats(size_t(tokens) * stride, 77, -1.0f, 1.0f);
   const size_t kv_elems = size_t(max_context) * h.n_kv_heads * h.head_dim;
   auto kh = random_halves(kv_elems, 78), vh = random_halves(kv_elems, 79);
   std::vector<uint32_t> pos{150, 199};
@@ -328,7 +328,7 @@ TEST_CASE("a decode recording made once serves every step: positions written bef
   Device& dev = test::device();
   const HeadLayout h{20, 5, 128};
   const uint32_t max_context = 1200, stride = (h.n_heads + 2 * h.n_kv_heads) * h.head_dim;
-  auto act = random_floats(stride, 5);
+  auto act = random_floats(stride, 5, -1.0f, 1.0f);
   const size_t kv_elems = size_t(max_context) * h.n_kv_heads * h.head_dim;
   auto kh = random_halves(kv_elems, 6), vh = random_halves(kv_elems, 8);
   Buffer a = test::upload(act, "qkv"), kc = test::upload(kh, "k"), vc = test::upload(vh, "v");
@@ -366,7 +366,7 @@ TEST_CASE("prefill then decode in one cache: rope + kv_store + attention end to 
   std::vector<uint16_t> ref_k = early_k, ref_v = early_v;
 
   auto step = [&](uint32_t tokens, uint32_t first, uint32_t seed) {
-    auto act = random_floats(size_t(tokens) * stride, seed);
+    auto act = random_floats(size_t(tokens) * stride, seed, -1.0f, 1.0f);
     auto pos = consecutive(first, tokens);
     Buffer a = test::upload(act, "qkv"), positions = test::upload(pos, "positions");
     auto plan = ops::plan_attention(dev.info(), h, tokens, capacity);

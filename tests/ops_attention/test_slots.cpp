@@ -153,7 +153,7 @@ TEST_CASE("kv_store with slots writes row slot * capacity + position and nowhere
     for (bool with_slots : {true, false}) {
       CAPTURE(fused);
       CAPTURE(with_slots);
-      auto host = random_floats(size_t(tokens) * stride, seed++);
+      auto host = random_floats(size_t(tokens) * stride, seed++, -1.0f, 1.0f);
       auto used_pos = pos;
       if (!with_slots) used_pos[7] = 12;  // all in slot 0: no two tokens on one row
       SlotCache cache(h, capacity, sequences, seed++);
@@ -223,7 +223,7 @@ TEST_CASE("Mixed decode batch: each token attends to its own slot only, with eve
       CAPTURE(cfg.name);
       CAPTURE(h.head_dim);
       SlotCache cache(h, capacity, sequences, seed++);
-      auto qkv = random_floats(size_t(T) * stride, seed++);
+      auto qkv = random_floats(size_t(T) * stride, seed++, -1.0f, 1.0f);
       AttentionRun batch(h, qkv, pos, slot, cache, cfg.tuning, SequenceLayout::Mixed);
       auto got = batch.run();
       auto want = ref::attention(qkv, QkvView::fused({}, T, h), h, pos, cache.k, cache.v, default_scale(h),
@@ -293,7 +293,7 @@ TEST_CASE("OneSequence prefill into slot 2 of 3, then a Mixed decode step: rope 
     auto ref_k = cache.k, ref_v = cache.v;
     auto step = [&](const std::vector<uint32_t>& pos, const std::vector<uint32_t>& slot, SequenceLayout layout) {
       const uint32_t T = uint32_t(pos.size());
-      auto qkv = random_floats(size_t(T) * stride, seed++);
+      auto qkv = random_floats(size_t(T) * stride, seed++, -1.0f, 1.0f);
       Buffer act = upload(qkv, "qkv"), positions = upload(pos, "positions"), slots = upload(slot, "slots");
       auto plan = ops::plan_attention(device().info(), h, T, capacity, tuning, layout);
       Buffer out = device_buffer(size_t(T) * h.n_heads * h.head_dim * 4, "out");

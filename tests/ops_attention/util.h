@@ -9,20 +9,13 @@
 #include <vector>
 
 #include "common/gpu.h"
+#include "common/random.h"
 #include "runtime/core/half.h"
 
 namespace ternvk::test {
 
-inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
-
 inline std::vector<uint16_t> random_halves(size_t n, uint32_t seed) {
-  auto f = random_floats(n, seed);
+  auto f = random_floats(n, seed, -1.0f, 1.0f);
   std::vector<uint16_t> h(n);
   for (size_t i = 0; i < n; ++i) h[i] = float_to_half(f[i]);
   return h;

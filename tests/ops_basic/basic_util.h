@@ -6,17 +6,11 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+
+#include "common/random.h"
 #include <vector>
 
 namespace ternvk::test {
-
-inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -2.0f, float hi = 2.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
 
 // Returns the number of mismatches and reports the first one.
 inline size_t count_mismatches(const std::vector<float>& got, const std::vector<float>& want, double abs_tol,

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "common/random.h"
 #include "runtime/core/half.h"
 
 namespace ternvk::test {
@@ -96,13 +97,6 @@ inline std::vector<int8_t> random_ternary(std::mt19937& rng, size_t count) {
   std::uniform_int_distribution<int> d(-1, 1);
   std::vector<int8_t> out(count);
   for (auto& v : out) v = static_cast<int8_t>(d(rng));
-  return out;
-}
-
-inline std::vector<float> random_floats(std::mt19937& rng, size_t count, float lo, float hi) {
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> out(count);
-  for (auto& v : out) v = d(rng);
   return out;
 }
 
