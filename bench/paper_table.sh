@@ -105,12 +105,12 @@ VERDICT=$(jq -r --arg tg "tg$GEN" '
     "- Ternary decode >= 2.5x the FP16 baseline at every size, " + $h + " head in both: **" +
       (if ($speed | all(. >= 2.5)) then "met" else "not met" end) +
       "** (measured " + ([range(0; $models | length) as $i | ($models[$i] | sub(" \\[.*"; "")) + " " + ($speed[$i] * 100 | round / 100 | tostring) + "x"] | join(", ")) + ").") | join("\n")) as $speed_lines |
-  ($all | map(select((.model | startswith("BitNet b1.58 3B")) and .head == "f16")) ) as $three |
+  ($all | map(select((.model | startswith("BitNet b1.58 3B")) and .head == $heads[0])) ) as $three |
   (if ($three | length) > 0 then
      ($three | map(select(.variant == "fp16"))[0].full_total_bytes) / ($three | map(select(.variant == "ternary"))[0].full_total_bytes)
    else null end) as $mem3 |
   $speed_lines + "\n" +
-  "- Memory >= 3.5x lower at 3B (f16 head): **" +
+  "- Memory >= 3.5x lower at 3B (" + $heads[0] + " head): **" +
     (if $mem3 == null then "not measured" elif $mem3 >= 3.5 then "met" else "not met" end) +
     "** (full-depth footprint ratio " + (if $mem3 == null then "-" else ($mem3 * 100 | round / 100 | tostring) + "x" end) + ")."
 ' "$OUT/all.json")
@@ -118,9 +118,10 @@ VERDICT=$(jq -r --arg tg "tg$GEN" '
 CHART_MD=""
 if [[ "$CHART" == 1 ]] && [[ " $SIZES " == *" 3b "* ]]; then
   png="$ROOT/docs/performance-decode-3b.png"
-  if "$BIN" profile --synthetic 3b --layers "$LAYERS" --vocab "$VOCAB" -p 8 -n 4 -b 8 --chart "$png" "${DEV_ARGS[@]}" \
-       > "$OUT/profile.md" 2>/dev/null; then
-    CHART_MD=$'\n'"Decode time per shader, BitNet b1.58 3B ternary (same cuts), from \`ternvk profile --chart\`:"$'\n\n'"![decode time per shader](performance-decode-3b.png)"$'\n'
+  CHART_HEAD=${HEADS%%,*}
+  if "$BIN" profile --synthetic 3b --layers "$LAYERS" --vocab "$VOCAB" -p 8 -n 4 -b 8 --head "$CHART_HEAD" \
+       --chart "$png" "${DEV_ARGS[@]}" > "$OUT/profile.md" 2>/dev/null; then
+    CHART_MD=$'\n'"Decode time per shader, BitNet b1.58 3B ternary with the ${CHART_HEAD} head (same cuts), from \`ternvk profile --chart\`:"$'\n\n'"![decode time per shader](performance-decode-3b.png)"$'\n'
   fi
 fi
 

@@ -1,8 +1,9 @@
 #version 450
 // RMSNorm fused with per-token int8 absmax quantization (docs/architecture.md), one workgroup per
 // token: v = x * inversesqrt(mean(x^2) + eps) * weight (NORM = true) or v = x (NORM = false);
-// s = max(max|v|, 1e-5) / 127; q = clamp(roundEven(v / s), -128, 127) packed four to a word with
-// zero padding up to Kp = round_up(K, 64); meta = {s, sum q}.
+// s = max(max|v|, 1e-5) / 127 (max|v| computed as inv * max|x * weight|, equal to an ulp);
+// q = clamp(roundEven(v / s), -128, 127) packed four to a word with zero padding up to
+// Kp = round_up(K, 64); meta = {s, sum q}.
 // GATING (spec constant 2) fuses the FFN's gated activation in front: the input is then the fused
 // gate|up GEMV output, fp32 [tokens, 2K] (gate g in columns 0..K-1, up u in K..2K-1), and
 // x = act(g) * u computed exactly as gated_activation.comp does (0: x as is; 1: relu(g)^2 * u;

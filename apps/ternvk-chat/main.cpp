@@ -129,7 +129,7 @@ int main(int argc, char** argv) {
   cli.add_option("--size", o.size, "Window size, WIDTHxHEIGHT");
   cli.add_option("--data-dir", o.data_dir, "Where conversations are kept (default: $XDG_DATA_HOME/ternvk)");
   cli.add_flag("--no-load", o.no_load, "Do not load a model at start");
-  cli.add_option("--head", o.head, "Output head on the GPU: f16 (the file's values) or int8 (half the bytes)")
+  cli.add_option("--head", o.head, "Output head (and tied embedding) on the GPU: f16 (the file's values) or int8 (half the bytes)")
       ->check(CLI::IsMember({"f16", "int8"}));
   CLI11_PARSE(cli, argc, argv);
   try {

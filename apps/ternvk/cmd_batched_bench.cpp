@@ -170,7 +170,8 @@ Action add_batched_bench_command(CLI::App& app) {
       }
     }
     if (o->output == "json") {
-      nlohmann::json j{{"device", info.name}, {"results", nlohmann::json::array()}, {"budgets", nlohmann::json::array()}};
+      nlohmann::json j{{"device", info.name}, {"head", o->head}, {"results", nlohmann::json::array()},
+                       {"budgets", nlohmann::json::array()}};
       for (const auto& r : results)
         j["results"].push_back({{"model", r.model}, {"variant", r.variant}, {"parallel", r.parallel},
                                 {"n_prompt", r.n_prompt}, {"n_gen", r.n_gen}, {"avg_ts", r.mean()},
@@ -205,9 +206,9 @@ Action add_batched_bench_command(CLI::App& app) {
     std::time_t now = std::time(nullptr);
     char date[32];
     std::strftime(date, sizeof date, "%Y-%m-%d", std::localtime(&now));
-    std::printf("\nternvk batched-bench on %s, %s; mean ± sample std over %d runs; largest batch: full-depth model, "
-                "estimated from the engine's layouts\n",
-                info.name.c_str(), date, o->reps);
+    std::printf("\nternvk batched-bench on %s, %s; %s output head in both variants; mean ± sample std over %d runs; "
+                "largest batch: full-depth model, estimated from the engine's layouts\n",
+                info.name.c_str(), date, o->head.c_str(), o->reps);
     return 0;
   };
 }

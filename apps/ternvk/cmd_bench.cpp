@@ -8,6 +8,7 @@
 // tests, the host hand-over time per token at each stage boundary (runtime/profiler/pipeline.h).
 // --head f16,int8 runs each model with either output head; ratio rows pair ternary and FP16 runs
 // with the same head. Batched decode throughput is `ternvk batched-bench`.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -70,13 +71,13 @@ void print_markdown(const std::vector<Result>& results, bool both) {
   bool pipeline = false;
   for (const auto& r : results) pipeline = pipeline || !r.handover_us.empty();
   if (pipeline) {
-    std::printf("\n| model | variant | backend | test | stages | boundary | hand-over us/token (median) | mean | min | max | steps |\n");
-    std::printf("| ----- | ------- | ------- | ---: | -----: | -------- | --------------------------: | ---: | --: | --: | ----: |\n");
+    std::printf("\n| model | variant | head | backend | test | stages | boundary | hand-over us/token (median) | mean | min | max | steps |\n");
+    std::printf("| ----- | ------- | ---- | ------- | ---: | -----: | -------- | --------------------------: | ---: | --: | --: | ----: |\n");
     for (const auto& r : results)
       for (size_t b = 0; b < r.handover_us.size(); ++b) {
         const auto h = profiler::summarize(r.handover_us[b]);
-        std::printf("| %s | %s | Vulkan (%s) | %s | %d | %zu -> %zu | %.1f | %.1f | %.1f | %.1f | %zu |\n",
-                    r.model.c_str(), r.variant.c_str(), r.device.c_str(), r.test.c_str(), r.stages, b, b + 1,
+        std::printf("| %s | %s | %s | Vulkan (%s) | %s | %d | %zu -> %zu | %.1f | %.1f | %.1f | %.1f | %zu |\n",
+                    r.model.c_str(), r.variant.c_str(), r.head.c_str(), r.device.c_str(), r.test.c_str(), r.stages, b, b + 1,
                     h.median_us, h.mean_us, h.min_us, h.max_us, h.steps);
       }
   }
@@ -206,6 +207,10 @@ Action add_bench_command(CLI::App& app) {
                 "With --both: load and run one variant after the other (default: both loaded, repetitions "
                 "alternate; needs memory for both)");
   return [o] {
+    // `--head int8,int8` would only repeat rows
+    std::vector<std::string> heads;
+    for (const auto& h : o->heads)
+      if (std::find(heads.begin(), heads.end(), h) == heads.end()) heads.push_back(h);
     auto models = o->models.resolve();
     Instance instance;
     std::vector<std::optional<int>> devices;
@@ -396,7 +401,7 @@ Action add_bench_command(CLI::App& app) {
           std::string head;
         };
         std::vector<Plan> plans;
-        for (const std::string& head : o->heads)
+        for (const std::string& head : heads)
           for (bool fp16 : variants) {
             if (!pipeline.empty()) plans.push_back({fp16, false, head});
             plans.push_back({fp16, !pipeline.empty(), head});

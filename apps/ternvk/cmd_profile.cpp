@@ -164,6 +164,7 @@ Action add_profile_command(CLI::App& app) {
       s.first_position = first_position;
       s.fp16_linear = o->fp16;
       s.int8_head = o->head == "int8";
+      s.int8_embedding = s.int8_head && c.tied_head;
       // LogitsMode::Last: the head runs on the last row only when that row can be bound on its own.
       const bool one_row =
           uint64_t(tokens - 1) * c.dim * 4 % std::max<uint64_t>(1, info.min_storage_buffer_offset_alignment) == 0;

@@ -64,7 +64,6 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   }
   if (spec.embedding || spec.head) {
     auto table = source.embedding_f16();
-    auto untied = spec.head ? source.output_f16() : std::nullopt;
     const bool i8 = options.head == HeadPrecision::Int8;
     if (i8 && D % 4 != 0)
       throw Error("the int8 head needs a hidden size divisible by 4; this model's is " + std::to_string(D) +
@@ -77,12 +76,18 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
       else
         head_ = std::make_unique<ops::Fp16MatrixGpu>(device, halves, V, D, what, options.max_segment_bytes);
     };
-    if (untied) {
-      if (spec.head) upload_head(*untied, "output head");
+    // Tied or not is the model's (not the stage's): a first stage of an untied model keeps its FP16
+    // embedding table even when the last stage holds an int8 head.
+    if (!c_.tied_head) {
+      if (spec.head) {
+        auto untied = source.output_f16();
+        if (!untied) throw Error("the model has no output head tensor although it is not tied to the embedding");
+        upload_head(*untied, "output head");
+      }
       if (spec.embedding)
         table_ = std::make_unique<ops::Fp16MatrixGpu>(device, table, V, D, "token embedding", options.max_segment_bytes);
     } else {
-      upload_head(table, "token embedding / output head");
+      upload_head(table, spec.head ? "token embedding / output head" : "token embedding");
     }
     weight_bytes_ += (head_ ? head_->weight_bytes() : 0) + (head_i8_ ? head_i8_->weight_bytes() : 0) +
                      (table_ ? table_->weight_bytes() : 0);

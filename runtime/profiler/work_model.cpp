@@ -41,7 +41,7 @@ PassWork estimate_pass_work(const TransformerShape& s, const PassSpec& p, bool b
       w[by_matrix ? matrix : "ternary_matmul"] += {N * Kp / 4 + N * 8 + T * (Kp + 8) + out, T * N * K};
     }
   };
-  if (p.embedding) w["embedding"] += {T * 4 + T * D * (p.int8_head ? 1 : 2) + T * D * 4, 0};
+  if (p.embedding) w["embedding"] += {T * 4 + T * (p.int8_embedding ? D + 4 : D * 2) + T * D * 4, 0};
   const double last = p.first_position + T - 1;
   double attn_macs = 0;
   for (int t = 0; t < p.tokens; ++t) attn_macs += 2.0 * (p.first_position + t + 1) * H * hd;

@@ -57,7 +57,8 @@ struct PassSpec {
   bool fp16_linear = false;  // the FP16 baseline (float norm + fp16 matmul) instead of int8 + ternary
   bool embedding = true;     // the first stage
   int head_rows = 1;         // rows of logits computed by the head (0: no head in this pass)
-  bool int8_head = false;    // the head (and tied embedding) as int8 rows + row scales, not FP16
+  bool int8_head = false;    // the head as int8 rows + row scales, not FP16
+  bool int8_embedding = false;  // the embedding read from those int8 rows (int8 head and tied embedding)
   enum Select { None, Argmax, TopK } select = None;
   int select_parts = 1;      // workgroups of the first argmax/top-k pass (1: no merge pass)
   int topk = 0;              // k when select == TopK

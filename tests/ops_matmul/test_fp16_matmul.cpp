@@ -76,12 +76,13 @@ TEST_CASE("fp16 matmul: forced segments, residual epilogue, GPU-like shapes") {
       run_case({129, 260, t, 0, Epilogue::Accumulate, any, load}, 42);
     }
   const DeviceInfo& info = test::device().info();
-  for (uint32_t lanes : {4u}) {
+  // rows 6 over 4 lanes: each lane stores up to two rows, the second group partly.
+  for (auto [lanes, rows] : {std::pair{4u, 2u}, std::pair{4u, 6u}}) {
     if (lanes > info.min_subgroup_size) continue;
     MatmulShape s;
     s.workgroup = std::min(64u, info.max_workgroup_invocations);
     s.lanes = lanes;
-    s.rows = 2;
+    s.rows = rows;
     s.tokens = 3;
     s.subgroup_add = false;
     for (MatmulLoad load : test::load_paths()) {

@@ -188,15 +188,17 @@ TEST_CASE("ternary matmul shapes: GPU-like lane clusters with shuffle reduction"
   const DeviceInfo& info = test::device().info();
   const uint32_t sg = info.min_subgroup_size;
   // Several lane groups per workgroup, each reduced by shuffle-xor, as MatmulShape::pick does on GPUs.
-  for (uint32_t lanes : {4u}) {
+  // rows 6 over 4 lanes: each lane finishes up to two rows, the second group partly.
+  for (auto [lanes, rows] : {std::pair{4u, 2u}, std::pair{4u, 6u}}) {
     if (lanes > sg) continue;
     MatmulShape s;
     s.workgroup = std::min(64u, info.max_workgroup_invocations);
     s.lanes = lanes;
-    s.rows = 2;
+    s.rows = rows;
     s.tokens = 3;
     s.subgroup_add = false;
     CAPTURE(lanes);
+    CAPTURE(rows);
     for (MatmulLoad load : test::load_paths()) {
       CAPTURE(int(load));
       run_case({129, 257, 5, TernaryDot::Swar, true, 0, Epilogue::Store, s, load}, 20 + lanes);
