@@ -4,7 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "common/gpu.h"
@@ -18,6 +20,21 @@ inline std::vector<ops::MatmulLoad> load_paths() {
   if (device().info().texel_buffer_uint4) loads.push_back(ops::MatmulLoad::Texel);
   else MESSAGE("device has no uint4 uniform texel buffers: the texel path is not tested");
   return loads;
+}
+
+// A GPU-like shape: workgroups of up to 64 invocations holding several clusters of `lanes` lanes
+// that each own `rows` rows and reduce by shuffle-xor (as MatmulShape::pick does on GPUs), 3 tokens
+// per workgroup. Empty when the device's subgroups are narrower than `lanes`.
+inline std::optional<ops::MatmulShape> cluster_shape(uint32_t lanes, uint32_t rows) {
+  const DeviceInfo& info = device().info();
+  if (lanes > info.min_subgroup_size) return std::nullopt;
+  ops::MatmulShape s;
+  s.workgroup = std::min(64u, info.max_workgroup_invocations);
+  s.lanes = lanes;
+  s.rows = rows;
+  s.tokens = 3;
+  s.subgroup_add = false;
+  return s;
 }
 
 // Checks y [tokens, n] against sum_k weight(n, k) * x[t, k] (plus y0 with Epilogue::Accumulate),

@@ -75,16 +75,10 @@ TEST_CASE("fp16 matmul: forced segments, residual epilogue, GPU-like shapes") {
       CHECK(run_case({129, 261, t, 2000, Epilogue::Accumulate, any, load}, 41) == 43);
       run_case({129, 260, t, 0, Epilogue::Accumulate, any, load}, 42);
     }
-  const DeviceInfo& info = test::device().info();
   // rows 6 over 4 lanes: each lane stores up to two rows, the second group partly.
   for (auto [lanes, rows] : {std::pair{4u, 2u}, std::pair{4u, 6u}}) {
-    if (lanes > info.min_subgroup_size) continue;
-    MatmulShape s;
-    s.workgroup = std::min(64u, info.max_workgroup_invocations);
-    s.lanes = lanes;
-    s.rows = rows;
-    s.tokens = 3;
-    s.subgroup_add = false;
+    const auto s = test::cluster_shape(lanes, rows);
+    if (!s) continue;
     for (MatmulLoad load : test::load_paths()) {
       run_case({129, 260, 5, 0, Epilogue::Store, s, load}, 50 + lanes);
       run_case({129, 257, 1, 0, Epilogue::Store, s, load}, 60 + lanes);

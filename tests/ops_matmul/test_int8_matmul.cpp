@@ -103,16 +103,10 @@ TEST_CASE("int8 matmul: forced segments, residual epilogue, GPU-like shapes, bad
       CHECK(run_case({129, 264, t, 1000, Epilogue::Accumulate, any, load}, 41) == 43);
       run_case({129, 260, t, 0, Epilogue::Accumulate, any, load}, 42);
     }
-  const DeviceInfo& info = test::device().info();
   // rows not a multiple of the lanes: some lanes own no row (3 over 4), or a second, partial group (6 over 4).
   for (auto [lanes, rows] : {std::pair{1u, 3u}, std::pair{4u, 3u}, std::pair{4u, 6u}}) {
-    if (lanes > info.min_subgroup_size) continue;
-    MatmulShape s;
-    s.workgroup = std::min(64u, info.max_workgroup_invocations);
-    s.lanes = lanes;
-    s.rows = rows;
-    s.tokens = 3;
-    s.subgroup_add = false;
+    const auto s = test::cluster_shape(lanes, rows);
+    if (!s) continue;
     for (MatmulLoad load : test::load_paths()) {
       run_case({129, 260, 5, 0, Epilogue::Store, s, load}, 50 + lanes + rows);
       run_case({129, 252, 1, 0, Epilogue::Store, s, load}, 60 + lanes + rows);

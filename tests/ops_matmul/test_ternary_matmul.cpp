@@ -186,17 +186,11 @@ TEST_CASE("ternary matmul with real scales, forced segments and the residual epi
 TEST_CASE("ternary matmul shapes: GPU-like lane clusters with shuffle reduction") {
   test::ValidationGuard guard;
   const DeviceInfo& info = test::device().info();
-  const uint32_t sg = info.min_subgroup_size;
   // Several lane groups per workgroup, each reduced by shuffle-xor, as MatmulShape::pick does on GPUs.
   // rows 6 over 4 lanes: each lane finishes up to two rows, the second group partly.
   for (auto [lanes, rows] : {std::pair{4u, 2u}, std::pair{4u, 6u}}) {
-    if (lanes > sg) continue;
-    MatmulShape s;
-    s.workgroup = std::min(64u, info.max_workgroup_invocations);
-    s.lanes = lanes;
-    s.rows = rows;
-    s.tokens = 3;
-    s.subgroup_add = false;
+    const auto s = test::cluster_shape(lanes, rows);
+    if (!s) continue;
     CAPTURE(lanes);
     CAPTURE(rows);
     for (MatmulLoad load : test::load_paths()) {
