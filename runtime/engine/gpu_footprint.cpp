@@ -7,8 +7,6 @@ namespace {
 uint64_t ternary_bytes(uint64_t rows, uint64_t cols) { return rows * ((cols + 63) / 64 * 16) + rows * 4; }
 }  // namespace
 
-const char* head_precision_name(HeadPrecision h) { return h == HeadPrecision::Int8 ? "int8" : "f16"; }
-
 GpuFootprint estimate_gpu_footprint(const ModelConfig& c, int context, int sequences, int prefill_chunk,
                                     int layers, bool with_embedding, bool with_head, HeadPrecision head) {
   if (layers < 0) layers = c.n_layers;

@@ -10,7 +10,6 @@ namespace ternvk {
 // How the output head (and the tied embedding) is held on the GPU: FP16 (the file's values, the
 // default) or int8 rows with one scale per row (half the bytes; an explicit choice, never silent).
 enum class HeadPrecision { F16, Int8 };
-const char* head_precision_name(HeadPrecision h);
 
 struct GpuFootprint {
   uint64_t ternary_weights = 0;  // 2-bit packed linear layers (+ per-row code sums)

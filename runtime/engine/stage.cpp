@@ -63,7 +63,6 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
     step();
   }
   if (spec.embedding || spec.head) {
-    auto table = source.embedding_f16();
     const bool i8 = options.head == HeadPrecision::Int8;
     if (i8 && D % 4 != 0)
       throw Error("the int8 head needs a hidden size divisible by 4; this model's is " + std::to_string(D) +
@@ -85,9 +84,10 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
         upload_head(*untied, "output head");
       }
       if (spec.embedding)
-        table_ = std::make_unique<ops::Fp16MatrixGpu>(device, table, V, D, "token embedding", options.max_segment_bytes);
+        table_ = std::make_unique<ops::Fp16MatrixGpu>(device, source.embedding_f16(), V, D, "token embedding",
+                                                      options.max_segment_bytes);
     } else {
-      upload_head(table, spec.head ? "token embedding / output head" : "token embedding");
+      upload_head(source.embedding_f16(), spec.head ? "token embedding / output head" : "token embedding");
     }
     weight_bytes_ += (head_ ? head_->weight_bytes() : 0) + (head_i8_ ? head_i8_->weight_bytes() : 0) +
                      (table_ ? table_->weight_bytes() : 0);
@@ -198,14 +198,13 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   if (!spec_.embedding) rec.copy(hidden_in_.range(0, hidden_bytes), x_.range(0, hidden_bytes));
   if (spec_.embedding) {
     ops::EmbeddingArgs e{.ids = ids_.range(), .out = x_.range(), .tokens = T, .cols = D, .vocab = V};
-    if (!table_ && head_i8_) {
+    const bool i8_table = !table_ && head_i8_;
+    if (i8_table) {
       e.type = ops::EmbeddingTable::I8;
       e.scales = head_i8_->scales().range();
-      for (const auto& s : head_i8_->segments()) e.segments.push_back({s.weights.range(), s.first_row, s.rows});
-    } else {
-      const ops::Fp16MatrixGpu& table = table_ ? *table_ : *head_;
-      for (const auto& s : table.segments()) e.segments.push_back({s.weights.range(), s.first_row, s.rows});
     }
+    const auto& segments = i8_table ? head_i8_->segments() : (table_ ? *table_ : *head_).segments();
+    for (const auto& s : segments) e.segments.push_back({s.weights.range(), s.first_row, s.rows});
     ops::record_embedding(rec, e);
   }
   for (Layer& L : layers_) {

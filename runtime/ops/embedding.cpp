@@ -80,10 +80,9 @@ void record_embedding(Recording& rec, const EmbeddingArgs& a) {
     struct {
       uint32_t cols, row_stride, first_row, segment_rows, total_rows, zero_invalid;
     } push{a.cols, row_stride, seg.first_row, seg.rows, a.vocab, s == 0 ? 1u : 0u};
-    if (i8)
-      rec.dispatch(pipe, {a.ids, seg.table, a.out, a.scales}, push, (items + wg - 1) / wg, a.tokens);
-    else
-      rec.dispatch(pipe, {a.ids, seg.table, a.out}, push, (items + wg - 1) / wg, a.tokens);
+    std::vector<BufferRange> bindings = {a.ids, seg.table, a.out};
+    if (i8) bindings.push_back(a.scales);  // binding 3 of embedding_i8
+    rec.dispatch(pipe, bindings, &push, sizeof push, (items + wg - 1) / wg, a.tokens);
   }
 }
 
