@@ -38,6 +38,32 @@ float wg_sum(float v) {
 #endif
 }
 
+#if SUBGROUP
+// The largest value of the workgroup (same rules as wg_sum).
+float wg_max(float v) {
+  v = subgroupMax(v);
+  if (gl_NumSubgroups == 1) return v;
+  if (subgroupElect()) red_v[gl_SubgroupID] = v;
+  barrier();
+  float m = red_v[0];
+  for (uint g = 1; g < gl_NumSubgroups; ++g) m = max(m, red_v[g]);
+  barrier();
+  return m;
+}
+
+// The integer sum of the workgroup (same rules as wg_sum).
+int wg_sum_int(int v) {
+  v = subgroupAdd(v);
+  if (gl_NumSubgroups == 1) return v;
+  if (subgroupElect()) red_i[gl_SubgroupID] = uint(v);
+  barrier();
+  int s = 0;
+  for (uint g = 0; g < gl_NumSubgroups; ++g) s += int(red_i[g]);
+  barrier();
+  return s;
+}
+#endif
+
 // The order of (value, index) pairs used by argmax and topk: larger value first, then lower
 // index (torch.argmax and llama.cpp greedy pick the first maximum). Callers never pass NaN.
 bool pair_before(float va, uint ia, float vb, uint ib) { return va > vb || (va == vb && ia < ib); }

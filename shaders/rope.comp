@@ -13,6 +13,9 @@
 // s * capacity + p; tokens with p >= capacity or s >= sequences are not stored (never out of bounds).
 // Frequencies: freq_i = theta_scale^i with theta_scale = theta^(-2/HD) (fp32, as llama.cpp), angle
 // = float(pos) * freq_i in fp32, reduced to [-pi, pi] before cos/sin.
+#extension GL_GOOGLE_include_directive : require
+#include "rope_rotate.glsl"
+
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint HD = 128;
 layout(constant_id = 2) const bool NEOX = true;  // false: adjacent pairs (2i, 2i+1)
@@ -42,14 +45,7 @@ layout(push_constant) uniform Params {
   uint sequences;  // KV cache regions of `capacity` rows (STORE_KV)
 } p;
 
-vec2 rotate(vec2 xy, float pos, uint freq_index) {
-  precise float angle = pos * pow(p.theta_scale, float(freq_index));
-  // Cody-Waite reduction to [-pi, pi]: sin/cos are only accurate there on many GPUs.
-  precise float k = round(angle * 0.15915494309189535);
-  precise float r = (angle - k * 6.28125) - k * 0.0019353071795864769;
-  float c = cos(r), s = sin(r);
-  return vec2(xy.x * c - xy.y * s, xy.x * s + xy.y * c);
-}
+vec2 rotate(vec2 xy, float pos, uint freq_index) { return rope_rotate(xy, pos, freq_index, p.theta_scale); }
 
 void main() {
   const uint QUADS = HD / 4;

@@ -7,7 +7,7 @@
 #include <random>
 
 #include "runtime/engine/placement.h"
-#include "runtime/profiler/work_model.h"
+#include "runtime/profiler/pass_record.h"
 #include "runtime/tokenizer/streaming_decoder.h"
 
 namespace ternvk::chat {
@@ -127,7 +127,7 @@ void ChatSession::do_load(const ModelRequest& request) {
     o.context = request.context;
     o.head = request.int8_head ? HeadPrecision::Int8 : HeadPrecision::F16;
     const DeviceInfo& first = instance_.select(o.devices.empty() ? request.device : std::optional<int>(o.devices.front()));
-    o.timestamps = first.timestamps;  // per-dispatch GPU times for the performance panel
+    o.timestamps = first.timestamps ? TimestampMode::Dispatch : TimestampMode::None;  // per-dispatch GPU times for the performance panel
     o.progress = [this](int done, int total) {
       if (quitting_) throw LoadAbandoned{};
       std::lock_guard lock(mutex_);
@@ -137,8 +137,6 @@ void ChatSession::do_load(const ModelRequest& request) {
     const ModelConfig& c = engine->config();
     // Formats whose control tokens the vocabulary lacks fall back to the plain format.
     format_ = detect_chat_format(engine->tokenizer(), c.arch_name);
-    ternary_shader_ = engine->device().info().has_fast_int8_dot() ? "ternary_matmul_dot" : "ternary_matmul_swar";
-    int8_head_ = request.int8_head;
     std::string devices;
     for (size_t i = 0; i < engine->stage_count(); ++i) {
       const auto& s = engine->stage(i);
@@ -156,7 +154,7 @@ void ChatSession::do_load(const ModelRequest& request) {
     view_.chat_format = std::string(chat_format_name(format_));
     view_.context_size = engine->context();
     view_.gpu_bytes = engine->peak_gpu_bytes();
-    view_.timestamps = o.timestamps;
+    view_.timestamps = o.timestamps != TimestampMode::None;
     std::lock_guard elock(engine_mutex_);
     engine_ = std::move(engine);
   } catch (const LoadAbandoned&) {
@@ -174,14 +172,15 @@ void ChatSession::record_timings(bool prefill, double host_us) {
   std::vector<DispatchTiming> named;
   for (size_t s = 0; s < engine_->stage_count(); ++s) {
     named.clear();
-    for (const auto& t : engine_->stage(s).last_timings()) {
-      const auto n = profiler::name_dispatch(t.label, false, ternary_shader_, int8_head_);
-      auto& row = by_shader[n.shader];
-      row.label = n.shader;
+    const Recording* pass = engine_->stage(s).last_pass();
+    if (!pass) continue;
+    for (const auto& t : profiler::timed_commands(*pass, 0)) {
+      auto& row = by_shader[t.shader];
+      row.label = t.shader;
       row.us += t.microseconds;
       row.calls++;
       total += t.microseconds;
-      named.push_back({n.shader, t.microseconds});
+      named.push_back({t.shader, t.microseconds});
     }
     if (named.empty()) continue;
     // The replay ended just before the host saw its token: lay its dispatches back to back up to then.

@@ -107,8 +107,6 @@ class ChatSession {
   std::mutex engine_mutex_;
   std::unique_ptr<Engine> engine_;
   ChatFormat format_ = ChatFormat::kPlain;
-  std::string ternary_shader_;
-  bool int8_head_ = false;
   double trace_cursor_us_ = 0;
   int trace_step_ = 0;
   std::thread worker_;  // last: starts after everything it uses exists

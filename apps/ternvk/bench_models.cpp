@@ -73,9 +73,6 @@ std::vector<BenchModel> ModelChoice::resolve() const {
   return out;
 }
 
-profiler::TransformerShape shape_of(const ModelConfig& c) {
-  return {c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim, c.vocab};
-}
 
 uint64_t param_count(const ModelConfig& c) {
   const uint64_t D = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim;

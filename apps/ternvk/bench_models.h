@@ -12,7 +12,6 @@
 #include "runtime/engine/gpu_footprint.h"
 #include "runtime/engine/model_config.h"
 #include "runtime/engine/synthetic_model.h"
-#include "runtime/profiler/work_model.h"
 
 namespace ternvk::cli {
 
@@ -37,7 +36,6 @@ struct ModelChoice {
   std::vector<BenchModel> resolve() const;
 };
 
-profiler::TransformerShape shape_of(const ModelConfig& c);
 // Parameters of the linear layers + the (tied) embedding + norms.
 uint64_t param_count(const ModelConfig& c);
 

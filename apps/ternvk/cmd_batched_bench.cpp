@@ -80,7 +80,7 @@ Action add_batched_bench_command(CLI::App& app) {
     int prompt = 16, gen = 32, reps = 3, context = 0;
     std::optional<int> device;
     bool fp16 = false, both = false;
-    std::string budget = "8GiB", output = "md", head = "f16";
+    std::string budget = "8GiB", output = "md", head = "f16", plan = "auto";
   };
   auto o = std::make_shared<Opts>();
   o->models.add(*cmd, true);
@@ -98,6 +98,7 @@ Action add_batched_bench_command(CLI::App& app) {
   cmd->add_flag("--fp16-baseline", o->fp16, "Run the FP16 baseline instead of ternary");
   cmd->add_flag("--both", o->both, "Run ternary and the FP16 baseline side by side, with ratio rows");
   add_head_flag(*cmd, o->head);
+  add_plan_flag(*cmd, o->plan);
   cmd->add_option("-o,--output", o->output, "Output format: md or json")->check(CLI::IsMember({"md", "json"}));
   return [o] {
     const uint64_t budget = parse_bytes(o->budget);
@@ -129,6 +130,7 @@ Action add_batched_bench_command(CLI::App& app) {
         eo.sequences = max_b;
         eo.fp16_baseline = fp16;
         eo.head = head;
+        eo.plan = parse_plan(o->plan);
         eo.load_tokenizer = false;
         engines.push_back(std::make_unique<Engine>(instance, m.path, eo));
         std::fprintf(stderr, "  %s %s: loaded, %d sequences x %d positions\n", m.name.c_str(), fp16 ? "fp16" : "ternary",

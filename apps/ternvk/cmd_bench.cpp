@@ -30,7 +30,7 @@ namespace ternvk::cli {
 namespace {
 
 struct Result {
-  std::string model, variant, head, device, driver, test;
+  std::string model, variant, head, plan, device, driver, test;
   int device_index = 0;
   int n_prompt = 0, n_gen = 0;
   uint64_t size = 0, params = 0;  // weights on the GPU, parameter count (as loaded)
@@ -60,11 +60,11 @@ std::string ts_text(const Result& r) {
 }
 
 void print_markdown(const std::vector<Result>& results, bool both) {
-  std::printf("| model | variant | head | size | params | backend | test | t/s | peak GPU | weights | KV cache | scratch |\n");
-  std::printf("| ----- | ------- | ---- | ---: | -----: | ------- | ---: | --: | -------: | ------: | -------: | ------: |\n");
+  std::printf("| model | variant | head | plan | size | params | backend | test | t/s | peak GPU | weights | KV cache | scratch |\n");
+  std::printf("| ----- | ------- | ---- | ---- | ---: | -----: | ------- | ---: | --: | -------: | ------: | -------: | ------: |\n");
   for (const auto& r : results)
-    std::printf("| %s | %s | %s | %s | %s | Vulkan (%s) | %s | %s | %s | %s | %s | %s |\n", r.model.c_str(),
-                r.variant.c_str(), r.head.c_str(), format_bytes(double(r.size)).c_str(), format_count(double(r.params)).c_str(),
+    std::printf("| %s | %s | %s | %s | %s | %s | Vulkan (%s) | %s | %s | %s | %s | %s | %s |\n", r.model.c_str(),
+                r.variant.c_str(), r.head.c_str(), r.plan.c_str(), format_bytes(double(r.size)).c_str(), format_count(double(r.params)).c_str(),
                 r.device.c_str(), r.test.c_str(), ts_text(r).c_str(), format_bytes(double(r.peak)).c_str(),
                 format_bytes(double(r.weights)).c_str(), format_bytes(double(r.kv)).c_str(),
                 format_bytes(double(r.scratch)).c_str());
@@ -82,18 +82,18 @@ void print_markdown(const std::vector<Result>& results, bool both) {
       }
   }
   if (!both) return;
-  std::printf("\n| model | head | backend | test | ternary t/s | FP16 t/s | speed ternary/FP16 | peak GPU ternary | peak GPU FP16 "
+  std::printf("\n| model | head | plan | backend | test | ternary t/s | FP16 t/s | speed ternary/FP16 | peak GPU ternary | peak GPU FP16 "
               "| memory FP16/ternary | full-depth memory FP16/ternary |\n");
-  std::printf("| ----- | ---- | ------- | ---: | ----------: | -------: | -----------------: | ---------------: | ------------: "
+  std::printf("| ----- | ---- | ---- | ------- | ---: | ----------: | -------: | -----------------: | ---------------: | ------------: "
               "| ------------------: | -----------------------------: |\n");
   for (const auto& t : results) {
     if (t.variant != "ternary") continue;
     for (const auto& f : results) {
-      if (f.variant != "fp16" || f.model != t.model || f.head != t.head || f.device_index != t.device_index ||
+      if (f.variant != "fp16" || f.model != t.model || f.head != t.head || f.plan != t.plan || f.device_index != t.device_index ||
           f.test != t.test || f.stages != t.stages)
         continue;
-      std::printf("| %s | %s | Vulkan (%s) | %s | %s | %s | %.2fx | %s | %s | %.2fx | %.2fx |\n", t.model.c_str(),
-                  t.head.c_str(), t.device.c_str(), t.test.c_str(), ts_text(t).c_str(), ts_text(f).c_str(),
+      std::printf("| %s | %s | %s | Vulkan (%s) | %s | %s | %s | %.2fx | %s | %s | %.2fx | %.2fx |\n", t.model.c_str(),
+                  t.head.c_str(), t.plan.c_str(), t.device.c_str(), t.test.c_str(), ts_text(t).c_str(), ts_text(f).c_str(),
                   f.mean() > 0 ? t.mean() / f.mean() : 0.0, format_bytes(double(t.peak)).c_str(),
                   format_bytes(double(f.peak)).c_str(), t.peak ? double(f.peak) / double(t.peak) : 0.0,
                   t.full_total ? double(f.full_total) / double(t.full_total) : 0.0);
@@ -102,14 +102,14 @@ void print_markdown(const std::vector<Result>& results, bool both) {
 }
 
 void print_csv(const std::vector<Result>& results) {
-  std::printf("model,variant,head,size_bytes,params,backend,device,device_index,test,n_prompt,n_gen,avg_ts,stddev_ts,"
+  std::printf("model,variant,head,plan,size_bytes,params,backend,device,device_index,test,n_prompt,n_gen,avg_ts,stddev_ts,"
               "peak_bytes,weight_bytes,kv_bytes,scratch_bytes,layers,full_layers,vocab,context,full_weight_bytes,"
               "full_total_bytes,samples_ts\n");
   for (const auto& r : results) {
     std::string samples;
     for (double s : r.samples) samples += (samples.empty() ? "" : ";") + format_fixed(s, 4);
-    std::printf("\"%s\",%s,%s,%llu,%llu,Vulkan,\"%s\",%d,%s,%d,%d,%.4f,%.4f,%llu,%llu,%llu,%llu,%d,%d,%d,%d,%llu,%llu,\"%s\"\n",
-                r.model.c_str(), r.variant.c_str(), r.head.c_str(), (unsigned long long)r.size, (unsigned long long)r.params,
+    std::printf("\"%s\",%s,%s,%s,%llu,%llu,Vulkan,\"%s\",%d,%s,%d,%d,%.4f,%.4f,%llu,%llu,%llu,%llu,%d,%d,%d,%d,%llu,%llu,\"%s\"\n",
+                r.model.c_str(), r.variant.c_str(), r.head.c_str(), r.plan.c_str(), (unsigned long long)r.size, (unsigned long long)r.params,
                 r.device.c_str(), r.device_index, r.test.c_str(), r.n_prompt, r.n_gen, r.mean(), r.stddev(),
                 (unsigned long long)r.peak, (unsigned long long)r.weights, (unsigned long long)r.kv,
                 (unsigned long long)r.scratch, r.layers, r.full_layers, r.vocab, r.context,
@@ -123,6 +123,7 @@ void print_json(const std::vector<Result>& results) {
     arr.push_back({{"model", r.model},
                    {"variant", r.variant},
                    {"head", r.head},
+                   {"plan", r.plan},
                    {"size_bytes", r.size},
                    {"params", r.params},
                    {"backend", "Vulkan"},
@@ -172,6 +173,7 @@ Action add_bench_command(CLI::App& app) {
     std::string pipeline, split = "auto";
     std::string output = "md", dot = "auto";
     std::vector<std::string> heads{"f16"};
+    std::vector<std::string> plans{"auto"};
   };
   auto o = std::make_shared<Opts>();
   o->models.add(*cmd, true);
@@ -202,6 +204,11 @@ Action add_bench_command(CLI::App& app) {
                   "the bytes); ternary and FP16 runs of a pair share the head")
       ->delimiter(',')
       ->check(CLI::IsMember({"f16", "int8"}));
+  cmd->add_option("--plan", o->plans,
+                  "Forward pass(es), comma-separated: auto (by device type), gpu (fused decode layers) and/or cpu; "
+                  "several run side by side")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"auto", "gpu", "cpu"}));
   cmd->add_flag("--no-warmup", o->no_warmup, "Skip the untimed warm-up run of each test");
   cmd->add_flag("--sequential", o->sequential,
                 "With --both: load and run one variant after the other (default: both loaded, repetitions "
@@ -211,6 +218,9 @@ Action add_bench_command(CLI::App& app) {
     std::vector<std::string> heads;
     for (const auto& h : o->heads)
       if (std::find(heads.begin(), heads.end(), h) == heads.end()) heads.push_back(h);
+    std::vector<std::string> plan_names;
+    for (const auto& p : o->plans)
+      if (std::find(plan_names.begin(), plan_names.end(), p) == plan_names.end()) plan_names.push_back(p);
     auto models = o->models.resolve();
     Instance instance;
     std::vector<std::optional<int>> devices;
@@ -249,7 +259,7 @@ Action add_bench_command(CLI::App& app) {
         };
         // With --devices, the pipeline runs beside the same model on its first device alone, so
         // the split's cost or gain is measured in the same run.
-        auto load = [&](bool fp16, bool pipelined, const std::string& head) {
+        auto load = [&](bool fp16, bool pipelined, const std::string& head, const std::string& plan) {
           EngineOptions eo;
           eo.device = int(info.index);
           if (pipelined) {
@@ -260,6 +270,7 @@ Action add_bench_command(CLI::App& app) {
           eo.prefill_chunk = o->batch;
           eo.fp16_baseline = fp16;
           eo.head = parse_head(head);
+          eo.plan = parse_plan(plan);
           eo.load_tokenizer = false;
           eo.dot = o->dot == "swar" ? ops::TernaryDot::Swar
                    : o->dot == "int8" ? ops::TernaryDot::PackedInt8 : ops::TernaryDot::Auto;
@@ -268,8 +279,9 @@ Action add_bench_command(CLI::App& app) {
           run.engine = std::make_unique<Engine>(instance, m.path, eo);
           Engine& engine = *run.engine;
           const char* variant = fp16 ? "fp16" : "ternary";
-          std::fprintf(stderr, "  %s %s (%s head): loaded in %.1f s\n", m.name.c_str(), variant, head.c_str(),
-                       seconds_since(t_load));
+          const std::string plan_used = plan_name(engine.stage().plan());
+          std::fprintf(stderr, "  %s %s (%s head, %s plan): loaded in %.1f s\n", m.name.c_str(), variant, head.c_str(),
+                       plan_used.c_str(), seconds_since(t_load));
           const int V = engine.config().vocab;
           // Check the output once before timing: logits must be finite.
           auto logits = engine.eval(random_tokens(std::min(8, ctx), V, 7));
@@ -283,6 +295,7 @@ Action add_bench_command(CLI::App& app) {
           b.model = m.name;
           b.variant = variant;
           b.head = head;
+          b.plan = plan_used;
           b.device = info.name;
           b.stages = int(engine.stage_count());
           if (b.stages > 1) {
@@ -371,8 +384,8 @@ Action add_bench_command(CLI::App& app) {
                   rs[k].handover_us[b].insert(rs[k].handover_us[b].end(), last_handovers[b].begin(), last_handovers[b].end());
               }
             for (size_t k = 0; k < runs.size(); ++k) {
-              std::fprintf(stderr, "    %s (%s head) %s: %s t/s\n", rs[k].variant.c_str(), rs[k].head.c_str(),
-                           rs[k].test.c_str(), ts_text(rs[k]).c_str());
+              std::fprintf(stderr, "    %s (%s head, %s plan) %s: %s t/s\n", rs[k].variant.c_str(), rs[k].head.c_str(),
+                           rs[k].plan.c_str(), rs[k].test.c_str(), ts_text(rs[k]).c_str());
               for (size_t b = 0; b < rs[k].handover_us.size(); ++b)
                 std::fprintf(stderr, "      hand-over stage %zu -> %zu: median %.1f us/token\n", b, b + 1,
                              profiler::summarize(rs[k].handover_us[b]).median_us);
@@ -398,23 +411,24 @@ Action add_bench_command(CLI::App& app) {
         };
         struct Plan {
           bool fp16, pipelined;
-          std::string head;
+          std::string head, plan;
         };
         std::vector<Plan> plans;
-        for (const std::string& head : heads)
-          for (bool fp16 : variants) {
-            if (!pipeline.empty()) plans.push_back({fp16, false, head});
-            plans.push_back({fp16, !pipeline.empty(), head});
-          }
+        for (const std::string& plan : plan_names)
+          for (const std::string& head : heads)
+            for (bool fp16 : variants) {
+              if (!pipeline.empty()) plans.push_back({fp16, false, head, plan});
+              plans.push_back({fp16, !pipeline.empty(), head, plan});
+            }
         if (o->sequential || plans.size() == 1) {
           for (const Plan& p : plans) {
-            Run run = load(p.fp16, p.pipelined, p.head);
+            Run run = load(p.fp16, p.pipelined, p.head, p.plan);
             run_tests({&run});
             finish(run);
           }
         } else {
           std::vector<Run> runs;
-          for (const Plan& p : plans) runs.push_back(load(p.fp16, p.pipelined, p.head));
+          for (const Plan& p : plans) runs.push_back(load(p.fp16, p.pipelined, p.head, p.plan));
           std::vector<Run*> ptrs;
           for (auto& r : runs) ptrs.push_back(&r);
           run_tests(ptrs);

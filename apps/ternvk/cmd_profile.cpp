@@ -1,8 +1,11 @@
 // `ternvk profile`: where every microsecond of a token goes. Runs a prompt (prefill in chunks of
-// -b) and N greedy decode steps with a GPU timestamp after every dispatch, then prints per shader:
-// calls, total / per-token / mean time, share, bytes moved (from the model's shape, see
-// runtime/profiler/work_model.h), achieved GB/s and GMAC/s, and the fraction of the device's peak
-// bandwidth measured by a copy kernel in the same run. Optionally writes a Chrome trace (Perfetto)
+// -b) and N greedy decode steps. --timing dispatch (default) writes a GPU timestamp after every
+// dispatch and prints per shader and per op: calls, total / per-token / mean time, share, bytes
+// moved and MACs (what each op stated when the pass was recorded, runtime/profiler/pass_record.h),
+// achieved GB/s and GMAC/s, and the fraction of the device's peak bandwidth measured in the same
+// run. --timing pass times whole passes only: on a GPU, timestamps between dependent dispatches
+// stretch the token, so the per-token GPU time of this mode is the one to quote. Both report the
+// dispatches per token of decode and prefill. Optionally writes a Chrome trace (Perfetto)
 // and a PNG bar chart of decode time per shader. With --devices (a model split into stages), the
 // tables cover every stage and the trace has one track per stage's device plus the host's
 // hand-overs between stages.
@@ -25,6 +28,7 @@
 #include "runtime/profiler/aggregate.h"
 #include "runtime/profiler/bandwidth.h"
 #include "runtime/profiler/chrome_trace.h"
+#include "runtime/profiler/pass_record.h"
 #include "runtime/profiler/pipeline.h"
 #include "runtime/profiler/png_chart.h"
 
@@ -52,9 +56,36 @@ void print_table(const char* title, const profiler::Aggregator& agg, int tokens,
                 (unsigned long long)r.calls, r.total_us, per_token, r.mean_us(), 100.0 * r.share, mb.c_str(),
                 gbps.c_str(), pct.c_str(), gmacs.c_str());
   }
-  for (const auto& [kind, n] : agg.unmatched_work())
-    std::printf("\n(note: the work model expected '%s' dispatches in %llu passes that had none)\n", kind.c_str(),
-                (unsigned long long)n);
+}
+
+// Whole passes of one kind (prefill or decode), whatever the timing mode: GPU time, the dispatches
+// the recorded passes held, and the work their ops stated.
+struct PassSums {
+  double gpu_us = 0, bytes = 0, macs = 0;
+  size_t passes = 0, dispatches = 0, unknown = 0;
+};
+
+nlohmann::json sums_json(const PassSums& s, int tokens) {
+  const double n = std::max(tokens, 1);
+  return {{"passes", s.passes},
+          {"tokens", tokens},
+          {"gpu_us", s.gpu_us},
+          {"gpu_us_per_token", s.gpu_us / n},
+          {"dispatches", s.dispatches},
+          {"dispatches_per_token", double(s.dispatches) / n},
+          {"bytes_per_token", s.bytes / n},
+          {"macs_per_token", s.macs / n},
+          {"gb_per_s", s.gpu_us > 0 ? s.bytes / (s.gpu_us * 1e3) : 0.0},
+          {"commands_without_work", s.unknown}};
+}
+
+void print_sums(const char* what, const PassSums& s, int tokens) {
+  const double n = std::max(tokens, 1);
+  std::printf("%s: %.1f dispatches per token (%zu in %zu passes), GPU %.1f us per token, %.3f MB and %.3f GMAC per "
+              "token, %.2f GB/s%s\n",
+              what, double(s.dispatches) / n, s.dispatches, s.passes, s.gpu_us / n, s.bytes / n / 1e6, s.macs / n / 1e9,
+              s.gpu_us > 0 ? s.bytes / (s.gpu_us * 1e3) : 0.0,
+              s.unknown ? (" (" + std::to_string(s.unknown) + " commands without stated work)").c_str() : "");
 }
 
 nlohmann::json table_json(const profiler::Aggregator& agg, int tokens, double peak_gbps) {
@@ -84,7 +115,7 @@ Action add_profile_command(CLI::App& app) {
     int prompt = 128, steps = 32, batch = 64, context = 0;
     bool fp16 = false;
     std::optional<int> device;
-    std::string dot = "auto", trace, chart, output = "md", head = "f16";
+    std::string dot = "auto", trace, chart, output = "md", head = "f16", plan = "auto", timing = "dispatch";
     std::string devices, split = "auto";
     uint64_t bandwidth_mib = 64;
   };
@@ -96,12 +127,17 @@ Action add_profile_command(CLI::App& app) {
   cmd->add_option("-c,--ctx-size", o->context, "KV cache positions (default: prompt + steps)");
   cmd->add_flag("--fp16-baseline", o->fp16, "Profile the FP16 baseline instead of the ternary model");
   add_head_flag(*cmd, o->head);
+  add_plan_flag(*cmd, o->plan);
   add_device_flag(*cmd, o->device);
   cmd->add_option("--devices", o->devices,
                   "Profile the model split over these devices (indices from `ternvk devices`, may repeat)");
   cmd->add_option("--split", o->split, "Layers per device with --devices: auto or N,N,...");
   cmd->add_option("--dot", o->dot, "Ternary inner product: auto, swar or int8")
       ->check(CLI::IsMember({"auto", "swar", "int8"}));
+  cmd->add_option("--timing", o->timing,
+                  "dispatch: a GPU timestamp after every dispatch (tables per shader and per op); pass: only "
+                  "around whole passes (undistorted GPU time per token)")
+      ->check(CLI::IsMember({"dispatch", "pass"}));
   cmd->add_option("--trace", o->trace, "Write a Chrome trace JSON (open in ui.perfetto.dev or chrome://tracing)");
   cmd->add_option("--chart", o->chart, "Write a PNG bar chart of decode time per shader");
   cmd->add_option("-o,--output", o->output, "Table format: md or json")->check(CLI::IsMember({"md", "json"}));
@@ -137,7 +173,11 @@ Action add_profile_command(CLI::App& app) {
     eo.prefill_chunk = o->batch;
     eo.fp16_baseline = o->fp16;
     eo.head = parse_head(o->head);
-    eo.timestamps = true;
+    eo.plan = parse_plan(o->plan);
+    const bool per_dispatch = o->timing == "dispatch";
+    if (!per_dispatch && (!o->trace.empty() || !o->chart.empty()))
+      throw Error("--trace and --chart need --timing dispatch (the times of every dispatch)");
+    eo.timestamps = per_dispatch ? TimestampMode::Dispatch : TimestampMode::Pass;
     eo.load_tokenizer = false;
     eo.dot = o->dot == "swar" ? ops::TernaryDot::Swar : o->dot == "int8" ? ops::TernaryDot::PackedInt8 : ops::TernaryDot::Auto;
     Engine engine(instance, m.path, eo);
@@ -156,65 +196,52 @@ Action add_profile_command(CLI::App& app) {
     std::vector<std::vector<double>> prefill_handover(n_stages > 1 ? n_stages - 1 : 0),
         decode_handover(n_stages > 1 ? n_stages - 1 : 0);
 
-    const auto shape = shape_of(c);
-    const ops::HeadLayout heads{uint32_t(c.n_heads), uint32_t(c.n_kv_heads), uint32_t(c.head_dim)};
-    auto spec_for = [&](int tokens, int first_position, bool decode, bool split) {
-      profiler::PassSpec s;
-      s.tokens = tokens;
-      s.first_position = first_position;
-      s.fp16_linear = o->fp16;
-      s.int8_head = o->head == "int8";
-      s.int8_embedding = s.int8_head && c.tied_head;
-      // LogitsMode::Last: the head runs on the last row only when that row can be bound on its own.
-      const bool one_row =
-          uint64_t(tokens - 1) * c.dim * 4 % std::max<uint64_t>(1, info.min_storage_buffer_offset_alignment) == 0;
-      s.head_rows = one_row ? 1 : tokens;
-      // The split's partials count only when the pass ran a combine (the decode path may not split).
-      if (split) {
-        const auto plan = ops::plan_attention(info, heads, uint32_t(tokens), uint32_t(engine.context()));
-        s.attention_chunks = int(plan.n_chunks);
-        s.attention_chunk = int(plan.chunk);
-      }
-      if (decode) {
-        s.select = profiler::PassSpec::Argmax;
-        s.select_parts = int(ops::plan_argmax(info, 1, uint32_t(c.vocab)).parts);
-      }
-      return s;
-    };
+    PassSums prefill_sums, decode_sums;  // per pass kind, summed over the run
 
     profiler::ChromeTrace trace;
     // Stage i's device is process 1 + i; the host comes after them (2 with one device, as before).
     const int gpu_pid = 1, host_pid = int(n_stages) + 1;
     profiler::Aggregator prefill, decode, prefill_ops, decode_ops;
     Clock::time_point t_start;  // the trace's time 0: set just before the first step
-    const std::string ternary_shader =
-        (o->dot == "int8" || (o->dot == "auto" && info.has_fast_int8_dot())) ? "ternary_matmul_dot" : "ternary_matmul_swar";
-    // Names each dispatch by shader (matmuls are labelled by matrix) and feeds both tables and the trace.
+    // Names each command by shader and op (matmuls by matrix) and feeds the tables and the trace.
     // The stages' passes in order make up one pass of the whole model (embedding first, head last).
     auto record = [&](int tokens, int first_position, bool is_decode, const std::string& step, double start_us) {
       std::vector<DispatchTiming> shaders, ops_;
       std::vector<std::string> op_names;
       std::vector<std::vector<DispatchTiming>> stage_shaders(n_stages);
       std::vector<std::vector<std::string>> stage_ops(n_stages);
-      bool split = false;
-      for (size_t i = 0; i < n_stages; ++i)
-        for (const auto& t : engine.stage(i).last_timings()) {
-          const auto n = profiler::name_dispatch(t.label, o->fp16, ternary_shader, o->head == "int8");
-          shaders.push_back({n.shader, t.microseconds});
-          ops_.push_back({n.op, t.microseconds});
-          op_names.push_back(t.label);
-          stage_shaders[i].push_back({n.shader, t.microseconds});
-          stage_ops[i].push_back(t.label);
-          split = split || profiler::kind_of(n.shader) == "attention_combine";
+      std::vector<profiler::TimedCommand> commands;
+      const double keys = profiler::attended_keys(tokens, first_position);
+      PassSums& sums = is_decode ? decode_sums : prefill_sums;
+      ++sums.passes;
+      for (size_t i = 0; i < n_stages; ++i) {
+        const Recording* pass = engine.stage(i).last_pass();
+        if (!pass) continue;
+        const auto totals = profiler::pass_totals(*pass, keys);
+        sums.gpu_us += pass->pass_microseconds();
+        sums.dispatches += totals.dispatches;
+        sums.unknown += totals.unknown;
+        sums.bytes += totals.work.bytes;
+        sums.macs += totals.work.macs;
+        if (!per_dispatch) continue;
+        const auto& recorded = pass->commands();
+        const auto timed = profiler::timed_commands(*pass, keys);
+        for (size_t k = 0; k < timed.size(); ++k) {
+          const auto& t = timed[k];
+          shaders.push_back({t.shader, t.microseconds});
+          ops_.push_back({t.op, t.microseconds});
+          op_names.push_back(recorded[k].label);
+          stage_shaders[i].push_back({t.shader, t.microseconds});
+          stage_ops[i].push_back(recorded[k].label);
         }
-      const auto spec = spec_for(tokens, first_position, is_decode, split);
-      const auto by_kind = profiler::estimate_pass_work(shape, spec);
-      const auto by_op = profiler::estimate_pass_work(shape, spec, true);
-      (is_decode ? decode : prefill).add_pass(shaders, &by_kind);
-      (is_decode ? decode_ops : prefill_ops).add_pass(ops_, &by_op);
+        commands.insert(commands.end(), timed.begin(), timed.end());
+      }
+      (is_decode ? decode : prefill).add_pass(commands);
+      (is_decode ? decode_ops : prefill_ops).add_pass(commands, true);
       const char* category = is_decode ? "decode" : "prefill";
       std::vector<std::vector<QueueEvent>> queues(n_stages);
       for (size_t i = 0; i < n_stages; ++i) queues[i] = engine.stage(i).device().take_queue_events();
+      if (!per_dispatch) return;
       if (n_stages == 1) {
         trace.add_replay(gpu_pid, 1, start_us, shaders, category, step, op_names);
         return;
@@ -284,8 +311,14 @@ Action add_profile_command(CLI::App& app) {
     }
 
     if (o->output == "json") {
+      auto with_sums = [](nlohmann::json table, const PassSums& sums, int tokens) {
+        table.update(sums_json(sums, tokens));
+        return table;
+      };
       nlohmann::json j = {{"model", m.name},
                           {"variant", variant},
+                          {"plan", plan_name(engine.stage().plan())},
+                          {"timing", o->timing},
                           {"device", info.name},
                           {"driver", info.driver_name + " " + info.driver_info},
                           {"bandwidth",
@@ -293,11 +326,11 @@ Action add_profile_command(CLI::App& app) {
                             {"copy_gb_per_s", bw.copy_gb_per_s},
                             {"shader_gb_per_s", bw.shader_gb_per_s},
                             {"peak_gb_per_s", peak}}},
-                          {"prefill", table_json(prefill, o->prompt, peak)},
+                          {"prefill", with_sums(table_json(prefill, o->prompt, peak), prefill_sums, o->prompt)},
                           {"prefill_by_op", table_json(prefill_ops, o->prompt, peak)},
                           {"decode_by_op", table_json(decode_ops, o->steps, peak)},
                           {"prefill_wall_s", prefill_wall},
-                          {"decode", table_json(decode, o->steps, peak)},
+                          {"decode", with_sums(table_json(decode, o->steps, peak), decode_sums, o->steps)},
                           {"decode_wall_s", decode_wall}};
       if (n_stages > 1) {
         nlohmann::json h = nlohmann::json::array();
@@ -313,18 +346,24 @@ Action add_profile_command(CLI::App& app) {
       }
       std::printf("%s\n", j.dump(2).c_str());
     } else {
-      std::printf("## ternvk profile: %s, %s, on %s (%s %s)\n\n", m.name.c_str(), variant, info.name.c_str(),
-                  info.driver_name.c_str(), info.driver_info.c_str());
+      std::printf("## ternvk profile: %s, %s, %s plan, on %s (%s %s), timing per %s\n\n", m.name.c_str(), variant,
+                  plan_name(engine.stage().plan()), info.name.c_str(), info.driver_name.c_str(),
+                  info.driver_info.c_str(), o->timing.c_str());
+      print_sums("prefill", prefill_sums, o->prompt);
+      if (o->steps > 0) print_sums("decode", decode_sums, o->steps);
+      std::printf("\n");
       std::printf("Peak bandwidth (same run, %s buffers, best of 5): vkCmdCopyBuffer %.2f GB/s, bandwidth_copy "
                   "shader %.2f GB/s; %% peak BW uses %.2f GB/s.\n",
                   format_bytes(double(bw.buffer_bytes)).c_str(), bw.copy_gb_per_s, bw.shader_gb_per_s, peak);
-      print_table("Prefill", prefill, o->prompt, peak);
+      if (per_dispatch) print_table("Prefill", prefill, o->prompt, peak);
       std::printf("\nprefill wall time %.3f s (%.2f t/s)\n", prefill_wall, prefill_wall > 0 ? o->prompt / prefill_wall : 0);
       if (o->steps > 0) {
-        print_table("Decode", decode, o->steps, peak);
-        print_table("Decode by op (matmuls by matrix, summed over layers)", decode_ops, o->steps, peak);
+        if (per_dispatch) {
+          print_table("Decode", decode, o->steps, peak);
+          print_table("Decode by op (matmuls by matrix, summed over layers)", decode_ops, o->steps, peak);
+        }
         std::printf("\ndecode wall time %.2f ms/token (GPU %.2f ms/token; the rest is submit, wait and host work)\n",
-                    1e3 * decode_wall / o->steps, decode.total_us() / o->steps / 1e3);
+                    1e3 * decode_wall / o->steps, decode_sums.gpu_us / o->steps / 1e3);
       }
       if (n_stages > 1) {
         std::printf("\n### Hand-overs between stages (host: read the hidden state back, write it to the next device)\n\n");
@@ -339,7 +378,9 @@ Action add_profile_command(CLI::App& app) {
         std::printf("\nThe first step of each token count also records the next stage's command buffer inside the "
                     "hand-over (hence max >> median).\n");
       }
-      std::printf("\nBytes and MACs come from the model's shape (runtime/profiler/work_model.h); \"-\" = unknown.\n");
+      std::printf("\nBytes and MACs are what each op stated when the pass was recorded (runtime/profiler/pass_record.h); "
+                  "\"-\" = not stated.%s\n",
+                  per_dispatch ? " Per-dispatch timestamps stretch a GPU token: quote --timing pass for its time." : "");
     }
     if (!o->trace.empty()) {
       trace.write(o->trace);

@@ -22,6 +22,18 @@ void ModelFlags::add(CLI::App& cmd) {
                  "Run the model as a pipeline over these devices: indices from `ternvk devices` (may repeat) or all");
   cmd.add_option("--split", split, "Layers per device with --devices: auto (even) or N,N,...");
   add_head_flag(cmd, head);
+  add_plan_flag(cmd, plan);
+}
+
+void add_plan_flag(CLI::App& cmd, std::string& plan) {
+  cmd.add_option("--plan", plan,
+                 "Forward pass: auto (by device type), gpu (decode in five dispatches a layer, norms fused into "
+                 "the matmuls) or cpu (one dispatch per op, for CPU devices)")
+      ->check(CLI::IsMember({"auto", "gpu", "cpu"}));
+}
+
+ExecutionPlan parse_plan(const std::string& plan) {
+  return plan == "gpu" ? ExecutionPlan::Gpu : plan == "cpu" ? ExecutionPlan::Cpu : ExecutionPlan::Auto;
 }
 
 void add_head_flag(CLI::App& cmd, std::string& head) {
@@ -44,6 +56,7 @@ EngineOptions ModelFlags::engine_options(int device_count) const {
   o.prefill_chunk = batch;
   o.dot = dot == "swar" ? ops::TernaryDot::Swar : dot == "int8" ? ops::TernaryDot::PackedInt8 : ops::TernaryDot::Auto;
   o.head = parse_head(head);
+  o.plan = parse_plan(plan);
   o.progress = progress_printer();
   if (o.devices.size() > 1)  // the placement, before anything is uploaded
     o.on_plan = [](const std::string& plan) { std::fprintf(stderr, "%s", plan.c_str()); };

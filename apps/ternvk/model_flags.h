@@ -20,6 +20,7 @@ struct ModelFlags {
   std::string devices;  // "I,J,..." or "all": a pipeline of stages, one per entry
   std::string split = "auto";
   std::string head = "f16";  // output head precision: f16 or int8
+  std::string plan = "auto";  // forward pass: auto, gpu or cpu
   void add(CLI::App& cmd);
   EngineOptions engine_options(int device_count) const;
   std::string model_path() const;
@@ -37,6 +38,9 @@ struct SamplingFlags {
 // Adds `--head f16|int8` (the output head's precision on the GPU) to a command.
 void add_head_flag(CLI::App& cmd, std::string& head);
 HeadPrecision parse_head(const std::string& head);
+// Adds `--plan auto|gpu|cpu` (which forward pass the stages record; ExecutionPlan).
+void add_plan_flag(CLI::App& cmd, std::string& plan);
+ExecutionPlan parse_plan(const std::string& plan);
 
 // Prints a loading progress line on stderr (only when stderr is a terminal).
 std::function<void(int, int)> progress_printer();

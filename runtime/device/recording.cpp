@@ -22,6 +22,7 @@ Recording::Recording(Device& device, RecordingOptions options) : device_(device)
   }
   VkCommandBufferBeginInfo begin{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   TERNVK_VK_CHECK(vkBeginCommandBuffer(commands_, &begin));
+  mode_ = !options.timestamps ? TimestampMode::None : options.whole_pass ? TimestampMode::Pass : TimestampMode::Dispatch;
   if (options.timestamps && device.info().timestamps) {
     VkQueryPoolCreateInfo q{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
     q.queryType = VK_QUERY_TYPE_TIMESTAMP;
@@ -95,6 +96,12 @@ void Recording::track_transfer(VkBuffer read, VkBuffer written) {
   written_since_barrier_.insert(written);
 }
 
+void Recording::log_command(RecordedCommand command) {
+  const std::string label = command.label;
+  log_.push_back(std::move(command));
+  if (mode_ == TimestampMode::Dispatch) write_timestamp(label);
+}
+
 void Recording::write_timestamp(const std::string& label) {
   if (!query_pool_) return;
   if (labels_.size() >= query_capacity_)
@@ -105,12 +112,12 @@ void Recording::write_timestamp(const std::string& label) {
 }
 
 void Recording::dispatch(const Pipeline& pipeline, std::initializer_list<BufferRange> bindings, const void* push,
-                         uint32_t push_size, uint32_t gx, uint32_t gy, uint32_t gz, const std::string& label) {
-  dispatch(pipeline, std::vector<BufferRange>(bindings), push, push_size, gx, gy, gz, label);
+                         uint32_t push_size, uint32_t gx, uint32_t gy, uint32_t gz, const DispatchNote& note) {
+  dispatch(pipeline, std::vector<BufferRange>(bindings), push, push_size, gx, gy, gz, note);
 }
 
 void Recording::dispatch(const Pipeline& pipeline, const std::vector<BufferRange>& bindings, const void* push,
-                         uint32_t push_size, uint32_t gx, uint32_t gy, uint32_t gz, const std::string& label) {
+                         uint32_t push_size, uint32_t gx, uint32_t gy, uint32_t gz, const DispatchNote& note) {
   if (finished_) throw Error("internal: dispatch recorded after finish()");
   const auto& reflected = pipeline.reflection();
   if (bindings.size() != reflected.bindings.size())
@@ -190,7 +197,7 @@ void Recording::dispatch(const Pipeline& pipeline, const std::vector<BufferRange
   if (push_size) vkCmdPushConstants(commands_, pipeline.layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, push_size, push);
   vkCmdDispatch(commands_, gx, gy, gz);
   ++dispatch_count_;
-  write_timestamp(label.empty() ? pipeline.name() : label);
+  log_command({RecordedCommand::Dispatch, pipeline.name(), note.label.empty() ? pipeline.name() : note.label, note.work});
 }
 
 void Recording::copy(BufferRange src, BufferRange dst) {
@@ -198,17 +205,19 @@ void Recording::copy(BufferRange src, BufferRange dst) {
   track_transfer(src.buffer, dst.buffer);
   VkBufferCopy region{src.offset, dst.offset, src.size};
   vkCmdCopyBuffer(commands_, src.buffer, dst.buffer, 1, &region);
-  write_timestamp("copy");
+  log_command({RecordedCommand::Copy, "copy", "copy", DispatchWork{.bytes = 2.0 * double(src.size)}});
 }
 
 void Recording::fill(BufferRange dst, uint32_t value) {
   track_transfer(VK_NULL_HANDLE, dst.buffer);
   vkCmdFillBuffer(commands_, dst.buffer, dst.offset, dst.size ? dst.size : VK_WHOLE_SIZE, value);
-  write_timestamp("fill");
+  log_command({RecordedCommand::Fill, "fill", "fill",
+               dst.size ? std::optional(DispatchWork{.bytes = double(dst.size)}) : std::nullopt});
 }
 
 void Recording::finish() {
   if (finished_) return;
+  if (mode_ == TimestampMode::Pass) write_timestamp("pass");
   // Make every write visible to the host, which reads results after the wait.
   VkMemoryBarrier b{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
   b.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
@@ -232,6 +241,12 @@ void Recording::wait() {
   pending_ = false;
   if (fence_) device_.wait(fence_, "a recorded command buffer");
   else device_.wait_value(submitted_value_, "a recorded command buffer");
+}
+
+double Recording::pass_microseconds() const {
+  double total = 0;
+  for (const auto& t : timings()) total += t.microseconds;
+  return total;
 }
 
 std::vector<DispatchTiming> Recording::timings() const {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <unordered_set>
@@ -24,8 +25,46 @@ struct DispatchTiming {
   double microseconds;  // GPU time from the end of the previous command to the end of this one
 };
 
+// The work of one dispatch, stated by the op that records it (it knows the shapes): the profiler
+// divides it by measured GPU time. Work that grows with the attended context (attention, recorded
+// once for the maximum context and replayed at any length) is given per key: it is multiplied by
+// the replay's attended keys, the sum over its tokens of (position + 1).
+struct DispatchWork {
+  double bytes = 0;          // unique bytes read + written: the ideal DRAM traffic
+  double macs = 0;           // multiply-accumulates
+  double bytes_per_key = 0;
+  double macs_per_key = 0;
+  double bytes_at(double keys) const { return bytes + bytes_per_key * keys; }
+  double macs_at(double keys) const { return macs + macs_per_key * keys; }
+};
+
+// How a dispatch is named and what it does: `label` (empty: the shader's name; matmuls give their
+// matrix, "layer 3 qkv") and its work when the op states it.
+struct DispatchNote {
+  std::string label;
+  std::optional<DispatchWork> work;
+  DispatchNote() = default;
+  DispatchNote(std::string l) : label(std::move(l)) {}
+  DispatchNote(const char* l) : label(l) {}
+  DispatchNote(std::string l, const DispatchWork& w) : label(std::move(l)), work(w) {}
+};
+
+// One command of a recording, in recording order: the recorded pass describes itself (what it
+// dispatches, reads and writes), so the profiler needs no second description of the forward pass.
+struct RecordedCommand {
+  enum Kind { Dispatch, Copy, Fill } kind = Dispatch;
+  std::string shader;  // the pipeline's shader variant ("copy", "fill" for transfers)
+  std::string label;   // the note's label, else the shader
+  std::optional<DispatchWork> work;  // transfers: the bytes they move
+};
+
+// Timestamps: none, one at the start and one at the end of the pass (whole-pass GPU time, no
+// distortion from timestamps between dependent dispatches), or one after every command.
+enum class TimestampMode { None, Pass, Dispatch };
+
 struct RecordingOptions {
-  bool timestamps = false;  // ignored (timing stays empty) on devices without timestamp support
+  bool timestamps = false;  // ignored (no timing) on devices without timestamp support
+  bool whole_pass = false;  // with timestamps: only at the start and the end (TimestampMode::Pass)
 };
 
 class Recording {
@@ -38,15 +77,15 @@ class Recording {
   // Binds `bindings` in binding order (as the shader declares them), pushes `push` and dispatches.
   void dispatch(const Pipeline& pipeline, std::initializer_list<BufferRange> bindings, const void* push,
                 uint32_t push_size, uint32_t groups_x, uint32_t groups_y = 1, uint32_t groups_z = 1,
-                const std::string& label = {});
+                const DispatchNote& note = {});
   void dispatch(const Pipeline& pipeline, const std::vector<BufferRange>& bindings, const void* push,
                 uint32_t push_size, uint32_t groups_x, uint32_t groups_y = 1, uint32_t groups_z = 1,
-                const std::string& label = {});
+                const DispatchNote& note = {});
   template <class Push>
     requires(!std::is_pointer_v<Push>)
   void dispatch(const Pipeline& pipeline, std::initializer_list<BufferRange> bindings, const Push& push,
-                uint32_t groups_x, uint32_t groups_y = 1, uint32_t groups_z = 1, const std::string& label = {}) {
-    dispatch(pipeline, bindings, &push, sizeof(Push), groups_x, groups_y, groups_z, label);
+                uint32_t groups_x, uint32_t groups_y = 1, uint32_t groups_z = 1, const DispatchNote& note = {}) {
+    dispatch(pipeline, bindings, &push, sizeof(Push), groups_x, groups_y, groups_z, note);
   }
   void copy(BufferRange src, BufferRange dst);
   void fill(BufferRange dst, uint32_t value);
@@ -60,8 +99,13 @@ class Recording {
   void submit_and_wait() { submit(); wait(); }
 
   bool timestamps_enabled() const { return query_pool_ != VK_NULL_HANDLE; }
-  // Per-dispatch GPU times of the last completed submit (empty without timestamps).
+  TimestampMode timestamp_mode() const { return query_pool_ ? mode_ : TimestampMode::None; }
+  // TimestampMode::Dispatch: the GPU time of each command of the last completed submit, in the
+  // order of commands(); Pass: one entry, "pass", the whole pass; None: empty.
   std::vector<DispatchTiming> timings() const;
+  // The GPU time of the whole last completed submit in microseconds (0 without timestamps).
+  double pass_microseconds() const;
+  const std::vector<RecordedCommand>& commands() const { return log_; }
   size_t dispatch_count() const { return dispatch_count_; }
   Device& device() const { return device_; }
 
@@ -70,6 +114,7 @@ class Recording {
   void track(const Pipeline& pipeline, const std::vector<BufferRange>& bindings);
   void track_transfer(VkBuffer read, VkBuffer written);
   void write_timestamp(const std::string& label);
+  void log_command(RecordedCommand command);
   Device& device_;
   VkCommandBuffer commands_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;  // only without timeline semaphores (Device::timeline_semaphores)
@@ -79,7 +124,9 @@ class Recording {
   uint32_t sets_left_in_pool_ = 0;
   VkQueryPool query_pool_ = VK_NULL_HANDLE;
   uint32_t query_capacity_ = 0;
-  std::vector<std::string> labels_;
+  std::vector<std::string> labels_;  // one per timestamp
+  std::vector<RecordedCommand> log_;
+  TimestampMode mode_ = TimestampMode::None;
   std::unordered_set<VkBuffer> written_since_barrier_;
   std::unordered_set<VkBuffer> read_since_barrier_;
   size_t dispatch_count_ = 0;

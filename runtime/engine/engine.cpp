@@ -101,7 +101,8 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
   }
   StageOptions so{.context = context_, .sequences = options_.sequences, .max_tokens = max_tokens_, .dot = options_.dot,
                   .timestamps = options_.timestamps, .max_segment_bytes = options_.max_segment_bytes,
-                  .fp16_baseline = options_.fp16_baseline, .head = options_.head};
+                  .fp16_baseline = options_.fp16_baseline, .head = options_.head,
+                  .plan = options_.plan};
   for (size_t i = 0; i < specs.size(); ++i) {
     try {
       stages_.push_back(std::make_unique<Stage>(*devices_[i], *source_, specs[i], so, options_.progress));

@@ -32,7 +32,8 @@ struct EngineOptions {
   int context = 0;            // KV cache positions; 0: min(model maximum, 4096)
   int prefill_chunk = 64;     // tokens per prefill step (the GEMM path)
   ops::TernaryDot dot = ops::TernaryDot::Auto;
-  bool timestamps = false;    // per-dispatch GPU times (profiler)
+  // GPU times (profiler): of every dispatch, or of whole passes (undistorted on GPUs).
+  TimestampMode timestamps = TimestampMode::None;
   uint64_t max_segment_bytes = 0;  // tests: force tensors to split
   std::function<void(int done, int total)> progress;  // while loading
   // Called once the placement is decided, before any weight is uploaded, with one line per stage:
@@ -46,6 +47,9 @@ struct EngineOptions {
   // KV cache slots: sequences held at once (batched decode, the server's --parallel). Each slot has
   // `context` positions; the KV cache is allocated up front for all of them.
   int sequences = 1;
+  // The forward pass each stage records: the GPU plan (fused decode layers) or the CPU plan;
+  // Auto picks by each stage's device type (ExecutionPlan in stage.h).
+  ExecutionPlan plan = ExecutionPlan::Auto;
 };
 
 // What one sequence's step produced (prefill() and decode()), as asked by its Selection: the token

@@ -12,6 +12,21 @@
 #include "runtime/ops/rope.h"
 
 namespace ternvk {
+
+ExecutionPlan resolve_plan(ExecutionPlan plan, const DeviceInfo& info) {
+  if (plan != ExecutionPlan::Auto) return plan;
+  return info.is_cpu() ? ExecutionPlan::Cpu : ExecutionPlan::Gpu;
+}
+
+const char* plan_name(ExecutionPlan plan) {
+  switch (plan) {
+    case ExecutionPlan::Auto: return "auto";
+    case ExecutionPlan::Gpu: return "gpu";
+    case ExecutionPlan::Cpu: return "cpu";
+  }
+  return "?";
+}
+
 Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, const StageOptions& options,
              const std::function<void(int, int)>& progress)
     : device_(device),
@@ -21,7 +36,9 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
       ternary_(device, {.dot = options.dot}),
       fp16_(device),
       norm_quant_(device),
-      int8_(device) {
+      int8_(device),
+      plan_(resolve_plan(options.plan, device.info())) {
+  if (plan_ == ExecutionPlan::Gpu) fused_ = std::make_unique<ops::FusedLinear>(device, ops::FusedLinearOptions{.dot = options.dot});
   if (spec.first_layer < 0 || spec.end_layer > c_.n_layers || spec.first_layer >= spec.end_layer)
     throw Error("stage layers [" + std::to_string(spec.first_layer) + ", " + std::to_string(spec.end_layer) +
                 ") do not fit a model of " + std::to_string(c_.n_layers) + " layers");
@@ -107,7 +124,8 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   qkv_ = device.create_buffer(uint64_t(T) * (QD + 2 * KVD) * 4, MemoryKind::DeviceLocal, "q|k|v");
   attn_ = device.create_buffer(uint64_t(T) * QD * 4, MemoryKind::DeviceLocal, "attention output");
   gate_up_ = device.create_buffer(uint64_t(T) * 2 * F * 4, MemoryKind::DeviceLocal, "gate|up");
-  if (options.fp16_baseline)  // the ternary path fuses the gating into the down projection's quantization
+  // The CPU plan's ternary path fuses the gating into the down projection's quantization instead.
+  if (options.fp16_baseline || plan_ == ExecutionPlan::Gpu)
     ffn_ = device.create_buffer(uint64_t(T) * F * 4, MemoryKind::DeviceLocal, "gated FFN activations");
   q_dim_in_ = ops::QuantizedActivationsBuffers::create(device, T, D, "int8 hidden state");
   q_attn_ = ops::QuantizedActivationsBuffers::create(device, T, QD, "int8 attention output");
@@ -207,7 +225,18 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
     for (const auto& s : segments) e.segments.push_back({s.weights.range(), s.first_row, s.rows});
     ops::record_embedding(rec, e);
   }
+  // The GPU plan's decode steps (any batch: a sequence's bits must not depend on its batch) and small
+  // prefill chunks: five dispatches a layer.
+  const bool fused = plan_ == ExecutionPlan::Gpu && (!one_sequence || T <= kFusedMaxTokens);
   for (Layer& L : layers_) {
+    if (fused && fusable(L)) {
+      const ops::RopeKvTarget rope_kv{heads, rope, positions_.range(),
+                                      {L.k_cache.range(), L.v_cache.range(), uint32_t(options_.context),
+                                       uint32_t(options_.sequences)},
+                                      slots};
+      record_fused_layer(rec, L, T, attention, rope_kv);
+      continue;
+    }
     // Attention block: x += o( sub_norm( attention( rope(q), rope(k), v ) ) ), q|k|v = W_qkv · int8(norm(x))
     record_norm_linear(rec, x_.range(), L.attn_norm, T, D, xq, L.qkv, {qkv_.range()}, ops::Epilogue::Store);
     const ops::KvCacheLayer cache{L.k_cache.range(), L.v_cache.range(), uint32_t(options_.context),
@@ -236,13 +265,20 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   }
   if (mode == LogitsMode::None) return;
   // logits = head · norm(x): every token, or only the last one (decode and generation prefill).
-  ops::record_rmsnorm(rec, {.x = x_.range(), .weight = output_norm_.range(), .y = normed_.range(), .rows = T,
-                            .cols = D, .eps = c_.rms_eps});
   const uint64_t last_offset = uint64_t(T - 1) * D * 4;
-  if (mode == LogitsMode::Last && head_on_last_row_only(T)) {
-    record_head(rec, normed_.range(last_offset, uint64_t(D) * 4), 1, {logits_.range(0, uint64_t(V) * 4)});
+  const bool last_only = mode == LogitsMode::Last && head_on_last_row_only(T);
+  const uint32_t head_rows = last_only ? 1 : T;
+  const ops::MatmulOutput logits{logits_.range(0, uint64_t(head_rows) * V * 4)};
+  if (fused && head_fusable()) {  // the final norm in the head's prologue
+    const BufferRange x = last_only ? x_.range(last_offset, uint64_t(D) * 4) : x_.range(0, hidden_bytes);
+    const ops::NormedInput in{.x = x, .norm = output_norm_.range(), .eps = c_.rms_eps, .tokens = head_rows};
+    if (head_i8_) fused_->record(rec, *head_i8_, in, logits, ops::FusedEpilogue::Store);
+    else fused_->record(rec, *head_, in, logits, ops::FusedEpilogue::Store);
   } else {
-    record_head(rec, normed_.range(0, uint64_t(T) * D * 4), T, {logits_.range(0, uint64_t(T) * V * 4)});
+    ops::record_rmsnorm(rec, {.x = x_.range(), .weight = output_norm_.range(), .y = normed_.range(), .rows = T,
+                              .cols = D, .eps = c_.rms_eps});
+    record_head(rec, last_only ? normed_.range(last_offset, uint64_t(D) * 4) : normed_.range(0, hidden_bytes),
+                head_rows, logits);
   }
   if (select.kind == Selection::Logits) return;
   // The next token's candidates, chosen on the GPU: the host reads 8 bytes (argmax) or k pairs per
@@ -252,6 +288,44 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   else
     record_selection(rec, 0, T, select);
 }
+
+void Stage::record_fused_layer(Recording& rec, const Layer& L, uint32_t T, const ops::AttentionPlan& attention,
+                               const ops::RopeKvTarget& rope_kv) {
+  const ops::FusedEpilogue gated =
+      c_.squared_relu() ? ops::FusedEpilogue::GatedSquaredRelu : ops::FusedEpilogue::GatedSilu;
+  // q|k|v = W_qkv · int8(norm(x)); RoPE on q and k; k and v into the KV cache
+  record_fused_linear(rec, x_.range(), L.attn_norm, T, L.qkv, {qkv_.range()}, ops::FusedEpilogue::RopeKvStore, &rope_kv);
+  // attn = attention(q, K cache, V cache)
+  ops::record_attention(rec, attention, {.q = ops::QkvView::fused(qkv_.range(), T, rope_kv.heads),
+                                         .positions = rope_kv.positions, .cache = rope_kv.cache,
+                                         .out = attn_.range(), .scratch = attn_scratch_.range(), .slots = rope_kv.slots});
+  // x += W_o · int8(sub_norm(attn))
+  record_fused_linear(rec, attn_.range(), L.attn_sub_norm, T, L.o, {x_.range()}, ops::FusedEpilogue::Accumulate);
+  // ffn = act(gate) * up, gate|up = W_gate_up · int8(norm(x))
+  record_fused_linear(rec, x_.range(), L.ffn_norm, T, L.gate_up, {ffn_.range()}, gated);
+  // x += W_down · int8(sub_norm(ffn))
+  record_fused_linear(rec, ffn_.range(), L.ffn_sub_norm, T, L.down, {x_.range()}, ops::FusedEpilogue::Accumulate);
+}
+
+void Stage::record_fused_linear(Recording& rec, BufferRange x, const Buffer& norm, uint32_t tokens, const LinearWeights& w,
+                                const ops::MatmulOutput& y, ops::FusedEpilogue epilogue,
+                                const ops::RopeKvTarget* rope_kv) {
+  const ops::NormedInput in{.x = x, .norm = norm.range(), .eps = c_.rms_eps, .tokens = tokens};
+  if (w.ternary) fused_->record(rec, *w.ternary, in, y, epilogue, rope_kv);
+  else fused_->record(rec, *w.fp16, in, y, epilogue, rope_kv);
+}
+
+bool Stage::fusable(const Layer& L) const {
+  const bool fp16 = options_.fp16_baseline;
+  auto segments = [](const LinearWeights& w) -> const std::vector<ops::MatrixSegment>& {
+    return w.ternary ? w.ternary->segments() : w.fp16->segments();
+  };
+  return ops::FusedLinear::pairs_fit(segments(L.qkv)) && ops::FusedLinear::pairs_fit(segments(L.gate_up)) &&
+         fused_->fits(uint32_t(c_.dim), fp16) && fused_->fits(uint32_t(c_.q_dim()), fp16) &&
+         fused_->fits(uint32_t(c_.ffn_dim), fp16) && c_.head_dim % 4 == 0;
+}
+
+bool Stage::head_fusable() const { return fused_->fits(uint32_t(c_.dim), true); }
 
 void Stage::record_head(Recording& rec, BufferRange x, uint32_t tokens, const ops::MatmulOutput& logits) {
   if (head_i8_)
@@ -277,7 +351,8 @@ void Stage::record_selection(Recording& rec, uint64_t first_row, uint32_t rows, 
 Recording& Stage::pass(uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence) {
   auto& slot = passes_[{tokens, int(mode), int(select.kind), select.k, one_sequence}];
   if (!slot) {
-    slot = std::make_unique<Recording>(device_, RecordingOptions{.timestamps = options_.timestamps});
+    slot = std::make_unique<Recording>(device_, RecordingOptions{.timestamps = options_.timestamps != TimestampMode::None,
+                                                                 .whole_pass = options_.timestamps == TimestampMode::Pass});
     record_pass(*slot, tokens, mode, select, one_sequence);
     slot->finish();
   }

@@ -16,6 +16,7 @@
 #include "runtime/engine/sampler.h"
 #include "runtime/ops/attention.h"
 #include "runtime/ops/fp16_matmul.h"
+#include "runtime/ops/fused_linear.h"
 #include "runtime/ops/int8_matmul.h"
 #include "runtime/ops/kv_cache.h"
 #include "runtime/ops/quantized_activations.h"
@@ -24,6 +25,21 @@
 #include "runtime/ops/ternary_matrix.h"
 
 namespace ternvk {
+
+// Which forward pass a stage records (docs/architecture.md, "Plans"). The CPU plan runs each op as its
+// own dispatch with the kernels tuned for CPU devices (every dispatch costs ~35 us on lavapipe, but
+// a separate norm pass is cheaper there than recomputing it per workgroup). The GPU plan records a
+// decode step as five dispatches per layer (qkv with RoPE and the KV store, attention, o, gate|up
+// with the gating, down; each norm in the next matmul's prologue) because on a GPU a token's time
+// goes to dependent dispatches. Both give the same tokens; tests force each plan on every device.
+enum class ExecutionPlan {
+  Auto,  // Gpu on GPUs, Cpu on CPU devices (by the device type)
+  Gpu,
+  Cpu,
+};
+// The plan `plan` means on this device (Auto resolved).
+ExecutionPlan resolve_plan(ExecutionPlan plan, const DeviceInfo& info);
+const char* plan_name(ExecutionPlan plan);
 
 struct StageSpec {
   int first_layer = 0;
@@ -37,13 +53,14 @@ struct StageOptions {
   int sequences = 1;      // KV cache slots (sequences held at once)
   int max_tokens = 64;    // tokens per step (the prefill chunk)
   ops::TernaryDot dot = ops::TernaryDot::Auto;
-  bool timestamps = false;
+  TimestampMode timestamps = TimestampMode::None;  // GPU times of each pass (profiler)
   uint64_t max_segment_bytes = 0;  // tests: force tensors to split
   // The FP16 baseline: the same model with every linear weight expanded to FP16 (w * scale) and
   // float activations. Every speed and memory claim is measured against it.
   bool fp16_baseline = false;
   // The output head (and the embedding when tied) in FP16 or as int8 rows (ops/int8_matmul.h).
   HeadPrecision head = HeadPrecision::F16;
+  ExecutionPlan plan = ExecutionPlan::Auto;
 };
 
 enum class LogitsMode { None, Last, All };
@@ -96,12 +113,19 @@ class Stage {
   // for row `row` of the selection (0 with LogitsMode::Last; the token index with LogitsMode::All).
   uint32_t read_argmax(uint32_t row = 0) const;
   std::vector<Candidate> read_top_k(uint32_t row = 0) const;
-  // GPU time per dispatch of the last run (needs StageOptions::timestamps).
+  // GPU time per command of the last run (StageOptions::timestamps Dispatch), or one entry for the
+  // whole pass (Pass).
   std::vector<DispatchTiming> last_timings() const;
+  // The last run's recording: its commands (what the pass dispatched, with each op's work) and times.
+  const Recording* last_pass() const { return last_pass_; }
   Device& device() const { return device_; }
   const StageSpec& spec() const { return spec_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
   uint64_t kv_bytes() const { return kv_bytes_; }
+  ExecutionPlan plan() const { return plan_; }
+  // Prefill chunks up to this many tokens run the GPU plan's fused layers (longer ones the separate
+  // ops, whose GEMM reads each weight once for many tokens); decode steps always do.
+  static constexpr uint32_t kFusedMaxTokens = 16;
 
  private:
   // A linear layer in either form: ternary (int8 activations) or the FP16 baseline.
@@ -120,6 +144,17 @@ class Stage {
   // bound on its own (offset alignment); otherwise it computes all rows.
   bool head_on_last_row_only(uint32_t tokens) const;
   void record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence);
+  // The GPU plan's layer: five dispatches (see ExecutionPlan).
+  void record_fused_layer(Recording& rec, const Layer& L, uint32_t tokens, const ops::AttentionPlan& attention,
+                          const ops::RopeKvTarget& rope_kv);
+  // y (epilogue) W norm(x), the norm and quantization in the matmul's prologue.
+  void record_fused_linear(Recording& rec, BufferRange x, const Buffer& norm, uint32_t tokens, const LinearWeights& w,
+                           const ops::MatmulOutput& y, ops::FusedEpilogue epilogue,
+                           const ops::RopeKvTarget* rope_kv = nullptr);
+  // Whether a layer's matrices suit the fused kernels (paired epilogues need one segment; one token
+  // of each input must fit a workgroup's shared memory).
+  bool fusable(const Layer& L) const;
+  bool head_fusable() const;  // the final norm in the head's prologue
   // Argmax or top-k of `rows` rows of logits starting at `first`, into selected_.
   void record_selection(Recording& rec, uint64_t first_row, uint32_t rows, Selection select);
   // logits = head · x for `tokens` rows of x, by the FP16 or the int8 kernel.
@@ -140,6 +175,8 @@ class Stage {
   ops::RmsNormQuant norm_quant_;
   std::vector<Layer> layers_;
   ops::Int8Matmul int8_;
+  ExecutionPlan plan_ = ExecutionPlan::Cpu;
+  std::unique_ptr<ops::FusedLinear> fused_;  // the GPU plan's linear layers
   std::unique_ptr<ops::Fp16MatrixGpu> head_;     // FP16 head, also the embedding table when tied
   std::unique_ptr<ops::Int8MatrixGpu> head_i8_;  // HeadPrecision::Int8: the head, also the table when tied
   std::unique_ptr<ops::Fp16MatrixGpu> table_;    // the embedding table when the head is untied
@@ -147,7 +184,7 @@ class Stage {
   // Activations for up to max_tokens tokens.
   Buffer ids_, positions_, slots_;  // host-visible, written before each replay
   Buffer hidden_in_, hidden_out_;    // host-visible hand-over from / to the neighbouring stages
-  Buffer x_, qkv_, attn_, gate_up_, ffn_, normed_, logits_, attn_scratch_;
+  Buffer x_, qkv_, attn_, gate_up_, ffn_, normed_, logits_, attn_scratch_;  // ffn_: gated FFN activations [T, F]
   Buffer normed_wide_;  // FP16 baseline: float norm output [max_tokens, max(dim, q_dim, ffn)]
   Buffer selected_, select_scratch_;  // argmax / top-k results (host-readable) and their partials
   ops::QuantizedActivationsBuffers q_dim_in_, q_attn_, q_ffn_;

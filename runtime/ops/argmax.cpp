@@ -55,16 +55,19 @@ void record_argmax(Recording& rec, const ArgmaxArgs& a) {
   const SpecConstants constants{{0, p.workgroup}};
   const char* suffix = p.subgroup_reduce ? "" : "_shared";
   const Pipeline& first = dev.pipeline(std::string("argmax") + suffix, {.constants = constants});
+  // The logits read once; each part writes one (value, index) pair per row.
+  const double logits = double(a.rows) * a.cols * 4, pairs = double(a.rows) * p.parts * sizeof(ArgmaxResult);
   if (p.parts == 1) {
-    rec.dispatch(first, {a.logits, a.out}, push, 1, a.rows);
+    rec.dispatch(first, {a.logits, a.out}, push, 1, a.rows, 1, {"", DispatchWork{.bytes = logits + pairs}});
     return;
   }
   require_bytes("argmax", a.scratch, uint64_t(a.rows) * p.parts * sizeof(ArgmaxResult), "scratch");
   if (overlaps(a.scratch, a.logits) || overlaps(a.scratch, a.out))
     throw Error("argmax: scratch must not overlap logits or out");
   const Pipeline& merge = dev.pipeline(std::string("argmax_merge") + suffix, {.constants = constants});
-  rec.dispatch(first, {a.logits, a.scratch}, push, p.parts, a.rows);
-  rec.dispatch(merge, {a.scratch, a.out}, push, 1, a.rows);
+  rec.dispatch(first, {a.logits, a.scratch}, push, p.parts, a.rows, 1, {"", DispatchWork{.bytes = logits + pairs}});
+  rec.dispatch(merge, {a.scratch, a.out}, push, 1, a.rows, 1,
+               {"", DispatchWork{.bytes = pairs + double(a.rows) * sizeof(ArgmaxResult)}});
 }
 
 }  // namespace ternvk::ops

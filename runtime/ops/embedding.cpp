@@ -82,7 +82,10 @@ void record_embedding(Recording& rec, const EmbeddingArgs& a) {
     } push{a.cols, row_stride, seg.first_row, seg.rows, a.vocab, s == 0 ? 1u : 0u};
     std::vector<BufferRange> bindings = {a.ids, seg.table, a.out};
     if (i8) bindings.push_back(a.scales);  // binding 3 of embedding_i8
-    rec.dispatch(pipe, bindings, &push, sizeof push, (items + wg - 1) / wg, a.tokens);
+    // Ids, one table row per token (found in one of the segments), the fp32 rows written.
+    const double T = a.tokens;
+    const DispatchWork work{.bytes = (T * 4 + T * double(row_bytes) + T * a.cols * 4) / double(a.segments.size())};
+    rec.dispatch(pipe, bindings, &push, sizeof push, (items + wg - 1) / wg, a.tokens, 1, {"", work});
   }
 }
 

@@ -80,8 +80,10 @@ void Fp16Matmul::record(Recording& rec, const Fp16MatrixGpu& w, BufferRange x, u
   for (const MatrixSegment& seg : w.segments()) {
     push.rows = seg.rows;
     push.row_base = seg.first_row;
+    const DispatchWork work =
+        matmul_work(seg.rows, w.padded_cols() * 2.0, k, tokens, k * 4.0, epilogue == Epilogue::Accumulate);
     rec.dispatch(pipeline, {seg.weights.range(), x_range, y.buffer}, push, (seg.rows + rpw - 1) / rpw, token_groups, 1,
-                 w.name());
+                 {w.name(), work});
   }
 }
 

@@ -25,7 +25,9 @@ void record_gated_activation(Recording& rec, const GatedActivationArgs& a) {
   const uint32_t wg = a.workgroup ? a.workgroup : elementwise_workgroup(dev.info());
   const Pipeline& pipe =
       dev.pipeline("gated_activation", {.constants = {{0, wg}, {1, static_cast<uint32_t>(a.gating)}}});
-  rec.dispatch(pipe, {a.gate_up, a.out}, a.features, (a.features + wg - 1) / wg, a.tokens);
+  const double T = a.tokens, F = a.features;
+  rec.dispatch(pipe, {a.gate_up, a.out}, a.features, (a.features + wg - 1) / wg, a.tokens, 1,
+               {"", DispatchWork{.bytes = T * 2 * F * 4 + T * F * 4}});
 }
 
 }  // namespace ternvk::ops

@@ -99,8 +99,10 @@ void Int8Matmul::record(Recording& rec, const Int8MatrixGpu& w, BufferRange x, u
   for (const MatrixSegment& seg : w.segments()) {
     push.rows = seg.rows;
     push.row_base = seg.first_row;
+    const DispatchWork work =
+        matmul_work(seg.rows, w.padded_cols() + 4.0, k, tokens, k * 4.0, epilogue == Epilogue::Accumulate);
     rec.dispatch(pipeline, {seg.weights.range(), x_range, w.scales().range(), y.buffer}, push,
-                 (seg.rows + rpw - 1) / rpw, token_groups, 1, w.name());
+                 (seg.rows + rpw - 1) / rpw, token_groups, 1, {w.name(), work});
   }
 }
 

@@ -64,8 +64,12 @@ void record_store(Recording& rec, const QkvView& act, const HeadLayout& heads, B
          rotate ? 3u : 0u, cache.capacity, rope_theta_scale(rope.theta, heads.head_dim), cache.sequences};
   const uint32_t items = n_slots * (heads.head_dim / 4);
   // Without slots the shader never reads binding 4 (spec constant 3 off): bind the positions there.
+  // Every slot's head read, the rotated ones written back, k and v stored as fp16; positions, slots.
+  const double T = act.tokens, hd = heads.head_dim, kv = double(heads.n_kv_heads) * hd;
+  const double rotated = (rotate ? heads.n_heads + heads.n_kv_heads : 0) * hd;
+  const DispatchWork work{.bytes = T * n_slots * hd * 4 + T * rotated * 4 + T * 2 * kv * 2 + T * (has_slots ? 8 : 4)};
   rec.dispatch(pipe, {act.buffer, positions, cache.k, cache.v, has_slots ? slots : positions}, push,
-               (items + wg - 1) / wg, act.tokens);
+               (items + wg - 1) / wg, act.tokens, 1, {"", work});
 }
 
 }  // namespace

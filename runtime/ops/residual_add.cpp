@@ -26,7 +26,7 @@ void record_residual_add(Recording& rec, const ResidualAddArgs& a) {
   const uint32_t gx = uint32_t(std::min<uint64_t>(groups, std::min(info.max_workgroup_count_x, 65535u)));
   const uint32_t gy = uint32_t((groups + gx - 1) / gx);
   const Pipeline& pipe = dev.pipeline("residual_add", {.constants = {{0, wg}}});
-  rec.dispatch(pipe, {a.x, a.y}, a.count, gx, gy);
+  rec.dispatch(pipe, {a.x, a.y}, a.count, gx, gy, 1, {"", DispatchWork{.bytes = 3.0 * a.count * 4}});
 }
 
 }  // namespace ternvk::ops

@@ -51,7 +51,8 @@ void record_rmsnorm(Recording& rec, const RmsNormArgs& a) {
     uint32_t cols;
     float eps;
   } push{a.cols, a.eps};
-  rec.dispatch(pipe, {a.x, a.weight, a.y}, push, a.rows);
+  const double R = a.rows, K = a.cols;
+  rec.dispatch(pipe, {a.x, a.weight, a.y}, push, a.rows, 1, 1, {"", DispatchWork{.bytes = 2 * R * K * 4 + K * 4}});
 }
 
 }  // namespace ternvk::ops

@@ -73,7 +73,10 @@ void RmsNormQuant::record_impl(Recording& rec, BufferRange x, const BufferRange*
     if (norm_weight) wb.size = w_bytes;
     else wb = xb;
   }
-  rec.dispatch(pipeline, {xb, wb, out.values, out.meta}, push, tokens, 1, 1, label);
+  const double T = tokens;
+  const DispatchWork work{.bytes = double(x_bytes) + (norm_weight ? double(out.cols) * 4 : 0) +
+                                   T * (out.padded_cols() + 8)};
+  rec.dispatch(pipeline, {xb, wb, out.values, out.meta}, push, tokens, 1, 1, {label, work});
 }
 
 }  // namespace ternvk::ops

@@ -68,7 +68,10 @@ void record_rope(Recording& rec, const QkvView& act, const HeadLayout& heads, Bu
   } push{act.row_stride, act.q_col, act.k_col, act.v_col, heads.n_heads, heads.n_kv_heads, first, slots,
          (rotate_q ? 1u : 0u) | (rotate_k ? 2u : 0u), 0, rope_theta_scale(rope.theta, heads.head_dim), 0};
   const uint32_t items = slots * (heads.head_dim / 4);
-  rec.dispatch(pipe, {act.buffer, positions}, push, (items + wg - 1) / wg, act.tokens);
+  // The rotated heads read and written in place, and the positions.
+  const double moved = double(act.tokens) * slots * heads.head_dim * 4;
+  rec.dispatch(pipe, {act.buffer, positions}, push, (items + wg - 1) / wg, act.tokens, 1,
+               {"", DispatchWork{.bytes = 2 * moved + double(act.tokens) * 4}});
 }
 
 }  // namespace ternvk::ops

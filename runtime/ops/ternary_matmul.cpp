@@ -53,6 +53,11 @@ PipelineOptions MatmulShape::pipeline_options(Epilogue epilogue) const {
   return po;
 }
 
+DispatchWork matmul_work(double rows, double row_bytes, double cols, double tokens, double x_bytes, bool accumulate) {
+  return {.bytes = rows * row_bytes + tokens * x_bytes + tokens * rows * 4 * (accumulate ? 2 : 1),
+          .macs = tokens * rows * cols};
+}
+
 void check_matmul_output(const std::string& what, const MatmulOutput& y, uint32_t tokens, uint32_t stride, uint32_t n) {
   const uint64_t y_floats = uint64_t(tokens - 1) * stride + y.offset + n;
   if (y.buffer.size && y.buffer.size < y_floats * 4)
@@ -171,8 +176,11 @@ void TernaryMatmul::record(Recording& rec, const TernaryMatrixGpu& w, const Quan
   for (const MatrixSegment& seg : w.segments()) {
     push.rows = seg.rows;
     push.row_base = seg.first_row;
+    // 2-bit rows with their {code sum, scale}; int8 activations with their {s, sum q}.
+    const DispatchWork work = matmul_work(seg.rows, w.padded_cols() / 4.0 + 8, w.cols(), tokens, w.padded_cols() + 8.0,
+                                          epilogue == Epilogue::Accumulate);
     rec.dispatch(pipeline, {seg.weights.range(), w.row_info().range(), x_values, x.meta, y.buffer}, push,
-                 (seg.rows + rpw - 1) / rpw, token_groups, 1, w.name());
+                 (seg.rows + rpw - 1) / rpw, token_groups, 1, {w.name(), work});
   }
 }
 

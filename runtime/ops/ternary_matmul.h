@@ -41,6 +41,11 @@ struct MatmulShape {
   PipelineOptions pipeline_options(Epilogue epilogue) const;
 };
 
+// The work of one matmul dispatch (Recording's DispatchWork): `rows` weight rows of `row_bytes` each
+// (with any per-row extras), `tokens` activation rows of `x_bytes` each, fp32 outputs (read as well
+// when accumulating), tokens * rows * cols multiply-accumulates.
+DispatchWork matmul_work(double rows, double row_bytes, double cols, double tokens, double x_bytes, bool accumulate);
+
 // Throws when `y` cannot hold `n` columns of `tokens` rows at `stride` floats (what = the op's name).
 void check_matmul_output(const std::string& what, const MatmulOutput& y, uint32_t tokens, uint32_t stride, uint32_t n);
 // The checks of a matmul with fp32 activations x [tokens, k] and an output of n columns: tokens > 0,

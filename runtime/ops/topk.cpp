@@ -76,16 +76,19 @@ void record_topk(Recording& rec, const TopKArgs& a) {
   const SpecConstants constants{{0, p.workgroup}};
   const char* suffix = p.subgroup_reduce ? "" : "_shared";
   const Pipeline& first = dev.pipeline(std::string("topk") + suffix, {.constants = constants});
+  // The logits read once; each part writes k (value, index) pairs per row.
+  const double logits = double(a.rows) * a.cols * 4, entries = double(a.rows) * p.parts * a.k * sizeof(TopKEntry);
   if (p.parts == 1) {
-    rec.dispatch(first, {a.logits, a.out}, push, 1, a.rows);
+    rec.dispatch(first, {a.logits, a.out}, push, 1, a.rows, 1, {"", DispatchWork{.bytes = logits + entries}});
     return;
   }
   require_bytes("topk", a.scratch, uint64_t(a.rows) * p.parts * a.k * sizeof(TopKEntry), "scratch");
   if (overlaps(a.scratch, a.logits) || overlaps(a.scratch, a.out))
     throw Error("topk: scratch must not overlap logits or out");
   const Pipeline& merge = dev.pipeline(std::string("topk_merge") + suffix, {.constants = constants});
-  rec.dispatch(first, {a.logits, a.scratch}, push, p.parts, a.rows);
-  rec.dispatch(merge, {a.scratch, a.out}, push, 1, a.rows);
+  rec.dispatch(first, {a.logits, a.scratch}, push, p.parts, a.rows, 1, {"", DispatchWork{.bytes = logits + entries}});
+  rec.dispatch(merge, {a.scratch, a.out}, push, 1, a.rows, 1,
+               {"", DispatchWork{.bytes = entries + double(a.rows) * a.k * sizeof(TopKEntry)}});
 }
 
 }  // namespace ternvk::ops

@@ -4,34 +4,26 @@
 
 namespace ternvk::profiler {
 
-void Aggregator::add_pass(std::span<const DispatchTiming> timings, const PassWork* work) {
+void Aggregator::add_pass(std::span<const TimedCommand> commands, bool by_op) {
   ++passes_;
-  std::map<std::string, uint64_t> count_by_kind;
-  for (const auto& t : timings) ++count_by_kind[kind_of(t.label)];
-  for (const auto& t : timings) {
+  for (const auto& c : commands) {
     ++dispatches_;
-    total_us_ += t.microseconds;
-    Acc& a = by_label_[t.label];
+    total_us_ += c.microseconds;
+    Acc& a = by_label_[by_op ? c.op : c.shader];
     if (a.calls == 0) {
-      a.kind = kind_of(t.label);
-      a.min = a.max = t.microseconds;
+      a.kind = kind_of(c.shader);
+      a.min = a.max = c.microseconds;
     }
     ++a.calls;
-    a.total += t.microseconds;
-    a.min = std::min(a.min, t.microseconds);
-    a.max = std::max(a.max, t.microseconds);
-    if (work) {
-      if (auto it = work->find(a.kind); it != work->end()) {
-        const double n = double(count_by_kind[a.kind]);
-        a.bytes += it->second.bytes / n;
-        a.macs += it->second.macs / n;
-        ++a.calls_with_work;
-      }
+    a.total += c.microseconds;
+    a.min = std::min(a.min, c.microseconds);
+    a.max = std::max(a.max, c.microseconds);
+    if (c.work) {
+      a.bytes += c.work->bytes;
+      a.macs += c.work->macs;
+      ++a.calls_with_work;
     }
   }
-  if (work)
-    for (const auto& [kind, wk] : *work)
-      if (!count_by_kind.count(kind) && (wk.bytes > 0 || wk.macs > 0)) ++unmatched_[kind];
 }
 
 std::vector<ShaderStats> Aggregator::rows() const {

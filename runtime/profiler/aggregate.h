@@ -1,5 +1,5 @@
-// Per-shader aggregation of per-dispatch GPU times: calls, total / mean / min / max time, share of
-// the total, and (when the pass's expected work is given) bytes moved, GB/s and GMAC/s.
+// Per-shader (or per-op) aggregation of per-dispatch GPU times: calls, total / mean / min / max time,
+// share of the total, and the work each command's op stated: bytes moved, GB/s and GMAC/s.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "runtime/device/recording.h"
-#include "runtime/profiler/work_model.h"
+#include "runtime/profiler/pass_record.h"
 
 namespace ternvk::profiler {
 
@@ -27,19 +27,14 @@ struct ShaderStats {
 
 class Aggregator {
  public:
-  // One replay's dispatch timings. With `work`, each op kind's expected work for the pass is
-  // divided among the pass's dispatches of that kind in equal parts and summed per label. The sum
-  // per label is exact when a kind runs as one shader variant in a pass (the usual case); when
-  // several variants of a kind run in one pass, the split between them is by dispatch count.
-  void add_pass(std::span<const DispatchTiming> timings, const PassWork* work = nullptr);
+  // One replay's commands, by shader or (by_op) by op: each command's time and stated work.
+  void add_pass(std::span<const TimedCommand> commands, bool by_op = false);
 
   // Every label, by total time (largest first), shares filled in.
   std::vector<ShaderStats> rows() const;
   double total_us() const { return total_us_; }
   uint64_t passes() const { return passes_; }
   uint64_t dispatches() const { return dispatches_; }
-  // Kinds that the work model expected but no dispatch had (a mismatch between model and engine).
-  const std::map<std::string, uint64_t>& unmatched_work() const { return unmatched_; }
 
  private:
   struct Acc {
@@ -48,7 +43,6 @@ class Aggregator {
     double total = 0, min = 0, max = 0, bytes = 0, macs = 0;
   };
   std::map<std::string, Acc> by_label_;
-  std::map<std::string, uint64_t> unmatched_;
   double total_us_ = 0;
   uint64_t passes_ = 0, dispatches_ = 0;
 };

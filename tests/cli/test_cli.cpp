@@ -239,6 +239,49 @@ TEST_CASE("profile times every shader of a token, writes a Chrome trace and a PN
   CHECK(std::string(sig + 1, 3) == "PNG");
 }
 
+TEST_CASE("profile --plan gpu: a decode token is at most 5 dispatches a layer + 4, in either timing mode") {
+  // The issue's check: 2 layers of the 2B4T shape -> at most 14 dispatches per decode token.
+  const std::string base = "profile --synthetic 2b4t --layers 2 --vocab 4096 -p 8 -n 4 -o json --cache-dir " +
+                           scratch("synthetic").string();
+  double gpu_dispatches = 0;
+  for (const char* timing : {"dispatch", "pass"}) {
+    CAPTURE(timing);
+    auto r = run_ternvk(base + " --plan gpu --timing " + timing);
+    CAPTURE(r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["plan"] == "gpu");
+    CHECK(j["timing"] == timing);
+    const double d = j["decode"]["dispatches_per_token"].get<double>();
+    CHECK(d <= 14);
+    CHECK(d >= 5 * 2);
+    CHECK(j["prefill"]["dispatches_per_token"].get<double>() > 0);
+    CHECK(j["decode"]["gpu_us_per_token"].get<double>() > 0);
+    CHECK(j["decode"]["macs_per_token"].get<double>() > 0);
+    // Per-dispatch tables only when every dispatch is timed.
+    CHECK(j["decode"]["shaders"].empty() == (std::string(timing) == "pass"));
+    gpu_dispatches = d;
+  }
+  auto cpu = run_ternvk(base + " --plan cpu");
+  REQUIRE(cpu.exit_code == 0);
+  CHECK(nlohmann::json::parse(cpu.out)["decode"]["dispatches_per_token"].get<double>() > gpu_dispatches + 2 * 3);
+  expect_clean_failure(run_ternvk("profile --plan fast"), "--plan");
+  expect_clean_failure(run_ternvk("profile --timing pass --trace x.json"), "--timing dispatch");
+}
+
+TEST_CASE("run: the GPU and CPU plans print the same greedy text") {
+  std::string text[2];
+  int i = 0;
+  for (const char* plan : {"cpu", "gpu"}) {
+    auto r = run_ternvk(std::string("run -p ROMEO: -n 24 --temp 0 --plan ") + plan);
+    CAPTURE(r.err);
+    REQUIRE(r.exit_code == 0);
+    text[i++] = r.out;
+  }
+  CHECK(text[0] == text[1]);
+  CHECK(text[0].size() > 20);
+}
+
 TEST_CASE("batched-bench measures ternary and FP16 at several batch sizes and the largest batch in a budget") {
   auto r = run_ternvk("batched-bench --parallel 1,3 -p 4 -n 3 -r 1 --both --memory-budget 64MiB -o json");
   CAPTURE(r.err);

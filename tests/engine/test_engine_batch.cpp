@@ -16,8 +16,9 @@ using namespace ternvk::test;
 
 namespace {
 
-EngineOptions batch_options(int sequences, int chunk = 8) {
+EngineOptions batch_options(int sequences, int chunk = 8, ExecutionPlan plan = ExecutionPlan::Auto) {
   EngineOptions o;
+  o.plan = plan;
   o.prefill_chunk = chunk;
   o.load_tokenizer = false;
   o.context = 128;
@@ -62,16 +63,18 @@ Run solo(Engine& engine, int slot, const std::vector<uint32_t>& prompt, int n) {
 
 }  // namespace
 
-TEST_CASE("batched decode of several slots gives each sequence its solo logits and tokens") {
+namespace {
+
+// Every prompt alone, then all of them batched in other slots: each step's logits bit-identical.
+void check_batch_invariance(ExecutionPlan plan, const std::string& name, int steps) {
   ValidationGuard guard;
   const RandomModel m = make_random_model(small_2b4t_config(), 41);
-  const auto dir = temp_dir("engine-batch");
+  const auto dir = temp_dir(name);
   write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
-  const int steps = 6;
 
   std::vector<Run> alone;
   {
-    Engine engine(instance(), dir / "model.gguf", batch_options(1));
+    Engine engine(instance(), dir / "model.gguf", batch_options(1, 8, plan));
     for (const auto& p : kPrompts) {
       engine.truncate(0, 0);
       alone.push_back(solo(engine, 0, p, steps));
@@ -92,7 +95,7 @@ TEST_CASE("batched decode of several slots gives each sequence its solo logits a
 
   // All four together in slots 3, 0, 2, 1 (reverse-ish order), batched: every step's logits are
   // bit-identical to the solo run's.
-  Engine engine(instance(), dir / "model.gguf", batch_options(4));
+  Engine engine(instance(), dir / "model.gguf", batch_options(4, 8, plan));
   CHECK(engine.sequences() == 4);
   const std::vector<int> slot_of = {3, 0, 2, 1};
   std::vector<std::vector<float>> last(kPrompts.size());
@@ -117,6 +120,16 @@ TEST_CASE("batched decode of several slots gives each sequence its solo logits a
     CHECK(engine.position(slot_of[i]) == int(kPrompts[i].size()) + steps - 1);
     CHECK(engine.sequence(slot_of[i]).front() == kPrompts[i].front());
   }
+}
+
+}  // namespace
+
+TEST_CASE("batched decode of several slots gives each sequence its solo logits and tokens") {
+  check_batch_invariance(ExecutionPlan::Cpu, "engine-batch", 6);
+}
+
+TEST_CASE("the GPU plan's batched decode gives each sequence its solo logits and tokens") {
+  check_batch_invariance(ExecutionPlan::Gpu, "engine-batch-gpu-plan", 4);
 }
 
 TEST_CASE("batched decode picks tokens on the GPU per sequence, and slots are reused after truncate") {

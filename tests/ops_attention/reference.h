@@ -1,6 +1,7 @@
 // Naive CPU references (fp32 data, plain loops, double accumulation) for rope, the KV store and
 // attention, following docs/architecture.md.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -34,6 +35,49 @@ inline void rope(std::vector<float>& act, const ops::QkvView& v, const ops::Head
     if (k)
       for (uint32_t hh = 0; hh < h.n_kv_heads; ++hh) rotate_head(row + v.k_col + hh * hd, pos[t]);
   }
+}
+
+// The largest error a conforming Vulkan device may make in one rotated element whose pair holds a
+// and b at position `pos` (freq <= 1, so the angle is at most pos):
+//  - sin and cos: absolute error 2^-11 on [-pi, pi] (the Vulkan spec's precision table; shaders
+//    reduce the angle to that range first);
+//  - the frequency theta_scale^i by pow: the error of exp2(i * log2(theta_scale)), (3 + 2 |i log2 x|)
+//    ulp with |i log2 x| <= log2(theta) <= 20 for the thetas used: 43 ulp, ~5.2e-6 relative, which
+//    moves the angle by at most pos * 5.2e-6 (sin and cos are 1-Lipschitz), plus the fp32 product;
+//  - the rotation's two products and their sum: 2^-22 of |a| + |b|.
+// Devices differ well inside this (lavapipe's libm is exact to an ulp, NVIDIA's sin/cos are
+// approximations): the bound is the spec's, not one device's.
+inline double rope_error_bound(double a, double b, uint32_t pos) {
+  return (std::fabs(a) + std::fabs(b)) * (std::ldexp(1.0, -11) + pos * 5.3e-6 + std::ldexp(1.0, -22));
+}
+
+// Half an fp16 ulp at |v| (the error of rounding v to fp16; subnormals below 2^-14).
+inline double half_rounding(double v) {
+  const double a = std::max(std::fabs(v), std::ldexp(1.0, -14));
+  return std::ldexp(1.0, std::ilogb(a) - 11);
+}
+
+// The worst ratio of |got - want| to the allowed error over an fp16 K cache whose rows hold rotated
+// heads of `head_dim` (RoPE `form`) at positions below `max_pos`: each element may differ from the
+// reference by rope_error_bound of its pair (a rotation keeps the pair's norm, so the reference
+// pair's values bound |a| + |b| by sqrt(2) times their norm) plus the fp16 rounding of both sides.
+inline double k_cache_error_ratio(const std::vector<uint16_t>& got, const std::vector<uint16_t>& want, uint32_t head_dim,
+                                  ops::RopeForm form, uint32_t max_pos) {
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (got[i] == want[i]) continue;  // untouched rows (and NaN sentinels) compare bit for bit
+    const size_t e = i % head_dim, base = i - e;
+    const size_t partner =
+        base + (form == ops::RopeForm::NeoX ? (e < head_dim / 2 ? e + head_dim / 2 : e - head_dim / 2) : (e ^ 1u));
+    const double w = half_to_float(want[i]), p = half_to_float(want[partner]);
+    const double norm = std::sqrt(w * w + p * p) + 2 * half_rounding(std::max(std::fabs(w), std::fabs(p)));
+    const double bound = rope_error_bound(norm, norm, max_pos) / std::sqrt(2.0);
+    const double allowed = bound + 2 * half_rounding(std::fabs(w) + bound);
+    const double d = std::fabs(double(half_to_float(got[i])) - w);
+    if (!(d <= allowed * 1e6)) return 1e30;  // NaN, or a different value altogether
+    worst = std::max(worst, d / allowed);
+  }
+  return worst;
 }
 
 // Sequence slots (kv_cache.h): token t is in slot slots[t] (0 when `slots` is empty), whose rows

@@ -124,7 +124,8 @@ TEST_CASE("kv_store and the fused rope + kv_store fill the fp16 cache at the tok
       stored.tokens = tokens - 1;
       test::ref::kv_store(want_act, stored, heads, stored_pos, want_k, want_v);
       auto got_act = test::download<float>(act, host.size());
-      CHECK(compare(got_act, want_act, 2e-6 + 2.5e-7 * 41, 0.0).ratio <= 1.0);
+      // Rotated values within the Vulkan precision of sin/cos and pow (rope_error_bound, |a|, |b| <= 1).
+      CHECK(compare(got_act, want_act, fused ? test::ref::rope_error_bound(1, 1, 40) : 0.0, 0.0).ratio <= 1.0);
       auto got_k = test::download<uint16_t>(kc, want_k.size());
       auto got_v = test::download<uint16_t>(vc, want_v.size());
       int worst_k = 0, worst_v = 0;
@@ -136,7 +137,8 @@ TEST_CASE("kv_store and the fused rope + kv_store fill the fp16 cache at the tok
       }
       MESSAGE("kv_store fused=" << fused << ": worst k " << worst_k << " ulp, v " << worst_v << " ulp, " << inexact
                                 << " halves not bit-equal");
-      CHECK(worst_k <= 1);
+      if (fused) CHECK(test::ref::k_cache_error_ratio(got_k, want_k, heads.head_dim, form, 40) <= 1.0);
+      else CHECK(worst_k == 0);  // no rotation: a plain conversion
       CHECK(worst_v == 0);  // v is a plain conversion: rounding the same value the same way
     }
   }

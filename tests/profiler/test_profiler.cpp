@@ -1,5 +1,5 @@
-// The profiler's reusable parts: per-shader aggregation and work attribution on synthetic timings,
-// the work model's formulas, the Chrome trace (parsed back with nlohmann-json), the PNG encoder
+// The profiler's reusable parts: per-shader and per-op aggregation on synthetic timings, the work a
+// recorded pass states about itself, the Chrome trace (parsed back with nlohmann-json), the PNG encoder
 // (signature, IHDR, CRCs, zlib stream), and the bandwidth probe on the test device.
 #include <doctest/doctest.h>
 
@@ -12,7 +12,7 @@
 #include "runtime/profiler/chrome_trace.h"
 #include "runtime/profiler/pipeline.h"
 #include "runtime/profiler/png_chart.h"
-#include "runtime/profiler/work_model.h"
+#include "runtime/profiler/pass_record.h"
 
 using namespace ternvk;
 using namespace ternvk::profiler;
@@ -23,7 +23,11 @@ uint32_t be32(const std::vector<uint8_t>& b, size_t at) {
 }
 }  // namespace
 
-TEST_CASE("kind_of groups shader variants") {
+TEST_CASE("kind_of groups shader variants; matrix_of names matmul labels") {
+  CHECK(kind_of("fused_linear_dot_rope") == "fused_linear");
+  CHECK(matrix_of("layer 12 gate|up") == "gate|up");
+  CHECK(matrix_of("token embedding / output head") == "head");
+  CHECK(matrix_of("layer 1 foo") == "");
   CHECK(kind_of("ternary_matmul_dot") == "ternary_matmul");
   CHECK(kind_of("ternary_matmul_swar") == "ternary_matmul");
   CHECK(kind_of("fp16_matmul_xscalar") == "fp16_matmul");
@@ -36,22 +40,23 @@ TEST_CASE("kind_of groups shader variants") {
   CHECK(kind_of("something_new") == "something_new");
 }
 
-TEST_CASE("aggregation: calls, totals, min/max, shares and attributed work") {
-  Aggregator agg;
-  const std::vector<DispatchTiming> pass = {
-      {"rmsnorm_quant", 10}, {"ternary_matmul_dot", 100}, {"ternary_matmul_dot", 50}, {"mystery", 40}};
-  PassWork work;
-  work["ternary_matmul"] = {3000, 600};  // split in equal parts over the pass's 2 matmul dispatches
-  work["rmsnorm_quant"] = {200, 0};
-  work["gated_activation"] = {99, 0};  // expected but absent
-  agg.add_pass(pass, &work);
-  agg.add_pass(pass, &work);
+TEST_CASE("aggregation: calls, totals, min/max, shares and each command's work") {
+  Aggregator agg, by_op;
+  const std::vector<TimedCommand> pass = {{"rmsnorm_quant", "rmsnorm_quant", 10, Work{200, 0}},
+                                          {"ternary_matmul_dot", "qkv", 100, Work{2000, 400}},
+                                          {"ternary_matmul_dot", "o", 50, Work{1000, 200}},
+                                          {"mystery", "mystery", 40, std::nullopt}};
+  for (int i = 0; i < 2; ++i) {
+    agg.add_pass(pass);
+    by_op.add_pass(pass, true);
+  }
   CHECK(agg.passes() == 2);
   CHECK(agg.dispatches() == 8);
   CHECK(agg.total_us() == doctest::Approx(400));
   const auto rows = agg.rows();
   REQUIRE(rows.size() == 3);
   CHECK(rows[0].label == "ternary_matmul_dot");  // largest total first
+  CHECK(rows[0].kind == "ternary_matmul");
   CHECK(rows[0].calls == 4);
   CHECK(rows[0].total_us == doctest::Approx(300));
   CHECK(rows[0].mean_us() == doctest::Approx(75));
@@ -70,33 +75,72 @@ TEST_CASE("aggregation: calls, totals, min/max, shares and attributed work") {
   double shares = 0;
   for (const auto& r : rows) shares += r.share;
   CHECK(shares == doctest::Approx(1.0));
-  CHECK(agg.unmatched_work().at("gated_activation") == 2);
+  // By op: the two matmuls are two rows, each with its own work.
+  const auto ops = by_op.rows();
+  REQUIRE(ops.size() == 4);
+  CHECK(ops[0].label == "qkv");
+  CHECK(ops[0].bytes == doctest::Approx(4000));
+  CHECK(ops[1].label == "o");
+  CHECK(ops[1].macs == doctest::Approx(400));
 }
 
-TEST_CASE("work model: a decode pass of a small shape") {
-  TransformerShape s{256, 2, 4, 1, 64, 512, 320};
-  PassSpec p;
-  p.tokens = 1;
-  p.first_position = 9;
-  p.select = PassSpec::Argmax;
-  const PassWork w = estimate_pass_work(s, p);
-  // Ternary: 4 linears per layer; qkv [256+128, 256], o [256, 256], gate|up [1024, 256], down [256, 512].
-  const double weights = (384 * 256 + 256 * 256 + 1024 * 256 + 256 * 512) / 4.0 + (384 + 256 + 1024 + 256) * 8.0;
-  const double acts = (256 + 8) * 3 + (512 + 8);
-  const double outs = 384 * 4 + 256 * 8 + 1024 * 4 + 256 * 8;
-  CHECK(w.at("ternary_matmul").bytes == doctest::Approx(2 * (weights + acts + outs)));
-  CHECK(w.at("ternary_matmul").macs == doctest::Approx(2.0 * (384 * 256 + 256 * 256 + 1024 * 256 + 256 * 512)));
-  // Attention at position 9: K and V rows 0..9 of one KV head, read once per layer.
-  CHECK(w.at("attention").macs == doctest::Approx(2 * (2.0 * 10 * 4 * 64)));
-  CHECK(w.at("attention").bytes == doctest::Approx(2 * (256 * 4 + 2 * 10 * 64 * 2 + 256 * 4)));
-  // The head: fp16 [320, 256] and one row.
-  CHECK(w.at("fp16_matmul").macs == doctest::Approx(320.0 * 256));
-  CHECK(w.count("argmax") == 1);
-  CHECK(w.count("rmsnorm") == 1);  // the final norm only
-  p.fp16_linear = true;
-  const PassWork f = estimate_pass_work(s, p);
-  CHECK(f.count("ternary_matmul") == 0);
-  CHECK(f.at("fp16_matmul").macs == doctest::Approx(2.0 * (384 * 256 + 256 * 256 + 1024 * 256 + 256 * 512) + 320.0 * 256));
+TEST_CASE("a recording states what it dispatched and the work of each command") {
+  test::ValidationGuard guard;
+  Device& dev = test::device();
+  Buffer a = dev.create_buffer(1024, MemoryKind::DeviceLocal, "a"), b = dev.create_buffer(1024, MemoryKind::DeviceLocal, "b");
+  const Pipeline& fill = dev.pipeline("fill", {.constants = {{0, 64}}});
+  struct {
+    uint32_t count, value;
+  } push{256, 7};
+  Recording rec(dev, {.timestamps = true});
+  rec.dispatch(fill, {a.range()}, push, 4, 1, 1, {"layer 2 qkv", DispatchWork{.bytes = 1024, .macs = 5}});
+  rec.dispatch(fill, {b.range()}, push, 4);  // no note: named by its shader, work unknown
+  rec.copy(a.range(0, 128), b.range(0, 128));
+  rec.submit_and_wait();
+  const auto& cmds = rec.commands();
+  REQUIRE(cmds.size() == 3);
+  CHECK(cmds[0].kind == RecordedCommand::Dispatch);
+  CHECK(cmds[0].shader == "fill");
+  CHECK(cmds[0].label == "layer 2 qkv");
+  REQUIRE(cmds[0].work);
+  CHECK(cmds[0].work->bytes == 1024);
+  CHECK(cmds[1].label == "fill");
+  CHECK_FALSE(cmds[1].work);
+  CHECK(cmds[2].kind == RecordedCommand::Copy);
+  CHECK(cmds[2].work->bytes == doctest::Approx(256));  // read + written
+  const auto totals = pass_totals(rec, 0);
+  CHECK(totals.dispatches == 2);  // the copy is not a dispatch
+  CHECK(totals.unknown == 1);
+  CHECK(totals.work.bytes == doctest::Approx(1024 + 256));
+  CHECK(totals.work.macs == doctest::Approx(5));
+  const auto timed = timed_commands(rec, 0);
+  REQUIRE(timed.size() == 3);
+  CHECK(timed[0].op == "qkv");  // matmul labels are named by matrix
+  CHECK(timed[1].op == "fill");
+  CHECK(timed[2].op == "copy");
+  if (dev.info().timestamps) CHECK(rec.timings().size() == 3);
+  // Per-key work (attention) scales with the replay's attended keys.
+  const DispatchWork per_key{.bytes = 10, .macs = 0, .bytes_per_key = 2, .macs_per_key = 3};
+  CHECK(per_key.bytes_at(attended_keys(3, 4)) == doctest::Approx(10 + 2 * (5 + 6 + 7)));
+  CHECK(per_key.macs_at(attended_keys(1, 0)) == doctest::Approx(3));
+}
+
+TEST_CASE("a recording timed per pass has one time for the whole pass") {
+  test::ValidationGuard guard;
+  Device& dev = test::device();
+  if (!dev.info().timestamps) return;
+  Buffer a = dev.create_buffer(1024, MemoryKind::DeviceLocal, "a"), b = dev.create_buffer(1024, MemoryKind::DeviceLocal, "b");
+  Recording rec(dev, {.timestamps = true, .whole_pass = true});
+  rec.copy(a.range(), b.range());
+  rec.copy(b.range(), a.range());
+  rec.submit_and_wait();
+  CHECK(rec.timestamp_mode() == TimestampMode::Pass);
+  const auto t = rec.timings();
+  REQUIRE(t.size() == 1);
+  CHECK(t[0].label == "pass");
+  CHECK(rec.pass_microseconds() == doctest::Approx(t[0].microseconds));
+  CHECK(rec.commands().size() == 2);
+  for (const auto& c : timed_commands(rec, 0)) CHECK(c.microseconds == 0);  // no per-command times in this mode
 }
 
 TEST_CASE("chrome trace: valid JSON with named tracks and back-to-back GPU events") {

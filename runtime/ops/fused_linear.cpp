@@ -1,0 +1,230 @@
+#include "runtime/ops/fused_linear.h"
+
+#include <algorithm>
+
+#include "runtime/core/error.h"
+
+namespace ternvk::ops {
+namespace {
+
+bool power_of_two(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
+uint32_t ceil_div(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
+
+// Shared memory the shader declares besides the activations: basic_reduce.glsl's two arrays.
+uint64_t reduction_bytes(uint32_t workgroup) { return uint64_t(workgroup) * 8; }
+
+}  // namespace
+
+FusedLinearShape FusedLinearShape::pick(const DeviceInfo& info) {
+  FusedLinearShape s;
+  if (info.max_subgroup_size <= 8) {
+    const uint32_t sg = info.subgroup_size_control ? info.max_subgroup_size : info.min_subgroup_size;
+    s.workgroup = s.lanes = sg;
+    s.subgroup_add = info.subgroup_size_control || info.min_subgroup_size == info.max_subgroup_size;
+    s.required_subgroup_size = info.subgroup_size_control ? sg : 0;
+    s.rows = 32;
+    s.paired_rows = 32;
+    s.max_tokens = 4;
+  } else {
+    s.lanes = std::min(8u, info.min_subgroup_size);
+    s.workgroup = std::min(128u, info.max_workgroup_invocations);
+    s.subgroup_add = false;
+    s.rows = 2;
+    s.paired_rows = 4;
+    s.max_tokens = 4;
+  }
+  s.validate(info);
+  return s;
+}
+
+void FusedLinearShape::validate(const DeviceInfo& info) const {
+  if (!info.subgroup_arithmetic || !info.subgroup_shuffle)
+    throw Error("fused linear: device '" + info.name + "' lacks subgroup arithmetic or shuffle in compute shaders");
+  if (!power_of_two(lanes) || workgroup % lanes || workgroup > info.max_workgroup_invocations || rows == 0 ||
+      paired_rows == 0 || paired_rows % 4 || max_tokens == 0)
+    throw Error("fused linear: invalid shape: workgroup " + std::to_string(workgroup) + ", lanes " +
+                std::to_string(lanes) + ", rows " + std::to_string(rows) + ", paired rows " +
+                std::to_string(paired_rows) + " (a multiple of 4), tokens " + std::to_string(max_tokens));
+  const uint32_t min_sg =
+      (required_subgroup_size && info.subgroup_size_control) ? required_subgroup_size : info.min_subgroup_size;
+  if (subgroup_add ? min_sg < workgroup : min_sg < lanes)
+    throw Error("fused linear: reducing over " + std::to_string(subgroup_add ? workgroup : lanes) +
+                " lanes needs subgroups at least that large; device '" + info.name + "' may use " +
+                std::to_string(min_sg));
+}
+
+FusedLinear::FusedLinear(Device& device, FusedLinearOptions options)
+    : device_(device), shape_(options.shape ? *options.shape : FusedLinearShape::pick(device.info())) {
+  const DeviceInfo& info = device.info();
+  shape_.validate(info);
+  switch (options.dot) {
+    case TernaryDot::Auto: dot_ = info.has_fast_int8_dot(); break;
+    case TernaryDot::Swar: dot_ = false; break;
+    case TernaryDot::PackedInt8:
+      if (!info.integer_dot_product)
+        throw Error("fused linear: the packed int8 dot path needs shaderIntegerDotProduct, which device '" +
+                    info.name + "' does not offer");
+      dot_ = true;
+      break;
+  }
+}
+
+uint32_t FusedLinear::shared_uvec4(Weights kind, uint32_t chunks) {
+  // Ternary: 64 int8 a chunk (4 uvec4); fp16: 8 floats (2); int8 rows: 16 floats (4).
+  return kind == Weights::Fp16 ? chunks * 2 : chunks * 4;
+}
+
+uint32_t FusedLinear::tokens_per_workgroup(Weights kind, uint32_t chunks, uint32_t tokens) const {
+  const uint64_t limit = device_.info().max_shared_memory;
+  const uint64_t per_token = uint64_t(shared_uvec4(kind, chunks)) * 16;
+  const uint64_t room = limit > reduction_bytes(shape_.workgroup) ? limit - reduction_bytes(shape_.workgroup) : 0;
+  return uint32_t(std::min<uint64_t>({tokens, shape_.max_tokens, room / per_token}));
+}
+
+bool FusedLinear::fits(uint32_t cols, bool float_activations) const {
+  const Weights kind = float_activations ? Weights::Fp16 : Weights::Ternary;
+  const uint32_t chunks = float_activations ? ceil_div(cols, 8) : ceil_div(cols, 64);
+  return cols % 4 == 0 && tokens_per_workgroup(kind, chunks, 1) >= 1;
+}
+
+void FusedLinear::record(Recording& rec, const TernaryMatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
+                         FusedEpilogue epilogue, const RopeKvTarget* rope) const {
+  record_impl(rec,
+              {Weights::Ternary, w.name(), w.rows(), w.cols(), w.padded_cols() / 64, w.segments(),
+               w.row_info().range(), w.weight_bytes()},
+              in, y, epilogue, rope);
+}
+
+void FusedLinear::record(Recording& rec, const Fp16MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
+                         FusedEpilogue epilogue, const RopeKvTarget* rope) const {
+  record_impl(rec, {Weights::Fp16, w.name(), w.rows(), w.cols(), w.padded_cols() / 8, w.segments(), {}, w.weight_bytes()},
+              in, y, epilogue, rope);
+}
+
+void FusedLinear::record(Recording& rec, const Int8MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
+                         FusedEpilogue epilogue) const {
+  if (epilogue != FusedEpilogue::Store && epilogue != FusedEpilogue::Accumulate)
+    throw Error("fused linear of " + w.name() + ": int8 rows take only the store and accumulate epilogues");
+  record_impl(rec,
+              {Weights::Int8, w.name(), w.rows(), w.cols(), w.padded_cols() / 16, w.segments(), w.scales().range(),
+               w.weight_bytes()},
+              in, y, epilogue, nullptr);
+}
+
+void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput& in, const MatmulOutput& y,
+                              FusedEpilogue epilogue, const RopeKvTarget* rope) const {
+  const std::string what = "fused linear of " + m.name;
+  const uint32_t T = in.tokens;
+  if (T == 0) throw Error(what + ": no tokens");
+  if (m.cols % 4) throw Error(what + ": " + std::to_string(m.cols) + " input columns are not a multiple of 4");
+  const uint32_t x_stride = in.stride ? in.stride : m.cols;
+  if (x_stride % 4 || x_stride < m.cols)
+    throw Error(what + ": an input row stride of " + std::to_string(x_stride) + " floats does not suit " +
+                std::to_string(m.cols) + " columns (a multiple of 4, at least the columns)");
+  if (in.x.size && in.x.size < (uint64_t(T - 1) * x_stride + m.cols) * 4)
+    throw Error(what + ": the input holds fewer than " + std::to_string(T) + " rows");
+  if (in.norm.size && in.norm.size < uint64_t(m.cols) * 4)
+    throw Error(what + ": the norm weight holds fewer than " + std::to_string(m.cols) + " floats");
+
+  const bool gated = epilogue == FusedEpilogue::GatedSquaredRelu || epilogue == FusedEpilogue::GatedSilu;
+  const bool with_rope = epilogue == FusedEpilogue::RopeKvStore;
+  const bool paired = gated || with_rope;
+  if (paired && !pairs_fit(m.segments))
+    throw Error(what + ": the " + std::string(gated ? "gated" : "RoPE") + " epilogue needs the matrix in one segment; " +
+                "it has " + std::to_string(m.segments.size()) + " (use the CPU plan)");
+  if (m.rows % 2 && paired) throw Error(what + ": an odd number of rows cannot be paired");
+  const uint32_t outputs = gated ? m.rows / 2 : m.rows;
+  const uint32_t stride = y.stride ? y.stride : outputs;
+  if (uint64_t(y.offset) + outputs > stride)
+    throw Error(what + ": output columns " + std::to_string(y.offset) + ".." + std::to_string(uint64_t(y.offset) + outputs) +
+                " do not fit an output row of " + std::to_string(stride));
+  check_matmul_output(what, y, T, stride, outputs);
+  if (with_rope) {
+    if (!rope) throw Error(what + ": the RoPE epilogue needs its target (positions, KV cache)");
+    const HeadLayout& h = rope->heads;
+    detail::check_heads(h, "fused qkv");
+    if (m.rows != (h.n_heads + 2 * h.n_kv_heads) * h.head_dim)
+      throw Error(what + ": " + std::to_string(m.rows) + " rows are not the q|k|v heads of " +
+                  std::to_string(h.n_heads) + " + 2 x " + std::to_string(h.n_kv_heads) + " x " +
+                  std::to_string(h.head_dim));
+    if (h.head_dim % 4) throw Error(what + ": head_dim " + std::to_string(h.head_dim) + " is not a multiple of 4");
+    if (y.offset != 0) throw Error(what + ": the RoPE epilogue writes q|k|v from column 0");
+    detail::check_cache(rope->cache, h, T, rope->slots, "fused qkv");
+    if (rope->positions.size && rope->positions.size < uint64_t(T) * 4)
+      throw Error(what + ": the positions hold fewer than " + std::to_string(T) + " tokens");
+  }
+
+  const uint32_t per_token = shared_uvec4(m.kind, m.chunks);
+  const uint32_t tokens = tokens_per_workgroup(m.kind, m.chunks, T);
+  if (tokens == 0)
+    throw Error(what + ": one token of " + std::to_string(m.cols) + " inputs needs " +
+                std::to_string(uint64_t(per_token) * 16 + reduction_bytes(shape_.workgroup)) +
+                " bytes of shared memory; device '" + device_.info().name + "' has " +
+                std::to_string(device_.info().max_shared_memory) + " (use the CPU plan)");
+  // RoPE: a lane group's pairs stay inside one head, in whole K/V words (an even count dividing hd/2).
+  uint32_t rows = paired ? shape_.paired_rows : shape_.rows;
+  if (with_rope)
+    while ((rope->heads.head_dim / 2) % (rows / 2)) rows /= 2;
+  const bool neox = !with_rope || rope->rope.form == RopeForm::NeoX;
+  const bool slots = with_rope && rope->slots.buffer != VK_NULL_HANDLE;
+  PipelineOptions po;
+  po.constants = {{0, shape_.workgroup},
+                  {1, shape_.lanes},
+                  {2, rows},
+                  {3, tokens},
+                  {4, static_cast<uint32_t>(epilogue)},
+                  {5, shape_.subgroup_add ? 0u : 1u},
+                  {6, per_token},
+                  {7, with_rope ? rope->heads.head_dim : 128u},
+                  {8, neox ? 1u : 0u},
+                  {9, slots ? 1u : 0u}};
+  po.required_subgroup_size = shape_.required_subgroup_size;
+  std::string shader = m.kind == Weights::Fp16 ? "fused_linear_f16"
+                       : m.kind == Weights::Int8 ? "fused_linear_i8"
+                       : dot_                    ? "fused_linear_dot"
+                                                 : "fused_linear_swar";
+  if (with_rope) shader += "_rope";
+  const Pipeline& pipeline = device_.pipeline(shader, po);
+
+  struct {
+    uint32_t cols, chunks, rows, row_base, tokens, x_stride4, y_stride, y_offset;
+    float eps;
+    uint32_t pairs, pair_offset, n_heads, n_kv_heads, capacity, sequences;
+    float theta_scale;
+  } push{m.cols, m.chunks, 0, 0, T, x_stride / 4, stride, y.offset, in.eps, m.rows / 2, m.rows / 2, 0, 0, 0, 0, 0.0f};
+  if (with_rope) {
+    push.n_heads = rope->heads.n_heads;
+    push.n_kv_heads = rope->heads.n_kv_heads;
+    push.capacity = rope->cache.capacity;
+    push.sequences = rope->cache.sequences;
+    push.theta_scale = rope_theta_scale(rope->rope.theta, rope->heads.head_dim);
+  }
+  const uint32_t groups_per_wg = shape_.workgroup / shape_.lanes;
+  const uint32_t token_groups = ceil_div(T, tokens);
+  for (const MatrixSegment& seg : m.segments) {
+    push.rows = seg.rows;
+    push.row_base = seg.first_row;
+    const uint32_t units = paired ? ceil_div(m.rows / 2, rows / 2) : ceil_div(seg.rows, rows);
+    std::vector<BufferRange> bindings{seg.weights.range()};
+    if (m.kind != Weights::Fp16) bindings.push_back(m.row_info);
+    bindings.insert(bindings.end(), {in.x, in.norm, y.buffer});
+    if (with_rope)
+      bindings.insert(bindings.end(), {rope->positions, rope->cache.k, rope->cache.v,
+                                       slots ? rope->slots : rope->positions});
+    // The segment's weights (and row info), every token's fp32 input and the norm weight, the outputs
+    // (gated: half the rows), and with RoPE the k and v rows stored as fp16 and the positions.
+    const double row_extra = m.kind == Weights::Ternary ? 8 : 0;  // int8: the scales are in weight_bytes
+    DispatchWork work = matmul_work(seg.rows, double(m.weight_bytes) / m.rows + row_extra, m.cols, T, m.cols * 4.0,
+                                    epilogue == FusedEpilogue::Accumulate);
+    work.bytes += m.cols * 4.0;
+    if (gated) work.bytes -= T * seg.rows * 2.0;
+    if (with_rope) {
+      const double kv_rows = 2.0 * rope->heads.n_kv_heads * rope->heads.head_dim;
+      work.bytes += T * kv_rows * 2 + T * (slots ? 8 : 4);
+    }
+    rec.dispatch(pipeline, bindings, &push, sizeof(push), ceil_div(units, groups_per_wg), token_groups, 1,
+                 {m.name, work});
+  }
+}
+
+}  // namespace ternvk::ops

@@ -1,0 +1,120 @@
+// A linear layer of the GPU decode plan in one dispatch (shaders/fused_linear.comp): the RMSNorm (and,
+// for ternary weights, the int8 quantization) of its input in the prologue of every workgroup, the
+// GEMV in the middle, and its consumer in the epilogue: a store, the residual add, the FFN gating
+// (gate|up -> act(gate) * up), or RoPE and the KV-cache store (q|k|v). A decode layer is then five
+// dispatches: qkv, attention, o, gate|up, down (docs/performance.md, "The GPU plan").
+//
+// Same arithmetic as the separate ops (rmsnorm_quant + ternary_matmul, rmsnorm + fp16_matmul /
+// int8_matmul, rope_kv_store, gated_activation): the results differ from that path only by the order
+// in which the norm's sum of squares is added (float rounding; see the tests' tolerance).
+#pragma once
+#include <cstdint>
+#include <optional>
+
+#include "runtime/device/device.h"
+#include "runtime/device/recording.h"
+#include "runtime/ops/fp16_matmul.h"
+#include "runtime/ops/int8_matmul.h"
+#include "runtime/ops/kv_cache.h"
+#include "runtime/ops/quantized_activations.h"
+#include "runtime/ops/rope.h"
+#include "runtime/ops/ternary_matmul.h"
+#include "runtime/ops/ternary_matrix.h"
+
+namespace ternvk::ops {
+
+enum class FusedEpilogue : uint32_t {
+  Store = 0,             // y = W n(x)
+  Accumulate = 1,        // y += W n(x)
+  GatedSquaredRelu = 2,  // gate|up rows [2F, K]: y[i] = relu(g_i)^2 * u_i, F outputs
+  GatedSilu = 3,         // y[i] = silu(g_i) * u_i
+  RopeKvStore = 4,       // q|k|v rows: RoPE on q and k, all rows to y, k and v to the KV cache
+};
+
+// The input of the layer: fp32 rows x, normalized with `norm` (fp32 [cols]) in the prologue.
+struct NormedInput {
+  BufferRange x;        // fp32 [tokens, stride]
+  BufferRange norm;     // fp32 [cols]
+  float eps = 1e-6f;
+  uint32_t tokens = 0;
+  uint32_t stride = 0;  // floats between tokens' rows; 0: the matrix's cols
+};
+
+// Where the qkv epilogue (RopeKvStore) puts k and v: as record_rope_kv_store does.
+struct RopeKvTarget {
+  HeadLayout heads;
+  RopeParams rope;
+  BufferRange positions;  // uint32 [tokens]
+  KvCacheLayer cache;
+  BufferRange slots;      // uint32 [tokens], or empty: every token in slot 0
+};
+
+// The work split (specialization constants of fused_linear.comp).
+struct FusedLinearShape {
+  uint32_t workgroup = 128;  // invocations (spec id 0)
+  uint32_t lanes = 8;        // lanes splitting one row's K (spec id 1), a power of 2
+  uint32_t rows = 2;         // rows per lane group (spec id 2); paired epilogues: ROWS / 2 pairs
+  uint32_t paired_rows = 4;  // rows per lane group for the paired epilogues (even; RoPE NeoX: a multiple of 4)
+  uint32_t max_tokens = 4;   // tokens per workgroup at most (spec id 3; shared memory permitting)
+  bool subgroup_add = false;  // reduce with subgroupAdd (the workgroup is one subgroup of `lanes`)
+  uint32_t required_subgroup_size = 0;
+
+  // CPU devices (widest subgroup <= 8, lavapipe): one subgroup per workgroup, many rows each, so
+  // that the prologue (every workgroup normalizes the whole input) is paid by few workgroups.
+  // GPUs: 8 lanes per row with 16-byte loads (a row's lanes read 128 contiguous bytes), 2 rows per
+  // lane group (4 for the paired epilogues), 128 invocations: thousands of loads in flight and
+  // dozens to hundreds of workgroups for 2B4T-sized layers (the argument: docs/performance.md).
+  static FusedLinearShape pick(const DeviceInfo& info);
+  void validate(const DeviceInfo& info) const;
+};
+
+struct FusedLinearOptions {
+  TernaryDot dot = TernaryDot::Auto;
+  std::optional<FusedLinearShape> shape;  // overrides pick() (tests, benchmarks)
+};
+
+class FusedLinear {
+ public:
+  explicit FusedLinear(Device& device, FusedLinearOptions options = {});
+
+  // y (epilogue) W n(x) for in.tokens tokens; one dispatch per segment of W (paired epilogues need a
+  // single segment). `rope` is required with RopeKvStore (y is then the q|k|v rows) and ignored
+  // otherwise.
+  void record(Recording& rec, const TernaryMatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
+              FusedEpilogue epilogue, const RopeKvTarget* rope = nullptr) const;
+  void record(Recording& rec, const Fp16MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
+              FusedEpilogue epilogue, const RopeKvTarget* rope = nullptr) const;
+  void record(Recording& rec, const Int8MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
+              FusedEpilogue epilogue) const;
+
+  // Whether a matrix can take a paired epilogue: one segment (gate and up rows, or a head's pair
+  // rows, must be in the same dispatch).
+  static bool pairs_fit(const std::vector<MatrixSegment>& segments) { return segments.size() == 1; }
+  // Whether `tokens` tokens of `cols` inputs fit the shared memory of one workgroup in at most
+  // max_tokens steps of the token grid (always true for one token of the 2B4T shapes).
+  bool fits(uint32_t cols, bool float_activations) const;
+  const FusedLinearShape& shape() const { return shape_; }
+  bool uses_int8_dot() const { return dot_; }
+
+ private:
+  enum class Weights { Ternary, Fp16, Int8 };
+  struct Matrix {
+    Weights kind;
+    const std::string& name;
+    uint32_t rows, cols, chunks;
+    const std::vector<MatrixSegment>& segments;
+    BufferRange row_info;  // ternary row info / int8 scales; empty for fp16
+    uint64_t weight_bytes;
+  };
+  void record_impl(Recording& rec, const Matrix& m, const NormedInput& in, const MatmulOutput& y,
+                   FusedEpilogue epilogue, const RopeKvTarget* rope) const;
+  // Shared uvec4 per token for `cols` inputs.
+  static uint32_t shared_uvec4(Weights kind, uint32_t chunks);
+  uint32_t tokens_per_workgroup(Weights kind, uint32_t chunks, uint32_t tokens) const;
+
+  Device& device_;
+  FusedLinearShape shape_;
+  bool dot_ = false;
+};
+
+}  // namespace ternvk::ops

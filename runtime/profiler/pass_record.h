@@ -1,0 +1,60 @@
+// What a recorded pass did, read from the recording itself (Recording::commands): each command's
+// shader, the op it belongs to (the matrix for matmuls) and the work its op stated when recording
+// it. The profiler divides that work by measured GPU time (GB/s, GMAC/s, share of peak bandwidth).
+// There is no second description of the forward pass to keep in step with the engine: when the
+// engine fuses or splits a kernel, the recording says so.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/device/recording.h"
+
+namespace ternvk::profiler {
+
+struct Work {
+  double bytes = 0;  // bytes read + written
+  double macs = 0;   // multiply-accumulates (0: not a matmul-like op)
+  Work& operator+=(const Work& o) {
+    bytes += o.bytes;
+    macs += o.macs;
+    return *this;
+  }
+};
+
+// The op family of a shader variant ("ternary_matmul_dot" -> "ternary_matmul", "rmsnorm_shared" ->
+// "rmsnorm"); a shader the profiler does not know is its own family.
+std::string kind_of(std::string_view shader);
+
+// The engine labels matmul dispatches with the matrix's name ("layer 3 gate|up", "token embedding /
+// output head", "output head"). Returns "qkv", "o", "gate|up", "down" or "head" for such labels, ""
+// for any other.
+std::string matrix_of(std::string_view label);
+
+// One command of a replay as the profiler shows it: `shader` (the variant that ran), `op` (the matrix
+// for matmuls, else the shader), its GPU time, and its work at the replay's attended keys.
+struct TimedCommand {
+  std::string shader, op;
+  double microseconds = 0;
+  std::optional<Work> work;
+};
+
+// The commands of `rec`'s last replay with their times (TimestampMode::Dispatch; 0 without) and
+// their work; `keys` is the replay's attended keys (sum over its tokens of position + 1).
+std::vector<TimedCommand> timed_commands(const Recording& rec, double keys);
+
+// A whole replay: dispatches (transfers not counted), and the work of every command whose op
+// stated it (`unknown` counts those that did not).
+struct PassTotals {
+  size_t dispatches = 0;
+  size_t unknown = 0;
+  Work work;
+};
+PassTotals pass_totals(const Recording& rec, double keys);
+
+// The attended keys of `tokens` consecutive tokens from `first_position`.
+double attended_keys(int tokens, int first_position);
+
+}  // namespace ternvk::profiler

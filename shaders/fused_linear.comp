@@ -1,0 +1,389 @@
+#version 450
+// A linear layer of the GPU decode plan, with its RMSNorm in front and its consumer behind, in one
+// dispatch:  y = EPILOGUE( W · n(x) ),  n(x) = x * inversesqrt(mean(x^2) + eps) * norm_weight.
+//
+// Prologue: every workgroup normalizes its tokens' rows of x itself (K <= a few thousand floats: a
+// cheap L2 read on a GPU) into shared memory; for ternary weights it also quantizes them to int8
+// exactly as rmsnorm_quant.comp does (s = max(max|v|, 1e-5) / 127, q = clamp(roundEven(v / s)),
+// sum q kept for the offset codes). No separate norm dispatch, no int8 round trip through memory.
+// Main loop: as ternary_matmul.comp / fp16_matmul.comp / int8_matmul.comp (LANES lanes split a row's
+// K, a lane group owns ROWS rows, one 16-byte weight load per lane and row per chunk), with the
+// activations read from shared memory.
+// Epilogue (spec constant EPILOGUE):
+//   0 store          y[t, n] = v
+//   1 accumulate     y[t, n] += v                      (the residual add of o and down)
+//   2, 3 gated       y[t, i] = act(v[i]) * v[F + i]    (gate|up: act = relu^2 (2) or SiLU (3) as
+//                                                       gated_activation.comp computes it)
+//   4 rope + KV      (variant ROPE_KV) q|k|v rows: q and k rotated as rope.comp does (same include),
+//                    all written to y, and k, v stored to the fp16 KV cache at each token's position
+//                    and slot (layout of kv_cache.h)
+// Paired epilogues (2-4) give each lane group ROWS / 2 pairs of rows: gated (i, F + i); RoPE NeoX
+// (i, i + HD/2) of one head; RoPE adjacent pairs (2i, 2i + 1). The matrix must be one segment.
+//
+// Build-time variant WEIGHTS: 0 ternary, SWAR products; 1 ternary, OpSDot; 2 fp16; 3 int8 rows with
+// a float scale each (the int8 head). Weight layouts: docs/architecture.md.
+// Bindings: 0 weights uvec4 [rows][chunks] (one segment); 1 (ternary) row_info {int code_sum, float
+// scale} / (int8) float row_scale, of the whole matrix; (fp16: absent); 2 x fp32 [tokens][x_stride]
+// (read as vec4: K % 4 == 0, x_stride % 4 == 0); 3 norm weight fp32 [K]; 4 y fp32.
+// ROPE_KV adds: 5 positions uint [tokens]; 6 K cache, 7 V cache (uint words of fp16 pairs);
+// 8 slots uint [tokens] (read only with SLOTS).
+// Dispatch: (ceil(units / lane groups per workgroup), ceil(tokens / TOKENS), 1), units = rows / ROWS
+// (plain) or pairs / (ROWS / 2) (paired).
+#extension GL_EXT_control_flow_attributes : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+#extension GL_GOOGLE_include_directive : require
+#ifndef WEIGHTS
+#define WEIGHTS 0
+#endif
+#ifndef ROPE_KV
+#define ROPE_KV 0
+#endif
+#define TERNARY (WEIGHTS <= 1)
+#if WEIGHTS == 1
+#extension GL_EXT_spirv_intrinsics : require
+// OpSDot (SPV_KHR_integer_dot_product), operand PackedVectorFormat4x8Bit = 0.
+spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018], id = 4450)
+int sdot_4x8_packed(uint a, uint b, spirv_literal int packed_vector_format);
+#endif
+
+layout(local_size_x_id = 0) in;
+#define SUBGROUP 1
+#include "basic_reduce.glsl"
+#include "rope_rotate.glsl"
+
+layout(constant_id = 1) const uint LANES = 8;      // lanes that split one row (power of 2)
+layout(constant_id = 2) const uint ROWS = 2;       // rows per lane group (even for paired epilogues)
+layout(constant_id = 3) const uint TOKENS = 1;     // tokens per workgroup
+layout(constant_id = 4) const uint EPILOGUE = 0;
+layout(constant_id = 5) const uint REDUCE = 0;     // 0: subgroupAdd over the workgroup's one subgroup, 1: shuffle-xor
+layout(constant_id = 6) const uint X_UVEC4 = 160;  // shared uvec4 per token (>= activations of one row)
+layout(constant_id = 7) const uint HD = 128;       // RoPE: head dim
+layout(constant_id = 8) const bool NEOX = true;    // RoPE: NeoX pairs (i, i + HD/2), else (2i, 2i + 1)
+layout(constant_id = 9) const bool SLOTS = false;  // RoPE: read each token's KV slot (else slot 0)
+
+layout(std430, set = 0, binding = 0) readonly buffer Weights { uvec4 w[]; };
+#if TERNARY
+layout(std430, set = 0, binding = 1) readonly buffer RowInfo { ivec2 row_info[]; };
+#elif WEIGHTS == 3
+layout(std430, set = 0, binding = 1) readonly buffer Scales { float row_scale[]; };
+#endif
+layout(std430, set = 0, binding = 2) readonly buffer X { vec4 x4[]; };
+layout(std430, set = 0, binding = 3) readonly buffer NormWeight { vec4 norm4[]; };
+layout(std430, set = 0, binding = 4) buffer Out { float y[]; };
+#if ROPE_KV
+layout(std430, set = 0, binding = 5) readonly buffer Pos { uint positions[]; };
+layout(std430, set = 0, binding = 6) writeonly buffer KCache { uint kcache[]; };
+layout(std430, set = 0, binding = 7) writeonly buffer VCache { uint vcache[]; };
+layout(std430, set = 0, binding = 8) readonly buffer Slots { uint seq_slots[]; };
+#endif
+layout(push_constant) uniform Params {
+  uint cols;       // K (a multiple of 4)
+  uint chunks;     // 16-byte weight words per row: Kp/64 (ternary), round_up(K, 8)/8 (fp16), round_up(K, 16)/16 (int8)
+  uint rows;       // rows in this segment
+  uint row_base;   // first row of this segment in the whole matrix
+  uint tokens;
+  uint x_stride4;  // vec4 between tokens' rows of x
+  uint y_stride;   // floats between tokens' rows of y
+  uint y_offset;   // column of y for the matrix's row 0 (plain) / output 0 (gated)
+  float eps;
+  uint pairs;      // paired epilogues: row pairs of the whole matrix
+  uint pair_offset;  // gated: the first up row (F)
+  uint n_heads;    // RoPE: q heads, kv heads, cache rows per slot, slots
+  uint n_kv_heads;
+  uint capacity;
+  uint sequences;
+  float theta_scale;
+} p;
+
+const uint WG = gl_WorkGroupSize.x;
+const uint GROUPS = WG / LANES;
+const bool PAIRED = EPILOGUE >= 2;
+const uint HALF = ROWS / 2;
+const uint OWNED = (ROWS + LANES - 1) / LANES;  // plain epilogue: rows each lane stores
+
+shared uvec4 xs[TOKENS * X_UVEC4];  // the normalized (ternary: int8) activations of the tokens
+
+float reduce_lanes_f(float v) {
+  if (REDUCE == 0) return subgroupAdd(v);
+  [[unroll]] for (uint m = LANES / 2; m > 0; m >>= 1) v += subgroupShuffleXor(v, m);
+  return v;
+}
+int reduce_lanes_i(int v) {
+  if (REDUCE == 0) return subgroupAdd(v);
+  [[unroll]] for (uint m = LANES / 2; m > 0; m >>= 1) v += subgroupShuffleXor(v, m);
+  return v;
+}
+
+// act(g) * u in the order of gated_activation.comp.
+float gated(float g, float u) {
+  float a;
+  if (EPILOGUE == 2) {
+    const float r = max(g, 0.0);
+    a = r * r;
+  } else {
+    a = g / (1.0 + exp(-g));
+  }
+  return a * u;
+}
+
+// Row (of the whole matrix) of slot r of lane group `unit`.
+uint row_of(uint unit, uint r) {
+  if (!PAIRED) return unit * ROWS + r;
+  const uint pair = min(unit * HALF + r % HALF, p.pairs - 1);
+  const bool second = r >= HALF;
+  if (EPILOGUE != 4) return second ? p.pair_offset + pair : pair;
+  if (!NEOX) return 2 * pair + (second ? 1 : 0);
+  const uint first = (pair / (HD / 2)) * HD + pair % (HD / 2);
+  return second ? first + HD / 2 : first;
+}
+
+void main() {
+  const uint lid = gl_LocalInvocationID.x;
+  const uint lane = lid % LANES;
+  const uint unit = gl_WorkGroupID.x * GROUPS + lid / LANES;
+  const uint t0 = gl_WorkGroupID.y * TOKENS;
+  const uint K4 = p.cols / 4;
+
+  // ---- Prologue: n(x) of each token into shared memory (ternary: int8, with s and sum q). ----
+  float tok_s[TOKENS];
+  int tok_sum_q[TOKENS];
+  [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
+    const uint xb = min(t0 + t, p.tokens - 1) * p.x_stride4;
+    // One pass for the sum of squares and max |x * weight| (rmsnorm_quant.comp's reasoning).
+    float ss = 0.0, amax = 0.0;
+    for (uint i = lid; i < K4; i += WG) {
+      const vec4 v = x4[xb + i];
+      ss += v.x * v.x;
+      ss += v.y * v.y;
+      ss += v.z * v.z;
+      ss += v.w * v.w;
+#if TERNARY
+      const vec4 a = abs(v * norm4[i]);
+      amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+#endif
+    }
+    const float inv = inversesqrt(wg_sum(ss) / float(p.cols) + p.eps);
+#if TERNARY
+    const float s = max(wg_max(amax) * inv, 1e-5) / 127.0;
+    int sum_q = 0;
+    for (uint g = lid; g < p.chunks * 4; g += WG) {  // 16 int8 per uvec4; zero past K
+      uvec4 word = uvec4(0);
+      [[unroll]] for (uint j = 0; j < 4; ++j) {
+        const uint i = 4 * g + j;
+        if (i < K4) {
+          const vec4 v = x4[xb + i] * inv * norm4[i];
+          const ivec4 qv = ivec4(clamp(roundEven(v / s), -128.0, 127.0));
+          sum_q += (qv.x + qv.y) + (qv.z + qv.w);
+          const uvec4 b = uvec4(qv) & 0xffu;
+          word[j] = b.x | (b.y << 8) | (b.z << 16) | (b.w << 24);
+        }
+      }
+      xs[t * X_UVEC4 + g] = word;
+    }
+    tok_s[t] = s;
+    tok_sum_q[t] = wg_sum_int(sum_q);
+#else
+    const uint per_token = WEIGHTS == 2 ? p.chunks * 2 : p.chunks * 4;  // vec4 of activations
+    for (uint i = lid; i < per_token; i += WG)
+      xs[t * X_UVEC4 + i] = floatBitsToUint(i < K4 ? x4[xb + i] * inv * norm4[i] : vec4(0.0));
+    tok_s[t] = 1.0;
+    tok_sum_q[t] = 0;
+#endif
+  }
+  barrier();
+
+  // ---- Main loop: each lane takes chunks lane, lane + LANES, ... of its rows. ----
+  const uint chunks = p.chunks;
+  uint wbase[ROWS];
+  [[unroll]] for (uint r = 0; r < ROWS; ++r) wbase[r] = min(row_of(unit, r), p.rows - 1) * chunks;
+#if TERNARY
+  int acc[ROWS * TOKENS];
+  [[unroll]] for (uint i = 0; i < ROWS * TOKENS; ++i) acc[i] = 0;
+#else
+  float acc[ROWS * TOKENS];
+  [[unroll]] for (uint i = 0; i < ROWS * TOKENS; ++i) acc[i] = 0.0;
+#endif
+
+  for (uint c = lane; c < chunks; c += LANES) {
+#if WEIGHTS == 1
+    uvec4 a[TOKENS * 4];
+    [[unroll]] for (uint t = 0; t < TOKENS; ++t)
+      [[unroll]] for (uint j = 0; j < 4; ++j) a[t * 4 + j] = xs[t * X_UVEC4 + c * 4 + j];
+    [[unroll]] for (uint r = 0; r < ROWS; ++r) {
+      const uvec4 wv = w[wbase[r] + c];
+      [[unroll]] for (uint j = 0; j < 4; ++j)
+        [[unroll]] for (uint i = 0; i < 4; ++i) {
+          const uint codes = (wv[j] >> (2 * i)) & 0x03030303u;
+          [[unroll]] for (uint t = 0; t < TOKENS; ++t) acc[r * TOKENS + t] += sdot_4x8_packed(codes, a[t * 4 + j][i], 0);
+        }
+    }
+#elif WEIGHTS == 0
+    // 16-bit SWAR products (ternary_matmul.comp explains the bounds).
+    uint pe[TOKENS * 16], po[TOKENS * 16];
+    [[unroll]] for (uint t = 0; t < TOKENS; ++t)
+      [[unroll]] for (uint j = 0; j < 4; ++j) {
+        const uvec4 u = xs[t * X_UVEC4 + c * 4 + j] ^ 0x80808080u;
+        [[unroll]] for (uint i = 0; i < 4; ++i) {
+          pe[t * 16 + j * 4 + i] = ((u[i] << 16) & 0x00ff0000u) | ((u[i] >> 16) & 0xffu);
+          po[t * 16 + j * 4 + i] = ((u[i] << 8) & 0x00ff0000u) | (u[i] >> 24);
+        }
+      }
+    [[unroll]] for (uint r = 0; r < ROWS; ++r) {
+      const uvec4 wv = w[wbase[r] + c];
+      uint part[TOKENS];
+      [[unroll]] for (uint t = 0; t < TOKENS; ++t) part[t] = 0;
+      [[unroll]] for (uint j = 0; j < 4; ++j)
+        [[unroll]] for (uint i = 0; i < 4; ++i) {
+          const uint fe = (wv[j] >> (2 * i)) & 0x00030003u;
+          const uint fo = (wv[j] >> (2 * i + 8)) & 0x00030003u;
+          [[unroll]] for (uint t = 0; t < TOKENS; ++t) part[t] += fe * pe[t * 16 + j * 4 + i] + fo * po[t * 16 + j * 4 + i];
+        }
+      [[unroll]] for (uint t = 0; t < TOKENS; ++t) acc[r * TOKENS + t] += int(part[t] >> 16);
+    }
+#elif WEIGHTS == 2
+    vec4 xa[TOKENS], xb[TOKENS];
+    [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
+      xa[t] = uintBitsToFloat(xs[t * X_UVEC4 + 2 * c]);
+      xb[t] = uintBitsToFloat(xs[t * X_UVEC4 + 2 * c + 1]);
+    }
+    [[unroll]] for (uint r = 0; r < ROWS; ++r) {
+      const uvec4 wv = w[wbase[r] + c];
+      const vec4 wa = vec4(unpackHalf2x16(wv.x), unpackHalf2x16(wv.y));
+      const vec4 wb = vec4(unpackHalf2x16(wv.z), unpackHalf2x16(wv.w));
+      [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
+        float s = acc[r * TOKENS + t];
+        s = fma(wa.x, xa[t].x, s);
+        s = fma(wa.y, xa[t].y, s);
+        s = fma(wa.z, xa[t].z, s);
+        s = fma(wa.w, xa[t].w, s);
+        s = fma(wb.x, xb[t].x, s);
+        s = fma(wb.y, xb[t].y, s);
+        s = fma(wb.z, xb[t].z, s);
+        s = fma(wb.w, xb[t].w, s);
+        acc[r * TOKENS + t] = s;
+      }
+    }
+#else
+    vec4 xv[TOKENS * 4];
+    [[unroll]] for (uint t = 0; t < TOKENS; ++t)
+      [[unroll]] for (uint j = 0; j < 4; ++j) xv[t * 4 + j] = uintBitsToFloat(xs[t * X_UVEC4 + 4 * c + j]);
+    [[unroll]] for (uint r = 0; r < ROWS; ++r) {
+      const uvec4 wv = w[wbase[r] + c];
+      [[unroll]] for (uint j = 0; j < 4; ++j) {
+        const int v = int(wv[j]);
+        const vec4 wf = vec4(float((v << 24) >> 24), float((v << 16) >> 24), float((v << 8) >> 24), float(v >> 24));
+        [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
+          const vec4 xt = xv[t * 4 + j];
+          float s = acc[r * TOKENS + t];
+          s = fma(wf.x, xt.x, s);
+          s = fma(wf.y, xt.y, s);
+          s = fma(wf.z, xt.z, s);
+          s = fma(wf.w, xt.w, s);
+          acc[r * TOKENS + t] = s;
+        }
+      }
+    }
+#endif
+  }
+
+  // ---- Epilogue ----
+  [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
+    const uint token = t0 + t;
+    // Every lane of the group gets every row's total; v[r] is the row's output value.
+    float v[ROWS];
+    [[unroll]] for (uint r = 0; r < ROWS; ++r) {
+      const uint row = min(row_of(unit, r), p.rows - 1);
+#if TERNARY
+      const int total = reduce_lanes_i(acc[r * TOKENS + t]);
+      const ivec2 info = row_info[p.row_base + row];
+#if WEIGHTS == 1
+      const int wq = total - tok_sum_q[t];
+#else
+      const int wq = total - 128 * info.x - tok_sum_q[t];
+#endif
+      v[r] = float(wq) * intBitsToFloat(info.y) * tok_s[t];
+#elif WEIGHTS == 3
+      v[r] = reduce_lanes_f(acc[r * TOKENS + t]) * row_scale[p.row_base + row];
+#else
+      v[r] = reduce_lanes_f(acc[r * TOKENS + t]);
+#endif
+    }
+    if (token >= p.tokens) continue;
+    const uint yrow = token * p.y_stride + p.y_offset;
+
+    if (!PAIRED) {
+      // Row r is stored by lane r % LANES (plain vector code on every lane; see ternary_matmul.comp).
+      [[unroll]] for (uint i = 0; i < OWNED; ++i) {
+        float mine = 0.0;
+        [[unroll]] for (uint r = 0; r < ROWS; ++r)
+          if (r / LANES == i && r % LANES == lane) mine = v[r];
+        const uint r = i * LANES + lane;
+        const uint row = unit * ROWS + r;
+        if (r >= ROWS || row >= p.rows) continue;
+        const uint o = yrow + p.row_base + row;
+        if (EPILOGUE == 1) y[o] += mine;
+        else y[o] = mine;
+      }
+    } else if (EPILOGUE != 4) {
+      // Gated: pair h (gate row, up row) is stored by lane h % LANES.
+      [[unroll]] for (uint h = 0; h < HALF; ++h) {
+        const uint pair = unit * HALF + h;
+        if (h % LANES == lane && pair < p.pairs) y[yrow + pair] = gated(v[h], v[HALF + h]);
+      }
+    }
+#if ROPE_KV
+    else {
+      const uint H = p.n_heads, KVH = p.n_kv_heads;
+      const uint pos = positions[token];
+      const uint seq = SLOTS ? seq_slots[token] : 0;
+      const bool store = pos < p.capacity && seq < p.sequences;
+      float ra[HALF], rb[HALF];
+      [[unroll]] for (uint h = 0; h < HALF; ++h) {
+        const uint a_row = row_of(unit, h);
+        vec2 ab = vec2(v[h], v[HALF + h]);
+        if (a_row < (H + KVH) * HD) {  // q and k heads rotate; v heads do not
+          const uint freq = NEOX ? a_row % HD : (a_row % HD) / 2;
+          ab = rope_rotate(ab, float(pos), freq, p.theta_scale);
+        }
+        ra[h] = ab.x;
+        rb[h] = ab.y;
+        const uint pair = unit * HALF + h;
+        if (h % LANES == lane && pair < p.pairs) {
+          y[yrow + a_row] = ab.x;
+          y[yrow + row_of(unit, HALF + h)] = ab.y;
+        }
+      }
+      // K/V words of two adjacent elements: NeoX pairs h, h + 1 hold elements i, i + 1 on both sides
+      // (HALF even, units start at even pairs); adjacent pairs are one word each.
+      const uint WORDS = NEOX ? HALF / 2 : HALF;
+      [[unroll]] for (uint u = 0; u < WORDS; ++u) {
+        const uint h = NEOX ? 2 * u : u;
+        const uint pair = unit * HALF + h;
+        const uint a_row = row_of(unit, h);
+        if (u % LANES != lane || pair >= p.pairs || !store || a_row < H * HD) continue;
+        const bool is_k = a_row < (H + KVH) * HD;
+        const uint in_kv = a_row - (is_k ? H * HD : (H + KVH) * HD);  // element of the k (v) heads
+        const uint head = in_kv / HD, e = in_kv % HD;
+        const uint base = ((seq * p.capacity + pos) * KVH + head) * (HD / 2);
+        if (NEOX) {
+          const uint wa = base + e / 2, wb = base + (e + HD / 2) / 2;
+          const uint pa = packHalf2x16(vec2(ra[h], ra[h + 1])), pb = packHalf2x16(vec2(rb[h], rb[h + 1]));
+          if (is_k) {
+            kcache[wa] = pa;
+            kcache[wb] = pb;
+          } else {
+            vcache[wa] = pa;
+            vcache[wb] = pb;
+          }
+        } else {
+          const uint packed = packHalf2x16(vec2(ra[h], rb[h]));
+          if (is_k) kcache[base + e / 2] = packed;
+          else vcache[base + e / 2] = packed;
+        }
+      }
+    }
+#endif
+  }
+}

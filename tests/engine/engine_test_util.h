@@ -1,0 +1,54 @@
+// Helpers shared by the engine tests: options for weights-only files, logits rows, the comparison
+// with the CPU reference, greedy decoding from full logits.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <span>
+#include <vector>
+
+#include "engine/reference_forward.h"
+#include "runtime/engine/engine.h"
+
+namespace ternvk::test {
+
+inline EngineOptions weights_only(int chunk = 64) {
+  EngineOptions o;
+  o.prefill_chunk = chunk;
+  o.load_tokenizer = false;
+  o.context = 64;
+  return o;
+}
+
+// [n * vocab] logits as n rows.
+inline std::vector<std::vector<float>> rows(const std::vector<float>& flat, size_t vocab) {
+  std::vector<std::vector<float>> out;
+  for (size_t i = 0; i < flat.size(); i += vocab) out.emplace_back(flat.begin() + long(i), flat.begin() + long(i + vocab));
+  return out;
+}
+
+// Every row close to the reference's (cosine >= 0.999) with the same argmax.
+inline void check_against_reference(const std::vector<std::vector<float>>& got,
+                                    const std::vector<std::vector<float>>& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t t = 0; t < got.size(); ++t) {
+    CAPTURE(t);
+    CHECK(cosine(got[t], want[t]) >= 0.999);
+    CHECK(argmax_index(got[t]) == argmax_index(want[t]));
+  }
+}
+
+// `n` greedy tokens after `prompt`, picked on the host from the full logits.
+inline std::vector<uint32_t> greedy(Engine& engine, std::vector<uint32_t> prompt, int n) {
+  engine.reset();
+  std::vector<uint32_t> out;
+  auto logits = engine.eval(prompt);
+  for (int i = 0; i < n; ++i) {
+    uint32_t next = uint32_t(argmax_index(logits));
+    out.push_back(next);
+    const uint32_t one[] = {next};
+    logits = engine.eval(one);
+  }
+  return out;
+}
+
+}  // namespace ternvk::test

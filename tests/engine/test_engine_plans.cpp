@@ -1,0 +1,161 @@
+// The two forward passes (ExecutionPlan): the GPU plan (five dispatches per decode layer, norms in
+// the matmuls' prologues) forced on this device gives the CPU reference's logits and the CPU plan's
+// tokens, for every model form the engine takes: ternary and FP16 baseline, f16 and int8 heads,
+// tied and untied, NeoX and adjacent-pair RoPE (llama.cpp's tiny LLaMA-arch model), batched decode,
+// pipeline stages, and tensors split into segments.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "common/gpu.h"
+#include "engine/engine_test_util.h"
+#include "engine/random_model.h"
+#include "engine/reference_forward.h"
+#include "runtime/engine/engine.h"
+
+using namespace ternvk;
+using namespace ternvk::test;
+
+namespace {
+
+const std::filesystem::path kShared = TERNVK_SHARED_DIR;
+
+EngineOptions with_plan(ExecutionPlan plan, int chunk = 64) {
+  EngineOptions o = weights_only(chunk);
+  o.plan = plan;
+  return o;
+}
+
+// Dispatches of the last decode step's recording (one token).
+size_t decode_dispatches(Engine& engine) {
+  engine.reset();
+  const uint32_t one[] = {1};
+  engine.eval(one);
+  const uint32_t next[] = {2};
+  engine.eval(next);
+  return engine.stage().last_pass()->dispatch_count();
+}
+
+}  // namespace
+
+TEST_CASE("the GPU plan gives the reference logits and the CPU plan's tokens") {
+  ValidationGuard guard;
+  const RandomModel m = make_random_model(small_2b4t_config(), 21);
+  const auto dir = temp_dir("plans-2b4t");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const std::vector<uint32_t> tokens = {1, 42, 7, 300, 299, 5, 64, 128, 3, 17, 250};
+  const auto want = ReferenceForward(*open_model(dir / "model.gguf")).logits(tokens);
+  Engine cpu(instance(), dir / "model.gguf", with_plan(ExecutionPlan::Cpu));
+  REQUIRE(cpu.stage().plan() == ExecutionPlan::Cpu);
+  const auto cpu_tokens = greedy(cpu, {1, 2, 3}, 16);
+  // Chunks of 4 and 11 tokens run the fused layers; 1-token steps are decode.
+  for (int chunk : {64, 4}) {
+    CAPTURE(chunk);
+    Engine gpu(instance(), dir / "model.gguf", with_plan(ExecutionPlan::Gpu, chunk));
+    REQUIRE(gpu.stage().plan() == ExecutionPlan::Gpu);
+    check_against_reference(rows(gpu.eval(tokens, true), m.config.vocab), want);
+    gpu.reset();
+    gpu.eval(std::span(tokens).first(5));
+    for (size_t t = 5; t < tokens.size(); ++t) {
+      const uint32_t one[] = {tokens[t]};
+      const auto step = gpu.eval(one);
+      CHECK(cosine(step, want[t]) >= 0.999);
+      CHECK(argmax_index(step) == argmax_index(want[t]));
+    }
+    CHECK(greedy(gpu, {1, 2, 3}, 16) == cpu_tokens);
+  }
+  // A prefill chunk longer than Stage::kFusedMaxTokens runs the separate ops in the GPU plan too.
+  std::vector<uint32_t> long_prompt;
+  for (uint32_t i = 0; i < Stage::kFusedMaxTokens + 5; ++i) long_prompt.push_back((i * 31 + 1) % 320);
+  Engine gpu(instance(), dir / "model.gguf", with_plan(ExecutionPlan::Gpu));
+  check_against_reference(rows(gpu.eval(long_prompt, true), m.config.vocab),
+                          ReferenceForward(*open_model(dir / "model.gguf")).logits(long_prompt));
+}
+
+TEST_CASE("a GPU-plan decode step is five dispatches a layer plus embedding, head and selection") {
+  ValidationGuard guard;
+  ModelConfig c = small_2b4t_config();
+  c.n_layers = 3;
+  const RandomModel m = make_random_model(c, 22);
+  const auto dir = temp_dir("plans-dispatches");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  EngineOptions o = with_plan(ExecutionPlan::Gpu);
+  Engine gpu(instance(), dir / "model.gguf", o);
+  // eval() reads the logits back (no selection): embedding + 5 per layer + the head with the final norm.
+  CHECK(decode_dispatches(gpu) == 1 + 5 * size_t(c.n_layers) + 1);
+  o.plan = ExecutionPlan::Cpu;
+  Engine cpu(instance(), dir / "model.gguf", o);
+  CHECK(decode_dispatches(cpu) > decode_dispatches(gpu) + size_t(c.n_layers));
+}
+
+TEST_CASE("the GPU plan of the FP16 baseline and of the int8 head (tied, untied) match their references") {
+  ValidationGuard guard;
+  const RandomModel m = make_random_model(small_2b4t_config(), 13);
+  const auto dir = temp_dir("plans-variants");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const std::vector<uint32_t> tokens = {1, 9, 8, 7, 6, 5};
+  // FP16 baseline: the two plans differ by float rounding only.
+  {
+    EngineOptions o = with_plan(ExecutionPlan::Cpu, 4);
+    o.fp16_baseline = true;
+    Engine cpu(instance(), dir / "model.gguf", o);
+    o.plan = ExecutionPlan::Gpu;
+    Engine gpu(instance(), dir / "model.gguf", o);
+    const auto a = rows(cpu.eval(tokens, true), m.config.vocab), b = rows(gpu.eval(tokens, true), m.config.vocab);
+    for (size_t t = 0; t < a.size(); ++t) {
+      CHECK(cosine(a[t], b[t]) >= 0.99999);
+      CHECK(argmax_index(a[t]) == argmax_index(b[t]));
+    }
+    CHECK(greedy(cpu, {1, 2}, 12) == greedy(gpu, {1, 2}, 12));
+  }
+  // Int8 head, tied and untied.
+  RandomModel untied = m;
+  untied.output.resize(untied.embedding.size());
+  for (size_t i = 0; i < untied.output.size(); ++i) untied.output[i] = untied.embedding[(i * 7919) % untied.embedding.size()];
+  write_gguf(untied, dir / "untied.gguf", GgmlType::I2_S);
+  for (const char* name : {"model.gguf", "untied.gguf"}) {
+    CAPTURE(name);
+    EngineOptions o = with_plan(ExecutionPlan::Gpu, 4);
+    o.head = HeadPrecision::Int8;
+    Engine gpu(instance(), dir / name, o);
+    check_against_reference(rows(gpu.eval(tokens, true), m.config.vocab),
+                            ReferenceForward(*open_model(dir / name), true).logits(tokens));
+  }
+}
+
+TEST_CASE("the GPU plan on llama.cpp's tiny model (SiLU, adjacent-pair RoPE) matches the reference") {
+  ValidationGuard guard;
+  const auto path = kShared / "data/models/tiny-random-tq2_0.gguf";
+  const std::vector<uint32_t> tokens = {1, 450, 4996, 17354, 1701, 29871, 13, 31999};
+  const auto want = ReferenceForward(*open_model(path)).logits(tokens);
+  Engine engine(instance(), path, with_plan(ExecutionPlan::Gpu, 3));
+  check_against_reference(rows(engine.eval(tokens, true), 32000), want);
+}
+
+TEST_CASE("the GPU plan split into stages, and with tensors in segments, gives the one-device logits") {
+  ValidationGuard guard;
+  ModelConfig c = small_2b4t_config();
+  c.n_layers = 3;
+  const RandomModel m = make_random_model(c, 31);
+  const auto dir = temp_dir("plans-stages");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const std::vector<uint32_t> tokens = {1, 11, 22, 33, 44, 55, 66};
+  const auto want = ReferenceForward(*open_model(dir / "model.gguf")).logits(tokens);
+  Engine one(instance(), dir / "model.gguf", with_plan(ExecutionPlan::Gpu, 4));
+  const auto one_logits = one.eval(tokens, true);
+  const auto one_tokens = greedy(one, {1, 2, 3}, 8);
+  EngineOptions o = with_plan(ExecutionPlan::Gpu, 4);
+  const int dev = int(device().info().index);
+  o.devices = {dev, dev};
+  o.split = {2, 1};
+  Engine staged(instance(), dir / "model.gguf", o);
+  const auto got = staged.eval(tokens, true);
+  for (size_t i = 0; i < got.size(); ++i) REQUIRE(std::fabs(got[i] - one_logits[i]) <= 1e-4f * (1 + std::fabs(one_logits[i])));
+  CHECK(greedy(staged, {1, 2, 3}, 8) == one_tokens);
+  // Segments: q|k|v and gate|up in several segments cannot take the paired epilogues, so those
+  // layers record the separate ops; o, down and the head are fused over their segments.
+  EngineOptions seg = with_plan(ExecutionPlan::Gpu, 4);
+  seg.max_segment_bytes = 4096;
+  Engine segmented(instance(), dir / "model.gguf", seg);
+  check_against_reference(rows(segmented.eval(tokens, true), c.vocab), want);
+}

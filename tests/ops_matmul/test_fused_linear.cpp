@@ -1,0 +1,307 @@
+// The GPU plan's fused linear layer (norm + quantization in the prologue, GEMV, epilogue) against
+// CPU references written from docs/architecture.md, with the CPU device's shape and a GPU-like shape
+// (several subgroups per workgroup, clusters of 8 lanes reduced by shuffles) forced on this device.
+//
+// Tolerances, from the math:
+//  - ternary: the integer sums are exact for the reference's q. The GPU normalizes in another order
+//    (sum of squares, inversesqrt), so s may differ by a few ulps and a q whose v / s lies within
+//    1e-4 of a .5 tie may round the other way: each such element moves sum w q by at most 1. So
+//    |y - ref| <= scale * s * (ties of the token) + 1e-5 * scale * s * sum |w q| (+ 1e-6 with a residual).
+//  - fp16 / int8 weights: fp32 accumulation in another order: 3e-5 * sum |w v| + 1e-6
+//    (check_dense_matmul), with v the normalized input (its fp32 rounding is far inside that).
+//  - gated: the gate and up values carry the ternary bound d; act(g) * u moves by at most
+//    L * d * (|u| + d) + (|act(g)| + L * d) * d, L the slope bound of act on [g - d, g + d].
+//  - RoPE: rope_error_bound (ops_attention/reference.h: the Vulkan precision of sin/cos and pow).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <optional>
+
+#include "common/gpu.h"
+#include "common/random.h"
+#include "ops_attention/reference.h"
+#include "ops_matmul/matmul_test_util.h"
+#include "ops_matmul/reference.h"
+#include "runtime/core/half.h"
+#include "runtime/ops/fused_linear.h"
+
+using namespace ternvk;
+using namespace ternvk::ops;
+
+namespace {
+
+constexpr float kEps = 1e-5f;
+
+// The CPU device's shape, and a GPU-like one where the device's subgroups allow it.
+std::vector<std::optional<FusedLinearShape>> shapes() {
+  std::vector<std::optional<FusedLinearShape>> out = {std::nullopt};
+  const DeviceInfo& info = test::device().info();
+  if (info.min_subgroup_size >= 8) {
+    FusedLinearShape s;
+    s.workgroup = std::min(64u, info.max_workgroup_invocations);
+    s.lanes = 8;
+    s.rows = 3;  // not a divisor of the test's row counts
+    s.paired_rows = 4;
+    s.max_tokens = 2;  // 5 tokens take three workgroups along y
+    s.subgroup_add = false;
+    out.push_back(s);
+  }
+  return out;
+}
+
+std::vector<TernaryDot> dots() {
+  std::vector<TernaryDot> d = {TernaryDot::Swar};
+  if (test::device().info().integer_dot_product) d.push_back(TernaryDot::PackedInt8);
+  return d;
+}
+
+// Per token, the elements whose v / s lies within 1e-4 of a .5 tie.
+std::vector<int> ties(const test::QuantRef& r) {
+  std::vector<int> out(r.tokens, 0);
+  for (uint32_t t = 0; t < r.tokens; ++t)
+    for (uint32_t k = 0; k < r.cols; ++k) {
+      const float v = r.scaled[size_t(t) * r.cols + k];
+      out[t] += std::fabs(std::fabs(v - std::trunc(v)) - 0.5f) < 1e-4f;
+    }
+  return out;
+}
+
+struct TernaryCase {
+  uint32_t n, k, t;
+  FusedEpilogue epilogue = FusedEpilogue::Store;
+  uint64_t max_segment_bytes = 0;
+};
+
+// Reference values and their bounds for a ternary layer: ref[t, n] and tol[t, n].
+struct Expected {
+  std::vector<double> ref, tol;
+};
+
+Expected ternary_expected(const std::vector<int8_t>& w, const std::vector<float>& scales, uint32_t n, uint32_t k,
+                          const std::vector<float>& x, const std::vector<float>& norm, uint32_t t) {
+  const auto q = test::quantize_ref(x, t, k, norm.data(), kEps);
+  const auto acc = test::ternary_dot_ref(w, n, k, q);
+  const auto tie = ties(q);
+  Expected e;
+  for (uint32_t tt = 0; tt < t; ++tt)
+    for (uint32_t r = 0; r < n; ++r) {
+      double mag = 0;
+      for (uint32_t i = 0; i < k; ++i) mag += std::abs(w[size_t(r) * k + i] * q.q[size_t(tt) * k + i]);
+      const double unit = double(scales[r]) * q.s[tt];
+      e.ref.push_back(double(acc[size_t(tt) * n + r]) * unit);
+      e.tol.push_back(unit * (tie[tt] + 1e-5 * mag) + 1e-7);
+    }
+  return e;
+}
+
+std::vector<float> random_norm(std::mt19937& rng, uint32_t k) { return test::random_floats(rng, k, 0.5f, 1.5f); }
+
+void run_ternary(const TernaryCase& c, TernaryDot dot, const std::optional<FusedLinearShape>& shape, uint32_t seed) {
+  Device& dev = test::device();
+  std::mt19937 rng(seed);
+  const auto w = test::random_ternary(rng, size_t(c.n) * c.k);
+  std::vector<float> scales(c.n);
+  for (uint32_t r = 0; r < c.n; ++r) scales[r] = 0.25f + 0.01f * float(r % 13);
+  std::vector<PackedTernaryMatrix> parts;
+  for (uint32_t r = 0; r < c.n; ++r)
+    parts.push_back(pack_ternary(std::span(w).subspan(size_t(r) * c.k, c.k), 1, c.k, scales[r]));
+  TernaryMatrixGpu gw(dev, concat_rows(parts), "fused test matrix", c.max_segment_bytes);
+  const auto x = test::random_floats(rng, size_t(c.t) * c.k, -3.0f, 3.0f);
+  const auto norm = random_norm(rng, c.k);
+  Buffer gx = test::upload(x, "x"), gn = test::upload(norm, "norm");
+  std::vector<float> y0(size_t(c.t) * c.n);
+  for (size_t i = 0; i < y0.size(); ++i) y0[i] = c.epilogue == FusedEpilogue::Accumulate ? float(i % 7) - 3.0f : NAN;
+  Buffer gy = test::upload(y0, "y");
+
+  FusedLinear op(dev, {.dot = dot, .shape = shape});
+  test::ValidationGuard guard;
+  Recording rec(dev);
+  op.record(rec, gw, {.x = gx.range(), .norm = gn.range(), .eps = kEps, .tokens = c.t}, {gy.range()}, c.epilogue);
+  CHECK(rec.dispatch_count() == gw.segments().size());
+  rec.submit_and_wait();
+  const auto y = test::download<float>(gy, y0.size());
+  const Expected e = ternary_expected(w, scales, c.n, c.k, x, norm, c.t);
+  for (size_t i = 0; i < y.size(); ++i) {
+    const double want = e.ref[i] + (c.epilogue == FusedEpilogue::Accumulate ? y0[i] : 0.0);
+    INFO("N=" << c.n << " K=" << c.k << " T=" << c.t << " at " << i << " dot=" << int(dot) << " gpu shape=" << bool(shape));
+    REQUIRE(std::fabs(y[i] - want) <= e.tol[i] + 1e-6 * std::fabs(want));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("fused linear, ternary: norm + int8 quantization + GEMV, store and residual add") {
+  for (const auto& shape : shapes())
+    for (TernaryDot dot : dots()) {
+      run_ternary({.n = 77, .k = 200, .t = 1}, dot, shape, 1);
+      run_ternary({.n = 130, .k = 320, .t = 5, .epilogue = FusedEpilogue::Accumulate}, dot, shape, 2);
+    }
+  // Several segments: one dispatch each, rows offset by the segment's first row.
+  run_ternary({.n = 100, .k = 256, .t = 2, .max_segment_bytes = 64 * 30}, TernaryDot::Swar, std::nullopt, 3);
+  // The 2B4T o projection's shape, one token.
+  run_ternary({.n = 2560, .k = 2560, .t = 1, .epilogue = FusedEpilogue::Accumulate}, dots().back(), shapes().back(), 4);
+}
+
+TEST_CASE("fused linear, ternary gate|up: act(gate) * up in the epilogue") {
+  Device& dev = test::device();
+  const uint32_t F = 70, K = 192;
+  for (const auto& shape : shapes())
+    for (FusedEpilogue ep : {FusedEpilogue::GatedSquaredRelu, FusedEpilogue::GatedSilu})
+      for (uint32_t T : {1u, 3u}) {
+        std::mt19937 rng(10 + T);
+        const auto w = test::random_ternary(rng, size_t(2 * F) * K);
+        TernaryMatrixGpu gw(dev, pack_ternary(w, 2 * F, K, 0.3f), "gate|up");
+        const auto x = test::random_floats(rng, size_t(T) * K, -2.0f, 2.0f);
+        const auto norm = random_norm(rng, K);
+        Buffer gx = test::upload(x, "x"), gn = test::upload(norm, "norm");
+        Buffer gy = test::upload(std::vector<float>(size_t(T) * F, NAN), "ffn");
+        FusedLinear op(dev, {.shape = shape});
+        test::ValidationGuard guard;
+        Recording rec(dev);
+        op.record(rec, gw, {.x = gx.range(), .norm = gn.range(), .eps = kEps, .tokens = T}, {gy.range()}, ep);
+        rec.submit_and_wait();
+        const auto y = test::download<float>(gy, size_t(T) * F);
+        const Expected e = ternary_expected(w, std::vector<float>(2 * F, 0.3f), 2 * F, K, x, norm, T);
+        const bool relu = ep == FusedEpilogue::GatedSquaredRelu;
+        auto act = [&](double g) { return relu ? std::max(g, 0.0) * std::max(g, 0.0) : g / (1.0 + std::exp(-g)); };
+        for (uint32_t t = 0; t < T; ++t)
+          for (uint32_t i = 0; i < F; ++i) {
+            const size_t gi = size_t(t) * 2 * F + i, ui = gi + F;
+            const double g = e.ref[gi], u = e.ref[ui], d = std::max(e.tol[gi], e.tol[ui]);
+            const double slope = relu ? 2.0 * (std::fabs(g) + d) : 1.1;
+            const double want = act(g) * u;
+            const double tol = slope * d * (std::fabs(u) + d) + (std::fabs(act(g)) + slope * d) * d + 1e-5 * std::fabs(want) + 1e-6;
+            INFO("T=" << T << " t=" << t << " i=" << i << " relu=" << relu << " gpu shape=" << bool(shape));
+            REQUIRE(std::fabs(y[size_t(t) * F + i] - want) <= tol);
+          }
+      }
+}
+
+TEST_CASE("fused linear, fp16 and int8 rows: float norm in the prologue") {
+  Device& dev = test::device();
+  const uint32_t N = 45, K = 108, T = 3;
+  std::mt19937 rng(20);
+  const auto wf = test::random_floats(rng, size_t(N) * K, -1.0f, 1.0f);
+  std::vector<uint16_t> halves(wf.size());
+  for (size_t i = 0; i < wf.size(); ++i) halves[i] = float_to_half(wf[i]);
+  const auto x = test::random_floats(rng, size_t(T) * K, -2.0f, 2.0f);
+  const auto norm = random_norm(rng, K);
+  // The normalized input in double.
+  std::vector<float> v(x.size());
+  for (uint32_t t = 0; t < T; ++t) {
+    double ss = 0;
+    for (uint32_t k = 0; k < K; ++k) ss += double(x[t * K + k]) * x[t * K + k];
+    const double inv = 1.0 / std::sqrt(ss / K + kEps);
+    for (uint32_t k = 0; k < K; ++k) v[t * K + k] = float(x[t * K + k] * inv * norm[k]);
+  }
+  Buffer gx = test::upload(x, "x"), gn = test::upload(norm, "norm");
+  const Fp16MatrixGpu f16(dev, halves, N, K, "fp16 rows");
+  const Int8Rows rows = quantize_rows_int8(halves, N, K);
+  const Int8MatrixGpu i8(dev, rows, "int8 rows");
+  for (const auto& shape : shapes())
+    for (bool int8 : {false, true})
+      for (FusedEpilogue ep : {FusedEpilogue::Store, FusedEpilogue::Accumulate}) {
+        std::vector<float> y0(size_t(T) * N);
+        for (size_t i = 0; i < y0.size(); ++i) y0[i] = ep == FusedEpilogue::Accumulate ? float(i % 5) : NAN;
+        Buffer gy = test::upload(y0, "y");
+        FusedLinear op(dev, {.shape = shape});
+        test::ValidationGuard guard;
+        Recording rec(dev);
+        const NormedInput in{.x = gx.range(), .norm = gn.range(), .eps = kEps, .tokens = T};
+        if (int8) op.record(rec, i8, in, {gy.range()}, ep);
+        else op.record(rec, f16, in, {gy.range()}, ep);
+        rec.submit_and_wait();
+        const auto y = test::download<float>(gy, y0.size());
+        auto weight = [&](uint32_t n, uint32_t k) -> double {
+          if (int8) return double(rows.q[size_t(n) * K + k]) * rows.scales[n];
+          return half_to_float(halves[size_t(n) * K + k]);
+        };
+        test::check_dense_matmul(y, y0, v, N, K, T,
+                                 ep == FusedEpilogue::Accumulate ? Epilogue::Accumulate : Epilogue::Store, weight, false);
+      }
+}
+
+TEST_CASE("fused linear, qkv: RoPE and the KV-cache store in the epilogue") {
+  Device& dev = test::device();
+  const HeadLayout heads{4, 2, 16};
+  const uint32_t rows = (heads.n_heads + 2 * heads.n_kv_heads) * heads.head_dim, K = 96, capacity = 12;
+  const uint32_t q_rows = heads.n_heads * heads.head_dim, kv_dim = heads.n_kv_heads * heads.head_dim;
+  for (const auto& shape : shapes())
+    for (RopeForm form : {RopeForm::NeoX, RopeForm::AdjacentPairs})
+      for (bool with_slots : {false, true}) {
+        const uint32_t T = with_slots ? 3 : 2, sequences = with_slots ? 3 : 1;
+        std::mt19937 rng(30 + T);
+        const auto w = test::random_ternary(rng, size_t(rows) * K);
+        TernaryMatrixGpu gw(dev, pack_ternary(w, rows, K, 0.2f), "qkv");
+        const auto x = test::random_floats(rng, size_t(T) * K, -2.0f, 2.0f);
+        const auto norm = random_norm(rng, K);
+        const std::vector<uint32_t> pos = with_slots ? std::vector<uint32_t>{7, 0, 11} : std::vector<uint32_t>{5, 6};
+        const std::vector<uint32_t> slot_ids = {2, 0, 1};
+        Buffer gx = test::upload(x, "x"), gn = test::upload(norm, "norm"), gp = test::upload(pos, "positions");
+        Buffer gs = test::upload(slot_ids, "slots");
+        Buffer gy = test::upload(std::vector<float>(size_t(T) * rows, NAN), "qkv out");
+        const uint64_t kv_bytes = kv_cache_bytes(capacity, heads.n_kv_heads, heads.head_dim) * sequences;
+        const std::vector<uint16_t> sentinel(kv_bytes / 2, 0x7e00);
+        Buffer kc = test::upload(sentinel, "k cache"), vc = test::upload(sentinel, "v cache");
+        const RopeKvTarget target{heads, {10000.0f, form}, gp.range(),
+                                  {kc.range(), vc.range(), capacity, sequences}, with_slots ? gs.range() : BufferRange{}};
+        FusedLinear op(dev, {.shape = shape});
+        test::ValidationGuard guard;
+        Recording rec(dev);
+        op.record(rec, gw, {.x = gx.range(), .norm = gn.range(), .eps = kEps, .tokens = T}, {gy.range()},
+                  FusedEpilogue::RopeKvStore, &target);
+        CHECK(rec.dispatch_count() == 1);
+        rec.submit_and_wait();
+
+        const Expected e = ternary_expected(w, std::vector<float>(rows, 0.2f), rows, K, x, norm, T);
+        std::vector<float> want(e.ref.begin(), e.ref.end());
+        const QkvView view = QkvView::fused({}, T, heads);
+        test::ref::rope(want, view, heads, pos, 10000.0f, form);
+        const auto y = test::download<float>(gy, want.size());
+        const auto got_k = test::download<uint16_t>(kc, sentinel.size());
+        const auto got_v = test::download<uint16_t>(vc, sentinel.size());
+        for (uint32_t t = 0; t < T; ++t)
+          for (uint32_t r = 0; r < rows; ++r) {
+            const size_t i = size_t(t) * rows + r;
+            // The pair partner of r, whose error enters r's rotation.
+            const uint32_t in_head = r % heads.head_dim, half = heads.head_dim / 2;
+            const uint32_t partner = form == RopeForm::NeoX ? (in_head < half ? r + half : r - half) : (r ^ 1u);
+            const size_t j = size_t(t) * rows + partner;
+            const bool rotated = r < q_rows + kv_dim;
+            const double value_err = e.tol[i] + (rotated ? e.tol[j] : 0.0);
+            const double tol = value_err + (rotated ? test::ref::rope_error_bound(e.ref[i], e.ref[j], pos[t]) : 1e-6);
+            INFO("t=" << t << " row=" << r << " neox=" << (form == RopeForm::NeoX) << " slots=" << with_slots);
+            REQUIRE(std::fabs(y[i] - want[i]) <= tol);
+            if (r < q_rows) continue;
+            // k and v rows in the cache: the fp16 rounding of a value within `tol` of want.
+            const bool is_k = r < q_rows + kv_dim;
+            const uint32_t e_kv = r - (is_k ? q_rows : q_rows + kv_dim);
+            const size_t at = (size_t(with_slots ? slot_ids[t] : 0) * capacity + pos[t]) * kv_dim + e_kv;
+            const float cached = half_to_float((is_k ? got_k : got_v)[at]);
+            REQUIRE(std::fabs(cached - want[i]) <= tol + test::ref::half_rounding(std::fabs(want[i]) + tol));
+          }
+        // Nothing else in the caches was written.
+        size_t written = 0;
+        for (size_t i = 0; i < sentinel.size(); ++i) written += (got_k[i] != 0x7e00) + (got_v[i] != 0x7e00);
+        CHECK(written == size_t(T) * 2 * kv_dim);
+      }
+}
+
+TEST_CASE("fused linear refuses what it cannot do, naming the matrix") {
+  Device& dev = test::device();
+  std::mt19937 rng(40);
+  const auto w = test::random_ternary(rng, size_t(64) * 64);
+  TernaryMatrixGpu split(dev, pack_ternary(w, 64, 64, 1.0f), "split gate|up", 16 * 20);
+  REQUIRE(split.segments().size() > 1);
+  Buffer x = test::upload(std::vector<float>(64, 1.0f)), y = test::upload(std::vector<float>(64, 0.0f));
+  FusedLinear op(dev);
+  Recording rec(dev);
+  const NormedInput in{.x = x.range(), .norm = x.range(), .tokens = 1};
+  CHECK_THROWS_WITH_AS(op.record(rec, split, in, {y.range()}, FusedEpilogue::GatedSilu),
+                       doctest::Contains("split gate|up"), Error);
+  TernaryMatrixGpu odd(dev, pack_ternary(std::vector<int8_t>(6 * 3, 1), 6, 3, 1.0f), "odd");
+  CHECK_THROWS_WITH_AS(op.record(rec, odd, in, {y.range()}, FusedEpilogue::Store), doctest::Contains("multiple of 4"),
+                       Error);
+  CHECK_THROWS_WITH_AS(op.record(rec, split, in, {y.range()}, FusedEpilogue::RopeKvStore),
+                       doctest::Contains("split gate|up"), Error);
+}
