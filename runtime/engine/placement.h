@@ -1,7 +1,12 @@
 // Where each stage of a model runs: contiguous layer ranges over a list of devices (the embedding
-// with the first stage, the final norm and head with the last).
+// with the first stage, the final norm and head with the last). Everything about placement lives
+// here: the split arithmetic, the speed calibration, the memory checks and the plan text the
+// engine reports. Parsing the apps' --devices/--split flags is the apps' business
+// (apps/common/placement_flags.h).
 #pragma once
 #include <cstdint>
+#include <filesystem>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -44,13 +49,28 @@ std::vector<int> split_by_speed_and_memory(const ModelConfig& config, const std:
                                            const PlacementShape& shape);
 
 class Device;
+struct DeviceInfo;
 // The device's speed at the ternary GEMV (GMAC/s), measured once by a short run and cached in the
-// user's cache folder per device and driver.
+// user's cache folder (calibration_cache_path).
 double calibrate_ternary_gemv(Device& device);
+// Where that figure is cached: one file per physical device (its UUID) and driver version, so a
+// driver upgrade measures again. Empty when neither XDG_CACHE_HOME nor HOME is set.
+std::filesystem::path calibration_cache_path(const DeviceInfo& info);
 
-// Parses "auto" (empty result) or "N,N,...".
-std::vector<int> parse_split(const std::string& text);
-// Parses "all" (every device) or "I,J,..." (indices may repeat: each entry is its own logical device).
-std::vector<int> parse_device_list(const std::string& text, int device_count);
+// The decided placement of a model over its logical devices, in pipeline order.
+struct Placement {
+  std::vector<StageSpec> stages;
+  std::vector<double> speeds;  // calibrated speed per device; empty with one device
+  // One line per stage: device, layers, estimated bytes of weights and KV cache, expected share of
+  // a token's time ("plan: stage 0 on device 0 (...): layers 0..14 + embedding, ...").
+  std::string text;
+};
+
+// Places a model on `devices`: `split` (layers per device) when given, else an even split on one
+// device, or over several a split by measured speed that keeps every stage within its device's
+// free memory. Refuses a stage whose estimate exceeds its device's memory heap, before anything is
+// uploaded, naming `model`, the stage and the device. Throws ternvk::Error / OutOfMemoryError.
+Placement place_model(const ModelConfig& config, std::span<Device* const> devices, const std::vector<int>& split,
+                      const PlacementShape& shape, const std::string& model);
 
 }  // namespace ternvk
