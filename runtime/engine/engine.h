@@ -23,6 +23,10 @@
 
 namespace ternvk {
 
+// Which family of decode plan runs the model: chosen from the device (Auto), the GPU-shaped plan
+// (Gpu), or the plan for CPU devices such as lavapipe (Cpu). Every plan computes the same tokens.
+enum class ExecutionPlan { Auto, Gpu, Cpu };
+
 struct EngineOptions {
   std::optional<int> device;  // index from `ternvk devices`; default: TERNVK_DEVICE, else the best
   // Several devices: the model runs as a pipeline of stages, one per entry (an index may repeat:
@@ -46,6 +50,7 @@ struct EngineOptions {
   // KV cache slots: sequences held at once (batched decode, the server's --parallel). Each slot has
   // `context` positions; the KV cache is allocated up front for all of them.
   int sequences = 1;
+  ExecutionPlan plan = ExecutionPlan::Auto;  // the decode plan family (the C API's `plan`)
 };
 
 // What one sequence's step produced (prefill() and decode()), as asked by its Selection: the token
