@@ -31,6 +31,23 @@ std::vector<int32_t> manual_greedy(ternvk_sequence* s, const std::vector<int32_t
   return out;
 }
 
+// The tokens a sequence holds.
+std::vector<int32_t> held_tokens(ternvk_sequence* s) {
+  std::vector<int32_t> held(256);
+  size_t count = 0;
+  REQUIRE_OK(ternvk_sequence_tokens(s, held.data(), held.size(), &count));
+  held.resize(count);
+  return held;
+}
+
+// What a sequence holds after generating `generated` from `prompt`: every generated token but the
+// last, which nothing needed to feed.
+std::vector<int32_t> fed(const std::vector<int32_t>& prompt, const std::vector<int32_t>& generated) {
+  std::vector<int32_t> out = prompt;
+  out.insert(out.end(), generated.begin(), generated.end() - 1);
+  return out;
+}
+
 std::vector<float> logits_of(ternvk_sequence* s) {
   const float* data = nullptr;
   size_t count = 0;
@@ -53,13 +70,7 @@ TEST_CASE("generate streams the tokens and text of a step-by-step greedy loop") 
   int32_t length = 0;
   REQUIRE_OK(ternvk_sequence_length(a.get(), &length));
   CHECK(length == int(prompt.size()) + 23);
-  std::vector<int32_t> held(64);
-  size_t count = 0;
-  REQUIRE_OK(ternvk_sequence_tokens(a.get(), held.data(), held.size(), &count));
-  held.resize(count);
-  std::vector<int32_t> expected = prompt;
-  expected.insert(expected.end(), g.tokens.begin(), g.tokens.end() - 1);
-  CHECK(held == expected);
+  CHECK(held_tokens(a.get()) == fed(prompt, g.tokens));
 
   REQUIRE_OK(ternvk_sequence_clear(a.get()));
   CHECK(manual_greedy(a.get(), prompt, 24) == g.tokens);
@@ -359,13 +370,7 @@ TEST_CASE("a sequence used from its own callback or another thread meanwhile is 
   // The same run without the probes.
   REQUIRE_OK(ternvk_sequence_clear(other.get()));
   const Generated plain = generate(other.get(), prompt, 6);
-  std::vector<int32_t> held(64);
-  size_t count = 0;
-  REQUIRE_OK(ternvk_sequence_tokens(s.get(), held.data(), held.size(), &count));
-  held.resize(count);
-  std::vector<int32_t> expected = prompt;
-  expected.insert(expected.end(), plain.tokens.begin(), plain.tokens.end() - 1);
-  CHECK(held == expected);
+  CHECK(held_tokens(s.get()) == fed(prompt, plain.tokens));
 }
 
 TEST_CASE("threads sharing one model, one sequence each, get their solo results") {
