@@ -10,6 +10,7 @@ packages=(
   doctest-dev
   libcpp-httplib-dev curl
   libimgui-dev libstb-dev libglfw3-dev fonts-dejavu-core xvfb xauth
+  python3 dpkg-dev file binutils
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -6,7 +6,7 @@
 #include <map>
 #include <random>
 
-#include "runtime/engine/placement.h"
+#include "apps/common/placement_flags.h"
 #include "runtime/profiler/pass_record.h"
 #include "runtime/tokenizer/streaming_decoder.h"
 

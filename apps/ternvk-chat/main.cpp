@@ -17,15 +17,13 @@
 #include "apps/ternvk-chat/ui.h"
 #include "apps/ternvk-chat/window.h"
 #include "runtime/device/instance.h"
+#include "runtime/engine/shipped_model.h"
 
 namespace {
 
 using namespace ternvk::chat;
 
-std::string default_model_path() {
-  if (const char* env = std::getenv("TERNVK_MODEL"); env && *env) return env;
-  return TERNVK_DEFAULT_MODEL;
-}
+std::string default_model_path() { return ternvk::shipped_model_path().string(); }
 
 bool env_set(const char* name) {
   const char* v = std::getenv(name);

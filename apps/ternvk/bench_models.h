@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/engine/gpu_footprint.h"
+#include "runtime/engine/stage_memory.h"
 #include "runtime/engine/model_config.h"
 #include "runtime/engine/synthetic_model.h"
 

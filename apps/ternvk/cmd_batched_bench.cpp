@@ -38,9 +38,13 @@ struct BudgetResult {
 
 // The largest number of sequences (KV slots of `context` positions) whose full-depth footprint fits
 // `budget` bytes; 0 when not even the weights fit.
-int largest_batch(const ModelConfig& c, int context, int chunk, uint64_t budget, bool fp16, HeadPrecision head) {
-  const auto estimate = fp16 ? estimate_fp16_footprint : estimate_gpu_footprint;
-  auto fits = [&](int b) { return estimate(c, context, b, std::max(chunk, b), -1, true, true, head).total() <= budget; };
+int largest_batch(const ModelConfig& c, const DeviceInfo& info, int context, int chunk, uint64_t budget, bool fp16,
+                  HeadPrecision head, ExecutionPlan plan) {
+  auto fits = [&](int b) {
+    const StageOptions o{.context = context, .sequences = b, .max_tokens = std::max(chunk, b), .fp16_baseline = fp16,
+                         .head = head, .plan = plan};
+    return estimate_footprint(c, o, info).total() <= budget;
+  };
   if (!fits(1)) return 0;
   int lo = 1, hi = 2;
   while (hi < (1 << 20) && fits(hi)) lo = hi, hi *= 2;
@@ -119,8 +123,9 @@ Action add_batched_bench_command(CLI::App& app) {
         throw Error(m.path + ": -c " + std::to_string(ctx) + " is more than the model's " +
                     std::to_string(m.config.context) + " positions");
       const HeadPrecision head = parse_head(o->head);
-      budgets.push_back({m.name, budget, ctx, largest_batch(m.full_config, ctx, 64, budget, false, head),
-                         largest_batch(m.full_config, ctx, 64, budget, true, head)});
+      const ExecutionPlan plan = parse_plan(o->plan);
+      budgets.push_back({m.name, budget, ctx, largest_batch(m.full_config, info, ctx, 64, budget, false, head, plan),
+                         largest_batch(m.full_config, info, ctx, 64, budget, true, head, plan)});
       // Both variants loaded together so repetitions alternate (same conditions for the ratio).
       std::vector<std::unique_ptr<Engine>> engines;
       for (bool fp16 : variants) {

@@ -315,9 +315,9 @@ Action add_bench_command(CLI::App& app) {
           b.full_layers = m.full_config.n_layers;
           b.vocab = V;
           b.context = ctx;
-          const GpuFootprint full =
-              fp16 ? estimate_fp16_footprint(m.full_config, ctx, 1, o->batch, -1, true, true, eo.head)
-                   : estimate_gpu_footprint(m.full_config, ctx, 1, o->batch, -1, true, true, eo.head);
+          const GpuFootprint full = estimate_footprint(
+              m.full_config,
+              {.context = ctx, .max_tokens = o->batch, .fp16_baseline = fp16, .head = eo.head, .plan = eo.plan}, info);
           b.full_weights = full.weights;
           b.full_total = full.total();
           return run;

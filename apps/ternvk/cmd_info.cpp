@@ -4,7 +4,8 @@
 
 #include "apps/ternvk/commands.h"
 #include "runtime/core/error.h"
-#include "runtime/engine/gpu_footprint.h"
+#include "runtime/device/instance.h"
+#include "runtime/engine/stage_memory.h"
 #include "runtime/engine/model_source.h"
 
 namespace ternvk::cli {
@@ -35,13 +36,22 @@ Action add_info_command(CLI::App& app) {
     bool first = true;
     for (auto& [type, n] : types) std::printf("%s%d %s", first ? "" : ", ", n, type.c_str()), first = false;
     std::printf(")\n");
-    const GpuFootprint f = estimate_gpu_footprint(c, c.context, 1);
-    std::printf("GPU memory:   %.1f MiB weights (ternary %.1f MiB, 2 bits each), %.1f MiB KV cache at %d tokens, "
-                "~%.1f MiB scratch\n",
-                f.weights / 1048576.0, f.ternary_weights / 1048576.0, f.kv_cache / 1048576.0, c.context,
-                f.scratch / 1048576.0);
-    const GpuFootprint i8 = estimate_gpu_footprint(c, c.context, 1, 64, -1, true, true, HeadPrecision::Int8);
-    std::printf("              with --head int8: %.1f MiB weights\n", i8.weights / 1048576.0);
+    try {
+      // What a stage holding the whole model allocates on the default device (its memory plan).
+      Instance instance;
+      const DeviceInfo& device = instance.select(std::nullopt);
+      const StageOptions so{.context = c.context};
+      const GpuFootprint f = estimate_footprint(c, so, device);
+      std::printf("GPU memory:   %.1f MiB weights (ternary %.1f MiB, 2 bits each), %.1f MiB KV cache at %d tokens, "
+                  "%.1f MiB scratch on %s\n",
+                  f.weights / 1048576.0, f.ternary_weights / 1048576.0, f.kv_cache / 1048576.0, c.context,
+                  f.scratch / 1048576.0, device.name.c_str());
+      StageOptions i8 = so;
+      i8.head = HeadPrecision::Int8;
+      std::printf("              with --head int8: %.1f MiB weights\n", estimate_footprint(c, i8, device).weights / 1048576.0);
+    } catch (const ternvk::Error& e) {
+      std::printf("GPU memory:   not estimated (%s)\n", e.what());
+    }
     try {
       auto tok = source->tokenizer();
       std::printf("tokenizer:    %d tokens, BOS %d, EOS %d, EOT %d, chat template: %s\n", tok->vocab_size(),

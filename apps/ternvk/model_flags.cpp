@@ -6,7 +6,6 @@
 
 #include "apps/ternvk/commands.h"
 #include "runtime/core/error.h"
-#include "runtime/engine/placement.h"
 
 namespace ternvk::cli {
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/common/placement_flags.h"
 #include "runtime/engine/engine.h"
 #include "runtime/engine/sampler.h"
 

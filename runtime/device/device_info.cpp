@@ -116,9 +116,12 @@ DeviceInfo query_device_info(VkPhysicalDevice physical, uint32_t index) {
   VkPhysicalDeviceSubgroupProperties subgroup{};
   subgroup.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;
   subgroup.pNext = &driver;
+  VkPhysicalDeviceIDProperties ids{};
+  ids.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES;
+  ids.pNext = &subgroup;
   VkPhysicalDeviceProperties2 props{};
   props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
-  props.pNext = &subgroup;
+  props.pNext = &ids;
   vkGetPhysicalDeviceProperties2(physical, &props);
   const auto& p = props.properties;
 
@@ -129,6 +132,8 @@ DeviceInfo query_device_info(VkPhysicalDevice physical, uint32_t index) {
   info.api_version = p.apiVersion;
   info.driver_name = driver.driverName;
   info.driver_info = driver.driverInfo;
+  info.driver_version = p.driverVersion;
+  std::memcpy(info.device_uuid.data(), ids.deviceUUID, info.device_uuid.size());
   info.subgroup_size = subgroup.subgroupSize;
   info.min_subgroup_size = vulkan13 ? size_control_props.minSubgroupSize : subgroup.subgroupSize;
   info.max_subgroup_size = vulkan13 ? size_control_props.maxSubgroupSize : subgroup.subgroupSize;

@@ -3,6 +3,7 @@
 #pragma once
 #include <vulkan/vulkan.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -24,6 +25,8 @@ struct DeviceInfo {
   uint32_t api_version = 0;
   std::string driver_name;
   std::string driver_info;
+  uint32_t driver_version = 0;              // vendor-encoded; changes with a driver upgrade
+  std::array<uint8_t, 16> device_uuid{};    // stable across processes and driver versions
   std::vector<MemoryHeapInfo> heaps;
 
   uint32_t subgroup_size = 1;

@@ -4,7 +4,6 @@
 #include <chrono>
 
 #include "runtime/core/error.h"
-#include "runtime/engine/gpu_footprint.h"
 #include "runtime/engine/placement.h"
 #include "runtime/ops/topk.h"
 
@@ -42,67 +41,15 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
   }
   // Logical devices first: an automatic split over several devices is measured on them.
   for (const DeviceInfo* info : infos) devices_.push_back(std::make_unique<Device>(instance, *info));
-  std::vector<int> split = options_.split;
-  std::vector<double> speeds;  // calibrated ternary GEMV speed per device (cached per device)
-  if (devices_.size() > 1)
-    for (auto& d : devices_) speeds.push_back(calibrate_ternary_gemv(*d));
-  if (split.empty() && devices_.size() > 1) {
-    // [scheduler] In proportion to speed, moving layers off devices whose memory (or the test
-    // budget from TERNVK_FAULT) cannot hold their share.
-    std::vector<DeviceCapacity> capacities;
-    for (size_t i = 0; i < devices_.size(); ++i)
-      capacities.push_back({devices_[i]->describe(), speeds[i], devices_[i]->free_bytes()});
-    split = split_by_speed_and_memory(c, capacities,
-                                      {.context = context_, .prefill_chunk = max_tokens_,
-                                       .sequences = options_.sequences, .fp16_baseline = options_.fp16_baseline,
-                                       .head = options_.head});
-  }
-  const std::vector<StageSpec> specs = plan_stages(c, int(infos.size()), split);
-  // Refuse before uploading anything when a stage cannot fit its device's memory.
-  for (size_t i = 0; i < specs.size(); ++i) {
-    const DeviceInfo& info = *infos[i];
-    const auto estimate = options_.fp16_baseline ? estimate_fp16_footprint : estimate_gpu_footprint;
-    const GpuFootprint need = estimate(c, context_, options_.sequences, max_tokens_,
-                                       specs[i].end_layer - specs[i].first_layer, specs[i].embedding, specs[i].head,
-                                       options_.head);
-    const uint64_t heap = info.unified_memory() ? (info.heaps.empty() ? 0 : info.heaps[0].size) : info.device_local_bytes();
-    if (heap && need.total() > heap)
-      throw OutOfMemoryError(model.string() + ": stage " + std::to_string(i) + " needs about " +
-                             std::to_string(need.total() >> 20) + " MiB on the GPU (" + std::to_string(need.weights >> 20) +
-                             " MiB weights, " + std::to_string(need.kv_cache >> 20) + " MiB KV cache at " +
-                             std::to_string(context_) + " tokens) but device " + std::to_string(info.index) + " (" +
-                             info.name + ") has " + std::to_string(heap >> 20) +
-                             " MiB. Try a smaller context (-c), another device, or more devices");
-  }
-  if (options_.on_plan) {
-    // Expected share of a token's time: each stage's layers over its device's measured speed.
-    std::vector<double> cost;
-    double total_cost = 0;
-    for (size_t i = 0; i < specs.size(); ++i) {
-      const double layers = specs[i].end_layer - specs[i].first_layer;
-      cost.push_back(speeds.empty() ? layers : layers / std::max(speeds[i], 1e-9));
-      total_cost += cost.back();
-    }
-    std::string plan;
-    for (size_t i = 0; i < specs.size(); ++i) {
-      const auto estimate = options_.fp16_baseline ? estimate_fp16_footprint : estimate_gpu_footprint;
-      const GpuFootprint need = estimate(c, context_, options_.sequences, max_tokens_,
-                                         specs[i].end_layer - specs[i].first_layer, specs[i].embedding, specs[i].head,
-                                       options_.head);
-      char share[32];
-      std::snprintf(share, sizeof share, "%.0f%%", total_cost > 0 ? 100.0 * cost[i] / total_cost : 100.0);
-      plan += "plan: stage " + std::to_string(i) + " on device " + std::to_string(infos[i]->index) + " (" +
-              infos[i]->name + "): layers " + std::to_string(specs[i].first_layer) + ".." +
-              std::to_string(specs[i].end_layer - 1) + (specs[i].embedding ? " + embedding" : "") +
-              (specs[i].head ? " + head" : "") + ", ~" + std::to_string(need.weights >> 10) + " KiB weights, ~" +
-              std::to_string(need.kv_cache >> 10) + " KiB KV cache, expected " + share + " of a token's time\n";
-    }
-    options_.on_plan(plan);
-  }
-  StageOptions so{.context = context_, .sequences = options_.sequences, .max_tokens = max_tokens_, .dot = options_.dot,
-                  .timestamps = options_.timestamps, .max_segment_bytes = options_.max_segment_bytes,
-                  .fp16_baseline = options_.fp16_baseline, .head = options_.head,
-                  .plan = options_.plan};
+  std::vector<Device*> devices;
+  for (auto& d : devices_) devices.push_back(d.get());
+  const StageOptions so{.context = context_, .sequences = options_.sequences, .max_tokens = max_tokens_,
+                        .dot = options_.dot, .timestamps = options_.timestamps,
+                        .max_segment_bytes = options_.max_segment_bytes, .fp16_baseline = options_.fp16_baseline,
+                        .head = options_.head, .plan = options_.plan};
+  const Placement placement = place_model(c, devices, options_.split, so, model.string());
+  const std::vector<StageSpec>& specs = placement.stages;
+  if (options_.on_plan) options_.on_plan(placement.text);
   for (size_t i = 0; i < specs.size(); ++i) {
     try {
       stages_.push_back(std::make_unique<Stage>(*devices_[i], *source_, specs[i], so, options_.progress));

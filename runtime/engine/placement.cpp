@@ -7,41 +7,20 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
-#include <sstream>
 
 #include "runtime/core/error.h"
 #include "runtime/device/device.h"
 #include "runtime/device/recording.h"
-#include "runtime/engine/gpu_footprint.h"
+#include "runtime/engine/stage_memory.h"
 #include "runtime/ops/ternary_matmul.h"
 #include "runtime/ops/ternary_matrix.h"
 
 namespace ternvk {
 namespace {
 
-std::vector<int> parse_int_list(const std::string& text, const char* flag) {
-  std::vector<int> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t used = 0;
-    int v = 0;
-    try {
-      v = std::stoi(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (item.empty() || used != item.size())
-      throw Error(std::string(flag) + " '" + text + "': '" + item + "' is not a whole number");
-    out.push_back(v);
-  }
-  if (out.empty()) throw Error(std::string(flag) + " is empty");
-  return out;
-}
-
-uint64_t stage_bytes(const ModelConfig& c, const PlacementShape& s, int layers, bool embedding, bool head) {
-  const auto estimate = s.fp16_baseline ? estimate_fp16_footprint : estimate_gpu_footprint;
-  return estimate(c, s.context, s.sequences, s.prefill_chunk, layers, embedding, head, s.head).total();
+uint64_t stage_bytes(const ModelConfig& c, const StageOptions& o, const DeviceInfo& info, int layers, bool embedding,
+                     bool head) {
+  return estimate_footprint(c, o, info, layers, embedding, head).total();
 }
 
 std::string mib(uint64_t bytes) {
@@ -53,7 +32,7 @@ std::string mib(uint64_t bytes) {
 }  // namespace
 
 std::vector<int> split_by_speed_and_memory(const ModelConfig& c, const std::vector<DeviceCapacity>& devices,
-                                           const PlacementShape& shape) {
+                                           const StageOptions& shape) {
   std::vector<double> speeds;
   for (const auto& d : devices) speeds.push_back(d.speed);
   std::vector<int> split = split_by_speed(c.n_layers, speeds);  // also checks the device count
@@ -65,10 +44,10 @@ std::vector<int> split_by_speed_and_memory(const ModelConfig& c, const std::vect
     const bool first = i == 0, last = i == n - 1;
     const uint64_t free = devices[size_t(i)].free_bytes;
     int layers = 0;
-    while (layers < c.n_layers && stage_bytes(c, shape, layers + 1, first, last) <= free) ++layers;
+    while (layers < c.n_layers && stage_bytes(c, shape, devices[size_t(i)].info, layers + 1, first, last) <= free) ++layers;
     cap[size_t(i)] = layers;
     if (layers < 1) {
-      const uint64_t need = stage_bytes(c, shape, 1, first, last);
+      const uint64_t need = stage_bytes(c, shape, devices[size_t(i)].info, 1, first, last);
       throw OutOfMemoryError(
           "stage " + std::to_string(i) + " on " + devices[size_t(i)].name + " cannot hold even one layer" +
           (first ? " with the embedding" : "") + (last ? (first ? " and the head" : " with the head") : "") +
@@ -81,7 +60,7 @@ std::vector<int> split_by_speed_and_memory(const ModelConfig& c, const std::vect
   if (total_cap < c.n_layers) {
     const int missing_layers = c.n_layers - total_cap;
     // A middle stage's cost per layer: weights + KV cache, without the fixed embedding/head/scratch.
-    const uint64_t per_layer = stage_bytes(c, shape, 2, false, false) - stage_bytes(c, shape, 1, false, false);
+    const uint64_t per_layer = stage_bytes(c, shape, devices[0].info, 2, false, false) - stage_bytes(c, shape, devices[0].info, 1, false, false);
     std::string held;
     for (int i = 0; i < n; ++i)
       held += std::string(i ? ", " : "") + devices[size_t(i)].name + " " + std::to_string(cap[size_t(i)]) +
@@ -171,14 +150,77 @@ std::vector<int> split_by_speed(int layers, const std::vector<double>& speeds) {
   return out;
 }
 
+Placement place_model(const ModelConfig& c, std::span<Device* const> devices, const std::vector<int>& requested_split,
+                      const StageOptions& shape, const std::string& model) {
+  Placement out;
+  std::vector<int> split = requested_split;
+  if (devices.size() > 1)
+    for (Device* d : devices) out.speeds.push_back(calibrate_ternary_gemv(*d));
+  if (split.empty() && devices.size() > 1) {
+    // In proportion to speed, moving layers off devices whose memory (or the test budget from
+    // TERNVK_FAULT) cannot hold their share.
+    std::vector<DeviceCapacity> capacities;
+    for (size_t i = 0; i < devices.size(); ++i)
+      capacities.push_back({devices[i]->describe(), out.speeds[i], devices[i]->free_bytes(), devices[i]->info()});
+    split = split_by_speed_and_memory(c, capacities, shape);
+  }
+  out.stages = plan_stages(c, int(devices.size()), split);
+  std::vector<GpuFootprint> needs;
+  for (size_t i = 0; i < out.stages.size(); ++i)
+    needs.push_back(StageMemory::plan(c, out.stages[i], shape, devices[i]->info()).footprint());
+  // Refuse before uploading anything when a stage cannot fit its device's memory.
+  for (size_t i = 0; i < out.stages.size(); ++i) {
+    const DeviceInfo& info = devices[i]->info();
+    const uint64_t heap = info.unified_memory() ? (info.heaps.empty() ? 0 : info.heaps[0].size) : info.device_local_bytes();
+    if (heap && needs[i].total() > heap)
+      throw OutOfMemoryError(model + ": stage " + std::to_string(i) + " needs about " +
+                             std::to_string(needs[i].total() >> 20) + " MiB on the GPU (" +
+                             std::to_string(needs[i].weights >> 20) + " MiB weights, " +
+                             std::to_string(needs[i].kv_cache >> 20) + " MiB KV cache at " +
+                             std::to_string(shape.context) + " tokens) but device " + std::to_string(info.index) +
+                             " (" + info.name + ") has " + std::to_string(heap >> 20) +
+                             " MiB. Try a smaller context (-c), another device, or more devices");
+  }
+  // Expected share of a token's time: each stage's layers over its device's measured speed.
+  std::vector<double> cost;
+  double total_cost = 0;
+  for (size_t i = 0; i < out.stages.size(); ++i) {
+    const double layers = out.stages[i].end_layer - out.stages[i].first_layer;
+    cost.push_back(out.speeds.empty() ? layers : layers / std::max(out.speeds[i], 1e-9));
+    total_cost += cost.back();
+  }
+  for (size_t i = 0; i < out.stages.size(); ++i) {
+    const StageSpec& spec = out.stages[i];
+    const DeviceInfo& info = devices[i]->info();
+    char share[32];
+    std::snprintf(share, sizeof share, "%.0f%%", total_cost > 0 ? 100.0 * cost[i] / total_cost : 100.0);
+    out.text += "plan: stage " + std::to_string(i) + " on device " + std::to_string(info.index) + " (" + info.name +
+                "): layers " + std::to_string(spec.first_layer) + ".." + std::to_string(spec.end_layer - 1) +
+                (spec.embedding ? " + embedding" : "") + (spec.head ? " + head" : "") + ", ~" +
+                std::to_string(needs[i].weights >> 10) + " KiB weights, ~" + std::to_string(needs[i].kv_cache >> 10) +
+                " KiB KV cache, expected " + share + " of a token's time\n";
+  }
+  return out;
+}
+
+std::filesystem::path calibration_cache_path(const DeviceInfo& info) {
+  std::filesystem::path dir;
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) dir = std::filesystem::path(xdg) / "ternvk";
+  else if (const char* home = std::getenv("HOME"); home && *home) dir = std::filesystem::path(home) / ".cache/ternvk";
+  else return {};
+  std::string uuid;
+  for (uint8_t byte : info.device_uuid) {
+    char hex[3];
+    std::snprintf(hex, sizeof hex, "%02x", byte);
+    uuid += hex;
+  }
+  char version[16];
+  std::snprintf(version, sizeof version, "%08x", info.driver_version);
+  return dir / ("calibration-" + uuid + "-driver-" + version + ".txt");
+}
+
 double calibrate_ternary_gemv(Device& device) {
-  const DeviceInfo& info = device.info();
-  char name[160];
-  std::snprintf(name, sizeof name, "calibration-%04x-%04x-%08x-%s.txt", info.vendor_id, info.device_id,
-                info.api_version, info.driver_info.empty() ? "driver" : "v");
-  std::filesystem::path path;
-  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) path = std::filesystem::path(xdg) / "ternvk" / name;
-  else if (const char* home = std::getenv("HOME"); home && *home) path = std::filesystem::path(home) / ".cache/ternvk" / name;
+  const std::filesystem::path path = calibration_cache_path(device.info());
   if (!path.empty()) {
     std::ifstream in(path);
     double cached = 0;
@@ -209,25 +251,6 @@ double calibrate_ternary_gemv(Device& device) {
     std::ofstream(path) << gmacs << "\n";
   }
   return gmacs;
-}
-
-std::vector<int> parse_split(const std::string& text) {
-  if (text.empty() || text == "auto") return {};
-  return parse_int_list(text, "--split");
-}
-
-std::vector<int> parse_device_list(const std::string& text, int device_count) {
-  std::vector<int> out;
-  if (text == "all") {
-    for (int i = 0; i < device_count; ++i) out.push_back(i);
-    return out;
-  }
-  out = parse_int_list(text, "--devices");
-  for (int d : out)
-    if (d < 0 || d >= device_count)
-      throw Error("--devices: device " + std::to_string(d) + " does not exist; this machine has " +
-                  std::to_string(device_count) + " Vulkan device(s) (see `ternvk devices`)");
-  return out;
 }
 
 }  // namespace ternvk

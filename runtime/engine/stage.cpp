@@ -106,54 +106,39 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
     } else {
       upload_head(source.embedding_f16(), spec.head ? "token embedding / output head" : "token embedding");
     }
-    weight_bytes_ += (head_ ? head_->weight_bytes() : 0) + (head_i8_ ? head_i8_->weight_bytes() : 0) +
-                     (table_ ? table_->weight_bytes() : 0);
+    weight_bytes_ += (head_ ? head_->device_bytes() : 0) + (head_i8_ ? head_i8_->device_bytes() : 0) +
+                     (table_ ? table_->device_bytes() : 0);
   }
   if (spec.head) output_norm_ = upload_floats(source.output_norm(), "output_norm");
   step();
 
-  // Activations, allocated once for the largest step.
-  ids_ = device.create_buffer(T * 4, MemoryKind::HostUpload, "token ids");
-  positions_ = device.create_buffer(T * 4, MemoryKind::HostUpload, "token positions");
-  slots_ = device.create_buffer(T * 4, MemoryKind::HostUpload, "token KV slots");
-  if (!spec.embedding)
-    hidden_in_ = device.create_buffer(uint64_t(T) * D * 4, MemoryKind::HostUpload, "hidden state from the previous stage");
-  if (!spec.head)
-    hidden_out_ = device.create_buffer(uint64_t(T) * D * 4, MemoryKind::HostReadback, "hidden state for the next stage");
-  x_ = device.create_buffer(uint64_t(T) * D * 4, MemoryKind::DeviceLocal, "hidden state");
-  qkv_ = device.create_buffer(uint64_t(T) * (QD + 2 * KVD) * 4, MemoryKind::DeviceLocal, "q|k|v");
-  attn_ = device.create_buffer(uint64_t(T) * QD * 4, MemoryKind::DeviceLocal, "attention output");
-  gate_up_ = device.create_buffer(uint64_t(T) * 2 * F * 4, MemoryKind::DeviceLocal, "gate|up");
-  // The CPU plan's ternary path fuses the gating into the down projection's quantization instead.
-  if (options.fp16_baseline || plan_ == ExecutionPlan::Gpu)
-    ffn_ = device.create_buffer(uint64_t(T) * F * 4, MemoryKind::DeviceLocal, "gated FFN activations");
+  // Activations, allocated once for the largest step, as the stage's memory plan lists them.
+  const StageMemory memory = StageMemory::plan(c_, spec, options, device.info());
+  auto allocate = [&](const char* name) {
+    const StageBuffer& b = memory.buffer(name);
+    return device.create_buffer(b.bytes, b.kind, name);
+  };
+  ids_ = allocate("token ids");
+  positions_ = allocate("token positions");
+  slots_ = allocate("token KV slots");
+  if (!spec.embedding) hidden_in_ = allocate("hidden state from the previous stage");
+  if (!spec.head) hidden_out_ = allocate("hidden state for the next stage");
+  x_ = allocate("hidden state");
+  qkv_ = allocate("q|k|v");
+  attn_ = allocate("attention output");
+  gate_up_ = allocate("gate|up");
+  if (options.fp16_baseline || plan_ == ExecutionPlan::Gpu) ffn_ = allocate("gated FFN activations");
   q_dim_in_ = ops::QuantizedActivationsBuffers::create(device, T, D, "int8 hidden state");
   q_attn_ = ops::QuantizedActivationsBuffers::create(device, T, QD, "int8 attention output");
   q_ffn_ = ops::QuantizedActivationsBuffers::create(device, T, F, "int8 FFN activations");
-  if (options.fp16_baseline)
-    normed_wide_ = device.create_buffer(uint64_t(T) * std::max({D, QD, F}) * 4, MemoryKind::DeviceLocal,
-                                        "normed activations");
+  if (options.fp16_baseline) normed_wide_ = allocate("normed activations");
   if (spec.head) {
-    normed_ = device.create_buffer(uint64_t(T) * D * 4, MemoryKind::DeviceLocal, "final norm output");
-    logits_ = device.create_buffer(uint64_t(T) * V * 4, MemoryKind::DeviceLocal, "logits");
-    selected_ = device.create_buffer(uint64_t(T) * ops::kMaxTopK * sizeof(ops::TopKEntry), MemoryKind::HostReadback,
-                                     "selected tokens");
-    uint64_t scratch_bytes = 0;
-    for (uint32_t rows : {1u, T}) {  // one row (the last token) or every row (a batched decode step)
-      scratch_bytes = std::max(scratch_bytes, ops::plan_argmax(device.info(), rows, V).scratch_bytes);
-      for (uint32_t k : {1u, 8u, 40u, 64u, ops::kMaxTopK})
-        scratch_bytes = std::max(scratch_bytes, ops::plan_topk(device.info(), rows, V, k).scratch_bytes);
-    }
-    select_scratch_ = device.create_buffer(std::max<uint64_t>(scratch_bytes, 16), MemoryKind::DeviceLocal,
-                                           "argmax / top-k partials");
+    normed_ = allocate("final norm output");
+    logits_ = allocate("logits");
+    selected_ = allocate("selected tokens");
+    select_scratch_ = allocate("argmax / top-k partials");
   }
-  const ops::HeadLayout heads{uint32_t(c_.n_heads), uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim)};
-  uint64_t scratch = 16;
-  for (uint32_t t = 1; t <= T; ++t)  // the split depends on the token count: size for the worst
-    for (auto layout : {ops::SequenceLayout::OneSequence, ops::SequenceLayout::Mixed})
-      scratch = std::max(scratch, ops::plan_attention(device.info(), heads, t, uint32_t(options.context), {}, layout)
-                                      .scratch_bytes);
-  attn_scratch_ = device.create_buffer(scratch, MemoryKind::DeviceLocal, "attention partials");
+  attn_scratch_ = allocate("attention partials");
 }
 
 Buffer Stage::upload_floats(const std::vector<float>& v, const std::string& what) {

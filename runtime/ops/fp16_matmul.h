@@ -31,6 +31,9 @@ class Fp16MatrixGpu {
   const std::vector<MatrixSegment>& segments() const { return segments_; }
   const std::string& name() const { return name_; }
   uint64_t weight_bytes() const { return uint64_t(rows_) * padded_cols() * 2; }
+  // Everything the matrix allocates on the device (its segments).
+  static uint64_t device_bytes(uint32_t rows, uint32_t cols) { return uint64_t(rows) * round_up(cols, 8) * 2; }
+  uint64_t device_bytes() const { return device_bytes(rows_, cols_); }
 
  private:
   std::string name_;

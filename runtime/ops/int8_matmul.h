@@ -4,6 +4,7 @@
 // bytes of the FP16 head. The same rows serve the token embedding when the head is tied
 // (record_embedding with EmbeddingTable::I8).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -39,6 +40,11 @@ class Int8MatrixGpu {
   const Buffer& scales() const { return scales_; }  // fp32 [rows]
   const std::string& name() const { return name_; }
   uint64_t weight_bytes() const { return uint64_t(rows_) * padded_cols() + uint64_t(rows_) * 4; }
+  // Everything the matrix allocates on the device: its segments and the row scales.
+  static uint64_t device_bytes(uint32_t rows, uint32_t cols) {
+    return uint64_t(rows) * round_up(cols, 16) + std::max<uint64_t>(uint64_t(rows) * 4, 16);
+  }
+  uint64_t device_bytes() const { return device_bytes(rows_, cols_); }
 
  private:
   std::string name_;

@@ -62,6 +62,11 @@ class TernaryMatrixGpu {
   const Buffer& row_info() const { return row_info_; }
   const std::string& name() const { return name_; }
   uint64_t weight_bytes() const { return uint64_t(rows_) * words_per_row() * 4; }
+  // Everything the matrix allocates on the device: its 2-bit rows and the row info (16-byte texels).
+  static uint64_t device_bytes(uint32_t rows, uint32_t cols) {
+    return uint64_t(rows) * ((cols + 63) / 64 * 16) + (uint64_t(rows) + 1) / 2 * 16;
+  }
+  uint64_t device_bytes() const { return device_bytes(rows_, cols_); }
 
  private:
   std::string name_;

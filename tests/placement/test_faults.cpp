@@ -9,7 +9,7 @@
 #include "common/gpu.h"
 #include "engine/random_model.h"
 #include "runtime/engine/engine.h"
-#include "runtime/engine/gpu_footprint.h"
+#include "runtime/engine/stage_memory.h"
 #include "runtime/engine/placement.h"
 
 using namespace ternvk;
@@ -175,8 +175,9 @@ TEST_CASE("an automatic split keeps a small device's stage within its memory") {
   const ModelConfig c = open_model(model)->config();
   const EngineOptions o = two_stages({});
   // Device 0 holds the embedding and one layer with a little room to spare, but not two layers.
-  const uint64_t one = estimate_gpu_footprint(c, o.context, 1, o.prefill_chunk, 1, true, false).total();
-  const uint64_t two = estimate_gpu_footprint(c, o.context, 1, o.prefill_chunk, 2, true, false).total();
+  const StageOptions so{.context = o.context, .max_tokens = o.prefill_chunk};
+  const uint64_t one = estimate_footprint(c, so, device().info(), 1, true, false).total();
+  const uint64_t two = estimate_footprint(c, so, device().info(), 2, true, false).total();
   REQUIRE(two > one);
   Instance inst = faulty_instance("device=0,memory_budget=" + std::to_string(one + (two - one) / 2));
   Engine engine(inst, model, o);  // the budget is enforced: a stage over it would fail to load

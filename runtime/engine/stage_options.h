@@ -1,0 +1,53 @@
+// What a stage is asked to be: its layers (StageSpec) and how it holds and runs them (StageOptions,
+// with the plan family and the head precision). Shared by the stage, its memory plan and placement.
+#pragma once
+#include <cstdint>
+
+#include "runtime/device/device_info.h"
+#include "runtime/device/recording.h"
+#include "runtime/ops/ternary_matmul.h"
+
+namespace ternvk {
+
+// How the output head (and the tied embedding) is held on the GPU: FP16 (the file's values, the
+// default) or int8 rows with one scale per row (half the bytes; an explicit choice, never silent).
+enum class HeadPrecision { F16, Int8 };
+
+// Which forward pass a stage records (docs/architecture.md, "Plans"). The CPU plan runs each op as its
+// own dispatch with the kernels tuned for CPU devices (every dispatch costs ~35 us on lavapipe, but
+// a separate norm pass is cheaper there than recomputing it per workgroup). The GPU plan records a
+// decode step as five dispatches per layer (qkv with RoPE and the KV store, attention, o, gate|up
+// with the gating, down; each norm in the next matmul's prologue) because on a GPU a token's time
+// goes to dependent dispatches. Both give the same tokens; tests force each plan on every device.
+enum class ExecutionPlan {
+  Auto,  // Gpu on GPUs, Cpu on CPU devices (by the device type)
+  Gpu,
+  Cpu,
+};
+// The plan `plan` means on this device (Auto resolved).
+ExecutionPlan resolve_plan(ExecutionPlan plan, const DeviceInfo& info);
+const char* plan_name(ExecutionPlan plan);
+
+struct StageSpec {
+  int first_layer = 0;
+  int end_layer = 0;  // exclusive
+  bool embedding = true;
+  bool head = true;
+};
+
+struct StageOptions {
+  int context = 0;        // KV cache positions per sequence
+  int sequences = 1;      // KV cache slots (sequences held at once)
+  int max_tokens = 64;    // tokens per step (the prefill chunk)
+  ops::TernaryDot dot = ops::TernaryDot::Auto;
+  TimestampMode timestamps = TimestampMode::None;  // GPU times of each pass (profiler)
+  uint64_t max_segment_bytes = 0;  // tests: force tensors to split
+  // The FP16 baseline: the same model with every linear weight expanded to FP16 (w * scale) and
+  // float activations. Every speed and memory claim is measured against it.
+  bool fp16_baseline = false;
+  // The output head (and the embedding when tied) in FP16 or as int8 rows (ops/int8_matmul.h).
+  HeadPrecision head = HeadPrecision::F16;
+  ExecutionPlan plan = ExecutionPlan::Auto;
+};
+
+}  // namespace ternvk
