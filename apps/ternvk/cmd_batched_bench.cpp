@@ -130,7 +130,7 @@ Action add_batched_bench_command(CLI::App& app) {
         eo.fp16_baseline = fp16;
         eo.head = head;
         eo.load_tokenizer = false;
-        engines.push_back(std::make_unique<Engine>(instance, m.path, eo));
+        engines.push_back(load_engine(instance, m.path, eo));
         std::fprintf(stderr, "  %s %s: loaded, %d sequences x %d positions\n", m.name.c_str(), fp16 ? "fp16" : "ternary",
                      max_b, ctx);
       }
