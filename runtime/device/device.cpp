@@ -138,18 +138,24 @@ Device::~Device() {
   allocator_.reset();
 }
 
-Owned<VkCommandBuffer> Device::allocate_command_buffer() {
-  std::lock_guard lock(pool_mutex_);
+Owned<VkCommandBuffer> allocate_command_buffer(VkDevice device, VkCommandPool pool, std::mutex* pool_mutex) {
   VkCommandBufferAllocateInfo alloc{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-  alloc.commandPool = command_pool_.get();
+  alloc.commandPool = pool;
   alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
   alloc.commandBufferCount = 1;
   VkCommandBuffer cb = VK_NULL_HANDLE;
-  TERNVK_VK_CHECK(vkAllocateCommandBuffers(device_.get(), &alloc, &cb));
-  return Owned<VkCommandBuffer>(cb, [this](VkCommandBuffer c) {
-    std::lock_guard lock(pool_mutex_);
-    vkFreeCommandBuffers(device_.get(), command_pool_.get(), 1, &c);
+  {
+    std::unique_lock lock = pool_mutex ? std::unique_lock(*pool_mutex) : std::unique_lock<std::mutex>();
+    TERNVK_VK_CHECK(vkAllocateCommandBuffers(device, &alloc, &cb));
+  }
+  return Owned<VkCommandBuffer>(cb, [device, pool, pool_mutex](VkCommandBuffer c) {
+    std::unique_lock lock = pool_mutex ? std::unique_lock(*pool_mutex) : std::unique_lock<std::mutex>();
+    vkFreeCommandBuffers(device, pool, 1, &c);
   });
+}
+
+Owned<VkCommandBuffer> Device::allocate_command_buffer() {
+  return ternvk::allocate_command_buffer(device_.get(), command_pool_.get(), &pool_mutex_);
 }
 
 void Device::load_pipeline_cache() {

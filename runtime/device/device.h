@@ -36,6 +36,10 @@ struct DeviceOptions {
   bool timeline_semaphores = true;
 };
 
+// A primary command buffer from `pool`, freed with its handle; `pool_mutex`, when given, guards
+// the pool (command pools are not thread-safe) for the allocation and the free.
+Owned<VkCommandBuffer> allocate_command_buffer(VkDevice device, VkCommandPool pool, std::mutex* pool_mutex = nullptr);
+
 class Device {
  public:
   Device(Instance& instance, const DeviceInfo& info, DeviceOptions options = {});
