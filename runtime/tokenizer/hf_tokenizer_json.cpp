@@ -53,11 +53,11 @@ class Where {
     if (!v->is_boolean()) fail(path, "must be true or false, found " + json_preview(*v));
     return v->get<bool>();
   }
-  // A non-negative integer id (its range against the vocabulary is checked once all are known).
+  // A token id that fits TokenId (its range against the vocabulary is checked once all are known).
   int64_t id(const json& v, const std::string& path) const {
     if (!v.is_number_integer()) fail(path, "must be an integer token id, found " + json_preview(v));
-    if (v.is_number_unsigned()) return v.get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX : v.get<int64_t>();
-    if (v.get<int64_t>() < 0) fail(path, "is a negative token id (" + json_preview(v) + ")");
+    if (!v.is_number_unsigned() && v.get<int64_t>() < 0) fail(path, "is a negative token id (" + json_preview(v) + ")");
+    if (v.get<uint64_t>() > uint64_t(INT32_MAX)) fail(path, "is token id " + json_preview(v) + ", beyond any vocabulary");
     return v.get<int64_t>();
   }
 
@@ -159,7 +159,7 @@ std::string chat_template_of(const json& config, const Where& w) {
 void check_id_range(int64_t max_id, const std::string& max_id_path, size_t defined, const Where& w) {
   const uint64_t limit = 2 * uint64_t(defined) + 1024;
   if (max_id < 0) w.fail("model.vocab", "is empty");
-  if (uint64_t(max_id) >= limit || max_id > INT32_MAX) {
+  if (uint64_t(max_id) >= limit) {
     w.fail(max_id_path, "is token id " + std::to_string(max_id) + ", far beyond the " + std::to_string(defined) +
                             " tokens the file defines (ids must stay below " + std::to_string(limit) + ")");
   }
