@@ -126,7 +126,12 @@ void App::open(const std::string& id) {
 
 void App::remove(const std::string& id) {
   if (generating() && id == current_.id) return;
-  store_.remove(id);
+  try {
+    store_.remove(id);
+  } catch (const std::exception& e) {
+    notice = e.what();
+    return;
+  }
   history_.erase(std::remove_if(history_.begin(), history_.end(), [&](const auto& c) { return c.id == id; }), history_.end());
   if (id == current_.id) current_ = fresh_conversation();
 }

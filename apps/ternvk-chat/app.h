@@ -43,6 +43,10 @@ class App {
   std::string notice;  // the last message for the user (saved, errors outside the model)
   // The longest frame while the model was loading or answering (main loop): the UI never waits on it.
   double longest_busy_frame_ms = 0;
+  uint64_t frames = 0;  // drawn so far (main loop)
+  // Test hooks for the script (ChatSession::hold_after / release).
+  void hold_answers_after(int tokens) { session_.hold_after(tokens); }
+  void release_answer() { session_.release(); }
 
   const Conversation& conversation() const { return current_; }
   const std::vector<Conversation>& history() const { return history_; }

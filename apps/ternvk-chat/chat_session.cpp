@@ -87,8 +87,26 @@ uint64_t ChatSession::generate(GenerationRequest request) {
   return id;
 }
 
+void ChatSession::hold_after(int tokens) {
+  std::lock_guard lock(mutex_);
+  hold_after_ = tokens;
+}
+
+void ChatSession::release() {
+  {
+    std::lock_guard lock(mutex_);
+    hold_after_ = 0;
+    holding_ = false;
+  }
+  held_.notify_all();
+}
+
 void ChatSession::stop() {
   stop_requested_ = true;
+  {
+    std::lock_guard lock(mutex_);  // a held answer sees the request: it may not miss the wake-up
+  }
+  held_.notify_all();
   std::lock_guard lock(engine_mutex_);
   if (engine_) engine_->cancel();
 }
@@ -261,10 +279,14 @@ void ChatSession::do_generate(const GenerationRequest& request, uint64_t id) {
       record_timings(first, since(now));
       first = false;
       std::string piece = decoder.feed(TokenId(token));
-      std::lock_guard lock(mutex_);
+      std::unique_lock lock(mutex_);
       view_.answer += piece;
       view_.answer_tokens++;
       view_.context_used = engine.position();
+      if (hold_after_ > 0 && view_.answer_tokens == hold_after_) {
+        holding_ = true;
+        held_.wait(lock, [&] { return !holding_ || stop_requested_ || quitting_; });
+      }
       return !stop_requested_ && !quitting_;
     });
     const std::string tail = decoder.flush();

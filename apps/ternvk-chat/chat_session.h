@@ -84,6 +84,11 @@ class ChatSession {
   uint64_t generate(GenerationRequest request);
   // Stops the answer in progress after its current token.
   void stop();
+  // Test hook (the script's `hold`): the next answers pause after `tokens` tokens, still
+  // generating, until release() (or stop()); 0 turns it off. Lets a test see the window keep
+  // drawing while an answer is in progress, whatever the device's speed.
+  void hold_after(int tokens);
+  void release();
   SessionView view() const;
   // Writes the Chrome trace (Perfetto) of the last answer: every step's dispatches on the GPU.
   void write_trace(const std::filesystem::path& path) const;
@@ -102,6 +107,9 @@ class ChatSession {
   profiler::ChromeTrace trace_;
   std::atomic<bool> quitting_{false}, stop_requested_{false};
   uint64_t next_answer_id_ = 1;
+  std::condition_variable held_;  // with mutex_: wakes a held answer
+  int hold_after_ = 0;            // guarded by mutex_
+  bool holding_ = false;          // guarded by mutex_
 
   // Worker-thread only, except engine_mutex_ + cancel() from stop().
   std::mutex engine_mutex_;

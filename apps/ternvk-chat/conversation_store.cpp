@@ -7,10 +7,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <stdexcept>
+#include <type_traits>
+
+#include "runtime/core/error.h"
+#include "runtime/formats/json_input.h"
 
 namespace ternvk::chat {
 namespace fs = std::filesystem;
@@ -42,9 +44,29 @@ nlohmann::json to_json(const Conversation& c) {
           {"messages", messages}};
 }
 
+bool is_safe_conversation_id(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  return std::all_of(id.begin(), id.end(), [](char ch) {
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-' || ch == '_';
+  });
+}
+
+namespace {
+
+// The id names a file in the conversations folder: anything but a plain name could reach outside it.
+const std::string& checked_id(const std::string& id) {
+  if (!is_safe_conversation_id(id)) {
+    throw std::runtime_error("conversation id " + ternvk::json_preview(id) +
+                             " is not a plain name (1 to 64 letters, digits, '-' or '_')");
+  }
+  return id;
+}
+
+}  // namespace
+
 Conversation conversation_from_json(const nlohmann::json& j) {
   Conversation c;
-  c.id = j.at("id").get<std::string>();
+  c.id = checked_id(j.at("id").get<std::string>());
   c.title = j.value("title", "");
   c.model = j.value("model", "");
   c.system = j.value("system", "");
@@ -70,18 +92,56 @@ nlohmann::json to_json(const Settings& s) {
           {"system", s.system},           {"recent_models", s.recent_models}};
 }
 
-Settings settings_from_json(const nlohmann::json& j) {
+namespace {
+
+// One setting of settings.json: kept when it has the right type and range, else the default is
+// kept and the key is named in `problems`. Numbers are range-checked before any conversion (a
+// double outside an int's range does not convert).
+template <class T>
+void read_number(const nlohmann::json& j, const char* key, T& value, double lo, double hi, bool lo_open,
+                 std::vector<std::string>& problems) {
+  const auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return;
+  const bool typed = std::is_integral_v<T> ? it->is_number_integer() : it->is_number();
+  const double v = typed ? it->get<double>() : 0.0;
+  if (typed && (lo_open ? v > lo : v >= lo) && v <= hi) {
+    if constexpr (std::is_integral_v<T>) value = static_cast<T>(it->get<int64_t>());  // exact, unlike v
+    else value = static_cast<T>(v);
+    return;
+  }
+  problems.push_back("settings.json: \"" + std::string(key) + "\" is " + ternvk::json_preview(*it) + ", expected " +
+                     (std::is_integral_v<T> ? "an integer" : "a number") + " in " + (lo_open ? "(" : "[") +
+                     nlohmann::json(lo).dump() + ", " + nlohmann::json(hi).dump() + "]; using " +
+                     nlohmann::json(value).dump());
+}
+
+}  // namespace
+
+Settings settings_from_json(const nlohmann::json& j, std::vector<std::string>& problems) {
   Settings s;
+  if (!j.is_object()) {
+    problems.push_back("settings.json is " + ternvk::json_preview(j) + ", not an object; using the defaults");
+    return s;
+  }
   auto& p = s.sampling;
-  p.temperature = j.value("temperature", p.temperature);
-  p.top_k = j.value("top_k", p.top_k);
-  p.top_p = j.value("top_p", p.top_p);
-  p.min_p = j.value("min_p", p.min_p);
-  p.repeat_penalty = j.value("repeat_penalty", p.repeat_penalty);
-  s.seed = j.value("seed", s.seed);
-  s.max_tokens = j.value("max_tokens", s.max_tokens);
-  s.system = j.value("system", "");
-  s.recent_models = j.value("recent_models", std::vector<std::string>{});
+  // The ranges the sampler accepts.
+  read_number(j, "temperature", p.temperature, 0, 10, false, problems);
+  read_number(j, "top_k", p.top_k, 0, 1 << 20, false, problems);
+  read_number(j, "top_p", p.top_p, 0, 1, true, problems);
+  read_number(j, "min_p", p.min_p, 0, 0.99, false, problems);
+  read_number(j, "repeat_penalty", p.repeat_penalty, 0, 10, true, problems);
+  read_number(j, "seed", s.seed, -1, 9.0e18, false, problems);
+  read_number(j, "max_tokens", s.max_tokens, 1, 1 << 20, false, problems);
+  if (const auto it = j.find("system"); it != j.end() && !it->is_null()) {
+    if (it->is_string()) s.system = it->get<std::string>();
+    else problems.push_back("settings.json: \"system\" is " + ternvk::json_preview(*it) + ", expected a text");
+  }
+  if (const auto it = j.find("recent_models"); it != j.end() && !it->is_null()) {
+    const bool paths = it->is_array() && std::all_of(it->begin(), it->end(), [](const auto& e) { return e.is_string(); });
+    if (paths) s.recent_models = it->get<std::vector<std::string>>();
+    else problems.push_back("settings.json: \"recent_models\" is " + ternvk::json_preview(*it) + ", expected a list of paths");
+  }
+  if (s.recent_models.size() > 8) s.recent_models.resize(8);
   return s;
 }
 
@@ -113,6 +173,13 @@ void write_file_atomically(const fs::path& path, const std::string& text) {
   }
   if (::close(fd) != 0) fail("close failed");
   if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename failed");
+  // The rename is an entry of the folder: until the folder is on disk, a crash can still lose it.
+  const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) fail("cannot open the folder " + dir.string() + " to sync it");
+  const int synced = ::fsync(dir_fd);
+  ::close(dir_fd);
+  if (synced != 0) fail("fsync of the folder " + dir.string() + " failed");
 }
 
 fs::path ConversationStore::default_root() {
@@ -129,13 +196,8 @@ ConversationStore::ConversationStore(fs::path root) : root_(std::move(root)) {
 }
 
 namespace {
-nlohmann::json read_json(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return nlohmann::json::parse(ss.str());
-}
+// Conversations hold text the user typed and the model wrote: large, but not this large.
+constexpr uint64_t kMaxFileBytes = uint64_t{64} << 20;
 }  // namespace
 
 std::vector<Conversation> ConversationStore::load_all(std::vector<std::string>& problems) const {
@@ -144,7 +206,13 @@ std::vector<Conversation> ConversationStore::load_all(std::vector<std::string>& 
   for (const auto& e : fs::directory_iterator(conversations_dir(), ec)) {
     if (e.path().extension() != ".json") continue;  // also skips temporary files of an interrupted save
     try {
-      out.push_back(conversation_from_json(read_json(e.path())));
+      Conversation c = conversation_from_json(ternvk::read_json_file(e.path(), kMaxFileBytes));
+      if (c.id != e.path().stem().string()) {
+        throw std::runtime_error("its id " + ternvk::json_preview(c.id) + " is not its file name");
+      }
+      out.push_back(std::move(c));
+    } catch (const ternvk::Error& ex) {  // names the file itself
+      problems.push_back(std::string("skipped ") + ex.what());
     } catch (const std::exception& ex) {
       problems.push_back("skipped " + e.path().string() + ": " + ex.what());
     }
@@ -156,19 +224,22 @@ std::vector<Conversation> ConversationStore::load_all(std::vector<std::string>& 
 }
 
 void ConversationStore::save(const Conversation& c) const {
-  write_file_atomically(conversations_dir() / (c.id + ".json"), to_json(c).dump(2) + "\n");
+  write_file_atomically(conversations_dir() / (checked_id(c.id) + ".json"), to_json(c).dump(2) + "\n");
 }
 
 void ConversationStore::remove(const std::string& id) const {
   std::error_code ec;
-  fs::remove(conversations_dir() / (id + ".json"), ec);
+  fs::remove(conversations_dir() / (checked_id(id) + ".json"), ec);
 }
 
 Settings ConversationStore::load_settings(std::vector<std::string>& problems) const {
   const auto p = root_ / "settings.json";
   if (!fs::exists(p)) return {};
   try {
-    return settings_from_json(read_json(p));
+    return settings_from_json(ternvk::read_json_file(p, kMaxFileBytes), problems);
+  } catch (const ternvk::Error& ex) {  // names the file itself
+    problems.push_back(std::string("ignored ") + ex.what());
+    return {};
   } catch (const std::exception& ex) {
     problems.push_back("ignored " + p.string() + ": " + ex.what());
     return {};

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -42,12 +43,18 @@ struct Settings {
   void remember_model(const std::string& path);
 };
 
+// Whether `id` can name a conversation's file: 1 to 64 letters, digits, '-' or '_'.
+bool is_safe_conversation_id(std::string_view id);
+
 nlohmann::json to_json(const Conversation& c);
+// Throws for a missing field or an id that is not a plain name.
 Conversation conversation_from_json(const nlohmann::json& j);
 nlohmann::json to_json(const Settings& s);
-Settings settings_from_json(const nlohmann::json& j);
+// Settings of the wrong type or out of range keep their defaults and are named in `problems`.
+Settings settings_from_json(const nlohmann::json& j, std::vector<std::string>& problems);
 
-// Writes `text` to `path` through a temporary file and rename(). Throws with the path and reason.
+// Writes `text` to `path` through a temporary file, fsync, rename() and an fsync of the folder.
+// Throws with the path and reason.
 void write_file_atomically(const std::filesystem::path& path, const std::string& text);
 
 class ConversationStore {
@@ -58,9 +65,10 @@ class ConversationStore {
 
   const std::filesystem::path& root() const { return root_; }
   std::filesystem::path conversations_dir() const { return root_ / "conversations"; }
-  // Every readable conversation, most recently updated first. Files that do not parse are skipped
-  // and named in `problems`.
+  // Every readable conversation, most recently updated first. Files that do not parse, or whose id
+  // is not their file name, are skipped and named in `problems`.
   std::vector<Conversation> load_all(std::vector<std::string>& problems) const;
+  // Both throw for an id that is not a plain name (is_safe_conversation_id).
   void save(const Conversation& c) const;
   void remove(const std::string& id) const;
   Settings load_settings(std::vector<std::string>& problems) const;

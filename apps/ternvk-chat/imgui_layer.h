@@ -4,7 +4,7 @@
 #pragma once
 #include <string>
 
-#include "apps/ternvk-chat/owned.h"
+#include "runtime/core/owned.h"
 #include "apps/ternvk-chat/window.h"
 
 struct ImFont;

@@ -90,6 +90,7 @@ int run(const Options& o) {
     imgui.new_frame();
     draw_ui(app, ui);
     imgui.render();
+    ++app.frames;
     if (model_busy) {
       const double ms = std::chrono::duration<double, std::milli>(Clock::now() - last).count();
       app.longest_busy_frame_ms = std::max(app.longest_busy_frame_ms, ms);

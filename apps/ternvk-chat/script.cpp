@@ -28,9 +28,10 @@ std::string unescape(const std::string& s) {
   return out;
 }
 
-const std::set<std::string> kNoArg = {"send", "wait", "stop", "regenerate", "new_chat", "close", "quit", "load"};
-const std::set<std::string> kArg = {"set",  "system", "type", "wait_tokens", "edit_last",
-                                    "screenshot", "save", "trace", "timeout"};
+const std::set<std::string> kNoArg = {"send", "wait", "stop", "regenerate", "new_chat", "close", "quit", "load",
+                                      "release"};
+const std::set<std::string> kArg = {"set",  "system", "type",  "wait_tokens", "edit_last", "screenshot",
+                                    "save", "trace",  "timeout", "hold",       "frames"};
 
 const char* model_state(SessionView::Model m) {
   switch (m) {
@@ -132,6 +133,9 @@ bool ScriptRunner::run(const Command& c, App& app, Window& window) {
   if (c.name == "new_chat") return app.new_chat(), true;
   if (c.name == "edit_last") return app.edit_last(unescape(c.arg)), true;
   if (c.name == "timeout") return timeout_ = std::chrono::seconds(std::stoi(c.arg)), true;
+  if (c.name == "hold") return app.hold_answers_after(std::stoi(c.arg)), true;
+  if (c.name == "release") return app.release_answer(), true;
+  if (c.name == "frames") return ++settle_frames_ > std::stoi(c.arg);  // called once per frame
   if (c.name == "screenshot") {
     // A few frames first: ImGui sizes some widgets from the previous frame.
     if (++settle_frames_ < 4) return false;
@@ -179,7 +183,10 @@ nlohmann::json state_json(const App& app, const Window& window) {
           {"gpu_bytes", s.gpu_bytes},
           {"last_token_shaders", shaders},
           {"window", {{"width", window.extent().width}, {"height", window.extent().height}, {"device", window.device_name()}}},
-          {"ui", {{"frames_per_second", ImGui::GetIO().Framerate}, {"longest_busy_frame_ms", app.longest_busy_frame_ms}}},
+          {"ui",
+           {{"frames", app.frames},
+            {"frames_per_second", ImGui::GetIO().Framerate},
+            {"longest_busy_frame_ms", app.longest_busy_frame_ms}}},
           {"data_dir", app.store().root().string()},
           {"notice", app.notice}};
 }

@@ -9,6 +9,9 @@
 //   send               press Send
 //   wait               wait until the answer is finished
 //   wait_tokens N      wait until the answer being written has N tokens
+//   hold N             (tests) answers pause after N tokens, still generating, until `release`
+//   release            let a held answer go on (and stop holding)
+//   frames N           let the window draw N frames
 //   stop | regenerate | new_chat | edit_last TEXT
 //   screenshot FILE    write the window as a PNG (after the layout has settled)
 //   save FILE          write the conversation and the app's state (model, error, speeds) as JSON

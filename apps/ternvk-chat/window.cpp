@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "runtime/device/device.h"
 #include "runtime/device/vk_check.h"
 
 namespace ternvk::chat {
@@ -332,15 +333,8 @@ void Window::rebuild_swapchain() {
 }
 
 void Window::run_once(const std::function<void(VkCommandBuffer)>& record) {
-  VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-  ai.commandPool = pool_.get();
-  ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-  ai.commandBufferCount = 1;
-  VkCommandBuffer cmd = VK_NULL_HANDLE;
-  TERNVK_VK_CHECK(vkAllocateCommandBuffers(device_.get(), &ai, &cmd));
-  Owned<VkCommandBuffer> owned(cmd, [d = device_.get(), p = pool_.get()](VkCommandBuffer c) {
-    vkFreeCommandBuffers(d, p, 1, &c);
-  });
+  const Owned<VkCommandBuffer> owned = allocate_command_buffer(device_.get(), pool_.get());
+  const VkCommandBuffer cmd = owned.get();
   VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
   TERNVK_VK_CHECK(vkBeginCommandBuffer(cmd, &bi));

@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "apps/ternvk-chat/owned.h"
+#include "runtime/core/owned.h"
 
 struct GLFWwindow;
 struct ImDrawData;

@@ -137,7 +137,7 @@ Action add_batched_bench_command(CLI::App& app) {
         eo.head = head;
         eo.plan = parse_plan(o->plan);
         eo.load_tokenizer = false;
-        engines.push_back(std::make_unique<Engine>(instance, m.path, eo));
+        engines.push_back(load_engine(instance, m.path, eo));
         std::fprintf(stderr, "  %s %s: loaded, %d sequences x %d positions\n", m.name.c_str(), fp16 ? "fp16" : "ternary",
                      max_b, ctx);
       }

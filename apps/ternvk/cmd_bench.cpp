@@ -276,7 +276,7 @@ Action add_bench_command(CLI::App& app) {
                    : o->dot == "int8" ? ops::TernaryDot::PackedInt8 : ops::TernaryDot::Auto;
           const auto t_load = std::chrono::steady_clock::now();
           Run run;
-          run.engine = std::make_unique<Engine>(instance, m.path, eo);
+          run.engine = load_engine(instance, m.path, eo);
           Engine& engine = *run.engine;
           const char* variant = fp16 ? "fp16" : "ternary";
           const std::string plan_used = plan_name(engine.stage().plan());

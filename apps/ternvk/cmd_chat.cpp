@@ -32,7 +32,8 @@ Action add_chat_command(CLI::App& app) {
   cmd->add_option("--system", o->system, "System prompt");
   return [o] {
     Instance instance;
-    Engine engine(instance, o->model.model_path(), o->model.engine_options(int(instance.devices().size())));
+    const auto loaded = load_engine(instance, o->model.model_path(), o->model.engine_options(int(instance.devices().size())));
+    Engine& engine = *loaded;
     Tokenizer& tok = engine.tokenizer();
     const ChatFormat format = detect_chat_format(tok, engine.config().arch_name);
     Sampler sampler(o->sampling.resolved());

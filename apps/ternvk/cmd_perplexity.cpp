@@ -34,7 +34,8 @@ Action add_perplexity_command(CLI::App& app) {
     if (o->offset > text.size()) throw ternvk::Error(o->file + ": --byte-offset is past the end of the file");
     text = text.substr(o->offset, o->length ? o->length : std::string::npos);
     Instance instance;
-    Engine engine(instance, o->model.model_path(), o->model.engine_options(int(instance.devices().size())));
+    const auto loaded = load_engine(instance, o->model.model_path(), o->model.engine_options(int(instance.devices().size())));
+    Engine& engine = *loaded;
     PerplexityOptions po{.window = o->window, .stride = o->stride, .bos = o->bos};
     auto result = compute_perplexity(engine, text, po, [](int done, int total, double running) {
       std::fprintf(stderr, "\r[%d/%d] running perplexity %.4f", done, total, running);

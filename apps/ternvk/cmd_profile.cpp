@@ -180,7 +180,8 @@ Action add_profile_command(CLI::App& app) {
     eo.timestamps = per_dispatch ? TimestampMode::Dispatch : TimestampMode::Pass;
     eo.load_tokenizer = false;
     eo.dot = o->dot == "swar" ? ops::TernaryDot::Swar : o->dot == "int8" ? ops::TernaryDot::PackedInt8 : ops::TernaryDot::Auto;
-    Engine engine(instance, m.path, eo);
+    const auto loaded = load_engine(instance, m.path, eo);
+    Engine& engine = *loaded;
     const ModelConfig& c = engine.config();
     const char* variant = o->fp16 ? "fp16" : "ternary";
     std::fprintf(stderr, "profiling %s (%s) on %s: %d prompt tokens, %d decode steps\n", m.name.c_str(), variant,

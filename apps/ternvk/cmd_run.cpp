@@ -24,7 +24,8 @@ Action add_run_command(CLI::App& app) {
     const std::string prompt = o->prompt.value_or(kDefaultPrompt);
     if (prompt.empty()) throw ternvk::Error("the prompt is empty (-p): give some text to continue");
     Instance instance;
-    Engine engine(instance, o->model.model_path(), o->model.engine_options(int(instance.devices().size())));
+    const auto loaded = load_engine(instance, o->model.model_path(), o->model.engine_options(int(instance.devices().size())));
+    Engine& engine = *loaded;
     Tokenizer& tok = engine.tokenizer();
     auto ids = Engine::ids(tok.encode(prompt, tok.bos().has_value()));
     if (int(ids.size()) >= engine.context())

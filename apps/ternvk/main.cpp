@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "apps/ternvk/commands.h"
+#include "apps/ternvk/model_flags.h"
 #include "runtime/core/error.h"
 
 int main(int argc, char** argv) {
@@ -33,6 +34,10 @@ int main(int argc, char** argv) {
   try {
     for (auto& [cmd, action] : actions)
       if (cmd->parsed()) return action();
+  } catch (const ternvk::cli::Interrupted& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "ternvk: %s\n", e.what());
+    return 130;  // as a shell reports a process stopped by SIGINT
   } catch (const ternvk::Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "ternvk: error: %s\n", e.what());

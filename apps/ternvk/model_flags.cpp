@@ -1,13 +1,60 @@
 #include "apps/ternvk/model_flags.h"
 
+#include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <thread>
 
 #include "apps/ternvk/commands.h"
 #include "runtime/core/error.h"
 
 namespace ternvk::cli {
+
+namespace {
+
+volatile std::sig_atomic_t g_load_interrupted = 0;
+
+void on_sigint_while_loading(int) { g_load_interrupted = 1; }
+
+[[noreturn]] void throw_interrupted() {
+  throw Interrupted("interrupted (Ctrl-C) while loading the model; nothing was run");
+}
+
+// TERNVK_TEST_PAUSE_LOAD: after this many layers, wait for the signal a test sends.
+void pause_for_test(int done) {
+  const char* env = std::getenv("TERNVK_TEST_PAUSE_LOAD");
+  if (env == nullptr || std::atoi(env) != done) return;
+  std::fprintf(stderr, "ternvk: loading paused after layer %d (TERNVK_TEST_PAUSE_LOAD)\n", done);
+  std::fflush(stderr);
+  for (int i = 0; i < 6000 && !g_load_interrupted; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
+}  // namespace
+
+std::unique_ptr<Engine> load_engine(Instance& instance, const std::string& model, EngineOptions options) {
+  g_load_interrupted = 0;
+  struct sigaction on_interrupt {}, previous {};
+  on_interrupt.sa_handler = on_sigint_while_loading;
+  sigemptyset(&on_interrupt.sa_mask);
+  sigaction(SIGINT, &on_interrupt, &previous);
+  struct Restore {
+    struct sigaction handler;
+    ~Restore() { sigaction(SIGINT, &handler, nullptr); }
+  } restore{previous};
+  // The engine calls progress after every layer it uploads: the place to stop.
+  options.progress = [print = std::move(options.progress)](int done, int total) {
+    pause_for_test(done);
+    if (g_load_interrupted) throw_interrupted();
+    if (print) print(done, total);
+  };
+  auto engine = std::make_unique<Engine>(instance, model, std::move(options));
+  if (g_load_interrupted) throw_interrupted();  // after the last layer: still honoured
+  return engine;
+}
 
 void ModelFlags::add(CLI::App& cmd) {
   cmd.add_option("-m,--model", model, "GGUF file or Hugging Face folder (default: the model shipped in the repo)");

@@ -2,11 +2,13 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "apps/common/placement_flags.h"
+#include "runtime/core/error.h"
 #include "runtime/engine/engine.h"
 #include "runtime/engine/sampler.h"
 
@@ -45,5 +47,17 @@ ExecutionPlan parse_plan(const std::string& plan);
 
 // Prints a loading progress line on stderr (only when stderr is a terminal).
 std::function<void(int, int)> progress_printer();
+
+// Thrown when Ctrl-C stops a model load; main() exits with 130.
+class Interrupted : public Error {
+ public:
+  using Error::Error;
+};
+
+// Loads a model with Ctrl-C handled: SIGINT during the load stops it at its next layer (freeing
+// what was uploaded) and throws Interrupted; before and after, SIGINT does what it did.
+// Test hook: TERNVK_TEST_PAUSE_LOAD=N holds the load after its Nth layer until a SIGINT arrives
+// (at most a minute), so a test can interrupt a load however fast the machine loads.
+std::unique_ptr<Engine> load_engine(Instance& instance, const std::string& model, EngineOptions options);
 
 }  // namespace ternvk::cli

@@ -102,37 +102,60 @@ Device::Device(Instance& instance, const DeviceInfo& info, DeviceOptions options
   create.pQueueCreateInfos = &queue_info;
   create.enabledExtensionCount = static_cast<uint32_t>(extensions.size());
   create.ppEnabledExtensionNames = extensions.data();
-  TERNVK_VK_CHECK(vkCreateDevice(info.physical, &create, nullptr, &device_));
-  vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
+  VkDevice device = VK_NULL_HANDLE;
+  TERNVK_VK_CHECK(vkCreateDevice(info.physical, &create, nullptr, &device));
+  device_ = Owned<VkDevice>(device, [](VkDevice d) { vkDestroyDevice(d, nullptr); });
+  vkGetDeviceQueue(device, queue_family_, 0, &queue_);
 
   VkCommandPoolCreateInfo pool{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
   pool.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
   pool.queueFamilyIndex = queue_family_;
-  TERNVK_VK_CHECK(vkCreateCommandPool(device_, &pool, nullptr, &command_pool_));
+  VkCommandPool command_pool = VK_NULL_HANDLE;
+  TERNVK_VK_CHECK(vkCreateCommandPool(device, &pool, nullptr, &command_pool));
+  command_pool_ = Owned<VkCommandPool>(command_pool, [device](VkCommandPool p) { vkDestroyCommandPool(device, p, nullptr); });
   if (use_timeline) {
     VkSemaphoreTypeCreateInfo type{VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO};
     type.semaphoreType = VK_SEMAPHORE_TYPE_TIMELINE;
     type.initialValue = 0;
     VkSemaphoreCreateInfo semaphore{VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO};
     semaphore.pNext = &type;
-    TERNVK_VK_CHECK(vkCreateSemaphore(device_, &semaphore, nullptr, &timeline_));
+    VkSemaphore timeline = VK_NULL_HANDLE;
+    TERNVK_VK_CHECK(vkCreateSemaphore(device, &semaphore, nullptr, &timeline));
+    timeline_ = Owned<VkSemaphore>(timeline, [device](VkSemaphore x) { vkDestroySemaphore(device, x, nullptr); });
   }
-  allocator_ = std::make_unique<MemoryAllocator>(device_, info.physical, info.unified_memory());
+  allocator_ = std::make_unique<MemoryAllocator>(device, info.physical, info.unified_memory());
   load_pipeline_cache();
   ordinal_ = instance.claim_device_ordinal();
   if (FaultInjection f = instance.faults_for(ordinal_); f.any()) inject_faults(f);
 }
 
+// The members then go in reverse order: the cache, semaphore and pool, then the device itself.
 Device::~Device() {
   if (!device_) return;
-  vkDeviceWaitIdle(device_);
+  vkDeviceWaitIdle(device_.get());
   save_pipeline_cache();
   pipelines_.clear();
   allocator_.reset();
-  if (pipeline_cache_) vkDestroyPipelineCache(device_, pipeline_cache_, nullptr);
-  if (timeline_) vkDestroySemaphore(device_, timeline_, nullptr);  // the device is idle
-  if (command_pool_) vkDestroyCommandPool(device_, command_pool_, nullptr);
-  vkDestroyDevice(device_, nullptr);
+}
+
+Owned<VkCommandBuffer> allocate_command_buffer(VkDevice device, VkCommandPool pool, std::mutex* pool_mutex) {
+  VkCommandBufferAllocateInfo alloc{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+  alloc.commandPool = pool;
+  alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  alloc.commandBufferCount = 1;
+  VkCommandBuffer cb = VK_NULL_HANDLE;
+  {
+    std::unique_lock lock = pool_mutex ? std::unique_lock(*pool_mutex) : std::unique_lock<std::mutex>();
+    TERNVK_VK_CHECK(vkAllocateCommandBuffers(device, &alloc, &cb));
+  }
+  return Owned<VkCommandBuffer>(cb, [device, pool, pool_mutex](VkCommandBuffer c) {
+    std::unique_lock lock = pool_mutex ? std::unique_lock(*pool_mutex) : std::unique_lock<std::mutex>();
+    vkFreeCommandBuffers(device, pool, 1, &c);
+  });
+}
+
+Owned<VkCommandBuffer> Device::allocate_command_buffer() {
+  return ternvk::allocate_command_buffer(device_.get(), command_pool_.get(), &pool_mutex_);
 }
 
 void Device::load_pipeline_cache() {
@@ -144,21 +167,24 @@ void Device::load_pipeline_cache() {
   VkPipelineCacheCreateInfo info{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
   info.initialDataSize = data.size();
   info.pInitialData = data.empty() ? nullptr : data.data();
-  if (vkCreatePipelineCache(device_, &info, nullptr, &pipeline_cache_) != VK_SUCCESS) {
+  VkDevice device = device_.get();
+  VkPipelineCache cache = VK_NULL_HANDLE;
+  if (TERNVK_VK_CALL(vkCreatePipelineCache(device, &info, nullptr, &cache)) != VK_SUCCESS) {
     // A stale or foreign cache file is not an error: start with an empty cache.
     info.initialDataSize = 0;
     info.pInitialData = nullptr;
-    TERNVK_VK_CHECK(vkCreatePipelineCache(device_, &info, nullptr, &pipeline_cache_));
+    TERNVK_VK_CHECK(vkCreatePipelineCache(device, &info, nullptr, &cache));
   }
+  pipeline_cache_ = Owned<VkPipelineCache>(cache, [device](VkPipelineCache c) { vkDestroyPipelineCache(device, c, nullptr); });
 }
 
 void Device::save_pipeline_cache() {
   auto path = pipeline_cache_path(info_);
   if (path.empty() || !pipeline_cache_) return;
   size_t size = 0;
-  if (vkGetPipelineCacheData(device_, pipeline_cache_, &size, nullptr) != VK_SUCCESS || size == 0) return;
+  if (vkGetPipelineCacheData(device_.get(), pipeline_cache_.get(), &size, nullptr) != VK_SUCCESS || size == 0) return;
   std::vector<char> data(size);
-  if (vkGetPipelineCacheData(device_, pipeline_cache_, &size, data.data()) != VK_SUCCESS) return;
+  if (vkGetPipelineCacheData(device_.get(), pipeline_cache_.get(), &size, data.data()) != VK_SUCCESS) return;
   std::error_code ec;
   std::filesystem::create_directories(path.parent_path(), ec);
   // Write then rename so that a crash never leaves a half-written cache.
@@ -191,7 +217,7 @@ std::string Device::describe() const {
 uint64_t Device::free_bytes() const {
   uint64_t total = faults_.memory_budget;
   if (total == 0) total = info_.unified_memory() ? (info_.heaps.empty() ? 0 : info_.heaps[0].size) : info_.device_local_bytes();
-  const uint64_t used = allocator_->bytes_in_use();
+  const uint64_t used = allocator_->device_local_bytes_in_use();
   return total > used ? total - used : 0;
 }
 
@@ -199,7 +225,7 @@ void Device::inject_faults(const FaultInjection& faults) {
   std::lock_guard lock(queue_mutex_);
   faults_ = faults;
   submits_at_injection_ = submits_.load();
-  allocator_->inject_faults(faults.memory_budget, faults.fail_allocation_at);
+  allocator_->inject_faults(faults.memory_budget, faults.fail_allocation_at, faults.unmapped_device_memory);
 }
 
 void Device::throw_lost(const std::string& during) const {
@@ -238,7 +264,7 @@ uint64_t Device::submit(VkCommandBuffer commands, VkFence fence, bool transfer) 
     timeline.pSignalSemaphoreValues = &value;
     submit.pNext = &timeline;
     submit.signalSemaphoreCount = 1;
-    submit.pSignalSemaphores = &timeline_;
+    submit.pSignalSemaphores = timeline_.address();
   }
   const auto t0 = std::chrono::steady_clock::now();
   {
@@ -252,7 +278,7 @@ uint64_t Device::submit(VkCommandBuffer commands, VkFence fence, bool transfer) 
     }
     // Values are taken under the queue mutex, so they increase in submission order as required.
     if (timeline_) value = timeline_value_ + 1;
-    if (VkResult r = vkQueueSubmit(queue_, 1, &submit, fence); r != VK_SUCCESS) {
+    if (VkResult r = TERNVK_VK_CALL(vkQueueSubmit(queue_, 1, &submit, fence)); r != VK_SUCCESS) {
       if (r == VK_ERROR_DEVICE_LOST) {
         lost_ = true;
         throw_lost("at submit " + std::to_string(n));
@@ -266,13 +292,13 @@ uint64_t Device::submit(VkCommandBuffer commands, VkFence fence, bool transfer) 
 }
 
 VkResult Device::wait_for(VkFence fence, uint64_t value, uint64_t timeout_ns) {
-  if (fence) return vkWaitForFences(device_, 1, &fence, VK_TRUE, timeout_ns);
+  if (fence) return vkWaitForFences(device_.get(), 1, &fence, VK_TRUE, timeout_ns);
   if (!timeline_) throw Error("internal: a wait without timeline semaphores needs a fence");
   VkSemaphoreWaitInfo info{VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO};
   info.semaphoreCount = 1;
-  info.pSemaphores = &timeline_;
+  info.pSemaphores = timeline_.address();
   info.pValues = &value;
-  return vkWaitSemaphores(device_, &info, timeout_ns);
+  return vkWaitSemaphores(device_.get(), &info, timeout_ns);
 }
 
 void Device::wait_quietly(VkFence fence, uint64_t value) {
@@ -284,53 +310,41 @@ void Device::wait(VkFence fence, uint64_t value, const char* what, bool transfer
   if (lost_) {
     // Work submitted before the (injected) loss may still run: let it end so that freeing its
     // buffers is safe, but never wait long on a lost device.
-    wait_for(fence, value, 1000ull * 1000 * 1000);
+    if (wait_for(fence, value, 1000ull * 1000 * 1000) == VK_TIMEOUT) ++waits_timed_out_;
     throw_lost(std::string("while waiting for ") + what);
   }
   VkResult result = wait_for(fence, value, kFenceTimeoutNs);
-  if (result == VK_TIMEOUT)
+  if (result == VK_TIMEOUT) {
+    ++waits_timed_out_;
     throw Error(describe() + " did not finish " + what + " within 5 minutes");
+  }
   if (result == VK_ERROR_DEVICE_LOST) {
     lost_ = true;
     throw_lost(std::string("while waiting for ") + what);
   }
-  TERNVK_VK_CHECK(result);
+  if (result != VK_SUCCESS) throw_vk_error(result, fence ? "vkWaitForFences" : "vkWaitSemaphores", __FILE__, __LINE__);
   log(QueueEvent::Wait, t0, transfer);
 }
 
-void Device::run_now(const std::function<void(VkCommandBuffer)>& record) {
-  VkCommandBuffer cb = VK_NULL_HANDLE;
-  {
-    std::lock_guard lock(pool_mutex_);
-    VkCommandBufferAllocateInfo alloc{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-    alloc.commandPool = command_pool_;
-    alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-    alloc.commandBufferCount = 1;
-    TERNVK_VK_CHECK(vkAllocateCommandBuffers(device_, &alloc, &cb));
-  }
+Owned<VkFence> Device::create_fence() {
+  VkFenceCreateInfo info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
   VkFence fence = VK_NULL_HANDLE;
-  auto cleanup = [&] {
-    if (fence) vkDestroyFence(device_, fence, nullptr);
-    std::lock_guard lock(pool_mutex_);
-    vkFreeCommandBuffers(device_, command_pool_, 1, &cb);
-  };
-  try {
-    VkCommandBufferBeginInfo begin{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
-    begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
-    TERNVK_VK_CHECK(vkBeginCommandBuffer(cb, &begin));
-    record(cb);
-    TERNVK_VK_CHECK(vkEndCommandBuffer(cb));
-    if (!timeline_) {  // fence path: a temporary fence
-      VkFenceCreateInfo fence_info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-      TERNVK_VK_CHECK(vkCreateFence(device_, &fence_info, nullptr, &fence));
-    }
-    const uint64_t value = submit(cb, fence, true);
-    wait(fence, value, "a transfer", true);
-  } catch (...) {
-    cleanup();
-    throw;
-  }
-  cleanup();
+  TERNVK_VK_CHECK(vkCreateFence(device_.get(), &info, nullptr, &fence));
+  return Owned<VkFence>(fence, [device = device_.get()](VkFence f) { vkDestroyFence(device, f, nullptr); });
+}
+
+void Device::run_now(const std::function<void(VkCommandBuffer)>& record) {
+  // Declared in this order, the fence and then the command buffer go on every way out; a failed
+  // submit or wait leaves nothing in flight (wait() lets work on a lost device end first).
+  const Owned<VkCommandBuffer> cb = allocate_command_buffer();
+  VkCommandBufferBeginInfo begin{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+  begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  TERNVK_VK_CHECK(vkBeginCommandBuffer(cb.get(), &begin));
+  record(cb.get());
+  TERNVK_VK_CHECK(vkEndCommandBuffer(cb.get()));
+  const Owned<VkFence> fence = timeline_ ? Owned<VkFence>() : create_fence();  // fence path: a temporary fence
+  const uint64_t value = submit(cb.get(), fence.get(), true);
+  wait(fence.get(), value, "a transfer", true);
 }
 
 void Device::upload(const Buffer& dst, const void* data, VkDeviceSize bytes, VkDeviceSize dst_offset) {

@@ -36,6 +36,10 @@ struct DeviceOptions {
   bool timeline_semaphores = true;
 };
 
+// A primary command buffer from `pool`, freed with its handle; `pool_mutex`, when given, guards
+// the pool (command pools are not thread-safe) for the allocation and the free.
+Owned<VkCommandBuffer> allocate_command_buffer(VkDevice device, VkCommandPool pool, std::mutex* pool_mutex = nullptr);
+
 class Device {
  public:
   Device(Instance& instance, const DeviceInfo& info, DeviceOptions options = {});
@@ -43,13 +47,17 @@ class Device {
   Device(const Device&) = delete;
   Device& operator=(const Device&) = delete;
 
-  VkDevice handle() const { return device_; }
+  VkDevice handle() const { return device_.get(); }
   const DeviceInfo& info() const { return info_; }
   Instance& instance() const { return instance_; }
   VkQueue queue() const { return queue_; }
   uint32_t queue_family() const { return queue_family_; }
-  VkCommandPool command_pool() const { return command_pool_; }
-  VkPipelineCache pipeline_cache() const { return pipeline_cache_; }
+  VkCommandPool command_pool() const { return command_pool_.get(); }
+  VkPipelineCache pipeline_cache() const { return pipeline_cache_.get(); }
+  // Command buffers from command_pool(), one at a time (the pool is not thread-safe), freed when
+  // the Owned handle is.
+  Owned<VkCommandBuffer> allocate_command_buffer();
+  Owned<VkFence> create_fence();
   MemoryAllocator& memory() { return *allocator_; }
 
   Buffer create_buffer(VkDeviceSize size, MemoryKind kind, const std::string& what) {
@@ -67,7 +75,7 @@ class Device {
   // True when this device signals its queue's timeline semaphore at every submit (chosen at
   // creation: the device supports it and DeviceOptions / TERNVK_NO_TIMELINE did not forbid it);
   // false: the fence path, where every submit needs a fence to be waited on.
-  bool timeline_semaphores() const { return timeline_ != VK_NULL_HANDLE; }
+  bool timeline_semaphores() const { return bool(timeline_); }
   // Submits a recorded command buffer, signalling `fence` when given (it must be given without
   // timeline semaphores). Returns the timeline value the submit signals when it completes (0
   // without timeline semaphores). Thread-safe; values increase in submission order.
@@ -87,7 +95,8 @@ class Device {
   // submit() and wait() throw DeviceLostError at once.
   bool lost() const { return lost_.load(); }
   // Bytes a placement may still plan on this device: the injected memory budget when one is set,
-  // else the device-local heap (the shared heap on unified memory), less the buffers held now.
+  // else the device-local heap (the shared heap on unified memory), less the device-local buffers
+  // held now.
   uint64_t free_bytes() const;
 
   // Test-only: replaces the injected faults (fault_injection.h); its counters restart from now.
@@ -95,6 +104,10 @@ class Device {
   const FaultInjection& faults() const { return faults_; }
   // Submits made so far (tests place a device loss in the middle of a run with it).
   uint64_t submit_count() const { return submits_.load(); }
+  // Waits that ran into their time limit (the 5 minutes of a hung GPU, the second a lost device
+  // gets): 0 unless something waited on work that would never finish. Tests check that a fault
+  // ends a run at once with it, independently of the machine's speed.
+  uint64_t waits_timed_out() const { return waits_timed_out_.load(); }
 
   // Profiler: while on, every submit and wait is logged with its host times; take_queue_events()
   // returns and clears the log.
@@ -111,14 +124,14 @@ class Device {
   VkResult wait_for(VkFence fence, uint64_t value, uint64_t timeout_ns);
   Instance& instance_;
   DeviceInfo info_;
-  VkDevice device_ = VK_NULL_HANDLE;
+  Owned<VkDevice> device_;  // before every member made from it: destroyed after them
   VkQueue queue_ = VK_NULL_HANDLE;
   uint32_t queue_family_ = 0;
-  VkCommandPool command_pool_ = VK_NULL_HANDLE;
-  VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;
+  Owned<VkCommandPool> command_pool_;
+  Owned<VkPipelineCache> pipeline_cache_;
   std::unique_ptr<MemoryAllocator> allocator_;
   std::mutex queue_mutex_;
-  VkSemaphore timeline_ = VK_NULL_HANDLE;  // the queue's timeline semaphore (null: fence path)
+  Owned<VkSemaphore> timeline_;  // the queue's timeline semaphore (null: fence path)
   uint64_t timeline_value_ = 0;            // the last value submitted; guarded by queue_mutex_
   std::mutex pool_mutex_;
   std::mutex pipelines_mutex_;
@@ -127,6 +140,7 @@ class Device {
   FaultInjection faults_;
   uint64_t submits_at_injection_ = 0;
   std::atomic<uint64_t> submits_{0};
+  std::atomic<uint64_t> waits_timed_out_{0};
   std::atomic<bool> lost_{false};
   std::atomic<bool> log_events_{false};
   std::mutex events_mutex_;

@@ -41,9 +41,11 @@ std::map<int, FaultInjection> parse_fault_spec(const std::string& text) {
       else if (key == "memory_budget") f.memory_budget = v;
       else if (key == "fail_allocation_at") f.fail_allocation_at = int(v);
       else if (key == "lose_device_at_submit") f.lose_device_at_submit = int(v);
+      else if (key == "unmapped_device_memory") f.unmapped_device_memory = v != 0;
       else
         throw Error("TERNVK_FAULT entry '" + entry + "': unknown key '" + key +
-                    "' (expected device, memory_budget, fail_allocation_at or lose_device_at_submit)");
+                    "' (expected device, memory_budget, fail_allocation_at, lose_device_at_submit or "
+                    "unmapped_device_memory)");
     }
     if (device < 0) throw Error("TERNVK_FAULT entry '" + entry + "' does not name a device (device=N)");
     out[device] = f;

@@ -53,6 +53,7 @@ Instance::Instance(InstanceOptions options) {
   if (validation) {
     layers.push_back(validation_layer);
     extensions.push_back(VK_EXT_DEBUG_UTILS_EXTENSION_NAME);
+    if (options.synchronization_validation) extensions.push_back(VK_EXT_VALIDATION_FEATURES_EXTENSION_NAME);
   }
   VkInstanceCreateFlags flags = 0;
   if (instance_extension_available(VK_KHR_PORTABILITY_ENUMERATION_EXTENSION_NAME)) {
@@ -72,15 +73,22 @@ Instance::Instance(InstanceOptions options) {
   info.ppEnabledLayerNames = layers.data();
   info.enabledExtensionCount = static_cast<uint32_t>(extensions.size());
   info.ppEnabledExtensionNames = extensions.data();
-  VkResult result = vkCreateInstance(&info, nullptr, &instance_);
+  const VkValidationFeatureEnableEXT sync_validation = VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT;
+  VkValidationFeaturesEXT features{VK_STRUCTURE_TYPE_VALIDATION_FEATURES_EXT};
+  features.enabledValidationFeatureCount = 1;
+  features.pEnabledValidationFeatures = &sync_validation;
+  if (validation && options.synchronization_validation) info.pNext = &features;
+  VkInstance instance = VK_NULL_HANDLE;
+  const VkResult result = TERNVK_VK_CALL(vkCreateInstance(&info, nullptr, &instance));
   if (result == VK_ERROR_INCOMPATIBLE_DRIVER)
     throw Error("no Vulkan driver found (vkCreateInstance: VK_ERROR_INCOMPATIBLE_DRIVER). Install your "
                 "GPU's Vulkan driver, or Mesa's CPU driver: apt-get install mesa-vulkan-drivers");
-  TERNVK_VK_CHECK(result);
+  if (result != VK_SUCCESS) throw_vk_error(result, "vkCreateInstance", __FILE__, __LINE__);
+  instance_ = Owned<VkInstance>(instance, [](VkInstance i) { vkDestroyInstance(i, nullptr); });
 
   if (validation) {
     auto create = reinterpret_cast<PFN_vkCreateDebugUtilsMessengerEXT>(
-        vkGetInstanceProcAddr(instance_, "vkCreateDebugUtilsMessengerEXT"));
+        vkGetInstanceProcAddr(instance, "vkCreateDebugUtilsMessengerEXT"));
     VkDebugUtilsMessengerCreateInfoEXT m{VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT};
     m.messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT |
                         VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT;
@@ -89,24 +97,24 @@ Instance::Instance(InstanceOptions options) {
                     VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT;
     m.pfnUserCallback = &Instance::on_message;
     m.pUserData = this;
-    if (create) TERNVK_VK_CHECK(create(instance_, &m, nullptr, &messenger_));
+    auto destroy = reinterpret_cast<PFN_vkDestroyDebugUtilsMessengerEXT>(
+        vkGetInstanceProcAddr(instance, "vkDestroyDebugUtilsMessengerEXT"));
+    if (create && destroy) {
+      VkDebugUtilsMessengerEXT messenger = VK_NULL_HANDLE;
+      TERNVK_VK_CHECK(create(instance, &m, nullptr, &messenger));
+      messenger_ = Owned<VkDebugUtilsMessengerEXT>(
+          messenger, [instance, destroy](VkDebugUtilsMessengerEXT x) { destroy(instance, x, nullptr); });
+    }
   }
 
   uint32_t count = 0;
-  TERNVK_VK_CHECK(vkEnumeratePhysicalDevices(instance_, &count, nullptr));
+  TERNVK_VK_CHECK(vkEnumeratePhysicalDevices(instance, &count, nullptr));
   std::vector<VkPhysicalDevice> physical(count);
-  TERNVK_VK_CHECK(vkEnumeratePhysicalDevices(instance_, &count, physical.data()));
+  TERNVK_VK_CHECK(vkEnumeratePhysicalDevices(instance, &count, physical.data()));
   for (uint32_t i = 0; i < count; ++i) devices_.push_back(query_device_info(physical[i], i));
 }
 
-Instance::~Instance() {
-  if (messenger_) {
-    auto destroy = reinterpret_cast<PFN_vkDestroyDebugUtilsMessengerEXT>(
-        vkGetInstanceProcAddr(instance_, "vkDestroyDebugUtilsMessengerEXT"));
-    if (destroy) destroy(instance_, messenger_, nullptr);
-  }
-  if (instance_) vkDestroyInstance(instance_, nullptr);
-}
+Instance::~Instance() = default;  // the messenger, then the instance
 
 VkBool32 Instance::on_message(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
                               VkDebugUtilsMessageTypeFlagsEXT, const VkDebugUtilsMessengerCallbackDataEXT* data,

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/core/owned.h"
 #include "runtime/device/device_info.h"
 #include "runtime/device/fault_injection.h"
 
@@ -19,6 +20,9 @@ struct InstanceOptions {
   std::optional<bool> validation;
   // Test-only faults per logical device (see fault_injection.h). Defaults to TERNVK_FAULT.
   std::optional<std::string> faults;
+  // With validation: also the layer's synchronization validation, which reports a missing barrier
+  // between commands as an error (tests prove with it that the recordings' barriers are needed).
+  bool synchronization_validation = false;
 };
 
 class Instance {
@@ -28,9 +32,9 @@ class Instance {
   Instance(const Instance&) = delete;
   Instance& operator=(const Instance&) = delete;
 
-  VkInstance handle() const { return instance_; }
+  VkInstance handle() const { return instance_.get(); }
   const std::vector<DeviceInfo>& devices() const { return devices_; }
-  bool validation_enabled() const { return messenger_ != VK_NULL_HANDLE; }
+  bool validation_enabled() const { return bool(messenger_); }
   // Validation errors reported since creation; tests require it to stay at zero.
   uint64_t validation_errors() const { return validation_errors_.load(); }
   const std::string& last_validation_message() const { return last_validation_message_; }
@@ -52,8 +56,8 @@ class Instance {
                                                    VkDebugUtilsMessageTypeFlagsEXT types,
                                                    const VkDebugUtilsMessengerCallbackDataEXT* data,
                                                    void* self);
-  VkInstance instance_ = VK_NULL_HANDLE;
-  VkDebugUtilsMessengerEXT messenger_ = VK_NULL_HANDLE;
+  Owned<VkInstance> instance_;  // first: destroyed last
+  Owned<VkDebugUtilsMessengerEXT> messenger_;
   std::vector<DeviceInfo> devices_;
   std::atomic<uint64_t> validation_errors_{0};
   std::string last_validation_message_;

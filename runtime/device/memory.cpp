@@ -10,15 +10,14 @@ namespace ternvk {
 // One VkDeviceMemory with a free list of [offset, size) ranges.
 class MemoryBlock {
  public:
-  MemoryBlock(VkDevice device, VkDeviceMemory memory, VkDeviceSize size, uint32_t type, bool host_visible)
-      : device_(device), memory_(memory), size_(size), type_(type), free_{{0, size}} {
-    if (host_visible) TERNVK_VK_CHECK(vkMapMemory(device_, memory_, 0, VK_WHOLE_SIZE, 0, &mapped_));
+  MemoryBlock(VkDevice device, Owned<VkDeviceMemory> memory, VkDeviceSize size, uint32_t type, bool host_visible)
+      : device_(device), memory_(std::move(memory)), size_(size), type_(type), free_{{0, size}} {
+    if (host_visible) TERNVK_VK_CHECK(vkMapMemory(device_, memory_.get(), 0, VK_WHOLE_SIZE, 0, &mapped_));
   }
   ~MemoryBlock() {
-    if (mapped_) vkUnmapMemory(device_, memory_);
-    vkFreeMemory(device_, memory_, nullptr);
+    if (mapped_) vkUnmapMemory(device_, memory_.get());
   }
-  bool allocate(VkDeviceSize size, VkDeviceSize alignment, VkDeviceSize* offset) {
+  bool allocate(VkDeviceSize size, VkDeviceSize alignment, bool device_local, VkDeviceSize* offset) {
     for (auto it = free_.begin(); it != free_.end(); ++it) {
       VkDeviceSize start = (it->first + alignment - 1) / alignment * alignment;
       VkDeviceSize end = it->first + it->second;
@@ -28,13 +27,15 @@ class MemoryBlock {
       if (start > range_start) free_[range_start] = start - range_start;
       if (start + size < end) free_[start + size] = end - (start + size);
       used_ += size;
+      if (device_local) device_local_used_ += size;
       *offset = start;
       return true;
     }
     return false;
   }
-  void release(VkDeviceSize offset, VkDeviceSize size) {
+  void release(VkDeviceSize offset, VkDeviceSize size, bool device_local) {
     used_ -= size;
+    if (device_local) device_local_used_ -= size;
     auto [it, inserted] = free_.emplace(offset, size);
     (void)inserted;
     auto next = std::next(it);
@@ -50,20 +51,22 @@ class MemoryBlock {
       }
     }
   }
-  VkDeviceMemory memory() const { return memory_; }
+  VkDeviceMemory memory() const { return memory_.get(); }
   VkDeviceSize size() const { return size_; }
   VkDeviceSize used() const { return used_; }
+  VkDeviceSize device_local_used() const { return device_local_used_; }
   uint32_t type() const { return type_; }
   void* mapped() const { return mapped_; }
   std::mutex* owner_mutex = nullptr;
 
  private:
   VkDevice device_;
-  VkDeviceMemory memory_;
+  Owned<VkDeviceMemory> memory_;  // freed after the destructor unmapped it
   VkDeviceSize size_;
   uint32_t type_;
   void* mapped_ = nullptr;
   VkDeviceSize used_ = 0;
+  VkDeviceSize device_local_used_ = 0;
   std::map<VkDeviceSize, VkDeviceSize> free_;
 };
 
@@ -74,14 +77,13 @@ Buffer::Buffer(Buffer&& other) noexcept { *this = std::move(other); }
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
   if (this != &other) {
     release();
-    device_ = other.device_;
-    buffer_ = other.buffer_;
+    buffer_ = std::move(other.buffer_);
     size_ = other.size_;
     block_ = other.block_;
     block_offset_ = other.block_offset_;
     block_size_ = other.block_size_;
+    device_local_ = other.device_local_;
     mapped_ = other.mapped_;
-    other.buffer_ = VK_NULL_HANDLE;
     other.block_ = nullptr;
     other.mapped_ = nullptr;
     other.size_ = 0;
@@ -90,12 +92,11 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
 }
 
 void Buffer::release() {
-  if (buffer_) vkDestroyBuffer(device_, buffer_, nullptr);
+  buffer_.reset();
   if (block_) {
     std::lock_guard lock(*block_->owner_mutex);
-    block_->release(block_offset_, block_size_);
+    block_->release(block_offset_, block_size_, device_local_);
   }
-  buffer_ = VK_NULL_HANDLE;
   block_ = nullptr;
   mapped_ = nullptr;
 }
@@ -144,8 +145,8 @@ Buffer MemoryAllocator::create(VkDeviceSize size, MemoryKind kind, const std::st
                VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT;
   info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
   Buffer buffer;
-  buffer.device_ = device_;
   buffer.size_ = size;
+  buffer.device_local_ = kind == MemoryKind::DeviceLocal;
   uint64_t largest_heap = 0;
   for (uint32_t h = 0; h < properties_.memoryHeapCount; ++h)
     largest_heap = std::max<uint64_t>(largest_heap, properties_.memoryHeaps[h].size);
@@ -153,24 +154,26 @@ Buffer MemoryAllocator::create(VkDeviceSize size, MemoryKind kind, const std::st
     throw OutOfMemoryError("out of GPU memory: " + what + " needs " + std::to_string(size >> 20) +
                            " MiB but the largest device heap holds " + std::to_string(largest_heap >> 20) +
                            " MiB. Use a smaller model or context, or another device (--device)");
-  if (VkResult r = vkCreateBuffer(device_, &info, nullptr, &buffer.buffer_); r != VK_SUCCESS)
+  VkBuffer raw = VK_NULL_HANDLE;
+  if (VkResult r = TERNVK_VK_CALL(vkCreateBuffer(device_, &info, nullptr, &raw)); r != VK_SUCCESS)
     throw OutOfMemoryError("could not create a buffer of " + std::to_string(size) + " bytes for " + what + " (" +
                            vk_result_name(r) + ")");
+  buffer.buffer_ = Owned<VkBuffer>(raw, [d = device_](VkBuffer b) { vkDestroyBuffer(d, b, nullptr); });
   VkMemoryRequirements req{};
-  vkGetBufferMemoryRequirements(device_, buffer.buffer_, &req);
+  vkGetBufferMemoryRequirements(device_, raw, &req);
   const uint32_t type = choose_type(req.memoryTypeBits, kind);
   const bool host_visible = properties_.memoryTypes[type].propertyFlags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT;
 
   std::lock_guard lock(mutex_);
   if (budget_ > 0 || fail_at_ > 0) {  // test-only fault injection
     ++creations_;
-    uint64_t in_use = 0;
-    for (auto& b : blocks_) in_use += b->used();
+    uint64_t in_use = 0;  // the budget is the GPU's own memory: DeviceLocal buffers
+    for (auto& b : blocks_) in_use += b->device_local_used();
     if (fail_at_ > 0 && creations_ == fail_at_)
       throw OutOfMemoryError("out of GPU memory allocating " + std::to_string(req.size) + " bytes for " + what +
                              " (VK_ERROR_OUT_OF_DEVICE_MEMORY, injected: buffer " + std::to_string(creations_) +
                              " was set to fail)");
-    if (budget_ > 0 && in_use + req.size > budget_)
+    if (budget_ > 0 && buffer.device_local_ && in_use + req.size > budget_)
       throw OutOfMemoryError("out of GPU memory allocating " + std::to_string(req.size) + " bytes for " + what +
                              " (VK_ERROR_OUT_OF_DEVICE_MEMORY, injected: a budget of " + std::to_string(budget_) +
                              " bytes with " + std::to_string(in_use) + " in use, " +
@@ -179,7 +182,7 @@ Buffer MemoryAllocator::create(VkDeviceSize size, MemoryKind kind, const std::st
   MemoryBlock* block = nullptr;
   VkDeviceSize offset = 0;
   for (auto& b : blocks_)
-    if (b->type() == type && b->allocate(req.size, req.alignment, &offset)) {
+    if (b->type() == type && b->allocate(req.size, req.alignment, buffer.device_local_, &offset)) {
       block = b.get();
       break;
     }
@@ -194,26 +197,32 @@ Buffer MemoryAllocator::create(VkDeviceSize size, MemoryKind kind, const std::st
     alloc.allocationSize = block_size;
     alloc.memoryTypeIndex = type;
     VkDeviceMemory memory = VK_NULL_HANDLE;
-    VkResult result = vkAllocateMemory(device_, &alloc, nullptr, &memory);
+    VkResult result = TERNVK_VK_CALL(vkAllocateMemory(device_, &alloc, nullptr, &memory));
     if (result != VK_SUCCESS) {
       throw OutOfMemoryError("out of GPU memory allocating " + std::to_string(size >> 20) + " MiB for " + what +
                              " (" + vk_result_name(result) + "): the heap holds " + std::to_string(heap.size >> 20) +
                              " MiB and ternvk already uses " + std::to_string(bytes_reserved() >> 20) +
                              " MiB of it. Use a smaller model or context, or another device (--device)");
     }
-    blocks_.push_back(std::make_unique<MemoryBlock>(device_, memory, block_size, type, host_visible));
+    Owned<VkDeviceMemory> owned(memory, [d = device_](VkDeviceMemory m) { vkFreeMemory(d, m, nullptr); });
+    auto fresh = std::make_unique<MemoryBlock>(device_, std::move(owned), block_size, type, host_visible);
+    fresh->owner_mutex = &mutex_;
+    blocks_.push_back(std::move(fresh));
     block = blocks_.back().get();
-    block->owner_mutex = &mutex_;
-    if (!block->allocate(req.size, req.alignment, &offset)) throw Error("internal: fresh memory block too small");
+    if (!block->allocate(req.size, req.alignment, buffer.device_local_, &offset))
+      throw Error("internal: fresh memory block too small");
   }
   buffer.block_ = block;
   buffer.block_offset_ = offset;
   buffer.block_size_ = req.size;
-  TERNVK_VK_CHECK(vkBindBufferMemory(device_, buffer.buffer_, block->memory(), offset));
-  if (block->mapped()) buffer.mapped_ = static_cast<char*>(block->mapped()) + offset;
-  uint64_t in_use = 0;
-  for (auto& b : blocks_) in_use += b->used();
+  TERNVK_VK_CHECK(vkBindBufferMemory(device_, raw, block->memory(), offset));
+  // Test-only (unmapped): a DeviceLocal buffer the host cannot map, as on a discrete GPU.
+  if (block->mapped() && !(unmapped_ && buffer.device_local_))
+    buffer.mapped_ = static_cast<char*>(block->mapped()) + offset;
+  uint64_t in_use = 0, device_local = 0;
+  for (auto& b : blocks_) in_use += b->used(), device_local += b->device_local_used();
   peak_ = std::max(peak_, in_use);
+  peak_device_local_ = std::max(peak_device_local_, device_local);
   return buffer;
 }
 
@@ -224,10 +233,18 @@ uint64_t MemoryAllocator::bytes_in_use() const {
   return total;
 }
 
-void MemoryAllocator::inject_faults(uint64_t budget, int fail_at) {
+uint64_t MemoryAllocator::device_local_bytes_in_use() const {
+  std::lock_guard lock(mutex_);
+  uint64_t total = 0;
+  for (auto& b : blocks_) total += b->device_local_used();
+  return total;
+}
+
+void MemoryAllocator::inject_faults(uint64_t budget, int fail_at, bool unmapped) {
   std::lock_guard lock(mutex_);
   budget_ = budget;
   fail_at_ = fail_at;
+  unmapped_ = unmapped;
   creations_ = 0;
 }
 

@@ -49,21 +49,29 @@ Pipeline::Pipeline(Device& device, const std::string& shader, const PipelineOpti
   VkDescriptorSetLayoutCreateInfo set_info{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO};
   set_info.bindingCount = static_cast<uint32_t>(bindings.size());
   set_info.pBindings = bindings.data();
-  TERNVK_VK_CHECK(vkCreateDescriptorSetLayout(device_, &set_info, nullptr, &set_layout_));
+  VkDevice vk = device_;
+  VkDescriptorSetLayout set_layout = VK_NULL_HANDLE;
+  TERNVK_VK_CHECK(vkCreateDescriptorSetLayout(vk, &set_info, nullptr, &set_layout));
+  set_layout_ = Owned<VkDescriptorSetLayout>(
+      set_layout, [vk](VkDescriptorSetLayout l) { vkDestroyDescriptorSetLayout(vk, l, nullptr); });
 
   VkPushConstantRange push{VK_SHADER_STAGE_COMPUTE_BIT, 0, reflection_.push_constant_size};
   VkPipelineLayoutCreateInfo layout_info{VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO};
   layout_info.setLayoutCount = 1;
-  layout_info.pSetLayouts = &set_layout_;
+  layout_info.pSetLayouts = set_layout_.address();
   layout_info.pushConstantRangeCount = reflection_.push_constant_size ? 1 : 0;
   layout_info.pPushConstantRanges = &push;
-  TERNVK_VK_CHECK(vkCreatePipelineLayout(device_, &layout_info, nullptr, &layout_));
+  VkPipelineLayout layout = VK_NULL_HANDLE;
+  TERNVK_VK_CHECK(vkCreatePipelineLayout(vk, &layout_info, nullptr, &layout));
+  layout_ = Owned<VkPipelineLayout>(layout, [vk](VkPipelineLayout l) { vkDestroyPipelineLayout(vk, l, nullptr); });
 
   VkShaderModuleCreateInfo module_info{VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO};
   module_info.codeSize = spirv.size() * sizeof(uint32_t);
   module_info.pCode = spirv.data();
-  VkShaderModule module = VK_NULL_HANDLE;
-  TERNVK_VK_CHECK(vkCreateShaderModule(device_, &module_info, nullptr, &module));
+  VkShaderModule raw_module = VK_NULL_HANDLE;
+  TERNVK_VK_CHECK(vkCreateShaderModule(vk, &module_info, nullptr, &raw_module));
+  // Only needed to build the pipeline: destroyed at the end of the constructor, however it ends.
+  const Owned<VkShaderModule> module(raw_module, [vk](VkShaderModule m) { vkDestroyShaderModule(vk, m, nullptr); });
 
   std::vector<VkSpecializationMapEntry> entries;
   std::vector<uint32_t> values;
@@ -79,7 +87,7 @@ Pipeline::Pipeline(Device& device, const std::string& shader, const PipelineOpti
   VkComputePipelineCreateInfo info{VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO};
   info.stage.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO;
   info.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
-  info.stage.module = module;
+  info.stage.module = module.get();
   info.stage.pName = "main";
   info.stage.pSpecializationInfo = &spec;
   if (options.required_subgroup_size && device.info().subgroup_size_control) {
@@ -88,16 +96,10 @@ Pipeline::Pipeline(Device& device, const std::string& shader, const PipelineOpti
     if (local_size_[0] % options.required_subgroup_size == 0)
       info.stage.flags = VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT;
   }
-  info.layout = layout_;
-  VkResult result = vkCreateComputePipelines(device_, device.pipeline_cache(), 1, &info, nullptr, &pipeline_);
-  vkDestroyShaderModule(device_, module, nullptr);
-  TERNVK_VK_CHECK(result);
-}
-
-Pipeline::~Pipeline() {
-  if (pipeline_) vkDestroyPipeline(device_, pipeline_, nullptr);
-  if (layout_) vkDestroyPipelineLayout(device_, layout_, nullptr);
-  if (set_layout_) vkDestroyDescriptorSetLayout(device_, set_layout_, nullptr);
+  info.layout = layout_.get();
+  VkPipeline pipeline = VK_NULL_HANDLE;
+  TERNVK_VK_CHECK(vkCreateComputePipelines(vk, device.pipeline_cache(), 1, &info, nullptr, &pipeline));
+  pipeline_ = Owned<VkPipeline>(pipeline, [vk](VkPipeline p) { vkDestroyPipeline(vk, p, nullptr); });
 }
 
 }  // namespace ternvk

@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 
+#include "runtime/core/owned.h"
 #include "runtime/device/spirv_reflect.h"
 
 namespace ternvk {
@@ -28,13 +29,12 @@ VkDescriptorType descriptor_type(BindingKind kind);
 class Pipeline {
  public:
   Pipeline(Device& device, const std::string& shader, const PipelineOptions& options);
-  ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
 
-  VkPipeline handle() const { return pipeline_; }
-  VkPipelineLayout layout() const { return layout_; }
-  VkDescriptorSetLayout set_layout() const { return set_layout_; }
+  VkPipeline handle() const { return pipeline_.get(); }
+  VkPipelineLayout layout() const { return layout_.get(); }
+  VkDescriptorSetLayout set_layout() const { return set_layout_.get(); }
   const ReflectedShader& reflection() const { return reflection_; }
   const std::string& name() const { return name_; }
   // The workgroup size after specialization.
@@ -45,9 +45,9 @@ class Pipeline {
   std::string name_;
   ReflectedShader reflection_;
   std::array<uint32_t, 3> local_size_{1, 1, 1};
-  VkDescriptorSetLayout set_layout_ = VK_NULL_HANDLE;
-  VkPipelineLayout layout_ = VK_NULL_HANDLE;
-  VkPipeline pipeline_ = VK_NULL_HANDLE;
+  Owned<VkDescriptorSetLayout> set_layout_;  // destroyed last, in reverse order of creation
+  Owned<VkPipelineLayout> layout_;
+  Owned<VkPipeline> pipeline_;
 };
 
 }  // namespace ternvk

@@ -9,27 +9,22 @@ constexpr uint32_t kSetsPerPool = 256;
 constexpr uint32_t kTimestampCapacity = 8192;
 }  // namespace
 
-Recording::Recording(Device& device, RecordingOptions options) : device_(device) {
+Recording::Recording(Device& device, RecordingOptions options)
+    : device_(device), options_(options), commands_(device.allocate_command_buffer()) {
   VkDevice vk = device.handle();
-  VkCommandBufferAllocateInfo alloc{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-  alloc.commandPool = device.command_pool();
-  alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-  alloc.commandBufferCount = 1;
-  TERNVK_VK_CHECK(vkAllocateCommandBuffers(vk, &alloc, &commands_));
-  if (!device.timeline_semaphores()) {  // fence path: the device has no timeline semaphore
-    VkFenceCreateInfo fence{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-    TERNVK_VK_CHECK(vkCreateFence(vk, &fence, nullptr, &fence_));
-  }
+  if (!device.timeline_semaphores()) fence_ = device.create_fence();  // fence path: no timeline semaphore
   VkCommandBufferBeginInfo begin{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
-  TERNVK_VK_CHECK(vkBeginCommandBuffer(commands_, &begin));
+  TERNVK_VK_CHECK(vkBeginCommandBuffer(commands_.get(), &begin));
   mode_ = !options.timestamps ? TimestampMode::None : options.whole_pass ? TimestampMode::Pass : TimestampMode::Dispatch;
   if (options.timestamps && device.info().timestamps) {
     VkQueryPoolCreateInfo q{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
     q.queryType = VK_QUERY_TYPE_TIMESTAMP;
     q.queryCount = kTimestampCapacity;
-    TERNVK_VK_CHECK(vkCreateQueryPool(vk, &q, nullptr, &query_pool_));
+    VkQueryPool pool = VK_NULL_HANDLE;
+    TERNVK_VK_CHECK(vkCreateQueryPool(vk, &q, nullptr, &pool));
+    query_pool_ = Owned<VkQueryPool>(pool, [vk](VkQueryPool p) { vkDestroyQueryPool(vk, p, nullptr); });
     query_capacity_ = kTimestampCapacity;
-    vkCmdResetQueryPool(commands_, query_pool_, 0, query_capacity_);
+    vkCmdResetQueryPool(commands_.get(), pool, 0, query_capacity_);
     write_timestamp("start");
   }
   // Earlier submits on this queue may have written what this one reads.
@@ -37,14 +32,8 @@ Recording::Recording(Device& device, RecordingOptions options) : device_(device)
 }
 
 Recording::~Recording() {
-  VkDevice vk = device_.handle();
   // The command buffer and its descriptor sets must not be freed while the last submit runs.
-  if (pending_) device_.wait_quietly(fence_, submitted_value_);
-  if (query_pool_) vkDestroyQueryPool(vk, query_pool_, nullptr);
-  for (auto pool : pools_) vkDestroyDescriptorPool(vk, pool, nullptr);
-  for (auto view : views_) vkDestroyBufferView(vk, view, nullptr);
-  if (fence_) vkDestroyFence(vk, fence_, nullptr);
-  vkFreeCommandBuffers(vk, device_.command_pool(), 1, &commands_);
+  if (pending_) device_.wait_quietly(fence_.get(), submitted_value_);
 }
 
 void Recording::ensure_descriptor_pool() {
@@ -56,9 +45,11 @@ void Recording::ensure_descriptor_pool() {
   info.maxSets = kSetsPerPool;
   info.poolSizeCount = 3;
   info.pPoolSizes = sizes;
+  VkDevice vk = device_.handle();
   VkDescriptorPool pool = VK_NULL_HANDLE;
-  TERNVK_VK_CHECK(vkCreateDescriptorPool(device_.handle(), &info, nullptr, &pool));
-  pools_.push_back(pool);
+  TERNVK_VK_CHECK(vkCreateDescriptorPool(vk, &info, nullptr, &pool));
+  Owned<VkDescriptorPool> owned(pool, [vk](VkDescriptorPool p) { vkDestroyDescriptorPool(vk, p, nullptr); });
+  pools_.push_back(std::move(owned));  // owned before the push, which may throw
   sets_left_in_pool_ = kSetsPerPool;
 }
 
@@ -68,7 +59,7 @@ void Recording::barrier() {
   b.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
                     VK_ACCESS_TRANSFER_WRITE_BIT;
   const VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
-  vkCmdPipelineBarrier(commands_, stages, stages, 0, 1, &b, 0, nullptr, 0, nullptr);
+  vkCmdPipelineBarrier(commands_.get(), stages, stages, 0, 1, &b, 0, nullptr, 0, nullptr);
   written_since_barrier_.clear();
   read_since_barrier_.clear();
 }
@@ -81,7 +72,7 @@ void Recording::track(const Pipeline& pipeline, const std::vector<BufferRange>& 
     if (written_since_barrier_.count(b)) hazard = true;                       // read/write after write
     if (!reflected[i].read_only && read_since_barrier_.count(b)) hazard = true;  // write after read
   }
-  if (hazard) barrier();
+  if (hazard && options_.automatic_barriers) barrier();
   for (size_t i = 0; i < bindings.size(); ++i) {
     if (reflected[i].read_only) read_since_barrier_.insert(bindings[i].buffer);
     else written_since_barrier_.insert(bindings[i].buffer);
@@ -89,8 +80,9 @@ void Recording::track(const Pipeline& pipeline, const std::vector<BufferRange>& 
 }
 
 void Recording::track_transfer(VkBuffer read, VkBuffer written) {
-  if (written_since_barrier_.count(read) || written_since_barrier_.count(written) ||
-      read_since_barrier_.count(written))
+  if ((written_since_barrier_.count(read) || written_since_barrier_.count(written) ||
+       read_since_barrier_.count(written)) &&
+      options_.automatic_barriers)
     barrier();
   if (read) read_since_barrier_.insert(read);
   written_since_barrier_.insert(written);
@@ -106,7 +98,7 @@ void Recording::write_timestamp(const std::string& label) {
   if (!query_pool_) return;
   if (labels_.size() >= query_capacity_)
     throw Error("a recording holds at most " + std::to_string(query_capacity_) + " timestamped commands");
-  vkCmdWriteTimestamp(commands_, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, query_pool_,
+  vkCmdWriteTimestamp(commands_.get(), VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, query_pool_.get(),
                       static_cast<uint32_t>(labels_.size()));
   labels_.push_back(label);
 }
@@ -159,7 +151,7 @@ void Recording::dispatch(const Pipeline& pipeline, const std::vector<BufferRange
   ensure_descriptor_pool();
   VkDescriptorSetLayout layout = pipeline.set_layout();
   VkDescriptorSetAllocateInfo alloc{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
-  alloc.descriptorPool = pools_.back();
+  alloc.descriptorPool = pools_.back().get();
   alloc.descriptorSetCount = 1;
   alloc.pSetLayouts = &layout;
   VkDescriptorSet set = VK_NULL_HANDLE;
@@ -182,8 +174,10 @@ void Recording::dispatch(const Pipeline& pipeline, const std::vector<BufferRange
       view.format = VK_FORMAT_R32G32B32A32_UINT;
       view.offset = bindings[i].offset;
       view.range = bindings[i].size ? bindings[i].size : VK_WHOLE_SIZE;
-      TERNVK_VK_CHECK(vkCreateBufferView(device_.handle(), &view, nullptr, &texel_views[i]));
-      views_.push_back(texel_views[i]);
+      VkDevice vk = device_.handle();
+      TERNVK_VK_CHECK(vkCreateBufferView(vk, &view, nullptr, &texel_views[i]));
+      Owned<VkBufferView> owned(texel_views[i], [vk](VkBufferView v) { vkDestroyBufferView(vk, v, nullptr); });
+      views_.push_back(std::move(owned));
       writes[i].pTexelBufferView = &texel_views[i];
     } else {
       infos[i] = {bindings[i].buffer, bindings[i].offset, bindings[i].size ? bindings[i].size : VK_WHOLE_SIZE};
@@ -192,10 +186,10 @@ void Recording::dispatch(const Pipeline& pipeline, const std::vector<BufferRange
   }
   vkUpdateDescriptorSets(device_.handle(), static_cast<uint32_t>(writes.size()), writes.data(), 0, nullptr);
 
-  vkCmdBindPipeline(commands_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.handle());
-  vkCmdBindDescriptorSets(commands_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout(), 0, 1, &set, 0, nullptr);
-  if (push_size) vkCmdPushConstants(commands_, pipeline.layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, push_size, push);
-  vkCmdDispatch(commands_, gx, gy, gz);
+  vkCmdBindPipeline(commands_.get(), VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.handle());
+  vkCmdBindDescriptorSets(commands_.get(), VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout(), 0, 1, &set, 0, nullptr);
+  if (push_size) vkCmdPushConstants(commands_.get(), pipeline.layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, push_size, push);
+  vkCmdDispatch(commands_.get(), gx, gy, gz);
   ++dispatch_count_;
   log_command({RecordedCommand::Dispatch, pipeline.name(), note.label.empty() ? pipeline.name() : note.label, note.work});
 }
@@ -204,13 +198,13 @@ void Recording::copy(BufferRange src, BufferRange dst) {
   if (src.size != dst.size) throw Error("internal: copy between ranges of different sizes");
   track_transfer(src.buffer, dst.buffer);
   VkBufferCopy region{src.offset, dst.offset, src.size};
-  vkCmdCopyBuffer(commands_, src.buffer, dst.buffer, 1, &region);
+  vkCmdCopyBuffer(commands_.get(), src.buffer, dst.buffer, 1, &region);
   log_command({RecordedCommand::Copy, "copy", "copy", DispatchWork{.bytes = 2.0 * double(src.size)}});
 }
 
 void Recording::fill(BufferRange dst, uint32_t value) {
   track_transfer(VK_NULL_HANDLE, dst.buffer);
-  vkCmdFillBuffer(commands_, dst.buffer, dst.offset, dst.size ? dst.size : VK_WHOLE_SIZE, value);
+  vkCmdFillBuffer(commands_.get(), dst.buffer, dst.offset, dst.size ? dst.size : VK_WHOLE_SIZE, value);
   log_command({RecordedCommand::Fill, "fill", "fill",
                dst.size ? std::optional(DispatchWork{.bytes = double(dst.size)}) : std::nullopt});
 }
@@ -222,24 +216,24 @@ void Recording::finish() {
   VkMemoryBarrier b{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
   b.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
   b.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
-  vkCmdPipelineBarrier(commands_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+  vkCmdPipelineBarrier(commands_.get(), VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
                        VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &b, 0, nullptr, 0, nullptr);
-  TERNVK_VK_CHECK(vkEndCommandBuffer(commands_));
+  TERNVK_VK_CHECK(vkEndCommandBuffer(commands_.get()));
   finished_ = true;
 }
 
 void Recording::submit() {
   if (!finished_) finish();
   if (pending_) wait();
-  if (fence_) TERNVK_VK_CHECK(vkResetFences(device_.handle(), 1, &fence_));
-  submitted_value_ = device_.submit(commands_, fence_);
+  if (fence_) TERNVK_VK_CHECK(vkResetFences(device_.handle(), 1, fence_.address()));
+  submitted_value_ = device_.submit(commands_.get(), fence_.get());
   pending_ = true;
 }
 
 void Recording::wait() {
   if (!pending_) return;
   pending_ = false;
-  if (fence_) device_.wait(fence_, "a recorded command buffer");
+  if (fence_) device_.wait(fence_.get(), "a recorded command buffer");
   else device_.wait_value(submitted_value_, "a recorded command buffer");
 }
 
@@ -253,7 +247,7 @@ std::vector<DispatchTiming> Recording::timings() const {
   std::vector<DispatchTiming> out;
   if (!query_pool_ || labels_.size() < 2) return out;
   std::vector<uint64_t> stamps(labels_.size());
-  VkResult r = vkGetQueryPoolResults(device_.handle(), query_pool_, 0, static_cast<uint32_t>(stamps.size()),
+  VkResult r = vkGetQueryPoolResults(device_.handle(), query_pool_.get(), 0, static_cast<uint32_t>(stamps.size()),
                                      stamps.size() * sizeof(uint64_t), stamps.data(), sizeof(uint64_t),
                                      VK_QUERY_RESULT_64_BIT);
   if (r != VK_SUCCESS) return out;

@@ -13,6 +13,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "runtime/core/owned.h"
 #include "runtime/device/memory.h"
 #include "runtime/device/pipeline.h"
 
@@ -65,6 +66,9 @@ enum class TimestampMode { None, Pass, Dispatch };
 struct RecordingOptions {
   bool timestamps = false;  // ignored (no timing) on devices without timestamp support
   bool whole_pass = false;  // with timestamps: only at the start and the end (TimestampMode::Pass)
+  // Test-only: false records no barrier between dependent commands, so a test can show that its
+  // check (the validation layer's synchronization validation) sees them missing.
+  bool automatic_barriers = true;
 };
 
 class Recording {
@@ -98,8 +102,8 @@ class Recording {
   void wait();    // waits for the last submit (its timeline value, or its fence on the fallback path)
   void submit_and_wait() { submit(); wait(); }
 
-  bool timestamps_enabled() const { return query_pool_ != VK_NULL_HANDLE; }
-  TimestampMode timestamp_mode() const { return query_pool_ ? mode_ : TimestampMode::None; }
+  bool timestamps_enabled() const { return bool(query_pool_); }
+  TimestampMode timestamp_mode() const { return bool(query_pool_) ? mode_ : TimestampMode::None; }
   // TimestampMode::Dispatch: the GPU time of each command of the last completed submit, in the
   // order of commands(); Pass: one entry, "pass", the whole pass; None: empty.
   std::vector<DispatchTiming> timings() const;
@@ -116,13 +120,16 @@ class Recording {
   void write_timestamp(const std::string& label);
   void log_command(RecordedCommand command);
   Device& device_;
-  VkCommandBuffer commands_ = VK_NULL_HANDLE;
-  VkFence fence_ = VK_NULL_HANDLE;  // only without timeline semaphores (Device::timeline_semaphores)
-  uint64_t submitted_value_ = 0;     // the device timeline value of the last submit
-  std::vector<VkDescriptorPool> pools_;
-  std::vector<VkBufferView> views_;  // texel-buffer views made at record time, freed with the recording
+  RecordingOptions options_;
+  // Destroyed bottom-up, after the destructor waited for the last submit: the query pool, views
+  // and descriptor pools, then the fence and the command buffer that used them.
+  Owned<VkCommandBuffer> commands_;
+  Owned<VkFence> fence_;          // only without timeline semaphores (Device::timeline_semaphores)
+  uint64_t submitted_value_ = 0;  // the device timeline value of the last submit
+  std::vector<Owned<VkDescriptorPool>> pools_;
+  std::vector<Owned<VkBufferView>> views_;  // texel-buffer views made at record time
   uint32_t sets_left_in_pool_ = 0;
-  VkQueryPool query_pool_ = VK_NULL_HANDLE;
+  Owned<VkQueryPool> query_pool_;
   uint32_t query_capacity_ = 0;
   std::vector<std::string> labels_;  // one per timestamp
   std::vector<RecordedCommand> log_;

@@ -1,6 +1,26 @@
 #include "runtime/device/vk_check.h"
 
+#include <atomic>
+
 namespace ternvk {
+namespace {
+std::atomic<uint64_t> g_calls{0};
+std::atomic<uint64_t> g_fail_at{0};
+std::atomic<VkResult> g_injected{VK_ERROR_OUT_OF_DEVICE_MEMORY};
+}  // namespace
+
+void inject_vk_failure_at(uint64_t nth, VkResult result) {
+  g_injected = result;
+  g_calls = 0;
+  g_fail_at = nth;
+}
+
+uint64_t checked_vk_calls() { return g_calls.load(); }
+
+VkResult vk_call_fault() {
+  const uint64_t n = ++g_calls;
+  return n == g_fail_at.load() ? g_injected.load() : VK_SUCCESS;
+}
 
 const char* vk_result_name(VkResult result) {
   switch (result) {
@@ -29,6 +49,7 @@ void throw_vk_error(VkResult result, const char* call, const char* file, int lin
   std::string message = std::string(call) + " failed with " + vk_result_name(result) + " (" +
                         std::to_string(static_cast<int>(result)) + ") at " + file + ":" +
                         std::to_string(line);
+  if (g_fail_at.load() != 0 && g_calls.load() == g_fail_at.load()) message += " (injected by a test)";
   if (result == VK_ERROR_OUT_OF_DEVICE_MEMORY || result == VK_ERROR_OUT_OF_HOST_MEMORY)
     throw OutOfMemoryError(message);
   if (result == VK_ERROR_DEVICE_LOST)

@@ -1,5 +1,6 @@
 #include "runtime/engine/model_config.h"
 
+#include <cmath>
 #include <sstream>
 
 #include "runtime/core/error.h"
@@ -24,7 +25,8 @@ void ModelConfig::validate(const std::string& source) const {
   if (n_heads % n_kv_heads) fail("head count " + std::to_string(n_heads) + " is not a multiple of the KV head count " + std::to_string(n_kv_heads));
   if (head_dim % 2) fail("head dim " + std::to_string(head_dim) + " is odd; RoPE needs an even head dim");
   if (!(rms_eps > 0.0f) || rms_eps > 1.0f) fail("RMSNorm epsilon " + std::to_string(rms_eps) + " is not in (0, 1]");
-  if (!(rope_theta > 0.0f)) fail("RoPE theta " + std::to_string(rope_theta) + " must be > 0");
+  if (!(rope_theta > 0.0f) || !std::isfinite(rope_theta))
+    fail("RoPE theta " + std::to_string(rope_theta) + " must be a finite number > 0");
 }
 
 std::string ModelConfig::describe() const {

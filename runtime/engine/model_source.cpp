@@ -7,6 +7,7 @@
 #include "runtime/formats/gguf.h"
 #include "runtime/formats/hf_config.h"
 #include "runtime/formats/hf_tensor_decode.h"
+#include "runtime/formats/json_input.h"
 #include "runtime/formats/safetensors.h"
 #include "runtime/formats/tensor_decode.h"
 
@@ -198,8 +199,8 @@ class HfModelSource final : public ModelSource {
     if (hf_.hidden_act == "relu2") c.arch = Architecture::BitNet2B4T;
     else if (hf_.hidden_act == "silu") c.arch = Architecture::BitNetLlama;
     else
-      throw Error(path_ + "/config.json: hidden_act '" + hf_.hidden_act +
-                  "' is not a BitNet FFN (expected relu2 for 2B4T or silu for 1bitLLM)");
+      throw Error(path_ + "/config.json: hidden_act " + json_preview(hf_.hidden_act) +
+                  " is not a BitNet FFN (expected relu2 for 2B4T or silu for 1bitLLM)");
     if (!hf_.weight_scale_convention)
       throw Error(path_ + "/config.json: no bitnet quantization_config; ternvk runs packed BitNet b1.58 weights");
     auto narrow = [&](int64_t v, const char* what) {

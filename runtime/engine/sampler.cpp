@@ -2,25 +2,42 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <unordered_map>
 
 #include "runtime/core/error.h"
 
 namespace ternvk {
 
+namespace {
+
+// A NaN logit (a model gone wrong) would break the ordering std::sort relies on: it ranks last.
+float rank_of(float logit) { return std::isnan(logit) ? -std::numeric_limits<float>::infinity() : logit; }
+
+[[noreturn]] void fail_no_usable_logit() {
+  throw Error("every logit is NaN or -inf: the model produced no usable scores (non-finite weights or activations)");
+}
+
+}  // namespace
+
 uint32_t argmax(std::span<const float> logits) {
   if (logits.empty()) throw Error("argmax of an empty row of logits");
   uint32_t best = 0;
   for (uint32_t i = 1; i < logits.size(); ++i)
-    if (logits[i] > logits[best]) best = i;
+    if (rank_of(logits[i]) > rank_of(logits[best])) best = i;
+  if (rank_of(logits[best]) == -std::numeric_limits<float>::infinity()) fail_no_usable_logit();
   return best;
 }
 
 Sampler::Sampler(SamplingParams params) : params_(params), rng_(params.seed) {
   if (!std::isfinite(params_.temperature)) throw Error("--temp must be a finite number");
-  if (params_.top_p <= 0.0f || params_.top_p > 1.0f) throw Error("--top-p must be in (0, 1]");
-  if (params_.min_p < 0.0f || params_.min_p >= 1.0f) throw Error("--min-p must be in [0, 1)");
-  if (params_.repeat_penalty <= 0.0f) throw Error("--repeat-penalty must be > 0");
+  // Written so that NaN fails every check.
+  if (!(params_.top_p > 0.0f && params_.top_p <= 1.0f)) throw Error("--top-p must be in (0, 1]");
+  if (!(params_.min_p >= 0.0f && params_.min_p < 1.0f)) throw Error("--min-p must be in [0, 1)");
+  if (!(params_.repeat_penalty > 0.0f) || !std::isfinite(params_.repeat_penalty))
+    throw Error("--repeat-penalty must be a finite number > 0");
+  if (!std::isfinite(params_.frequency_penalty) || !std::isfinite(params_.presence_penalty))
+    throw Error("--frequency-penalty and --presence-penalty must be finite numbers");
 }
 
 uint32_t Sampler::sample(std::span<const float> logits, std::span<const uint32_t> history) {
@@ -39,21 +56,21 @@ uint32_t Sampler::sample(std::span<const float> logits, std::span<const uint32_t
     if (params_.repeat_penalty != 1.0f) l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty;
     l -= n * params_.frequency_penalty + params_.presence_penalty;
   }
-  if (params_.greedy()) {
-    auto best = std::max_element(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-      return a.logit < b.logit || (a.logit == b.logit && a.id > b.id);
-    });
-    return best->id;
-  }
   return sample_candidates(std::move(candidates));
 }
 
 uint32_t Sampler::sample_candidates(std::vector<Candidate> c) {
   if (c.empty()) throw Error("sampling from no candidates");
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  for (Candidate& x : c) x.logit = rank_of(x.logit);
   auto by_logit = [](const Candidate& a, const Candidate& b) {
     return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
   };
-  if (params_.greedy()) return std::min_element(c.begin(), c.end(), by_logit)->id;
+  if (params_.greedy()) {
+    const Candidate& best = *std::min_element(c.begin(), c.end(), by_logit);
+    if (best.logit == -kInf) fail_no_usable_logit();
+    return best.id;
+  }
 
   size_t keep = c.size();
   if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
@@ -63,12 +80,14 @@ uint32_t Sampler::sample_candidates(std::vector<Candidate> c) {
   } else {
     std::sort(c.begin(), c.end(), by_logit);
   }
-  // Softmax with temperature.
-  std::vector<double> p(c.size());
+  // Softmax with temperature. +inf logits share all the mass; -inf ones get none.
   const double max_logit = c[0].logit;
+  if (max_logit == -kInf) fail_no_usable_logit();
+  std::vector<double> p(c.size());
   double sum = 0;
   for (size_t i = 0; i < c.size(); ++i) {
-    p[i] = std::exp((static_cast<double>(c[i].logit) - max_logit) / params_.temperature);
+    p[i] = max_logit == kInf ? (c[i].logit == kInf ? 1.0 : 0.0)
+                             : std::exp((static_cast<double>(c[i].logit) - max_logit) / params_.temperature);
     sum += p[i];
   }
   for (auto& v : p) v /= sum;

@@ -13,20 +13,6 @@
 
 namespace ternvk {
 
-ExecutionPlan resolve_plan(ExecutionPlan plan, const DeviceInfo& info) {
-  if (plan != ExecutionPlan::Auto) return plan;
-  return info.is_cpu() ? ExecutionPlan::Cpu : ExecutionPlan::Gpu;
-}
-
-const char* plan_name(ExecutionPlan plan) {
-  switch (plan) {
-    case ExecutionPlan::Auto: return "auto";
-    case ExecutionPlan::Gpu: return "gpu";
-    case ExecutionPlan::Cpu: return "cpu";
-  }
-  return "?";
-}
-
 Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, const StageOptions& options,
              const std::function<void(int, int)>& progress)
     : device_(device),

@@ -1,5 +1,6 @@
 #include "runtime/formats/float_decode.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "runtime/core/error.h"
@@ -27,6 +28,20 @@ void require_size(const RawTensor& t, GgmlType type, uint64_t expected) {
   }
 }
 
+// NaN or infinity in a norm or an embedding row would spread through every activation it meets
+// and make the model's output meaningless without any error: refuse it at load, naming where.
+[[noreturn]] void fail_not_finite(const RawTensor& t, uint64_t index, float value, const std::string& why = "") {
+  const uint64_t cols = t.cols > 0 ? uint64_t(t.cols) : 1;
+  throw Error(t.where + ": value " + std::to_string(index) + " (row " + std::to_string(index / cols) + ", col " +
+              std::to_string(index % cols) + ") is " + (std::isnan(value) ? "NaN" : value > 0 ? "+inf" : "-inf") + why +
+              "; a model's float tensors must hold finite numbers (a corrupt or badly converted file?)");
+}
+
+void require_finite(const RawTensor& t, const std::vector<float>& values) {
+  for (uint64_t i = 0; i < values.size(); ++i)
+    if (!std::isfinite(values[i])) fail_not_finite(t, i, values[i]);
+}
+
 }  // namespace
 
 bool is_float_decodable(GgmlType type) {
@@ -43,16 +58,19 @@ std::vector<float> decode_to_f32(GgmlType type, const RawTensor& t) {
       require_size(t, type, n * 4);
       out.resize(n);
       if (n != 0) std::memcpy(out.data(), p, n * 4);
+      require_finite(t, out);
       return out;
     case GgmlType::F16:
       require_size(t, type, n * 2);
       out.resize(n);
       for (uint64_t i = 0; i < n; ++i) out[i] = half_to_float(load<uint16_t>(p + 2 * i));
+      require_finite(t, out);
       return out;
     case GgmlType::BF16:
       require_size(t, type, n * 2);
       out.resize(n);
       for (uint64_t i = 0; i < n; ++i) out[i] = bf16_to_float(load<uint16_t>(p + 2 * i));
+      require_finite(t, out);
       return out;
     case GgmlType::Q8_0: {
       if (t.cols % kQ8Block != 0) {
@@ -65,6 +83,7 @@ std::vector<float> decode_to_f32(GgmlType type, const RawTensor& t) {
       for (uint64_t b = 0; b < blocks; ++b) {
         const uint8_t* block = p + b * kQ8BlockBytes;
         const float d = half_to_float(load<uint16_t>(block));
+        if (!std::isfinite(d)) fail_not_finite(t, b * kQ8Block, d, " (the scale of its Q8_0 block)");
         const auto* q = reinterpret_cast<const int8_t*>(block + 2);
         for (uint64_t j = 0; j < kQ8Block; ++j) out[b * kQ8Block + j] = d * static_cast<float>(q[j]);
       }
@@ -82,11 +101,18 @@ std::vector<uint16_t> decode_to_f16_bits(GgmlType type, const RawTensor& t) {
     require_size(t, type, n * 2);
     std::vector<uint16_t> out(n);
     if (n != 0) std::memcpy(out.data(), t.bytes.data(), n * 2);
+    for (uint64_t i = 0; i < n; ++i)
+      if ((out[i] & 0x7c00u) == 0x7c00u) fail_not_finite(t, i, half_to_float(out[i]));
     return out;
   }
   const std::vector<float> f = decode_to_f32(type, t);
   std::vector<uint16_t> out(f.size());
-  for (size_t i = 0; i < f.size(); ++i) out[i] = float_to_half(f[i]);
+  for (size_t i = 0; i < f.size(); ++i) {
+    out[i] = float_to_half(f[i]);
+    if ((out[i] & 0x7c00u) == 0x7c00u) {
+      fail_not_finite(t, i, half_to_float(out[i]), " in fp16 (" + std::to_string(f[i]) + " is beyond its range of 65504)");
+    }
+  }
   return out;
 }
 

@@ -20,6 +20,12 @@ constexpr int kMaxArrayNesting = 16;
 // info is u64 name length + u32 n_dims + u32 type + u64 offset.
 constexpr uint64_t kMinKeyValueBytes = 8 + 4 + 1;
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 4 + 8;
+// Host memory the parsed metadata may take: real files need 2-3x their metadata bytes (a short
+// token string takes 32 bytes in memory for ~15 in the file). Small values take more in memory
+// than in the file (a u8 array element becomes 8 bytes), so a crafted file could otherwise make
+// the parser allocate many times its size; the budget turns that into an error naming the key.
+constexpr uint64_t kMetadataMemoryPerFileByte = 4;
+constexpr uint64_t kMetadataMemoryAllowance = uint64_t{16} << 20;
 
 uint64_t element_size(GgufType t) {
   switch (t) {
@@ -35,8 +41,20 @@ uint64_t element_size(GgufType t) {
 
 class GgufParser {
  public:
-  GgufParser(std::span<const uint8_t> bytes, std::string_view name) : in_(bytes, name) {}
+  GgufParser(std::span<const uint8_t> bytes, std::string_view name)
+      : in_(bytes, name), memory_left_(kMetadataMemoryPerFileByte * bytes.size() + kMetadataMemoryAllowance) {}
   ByteReader& in() { return in_; }
+
+  // Counts `bytes` of host memory for what `name` holds (a metadata key, or a tensor when
+  // `tensor`), before it is allocated.
+  void charge(uint64_t bytes, const std::string& name, bool tensor = false) {
+    if (bytes > memory_left_) {
+      in_.fail(std::string(tensor ? "tensor '" : "metadata '") + name +
+               "' would take more host memory than a GGUF file of this size can need (" +
+               std::to_string(kMetadataMemoryPerFileByte) + " bytes per file byte); the file is corrupt or crafted");
+    }
+    memory_left_ -= bytes;
+  }
 
   std::string read_string(std::string_view what) {
     const uint64_t length = in_.read<uint64_t>(what);
@@ -73,7 +91,10 @@ class GgufParser {
       case GgufType::F32: v.float_value = in_.read<float>(key); break;
       case GgufType::F64: v.float_value = in_.read<double>(key); break;
       case GgufType::BOOL: v.bool_value = in_.read<uint8_t>(key) != 0; break;
-      case GgufType::STRING: v.string_value = read_string("value of '" + key + "'"); break;
+      case GgufType::STRING:
+        v.string_value = read_string("value of '" + key + "'");
+        charge(v.string_value.size(), key);
+        break;
       case GgufType::ARRAY: v.array = read_array(key, depth + 1); break;
     }
     return v;
@@ -92,6 +113,8 @@ class GgufParser {
                std::string(gguf_type_name(a.element_type)) + ", more than the " +
                std::to_string(in_.remaining()) + " bytes left in the file can hold");
     }
+    charge(count * element_memory(a.element_type), key);  // count < file size: no overflow
+    reserve(a, count);
     for (uint64_t i = 0; i < count; ++i) {
       GgufValue e = read_value(a.element_type, key, depth);
       switch (a.element_type) {
@@ -109,7 +132,26 @@ class GgufParser {
   }
 
  private:
+  static uint64_t element_memory(GgufType t) {
+    switch (t) {
+      case GgufType::STRING: return sizeof(std::string);
+      case GgufType::ARRAY: return sizeof(GgufArray);
+      case GgufType::F32: case GgufType::F64: return sizeof(double);
+      default: return sizeof(uint64_t);
+    }
+  }
+  // The count was checked against the bytes left and charged: reserving it is safe.
+  static void reserve(GgufArray& a, uint64_t count) {
+    switch (a.element_type) {
+      case GgufType::STRING: a.strings.reserve(count); break;
+      case GgufType::ARRAY: a.arrays.reserve(count); break;
+      case GgufType::F32: case GgufType::F64: a.float_values.reserve(count); break;
+      case GgufType::I8: case GgufType::I16: case GgufType::I32: case GgufType::I64: a.signed_values.reserve(count); break;
+      default: a.unsigned_values.reserve(count); break;
+    }
+  }
   ByteReader in_;
+  uint64_t memory_left_;
 };
 
 // Built by appending: GCC 12 warns falsely (-Wrestrict) on "'" + std::string(s) + "'".
@@ -170,9 +212,11 @@ void GgufFile::parse() {
     in.fail("tensor count " + std::to_string(tensor_count) + " is larger than the file could hold");
   }
 
-  metadata_.reserve(kv_count);
+  // Not reserved by the counts: a crafted count would allocate before anything is read. The
+  // vectors grow with what the file really holds, and the parser charges that against its budget.
   for (uint64_t i = 0; i < kv_count; ++i) {
     std::string key = p.read_string("metadata key #" + std::to_string(i));
+    p.charge(sizeof(metadata_[0]) + key.size(), key);
     const GgufType type = p.read_type("type of metadata " + in_quotes(key));
     GgufValue value = p.read_value(type, key, 0);
     if (metadata_index_.count(key) != 0) {
@@ -194,10 +238,10 @@ void GgufFile::parse() {
     alignment_ = static_cast<uint32_t>(align);
   }
 
-  tensors_.reserve(tensor_count);
   for (uint64_t i = 0; i < tensor_count; ++i) {
     GgufTensorInfo t;
     t.name = p.read_string("name of tensor #" + std::to_string(i));
+    p.charge(sizeof(GgufTensorInfo) + t.name.size(), t.name, true);
     const std::string where = "tensor " + in_quotes(t.name);
     t.n_dims = in.read<uint32_t>("n_dims of " + where);
     if (t.n_dims > kGgufMaxDims) {

@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "runtime/core/error.h"
 #include "runtime/formats/checked_math.h"
+#include "runtime/formats/json_input.h"
 
 namespace ternvk {
 
@@ -48,14 +47,6 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
-}
-
-std::string read_text_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open '" + path.string() + "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -111,12 +102,7 @@ void SafetensorsFile::parse() {
   const uint64_t data_size = bytes.size() - data_offset_;
   const char* header = reinterpret_cast<const char*>(bytes.data() + 8);
 
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(header, header + header_len);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(name + ": safetensors header is not valid JSON: " + e.what());
-  }
+  const nlohmann::json json = parse_json_text(std::string_view(header, header_len), name + ": safetensors header");
   if (!json.is_object()) {
     throw Error(name + ": safetensors header must be a JSON object, found " + json.type_name());
   }
@@ -144,8 +130,8 @@ void SafetensorsFile::parse() {
     t.dtype = safetensors_dtype_from_string(t.dtype_name);
     for (const auto& d : *shape_it) {
       if (!d.is_number_unsigned() || d.get<uint64_t>() > static_cast<uint64_t>(kMaxDim)) {
-        throw Error(where + ": shape " + shape_it->dump() +
-                    " must hold non-negative integers of sane size");
+        throw Error(where + ": \"shape\" holds " + json_preview(d) +
+                    "; it must hold non-negative integers of sane size");
       }
       t.shape.push_back(d.get<int64_t>());
     }
@@ -218,19 +204,15 @@ SafetensorsModel SafetensorsModel::open(const std::filesystem::path& path) {
     throw Error("'" + model.path_ + "' holds neither model.safetensors nor " +
                 "model.safetensors.index.json — is it a Hugging Face model folder?");
   }
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(read_text_file(index_path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(index_path.string() + ": not valid JSON: " + e.what());
-  }
+  // An index lists each tensor once: a few MiB for the largest models.
+  const nlohmann::json index = read_json_file(index_path, uint64_t{64} << 20);
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
     throw Error(index_path.string() + ": expected an object with a \"weight_map\" object");
   }
   // Open each shard once, in first-mention order; then resolve every mapped tensor.
   std::unordered_map<std::string, size_t> shard_of_file;
   std::vector<std::pair<std::string, size_t>> wanted;
-  for (const auto& [tensor_name, file] : index["weight_map"].items()) {
+  for (const auto& [tensor_name, file] : index.at("weight_map").items()) {
     if (!file.is_string()) {
       throw Error(index_path.string() + ": weight_map[" + in_quotes(tensor_name) +
                   "] must be a file name string");

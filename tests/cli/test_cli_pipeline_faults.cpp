@@ -5,7 +5,6 @@
 // the device, with no validation error.
 #include <doctest/doctest.h>
 
-#include <chrono>
 #include <filesystem>
 
 #include "cli/run_process.h"
@@ -31,13 +30,12 @@ void expect_failure(const ProcessResult& r, std::initializer_list<std::string> n
 }  // namespace
 
 TEST_CASE("run --devices 0,0: a device lost in the middle of decode ends the run at once with the stage named") {
-  const auto t0 = std::chrono::steady_clock::now();
   // The second stage's device: its 6th submit (the prompt is 1 prefill step, then decode steps).
   auto r = run_with_fault("device=1,lose_device_at_submit=6", kRun + " -n 24 --split 1,1");
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   expect_failure(r, {"ternvk: error: stage 1 on device 0", "logical device 1", "VK_ERROR_DEVICE_LOST"});
   CHECK(r.out.rfind("Once upon a time", 0) == 0);  // what was generated before the loss was printed
-  CHECK(seconds < 60);
+  // At once: the error is the loss itself, not a wait that ran out of time on work never submitted.
+  CHECK(r.err.find("did not finish") == std::string::npos);
   // The same run without the fault generates to the end.
   auto ok = run_ternvk(kRun + " -n 24 --split 1,1");
   CAPTURE(ok.err);

@@ -69,11 +69,10 @@ void lose_device(Device& dev) {
   dev.inject_faults({.lose_device_at_submit = 2});
   rec.submit_and_wait();
   CHECK_FALSE(dev.lost());
-  const auto t0 = std::chrono::steady_clock::now();
   CHECK_THROWS_AS(rec.submit_and_wait(), DeviceLostError);
   CHECK(dev.lost());
   CHECK_THROWS_AS(dev.run_now([](VkCommandBuffer) {}), DeviceLostError);
-  CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 2.0);
+  CHECK(dev.waits_timed_out() == 0);  // at once: nothing waited for work that never ran
 }
 
 bool timeline_forbidden_by_env() {

@@ -3,10 +3,13 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <limits>
 
 #include "engine/random_model.h"
 #include "engine/reference_forward.h"
+#include "common/gpu.h"
 #include "runtime/core/error.h"
+#include "runtime/engine/engine.h"
 #include "runtime/formats/gguf_writer.h"
 
 using namespace ternvk;
@@ -96,4 +99,29 @@ TEST_CASE("a file without the graph's tensors names every missing one") {
   CHECK_THROWS_WITH_AS(open_model(path),
                        doctest::Contains("missing tensors: output_norm.weight, blk.0.attn_norm.weight"), Error);
   CHECK_THROWS_WITH_AS(open_model(path), doctest::Contains("blk.1.ffn_down.weight"), Error);
+}
+
+TEST_CASE("NaN or infinity in a norm or the embedding stops the load, naming the tensor") {
+  const auto dir = temp_dir("non-finite");
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  RandomModel norm_nan = make_random_model(small_2b4t_config(), 5);
+  norm_nan.layers[1].ffn_norm[7] = nan;
+  write_gguf(norm_nan, dir / "norm.gguf", GgmlType::I2_S);
+  CHECK_THROWS_WITH_AS(open_model(dir / "norm.gguf")->norm(1, Norm::Ffn),
+                       doctest::Contains("tensor 'blk.1.ffn_norm.weight': value 7 (row 0, col 7) is NaN"), Error);
+  RandomModel embedding_inf = make_random_model(small_2b4t_config(), 5);
+  embedding_inf.embedding[3 * size_t(embedding_inf.config.dim) + 2] = inf;
+  write_gguf(embedding_inf, dir / "embd.gguf", GgmlType::I2_S);
+  const std::string where = "tensor 'token_embd.weight': value " + std::to_string(3 * embedding_inf.config.dim + 2) +
+                            " (row 3, col 2) is +inf";
+  CHECK_THROWS_WITH_AS(open_model(dir / "embd.gguf")->embedding_f16(), doctest::Contains(where.c_str()), Error);
+  // The same in a Hugging Face folder (BF16 norms).
+  write_hf_folder(norm_nan, dir / "hf");
+  CHECK_THROWS_WITH_AS(open_model(dir / "hf")->norm(1, Norm::Ffn),
+                       doctest::Contains("model.layers.1.post_attention_layernorm.weight"), Error);
+  // An engine loading either file refuses it before running anything.
+  EngineOptions o;
+  o.load_tokenizer = false;
+  o.context = 16;
+  CHECK_THROWS_WITH_AS(Engine(test::instance(), dir / "norm.gguf", o), doctest::Contains("is NaN"), Error);
 }

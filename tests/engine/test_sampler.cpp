@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <limits>
 #include <map>
 
 #include "runtime/core/error.h"
@@ -50,4 +51,43 @@ TEST_CASE("invalid sampling settings are clear errors") {
   CHECK_THROWS_AS(Sampler({.repeat_penalty = 0.0f}), Error);
   Sampler s({});
   CHECK_THROWS_AS(s.sample({}, {}), Error);
+}
+
+TEST_CASE("NaN and infinite logits neither break the ordering nor get picked over real scores") {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  // NaN first: with NaN compared as a number, std::sort's ordering is undefined and the old greedy
+  // scan kept index 0 (nothing compares greater than NaN).
+  std::vector<float> logits = {nan, 1.0f, nan, 3.0f, -inf, 2.0f, nan};
+  CHECK(argmax(logits) == 3);
+  Sampler greedy({.temperature = 0});
+  CHECK(greedy.sample(logits, {}) == 3);
+  for (int top_k : {0, 3, 40}) {
+    Sampler s({.temperature = 1.0f, .top_k = top_k, .top_p = 1.0f, .min_p = 0.0f, .seed = 3});
+    std::map<uint32_t, int> seen;
+    for (int i = 0; i < 300; ++i) seen[s.sample(logits, {})]++;
+    CAPTURE(top_k);
+    for (const auto& [id, n] : seen) CHECK((id == 1 || id == 3 || id == 5));  // never a NaN or -inf token
+    CHECK(seen.count(3) == 1);
+  }
+  // +inf outranks every finite logit and takes all the probability (shared among +inf ones).
+  const std::vector<float> with_inf = {0.0f, inf, 5.0f, inf, nan};
+  Sampler s({.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = 9});
+  std::map<uint32_t, int> seen;
+  for (int i = 0; i < 200; ++i) seen[s.sample(with_inf, {})]++;
+  CHECK(seen.size() == 2);
+  CHECK(seen[1] > 0);
+  CHECK(seen[3] > 0);
+  // The GPU's candidates (sample_candidates) get the same treatment.
+  Sampler c({.temperature = 0.7f, .top_k = 2, .top_p = 0.9f, .min_p = 0.0f, .seed = 1});
+  for (int i = 0; i < 50; ++i) CHECK(c.sample_candidates({{7, nan}, {8, 0.5f}, {9, nan}}) == 8);
+  // Nothing usable at all: a clear error, not an arbitrary token.
+  const std::vector<float> broken = {nan, nan, -inf};
+  CHECK_THROWS_WITH_AS(argmax(broken), doctest::Contains("every logit is NaN or -inf"), Error);
+  CHECK_THROWS_WITH_AS(greedy.sample(broken, {}), doctest::Contains("every logit is NaN"), Error);
+  CHECK_THROWS_WITH_AS(s.sample(broken, {}), doctest::Contains("every logit is NaN"), Error);
+  // NaN settings fail their checks instead of slipping past comparisons.
+  CHECK_THROWS_AS(Sampler({.top_p = nan}), Error);
+  CHECK_THROWS_AS(Sampler({.min_p = nan}), Error);
+  CHECK_THROWS_AS(Sampler({.repeat_penalty = nan}), Error);
+  CHECK_THROWS_AS(Sampler({.frequency_penalty = inf}), Error);
 }

@@ -59,6 +59,18 @@ inline std::vector<uint8_t> sample_safetensors() {
   return w.to_bytes();
 }
 
+// config.json of BitNet b1.58 2B4T.
+inline const char* const kSampleConfigJson = R"({
+  "architectures": ["BitNetForCausalLM"], "model_type": "bitnet",
+  "hidden_size": 2560, "num_hidden_layers": 30, "num_attention_heads": 20,
+  "num_key_value_heads": 5, "intermediate_size": 6912, "vocab_size": 128256,
+  "rms_norm_eps": 1e-05, "rope_theta": 500000.0, "max_position_embeddings": 4096,
+  "tie_word_embeddings": true, "hidden_act": "relu2", "bos_token_id": 128000,
+  "eos_token_id": 128001, "torch_dtype": "bfloat16",
+  "quantization_config": {"quant_method": "bitnet", "linear_class": "autobitlinear",
+                          "quantization_mode": "offline"}
+})";
+
 // Byte position of the first occurrence of `text` in `bytes` (requires it to be there).
 inline size_t find_bytes(const std::vector<uint8_t>& bytes, const std::string& text) {
   auto it = std::search(bytes.begin(), bytes.end(), text.begin(), text.end());

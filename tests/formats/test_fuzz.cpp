@@ -1,12 +1,16 @@
 // Seeded mutation fuzzing of small valid GGUF and safetensors files: byte flips, truncations,
 // inserted garbage and large values over length fields. Opening and decoding every tensor may only
 // ever succeed or throw ternvk::Error: any other exception fails, and a crash fails the binary.
+// The JSON inputs (config.json, the safetensors header) get JSON-aware mutations as well
+// (common/json_fuzz.h), and their errors must name the file.
 #include <doctest/doctest.h>
 
 #include <chrono>
 #include <random>
 
+#include "common/json_fuzz.h"
 #include "runtime/formats/gguf.h"
+#include "runtime/formats/hf_config.h"
 #include "runtime/formats/safetensors.h"
 #include "runtime/formats/tensor_decode.h"
 #include "runtime/formats/ternary_decode.h"
@@ -118,4 +122,25 @@ TEST_CASE("fuzz: mutated GGUF files only ever produce ternvk::Error") {
 
 TEST_CASE("fuzz: mutated safetensors files only ever produce ternvk::Error") {
   fuzz(test::sample_safetensors(), 1234, exercise_safetensors);
+}
+
+TEST_CASE("fuzz: mutated config.json files only ever produce ternvk::Error naming the file") {
+  test::fuzz_json(test::kSampleConfigJson, 99, 6000, "fuzz/config.json",
+                  [](const std::string& text) { (void)parse_hf_config_json(text, "fuzz/config.json"); });
+}
+
+TEST_CASE("fuzz: mutated safetensors headers only ever produce ternvk::Error naming the file") {
+  const std::vector<uint8_t> seed = test::sample_safetensors();
+  uint64_t header_len;
+  std::memcpy(&header_len, seed.data(), 8);
+  const std::string header(reinterpret_cast<const char*>(seed.data() + 8), header_len);
+  const std::vector<uint8_t> data(seed.begin() + 8 + static_cast<std::ptrdiff_t>(header_len), seed.end());
+  test::fuzz_json(header, 4321, 6000, "fuzz.safetensors", [&](const std::string& text) {
+    std::vector<uint8_t> bytes(8 + text.size());
+    const uint64_t len = text.size();
+    std::memcpy(bytes.data(), &len, 8);
+    std::memcpy(bytes.data() + 8, text.data(), text.size());
+    bytes.insert(bytes.end(), data.begin(), data.end());
+    exercise_safetensors(std::move(bytes));
+  });
 }

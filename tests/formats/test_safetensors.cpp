@@ -11,6 +11,7 @@
 #include "runtime/formats/safetensors.h"
 #include "runtime/formats/safetensors_writer.h"
 #include "runtime/formats/ternary_encode.h"
+#include "sample_files.h"
 #include "ternary_test_data.h"
 #include "test_util.h"
 
@@ -22,16 +23,7 @@ void write_text(const std::filesystem::path& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
-const char* kConfig2B4T = R"({
-  "architectures": ["BitNetForCausalLM"], "model_type": "bitnet",
-  "hidden_size": 2560, "num_hidden_layers": 30, "num_attention_heads": 20,
-  "num_key_value_heads": 5, "intermediate_size": 6912, "vocab_size": 128256,
-  "rms_norm_eps": 1e-05, "rope_theta": 500000.0, "max_position_embeddings": 4096,
-  "tie_word_embeddings": true, "hidden_act": "relu2", "bos_token_id": 128000,
-  "eos_token_id": 128001, "torch_dtype": "bfloat16",
-  "quantization_config": {"quant_method": "bitnet", "linear_class": "autobitlinear",
-                          "quantization_mode": "offline"}
-})";
+const char* const kConfig2B4T = test::kSampleConfigJson;
 
 // A packed ternary weight plus its BF16 scalar scale, the way 2B4T stores a BitLinear.
 void add_bitlinear(SafetensorsWriter& w, const std::string& prefix, const TernaryMatrix& m,
