@@ -75,8 +75,8 @@ ReadProbe probe_read(Device& device, std::span<const BufferRange> segments, int 
                   " bytes is not a multiple of 16 within maxStorageBufferRange (" +
                   std::to_string(info.max_storage_buffer_range) + ")");
     const uint64_t count = s.size / 16;
-    uint32_t g = uint32_t(std::min<uint64_t>({want_groups, (count + wg - 1) / wg, info.max_workgroup_count_x ? info.max_workgroup_count_x : 65535u}));
-    g = std::max(g, 1u);
+    const uint64_t max_groups = info.max_workgroup_count_x ? info.max_workgroup_count_x : 65535u;
+    const uint32_t g = uint32_t(std::max<uint64_t>(std::min<uint64_t>({want_groups, (count + wg - 1) / wg, max_groups}), 1));
     groups.push_back(g);
     per_group.push_back(uint32_t((count + g - 1) / g));
     first.push_back(total_groups);

@@ -20,7 +20,6 @@ using namespace ternvk;
 using namespace ternvk::test;
 using ops::AttentionTuning;
 using ops::HeadLayout;
-using ops::QkvView;
 using ops::SequenceLayout;
 
 namespace {
@@ -53,7 +52,7 @@ struct Inputs {
     return {clamped, capacity, sequences};
   }
   std::vector<float> reference() const {
-    return ref::attention(qkv, QkvView::fused({}, tokens(), h), h, pos, k, v, default_scale(h), ref_slots());
+    return ref::attention(qkv, ops::QkvView::fused({}, tokens(), h), h, pos, k, v, default_scale(h), ref_slots());
   }
 };
 
@@ -81,7 +80,7 @@ struct FlashRun {
       scratch = own_scratch.range();
     }
     rec = std::make_unique<Recording>(device());
-    ops::AttentionArgs args{QkvView::fused(act.range(), in.tokens(), in.h), positions.range(),
+    ops::AttentionArgs args{ops::QkvView::fused(act.range(), in.tokens(), in.h), positions.range(),
                             {kc.range(), vc.range(), in.capacity, in.sequences}, out.range(), 0, scratch};
     if (!in.slot.empty()) args.slots = slots.range();
     ops::record_attention(*rec, plan, args);
@@ -100,7 +99,7 @@ struct FlashRun {
 
 // Worst |got - want| / bound over all elements (NaN counts as infinitely wrong).
 double error_ratio(const Inputs& in, const std::vector<float>& got, const std::vector<float>& want) {
-  const auto bound = ref::attention_bound(in.qkv, QkvView::fused({}, in.tokens(), in.h), in.h, in.pos, in.k, in.v,
+  const auto bound = ref::attention_bound(in.qkv, ops::QkvView::fused({}, in.tokens(), in.h), in.h, in.pos, in.k, in.v,
                                           default_scale(in.h), want, in.ref_slots());
   REQUIRE(got.size() == want.size());
   double worst = 0;
@@ -316,7 +315,7 @@ TEST_CASE("flash-decode attention shares its scratch with the other kernels' par
     Buffer kc = upload(prefill.k, "k"), vc = upload(prefill.v, "v");
     Buffer out = device_buffer(size_t(prefill.tokens()) * h.n_heads * h.head_dim * 4, "out");
     Recording rec(device());
-    ops::record_attention(rec, plan, {QkvView::fused(a.range(), prefill.tokens(), h), p.range(),
+    ops::record_attention(rec, plan, {ops::QkvView::fused(a.range(), prefill.tokens(), h), p.range(),
                                       {kc.range(), vc.range(), prefill.capacity}, out.range(), 0, scratch.range()});
     rec.submit_and_wait();
     CHECK(compare(download<float>(out, prefill.tokens() * size_t(h.n_heads) * h.head_dim), prefill.reference(), 1e-5,
