@@ -1,7 +1,8 @@
 // Attention benchmark at the BitNet b1.58 2B4T shape (20 heads, 5 KV heads, head_dim 128, fp16 KV
-// cache): decode (T=1) and prefill (T=64) for contexts 128, 512, 1024, 4096, every kernel the device
-// can run side by side in one run (the tiled attention.comp, with and without q in registers, and the
-// lane-split attention_decode). Times are GPU timestamps: each round records `reps` calls in one
+// cache): decode (T=1) for contexts 128 to 32768 and prefill (T=64) for contexts 128 to 4096, every
+// kernel the device can run side by side in one run (the tiled attention.comp, with and without q in
+// registers, the lane-split attention_decode and the GPU decode attention_flash_decode). Times are
+// GPU timestamps: each round records `reps` calls in one
 // command buffer, submits it twice (warm-up, measured); the figure is the median over all calls of
 // all rounds, rounds interleaving the kernels so that machine load hits them alike. GB/s counts the
 // K and V bytes a call must read (each token's live keys once per kv head). Every kernel's output is
@@ -9,9 +10,12 @@
 // run shaders on this process's threads: on a loaded machine it shows the work without the waiting).
 //
 //   bench_attention [--quick] [--reps N] [--rounds N] [--device N] [--engine]
+//     --quick  decode at 128, 1024, 4096 and 16384 keys, prefill at 128, 1024, 4096, fewer repetitions
 //     --decode-only, --lane-split-only  restrict the cases (tuning aids)
-//     --engine  also decode recorded for the maximum context 4096 while fewer keys are live (as the
+//     --engine  also decode recorded for the maximum context 32768 while fewer keys are live (as the
 //               engine records a decode step once)
+//   BENCH_KB="kb/splits,..." and BENCH_FLASH="wg/lanes_per_key/kb/splits,..." add lane-split and
+//   flash-decode variants (tuning aids; 0 = the plan's default).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -62,9 +66,26 @@ struct Options {
   std::optional<int> device;
 };
 
+// The comma-separated items of an environment variable (none when it is unset).
+std::vector<std::string> env_list(const char* name) {
+  std::vector<std::string> items;
+  const char* v = std::getenv(name);
+  for (std::string item; v && *v; ++v) {
+    if (*v != ',') item += *v;
+    if (*v == ',' || !v[1]) {
+      if (!item.empty()) items.push_back(item);
+      item.clear();
+    }
+  }
+  return items;
+}
+
 std::string describe(const AttentionPlan& p) {
   char b[160];
-  if (p.lane_split)
+  if (p.flash_decode)
+    std::snprintf(b, sizeof b, "flash wg %u lanes/key %u KB %u splits %u (>= %u keys)", p.workgroup, p.lanes_per_key,
+                  p.key_block, p.n_chunks, p.min_split);
+  else if (p.lane_split)
     std::snprintf(b, sizeof b, "lane-split wg %u KB %u splits %u %s", p.workgroup, p.key_block, p.n_chunks,
                   p.texel_loads ? "texel" : "storage");
   else
@@ -203,20 +224,26 @@ int main(int argc, char** argv) {
         {"tiled (q shared)", {.q_in_registers = false, .lane_split = false}},
         {"tiled (q registers)", {.q_in_registers = true, .lane_split = false}},
         {"lane-split", {.lane_split = true}},
+        {"flash-decode", {.flash_decode = true}},
     };
+    // on a CPU device the flash kernel's default is one subgroup per workgroup: also 4 subgroups
+    if (info.is_cpu())
+      decode.push_back({"flash-decode wg x4", {.workgroup = 4 * info.subgroup_size, .flash_decode = true}});
     // the lane-split kernel's other K/V loads: storage buffers where texel loads are the default
     if (plan_attention(info, h, 1, 4096, {.lane_split = true}).texel_loads)
       decode.push_back({"lane-split storage", {.lane_split = true, .texel_loads = false}});
-    if (const char* kbs = std::getenv("BENCH_KB")) {  // tuning aid: extra lane-split key blocks/splits
-      for (std::string item; *kbs; ) {
-        item.clear();
-        while (*kbs && *kbs != ',') item += *kbs++;
-        if (*kbs == ',') ++kbs;
-        uint32_t kb = 0, sp = 0;
-        std::sscanf(item.c_str(), "%u/%u", &kb, &sp);
-        decode.push_back({"lane-split KB" + std::to_string(kb) + "/" + std::to_string(sp),
-                          {.lane_split = true, .splits = sp, .key_block = kb}});
-      }
+    // tuning aids: BENCH_KB="kb/splits,..." (lane-split), BENCH_FLASH="wg/lanes_per_key/kb/splits,..."
+    // (flash-decode, e.g. "128/16/2/0,256/16/4/0,128/8/4/64" on a GPU); 0 = the plan's default
+    for (const std::string& item : env_list("BENCH_KB")) {
+      uint32_t kb = 0, sp = 0;
+      std::sscanf(item.c_str(), "%u/%u", &kb, &sp);
+      decode.push_back({"lane-split KB" + item, {.lane_split = true, .splits = sp, .key_block = kb}});
+    }
+    for (const std::string& item : env_list("BENCH_FLASH")) {
+      uint32_t wg = 0, lpk = 0, kb = 0, sp = 0;
+      std::sscanf(item.c_str(), "%u/%u/%u/%u", &wg, &lpk, &kb, &sp);
+      decode.push_back({"flash " + item,
+                        {.workgroup = wg, .splits = sp, .key_block = kb, .flash_decode = true, .lanes_per_key = lpk}});
     }
     std::vector<Kernel> prefill = {
         {"tiled", {.lane_split = false}},
@@ -230,11 +257,14 @@ int main(int argc, char** argv) {
     }
     const std::vector<uint32_t> contexts = o.quick ? std::vector<uint32_t>{128, 1024, 4096}
                                                    : std::vector<uint32_t>{128, 512, 1024, 4096};
+    const std::vector<uint32_t> decode_contexts =
+        o.quick ? std::vector<uint32_t>{128, 1024, 4096, 16384}
+                : std::vector<uint32_t>{128, 512, 1024, 2048, 4096, 8192, 16384, 32768};
     std::printf("== decode, T=1 ==\n");
-    for (uint32_t ctx : contexts) run_case(dev, o, h, 1, ctx, ctx, decode);
+    for (uint32_t ctx : decode_contexts) run_case(dev, o, h, 1, ctx, ctx, decode);
     if (o.engine) {
-      std::printf("== decode recorded for 4096 keys, fewer live ==\n");
-      for (uint32_t ctx : contexts) run_case(dev, o, h, 1, ctx, 4096, decode);
+      std::printf("== decode recorded for 32768 keys, fewer live ==\n");
+      for (uint32_t ctx : decode_contexts) run_case(dev, o, h, 1, ctx, 32768, decode);
     }
     if (o.decode_only) return 0;
     std::printf("== prefill, T=64 ==\n");

@@ -192,7 +192,7 @@ void ChatSession::record_timings(bool prefill, double host_us) {
     named.clear();
     const Recording* pass = engine_->stage(s).last_pass();
     if (!pass) continue;
-    for (const auto& t : profiler::timed_commands(*pass, 0)) {
+    for (const auto& t : profiler::timed_commands(*pass, {})) {
       auto& row = by_shader[t.shader];
       row.label = t.shader;
       row.us += t.microseconds;

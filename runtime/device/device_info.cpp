@@ -1,7 +1,9 @@
 #include "runtime/device/device_info.h"
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
+#include <thread>
 
 namespace ternvk {
 namespace {
@@ -25,6 +27,15 @@ uint64_t DeviceInfo::device_local_bytes() const {
   for (const auto& h : heaps)
     if (h.device_local) total += h.size;
   return total;
+}
+
+uint32_t DeviceInfo::assumed_compute_units() const {
+  if (compute_units) return compute_units;
+  switch (type) {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return 100;
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: return std::max(1u, std::thread::hardware_concurrency());
+    default: return 16;
+  }
 }
 
 std::string DeviceInfo::vendor_name() const {
@@ -86,6 +97,7 @@ std::string DeviceInfo::describe() const {
       << yes(subgroup_size_control) << ", cooperative matrix " << (cooperative_matrix ? "present (not used yet)" : "no")
       << ", timestamps " << yes(timestamps)
       << ", timeline semaphores " << (timeline_semaphore ? "yes" : "no (fences)");
+  if (compute_units) out << ", compute units " << compute_units;
   return out.str();
 }
 
@@ -110,9 +122,25 @@ DeviceInfo query_device_info(VkPhysicalDevice physical, uint32_t index) {
   VkPhysicalDeviceSubgroupSizeControlProperties size_control_props{};
   size_control_props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES;
   size_control_props.pNext = vulkan13 ? &dot_props : nullptr;
+  // Compute-unit counts (only where the extension is present: chaining an unsupported struct is invalid).
+  VkPhysicalDeviceShaderSMBuiltinsPropertiesNV sm_props{};
+  sm_props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_SM_BUILTINS_PROPERTIES_NV;
+  VkPhysicalDeviceShaderCorePropertiesAMD amd_core_props{};
+  amd_core_props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_CORE_PROPERTIES_AMD;
+  void* core_chain = vulkan13 ? &size_control_props : nullptr;
+  const bool nv_sm = has_extension(extensions, VK_NV_SHADER_SM_BUILTINS_EXTENSION_NAME);
+  const bool amd_core = has_extension(extensions, VK_AMD_SHADER_CORE_PROPERTIES_EXTENSION_NAME);
+  if (nv_sm) {
+    sm_props.pNext = core_chain;
+    core_chain = &sm_props;
+  }
+  if (amd_core) {
+    amd_core_props.pNext = core_chain;
+    core_chain = &amd_core_props;
+  }
   VkPhysicalDeviceDriverProperties driver{};
   driver.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES;
-  driver.pNext = vulkan13 ? &size_control_props : nullptr;
+  driver.pNext = core_chain;
   VkPhysicalDeviceSubgroupProperties subgroup{};
   subgroup.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;
   subgroup.pNext = &driver;
@@ -141,6 +169,10 @@ DeviceInfo query_device_info(VkPhysicalDevice physical, uint32_t index) {
   info.subgroup_arithmetic = compute_subgroups && (subgroup.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
   info.subgroup_shuffle = compute_subgroups && (subgroup.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
   info.subgroup_clustered = compute_subgroups && (subgroup.supportedOperations & VK_SUBGROUP_FEATURE_CLUSTERED_BIT);
+  if (nv_sm) info.compute_units = sm_props.shaderSMCount;
+  if (amd_core)
+    info.compute_units = amd_core_props.shaderEngineCount * amd_core_props.shaderArraysPerEngineCount *
+                         amd_core_props.computeUnitsPerShaderArray;
   info.max_storage_buffer_range = p.limits.maxStorageBufferRange;
   info.max_workgroup_invocations = p.limits.maxComputeWorkGroupInvocations;
   info.max_workgroup_count_x = p.limits.maxComputeWorkGroupCount[0];

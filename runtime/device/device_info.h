@@ -59,6 +59,9 @@ struct DeviceInfo {
   bool cooperative_matrix = false;              // VK_KHR_cooperative_matrix present
   bool memory_budget = false;                   // VK_EXT_memory_budget present
   bool timeline_semaphore = false;              // timelineSemaphore feature (core in Vulkan 1.2)
+  // Streaming multiprocessors / compute units where an extension reports them
+  // (VK_NV_shader_sm_builtins, VK_AMD_shader_core_properties); 0 = unknown (core Vulkan has no count).
+  uint32_t compute_units = 0;
 
   bool is_cpu() const { return type == VK_PHYSICAL_DEVICE_TYPE_CPU; }
   bool is_discrete() const { return type == VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU; }
@@ -67,6 +70,10 @@ struct DeviceInfo {
     return type == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU || type == VK_PHYSICAL_DEVICE_TYPE_CPU;
   }
   bool has_fast_int8_dot() const { return integer_dot_product && integer_dot_4x8_packed_accelerated; }
+  // compute_units when known; else an assumption for sizing grids: 100 on a discrete GPU (a large
+  // one: too many workgroups cost little, too few leave the device idle), 16 on an integrated or
+  // other GPU, the host's hardware threads on a CPU device (lavapipe runs a workgroup per thread).
+  uint32_t assumed_compute_units() const;
   uint64_t device_local_bytes() const;
   std::string vendor_name() const;
   std::string type_name() const;

@@ -27,16 +27,17 @@ struct DispatchTiming {
 };
 
 // The work of one dispatch, stated by the op that records it (it knows the shapes): the profiler
-// divides it by measured GPU time. Work that grows with the attended context (attention, recorded
-// once for the maximum context and replayed at any length) is given per key: it is multiplied by
-// the replay's attended keys, the sum over its tokens of (position + 1).
+// divides it by measured GPU time. Work that grows with the context (attention, recorded once for
+// the maximum context and replayed at any length) is given per key: bytes per live key (each
+// sequence's cache rows 0..its last position, read once) and MACs per attended key (each token
+// times the keys it attends to).
 struct DispatchWork {
   double bytes = 0;          // unique bytes read + written: the ideal DRAM traffic
   double macs = 0;           // multiply-accumulates
-  double bytes_per_key = 0;
-  double macs_per_key = 0;
-  double bytes_at(double keys) const { return bytes + bytes_per_key * keys; }
-  double macs_at(double keys) const { return macs + macs_per_key * keys; }
+  double bytes_per_key = 0;  // per live key
+  double macs_per_key = 0;   // per attended key
+  double bytes_at(double live_keys) const { return bytes + bytes_per_key * live_keys; }
+  double macs_at(double attended_keys) const { return macs + macs_per_key * attended_keys; }
 };
 
 // How a dispatch is named and what it does: `label` (empty: the shader's name; matmuls give their

@@ -174,9 +174,8 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   const uint32_t QD = uint32_t(c_.q_dim());
   const ops::HeadLayout heads{uint32_t(c_.n_heads), uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim)};
   const ops::RopeParams rope{c_.rope_theta, c_.rope_neox ? ops::RopeForm::NeoX : ops::RopeForm::AdjacentPairs};
-  const ops::AttentionPlan attention =
-      ops::plan_attention(device_.info(), heads, T, uint32_t(options_.context), {},
-                          one_sequence ? ops::SequenceLayout::OneSequence : ops::SequenceLayout::Mixed);
+  const ops::AttentionPlan attention = plan_stage_attention(
+      c_, options_, device_.info(), T, one_sequence ? ops::SequenceLayout::OneSequence : ops::SequenceLayout::Mixed);
   const ops::QkvView qkv = ops::QkvView::fused(qkv_.range(), T, heads);
   const ops::QuantizedActivations xq = q_dim_in_.view(), aq = q_attn_.view(), fq = q_ffn_.view();
   // Slot of each token; with one sequence the shaders skip that load (every token in slot 0).

@@ -30,6 +30,17 @@ const char* plan_name(ExecutionPlan plan) {
 ops::AttentionPlan plan_stage_attention(const ModelConfig& c, const StageOptions& options, const DeviceInfo& info,
                                         uint32_t tokens, ops::SequenceLayout layout) {
   const ops::HeadLayout heads{uint32_t(c.n_heads), uint32_t(c.n_kv_heads), uint32_t(c.head_dim)};
+  // The GPU plan runs the GPU's decode attention (one dispatch, many splits, merged in place) on any
+  // device it is forced on, where that kernel can run (else the device's default); the CPU plan
+  // takes the device's default.
+  const bool decode_like = layout == ops::SequenceLayout::Mixed || tokens <= ops::kFlashDecodeMaxTokens;
+  if (resolve_plan(options.plan, info) == ExecutionPlan::Gpu && decode_like) {
+    try {
+      return ops::plan_attention(info, heads, tokens, uint32_t(options.context), {.flash_decode = true}, layout);
+    } catch (const Error&) {
+      // this device or shape cannot run it: the default below
+    }
+  }
   return ops::plan_attention(info, heads, tokens, uint32_t(options.context), {}, layout);
 }
 

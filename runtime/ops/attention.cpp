@@ -45,6 +45,112 @@ uint64_t decode_loop_iterations(uint32_t max_context, uint32_t splits, uint32_t 
 
 uint64_t align_up(uint64_t x, uint64_t a) { return a > 1 ? (x + a - 1) / a * a : x; }
 
+bool is_pow2(uint32_t x) { return x && !(x & (x - 1)); }
+uint32_t pow2_ceil(uint32_t x) {
+  uint32_t p = 1;
+  while (p < x) p *= 2;
+  return p;
+}
+uint32_t pow2_floor(uint32_t x) {
+  uint32_t p = 1;
+  while (p * 2 <= x) p *= 2;
+  return p;
+}
+
+// attention_flash_decode's shared memory: per subgroup the R*HD outputs and (max, sum) of R heads,
+// the merge's split weights, the arrival flag.
+uint64_t flash_shared_bytes(const HeadLayout& h, uint32_t max_subgroups, uint32_t n_chunks) {
+  const uint64_t r = h.n_heads / h.n_kv_heads;
+  return uint64_t(max_subgroups) * (r * h.head_dim * 4 + 8 * r) + uint64_t(n_chunks) * r * 4 + 4;
+}
+
+// attention_flash_decode: loop iterations of one invocation (the key steps of its split, the merge
+// loops over subgroups and splits); see kLoopBudget.
+uint64_t flash_loop_iterations(const HeadLayout& h, uint32_t wg, uint32_t max_subgroups, uint32_t step,
+                               uint32_t max_context, uint32_t n_chunks) {
+  const uint64_t per = uint64_t(ceil_div(ceil_div(max_context, n_chunks), step)) * step;
+  const uint64_t outputs = ceil_div(uint64_t(h.n_heads / h.n_kv_heads) * h.head_dim / 4, wg);
+  return per / step + 8 + 2 * ceil_div(n_chunks, wg) + 3 * max_subgroups +
+         outputs * (2 * max_subgroups + ceil_div(n_chunks, 8) + 2);
+}
+
+// attention_flash_decode: why this device or shape cannot run it ("" when it can).
+std::string flash_unsupported(const DeviceInfo& info, const HeadLayout& heads, uint32_t tokens) {
+  if (!info.subgroup_shuffle || !info.subgroup_arithmetic)
+    return "device '" + info.name + "' lacks subgroup shuffles or subgroup arithmetic";
+  if (uint64_t(tokens) * heads.n_kv_heads > kAttentionCounterBytes / 4)
+    return std::to_string(tokens) + " tokens x " + std::to_string(heads.n_kv_heads) + " kv heads exceed the " +
+           std::to_string(kAttentionCounterBytes / 4) + " arrival counters";
+  return "";
+}
+
+// Fills in the attention_flash_decode fields of `plan`; returns false (plan untouched) when the
+// device cannot give it the shared memory it needs.
+bool plan_flash_decode(AttentionPlan& plan, const DeviceInfo& info, const AttentionTuning& tuning) {
+  const HeadLayout& heads = plan.heads;
+  const uint32_t ratio = heads.n_heads / heads.n_kv_heads, ncg = heads.head_dim / 8;
+  // The subgroup size: required where the device allows, else any in [min, max] may run.
+  const uint32_t sg = std::max<uint32_t>(info.subgroup_size, 1);
+  const uint32_t min_sg = info.subgroup_size_control ? sg : std::max<uint32_t>(std::min(info.min_subgroup_size, sg), 1);
+  const uint32_t max_sg = info.subgroup_size_control ? sg : std::max(info.max_subgroup_size, sg);
+  // Lanes per key: q of the R heads for a lane's columns in at most 32 registers (R*HD/LPK floats;
+  // 16 lanes for 2B4T's 4 x 128), no more lanes than column groups, within the smallest subgroup.
+  uint32_t lpk = tuning.lanes_per_key;
+  if (lpk == 0) lpk = std::min({pow2_ceil(ceil_div(uint64_t(ratio) * ncg, 4)), pow2_floor(ncg), pow2_floor(min_sg)});
+  if (!is_pow2(lpk) || lpk > min_sg)
+    throw Error("attention: " + std::to_string(lpk) + " lanes per key must be a power of two within the subgroup size " +
+                std::to_string(min_sg));
+  // Workgroup: four subgroups on GPUs (enough lanes to keep loads in flight, few enough partial
+  // states to merge), one subgroup on CPU devices; whole subgroups of the largest size.
+  uint32_t wg = tuning.workgroup;
+  if (wg == 0) {
+    wg = info.is_cpu() ? max_sg : std::clamp<uint32_t>(4 * sg, 64, 256);
+    wg = std::max(round_up(wg, max_sg), lpk);
+    if (info.max_workgroup_invocations) wg = std::min(wg, info.max_workgroup_invocations);
+  }
+  if (wg % lpk || wg % min_sg)
+    throw Error("attention: a workgroup of " + std::to_string(wg) + " lanes is not whole subgroups of " +
+                std::to_string(min_sg) + " and key groups of " + std::to_string(lpk));
+  const uint32_t kb = tuning.key_block ? tuning.key_block : 4;
+  const uint32_t step = wg / lpk * kb;  // keys per workgroup and step
+  const uint32_t min_split = tuning.min_split ? tuning.min_split : 4 * step;
+  // Splits: enough workgroups for about 4 per compute unit at the maximum context, each with at
+  // least min_split keys there. Mixed batches plan as for one token, so that a sequence's split
+  // (and so its bits) does not depend on how many others share the step.
+  const uint32_t groups = (plan.layout == SequenceLayout::Mixed ? 1 : plan.tokens) * heads.n_kv_heads;
+  uint32_t splits = tuning.splits;
+  if (splits == 0)
+    splits = std::clamp<uint32_t>(ceil_div(uint64_t(info.assumed_compute_units()) * 4, groups), 1,
+                                  std::min<uint32_t>(128, ceil_div(plan.max_context, min_split)));
+  uint32_t max_subgroups = wg / min_sg;
+  while (splits < plan.max_context &&
+         flash_loop_iterations(heads, wg, max_subgroups, step, plan.max_context, splits) > kLoopBudget)
+    splits *= 2;
+  if (flash_loop_iterations(heads, wg, max_subgroups, step, plan.max_context, splits) > kLoopBudget)
+    throw Error("attention: " + std::to_string(plan.max_context) + " keys exceed the loop budget of a split");
+  const uint64_t limit = info.max_shared_memory ? info.max_shared_memory : 16384;
+  if (flash_shared_bytes(heads, max_subgroups, splits) > limit) return false;
+
+  plan.flash_decode = true;
+  plan.workgroup = wg;
+  plan.lanes_per_key = lpk;
+  plan.subgroup_size = info.subgroup_size_control ? sg : 0;
+  plan.max_subgroups = max_subgroups;
+  plan.key_block = kb;
+  plan.key_tile = kb;
+  plan.tokens_per_group = 1;
+  plan.n_chunks = splits;
+  plan.chunk = ceil_div(ceil_div(plan.max_context, splits), step) * step;
+  plan.min_split = min_split;
+  plan.combine_workgroup = 0;
+  if (splits > 1) {
+    const uint64_t record = (uint64_t(ratio) * heads.head_dim / 4 + (2 * ratio + 3) / 4) * 16;
+    plan.partials_offset = kAttentionCounterBytes;
+    plan.scratch_bytes = kAttentionCounterBytes + uint64_t(plan.tokens) * heads.n_kv_heads * splits * record;
+  }
+  return true;
+}
+
 }  // namespace
 
 AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, uint32_t tokens, uint32_t max_context,
@@ -62,6 +168,18 @@ AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, ui
   const uint32_t sg = std::max<uint32_t>(info.subgroup_size, 1);
   const uint32_t ratio = heads.n_heads / heads.n_kv_heads;
   const uint32_t ncg = heads.head_dim / 8;
+
+  // GPUs, decode-like steps: attention_flash_decode (unless tuning chose a kernel). Where it cannot
+  // run by default (no subgroup shuffles, too many tokens x kv heads), the tiled kernel does.
+  const bool decode_like = mixed || tokens <= kFlashDecodeMaxTokens;
+  const bool want_flash = tuning.flash_decode.value_or(!info.is_cpu() && decode_like && !tuning.lane_split.has_value());
+  if (want_flash) {
+    const std::string why_not = flash_unsupported(info, heads, tokens);
+    if (why_not.empty() && plan_flash_decode(plan, info, tuning)) return plan;
+    if (tuning.flash_decode.value_or(false))
+      throw Error("attention: the flash-decode kernel cannot run here: " +
+                  (why_not.empty() ? std::string("device '") + info.name + "' has too little shared memory" : why_not));
+  }
 
   // Query tokens per workgroup: all of a decode step's few tokens; blocks of 8 for prefill (K/V
   // tiles are then read once per 8 tokens), fewer if shared memory is short. Tokens of different
@@ -120,7 +238,8 @@ AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, ui
       const uint64_t ratio64 = ratio, ncg64 = heads.head_dim / 8;
       const uint64_t record = (ratio64 * ncg64 * 2 + (2 * ratio64 + 3) / 4) * 16;
       const uint64_t align = std::max<uint64_t>(info.min_storage_buffer_offset_alignment, 16);
-      plan.counters_offset = align_up(uint64_t(groups) * splits * record, align);
+      plan.partials_offset = kAttentionCounterBytes;
+      plan.counters_offset = kAttentionCounterBytes + align_up(uint64_t(groups) * splits * record, align);
       plan.scratch_bytes = plan.counters_offset + uint64_t(groups) * 4;
     }
     return plan;
@@ -151,8 +270,11 @@ AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, ui
   plan.chunk = chunk;
   plan.n_chunks = (max_context + chunk - 1) / chunk;
   plan.combine_workgroup = std::max(sg, std::min<uint32_t>(64, round_up(heads.head_dim, sg)));
-  if (plan.split())
-    plan.scratch_bytes = uint64_t(tokens) * heads.n_heads * plan.n_chunks * (heads.head_dim + 2) * 4;
+  if (plan.split()) {
+    plan.partials_offset = kAttentionCounterBytes;
+    plan.scratch_bytes =
+        kAttentionCounterBytes + uint64_t(tokens) * heads.n_heads * plan.n_chunks * (heads.head_dim + 2) * 4;
+  }
   return plan;
 }
 
@@ -184,14 +306,51 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
 
   const float scale = args.scale > 0.0f ? args.scale : 1.0f / std::sqrt(static_cast<float>(h.head_dim));
   const uint32_t ratio = h.n_heads / h.n_kv_heads;
+  // The scratch past the flash-decode counters (see attention.h).
+  const BufferRange partials{args.scratch.buffer, args.scratch.offset + plan.partials_offset,
+                             args.scratch.size ? args.scratch.size - plan.partials_offset : 0};
+  // attention_decode and attention_flash_decode take the same push constants and bindings.
+  struct {
+    uint32_t tokens, q_stride, q_col, n_kv_heads, n_chunks, capacity;
+    float scale_log2e;
+    uint32_t out_stride, min_split, slot_rows, max_slot;
+  } decode_push{plan.tokens, args.q.row_stride, args.q.q_col, h.n_kv_heads, plan.n_chunks, plan.max_context,
+                scale * 1.4426950408889634f, out_stride, plan.min_split, slot_rows, max_slot};
+  const bool q_vec4 = args.q.row_stride % 4 == 0 && args.q.q_col % 4 == 0;
+  // q read, the output written, positions; K and V rows read once per live key; q.k and p.v for
+  // every head and attended key. A split adds its partials (written, then read by the merge).
+  const double T = plan.tokens, hd = h.head_dim, q_floats = T * h.n_heads * hd;
+  const auto work = [&](double partial_bytes) {
+    return DispatchWork{.bytes = 2 * q_floats * 4 + T * (has_slots ? 8 : 4) + partial_bytes,
+                        .bytes_per_key = 2.0 * h.n_kv_heads * hd * 2,
+                        .macs_per_key = 2.0 * h.n_heads * hd};
+  };
+  const double partials_bytes = plan.split() ? T * h.n_heads * plan.n_chunks * (hd + 2) * 4 : 0;
+  if (plan.flash_decode) {
+    const Pipeline& pipe = rec.device().pipeline(
+        "attention_flash_decode", {.constants = {{0, plan.workgroup},
+                                                 {1, h.head_dim},
+                                                 {2, ratio},
+                                                 {3, plan.key_block},
+                                                 {4, plan.lanes_per_key},
+                                                 {5, q_vec4 ? 1u : 0u},
+                                                 {6, has_slots ? 1u : 0u},
+                                                 {7, plan.max_subgroups},
+                                                 {8, plan.n_chunks}},
+                                   .required_subgroup_size = plan.subgroup_size});
+    BufferRange part = args.out, counters = args.out;  // unused without a split
+    if (plan.split()) {
+      counters = {args.scratch.buffer, args.scratch.offset, kAttentionCounterBytes};
+      part = partials;
+      clear_attention_counters(rec.device(), args.scratch);
+    }
+    // binding 7 is the q buffer again, read as vec4 when q_vec4
+    rec.dispatch(pipe, {args.q.buffer, args.positions, args.cache.k, args.cache.v, args.out, part, counters,
+                        args.q.buffer, slots},
+                 decode_push, plan.n_chunks, h.n_kv_heads, plan.tokens, {"", work(2 * partials_bytes)});
+    return;
+  }
   if (plan.lane_split) {
-    struct {
-      uint32_t tokens, q_stride, q_col, n_kv_heads, n_chunks, capacity;
-      float scale_log2e;
-      uint32_t out_stride, min_split, slot_rows, max_slot;
-    } push{plan.tokens, args.q.row_stride, args.q.q_col, h.n_kv_heads, plan.n_chunks, plan.max_context,
-           scale * 1.4426950408889634f, out_stride, plan.min_split, slot_rows, max_slot};
-    const bool q_vec4 = args.q.row_stride % 4 == 0 && args.q.q_col % 4 == 0;
     // Texel loads (attention_decode_texel) when the whole K and V ranges -- all slots -- suit texel
     // views: aligned offsets, at most maxTexelBufferElements uvec4s. q then is a texel view too when
     // it is read as vec4 and its range suits one; else q is read as scalars and binding 7 (unused)
@@ -223,14 +382,15 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
          .required_subgroup_size = plan.workgroup});
     BufferRange part = args.out, counters = args.out;  // unused without a split
     if (plan.split()) {
-      part = {args.scratch.buffer, args.scratch.offset, plan.counters_offset};
+      part = {args.scratch.buffer, args.scratch.offset + plan.partials_offset,
+              plan.counters_offset - plan.partials_offset};
       counters = {args.scratch.buffer, args.scratch.offset + plan.counters_offset,
                   plan.scratch_bytes - plan.counters_offset};
       rec.fill(counters, 0);
     }
     // binding 7 is the q buffer again, read as vec4 when read_q4
     rec.dispatch(pipe, {args.q.buffer, args.positions, k, v, args.out, part, counters, q4, slots},
-                 push, plan.n_chunks, h.n_kv_heads, plan.tokens);
+                 decode_push, plan.n_chunks, h.n_kv_heads, plan.tokens, {"", work(2 * partials_bytes)});
     return;
   }
   const uint32_t capacity = std::min(plan.max_context, plan.n_chunks * plan.chunk);
@@ -252,18 +412,43 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
   if (!plan.split()) {
     const Pipeline& pipe = rec.device().pipeline("attention", options);
     rec.dispatch(pipe, {args.q.buffer, args.positions, args.cache.k, args.cache.v, args.out, slots}, push, 1,
-                 h.n_kv_heads, blocks);
+                 h.n_kv_heads, blocks, {"", work(0)});
     return;
   }
   const Pipeline& split = rec.device().pipeline("attention_split", options);
-  rec.dispatch(split, {args.q.buffer, args.positions, args.cache.k, args.cache.v, args.scratch, slots}, push,
-               plan.n_chunks, h.n_kv_heads, blocks);
+  DispatchWork split_work = work(partials_bytes);
+  split_work.bytes -= q_floats * 4;  // the split writes partials, not the output
+  rec.dispatch(split, {args.q.buffer, args.positions, args.cache.k, args.cache.v, partials, slots}, push,
+               plan.n_chunks, h.n_kv_heads, blocks, {"", split_work});
   const Pipeline& combine = rec.device().pipeline(
       "attention_combine", {.constants = {{0, plan.combine_workgroup}, {1, h.head_dim}}});
   struct {
     uint32_t n_heads, chunk, n_chunks, capacity, out_stride, stats_offset;
   } cpush{h.n_heads, plan.chunk, plan.n_chunks, capacity, out_stride, stats_offset};
-  rec.dispatch(combine, {args.positions, args.scratch, args.out}, cpush, h.n_heads, plan.tokens);
+  rec.dispatch(combine, {args.positions, partials, args.out}, cpush, h.n_heads, plan.tokens, 1,
+               {"", DispatchWork{.bytes = partials_bytes + q_floats * 4 + T * 4}});
+}
+
+void clear_attention_counters(Device& device, BufferRange scratch) {
+  if (!scratch.buffer) throw Error("attention: no scratch range to clear");
+  if (scratch.size && scratch.size < kAttentionCounterBytes)
+    throw Error("attention: a scratch range of " + std::to_string(scratch.size) + " bytes has no room for the " +
+                std::to_string(kAttentionCounterBytes) + " bytes of counters");
+  device.run_now([&](VkCommandBuffer cb) {
+    // All earlier work on the queue (a replay that may still use the counters) before the fill, and
+    // the fill before all later work.
+    VkMemoryBarrier before{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+    before.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+    before.dstAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &before, 0,
+                         nullptr, 0, nullptr);
+    vkCmdFillBuffer(cb, scratch.buffer, scratch.offset, kAttentionCounterBytes, 0);
+    VkMemoryBarrier after{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+    after.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+    after.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &after, 0,
+                         nullptr, 0, nullptr);
+  });
 }
 
 }  // namespace ternvk::ops

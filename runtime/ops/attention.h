@@ -12,6 +12,25 @@
 // length from `positions`; workgroups whose key chunk lies beyond a token's position exit at once.
 // A plan serves one token count T; the engine keeps one plan for decode (T=1 or a few) and one per
 // prefill size.
+//
+// Kernels (plan_attention picks one from DeviceInfo; AttentionTuning forces any of them):
+//  - attention_flash_decode (GPUs, decode-like steps: Mixed batches and one-sequence steps of up to
+//    kFlashDecodeMaxTokens tokens): the live context of each (token, kv head) split over many
+//    workgroups, the last split to finish merging the partials. One dispatch, nothing before it.
+//  - attention_decode (CPU devices such as lavapipe): lanes split the head dimension, one subgroup
+//    per workgroup; the merge in the same dispatch after a fill of its counters.
+//  - attention (+ attention_combine when split): tiled flash attention, prefill on GPUs.
+//
+// Scratch contract (AttentionArgs::scratch, one range shared by every plan of a device, e.g. all
+// layers and token counts of an engine): its first kAttentionCounterBytes hold the arrival counters
+// of attention_flash_decode, which every plan leaves alone (partials start after them) and which
+// every attention_flash_decode dispatch leaves at 0. They must be 0 before the first dispatch:
+// record_attention clears them once when it records that kernel (a one-off submit that waits; it is
+// ordered after all work already submitted to the device's queue, so a replay in flight finishes
+// first), so an owner that allocates the scratch, records, then replays needs to do nothing more. An
+// owner that lets anything else write into that range, or that replaced its contents, calls
+// clear_attention_counters() before the next replay. Two replays that share a scratch must not run
+// at the same time (nor may they for the partials of any split plan).
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -35,15 +54,28 @@ struct AttentionTuning {
   // workgroup, merge in the same dispatch). Default: CPU devices with subgroup arithmetic and a fixed
   // subgroup size (per-lane loads cost the most there; see docs/performance.md).
   std::optional<bool> lane_split;
-  uint32_t splits = 0;     // lane_split: workgroups along the live context per (token, kv head)
-  uint32_t key_block = 0;  // lane_split: keys per online-softmax block (KB)
-  uint32_t min_split = 0;  // lane_split: live keys per split below which fewer splits are used
+  uint32_t splits = 0;     // lane_split, flash_decode: workgroups along the live context per (token, kv head)
+  uint32_t key_block = 0;  // lane_split, flash_decode: keys per online-softmax block (KB)
+  uint32_t min_split = 0;  // lane_split, flash_decode: live keys per split below which fewer splits are used
   // lane_split: read the K/V caches (and a vec4 q) as uniform texel buffers (attention_decode_texel).
   // Default: where the matmuls use texel loads (prefers_texel_loads: CPU devices). true needs
   // DeviceInfo::texel_buffer_uint4. Ranges a texel view cannot cover (offset alignment,
   // maxTexelBufferElements) fall back to storage-buffer loads at record time.
   std::optional<bool> texel_loads;
+  // attention_flash_decode (lanes over keys, many splits, merged by the last split). Default: GPUs
+  // (not CPU devices) for decode-like steps, unless lane_split is given (then that choice stands).
+  // Uses workgroup, key_block (keys per key group and step), splits (most splits per token and kv
+  // head) and min_split (live keys per split below which fewer splits run) from above.
+  std::optional<bool> flash_decode;
+  uint32_t lanes_per_key = 0;  // flash_decode: lanes sharing one key (power of two <= the subgroup size)
 };
+
+// Bytes at the start of every attention scratch range that hold attention_flash_decode's arrival
+// counters (one uint32 per token and kv head: a step of T tokens with KVH kv heads needs T*KVH <=
+// kAttentionCounterBytes / 4). See the scratch contract above.
+inline constexpr uint64_t kAttentionCounterBytes = 16384;
+// One-sequence steps of at most this many tokens count as decode (attention_flash_decode on GPUs).
+inline constexpr uint32_t kFlashDecodeMaxTokens = 4;
 
 // Which slots the tokens of one step may be in. Every kernel reads each token's keys from its own
 // slot, so both layouts are correct with any slots; the layout picks the tiling: Mixed plans one
@@ -76,9 +108,18 @@ struct AttentionPlan {
   uint32_t min_split = 0;         // a token uses min(n_chunks, ceil(live keys / min_split)) splits
   uint64_t counters_offset = 0;   // bytes into the scratch
   bool texel_loads = false;       // K/V (and q) as texel buffers where the ranges allow (record time)
+  // attention_flash_decode: workgroup lanes in key groups of lanes_per_key, key_block keys per group
+  // and step; n_chunks = the most splits of a (token, kv head), each at least min_split live keys
+  // (chunk = keys per split at max_context). Its counters are the scratch's first bytes (see above).
+  bool flash_decode = false;
+  uint32_t lanes_per_key = 0;     // spec constant 4
+  uint32_t subgroup_size = 0;     // required subgroup size (0: the driver's choice)
+  uint32_t max_subgroups = 0;     // subgroups per workgroup at the smallest subgroup size it may run with
+  // Where the partials start in the scratch (after the counters; 0 without a split).
+  uint64_t partials_offset = 0;
   SequenceLayout layout = SequenceLayout::OneSequence;
   bool split() const { return n_chunks > 1; }
-  uint32_t dispatches() const { return lane_split || !split() ? 1 : 2; }
+  uint32_t dispatches() const { return lane_split || flash_decode || !split() ? 1 : 2; }
 };
 
 // Picks tiles and the split for T query tokens over up to max_context keys (per sequence: the
@@ -94,13 +135,19 @@ struct AttentionArgs {
   KvCacheLayer cache;     // capacity >= plan.max_context; capacity * sequences rows
   BufferRange out;        // fp32 [T, out_stride]
   uint32_t out_stride = 0;  // floats; 0 = n_heads * head_dim
-  BufferRange scratch;    // >= plan.scratch_bytes when plan.split() (device-local, never read by the host)
+  BufferRange scratch;    // >= plan.scratch_bytes when plan.split() (device-local, never read by the host;
+                          // see the scratch contract above)
   float scale = 0.0f;     // 0 = 1/sqrt(head_dim)
   BufferRange slots;      // uint32 [T], each token's sequence slot; empty = slot 0 for all
 };
 
-// Records one dispatch (no split, or the lane-split kernel after a fill of its counters) or two
-// (split + combine).
+// Records one dispatch (no split, attention_flash_decode, or the lane-split kernel after a fill of
+// its counters) or two (split + combine). For a split attention_flash_decode plan it also clears the
+// scratch's counters once, now (see the scratch contract above).
 void record_attention(Recording& rec, const AttentionPlan& plan, const AttentionArgs& args);
+
+// Sets the first kAttentionCounterBytes of `scratch` to 0 now: one submit that waits, ordered after
+// all work already submitted to the device's queue and before all work submitted later.
+void clear_attention_counters(Device& device, BufferRange scratch);
 
 }  // namespace ternvk::ops

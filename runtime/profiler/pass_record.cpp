@@ -4,9 +4,9 @@ namespace ternvk::profiler {
 namespace {
 bool starts(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
-std::optional<Work> work_at(const std::optional<DispatchWork>& w, double keys) {
+std::optional<Work> work_at(const std::optional<DispatchWork>& w, ReplayKeys keys) {
   if (!w) return std::nullopt;
-  return Work{w->bytes_at(keys), w->macs_at(keys)};
+  return Work{w->bytes_at(keys.live), w->macs_at(keys.attended)};
 }
 }  // namespace
 
@@ -33,7 +33,7 @@ std::string matrix_of(std::string_view label) {
   return "";
 }
 
-std::vector<TimedCommand> timed_commands(const Recording& rec, double keys) {
+std::vector<TimedCommand> timed_commands(const Recording& rec, ReplayKeys keys) {
   const auto& commands = rec.commands();
   const auto timings = rec.timestamp_mode() == TimestampMode::Dispatch ? rec.timings() : std::vector<DispatchTiming>{};
   std::vector<TimedCommand> out;
@@ -47,7 +47,7 @@ std::vector<TimedCommand> timed_commands(const Recording& rec, double keys) {
   return out;
 }
 
-PassTotals pass_totals(const Recording& rec, double keys) {
+PassTotals pass_totals(const Recording& rec, ReplayKeys keys) {
   PassTotals t;
   for (const RecordedCommand& c : rec.commands()) {
     if (c.kind == RecordedCommand::Dispatch) ++t.dispatches;
@@ -57,10 +57,10 @@ PassTotals pass_totals(const Recording& rec, double keys) {
   return t;
 }
 
-double attended_keys(int tokens, int first_position) {
-  double keys = 0;
-  for (int t = 0; t < tokens; ++t) keys += first_position + t + 1;
-  return keys;
+ReplayKeys one_sequence_keys(int tokens, int first_position) {
+  ReplayKeys k{double(first_position + tokens), 0};
+  for (int t = 0; t < tokens; ++t) k.attended += first_position + t + 1;
+  return k;
 }
 
 }  // namespace ternvk::profiler

@@ -41,9 +41,17 @@ struct TimedCommand {
   std::optional<Work> work;
 };
 
+// The keys a replay's attention reads (live: every sequence's rows up to its last position) and
+// computes with (attended: every token's keys).
+struct ReplayKeys {
+  double live = 0, attended = 0;
+};
+// A step of `tokens` consecutive tokens of one sequence from `first_position`.
+ReplayKeys one_sequence_keys(int tokens, int first_position);
+
 // The commands of `rec`'s last replay with their times (TimestampMode::Dispatch; 0 without) and
-// their work; `keys` is the replay's attended keys (sum over its tokens of position + 1).
-std::vector<TimedCommand> timed_commands(const Recording& rec, double keys);
+// their work at the replay's keys.
+std::vector<TimedCommand> timed_commands(const Recording& rec, ReplayKeys keys);
 
 // A whole replay: dispatches (transfers not counted), and the work of every command whose op
 // stated it (`unknown` counts those that did not).
@@ -52,9 +60,6 @@ struct PassTotals {
   size_t unknown = 0;
   Work work;
 };
-PassTotals pass_totals(const Recording& rec, double keys);
-
-// The attended keys of `tokens` consecutive tokens from `first_position`.
-double attended_keys(int tokens, int first_position);
+PassTotals pass_totals(const Recording& rec, ReplayKeys keys);
 
 }  // namespace ternvk::profiler

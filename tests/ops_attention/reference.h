@@ -139,4 +139,48 @@ inline std::vector<float> attention(const std::vector<float>& act, const ops::Qk
   return out;
 }
 
+// A bound on |gpu - attention()| per output element for a kernel that reads the same fp16 K/V and
+// computes in fp32 (unit roundoff u = 2^-24; first order in u, doubled; the double reference's own
+// rounding is negligible). With c = scale * log2(e) (scores in log2 units), S = max_j c*sum_i
+// |q_i k_ji| over the token's live keys, L live keys, V = max |v| over them, o the exact output:
+//  - a score c * sum_i q_i k_ji summed in fp32 in any order (and q scaled by c in fp32):
+//      |ds| <= (hd + 2) u S;
+//  - exp2 of x = s_j - max (|x| <= 2S) within Vulkan's 3 + 2|x| ulp: relative (3 + 4S) u;
+//    so a weight p_j = exp2(s_j - max) is off by a relative e_w <= ln2 * 2|ds| + (3 + 4S) u;
+//  - sum p_j and sum p_j v_j over L keys in fp32, with the online-softmax rescales and the merges of
+//    lanes, groups and splits (a few dozen roundings at most): relative (L + 32) u of sum p_j |v_j|;
+//  - o = sum p v / sum p then moves by at most (V + |o|) (e_w + (L + 32) u).
+// The bound returned is twice that.
+inline std::vector<double> attention_bound(const std::vector<float>& act, const ops::QkvView& v,
+                                           const ops::HeadLayout& h, const std::vector<uint32_t>& pos,
+                                           const std::vector<uint16_t>& kc_all, const std::vector<uint16_t>& vc_all,
+                                           float scale, const std::vector<float>& exact, const Slots& slots = {}) {
+  const double u = std::ldexp(1.0, -24), c = double(scale) * 1.4426950408889634;
+  const uint32_t hd = h.head_dim, ratio = h.n_heads / h.n_kv_heads;
+  std::vector<double> bound(exact.size());
+  for (uint32_t t = 0; t < v.tokens; ++t)
+    for (uint32_t hh = 0; hh < h.n_heads; ++hh) {
+      const uint32_t g = hh / ratio, len = pos[t] + 1;
+      const size_t base = size_t(slots.of(t)) * slots.capacity * h.n_kv_heads * hd;
+      const float* q = &act[size_t(t) * v.row_stride + v.q_col + hh * hd];
+      double s_max = 0, v_max = 0;
+      for (uint32_t j = 0; j < len; ++j) {
+        const size_t row = base + (size_t(j) * h.n_kv_heads + g) * hd;
+        double a = 0;
+        for (uint32_t i = 0; i < hd; ++i) {
+          a += std::fabs(double(q[i]) * half_to_float(kc_all[row + i]));
+          v_max = std::max(v_max, double(std::fabs(half_to_float(vc_all[row + i]))));
+        }
+        s_max = std::max(s_max, c * a);
+      }
+      const double ds = (hd + 2) * u * s_max;
+      const double e_w = std::log(2.0) * 2 * ds + (3 + 4 * s_max) * u;
+      for (uint32_t i = 0; i < hd; ++i) {
+        const size_t e = (size_t(t) * h.n_heads + hh) * hd + i;
+        bound[e] = 2 * (v_max + std::fabs(exact[e])) * (e_w + (len + 32) * u);
+      }
+    }
+  return bound;
+}
+
 }  // namespace ternvk::test::ref

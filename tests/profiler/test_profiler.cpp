@@ -1,6 +1,6 @@
 // The profiler's reusable parts: per-shader and per-op aggregation on synthetic timings, the work a
 // recorded pass states about itself, the Chrome trace (parsed back with nlohmann-json), the PNG encoder
-// (signature, IHDR, CRCs, zlib stream), and the bandwidth probe on the test device.
+// (signature, IHDR, CRCs, zlib stream). The bandwidth probe: test_bandwidth.cpp.
 #include <doctest/doctest.h>
 
 #include <map>
@@ -8,7 +8,6 @@
 
 #include "common/gpu.h"
 #include "runtime/profiler/aggregate.h"
-#include "runtime/profiler/bandwidth.h"
 #include "runtime/profiler/chrome_trace.h"
 #include "runtime/profiler/pipeline.h"
 #include "runtime/profiler/png_chart.h"
@@ -30,6 +29,7 @@ TEST_CASE("kind_of groups shader variants; matrix_of names matmul labels") {
   CHECK(matrix_of("layer 1 foo") == "");
   CHECK(kind_of("ternary_matmul_dot") == "ternary_matmul");
   CHECK(kind_of("ternary_matmul_swar") == "ternary_matmul");
+  CHECK(kind_of("attention_flash_decode") == "attention");
   CHECK(kind_of("fp16_matmul_xscalar") == "fp16_matmul");
   CHECK(kind_of("rmsnorm_quant") == "rmsnorm_quant");
   CHECK(kind_of("rmsnorm_shared") == "rmsnorm");
@@ -108,21 +108,25 @@ TEST_CASE("a recording states what it dispatched and the work of each command") 
   CHECK_FALSE(cmds[1].work);
   CHECK(cmds[2].kind == RecordedCommand::Copy);
   CHECK(cmds[2].work->bytes == doctest::Approx(256));  // read + written
-  const auto totals = pass_totals(rec, 0);
+  const auto totals = pass_totals(rec, {});
   CHECK(totals.dispatches == 2);  // the copy is not a dispatch
   CHECK(totals.unknown == 1);
   CHECK(totals.work.bytes == doctest::Approx(1024 + 256));
   CHECK(totals.work.macs == doctest::Approx(5));
-  const auto timed = timed_commands(rec, 0);
+  const auto timed = timed_commands(rec, {});
   REQUIRE(timed.size() == 3);
   CHECK(timed[0].op == "qkv");  // matmul labels are named by matrix
   CHECK(timed[1].op == "fill");
   CHECK(timed[2].op == "copy");
   if (dev.info().timestamps) CHECK(rec.timings().size() == 3);
-  // Per-key work (attention) scales with the replay's attended keys.
+  // Per-key work (attention): bytes per live key (rows 0..7 of the sequence, read once), MACs per
+  // attended key (tokens at positions 4, 5, 6 attend to 5, 6 and 7 keys).
+  const ReplayKeys keys = one_sequence_keys(3, 4);
+  CHECK(keys.live == 7);
+  CHECK(keys.attended == 5 + 6 + 7);
   const DispatchWork per_key{.bytes = 10, .macs = 0, .bytes_per_key = 2, .macs_per_key = 3};
-  CHECK(per_key.bytes_at(attended_keys(3, 4)) == doctest::Approx(10 + 2 * (5 + 6 + 7)));
-  CHECK(per_key.macs_at(attended_keys(1, 0)) == doctest::Approx(3));
+  CHECK(per_key.bytes_at(keys.live) == doctest::Approx(10 + 2 * 7));
+  CHECK(per_key.macs_at(keys.attended) == doctest::Approx(3 * 18));
 }
 
 TEST_CASE("a recording timed per pass has one time for the whole pass") {
@@ -140,7 +144,7 @@ TEST_CASE("a recording timed per pass has one time for the whole pass") {
   CHECK(t[0].label == "pass");
   CHECK(rec.pass_microseconds() == doctest::Approx(t[0].microseconds));
   CHECK(rec.commands().size() == 2);
-  for (const auto& c : timed_commands(rec, 0)) CHECK(c.microseconds == 0);  // no per-command times in this mode
+  for (const auto& c : timed_commands(rec, {})) CHECK(c.microseconds == 0);  // no per-command times in this mode
 }
 
 TEST_CASE("chrome trace: valid JSON with named tracks and back-to-back GPU events") {
@@ -336,15 +340,3 @@ TEST_CASE("png: signature, IHDR, chunk CRCs and a zlib stream of stored blocks")
   CHECK(std::equal(img.rgb.begin(), img.rgb.begin() + img.width * 3, raw.begin() + 1));
 }
 
-TEST_CASE("bandwidth probe measures both copies on the test device") {
-  if (!test::device().info().timestamps) {
-    CHECK_THROWS_AS(measure_bandwidth(test::device(), 1 << 20), Error);
-    return;
-  }
-  test::ValidationGuard guard;
-  const Bandwidth b = measure_bandwidth(test::device(), 8 << 20, 2);
-  CHECK(b.buffer_bytes == (8u << 20));
-  CHECK(b.copy_gb_per_s > 0);
-  CHECK(b.shader_gb_per_s > 0);
-  CHECK(b.peak() >= b.copy_gb_per_s);
-}
