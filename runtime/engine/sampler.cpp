@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <unordered_map>
 
 #include "runtime/core/error.h"
@@ -16,11 +17,30 @@ uint32_t argmax(std::span<const float> logits) {
   return best;
 }
 
+std::optional<SamplingParamError> invalid_sampling_param(const SamplingParams& p) {
+  // Written so that NaN fails every range.
+  const auto check = [](const char* field, float value, bool ok, const char* range) -> std::optional<SamplingParamError> {
+    if (ok) return std::nullopt;
+    char got[32];
+    std::snprintf(got, sizeof got, "%g", static_cast<double>(value));
+    return SamplingParamError{field, std::string(field) + " must be " + range + " (got " + got + ")"};
+  };
+  const auto finite = [](float x) { return std::isfinite(x); };
+  if (auto e = check("temperature", p.temperature, finite(p.temperature), "a finite number")) return e;
+  if (auto e = check("top_p", p.top_p, p.top_p > 0.0f && p.top_p <= 1.0f, "in (0, 1]")) return e;
+  if (auto e = check("min_p", p.min_p, p.min_p >= 0.0f && p.min_p < 1.0f, "in [0, 1)")) return e;
+  if (auto e = check("repeat_penalty", p.repeat_penalty, p.repeat_penalty > 0.0f && finite(p.repeat_penalty),
+                     "a finite number > 0"))
+    return e;
+  if (auto e = check("frequency_penalty", p.frequency_penalty, finite(p.frequency_penalty), "a finite number"))
+    return e;
+  if (auto e = check("presence_penalty", p.presence_penalty, finite(p.presence_penalty), "a finite number"))
+    return e;
+  return std::nullopt;
+}
+
 Sampler::Sampler(SamplingParams params) : params_(params), rng_(params.seed) {
-  if (!std::isfinite(params_.temperature)) throw Error("--temp must be a finite number");
-  if (params_.top_p <= 0.0f || params_.top_p > 1.0f) throw Error("--top-p must be in (0, 1]");
-  if (params_.min_p < 0.0f || params_.min_p >= 1.0f) throw Error("--min-p must be in [0, 1)");
-  if (params_.repeat_penalty <= 0.0f) throw Error("--repeat-penalty must be > 0");
+  if (auto e = invalid_sampling_param(params_)) throw Error(e->message);
 }
 
 uint32_t Sampler::sample(std::span<const float> logits, std::span<const uint32_t> history) {

@@ -5,6 +5,7 @@
 #include <optional>
 #include <random>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace ternvk {
@@ -34,8 +35,18 @@ struct Candidate {
   float logit;
 };
 
+// The one definition of what the sampler accepts: Sampler's constructor refuses anything else, and
+// the server's request schema checks requests with the same function. `field` is the parameter's
+// name as in SamplingParams (and in OpenAI request bodies), e.g. "top_p".
+struct SamplingParamError {
+  std::string field;
+  std::string message;  // "top_p must be in (0, 1] (got 0)"
+};
+std::optional<SamplingParamError> invalid_sampling_param(const SamplingParams& params);
+
 class Sampler {
  public:
+  // Throws ternvk::Error with invalid_sampling_param's message.
   explicit Sampler(SamplingParams params);
   const SamplingParams& params() const { return params_; }
 
