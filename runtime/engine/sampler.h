@@ -36,17 +36,17 @@ struct Candidate {
 };
 
 // The one definition of what the sampler accepts: Sampler's constructor refuses anything else, and
-// the server's request schema checks requests with the same function. `field` is the parameter's
-// name as in SamplingParams (and in OpenAI request bodies), e.g. "top_p".
+// the server's request schema checks requests with the same function.
 struct SamplingParamError {
-  std::string field;
-  std::string message;  // "top_p must be in (0, 1] (got 0)"
+  std::string field;  // as in SamplingParams and OpenAI request bodies: "top_p"
+  std::string flag;   // the CLI's: "--top-p"
+  std::string rule;   // "must be in (0, 1] (got 0)"
 };
 std::optional<SamplingParamError> invalid_sampling_param(const SamplingParams& params);
 
 class Sampler {
  public:
-  // Throws ternvk::Error with invalid_sampling_param's message.
+  // Throws ternvk::Error naming the flag and the rule invalid_sampling_param found broken.
   explicit Sampler(SamplingParams params);
   const SamplingParams& params() const { return params_; }
 

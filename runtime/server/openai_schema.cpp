@@ -113,7 +113,7 @@ void parse_common(const json& j, GenerationRequest& r) {
   if (auto v = integer(j, "repeat_last_n", 0, kMaxInt)) s.repeat_last_n = int(*v);
   // Checked as the sampler will see them (floats): its own rule, so that whatever passes here the
   // sampler accepts (top_p 0, min_p 1 or 1e-60 rounded to 0 are refused here, not on its thread).
-  if (auto e = invalid_sampling_param(s)) bad(e->field, "'" + e->field + "'" + e->message.substr(e->field.size()));
+  if (auto e = invalid_sampling_param(s)) bad(e->field, "'" + e->field + "' " + e->rule);
   if (const json* seed = field(j, "seed")) {
     if (!seed->is_number_integer()) bad("seed", "'seed' must be an integer");
     s.seed = seed->is_number_unsigned() ? seed->get<uint64_t>() : uint64_t(seed->get<int64_t>());

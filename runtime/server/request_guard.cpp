@@ -170,13 +170,16 @@ void close_gracefully(int socket) {
 }
 
 std::optional<uint64_t> bytes_read_from(int socket) {
+  // The queue first: bytes arriving between the two calls then count as read (an overestimate by a
+  // few bytes), never the other way round, which could make the count go backwards.
+  int queued = 0;
   tcp_info info{};
   socklen_t len = sizeof info;
-  int queued = 0;
-  if (getsockopt(socket, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
-      len < offsetof(tcp_info, tcpi_bytes_received) + sizeof info.tcpi_bytes_received || ioctl(socket, FIONREAD, &queued) != 0)
+  if (ioctl(socket, FIONREAD, &queued) != 0 || getsockopt(socket, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
+      len < offsetof(tcp_info, tcpi_bytes_received) + sizeof info.tcpi_bytes_received)
     return std::nullopt;
-  return info.tcpi_bytes_received - uint64_t(std::max(queued, 0));
+  const uint64_t waiting = uint64_t(std::max(queued, 0));
+  return info.tcpi_bytes_received > waiting ? info.tcpi_bytes_received - waiting : 0;
 }
 
 struct ReadWatchdog::Entry {
@@ -204,8 +207,11 @@ std::unique_ptr<ReadWatchdog::Watch> ReadWatchdog::watch(int socket, uint64_t bu
   const auto start = bytes_read_from(socket);
   entry->start = start.value_or(0);
   if (start) {  // a socket that cannot tell is not watched
-    std::lock_guard lock(mutex_);
-    entries_.push_back(entry);
+    {
+      std::lock_guard lock(mutex_);
+      entries_.push_back(entry);
+    }
+    wake_.notify_all();
   }
   return std::make_unique<Watch>(*this, std::move(entry));
 }
@@ -220,10 +226,11 @@ bool ReadWatchdog::Watch::tripped() const { return entry_->tripped; }
 void ReadWatchdog::run() {
   std::unique_lock lock(mutex_);
   while (!stop_) {
-    wake_.wait_for(lock, std::chrono::milliseconds(5));
+    if (entries_.empty()) wake_.wait(lock, [&] { return stop_ || !entries_.empty(); });  // idle: no polling
+    else wake_.wait_for(lock, std::chrono::milliseconds(5));
     for (const auto& e : entries_) {
       const auto read = bytes_read_from(e->socket);
-      if (e->tripped || !read || *read - e->start <= e->budget) continue;
+      if (e->tripped || !read || *read <= e->start || *read - e->start <= e->budget) continue;
       ::shutdown(e->socket, SHUT_RD);
       e->tripped = true;
     }

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <brotli/encode.h>
+#include <sys/ioctl.h>
 #include <zlib.h>
 
 #include <fstream>
@@ -343,13 +344,13 @@ TEST_CASE("a lost device: the request gets 503, /health says why, new requests g
 
 TEST_CASE("a client that leaves a non-streaming request gets its work cancelled within a few steps") {
   InProcessServer server({}, /*slots=*/1, /*queue=*/1);
-  server.model.delay = 2ms;
+  server.model.delay = 10ms;  // a step long enough that thread scheduling is not counted in steps
   const std::string body = R"({"messages":[{"role":"user","content":"x"}],"max_tokens":3000,"temperature":0})";
   RawConnection leaving(server.port);
   REQUIRE(leaving.send_all(post_head("/v1/chat/completions", "Content-Length: " + std::to_string(body.size()) + "\r\n") +
                            body));
-  for (int i = 0; i < 5000 && server.metrics.completion_tokens < 20; ++i) std::this_thread::sleep_for(1ms);
-  REQUIRE(server.metrics.completion_tokens >= 20);
+  for (int i = 0; i < 10000 && server.metrics.completion_tokens < 10; ++i) std::this_thread::sleep_for(1ms);
+  REQUIRE(server.metrics.completion_tokens >= 10);
 
   // Queued behind it: a second client that leaves as well leaves the queue at once.
   RawConnection queued(server.port);
@@ -373,4 +374,34 @@ TEST_CASE("a client that leaves a non-streaming request gets its work cancelled 
   CHECK(steps_after <= 8);  // not the 3000 it asked for
   CHECK(server.metrics.finished_length == 0);
   CHECK(client(server.port)->Post("/v1/chat/completions", kChat, "application/json")->status == 200);
+}
+
+TEST_CASE("bytes read from a socket are what the application took, not what waits in the kernel") {
+  // A loopback connection made by hand: listen, connect, accept.
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(listener, 1) == 0);
+  REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  RawConnection client(ntohs(addr.sin_port));
+  const int server = ::accept(listener, nullptr, nullptr);
+  REQUIRE(server >= 0);
+  CHECK(bytes_read_from(server) == uint64_t(0));
+  REQUIRE(client.send_all(std::string(10000, 'x')));
+  auto queued = [&] {
+    int n = 0;
+    ::ioctl(server, FIONREAD, &n);
+    return n;
+  };
+  for (int i = 0; i < 1000 && queued() < 10000; ++i) std::this_thread::sleep_for(1ms);
+  REQUIRE(queued() == 10000);
+  CHECK(bytes_read_from(server) == uint64_t(0));  // arrived, not read
+  char buf[3000];
+  REQUIRE(::recv(server, buf, sizeof buf, MSG_WAITALL) == 3000);
+  CHECK(bytes_read_from(server) == uint64_t(3000));
+  ::close(server);
+  ::close(listener);
 }

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <future>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -262,20 +263,22 @@ TEST_CASE("settings the sampler refuses (top_p 0, min_p 1) fail their request, n
   const auto a = collect(*s.submit(zero_top_p));
   const auto b = collect(*s.submit(full_min_p));
   CHECK(a.outcome.finish_reason == "error");
-  CHECK(a.outcome.error.find("top_p") != std::string::npos);
+  CHECK(a.outcome.error.find("top-p must be in (0, 1] (got 0)") != std::string::npos);
   CHECK(b.outcome.finish_reason == "error");
-  CHECK(b.outcome.error.find("min_p") != std::string::npos);
+  CHECK(b.outcome.error.find("min-p must be in [0, 1) (got 1)") != std::string::npos);
   CHECK(collect(*healthy).outcome.finish_reason == "length");
   CHECK(metrics.failed == 2);
 }
 
 TEST_CASE("a lost device fails every running and queued request, refuses new ones and says why") {
   FakeModel model(2, 4096);
-  model.lose_device_at_decode = 6;
+  model.delay = 1ms;  // 4000 tokens take seconds: still running when the device goes
   Metrics metrics;
   BatchScheduler s(model, shakespeare_tokenizer(), options(/*queue=*/4), metrics);
   std::vector<std::shared_ptr<Channel>> channels;
-  for (uint32_t i = 0; i < 4; ++i) channels.push_back(s.submit(greedy_job({5 + i, 6}, 1000)));  // 2 run, 2 wait
+  for (uint32_t i = 0; i < 4; ++i) channels.push_back(s.submit(greedy_job({5 + i, 6}, 4000)));  // 2 run, 2 wait
+  for (auto& c : channels) REQUIRE(c != nullptr);
+  model.lose_device_at_decode = 1;  // from the next decode step on
   for (auto& c : channels) {
     const auto r = collect(*c);
     CHECK(r.outcome.finish_reason == "error");
@@ -293,14 +296,24 @@ TEST_CASE("a lost device fails every running and queued request, refuses new one
 
 TEST_CASE("a lost device reported at admission or prefill ends everything the same way") {
   for (FaultPoint point : {FaultPoint::Admit, FaultPoint::Prefill, FaultPoint::Decode}) {
-    CAPTURE(int(point));
+    const int point_number = int(point);
+    CAPTURE(point_number);
     FakeModel model(1, 4096);
     Metrics metrics;
     SchedulerOptions o = options(/*queue=*/4);
-    fail_jobs_marked(o, point, 77, [] { throw DeviceLostError("injected loss"); });
+    // The loss waits until both requests are in, so that one is queued when it comes.
+    std::promise<void> both_submitted;
+    std::shared_future<void> gate = both_submitted.get_future().share();
+    fail_jobs_marked(o, point, 77, [gate] {
+      gate.wait();
+      throw DeviceLostError("injected loss");
+    });
     BatchScheduler s(model, shakespeare_tokenizer(), o, metrics);
     auto victim = s.submit(greedy_job({77, 1}, 50));
     auto waiting = s.submit(greedy_job({5, 1}, 50));
+    REQUIRE(victim != nullptr);
+    REQUIRE(waiting != nullptr);
+    both_submitted.set_value();
     CHECK(collect(*victim).outcome.device_lost);
     CHECK(collect(*waiting).outcome.device_lost);
     CHECK(s.device_lost() == std::optional<std::string>("injected loss"));
@@ -310,7 +323,7 @@ TEST_CASE("a lost device reported at admission or prefill ends everything the sa
 
 TEST_CASE("a cancelled queued request leaves the queue at once and its place goes to the next") {
   FakeModel model(1, 4096);
-  model.delay = std::chrono::microseconds(200);
+  model.delay = 1ms;  // the running request takes seconds
   Metrics metrics;
   BatchScheduler s(model, shakespeare_tokenizer(), options(/*queue=*/1), metrics);
   auto running = s.submit(greedy_job({5, 6}, 4000));

@@ -461,7 +461,7 @@ TEST_CASE("a client that leaves a non-streaming request frees its sequence withi
                                                                  "\r\n") + body.dump()));
   auto tokens = [&] { return metric(metrics(port), "ternvk_completion_tokens_total"); };
   const double tokens_before = metric(before, "ternvk_completion_tokens_total");
-  CHECK(eventually([&] { return tokens() >= tokens_before + 4; }, 30));
+  CHECK(eventually([&] { return tokens() > tokens_before; }, 30));  // generating (some 230 tokens to go)
   const double steps_at_close = metric(metrics(port), "ternvk_decode_steps_total");
   leaving.close();
   CHECK(eventually([&] { return metric(metrics(port), "ternvk_active_sequences") == 0; }, 30));
@@ -470,9 +470,11 @@ TEST_CASE("a client that leaves a non-streaming request frees its sequence withi
   MESSAGE("decode steps after the client left: " << steps << "; tokens generated in all: "
                                                   << metric(after, "ternvk_completion_tokens_total") - tokens_before);
   CHECK(steps <= 16);
+  // Cancelled, not run to the end of the context.
   CHECK(metric(after, "ternvk_requests_finished_total{reason=\"cancelled\"}") ==
         metric(before, "ternvk_requests_finished_total{reason=\"cancelled\"}") + 1);
-  CHECK(metric(after, "ternvk_completion_tokens_total") - tokens_before < 200);
+  CHECK(metric(after, "ternvk_requests_finished_total{reason=\"length\"}") ==
+        metric(before, "ternvk_requests_finished_total{reason=\"length\"}"));
 }
 
 TEST_CASE("a lost GPU: requests get 503 device_lost and the process exits with status 3") {
