@@ -157,14 +157,14 @@ bool constant_time_equal(std::string_view given, std::string_view expected) {
 struct HttpServer::Impl {
   // The body, read piece by piece (decoded when compressed) up to the limit: cpp-httplib 0.11 bounds
   // only bodies with a Content-Length itself, not chunked ones nor what they decompress to.
-  static std::string read_body(const HttpServer& s, const httplib::Request& req, httplib::Response& res,
+  // `socket`: the connection's (-1 if unknown).
+  static std::string read_body(const HttpServer& s, int socket, httplib::Response& res,
                                const httplib::ContentReader& reader) {
     // What the library may read around the body: chunk framing, or a chunk-size line that never
     // ends (see ReadWatchdog).
     constexpr uint64_t kFramingSlack = 4 << 20;
     std::unique_ptr<ReadWatchdog::Watch> watch;
-    if (const int fd = find_connection_socket(req.local_addr, req.local_port, req.remote_addr, req.remote_port); fd >= 0)
-      watch = s.watchdog_->watch(fd, s.options_.max_body_bytes + kFramingSlack);
+    if (socket >= 0) watch = s.watchdog_->watch(socket, s.options_.max_body_bytes + kFramingSlack);
     std::string body;
     bool too_large = false;
     const bool ok = reader([&](const char* data, size_t n) {
@@ -192,7 +192,8 @@ struct HttpServer::Impl {
   static void generate(HttpServer& s, const httplib::Request& req, httplib::Response& res,
                        const httplib::ContentReader& reader, Endpoint endpoint) {
     const std::shared_ptr<void> in_flight = count_in_flight(s.in_flight_);
-    const std::string body = read_body(s, req, res, reader);
+    const int socket = find_connection_socket(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
+    const std::string body = read_body(s, socket, res, reader);
     GenerationRequest r = endpoint == Endpoint::Chat ? parse_chat_request(body) : parse_completion_request(body);
     if (!r.model.empty() && r.model != s.options_.model_id)
       throw RequestError(404, "the model '" + r.model + "' does not exist; this server has '" + s.options_.model_id + "'",
@@ -236,7 +237,6 @@ struct HttpServer::Impl {
 
     // Nothing is written until the answer is whole, so a client that leaves is noticed on its
     // socket (a FIN or reset), checked whenever text arrives and at least every 250 ms.
-    const int socket = find_connection_socket(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
     std::string text;
     Outcome outcome;
     bool cancelled = false;
