@@ -1,6 +1,8 @@
 // `ternvk serve`: an OpenAI-compatible HTTP server with continuous batching (runtime/server).
 // SIGTERM / SIGINT: stop taking requests, let running ones finish for --shutdown-timeout seconds,
-// cancel the rest, exit 0. A second signal cancels at once.
+// cancel the rest, exit 0. A second signal cancels at once. A lost GPU: every request fails with
+// 503, and once their answers are written the process exits with kExitDeviceLost, for a
+// supervisor to restart it.
 #include <pthread.h>
 #include <signal.h>
 
@@ -15,6 +17,7 @@
 #include "runtime/core/error.h"
 #include "runtime/server/engine_model.h"
 #include "runtime/server/http_server.h"
+#include "runtime/server/request_guard.h"
 
 namespace ternvk::cli {
 namespace {
@@ -42,13 +45,34 @@ std::string model_id(const std::string& alias, const std::filesystem::path& path
 
 double mib(uint64_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
 
-// Waits for SIGTERM/SIGINT (blocked in every thread, taken here with sigtimedwait), then drains.
-void watch_signals(const sigset_t& set, std::atomic<bool>& done, server::HttpServer& http,
-                   server::BatchScheduler& scheduler, double timeout_s) {
+constexpr int kExitDeviceLost = 3;
+
+// The GPU is gone: the scheduler has failed every request; wait (boundedly) until their answers
+// are written, then stop serving.
+void exit_after_device_loss(const std::string& reason, server::HttpServer& http) {
+  using Clock = std::chrono::steady_clock;
+  std::fprintf(stderr,
+               "ternvk serve: the GPU was lost: %s\nternvk serve: every request now gets 503; exiting with "
+               "status %d once the %d answers in flight are written, so that a supervisor restarts the server\n",
+               reason.c_str(), kExitDeviceLost, http.in_flight());
+  http.stop_accepting();
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (http.in_flight() > 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  http.stop();
+}
+
+// Waits for SIGTERM/SIGINT (blocked in every thread, taken here with sigtimedwait), then drains;
+// or for the GPU's loss. Returns the exit status.
+int watch_signals(const sigset_t& set, std::atomic<bool>& done, server::HttpServer& http,
+                  server::BatchScheduler& scheduler, double timeout_s) {
   const timespec tick{0, 50'000'000};
   int sig = -1;
-  while (!done && sig < 0) sig = sigtimedwait(&set, nullptr, &tick);
-  if (done) return;
+  while (!done && sig < 0 && !scheduler.device_lost()) sig = sigtimedwait(&set, nullptr, &tick);
+  if (done) return 0;
+  if (auto lost = scheduler.device_lost()) {
+    exit_after_device_loss(*lost, http);
+    return kExitDeviceLost;
+  }
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
   std::fprintf(stderr, "ternvk serve: %s: no new requests; finishing %d running/queued (at most %.1f s)\n",
@@ -65,6 +89,7 @@ void watch_signals(const sigset_t& set, std::atomic<bool>& done, server::HttpSer
   // Let the open streams write their last events before the sockets close.
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   http.stop();
+  return 0;
 }
 
 }  // namespace
@@ -80,6 +105,15 @@ Action add_serve_command(CLI::App& app) {
   cmd->add_option("--queue", o->queue, "Requests that may wait for a slot; beyond that: 503")->check(CLI::Range(0, 4096));
   cmd->add_option("--api-key", o->http.api_key, "Require 'Authorization: Bearer KEY' on /v1/ (default: $TERNVK_API_KEY)")
       ->envname("TERNVK_API_KEY");
+  cmd->add_option("--allowed-hosts", o->http.allowed_hosts,
+                  "Host names (comma-separated) that may reach the server beyond loopback names and IP "
+                  "addresses, in the Host header and as a browser page's Origin; '*': any (behind a proxy "
+                  "that checks them)")
+      ->delimiter(',')
+      ->check([](const std::string& name) {
+        return name == "*" || server::host_of_host_header(name) ? std::string()
+                                                                 : "'" + name + "' is not a host name";
+      });
   cmd->add_option("--alias", o->alias, "Model id for /v1/models and requests (default: from the file name)");
   cmd->add_option("--max-body", o->http.max_body_bytes, "Largest request body in bytes (larger: 413)")
       ->check(CLI::Range(size_t(1024), size_t(1) << 30));
@@ -132,13 +166,14 @@ Action add_serve_command(CLI::App& app) {
     std::fflush(stderr);
 
     std::atomic<bool> done{false};
+    int status = 0;
     std::thread watcher(
-        [&] { watch_signals(stop_signals, done, http, scheduler, o->shutdown_timeout); });
+        [&] { status = watch_signals(stop_signals, done, http, scheduler, o->shutdown_timeout); });
     http.run();
     done = true;
     watcher.join();
-    std::fprintf(stderr, "ternvk serve: stopped\n");
-    return 0;
+    std::fprintf(stderr, "ternvk serve: stopped%s\n", status == kExitDeviceLost ? " (the GPU was lost)" : "");
+    return status;
   };
 }
 

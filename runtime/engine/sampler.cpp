@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <cstdio>
 #include <unordered_map>
 
 #include "runtime/core/error.h"
@@ -29,15 +30,33 @@ uint32_t argmax(std::span<const float> logits) {
   return best;
 }
 
+std::optional<SamplingParamError> invalid_sampling_param(const SamplingParams& p) {
+  // Written so that NaN fails every range.
+  const auto check = [](const char* field, const char* flag, float value, bool ok,
+                        const char* range) -> std::optional<SamplingParamError> {
+    if (ok) return std::nullopt;
+    char got[32];
+    std::snprintf(got, sizeof got, "%g", static_cast<double>(value));
+    return SamplingParamError{field, flag, std::string("must be ") + range + " (got " + got + ")"};
+  };
+  const auto finite = [](float x) { return std::isfinite(x); };
+  if (auto e = check("temperature", "--temp", p.temperature, finite(p.temperature), "a finite number")) return e;
+  if (auto e = check("top_p", "--top-p", p.top_p, p.top_p > 0.0f && p.top_p <= 1.0f, "in (0, 1]")) return e;
+  if (auto e = check("min_p", "--min-p", p.min_p, p.min_p >= 0.0f && p.min_p < 1.0f, "in [0, 1)")) return e;
+  if (auto e = check("repeat_penalty", "--repeat-penalty", p.repeat_penalty,
+                     p.repeat_penalty > 0.0f && finite(p.repeat_penalty), "a finite number > 0"))
+    return e;
+  if (auto e = check("frequency_penalty", "--frequency-penalty", p.frequency_penalty, finite(p.frequency_penalty),
+                     "a finite number"))
+    return e;
+  if (auto e = check("presence_penalty", "--presence-penalty", p.presence_penalty, finite(p.presence_penalty),
+                     "a finite number"))
+    return e;
+  return std::nullopt;
+}
+
 Sampler::Sampler(SamplingParams params) : params_(params), rng_(params.seed) {
-  if (!std::isfinite(params_.temperature)) throw Error("--temp must be a finite number");
-  // Written so that NaN fails every check.
-  if (!(params_.top_p > 0.0f && params_.top_p <= 1.0f)) throw Error("--top-p must be in (0, 1]");
-  if (!(params_.min_p >= 0.0f && params_.min_p < 1.0f)) throw Error("--min-p must be in [0, 1)");
-  if (!(params_.repeat_penalty > 0.0f) || !std::isfinite(params_.repeat_penalty))
-    throw Error("--repeat-penalty must be a finite number > 0");
-  if (!std::isfinite(params_.frequency_penalty) || !std::isfinite(params_.presence_penalty))
-    throw Error("--frequency-penalty and --presence-penalty must be finite numbers");
+  if (auto e = invalid_sampling_param(params_)) throw Error(e->flag + " " + e->rule);
 }
 
 uint32_t Sampler::sample(std::span<const float> logits, std::span<const uint32_t> history) {

@@ -5,6 +5,7 @@
 #include <optional>
 #include <random>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace ternvk {
@@ -34,8 +35,18 @@ struct Candidate {
   float logit;
 };
 
+// The one definition of what the sampler accepts: Sampler's constructor refuses anything else, and
+// the server's request schema checks requests with the same function.
+struct SamplingParamError {
+  std::string field;  // as in SamplingParams and OpenAI request bodies: "top_p"
+  std::string flag;   // the CLI's: "--top-p"
+  std::string rule;   // "must be in (0, 1] (got 0)"
+};
+std::optional<SamplingParamError> invalid_sampling_param(const SamplingParams& params);
+
 class Sampler {
  public:
+  // Throws ternvk::Error naming the flag and the rule invalid_sampling_param found broken.
   explicit Sampler(SamplingParams params);
   const SamplingParams& params() const { return params_; }
 

@@ -98,6 +98,30 @@ std::shared_ptr<Channel> BatchScheduler::submit(Job job) {
   return channel;
 }
 
+void BatchScheduler::cancel(const std::shared_ptr<Channel>& channel) {
+  channel->cancel();
+  int prompt_tokens = -1;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = std::find_if(queue_.begin(), queue_.end(), [&](const auto& q) { return q.second == channel; });
+    if (it != queue_.end()) {
+      prompt_tokens = int(it->first.prompt.size());
+      queue_.erase(it);
+      metrics_.queue_depth = int64_t(queue_.size());
+    }
+  }
+  if (prompt_tokens >= 0) {
+    metrics_.cancelled++;
+    channel->finish({"cancelled", prompt_tokens, 0, {}});
+  }
+  wake_.notify_all();
+}
+
+std::optional<std::string> BatchScheduler::device_lost() const {
+  std::lock_guard lock(mutex_);
+  return device_lost_;
+}
+
 void BatchScheduler::stop_accepting() {
   std::lock_guard lock(mutex_);
   accepting_ = false;
@@ -121,6 +145,32 @@ int BatchScheduler::load() const {
   return int(queue_.size()) + running_;
 }
 
+namespace {
+
+// What went wrong in one piece of a request's work.
+struct Failure {
+  std::string message;
+  bool device_lost = false;
+};
+
+// Runs `work`, turning whatever it throws into a Failure: nothing thrown on the scheduler thread
+// may reach std::terminate.
+template <class Work>
+std::optional<Failure> attempt(Work&& work) {
+  try {
+    work();
+    return std::nullopt;
+  } catch (const DeviceLostError& e) {
+    return Failure{e.what(), true};
+  } catch (const std::exception& e) {
+    return Failure{e.what(), false};
+  } catch (...) {
+    return Failure{"an exception that is not a std::exception", false};
+  }
+}
+
+}  // namespace
+
 void BatchScheduler::loop() {
   while (true) {
     bool quit = false;
@@ -135,35 +185,110 @@ void BatchScheduler::loop() {
           if (s) s->channel->cancel();
       }
     }
-    admit();
-    // Sequences whose client left (or that were cancelled above) give their slot back now.
-    for (int slot = 0; slot < slots_; ++slot)
-      if (seqs_[size_t(slot)] && seqs_[size_t(slot)]->channel->cancelled()) finish(slot, "cancelled");
+    // Each piece of work guards itself; this catches what slips past them (the bookkeeping), so
+    // that it fails the running requests, not the process.
+    const auto failure = attempt([&] {
+      drop_cancelled_queued();
+      admit();
+      // Sequences whose client left (or that were cancelled above) give their slot back now.
+      for (int slot = 0; slot < slots_; ++slot)
+        if (seqs_[size_t(slot)] && seqs_[size_t(slot)]->channel->cancelled()) finish(slot, "cancelled");
+      if (quit) return;
+      run_prefill_chunk();
+      run_decode_step();
+      update_gauges();
+    });
+    if (failure) {
+      std::vector<int> running;
+      for (int slot = 0; slot < slots_; ++slot)
+        if (seqs_[size_t(slot)]) running.push_back(slot);
+      fail(running, "internal error in the scheduler: " + failure->message, failure->device_lost);
+    }
     if (quit) return;
-    run_prefill_chunk();
-    run_decode_step();
-    update_gauges();
+  }
+}
+
+void BatchScheduler::drop_cancelled_queued() {
+  std::vector<std::pair<Job, std::shared_ptr<Channel>>> dropped;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if (it->second->cancelled()) {
+        dropped.push_back(std::move(*it));
+        it = queue_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    metrics_.queue_depth = int64_t(queue_.size());
+  }
+  for (auto& [job, channel] : dropped) {
+    metrics_.cancelled++;
+    channel->finish({"cancelled", int(job.prompt.size()), 0, {}});
   }
 }
 
 void BatchScheduler::admit() {
-  std::lock_guard lock(mutex_);
-  for (int slot = 0; slot < slots_ && !queue_.empty(); ++slot) {
+  for (int slot = 0; slot < slots_ && !lost_; ++slot) {
     if (seqs_[size_t(slot)]) continue;
-    auto [job, channel] = std::move(queue_.front());
-    queue_.pop_front();
-    if (channel->cancelled()) {
-      metrics_.cancelled++;
-      channel->finish({"cancelled", int(job.prompt.size()), 0, {}});
-      --slot;  // the slot is still free
+    std::pair<Job, std::shared_ptr<Channel>> next;
+    {
+      std::lock_guard lock(mutex_);
+      if (queue_.empty()) break;
+      next = std::move(queue_.front());
+      queue_.pop_front();
+      ++running_;  // counted from here, so that load() never dips while a request changes place
+      metrics_.queue_depth = int64_t(queue_.size());
+      metrics_.active_sequences = running_;
+    }
+    auto& [job, channel] = next;
+    const int prompt_tokens = int(job.prompt.size());
+    const auto failure = attempt([&] {
+      if (options_.inject_fault) options_.inject_fault(FaultPoint::Admit, job);
+      // Throws for settings the sampler refuses, which the HTTP schema should have caught already.
+      seqs_[size_t(slot)] = std::make_unique<Sequence>(std::move(job), channel, tokenizer_, admitted_);
+    });
+    if (!failure) {
+      admitted_++;
+      metrics_.generations_started++;
       continue;
     }
-    seqs_[size_t(slot)] = std::make_unique<Sequence>(std::move(job), std::move(channel), tokenizer_, admitted_++);
-    ++running_;
-    metrics_.generations_started++;
+    {
+      std::lock_guard lock(mutex_);
+      --running_;
+      metrics_.active_sequences = running_;
+    }
+    metrics_.failed++;
+    std::fprintf(stderr, "ternvk serve: a request could not be admitted: %s\n", failure->message.c_str());
+    channel->finish({"error", prompt_tokens, 0, failure->message, failure->device_lost});
+    if (failure->device_lost) lose_device(failure->message);
+    --slot;  // the slot is still free
   }
-  metrics_.queue_depth = int64_t(queue_.size());
-  metrics_.active_sequences = running_;
+}
+
+void BatchScheduler::fail(std::span<const int> slots, const std::string& message, bool device_lost) {
+  if (device_lost) return lose_device(message);
+  for (int slot : slots) finish(slot, "error", message);
+}
+
+void BatchScheduler::lose_device(const std::string& reason) {
+  if (lost_) return;
+  lost_ = true;
+  std::deque<std::pair<Job, std::shared_ptr<Channel>>> queued;
+  {
+    std::lock_guard lock(mutex_);
+    device_lost_ = reason;
+    accepting_ = false;
+    queued.swap(queue_);
+    metrics_.queue_depth = 0;
+  }
+  metrics_.device_lost = 1;
+  std::fprintf(stderr, "ternvk serve: the GPU was lost; failing every request: %s\n", reason.c_str());
+  for (auto& [job, channel] : queued) {
+    metrics_.failed++;
+    channel->finish({"error", int(job.prompt.size()), 0, reason, true});
+  }
+  for (int slot = 0; slot < slots_; ++slot) finish(slot, "error", reason);
 }
 
 bool BatchScheduler::run_prefill_chunk() {
@@ -178,7 +303,8 @@ bool BatchScheduler::run_prefill_chunk() {
   const size_t n = std::min(size_t(options_.prefill_chunk), s->job.prompt.size() - s->prefilled);
   const bool last = s->prefilled + n == s->job.prompt.size();
   const Selection select{s->argmax_ok() ? Selection::Argmax : Selection::Logits};
-  try {
+  const auto failure = attempt([&] {
+    if (options_.inject_fault) options_.inject_fault(FaultPoint::Prefill, s->job);
     if (s->prefilled == 0) model_.truncate(slot, 0);
     StepOutput out = model_.prefill(slot, std::span(s->job.prompt).subspan(s->prefilled, n),
                                     last ? select : Selection{Selection::Argmax});
@@ -190,9 +316,8 @@ bool BatchScheduler::run_prefill_chunk() {
       const uint32_t token = s->pick(out, select);
       accept_token(*s, token);
     }
-  } catch (const std::exception& e) {
-    finish(slot, "error", e.what());
-  }
+  });
+  if (failure) fail(std::span(&slot, 1), failure->message, failure->device_lost);
   return true;
 }
 
@@ -201,7 +326,7 @@ void BatchScheduler::run_decode_step() {
   for (int i = 0; i < slots_; ++i)
     if (seqs_[size_t(i)] && seqs_[size_t(i)]->decoding) batch.push_back(i);
   const size_t step = size_t(std::max(1, model_.max_batch()));
-  for (size_t begin = 0; begin < batch.size(); begin += step) {
+  for (size_t begin = 0; begin < batch.size() && !lost_; begin += step) {
     const std::vector<int> slots(batch.begin() + long(begin), batch.begin() + long(std::min(batch.size(), begin + step)));
     std::vector<uint32_t> tokens;
     bool argmax = true;
@@ -212,24 +337,25 @@ void BatchScheduler::run_decode_step() {
     const Selection select{argmax ? Selection::Argmax : Selection::Logits};
     const auto t0 = Clock::now();
     std::vector<StepOutput> outs;
-    try {
-      outs = model_.decode(slots, tokens, select);
-      if (outs.size() != slots.size()) throw Error("decode returned the wrong number of outputs");
-    } catch (const std::exception& e) {
-      for (int slot : slots) finish(slot, "error", e.what());
+    // A failed step fails the sequences it carried: their caches may hold half a step.
+    if (auto failure = attempt([&] {
+          outs = model_.decode(slots, tokens, select);
+          if (outs.size() != slots.size()) throw Error("decode returned the wrong number of outputs");
+        })) {
+      fail(slots, failure->message, failure->device_lost);
       continue;
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     metrics_.decode_steps++;
     recent_steps_.push_back({Clock::now(), {seconds, int(slots.size())}});
-    for (size_t k = 0; k < slots.size(); ++k) {
+    for (size_t k = 0; k < slots.size() && !lost_; ++k) {
       Sequence& s = *seqs_[size_t(slots[k])];
       s.cached++;
-      try {
-        accept_token(s, s.pick(outs[k], select));
-      } catch (const std::exception& e) {
-        finish(slots[k], "error", e.what());
-      }
+      if (auto failure = attempt([&] {
+            if (options_.inject_fault) options_.inject_fault(FaultPoint::Decode, s.job);
+            accept_token(s, s.pick(outs[k], select));
+          }))
+        fail(std::span(&slots[k], 1), failure->message, failure->device_lost);
     }
   }
 }
@@ -255,10 +381,13 @@ void BatchScheduler::finish(int slot, const std::string& reason, const std::stri
   auto s = std::move(seqs_[size_t(slot)]);
   if (!s) return;
   if (reason == "stop" || reason == "length") {
-    // The bytes the decoder held back, unless a stop string already ended the text.
-    std::string tail = s->stops.feed(s->decoder.flush());
-    if (!s->stops.stopped()) tail += s->stops.flush();
-    if (!tail.empty()) s->channel->emit(tail);
+    // The bytes the decoder held back, unless a stop string already ended the text. Best effort:
+    // the request must be finished below whatever happens here.
+    attempt([&] {
+      std::string tail = s->stops.feed(s->decoder.flush());
+      if (!s->stops.stopped()) tail += s->stops.flush();
+      if (!tail.empty()) s->channel->emit(tail);
+    });
   }
   if (reason == "stop") metrics_.finished_stop++;
   else if (reason == "length") metrics_.finished_length++;
@@ -271,7 +400,7 @@ void BatchScheduler::finish(int slot, const std::string& reason, const std::stri
     metrics_.active_sequences = running_;
   }
   // Last, so that a client reading /metrics after its answer sees the answer counted.
-  s->channel->finish({reason, int(s->job.prompt.size()), s->generated, error});
+  s->channel->finish({reason, int(s->job.prompt.size()), s->generated, error, reason == "error" && lost_});
 }
 
 void BatchScheduler::update_gauges() {

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -48,6 +49,7 @@ struct Outcome {
   int prompt_tokens = 0;
   int completion_tokens = 0;
   std::string error;          // finish_reason "error": what went wrong
+  bool device_lost = false;   // the error is the GPU's loss: no request can be served any more
 };
 
 // One request's side of the scheduler: text as it is generated, then the outcome. Thread-safe.
@@ -59,7 +61,8 @@ class Channel {
   };
   // Waits up to `timeout` for text or the end.
   News wait(std::chrono::milliseconds timeout);
-  // The client is gone: the scheduler frees the sequence at its next step.
+  // The client is gone: the scheduler frees the sequence at its next step (BatchScheduler::cancel
+  // also takes a queued request out of the queue at once).
   void cancel() { cancelled_ = true; }
   bool cancelled() const { return cancelled_; }
 
@@ -75,10 +78,17 @@ class Channel {
   std::atomic<bool> cancelled_{false};
 };
 
+// Where a request's work can fail on the scheduler thread.
+enum class FaultPoint { Admit, Prefill, Decode };
+
 struct SchedulerOptions {
   int queue_limit = 16;     // requests that may wait beyond the slots; more get nullptr (503)
   int prefill_chunk = 64;   // prompt tokens per loop turn
   std::vector<uint32_t> end_tokens;  // EOS, EOT: end the answer with "stop"
+  // Test-only: called when a job is admitted, before each of its prefill chunks and before each of
+  // its decoded tokens is sampled. What it throws is handled as a real fault there: it fails that
+  // request (a DeviceLostError: every request, for good).
+  std::function<void(FaultPoint, const Job&)> inject_fault;
 };
 
 class BatchScheduler {
@@ -91,6 +101,11 @@ class BatchScheduler {
 
   // Queues a job; nullptr when the queue is full or the scheduler no longer accepts work.
   std::shared_ptr<Channel> submit(Job job);
+  // The client is gone: a queued request leaves the queue now (finished "cancelled"), a running
+  // one is freed at the next step.
+  void cancel(const std::shared_ptr<Channel>& channel);
+  // Set once the GPU was lost (what the driver said): every request then failed, none is accepted.
+  std::optional<std::string> device_lost() const;
   void stop_accepting();
   bool accepting() const;
   // Cancels every queued and running request (they finish with "cancelled").
@@ -103,7 +118,11 @@ class BatchScheduler {
  private:
   struct Sequence;
   void loop();
+  void drop_cancelled_queued();
   void admit();
+  // Ends the requests in `slots` with an error; a lost device ends every request (lose_device).
+  void fail(std::span<const int> slots, const std::string& message, bool device_lost);
+  void lose_device(const std::string& reason);
   bool run_prefill_chunk();
   void run_decode_step();
   void accept_token(Sequence& s, uint32_t token);
@@ -124,10 +143,12 @@ class BatchScheduler {
   bool accepting_ = true;
   bool cancel_all_ = false;
   bool quit_ = false;
+  std::optional<std::string> device_lost_;
 
   // Owned by the scheduler thread.
   std::vector<std::unique_ptr<Sequence>> seqs_;  // by slot; null when free
   uint64_t admitted_ = 0;                        // admission order, for FIFO prefill
+  bool lost_ = false;                            // the device is gone (device_lost_ is set)
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::pair<double, int>>> recent_steps_;
   std::thread thread_;
 };

@@ -6,12 +6,16 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <random>
+#include <utility>
 
 #include "runtime/core/error.h"
+#include "runtime/server/request_guard.h"
 
 namespace ternvk::server {
 namespace {
@@ -72,15 +76,67 @@ int64_t unix_now() {
 
 bool finished_normally(const Outcome& o) { return o.finish_reason == "stop" || o.finish_reason == "length"; }
 
+RequestError device_lost_error(const std::string& reason) {
+  return RequestError(503, "the GPU was lost (" + reason + "); the server is exiting so that it can be restarted: retry shortly",
+                      "server_error", {}, "device_lost");
+}
+
 RequestError outcome_error(const Outcome& o) {
+  if (o.device_lost) return device_lost_error(o.error);
   if (o.finish_reason == "cancelled")
     return RequestError(503, "the request was cancelled because the server is shutting down", "server_error", {},
                         "shutting_down");
   return RequestError(500, "generation failed: " + o.error, "server_error");
 }
 
+// Counts a generation request as in flight while it lives.
+std::shared_ptr<void> count_in_flight(std::atomic<int>& counter) {
+  ++counter;
+  return std::shared_ptr<void>(nullptr, [&counter](void*) { --counter; });
+}
+
+// Whether cpp-httplib reads a body for this method (what it does before any handler sees one).
+bool method_takes_body(const std::string& method) {
+  return method == "POST" || method == "PUT" || method == "PATCH" || method == "DELETE" || method == "PRI";
+}
+
+bool is_generation_route(const httplib::Request& req) {
+  return req.method == "POST" && (req.path == "/v1/chat/completions" || req.path == "/v1/completions");
+}
+
+// After this response the library must read nothing more from the client: what follows a refused
+// body would be parsed as further requests. cpp-httplib 0.11 keeps the connection open whatever the
+// response says, so once the answer is written the socket is closed by hand (by the logger, which
+// the library calls then, on the thread that ran the handler: hence a thread-local mark).
+thread_local bool close_connection_after_response = false;
+
+void close_after_response(httplib::Response& res) {
+  res.set_header("Connection", "close");
+  close_connection_after_response = true;
+}
+
+void close_if_marked(const httplib::Request& req) {
+  if (!std::exchange(close_connection_after_response, false)) return;
+  const int fd = find_connection_socket(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
+  if (fd >= 0) close_gracefully(fd);
+}
+
+// Encodings cpp-httplib decodes before a content reader sees the bytes (so the limit counts
+// decoded bytes).
+bool decodable_encoding(const std::string& encoding) {
+  return encoding.empty() || encoding == "identity" || encoding == "gzip" || encoding == "deflate" || encoding == "br";
+}
+
+std::string lower_trimmed(std::string s) {
+  for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+  const size_t first = s.find_first_not_of(" \t");
+  return first == std::string::npos ? std::string() : s.substr(first, s.find_last_not_of(" \t") - first + 1);
+}
+
 // What a streaming response needs between calls of its content provider.
 struct StreamState {
+  BatchScheduler* scheduler = nullptr;
+  std::shared_ptr<void> in_flight;
   std::shared_ptr<Channel> channel;
   AnswerHeader header;
   Endpoint endpoint = Endpoint::Chat;
@@ -99,9 +155,46 @@ bool constant_time_equal(std::string_view given, std::string_view expected) {
 }
 
 struct HttpServer::Impl {
-  // The body of POST /v1/chat/completions and /v1/completions.
-  static void generate(HttpServer& s, const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
-    GenerationRequest r = endpoint == Endpoint::Chat ? parse_chat_request(req.body) : parse_completion_request(req.body);
+  // The body, read piece by piece (decoded when compressed) up to the limit: cpp-httplib 0.11 bounds
+  // only bodies with a Content-Length itself, not chunked ones nor what they decompress to.
+  // `socket`: the connection's (-1 if unknown).
+  static std::string read_body(const HttpServer& s, int socket, httplib::Response& res,
+                               const httplib::ContentReader& reader) {
+    // What the library may read around the body: chunk framing, or a chunk-size line that never
+    // ends (see ReadWatchdog).
+    constexpr uint64_t kFramingSlack = 4 << 20;
+    std::unique_ptr<ReadWatchdog::Watch> watch;
+    if (socket >= 0) watch = s.watchdog_->watch(socket, s.options_.max_body_bytes + kFramingSlack);
+    std::string body;
+    bool too_large = false;
+    const bool ok = reader([&](const char* data, size_t n) {
+      if (n > s.options_.max_body_bytes - body.size()) {
+        too_large = true;
+        return false;
+      }
+      body.append(data, n);
+      return true;
+    });
+    if (ok) return body;
+    close_after_response(res);
+    if (too_large)
+      throw RequestError(413, "the request body is larger than " + std::to_string(s.options_.max_body_bytes) +
+                                  " bytes (after decompression)", "invalid_request_error", {}, "request_too_large");
+    if (watch && watch->tripped())
+      throw RequestError(413, "the request body with its chunked framing is larger than " +
+                                  std::to_string(s.options_.max_body_bytes + kFramingSlack) + " bytes",
+                         "invalid_request_error", {}, "request_too_large");
+    throw RequestError(400, "the request body could not be read (a malformed chunk, corrupt compressed data, or the "
+                            "client stopped sending)");
+  }
+
+  // POST /v1/chat/completions and /v1/completions.
+  static void generate(HttpServer& s, const httplib::Request& req, httplib::Response& res,
+                       const httplib::ContentReader& reader, Endpoint endpoint) {
+    const std::shared_ptr<void> in_flight = count_in_flight(s.in_flight_);
+    const int socket = find_connection_socket(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
+    const std::string body = read_body(s, socket, res, reader);
+    GenerationRequest r = endpoint == Endpoint::Chat ? parse_chat_request(body) : parse_completion_request(body);
     if (!r.model.empty() && r.model != s.options_.model_id)
       throw RequestError(404, "the model '" + r.model + "' does not exist; this server has '" + s.options_.model_id + "'",
                          "invalid_request_error", "model", "model_not_found");
@@ -129,6 +222,7 @@ struct HttpServer::Impl {
     if (!r.seeded) job.sampling.seed = random_u64();
     auto channel = s.scheduler_.submit(std::move(job));
     if (!channel) {
+      if (auto lost = s.scheduler_.device_lost()) throw device_lost_error(*lost);
       if (!s.scheduler_.accepting())
         throw RequestError(503, "the server is shutting down", "server_error", {}, "shutting_down");
       s.metrics_.rejected_queue_full++;
@@ -137,10 +231,15 @@ struct HttpServer::Impl {
                          "server_error", {}, "queue_full");
     }
     AnswerHeader header{random_id(endpoint == Endpoint::Chat ? "chatcmpl-" : "cmpl-"), unix_now(), s.options_.model_id};
-    if (r.stream) return stream(res, std::make_shared<StreamState>(StreamState{channel, header, endpoint, r.include_usage}));
+    if (r.stream)
+      return stream(res, std::make_shared<StreamState>(
+                             StreamState{&s.scheduler_, in_flight, channel, header, endpoint, r.include_usage}));
 
+    // Nothing is written until the answer is whole, so a client that leaves is noticed on its
+    // socket (a FIN or reset), checked whenever text arrives and at least every 250 ms.
     std::string text;
     Outcome outcome;
+    bool cancelled = false;
     while (true) {
       auto news = channel->wait(std::chrono::milliseconds(250));
       text += news.text;
@@ -148,7 +247,10 @@ struct HttpServer::Impl {
         outcome = *news.done;
         break;
       }
-      if (s.stopping_) channel->cancel();  // the scheduler finishes it as "cancelled" at its next step
+      if (!cancelled && (s.stopping_ || (socket >= 0 && peer_has_closed(socket)))) {
+        s.scheduler_.cancel(channel);  // queued: gone now; running: freed at the next step
+        cancelled = true;
+      }
     }
     if (!finished_normally(outcome)) throw outcome_error(outcome);
     const Usage usage{outcome.prompt_tokens, outcome.completion_tokens};
@@ -163,7 +265,7 @@ struct HttpServer::Impl {
     auto provider = [st](size_t, httplib::DataSink& sink) -> bool {
       auto write = [&](const std::string& data) {
         if (!sink.write(data.data(), data.size())) {
-          st->channel->cancel();  // the client is gone: free its sequence at the next step
+          st->scheduler->cancel(st->channel);  // the client is gone: free its place now
           return false;
         }
         st->last_write = Clock::now();
@@ -206,15 +308,17 @@ struct HttpServer::Impl {
       return true;
     };
     res.set_chunked_content_provider("text/event-stream", provider, [st](bool success) {
-      if (!success) st->channel->cancel();
+      if (!success) st->scheduler->cancel(st->channel);
     });
   }
 
+  // A handler that answers every exception with an error object (any extra arguments, such as a
+  // content reader, are passed on).
   template <class Fn>
-  static httplib::Server::Handler guarded(Fn fn) {
-    return [fn](const httplib::Request& req, httplib::Response& res) {
+  static auto guarded(Fn fn) {
+    return [fn](const httplib::Request& req, httplib::Response& res, const auto&... rest) {
       try {
-        fn(req, res);
+        fn(req, res, rest...);
       } catch (const RequestError& e) {
         send_error(res, e);
       } catch (const std::exception& e) {
@@ -222,11 +326,53 @@ struct HttpServer::Impl {
       }
     };
   }
+
+  // Everything decided from the request line and headers, before any body is read: throws the
+  // RequestError that refuses the request.
+  static void screen(const HttpServer& s, const httplib::Request& req) {
+    if (auto why = refuse_host_or_origin(req.get_header_value("Host"), req.get_header_value("Origin"),
+                                         s.options_.allowed_hosts))
+      throw RequestError(403, *why, "invalid_request_error", {}, "forbidden_origin");
+    const bool generation = is_generation_route(req);
+    // Only the generation routes read a body; anything else that would carry one is answered
+    // before the library reads it (it would read it whole, however large, before routing).
+    if (!generation && method_takes_body(req.method))
+      throw RequestError(404, "unknown path: " + req.method + " " + req.path, "invalid_request_error", {},
+                         "unknown_url");
+    if (!s.options_.api_key.empty() && req.path.rfind("/v1/", 0) == 0) {
+      const std::string auth = req.get_header_value("Authorization");
+      constexpr std::string_view kBearer = "Bearer ";
+      if (auth.size() <= kBearer.size() || std::string_view(auth).substr(0, kBearer.size()) != kBearer ||
+          !constant_time_equal(std::string_view(auth).substr(kBearer.size()), s.options_.api_key))
+        throw RequestError(401, "missing or incorrect API key: send 'Authorization: Bearer <key>'",
+                           "invalid_request_error", {}, "invalid_api_key");
+    }
+    if (!generation) return;
+    if (!is_json_media_type(req.get_header_value("Content-Type")))
+      throw RequestError(415, "the body must be JSON sent as 'Content-Type: application/json' (got '" +
+                                  req.get_header_value("Content-Type") + "')",
+                         "invalid_request_error", {}, "unsupported_media_type");
+    const std::string encoding = lower_trimmed(req.get_header_value("Content-Encoding"));
+    if (!decodable_encoding(encoding))
+      throw RequestError(415, "Content-Encoding '" + encoding + "' is not supported (gzip, deflate or br)",
+                         "invalid_request_error", {}, "unsupported_media_type");
+    if (req.has_header("Content-Length")) {
+      const std::string text = req.get_header_value("Content-Length");
+      uint64_t length = 0;
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), length);
+      if (ec != std::errc() || end != text.data() + text.size())
+        throw RequestError(400, "the Content-Length '" + text + "' is not a number");
+      if (length > s.options_.max_body_bytes)
+        throw RequestError(413, "the request body is larger than " + std::to_string(s.options_.max_body_bytes) +
+                                    " bytes", "invalid_request_error", {}, "request_too_large");
+    }
+    if (auto lost = s.scheduler_.device_lost()) throw device_lost_error(*lost);
+  }
 };
 
 HttpServer::HttpServer(BatchScheduler& scheduler, const PromptEncoder& prompts, ServerOptions options, Metrics& metrics)
     : scheduler_(scheduler), prompts_(prompts), options_(std::move(options)), metrics_(metrics),
-      http_(std::make_unique<httplib::Server>()), started_(unix_now()) {
+      watchdog_(std::make_unique<ReadWatchdog>()), http_(std::make_unique<httplib::Server>()), started_(unix_now()) {
   // A client that hangs up must cost a failed write, not the process.
   std::signal(SIGPIPE, SIG_IGN);
   const int threads = options_.threads > 0 ? options_.threads : scheduler_.slots() + 16 + 4;
@@ -266,18 +412,16 @@ void HttpServer::stop() {
 void HttpServer::routes() {
   auto& h = *http_;
   h.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (options_.api_key.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
-    const std::string auth = req.get_header_value("Authorization");
-    constexpr std::string_view kBearer = "Bearer ";
-    if (auth.size() > kBearer.size() && std::string_view(auth).substr(0, kBearer.size()) == kBearer &&
-        constant_time_equal(std::string_view(auth).substr(kBearer.size()), options_.api_key)) {
+    close_connection_after_response = false;  // a mark left by a response that was never logged
+    try {
+      Impl::screen(*this, req);
       return httplib::Server::HandlerResponse::Unhandled;
+    } catch (const RequestError& e) {
+      send_error(res, e);
+      if (e.status == 401) res.set_header("WWW-Authenticate", "Bearer");
+      if (method_takes_body(req.method)) close_after_response(res);  // its body was not read
+      return httplib::Server::HandlerResponse::Handled;
     }
-    send_error(res, RequestError(401, "missing or incorrect API key: send 'Authorization: Bearer <key>'",
-                                 "invalid_request_error", {}, "invalid_api_key"));
-    res.set_header("WWW-Authenticate", "Bearer");
-    res.set_header("Connection", "close");  // the body was not read
-    return httplib::Server::HandlerResponse::Handled;
   });
   h.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // already an error object
@@ -295,15 +439,21 @@ void HttpServer::routes() {
   h.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     send_error(res, RequestError(500, "internal error", "server_error"));
   });
-  h.set_logger([this](const httplib::Request&, const httplib::Response& res) { metrics_.count_response(res.status); });
+  h.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    metrics_.count_response(res.status);
+    close_if_marked(req);
+  });
 
   h.Get("/health", Impl::guarded([this](const httplib::Request&, httplib::Response& res) {
-    const bool ok = !draining_;
-    res.status = ok ? 200 : 503;
-    res.set_content(dump({{"status", ok ? "ok" : "shutting down"},
-                          {"slots", scheduler_.slots()},
-                          {"load", scheduler_.load()}}),
-                    "application/json");
+    json health = {{"status", "ok"}, {"slots", scheduler_.slots()}, {"load", scheduler_.load()}};
+    if (auto lost = scheduler_.device_lost()) {
+      health["status"] = "device lost";
+      health["reason"] = *lost;
+    } else if (draining_) {
+      health["status"] = "shutting down";
+    }
+    res.status = health["status"] == "ok" ? 200 : 503;
+    res.set_content(dump(health), "application/json");
   }));
   h.Get("/metrics", Impl::guarded([this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_.prometheus(), "text/plain; version=0.0.4");
@@ -318,12 +468,14 @@ void HttpServer::routes() {
                          "model_not_found");
     res.set_content(dump(model_list(options_.model_id, started_)["data"][0]), "application/json");
   }));
-  h.Post("/v1/chat/completions", Impl::guarded([this](const httplib::Request& req, httplib::Response& res) {
-    Impl::generate(*this, req, res, Endpoint::Chat);
-  }));
-  h.Post("/v1/completions", Impl::guarded([this](const httplib::Request& req, httplib::Response& res) {
-    Impl::generate(*this, req, res, Endpoint::Completion);
-  }));
+  // Registered with a content reader, so that the body reaches read_body() piece by piece.
+  for (auto [path, endpoint] : {std::pair{"/v1/chat/completions", Endpoint::Chat}, {"/v1/completions", Endpoint::Completion}}) {
+    h.Post(path, httplib::Server::HandlerWithContentReader(Impl::guarded(
+                     [this, endpoint](const httplib::Request& req, httplib::Response& res,
+                                      const httplib::ContentReader& reader) {
+                       Impl::generate(*this, req, res, reader, endpoint);
+                     })));
+  }
 }
 
 }  // namespace ternvk::server

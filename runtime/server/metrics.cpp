@@ -48,6 +48,8 @@ std::string Metrics::prometheus() const {
   metric(o, "kv_cache_usage_ratio", "gauge", "Fraction of the KV cache in use.",
          cap > 0 ? double(kv_tokens_used.load()) / double(cap) : 0.0);
   metric(o, "kv_cache_bytes", "gauge", "Bytes of KV cache allocated at start.", kv_bytes.load());
+  metric(o, "device_lost", "gauge", "1 once the GPU was lost: every request fails and the server exits.",
+         device_lost.load());
   return o.str();
 }
 

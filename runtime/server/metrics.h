@@ -31,6 +31,7 @@ struct Metrics {
   std::atomic<int64_t> kv_tokens_capacity{0};    // slots x context
   std::atomic<uint64_t> kv_bytes{0};             // allocated up front
   std::atomic<double> decode_tokens_per_second{0};  // over the last few seconds of decode steps
+  std::atomic<int64_t> device_lost{0};           // 1 once the GPU was lost (the server then exits)
 
   void count_response(int status) {
     if (status >= 100 && status < 600) responses[size_t(status / 100)]++;

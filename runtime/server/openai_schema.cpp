@@ -12,7 +12,33 @@ using nlohmann::json;
   throw RequestError(400, message, "invalid_request_error", param);
 }
 
+// Deeper bodies are refused before parsing. OpenAI requests nest a few levels (tool schemas a
+// dozen or so); the bound keeps any recursion over the parsed value shallow.
+constexpr int kMaxDepth = 64;
+
+bool nested_too_deep(std::string_view body) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : body) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxDepth) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
 json parse_object(std::string_view body) {
+  if (nested_too_deep(body))
+    throw RequestError(400, "the request body nests arrays and objects deeper than " + std::to_string(kMaxDepth) +
+                                " levels");
   json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw RequestError(400, "the request body is not valid JSON");
   if (!j.is_object()) throw RequestError(400, "the request body must be a JSON object");
@@ -25,12 +51,15 @@ const json* field(const json& j, const char* key) {
   return it == j.end() || it->is_null() ? nullptr : &*it;
 }
 
-std::optional<double> number(const json& j, const char* key, double lo, double hi) {
+// A finite number; `lo` and `hi` are the API's own range where it documents one.
+std::optional<double> number(const json& j, const char* key, double lo = -std::numeric_limits<double>::max(),
+                             double hi = std::numeric_limits<double>::max()) {
   const json* v = field(j, key);
   if (!v) return std::nullopt;
   if (!v->is_number()) bad(key, std::string("'") + key + "' must be a number");
   const double x = v->get<double>();
-  if (!std::isfinite(x) || x < lo || x > hi)
+  if (!std::isfinite(x)) bad(key, std::string("'") + key + "' must be a finite number");
+  if (x < lo || x > hi)
     bad(key, std::string("'") + key + "' must be between " + json(lo).dump() + " and " + json(hi).dump());
   return x;
 }
@@ -72,14 +101,19 @@ void parse_common(const json& j, GenerationRequest& r) {
   s.top_k = 0;
   s.top_p = 1.0f;
   s.min_p = 0.0f;
+  // OpenAI documents ranges for temperature and the two penalties; top_k and repeat_last_n are
+  // counts. Whatever else a value must be, the sampler says below.
   if (auto v = number(j, "temperature", 0, 2)) s.temperature = float(*v);
-  if (auto v = number(j, "top_p", 0, 1)) s.top_p = float(*v);
+  if (auto v = number(j, "top_p")) s.top_p = float(*v);
   if (auto v = number(j, "frequency_penalty", -2, 2)) s.frequency_penalty = float(*v);
   if (auto v = number(j, "presence_penalty", -2, 2)) s.presence_penalty = float(*v);
   if (auto v = integer(j, "top_k", 0, kMaxInt)) s.top_k = int(*v);
-  if (auto v = number(j, "min_p", 0, 1)) s.min_p = float(*v);
-  if (auto v = number(j, "repeat_penalty", 0.01, 100)) s.repeat_penalty = float(*v);
+  if (auto v = number(j, "min_p")) s.min_p = float(*v);
+  if (auto v = number(j, "repeat_penalty")) s.repeat_penalty = float(*v);
   if (auto v = integer(j, "repeat_last_n", 0, kMaxInt)) s.repeat_last_n = int(*v);
+  // Checked as the sampler will see them (floats): its own rule, so that whatever passes here the
+  // sampler accepts (top_p 0, min_p 1 or 1e-60 rounded to 0 are refused here, not on its thread).
+  if (auto e = invalid_sampling_param(s)) bad(e->field, "'" + e->field + "' " + e->rule);
   if (const json* seed = field(j, "seed")) {
     if (!seed->is_number_integer()) bad("seed", "'seed' must be an integer");
     s.seed = seed->is_number_unsigned() ? seed->get<uint64_t>() : uint64_t(seed->get<int64_t>());

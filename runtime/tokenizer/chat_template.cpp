@@ -111,7 +111,63 @@ void render_plain(PromptBuilder& b, std::span<const ChatMessage> messages,
   b.text(text);
 }
 
+char lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
+
+bool starts_with_nocase(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i)
+    if (lower(s[i]) != lower(prefix[i])) return false;
+  return true;
+}
+
+// The length of the line break at `s`, 0 if none: \n, \r, \v, \f and Unicode's NEL, LS and PS (a
+// tokenizer or model may take any of them for a new line).
+size_t line_break_at(std::string_view s) {
+  if (s.empty()) return 0;
+  if (s[0] == '\n' || s[0] == '\r' || s[0] == '\v' || s[0] == '\f') return 1;
+  if (s.substr(0, 2) == "\xC2\x85") return 2;
+  if (s.substr(0, 3) == "\xE2\x80\xA8" || s.substr(0, 3) == "\xE2\x80\xA9") return 3;
+  return 0;
+}
+
+// A line of `text` after its first that starts (after blanks) with a role name and ':'.
+std::optional<std::string> plain_role_line(std::string_view text) {
+  static constexpr std::string_view kRoles[] = {"user", "assistant", "system"};
+  for (size_t i = 0; i < text.size(); ++i) {
+    const size_t n = line_break_at(text.substr(i));
+    if (n == 0) continue;
+    size_t at = i + n;
+    while (at < text.size() && (text[at] == ' ' || text[at] == '\t')) ++at;
+    for (std::string_view role : kRoles) {
+      if (!starts_with_nocase(text.substr(at), role)) continue;
+      size_t colon = at + role.size();
+      while (colon < text.size() && (text[colon] == ' ' || text[colon] == '\t')) ++colon;
+      if (colon < text.size() && text[colon] == ':') return std::string(text.substr(at, colon + 1 - at));
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> llama2_marker(std::string_view text) {
+  static constexpr std::string_view kMarkers[] = {"[INST]", "[/INST]", "<<SYS>>", "<</SYS>>"};
+  for (size_t i = 0; i < text.size(); ++i)
+    for (std::string_view marker : kMarkers)
+      if (starts_with_nocase(text.substr(i), marker)) return std::string(text.substr(i, marker.size()));
+  return std::nullopt;
+}
+
 }  // namespace
+
+std::optional<TurnMarker> find_turn_marker(ChatFormat format, std::span<const ChatMessage> messages) {
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const std::string content = trim(messages[i].content);  // as rendered
+    std::optional<std::string> marker;
+    if (format == ChatFormat::kPlain) marker = plain_role_line(content);
+    if (format == ChatFormat::kLlama2) marker = llama2_marker(content);
+    if (marker) return TurnMarker{i, *marker};
+  }
+  return std::nullopt;
+}
 
 std::string_view chat_format_name(ChatFormat format) {
   switch (format) {

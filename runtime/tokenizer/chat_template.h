@@ -5,6 +5,7 @@
 // only those into control tokens and encodes everything else as plain text, so a message containing
 // "<|eot_id|>" cannot end its turn early or forge another one.
 #pragma once
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -58,6 +59,17 @@ ChatSpecialTokens chat_special_tokens(const Tokenizer& tokenizer);
 // Message content is trimmed of surrounding whitespace, as all these templates do.
 ChatPrompt render_chat(ChatFormat format, std::span<const ChatMessage> messages,
                        const ChatSpecialTokens& special, bool add_generation_prompt = true);
+
+// In the plain and Llama-2 formats the turn markers are ordinary text (a line "Assistant: ...",
+// "[/INST]"), so a message that contains one would start a turn of its own. The first message whose
+// content holds such a marker (case-insensitive; in the plain format a role name and ':' at the
+// start of any line but the first), and the marker as written; nullopt when there is none, and
+// always in formats whose turns are delimited by control tokens.
+struct TurnMarker {
+  size_t message = 0;
+  std::string marker;
+};
+std::optional<TurnMarker> find_turn_marker(ChatFormat format, std::span<const ChatMessage> messages);
 
 // Control segments become their token (a ternvk::Error if the vocabulary lacks one); each run of
 // text between them is encoded in one piece with parse_special off.

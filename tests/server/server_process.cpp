@@ -22,13 +22,14 @@ std::string server_model() {
   return env && *env ? env : std::string(TERNVK_SOURCE_DIR) + "/models/ternvk-shakespeare/model.gguf";
 }
 
-ServerProcess::ServerProcess(const std::string& args) {
+ServerProcess::ServerProcess(const std::string& args, const std::string& env) {
   ::signal(SIGPIPE, SIG_IGN);  // a client write to a server that just closed must fail, not kill the tests
   static std::atomic<int> counter{0};
   const auto dir = std::filesystem::path(TERNVK_BINARY_DIR) / "test-tmp" / "server";
   std::filesystem::create_directories(dir);
   log_path_ = (dir / ("serve-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".log")).string();
-  const std::string command = std::string("exec ") + TERNVK_CLI + " serve --port 0 " + args + " 2>" + log_path_ +
+  const std::string command = std::string("exec ") + (env.empty() ? "" : "env " + env + " ") + TERNVK_CLI +
+                              " serve --port 0 " + args + " 2>" + log_path_ +
                               " >/dev/null </dev/null";
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");

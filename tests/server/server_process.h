@@ -14,8 +14,9 @@ std::string server_model();
 
 class ServerProcess {
  public:
-  // Starts `ternvk serve --port 0 <args>` and waits until it listens (throws if it does not).
-  explicit ServerProcess(const std::string& args);
+  // Starts `ternvk serve --port 0 <args>` (with `env`, e.g. "TERNVK_FAULT=...", in its environment)
+  // and waits until it listens (throws if it does not).
+  explicit ServerProcess(const std::string& args, const std::string& env = {});
   ~ServerProcess();  // SIGKILL if still running
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;

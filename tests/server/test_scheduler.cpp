@@ -1,8 +1,10 @@
 // Continuous batching against a fake model (no GPU): the fake's next token depends only on its own
-// slot's history, so any mixing of slots by the scheduler shows up as a different output.
+// slot's history, so any mixing of slots by the scheduler shows up as a different output. And
+// faults: exceptions injected at admission, prefill and decode, and a lost device.
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <future>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -10,81 +12,14 @@
 #include "runtime/core/error.h"
 #include "runtime/server/batch_scheduler.h"
 #include "runtime/server/prompt.h"
+#include "server/fake_model.h"
 
 using namespace ternvk;
 using namespace ternvk::server;
+using namespace ternvk::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-const std::filesystem::path kModelDir = std::filesystem::path(TERNVK_SOURCE_DIR) / "models/ternvk-shakespeare";
-
-const Tokenizer& shakespeare_tokenizer() {
-  static auto tok = load_tokenizer_from_files(kModelDir / "tokenizer.model");
-  return *tok;
-}
-
-class FakeModel final : public BatchModel {
- public:
-  FakeModel(int slots, int context, uint32_t end_token = 2) : history_(size_t(slots)), context_(context), end_(end_token) {}
-  int slots() const override { return int(history_.size()); }
-  int context() const override { return context_; }
-  int max_batch() const override { return slots(); }
-  StepOutput prefill(int slot, std::span<const uint32_t> tokens, Selection select) override {
-    std::lock_guard lock(mutex_);
-    log_.push_back("p" + std::to_string(slot) + ":" + std::to_string(tokens.size()));
-    max_prefill = std::max(max_prefill, tokens.size());
-    return step(slot, tokens, select);
-  }
-  std::vector<StepOutput> decode(std::span<const int> slots, std::span<const uint32_t> tokens, Selection select) override {
-    std::this_thread::sleep_for(delay);
-    std::lock_guard lock(mutex_);
-    std::string entry = "d";
-    std::vector<StepOutput> outs;
-    for (size_t i = 0; i < slots.size(); ++i) {
-      entry += std::to_string(slots[i]);
-      outs.push_back(step(slots[i], tokens.subspan(i, 1), select));
-    }
-    log_.push_back(entry);
-    max_batch_seen = std::max(max_batch_seen, slots.size());
-    return outs;
-  }
-  void truncate(int slot, int n) override {
-    std::lock_guard lock(mutex_);
-    history_[size_t(slot)].resize(size_t(n));
-  }
-  std::vector<std::string> log() {
-    std::lock_guard lock(mutex_);
-    return log_;
-  }
-  size_t max_prefill = 0, max_batch_seen = 0;
-  std::chrono::microseconds delay{0};  // per decode step: a model that takes time
-  uint32_t end_after = 0;  // > 0: emit the end token once a slot holds this many tokens
-
- private:
-  StepOutput step(int slot, std::span<const uint32_t> tokens, Selection select) {
-    auto& h = history_[size_t(slot)];
-    h.insert(h.end(), tokens.begin(), tokens.end());
-    if (int(h.size()) > context_) throw Error("fake model: slot " + std::to_string(slot) + " overflows the context");
-    uint64_t x = 1469598103934665603ull;
-    for (uint32_t t : h) x = (x ^ t) * 1099511628211ull;
-    // Ordinary pieces only (ids 3.. are text in the shipped vocabulary), never the end token by chance.
-    uint32_t next = 3 + uint32_t(x % 2000);
-    if (end_after && h.size() >= end_after) next = end_;
-    StepOutput out;
-    out.token = next;
-    if (select.kind == Selection::Logits) {
-      out.logits.assign(2048, 0.0f);
-      out.logits[next] = 10.0f;
-    }
-    return out;
-  }
-  std::mutex mutex_;
-  std::vector<std::vector<uint32_t>> history_;
-  std::vector<std::string> log_;
-  int context_;
-  uint32_t end_;
-};
 
 Job greedy_job(std::vector<uint32_t> prompt, int max_tokens) {
   Job j;
@@ -266,4 +201,154 @@ TEST_CASE("user text that spells a control token stays text (no forged turns)") 
   c.prompt.clear();
   c.prompt_tokens = {5000};
   CHECK_THROWS_AS(prompts.encode(c), RequestError);
+}
+
+namespace {
+
+// A fault at `point` for the jobs whose prompt starts with `marker`.
+void fail_jobs_marked(SchedulerOptions& o, FaultPoint point, uint32_t marker, std::function<void()> fault) {
+  auto previous = o.inject_fault;
+  o.inject_fault = [=](FaultPoint p, const Job& job) {
+    if (previous) previous(p, job);
+    if (p == point && job.prompt.front() == marker) fault();
+  };
+}
+
+}  // namespace
+
+TEST_CASE("an exception at admission, prefill or decode fails only its own request") {
+  FakeModel model(4, 512);
+  Metrics metrics;
+  SchedulerOptions o = options();
+  fail_jobs_marked(o, FaultPoint::Admit, 901, [] { throw Error("injected at admission"); });
+  fail_jobs_marked(o, FaultPoint::Prefill, 902, [] { throw std::bad_alloc(); });
+  fail_jobs_marked(o, FaultPoint::Decode, 903, [] { throw 42; });  // not even a std::exception
+  BatchScheduler s(model, shakespeare_tokenizer(), o, metrics);
+  std::vector<std::shared_ptr<Channel>> healthy, doomed;
+  for (uint32_t marker : {901u, 902u, 903u}) {
+    doomed.push_back(s.submit(greedy_job({marker, 5, 6}, 20)));
+    healthy.push_back(s.submit(greedy_job({10 + marker, 5, 6}, 20)));
+  }
+  std::vector<std::string> errors;
+  for (auto& c : doomed) {
+    const auto r = collect(*c);
+    CHECK(r.outcome.finish_reason == "error");
+    CHECK(!r.outcome.device_lost);
+    errors.push_back(r.outcome.error);
+  }
+  CHECK(errors[0] == "injected at admission");
+  CHECK(errors[1].find("bad_alloc") != std::string::npos);
+  CHECK(errors[2].find("not a std::exception") != std::string::npos);
+  for (auto& c : healthy) {
+    const auto r = collect(*c);
+    CHECK(r.outcome.finish_reason == "length");
+    CHECK(r.outcome.completion_tokens == 20);
+  }
+  CHECK(metrics.failed == 3);
+  CHECK(metrics.active_sequences == 0);
+  CHECK(collect(*s.submit(greedy_job({7, 8}, 5))).outcome.finish_reason == "length");  // still serving
+}
+
+TEST_CASE("settings the sampler refuses (top_p 0, min_p 1) fail their request, not the process") {
+  FakeModel model(2, 512);
+  Metrics metrics;
+  BatchScheduler s(model, shakespeare_tokenizer(), options(), metrics);
+  Job zero_top_p = greedy_job({5, 6}, 8);
+  zero_top_p.sampling.temperature = 0.7f;
+  zero_top_p.sampling.top_p = 0.0f;
+  Job full_min_p = zero_top_p;
+  full_min_p.sampling.top_p = 1.0f;
+  full_min_p.sampling.min_p = 1.0f;
+  auto healthy = s.submit(greedy_job({9, 9}, 8));
+  const auto a = collect(*s.submit(zero_top_p));
+  const auto b = collect(*s.submit(full_min_p));
+  CHECK(a.outcome.finish_reason == "error");
+  CHECK(a.outcome.error.find("top-p must be in (0, 1] (got 0)") != std::string::npos);
+  CHECK(b.outcome.finish_reason == "error");
+  CHECK(b.outcome.error.find("min-p must be in [0, 1) (got 1)") != std::string::npos);
+  CHECK(collect(*healthy).outcome.finish_reason == "length");
+  CHECK(metrics.failed == 2);
+}
+
+TEST_CASE("a lost device fails every running and queued request, refuses new ones and says why") {
+  FakeModel model(2, 4096);
+  model.delay = 1ms;  // 4000 tokens take seconds: still running when the device goes
+  Metrics metrics;
+  BatchScheduler s(model, shakespeare_tokenizer(), options(/*queue=*/4), metrics);
+  std::vector<std::shared_ptr<Channel>> channels;
+  for (uint32_t i = 0; i < 4; ++i) channels.push_back(s.submit(greedy_job({5 + i, 6}, 4000)));  // 2 run, 2 wait
+  for (auto& c : channels) REQUIRE(c != nullptr);
+  model.lose_device_at_decode = 1;  // from the next decode step on
+  for (auto& c : channels) {
+    const auto r = collect(*c);
+    CHECK(r.outcome.finish_reason == "error");
+    CHECK(r.outcome.device_lost);
+    CHECK(r.outcome.error.find("VK_ERROR_DEVICE_LOST") != std::string::npos);
+  }
+  REQUIRE(s.device_lost().has_value());
+  CHECK(s.device_lost()->find("fake GPU 0 was lost") != std::string::npos);
+  CHECK(s.submit(greedy_job({5, 6}, 4)) == nullptr);
+  CHECK(!s.accepting());
+  CHECK(s.load() == 0);
+  CHECK(metrics.device_lost == 1);
+  CHECK(metrics.failed == 4);
+}
+
+TEST_CASE("a lost device reported at admission or prefill ends everything the same way") {
+  for (FaultPoint point : {FaultPoint::Admit, FaultPoint::Prefill, FaultPoint::Decode}) {
+    const int point_number = int(point);
+    CAPTURE(point_number);
+    FakeModel model(1, 4096);
+    Metrics metrics;
+    SchedulerOptions o = options(/*queue=*/4);
+    // The loss waits until both requests are in, so that one is queued when it comes.
+    std::promise<void> both_submitted;
+    std::shared_future<void> gate = both_submitted.get_future().share();
+    fail_jobs_marked(o, point, 77, [gate] {
+      gate.wait();
+      throw DeviceLostError("injected loss");
+    });
+    BatchScheduler s(model, shakespeare_tokenizer(), o, metrics);
+    auto victim = s.submit(greedy_job({77, 1}, 50));
+    auto waiting = s.submit(greedy_job({5, 1}, 50));
+    REQUIRE(victim != nullptr);
+    REQUIRE(waiting != nullptr);
+    both_submitted.set_value();
+    CHECK(collect(*victim).outcome.device_lost);
+    CHECK(collect(*waiting).outcome.device_lost);
+    CHECK(s.device_lost() == std::optional<std::string>("injected loss"));
+    CHECK(s.submit(greedy_job({5, 6}, 4)) == nullptr);
+  }
+}
+
+TEST_CASE("a cancelled queued request leaves the queue at once and its place goes to the next") {
+  FakeModel model(1, 4096);
+  model.delay = 1ms;  // the running request takes seconds
+  Metrics metrics;
+  BatchScheduler s(model, shakespeare_tokenizer(), options(/*queue=*/1), metrics);
+  auto running = s.submit(greedy_job({5, 6}, 4000));
+  for (int i = 0; i < 2000 && metrics.decode_steps < 1; ++i) std::this_thread::sleep_for(1ms);
+  auto queued = s.submit(greedy_job({7, 8}, 3));
+  REQUIRE(queued != nullptr);
+  CHECK(metrics.queue_depth == 1);
+  CHECK(s.submit(greedy_job({7, 8}, 3)) == nullptr);  // slot and queue place taken
+  s.cancel(queued);
+  // Synchronously: finished, out of the queue, its place free; the running request goes on.
+  const auto news = queued->wait(0ms);
+  REQUIRE(news.done.has_value());
+  CHECK(news.done->finish_reason == "cancelled");
+  CHECK(s.load() == 1);
+  CHECK(metrics.queue_depth == 0);
+  auto next = s.submit(greedy_job({9, 9}, 3));
+  CHECK(next != nullptr);
+  // A queued request cancelled through its channel alone leaves at the scheduler's next turn,
+  // without waiting for a slot.
+  next->cancel();
+  for (int i = 0; i < 2000 && s.load() != 1; ++i) std::this_thread::sleep_for(1ms);
+  CHECK(s.load() == 1);
+  CHECK(collect(*next).outcome.finish_reason == "cancelled");
+  CHECK(!running->wait(0ms).done.has_value());
+  s.cancel(running);
+  CHECK(collect(*running).outcome.finish_reason == "cancelled");
+  CHECK(metrics.cancelled == 3);
 }
