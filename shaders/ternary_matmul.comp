@@ -86,6 +86,14 @@ int reduce_lanes(int v) {
   return v;
 }
 
+// (wq * scale) * s, `precise` (as in ternary_gemm.comp, which must round the same): no fused
+// multiply-add with the accumulate epilogue's add. A function, so that `precise` reaches only these
+// multiplies, not the integer sums before them.
+float scaled_sum(int wq, int scale_bits, int s_bits) {
+  precise const float v = float(wq) * intBitsToFloat(scale_bits) * intBitsToFloat(s_bits);
+  return v;
+}
+
 void main() {
   const uint lane = gl_LocalInvocationID.x % LANES;
   const uint row0 = (gl_WorkGroupID.x * GROUPS + gl_LocalInvocationID.x / LANES) * ROWS;
@@ -162,7 +170,7 @@ void main() {
 #else
       const int wq = owned[i] - 128 * info.x - m.y;
 #endif
-      const float v = float(wq) * intBitsToFloat(info.y) * intBitsToFloat(m.x);
+      const float v = scaled_sum(wq, info.y, m.x);
       const uint o = token * p.y_stride + p.y_offset + p.row_base + row;
       if (ACCUMULATE != 0) y[o] += v;
       else y[o] = v;
