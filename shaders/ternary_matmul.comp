@@ -28,6 +28,7 @@
 // texelFetch. Same layout, same arithmetic; on CPU devices such as lavapipe the texture path loads a
 // uvec4 per lane far faster than a storage-buffer load (docs/performance.md).
 #extension GL_EXT_control_flow_attributes : require
+#extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
@@ -86,13 +87,7 @@ int reduce_lanes(int v) {
   return v;
 }
 
-// (wq * scale) * s, `precise` (as in ternary_gemm.comp, which must round the same): no fused
-// multiply-add with the accumulate epilogue's add. A function, so that `precise` reaches only these
-// multiplies, not the integer sums before them.
-float scaled_sum(int wq, int scale_bits, int s_bits) {
-  precise const float v = float(wq) * intBitsToFloat(scale_bits) * intBitsToFloat(s_bits);
-  return v;
-}
+#include "ternary_epilogue.glsl"
 
 void main() {
   const uint lane = gl_LocalInvocationID.x % LANES;

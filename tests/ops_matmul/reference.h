@@ -112,6 +112,14 @@ inline QuantRef random_quantized(std::mt19937& rng, uint32_t tokens, uint32_t co
   return r;
 }
 
+// Random fp16 bits of values uniform in [lo, hi].
+inline std::vector<uint16_t> random_halves(std::mt19937& rng, size_t count, float lo, float hi) {
+  const auto values = random_floats(rng, count, lo, hi);
+  std::vector<uint16_t> out(count);
+  for (size_t i = 0; i < count; ++i) out[i] = float_to_half(values[i]);
+  return out;
+}
+
 inline std::vector<int8_t> random_ternary(std::mt19937& rng, size_t count) {
   std::uniform_int_distribution<int> d(-1, 1);
   std::vector<int8_t> out(count);

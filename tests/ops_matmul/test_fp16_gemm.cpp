@@ -42,9 +42,7 @@ size_t run_gemm_case(const GemmCase& c, uint32_t seed) {
   CAPTURE(c.lanes);
   CAPTURE(int(c.epilogue));
   std::mt19937 rng(seed);
-  const auto wf = test::random_floats(rng, size_t(c.n) * c.k, -1.0f, 1.0f);
-  std::vector<uint16_t> wh(wf.size());
-  for (size_t i = 0; i < wf.size(); ++i) wh[i] = float_to_half(wf[i]);
+  const auto wh = test::random_halves(rng, size_t(c.n) * c.k, -1.0f, 1.0f);
   const auto x = test::random_floats(rng, size_t(c.t) * c.k, -2.0f, 2.0f);
   Device& dev = test::device();
   Fp16MatrixGpu gw(dev, wh, c.n, c.k, "fp16 gemm test matrix", c.max_segment_bytes);
@@ -163,15 +161,19 @@ TEST_CASE("fp16 GEMM shapes from device properties") {
   h200.max_shared_memory = 48 << 10;
   h200.max_workgroup_invocations = 1024;
   h200.subgroup_shuffle = true;
-  const GemmShape s = GemmShape::pick_fp16(h200, 8, 2560, 512);
+  const GemmShape s = GemmShape::pick_fp16(h200, 8, 100000, 512);
   CHECK(s.workgroup() == 256);
   CHECK(s.lanes == 8);
   CHECK(s.tile_rows() == 64);
   CHECK(s.tile_tokens() == 32);
   CHECK(s.fp16_shared_bytes() <= h200.max_shared_memory);
+  // 2560 rows x 64 tokens would be 80 such tiles: 4 x 4 sums per group, 32 x 16 tiles.
+  const GemmShape few = GemmShape::pick_fp16(h200, 8, 2560, 64);
+  CHECK(few.tile_rows() == 32);
+  CHECK(few.tile_tokens() == 16);
   DeviceInfo small = h200;
   small.max_shared_memory = 16 << 10;
-  CHECK(GemmShape::pick_fp16(small, 8, 2560, 512).fp16_shared_bytes() <= small.max_shared_memory);
+  CHECK(GemmShape::pick_fp16(small, 8, 100000, 512).fp16_shared_bytes() <= small.max_shared_memory);
   CHECK_THROWS_WITH_AS(s.validate_fp16(small), doctest::Contains("shared memory"), Error);
   // Lanes of a group must share a subgroup.
   DeviceInfo narrow = h200;

@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "common/gpu.h"
 #include "ops_matmul/matmul_test_util.h"
@@ -104,15 +105,28 @@ size_t run_gemm_case(const GemmCase& c, uint32_t seed) {
   return gw.segments().size();
 }
 
-// Shapes the tests run: this device's pick, the GPU pick fitted to it, and an odd one (tiles of
-// 3 x 5 rows by 2 x 3 tokens, K blocks of 192: nothing is a power of two).
-std::vector<GemmShape> test_shapes(bool dot) {
+// Runs `body` on each inner-product path with each shape the tests use: this device's pick, the GPU
+// picks fitted to it (large tiles; small tiles whose K blocks are split over slices of the
+// workgroup), and an odd one (tiles of 3 x 5 rows by 2 x 3 tokens, K blocks of 3 x 3 chunks split
+// over 3 slices: nothing is a power of two).
+void for_each_path_and_shape(const std::function<void(TernaryDot, const GemmShape&)>& body) {
   const DeviceInfo& info = test::device().info();
-  std::vector<GemmShape> shapes = {GemmShape::pick_ternary(info, dot, 127, 13),
-                                   GemmShape::pick_ternary(gpu_like(info), dot, 100000, 512)};
-  REQUIRE(shapes[1].workgroup() == 256);
-  shapes.push_back({.row_groups = 3, .token_groups = 2, .rows = 5, .tokens = 3, .k_block = 3});
-  return shapes;
+  for (TernaryDot dot : dot_paths()) {
+    const bool int8 = dot == TernaryDot::PackedInt8;
+    const GemmShape large = GemmShape::pick_ternary(gpu_like(info), int8, 100000, 512);
+    REQUIRE(large.workgroup() == 256);
+    REQUIRE(large.k_split == 1);
+    const GemmShape split = GemmShape::pick_ternary(gpu_like(info), int8, 2560, 64);
+    REQUIRE(split.k_split > 1);
+    const GemmShape odd{.row_groups = 3, .token_groups = 2, .rows = 5, .tokens = 3, .k_block = 3, .k_split = 3};
+    for (const GemmShape& shape : {GemmShape::pick_ternary(info, int8, 127, 13), large, split, odd}) {
+      CAPTURE(shape.tile_rows());
+      CAPTURE(shape.tile_tokens());
+      CAPTURE(shape.k_block);
+      CAPTURE(shape.k_split);
+      body(dot, shape);
+    }
+  }
 }
 
 }  // namespace
@@ -120,43 +134,37 @@ std::vector<GemmShape> test_shapes(bool dot) {
 TEST_CASE("ternary GEMM equals the GEMV bit for bit on shapes that are not tile multiples") {
   test::ValidationGuard guard;
   uint32_t seed = 700;
-  for (TernaryDot dot : dot_paths())
-    for (const GemmShape& shape : test_shapes(dot == TernaryDot::PackedInt8)) {
-      CAPTURE(shape.tile_rows());
-      CAPTURE(shape.tile_tokens());
-      CAPTURE(shape.k_block);
-      // 13 tokens x 127 rows x K = 200 (a partial K block and a padded chunk); one of everything;
-      // 70 tokens over several token tiles; K = 2577 (41 chunks: a partial last block).
-      const uint32_t cases[][3] = {{127, 200, 13}, {1, 1, 1}, {65, 64, 70}, {129, 2577, 9}};
-      for (auto [n, k, t] : cases) {
-        run_gemm_case({.n = n, .k = k, .t = t, .dot = dot, .shape = shape, .unit_scale = true}, seed++);
-        run_gemm_case({.n = n, .k = k, .t = t, .dot = dot, .shape = shape}, seed++);
-      }
+  for_each_path_and_shape([&](TernaryDot dot, const GemmShape& shape) {
+    // 13 tokens x 127 rows x K = 200 (a partial K block and a padded chunk); one of everything;
+    // 70 tokens over several token tiles; K = 2577 (41 chunks: a partial last block).
+    const uint32_t cases[][3] = {{127, 200, 13}, {1, 1, 1}, {65, 64, 70}, {129, 2577, 9}};
+    for (auto [n, k, t] : cases) {
+      run_gemm_case({.n = n, .k = k, .t = t, .dot = dot, .shape = shape, .unit_scale = true}, seed++);
+      run_gemm_case({.n = n, .k = k, .t = t, .dot = dot, .shape = shape}, seed++);
     }
+  });
 }
 
 TEST_CASE("ternary GEMM: forced segments, strided outputs and the accumulate epilogue") {
   test::ValidationGuard guard;
   uint32_t seed = 800;
-  for (TernaryDot dot : dot_paths())
-    for (const GemmShape& shape : test_shapes(dot == TernaryDot::PackedInt8)) {
-      CAPTURE(shape.tile_rows());
-      // 320 padded columns = 80 bytes a row: 13 segments of 10 rows (the last of 9), each its own
-      // dispatch with its own row base; the GEMM's tiles straddle no segment.
-      CHECK(run_gemm_case({.n = 129, .k = 300, .t = 13, .dot = dot, .shape = shape, .max_segment_bytes = 800},
-                          seed++) == 13);
-      CHECK(run_gemm_case({.n = 129, .k = 300, .t = 13, .dot = dot, .shape = shape, .max_segment_bytes = 800,
-                           .epilogue = Epilogue::Accumulate},
-                          seed++) == 13);
-      // Columns 7 .. 7+127 of rows of 150 floats (a fused Q|K|V-style output), stored and added.
-      run_gemm_case({.n = 127, .k = 200, .t = 13, .dot = dot, .shape = shape, .y_stride = 150, .y_offset = 7}, seed++);
-      run_gemm_case({.n = 127, .k = 200, .t = 13, .dot = dot, .shape = shape, .epilogue = Epilogue::Accumulate,
-                     .y_stride = 150, .y_offset = 7},
-                    seed++);
-      // One row per segment.
-      CHECK(run_gemm_case({.n = 7, .k = 1000, .t = 5, .dot = dot, .shape = shape, .max_segment_bytes = 256}, seed++) ==
-            7);
-    }
+  for_each_path_and_shape([&](TernaryDot dot, const GemmShape& shape) {
+    // 320 padded columns = 80 bytes a row: 13 segments of 10 rows (the last of 9), each its own
+    // dispatch with its own row base; the GEMM's tiles straddle no segment.
+    CHECK(run_gemm_case({.n = 129, .k = 300, .t = 13, .dot = dot, .shape = shape, .max_segment_bytes = 800},
+                        seed++) == 13);
+    CHECK(run_gemm_case({.n = 129, .k = 300, .t = 13, .dot = dot, .shape = shape, .max_segment_bytes = 800,
+                         .epilogue = Epilogue::Accumulate},
+                        seed++) == 13);
+    // Columns 7 .. 7+127 of rows of 150 floats (a fused Q|K|V-style output), stored and added.
+    run_gemm_case({.n = 127, .k = 200, .t = 13, .dot = dot, .shape = shape, .y_stride = 150, .y_offset = 7}, seed++);
+    run_gemm_case({.n = 127, .k = 200, .t = 13, .dot = dot, .shape = shape, .epilogue = Epilogue::Accumulate,
+                   .y_stride = 150, .y_offset = 7},
+                  seed++);
+    // One row per segment.
+    CHECK(run_gemm_case({.n = 7, .k = 1000, .t = 5, .dot = dot, .shape = shape, .max_segment_bytes = 256}, seed++) ==
+          7);
+  });
 }
 
 // The 2B4T projections (qkv fused, o, gate|up fused, down) at 64 tokens, on this device's GEMM shape.
@@ -191,8 +199,16 @@ TEST_CASE("the matmuls choose and shape the GEMM from device properties") {
     CHECK(big.tile_rows() == 128);
     CHECK(big.tile_tokens() == 64);
     CHECK(big.ternary_shared_bytes(dot) <= h200.max_shared_memory);
-    // 2560 rows x 512 tokens is 160 such tiles, too few for a large GPU: 64-row tiles.
-    CHECK(GemmShape::pick_ternary(h200, dot, 2560, 512).tile_rows() == 64);
+    // 2560 rows x 512 tokens is 160 such tiles, too few for a large GPU (and 64 tokens 20): 32 x 32
+    // tiles whose K blocks are split over 8 slices of 32 invocations (4 where the SWAR tiles would
+    // overflow 48 KiB).
+    for (uint32_t t : {512u, 64u}) {
+      const GemmShape split = GemmShape::pick_ternary(h200, dot, 2560, t);
+      CHECK(split.tile_rows() == 32);
+      CHECK(split.tile_tokens() == 32);
+      CHECK(split.k_split == (dot ? 8u : 4u));
+      CHECK(split.ternary_shared_bytes(dot) <= h200.max_shared_memory);
+    }
     // Few tokens: a tile of at most twice as many tokens.
     CHECK(GemmShape::pick_ternary(h200, dot, 13824, 20).tile_tokens() < 40);
     // 16 KiB of shared memory: the K block, then the rows per invocation shrink to fit.
