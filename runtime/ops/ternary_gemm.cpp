@@ -39,6 +39,13 @@ void check_common(const GemmShape& s, const DeviceInfo& info, uint64_t shared, c
                 " bytes of shared memory; device '" + info.name + "' offers " + std::to_string(info.max_shared_memory));
 }
 
+// Halves the K split, then the token groups, then the row groups until the workgroup fits.
+void fit_invocations(GemmShape& s, const DeviceInfo& info) {
+  while (s.workgroup() > info.max_workgroup_invocations && s.k_split > 1) s.k_split /= 2;
+  while (s.workgroup() > info.max_workgroup_invocations && s.token_groups > 1) s.token_groups /= 2;
+  while (s.workgroup() > info.max_workgroup_invocations && s.row_groups > 1) s.row_groups /= 2;
+}
+
 // Shrinks the K block, then the K split, then the rows per invocation, until `shared(s)` fits.
 template <class Shared>
 void fit_shared(GemmShape& s, const DeviceInfo& info, Shared shared) {
@@ -64,7 +71,8 @@ uint64_t GemmShape::ternary_shared_bytes(bool int8_dot) const {
   // ternary_gemm.comp: the tiles, BM * (4 KC + 1) + BN * (4 or 8 KC + 1) uvec4 with KC = KCHUNKS *
   // KSPLIT, or (KSPLIT > 1) every invocation's sums if that is more.
   const uint64_t kc = uint64_t(k_block) * k_split;
-  const uint64_t tiles = 16 * (uint64_t(tile_rows()) * (4 * kc + 1) + uint64_t(tile_tokens()) * ((int8_dot ? 4 : 8) * kc + 1));
+  const uint64_t x_per_chunk = int8_dot ? 4 : 8;
+  const uint64_t tiles = 16 * (uint64_t(tile_rows()) * (4 * kc + 1) + uint64_t(tile_tokens()) * (x_per_chunk * kc + 1));
   const uint64_t partials = k_split > 1 ? (uint64_t(workgroup()) * rows * tokens + 3) / 4 * 16 : 0;
   return std::max(tiles, partials);
 }
@@ -85,9 +93,8 @@ GemmShape GemmShape::pick_ternary(const DeviceInfo& info, bool int8_dot, uint32_
     fit_tokens(s, tokens);
     if (workgroups(s, rows, tokens) < kFewWorkgroups)
       s = {.row_groups = 4, .token_groups = 8, .rows = 8, .tokens = 4, .k_block = 1, .k_split = 8};
-    while (s.workgroup() > info.max_workgroup_invocations && s.k_split > 1) s.k_split /= 2;
-    while (s.workgroup() > info.max_workgroup_invocations && s.token_groups > 1) s.token_groups /= 2;
   }
+  fit_invocations(s, info);
   fit_tokens(s, tokens);
   fit_shared(s, info, [&](const GemmShape& g) { return g.ternary_shared_bytes(int8_dot); });
   s.validate_ternary(info, int8_dot);
@@ -104,6 +111,7 @@ GemmShape GemmShape::pick_fp16(const DeviceInfo& info, uint32_t lanes, uint32_t 
     s = {.row_groups = std::max(1u, groups / 4), .token_groups = 4, .rows = 8, .tokens = 8, .k_block = 2};
   }
   s.lanes = std::max(1u, lanes);
+  fit_invocations(s, info);
   fit_tokens(s, tokens);
   if (info.max_subgroup_size > 8 && workgroups(s, rows, tokens) < kFewWorkgroups) {
     s.rows = 4;
