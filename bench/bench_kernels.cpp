@@ -4,8 +4,11 @@
 // one command buffer, after a warm-up submit); every output is checked against the CPU once before
 // timing.
 //
-//   bench_kernels [--quick] [--tune] [--tune-gemm] [--gemv N K] [--head] [--device N] [--reps N]
-//   (--gemv: one ternary GEMV shape at the default tile; --head: the 32000-row head, fp16 vs int8)
+//   bench_kernels [--quick] [--tune] [--tune-gemm] [--gemv N K] [--head] [--prefill] [--prefill-tokens T]
+//                 [--tune-tiles N K T] [--device N] [--reps N]
+//   (--gemv: one ternary GEMV shape at the default tile; --head: the 32000-row head, fp16 vs int8;
+//    --prefill: GEMV vs tiled GEMM, ternary and FP16, on the 2B4T projections at 64 and 512 tokens
+//    or at T; --tune-tiles: a sweep of GEMM tile shapes at one size)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -129,12 +132,103 @@ std::vector<uint32_t> checked_rows(uint32_t n) {
   return rows;
 }
 
+// Throws unless the checked rows of a ternary output equal the integer CPU sums (times the scales).
+void check_ternary(const std::string& what, const std::vector<float>& got, const std::vector<int8_t>& w,
+                   const Quantized& qx, uint32_t n, uint32_t k, uint32_t t, float scale) {
+  const auto rows = checked_rows(n);
+  for (uint32_t tt = 0; tt < t; ++tt)
+    for (uint32_t r : rows) {
+      int64_t acc = 0;
+      for (uint32_t i = 0; i < k; ++i) acc += int64_t(w[size_t(r) * k + i]) * qx.q[size_t(tt) * k + i];
+      const float want = float(acc) * scale * std::bit_cast<float>(qx.meta[2 * tt]);
+      if (std::fabs(got[size_t(tt) * n + r] - want) > 1e-6f * std::fabs(want))
+        throw Error(what + ": ternary output mismatch at token " + std::to_string(tt) + " row " + std::to_string(r));
+    }
+}
+
+// Throws unless the checked rows of an fp16 output are within fp32 rounding of the double sums.
+void check_fp16(const std::string& what, const std::vector<float>& got, const std::vector<uint16_t>& wh,
+                const std::vector<float>& x, uint32_t n, uint32_t k, uint32_t t) {
+  const auto rows = checked_rows(n);
+  for (uint32_t tt = 0; tt < t; ++tt)
+    for (uint32_t r : rows) {
+      double ref = 0, mag = 0;
+      for (uint32_t i = 0; i < k; ++i) {
+        const double p = double(half_to_float(wh[size_t(r) * k + i])) * x[size_t(tt) * k + i];
+        ref += p;
+        mag += std::fabs(p);
+      }
+      if (std::fabs(got[size_t(tt) * n + r] - ref) > 3e-5 * mag + 1e-6)
+        throw Error(what + ": fp16 output mismatch at token " + std::to_string(tt) + " row " + std::to_string(r));
+    }
+}
+
+std::vector<float> random_activations(Rng& rng, size_t count) {
+  std::vector<float> x(count);
+  for (auto& v : x) v = rng.uniform(-2.0f, 2.0f);
+  return x;
+}
+
+std::vector<int8_t> random_ternary(Rng& rng, size_t count) {
+  std::vector<int8_t> w(count);
+  for (auto& v : w) v = int8_t(int(rng.next() % 3) - 1);
+  return w;
+}
+
+std::vector<uint16_t> random_halves(Rng& rng, size_t count) {
+  std::vector<uint16_t> wh(count);
+  for (auto& v : wh) v = float_to_half(rng.uniform(-0.05f, 0.05f));
+  return wh;
+}
+
+// Random ternary weights and the quantized activations of x on the device, with their CPU copies.
+struct TernaryInputs {
+  uint32_t n, k, t;
+  float scale = 0.75f;
+  std::vector<int8_t> w;
+  TernaryMatrixGpu gw;
+  Quantized qx;
+  Buffer xv, xm;
+  QuantizedActivations xa;
+  uint64_t bytes;  // weights + activations + output: what one call reads and writes at least
+
+  TernaryInputs(Device& dev, Rng& rng, const std::vector<float>& x, uint32_t n_, uint32_t k_, uint32_t t_,
+                const std::string& label)
+      : n(n_), k(k_), t(t_), w(random_ternary(rng, size_t(n) * k)), gw(dev, pack_ternary(w, n, k, scale), label),
+        qx(quantize(x, t, k)), xv(upload(dev, qx.values, "bench activations")),
+        xm(upload(dev, qx.meta, "bench scales")), xa{xv.range(), xm.range(), k},
+        bytes(gw.weight_bytes() + xv.size() + xm.size() + uint64_t(t) * n * 4) {}
+  void check(const std::string& what, const std::vector<float>& got) const {
+    check_ternary(what, got, w, qx, n, k, t, scale);
+  }
+};
+
+// Random fp16 weights and x on the device.
+struct Fp16Inputs {
+  uint32_t n, k, t;
+  std::vector<uint16_t> wh;
+  Fp16MatrixGpu gw;
+  Buffer xb;
+  uint64_t bytes;
+
+  Fp16Inputs(Device& dev, Rng& rng, const std::vector<float>& x, uint32_t n_, uint32_t k_, uint32_t t_,
+             const std::string& label)
+      : n(n_), k(k_), t(t_), wh(random_halves(rng, size_t(n) * k)), gw(dev, wh, n, k, label + " fp16"),
+        xb(upload(dev, x, "bench fp32 activations")), bytes(gw.weight_bytes() + xb.size() + uint64_t(t) * n * 4) {}
+  void check(const std::string& what, const std::vector<float>& got, const std::vector<float>& x) const {
+    check_fp16(what, got, wh, x, n, k, t);
+  }
+};
+
 struct Options {
   bool quick = false;
   bool tune = false;
   bool tune_gemm = false;  // small GEMM tiles only (default load path)
   bool head_only = false;  // the 32000-row output head, fp16 and int8
   uint32_t gemv_n = 0, gemv_k = 0;  // one ternary GEMV shape at the default tile (tuning aid)
+  bool prefill = false;              // GEMV vs tiled GEMM on the 2B4T shapes
+  uint32_t prefill_tokens = 0;       // 0: 64 and 512
+  uint32_t tiles_n = 0, tiles_k = 0, tiles_t = 0;  // --tune-tiles: GEMM shape sweep
   int reps = 0;
   std::optional<int> device;
 };
@@ -145,6 +239,12 @@ struct Row {
   double tern_us = 0, tern_dot_us = 0, fp16_us = 0;                    // storage-buffer loads
   double tern_texel_us = 0, tern_dot_texel_us = 0, fp16_texel_us = 0;  // texel-buffer loads
   uint64_t tern_bytes = 0, fp16_bytes = 0;
+};
+
+struct PrefillRow {
+  std::string label;
+  uint32_t n, k, t;
+  double tern_gemv = 0, tern_gemm_swar = 0, tern_gemm_dot = 0, fp16_gemv = 0, fp16_gemm = 0;  // us
 };
 
 void print_rate(const char* what, const Timing& t, uint64_t macs, uint64_t bytes) {
@@ -163,21 +263,13 @@ class Bench {
     Rng rng{0x9e3779b97f4a7c15ull ^ (uint64_t(n) << 32) ^ k};
     const int reps = o_.reps ? o_.reps : (o_.quick ? 5 : 15);
     std::printf("%s: N=%u K=%u T=%u\n", label.c_str(), n, k, t);
-    std::vector<float> x(size_t(t) * k);
-    for (auto& v : x) v = rng.uniform(-2.0f, 2.0f);
+    const std::vector<float> x = random_activations(rng, size_t(t) * k);
     const uint64_t macs = uint64_t(n) * k * t;
-    const auto rows = checked_rows(n);
     Buffer y = dev_.create_buffer(uint64_t(t) * n * 4, MemoryKind::DeviceLocal, "bench output");
     std::vector<float> got(size_t(t) * n);
     {
-      std::vector<int8_t> w(size_t(n) * k);
-      for (auto& v : w) v = int8_t(int(rng.next() % 3) - 1);
-      const float scale = 0.75f;
-      TernaryMatrixGpu gw(dev_, pack_ternary(w, n, k, scale), label);
-      const Quantized qx = quantize(x, t, k);
-      Buffer xv = upload(dev_, qx.values, "bench activations"), xm = upload(dev_, qx.meta, "bench scales");
-      const QuantizedActivations xa{xv.range(), xm.range(), k};
-      row.tern_bytes = gw.weight_bytes() + xv.size() + xm.size() + uint64_t(t) * n * 4;
+      const TernaryInputs in(dev_, rng, x, n, k, t, label);
+      row.tern_bytes = in.bytes;
       std::vector<std::pair<TernaryDot, MatmulLoad>> paths;
       for (MatmulLoad load : loads()) {
         paths.push_back({TernaryDot::Swar, load});
@@ -185,20 +277,12 @@ class Bench {
       }
       for (auto [dot, load] : paths) {
         TernaryMatmul op(dev_, {.dot = dot, .load = load});
-        auto call = [&](Recording& rec) { op.record(rec, gw, xa, t, {y.range()}); };
+        auto call = [&](Recording& rec) { op.record(rec, in.gw, in.xa, t, {y.range()}); };
         Recording check(dev_);
         call(check);
         check.submit_and_wait();
         dev_.download(y, got.data(), got.size() * 4);
-        for (uint32_t tt = 0; tt < t; ++tt)
-          for (uint32_t r : rows) {
-            int64_t acc = 0;
-            for (uint32_t i = 0; i < k; ++i) acc += int64_t(w[size_t(r) * k + i]) * qx.q[size_t(tt) * k + i];
-            const float want = float(acc) * scale * std::bit_cast<float>(qx.meta[2 * tt]);
-            if (std::fabs(got[size_t(tt) * n + r] - want) > 1e-6f * std::fabs(want))
-              throw Error(label + ": ternary output mismatch at token " + std::to_string(tt) + " row " +
-                          std::to_string(r));
-          }
+        in.check(label, got);
         const Timing tm = time_calls(dev_, reps, call);
         const bool texel = load == MatmulLoad::Texel;
         (dot == TernaryDot::Swar ? (texel ? row.tern_texel_us : row.tern_us)
@@ -209,29 +293,16 @@ class Bench {
       }
     }
     if (with_fp16) {
-      std::vector<uint16_t> wh(size_t(n) * k);
-      for (auto& v : wh) v = float_to_half(rng.uniform(-0.05f, 0.05f));
-      Fp16MatrixGpu gw(dev_, wh, n, k, label + " fp16");
-      Buffer xb = upload(dev_, x, "bench fp32 activations");
-      row.fp16_bytes = gw.weight_bytes() + xb.size() + uint64_t(t) * n * 4;
+      const Fp16Inputs in(dev_, rng, x, n, k, t, label);
+      row.fp16_bytes = in.bytes;
       for (MatmulLoad load : loads()) {
       Fp16Matmul op(dev_, {.load = load});
-      auto call = [&](Recording& rec) { op.record(rec, gw, xb.range(), t, {y.range()}); };
+      auto call = [&](Recording& rec) { op.record(rec, in.gw, in.xb.range(), t, {y.range()}); };
       Recording check(dev_);
       call(check);
       check.submit_and_wait();
       dev_.download(y, got.data(), got.size() * 4);
-      for (uint32_t tt = 0; tt < t; ++tt)
-        for (uint32_t r : rows) {
-          double ref = 0, mag = 0;
-          for (uint32_t i = 0; i < k; ++i) {
-            const double p = double(half_to_float(wh[size_t(r) * k + i])) * x[size_t(tt) * k + i];
-            ref += p;
-            mag += std::fabs(p);
-          }
-          if (std::fabs(got[size_t(tt) * n + r] - ref) > 3e-5 * mag + 1e-6)
-            throw Error(label + ": fp16 output mismatch at token " + std::to_string(tt) + " row " + std::to_string(r));
-        }
+      in.check(label, got, x);
       const int fp16_reps = uint64_t(n) * k > (200ull << 20) ? std::min(reps, 5) : reps;
       const Timing tm = time_calls(dev_, fp16_reps, call);
       const bool texel = load == MatmulLoad::Texel;
@@ -247,6 +318,68 @@ class Bench {
     }
     rows_.push_back(row);
     return row;
+  }
+
+  // Prefill: the GEMV (this device's default path) and the tiled GEMM side by side for the ternary
+  // matmul (GEMM with SWAR and, where the device has it, OpSDot) and the FP16 one. Every kernel's
+  // output is checked against the CPU before it is timed.
+  void prefill(const std::string& label, uint32_t n, uint32_t k, uint32_t t) {
+    PrefillRow row{label, n, k, t};
+    Rng rng{0x51ed27ull ^ (uint64_t(n) << 32) ^ k};
+    const int reps = o_.reps ? o_.reps : (t >= 256 ? 3 : 5);
+    std::printf("%s: N=%u K=%u T=%u\n", label.c_str(), n, k, t);
+    const std::vector<float> x = random_activations(rng, size_t(t) * k);
+    const uint64_t macs = uint64_t(n) * k * t;
+    Buffer y = dev_.create_buffer(uint64_t(t) * n * 4, MemoryKind::DeviceLocal, "bench output");
+    std::vector<float> got(size_t(t) * n);
+    auto measure = [&](const std::string& what, const std::function<void(Recording&)>& call,
+                       const std::function<void()>& check, uint64_t bytes) {
+      Recording rec(dev_);
+      call(rec);
+      rec.submit_and_wait();
+      dev_.download(y, got.data(), got.size() * 4);
+      check();
+      const Timing tm = time_calls(dev_, reps, call);
+      print_rate(what.c_str(), tm, macs, bytes);
+      return tm.median_us;
+    };
+    {
+      const TernaryInputs in(dev_, rng, x, n, k, t, label);
+      auto run = [&](const std::string& what, TernaryMatmulOptions opt) {
+        TernaryMatmul op(dev_, opt);
+        return measure(what, [&](Recording& rec) { op.record(rec, in.gw, in.xa, t, {y.range()}); },
+                       [&] { in.check(label + " " + what, got); }, in.bytes);
+      };
+      row.tern_gemv = run("ternary GEMV", {.kernel = MatmulKernel::Gemv});
+      row.tern_gemm_swar = run("ternary GEMM SWAR", {.dot = TernaryDot::Swar, .kernel = MatmulKernel::Gemm});
+      if (dev_.info().integer_dot_product)
+        row.tern_gemm_dot = run("ternary GEMM dot", {.dot = TernaryDot::PackedInt8, .kernel = MatmulKernel::Gemm});
+    }
+    {
+      const Fp16Inputs in(dev_, rng, x, n, k, t, label);
+      auto run = [&](const std::string& what, MatmulKernel kernel) {
+        Fp16Matmul op(dev_, {.kernel = kernel});
+        return measure(what, [&](Recording& rec) { op.record(rec, in.gw, in.xb.range(), t, {y.range()}); },
+                       [&] { in.check(label + " " + what, got, x); }, in.bytes);
+      };
+      row.fp16_gemv = run("fp16 GEMV", MatmulKernel::Gemv);
+      row.fp16_gemm = run("fp16 GEMM", MatmulKernel::Gemm);
+    }
+    prefill_rows_.push_back(row);
+  }
+
+  void prefill_summary() const {
+    std::printf("\nprefill (us per call; GEMV = the device's default GEMV path, GEMM = the tiled GEMM)\n");
+    std::printf("%-22s %5s %5s %3s | %10s %10s %10s | %10s %10s | %9s %9s\n", "shape", "N", "K", "T", "tern GEMV",
+                "GEMM swar", "GEMM dot", "fp16 GEMV", "fp16 GEMM", "tern x", "fp16/tern");
+    for (const PrefillRow& r : prefill_rows_) {
+      const double tern_gemm = r.tern_gemm_dot > 0 ? std::min(r.tern_gemm_swar, r.tern_gemm_dot) : r.tern_gemm_swar;
+      const double tern_best = std::min(r.tern_gemv, tern_gemm), fp16_best = std::min(r.fp16_gemv, r.fp16_gemm);
+      std::printf("%-22s %5u %5u %3u | %10.1f %10.1f %10.1f | %10.1f %10.1f | %9s %9s\n", r.label.c_str(), r.n, r.k,
+                  r.t, r.tern_gemv, r.tern_gemm_swar, r.tern_gemm_dot, r.fp16_gemv, r.fp16_gemm,
+                  fmt(r.tern_gemv / tern_gemm).c_str(), fmt(fp16_best / tern_best).c_str());
+    }
+    std::printf("(tern x: ternary GEMV time over the faster ternary GEMM; fp16/tern: the faster of each)\n");
   }
 
   void rmsnorm_quant(uint32_t k, uint32_t t) {
@@ -319,6 +452,7 @@ class Bench {
   Options o_;
   RmsNormQuant norm_;
   std::vector<Row> rows_;
+  std::vector<PrefillRow> prefill_rows_;
 };
 
 // The head alone (fp16 only, no ternary counterpart): 128256 x 2560 = 657 MB, several segments.
@@ -419,6 +553,50 @@ void tune(Device& dev, uint32_t n, uint32_t k, uint32_t t, bool fp16,
     }
 }
 
+// Sweeps GEMM shapes (rows x tokens per invocation, invocation grid, K block) for the ternary GEMM on
+// both inner-product paths and for the FP16 GEMM at one size (tuning aid: GPU time and CPU time).
+void tune_tiles(Device& dev, uint32_t n, uint32_t k, uint32_t t) {
+  Rng rng{11};
+  std::vector<float> x(size_t(t) * k);
+  for (auto& v : x) v = rng.uniform(-2.0f, 2.0f);
+  Buffer y = dev.create_buffer(uint64_t(t) * n * 4, MemoryKind::DeviceLocal, "tune output");
+  const TernaryInputs tern(dev, rng, x, n, k, t, "tune");
+  const Fp16Inputs half(dev, rng, x, n, k, t, "tune");
+  const DeviceInfo& info = dev.info();
+  auto report = [](const char* what, const GemmShape& s, const Timing& tm) {
+    std::printf("  %-12s %2ux%-2u groups x %ux%u (x%u lanes, %u slices), K block %u: %10.1f us  cpu %10.1f us\n",
+                what, s.row_groups, s.token_groups, s.rows, s.tokens, s.lanes, s.k_split, s.k_block, tm.median_us,
+                tm.cpu_us);
+  };
+  std::printf("tune GEMM tiles N=%u K=%u T=%u\n", n, k, t);
+  const uint32_t max_wg = std::min(256u, info.max_workgroup_invocations);
+  for (uint32_t rg : {4u, 8u, 16u})
+    for (uint32_t tg : {2u, 4u, 8u, 16u})
+      for (uint32_t rows : {2u, 4u, 8u})
+        for (uint32_t tokens : {2u, 4u})
+          for (uint32_t split : {1u, 4u, 8u}) {
+            const GemmShape s{.row_groups = rg, .token_groups = tg, .rows = rows, .tokens = tokens,
+                              .k_block = split > 1 ? 1u : 2u, .k_split = split};
+            if (s.workgroup() > max_wg || s.tile_tokens() > std::max(64u, t)) continue;
+            for (bool dot : {false, true}) {
+              if ((dot && !info.integer_dot_product) || s.ternary_shared_bytes(dot) > info.max_shared_memory) continue;
+              TernaryMatmul op(dev, {.dot = dot ? TernaryDot::PackedInt8 : TernaryDot::Swar,
+                                     .kernel = MatmulKernel::Gemm, .gemm_shape = s});
+              report(dot ? "ternary dot" : "ternary swar", s,
+                     time_calls(dev, 3, [&](Recording& rec) { op.record(rec, tern.gw, tern.xa, t, {y.range()}); }));
+            }
+            const uint32_t lanes = MatmulShape::pick(info, 1, false).lanes;
+            GemmShape f = s;
+            f.lanes = lanes;
+            f.k_block = 1;
+            f.k_split = 1;
+            if (split > 1 || f.workgroup() > max_wg || f.fp16_shared_bytes() > info.max_shared_memory) continue;
+            Fp16Matmul op(dev, {.kernel = MatmulKernel::Gemm, .gemm_shape = f});
+            report("fp16", f,
+                   time_calls(dev, 3, [&](Recording& rec) { op.record(rec, half.gw, half.xb.range(), t, {y.range()}); }));
+          }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -434,9 +612,19 @@ int main(int argc, char** argv) {
       o.gemv_n = uint32_t(std::atoi(argv[++i]));
       o.gemv_k = uint32_t(std::atoi(argv[++i]));
     }
+    else if (a == "--prefill") o.prefill = true;
+    else if (a == "--prefill-tokens" && i + 1 < argc) {
+      o.prefill = true;
+      o.prefill_tokens = uint32_t(std::atoi(argv[++i]));
+    } else if (a == "--tune-tiles" && i + 3 < argc) {
+      o.tiles_n = uint32_t(std::atoi(argv[++i]));
+      o.tiles_k = uint32_t(std::atoi(argv[++i]));
+      o.tiles_t = uint32_t(std::atoi(argv[++i]));
+    }
     else if (a == "--device" && i + 1 < argc) o.device = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: bench_kernels [--quick] [--tune] [--tune-gemm] [--gemv N K] [--head] [--reps N] "
+      std::fprintf(stderr, "usage: bench_kernels [--quick] [--tune] [--tune-gemm] [--gemv N K] [--head] [--prefill] "
+                           "[--prefill-tokens T] [--tune-tiles N K T] [--reps N] "
                            "[--device N]\n");
       return 2;
     }
@@ -453,8 +641,13 @@ int main(int argc, char** argv) {
                 dev.info().has_fast_int8_dot() ? "yes" : "no", dev.info().integer_dot_product ? "yes" : "no");
     {
       const MatmulShape g = MatmulShape::pick(dev.info(), 1, true), m = MatmulShape::pick(dev.info(), 8, true);
-      std::printf("ternary shape: GEMV wg %u lanes %u rows %u; GEMM wg %u lanes %u rows %u tokens %u\n\n", g.workgroup,
-                  g.lanes, g.rows, m.workgroup, m.lanes, m.rows, m.tokens);
+      std::printf("ternary shape: GEMV wg %u lanes %u rows %u; GEMV for 8 tokens wg %u lanes %u rows %u tokens %u\n",
+                  g.workgroup, g.lanes, g.rows, m.workgroup, m.lanes, m.rows, m.tokens);
+      const bool dot = dev.info().has_fast_int8_dot();
+      const GemmShape tg = GemmShape::pick_ternary(dev.info(), dot, 13824, 512);
+      std::printf("tiled GEMM (13824 rows, 512 tokens; %s; Auto uses it: %s): %u invocations, %u x %u tiles, K block %u\n\n",
+                  dot ? "OpSDot" : "SWAR", prefers_tiled_gemm(dev.info()) ? "yes" : "no", tg.workgroup(),
+                  tg.tile_rows(), tg.tile_tokens(), 64 * tg.k_block);
     }
     if (o.tune_gemm) {
       tune(dev, 6912, 2560, 8, false, {{16, 1}, {16, 2}, {8, 4}, {16, 4}, {32, 2}});
@@ -463,6 +656,21 @@ int main(int argc, char** argv) {
     if (o.gemv_n) {
       const MatmulShape g = MatmulShape::pick(dev.info(), 1, true);
       tune(dev, o.gemv_n, o.gemv_k, 1, false, {{g.rows, 1}});
+      return 0;
+    }
+    if (o.tiles_n) {
+      tune_tiles(dev, o.tiles_n, o.tiles_k, o.tiles_t);
+      return 0;
+    }
+    if (o.prefill) {
+      Bench b(dev, o);
+      for (uint32_t t : o.prefill_tokens ? std::vector<uint32_t>{o.prefill_tokens} : std::vector<uint32_t>{64, 512}) {
+        b.prefill("qkv fused", 3840, 2560, t);
+        b.prefill("attn o", 2560, 2560, t);
+        b.prefill("gate+up fused", 13824, 2560, t);
+        b.prefill("ffn down", 2560, 6912, t);
+      }
+      b.prefill_summary();
       return 0;
     }
     if (o.head_only) {

@@ -28,6 +28,7 @@
 // texelFetch. Same layout, same arithmetic; on CPU devices such as lavapipe the texture path loads a
 // uvec4 per lane far faster than a storage-buffer load (docs/performance.md).
 #extension GL_EXT_control_flow_attributes : require
+#extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
@@ -85,6 +86,8 @@ int reduce_lanes(int v) {
   [[unroll]] for (uint m = LANES / 2; m > 0; m >>= 1) v += subgroupShuffleXor(v, m);
   return v;
 }
+
+#include "ternary_epilogue.glsl"
 
 void main() {
   const uint lane = gl_LocalInvocationID.x % LANES;
@@ -162,7 +165,7 @@ void main() {
 #else
       const int wq = owned[i] - 128 * info.x - m.y;
 #endif
-      const float v = float(wq) * intBitsToFloat(info.y) * intBitsToFloat(m.x);
+      const float v = scaled_sum(wq, info.y, m.x);
       const uint o = token * p.y_stride + p.y_offset + p.row_base + row;
       if (ACCUMULATE != 0) y[o] += v;
       else y[o] = v;

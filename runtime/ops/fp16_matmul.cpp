@@ -36,7 +36,19 @@ Fp16MatrixGpu::Fp16MatrixGpu(Device& device, std::span<const uint16_t> halves, u
   }
 }
 
-Fp16Matmul::Fp16Matmul(Device& device, Fp16MatmulOptions options) : device_(device), options_(options) {
+namespace {
+
+// The lanes per row of the GEMV that the GEMM stands in for: its K split (see fp16_gemm.comp).
+uint32_t gemv_lanes(const DeviceInfo& info, const Fp16MatmulOptions& options) {
+  if (options.shape) return options.shape->lanes;
+  if (!info.subgroup_arithmetic || !info.subgroup_shuffle) return 1;  // no GEMV here; record says why
+  return MatmulShape::pick(info, 1, false).lanes;
+}
+
+}  // namespace
+
+Fp16Matmul::Fp16Matmul(Device& device, Fp16MatmulOptions options)
+    : device_(device), options_(options), gemm_(device, gemv_lanes(device.info(), options), options.gemm_shape) {
   if (options.shape) options.shape->validate(device.info(), "fp16 matmul");
   texel_ = use_texel_loads(device.info(), options.load, "fp16 matmul");
 }
@@ -54,6 +66,7 @@ void Fp16Matmul::record(Recording& rec, const Fp16MatrixGpu& w, BufferRange x, u
   const uint32_t stride = check_dense_matmul_io(what, n, k, x, tokens, y);
   if (x.offset % 16 != 0 && k % 4 == 0)
     throw Error(what + ": the input range must start at a multiple of 16 bytes");
+  if (uses_gemm(tokens)) return gemm_.record(rec, w, x, tokens, y, stride, epilogue);
 
   const MatmulShape shape = shape_for(tokens);
   PipelineOptions po = shape.pipeline_options(epilogue);

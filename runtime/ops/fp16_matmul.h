@@ -10,6 +10,7 @@
 
 #include "runtime/device/device.h"
 #include "runtime/device/recording.h"
+#include "runtime/ops/fp16_gemm.h"
 #include "runtime/ops/quantized_activations.h"
 #include "runtime/ops/ternary_matmul.h"
 #include "runtime/ops/ternary_matrix.h"
@@ -45,6 +46,8 @@ class Fp16MatrixGpu {
 struct Fp16MatmulOptions {
   std::optional<MatmulShape> shape;  // overrides MatmulShape::pick (tests, benchmarks)
   MatmulLoad load = MatmulLoad::Auto;  // weights (and 16-byte-aligned activations) as texel buffers
+  MatmulKernel kernel = MatmulKernel::Auto;  // GEMV or tiled GEMM (fp16_gemm.h)
+  std::optional<GemmShape> gemm_shape;       // overrides GemmShape::pick_fp16
 };
 
 class Fp16Matmul {
@@ -52,17 +55,22 @@ class Fp16Matmul {
   explicit Fp16Matmul(Device& device, Fp16MatmulOptions options = {});
 
   // Records y = W x (or y += W x) for `tokens` rows of x (fp32 [tokens, w.cols()]), one dispatch
-  // per segment of w. y receives N = w.rows() columns per token (see MatmulOutput).
+  // per segment of w. y receives N = w.rows() columns per token (see MatmulOutput). Many tokens may
+  // take the tiled GEMM (options.kernel), whose sums equal the GEMV's with the same lanes reduced by
+  // shuffles (the GPU shape), bit for bit.
   void record(Recording& rec, const Fp16MatrixGpu& w, BufferRange x, uint32_t tokens, const MatmulOutput& y,
               Epilogue epilogue = Epilogue::Store) const;
 
   MatmulShape shape_for(uint32_t tokens) const;
   bool uses_texel_loads() const { return texel_; }
+  bool uses_gemm(uint32_t tokens) const { return use_gemm(options_.kernel, device_.info(), tokens); }
+  const Fp16Gemm& gemm() const { return gemm_; }
 
  private:
   Device& device_;
   Fp16MatmulOptions options_;
   bool texel_ = false;
+  Fp16Gemm gemm_;
 };
 
 }  // namespace ternvk::ops

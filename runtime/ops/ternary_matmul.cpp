@@ -127,6 +127,7 @@ TernaryMatmul::TernaryMatmul(Device& device, TernaryMatmulOptions options) : dev
       break;
   }
   if (options.shape) options.shape->validate(info, "ternary matmul");
+  gemm_.emplace(device, dot_, options.gemm_shape);
 }
 
 const char* TernaryMatmul::shader_name(bool texel) const {
@@ -156,6 +157,7 @@ void TernaryMatmul::record(Recording& rec, const TernaryMatrixGpu& w, const Quan
   if (x.meta.size && x.meta.size < QuantizedActivations::meta_bytes(tokens))
     throw Error(what + ": the activation scales hold fewer than " + std::to_string(tokens) + " tokens");
   check_matmul_output(what, y, tokens, stride, n);
+  if (uses_gemm(tokens)) return gemm_->record(rec, w, x, tokens, y, stride, epilogue);
 
   const MatmulShape shape = shape_for(tokens);
   PipelineOptions po = shape.pipeline_options(epilogue);

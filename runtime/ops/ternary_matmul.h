@@ -10,6 +10,7 @@
 #include "runtime/device/device.h"
 #include "runtime/device/recording.h"
 #include "runtime/ops/quantized_activations.h"
+#include "runtime/ops/ternary_gemm.h"
 #include "runtime/ops/ternary_matrix.h"
 
 namespace ternvk::ops {
@@ -77,7 +78,9 @@ bool use_texel_loads(const DeviceInfo& info, MatmulLoad load, const char* op);
 struct TernaryMatmulOptions {
   TernaryDot dot = TernaryDot::Auto;
   std::optional<MatmulShape> shape;  // overrides MatmulShape::pick (tests, benchmarks)
-  MatmulLoad load = MatmulLoad::Auto;
+  MatmulLoad load = MatmulLoad::Auto;       // the GEMV's (the GEMM reads storage buffers)
+  MatmulKernel kernel = MatmulKernel::Auto;  // GEMV or tiled GEMM (ternary_gemm.h)
+  std::optional<GemmShape> gemm_shape;       // overrides GemmShape::pick_ternary
 };
 
 class TernaryMatmul {
@@ -85,7 +88,8 @@ class TernaryMatmul {
   explicit TernaryMatmul(Device& device, TernaryMatmulOptions options = {});
 
   // Records y = W x (or y += W x) for `tokens` tokens of x (x.cols == w.cols()), one dispatch per
-  // segment of w. y receives N = w.rows() columns per token (see MatmulOutput).
+  // segment of w. y receives N = w.rows() columns per token (see MatmulOutput). Many tokens may take
+  // the tiled GEMM (options.kernel): same results, bit for bit.
   void record(Recording& rec, const TernaryMatrixGpu& w, const QuantizedActivations& x, uint32_t tokens,
               const MatmulOutput& y, Epilogue epilogue = Epilogue::Store) const;
 
@@ -93,6 +97,8 @@ class TernaryMatmul {
   bool uses_texel_loads() const { return texel_; }
   const char* shader_name() const { return shader_name(texel_); }
   MatmulShape shape_for(uint32_t tokens) const;
+  bool uses_gemm(uint32_t tokens) const { return use_gemm(options_.kernel, device_.info(), tokens); }
+  const TernaryGemm& gemm() const { return *gemm_; }
 
  private:
   const char* shader_name(bool texel) const;
@@ -101,6 +107,7 @@ class TernaryMatmul {
   TernaryMatmulOptions options_;
   bool dot_ = false;
   bool texel_ = false;
+  std::optional<TernaryGemm> gemm_;  // set once dot_ is known
 };
 
 }  // namespace ternvk::ops

@@ -10,9 +10,24 @@
 #include <vector>
 
 #include "common/gpu.h"
+#include "ops_matmul/reference.h"
 #include "runtime/ops/ternary_matmul.h"
 
 namespace ternvk::test {
+
+// Quantized activations on the device.
+struct GpuActivations {
+  Buffer values, meta;
+  ops::QuantizedActivations view;
+};
+
+inline GpuActivations upload_activations(const QuantRef& x) {
+  GpuActivations a;
+  a.values = upload(x.values_words(), "test activations");
+  a.meta = upload(x.meta_words(), "test activation scales");
+  a.view = {a.values.range(), a.meta.range(), x.cols};
+  return a;
+}
 
 // Storage loads always; texel loads where R32G32B32A32_UINT uniform texel buffers work.
 inline std::vector<ops::MatmulLoad> load_paths() {

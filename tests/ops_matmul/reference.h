@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -91,6 +92,32 @@ inline std::vector<int64_t> ternary_dot_ref(const std::vector<int8_t>& w, uint32
       acc[size_t(t) * n_rows + n] = a;
     }
   return acc;
+}
+
+// Random activations already quantized: q uniform in [-128, 127], s in [0.001, 0.1] (or 1).
+inline QuantRef random_quantized(std::mt19937& rng, uint32_t tokens, uint32_t cols, bool unit_scale) {
+  QuantRef r;
+  r.tokens = tokens;
+  r.cols = cols;
+  std::uniform_int_distribution<int> dq(-128, 127);
+  std::uniform_real_distribution<float> ds(0.001f, 0.1f);
+  r.q.resize(size_t(tokens) * cols);
+  for (auto& v : r.q) v = static_cast<int8_t>(dq(rng));
+  r.s.resize(tokens);
+  r.sum_q.resize(tokens);
+  for (uint32_t t = 0; t < tokens; ++t) {
+    r.s[t] = unit_scale ? 1.0f : ds(rng);
+    r.sum_q[t] = std::accumulate(r.q.begin() + size_t(t) * cols, r.q.begin() + size_t(t + 1) * cols, 0);
+  }
+  return r;
+}
+
+// Random fp16 bits of values uniform in [lo, hi].
+inline std::vector<uint16_t> random_halves(std::mt19937& rng, size_t count, float lo, float hi) {
+  const auto values = random_floats(rng, count, lo, hi);
+  std::vector<uint16_t> out(count);
+  for (size_t i = 0; i < count; ++i) out[i] = float_to_half(values[i]);
+  return out;
 }
 
 inline std::vector<int8_t> random_ternary(std::mt19937& rng, size_t count) {

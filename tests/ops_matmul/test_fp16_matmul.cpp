@@ -27,9 +27,7 @@ struct Case {
 
 size_t run_case(const Case& c, uint32_t seed) {
   std::mt19937 rng(seed);
-  const auto wf = test::random_floats(rng, size_t(c.n) * c.k, -1.0f, 1.0f);
-  std::vector<uint16_t> wh(wf.size());
-  for (size_t i = 0; i < wf.size(); ++i) wh[i] = float_to_half(wf[i]);
+  const auto wh = test::random_halves(rng, size_t(c.n) * c.k, -1.0f, 1.0f);
   const auto x = test::random_floats(rng, size_t(c.t) * c.k, -2.0f, 2.0f);
 
   Device& dev = test::device();

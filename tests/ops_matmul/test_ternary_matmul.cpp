@@ -9,7 +9,6 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <numeric>
 
 #include "common/gpu.h"
 #include "ops_matmul/matmul_test_util.h"
@@ -21,37 +20,6 @@ using namespace ternvk;
 using namespace ternvk::ops;
 
 namespace {
-
-// Random activations already quantized: q uniform in [-128, 127], s given.
-test::QuantRef random_quantized(std::mt19937& rng, uint32_t tokens, uint32_t cols, bool unit_scale) {
-  test::QuantRef r;
-  r.tokens = tokens;
-  r.cols = cols;
-  std::uniform_int_distribution<int> dq(-128, 127);
-  std::uniform_real_distribution<float> ds(0.001f, 0.1f);
-  r.q.resize(size_t(tokens) * cols);
-  for (auto& v : r.q) v = static_cast<int8_t>(dq(rng));
-  r.s.resize(tokens);
-  r.sum_q.resize(tokens);
-  for (uint32_t t = 0; t < tokens; ++t) {
-    r.s[t] = unit_scale ? 1.0f : ds(rng);
-    r.sum_q[t] = std::accumulate(r.q.begin() + size_t(t) * cols, r.q.begin() + size_t(t + 1) * cols, 0);
-  }
-  return r;
-}
-
-struct GpuActivations {
-  Buffer values, meta;
-  QuantizedActivations view;
-};
-
-GpuActivations upload_activations(const test::QuantRef& x) {
-  GpuActivations a;
-  a.values = test::upload(x.values_words(), "test activations");
-  a.meta = test::upload(x.meta_words(), "test activation scales");
-  a.view = {a.values.range(), a.meta.range(), x.cols};
-  return a;
-}
 
 struct Case {
   uint32_t n, k, t;
@@ -68,12 +36,12 @@ size_t run_case(const Case& c, uint32_t seed) {
   std::mt19937 rng(seed);
   const auto w = test::random_ternary(rng, size_t(c.n) * c.k);
   const float scale = c.unit_scale ? 1.0f : 0.37f;
-  const auto x = random_quantized(rng, c.t, c.k, c.unit_scale);
+  const auto x = test::random_quantized(rng, c.t, c.k, c.unit_scale);
   const auto acc = test::ternary_dot_ref(w, c.n, c.k, x);
 
   Device& dev = test::device();
   TernaryMatrixGpu gw(dev, pack_ternary(w, c.n, c.k, scale), "test matrix", c.max_segment_bytes);
-  auto gx = upload_activations(x);
+  auto gx = test::upload_activations(x);
   std::vector<float> y0(size_t(c.t) * c.n);
   for (size_t i = 0; i < y0.size(); ++i) y0[i] = c.epilogue == Epilogue::Accumulate ? float(i % 17) - 8.0f : NAN;
   Buffer gy = test::upload(y0, "test output");
@@ -211,8 +179,8 @@ TEST_CASE("ternary matmul writes columns of a wider output and concatenated matr
   std::vector<PackedTernaryMatrix> parts = {pack_ternary(wq, nq, k, 0.5f), pack_ternary(wk, nk, k, 2.0f)};
   TernaryMatrixGpu gw(dev, concat_rows(parts), "fused q+k");
   REQUIRE(gw.rows() == nq + nk);
-  const auto x = random_quantized(rng, t, k, true);
-  auto gx = upload_activations(x);
+  const auto x = test::random_quantized(rng, t, k, true);
+  auto gx = test::upload_activations(x);
   const uint32_t stride = 40, offset = 7;
   std::vector<float> y0(size_t(t) * stride, -1.0f);
   Buffer gy = test::upload(y0);
