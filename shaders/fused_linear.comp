@@ -52,6 +52,7 @@ layout(local_size_x_id = 0) in;
 #define SUBGROUP 1
 #include "basic_reduce.glsl"
 #include "rope_rotate.glsl"
+#include "ternary_epilogue.glsl"
 
 layout(constant_id = 1) const uint LANES = 8;      // lanes that split one row (power of 2)
 layout(constant_id = 2) const uint ROWS = 2;       // rows per lane group (even for paired epilogues)
@@ -303,7 +304,7 @@ void main() {
 #else
       const int wq = total - 128 * info.x - tok_sum_q[t];
 #endif
-      v[r] = float(wq) * intBitsToFloat(info.y) * tok_s[t];
+      v[r] = scaled_sum(wq, info.y, floatBitsToInt(tok_s[t]));
 #elif WEIGHTS == 3
       v[r] = reduce_lanes_f(acc[r * TOKENS + t]) * row_scale[p.row_base + row];
 #else

@@ -30,8 +30,10 @@ void Fp16Gemm::record(Recording& rec, const Fp16MatrixGpu& w, BufferRange x, uin
   for (const MatrixSegment& seg : w.segments()) {
     push.rows = seg.rows;
     push.row_base = seg.first_row;
+    const DispatchWork work =
+        matmul_work(seg.rows, w.padded_cols() * 2.0, k, tokens, k * 4.0, epilogue == Epilogue::Accumulate);
     rec.dispatch(pipeline, {seg.weights.range(), x, y.buffer}, push,
-                 (seg.rows + shape.tile_rows() - 1) / shape.tile_rows(), token_tiles, 1, w.name());
+                 (seg.rows + shape.tile_rows() - 1) / shape.tile_rows(), token_tiles, 1, {w.name(), work});
   }
 }
 

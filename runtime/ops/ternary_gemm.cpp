@@ -4,6 +4,7 @@
 #include <string>
 
 #include "runtime/core/error.h"
+#include "runtime/ops/ternary_matmul.h"
 
 namespace ternvk::ops {
 namespace {
@@ -170,8 +171,10 @@ void TernaryGemm::record(Recording& rec, const TernaryMatrixGpu& w, const Quanti
   for (const MatrixSegment& seg : w.segments()) {
     push.rows = seg.rows;
     push.row_base = seg.first_row;
+    const DispatchWork work = matmul_work(seg.rows, w.padded_cols() / 4.0 + 8, w.cols(), tokens, w.padded_cols() + 8.0,
+                                          epilogue == Epilogue::Accumulate);
     rec.dispatch(pipeline, {seg.weights.range(), w.row_info().range(), x.values, x.meta, y.buffer}, push,
-                 (seg.rows + shape.tile_rows() - 1) / shape.tile_rows(), token_tiles, 1, w.name());
+                 (seg.rows + shape.tile_rows() - 1) / shape.tile_rows(), token_tiles, 1, {w.name(), work});
   }
 }
 
