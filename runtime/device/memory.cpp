@@ -33,8 +33,9 @@ class MemoryBlock {
     }
     return false;
   }
-  void release(VkDeviceSize offset, VkDeviceSize size, bool device_local) {
+  void release(VkDeviceSize offset, VkDeviceSize size, bool device_local, VkDeviceSize requested) {
     used_ -= size;
+    requested_ -= requested;
     if (device_local) device_local_used_ -= size;
     auto [it, inserted] = free_.emplace(offset, size);
     (void)inserted;
@@ -54,6 +55,9 @@ class MemoryBlock {
   VkDeviceMemory memory() const { return memory_.get(); }
   VkDeviceSize size() const { return size_; }
   VkDeviceSize used() const { return used_; }
+  // What the buffers in this block asked for (their sizes, before alignment).
+  VkDeviceSize requested() const { return requested_; }
+  void add_requested(VkDeviceSize bytes) { requested_ += bytes; }
   VkDeviceSize device_local_used() const { return device_local_used_; }
   uint32_t type() const { return type_; }
   void* mapped() const { return mapped_; }
@@ -66,6 +70,7 @@ class MemoryBlock {
   uint32_t type_;
   void* mapped_ = nullptr;
   VkDeviceSize used_ = 0;
+  VkDeviceSize requested_ = 0;
   VkDeviceSize device_local_used_ = 0;
   std::map<VkDeviceSize, VkDeviceSize> free_;
 };
@@ -95,7 +100,7 @@ void Buffer::release() {
   buffer_.reset();
   if (block_) {
     std::lock_guard lock(*block_->owner_mutex);
-    block_->release(block_offset_, block_size_, device_local_);
+    block_->release(block_offset_, block_size_, device_local_, size_);
   }
   block_ = nullptr;
   mapped_ = nullptr;
@@ -215,6 +220,7 @@ Buffer MemoryAllocator::create(VkDeviceSize size, MemoryKind kind, const std::st
   buffer.block_ = block;
   buffer.block_offset_ = offset;
   buffer.block_size_ = req.size;
+  block->add_requested(buffer.size_);
   TERNVK_VK_CHECK(vkBindBufferMemory(device_, raw, block->memory(), offset));
   // Test-only (unmapped): a DeviceLocal buffer the host cannot map, as on a discrete GPU.
   if (block->mapped() && !(unmapped_ && buffer.device_local_))
@@ -224,6 +230,13 @@ Buffer MemoryAllocator::create(VkDeviceSize size, MemoryKind kind, const std::st
   peak_ = std::max(peak_, in_use);
   peak_device_local_ = std::max(peak_device_local_, device_local);
   return buffer;
+}
+
+uint64_t MemoryAllocator::bytes_requested() const {
+  std::lock_guard lock(mutex_);
+  uint64_t total = 0;
+  for (const auto& b : blocks_) total += b->requested();
+  return total;
 }
 
 uint64_t MemoryAllocator::bytes_in_use() const {

@@ -72,6 +72,8 @@ class MemoryAllocator {
   Buffer create(VkDeviceSize size, MemoryKind kind, const std::string& what);
 
   uint64_t bytes_in_use() const;
+  // The sizes the live buffers were created with (before alignment): what a memory plan lists.
+  uint64_t bytes_requested() const;
   uint64_t peak_bytes_in_use() const { return peak_; }
   // MemoryKind::DeviceLocal buffers only: what a model holds in the GPU's own memory (staging and
   // readback buffers live in system memory on a discrete GPU).

@@ -84,6 +84,7 @@ class Stage {
   const Recording* last_pass() const { return last_pass_; }
   Device& device() const { return device_; }
   const StageSpec& spec() const { return spec_; }
+  const StageOptions& options() const { return options_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
   uint64_t kv_bytes() const { return kv_bytes_; }
   ExecutionPlan plan() const { return plan_; }

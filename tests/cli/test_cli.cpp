@@ -187,7 +187,7 @@ TEST_CASE("--head int8: run generates, bench pairs ternary and FP16 per head, pe
   CHECK(weights["int8"] < weights["f16"]);  // the head's bytes about halve
   auto md = run_ternvk("bench -p 0 -n 2 -r 1 --both --head int8");
   CHECK(md.exit_code == 0);
-  CHECK(md.out.find("| int8 | Vulkan") != std::string::npos);  // the ratio row names its head
+  CHECK(md.out.find("| int8 | cpu | Vulkan") != std::string::npos);  // the ratio row names its head and plan
   // The shipped model's quick perplexity (first 4 windows of its validation slice) with either head.
   std::ifstream in(fs::path(TERNVK_SOURCE_DIR) / "tests/fixtures/ternvk-shakespeare.json");
   const auto v = nlohmann::json::parse(in)["validation"];

@@ -12,6 +12,7 @@
 #include "engine/random_model.h"
 #include "engine/reference_forward.h"
 #include "runtime/engine/engine.h"
+#include "runtime/engine/stage_memory.h"
 
 using namespace ternvk;
 using namespace ternvk::test;
@@ -158,4 +159,53 @@ TEST_CASE("the GPU plan split into stages, and with tensors in segments, gives t
   seg.max_segment_bytes = 4096;
   Engine segmented(instance(), dir / "model.gguf", seg);
   check_against_reference(rows(segmented.eval(tokens, true), c.vocab), want);
+}
+
+TEST_CASE("every stage allocates exactly its memory plan, which the footprint estimates sum") {
+  ValidationGuard guard;
+  ModelConfig c = small_2b4t_config();
+  c.n_layers = 3;
+  const RandomModel m = make_random_model(c, 33);
+  RandomModel untied = m;
+  untied.output = untied.embedding;
+  const auto dir = temp_dir("plans-memory");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  write_gguf(untied, dir / "untied.gguf", GgmlType::I2_S);
+  const int dev = int(device().info().index);
+  struct Case {
+    const char* name;
+    ExecutionPlan plan;
+    bool fp16, int8_head, split;
+    int sequences;
+  };
+  for (const Case& k : {Case{"model.gguf", ExecutionPlan::Cpu, false, false, false, 1},
+                        Case{"model.gguf", ExecutionPlan::Gpu, false, false, false, 3},
+                        Case{"model.gguf", ExecutionPlan::Gpu, true, false, false, 1},
+                        Case{"untied.gguf", ExecutionPlan::Cpu, false, true, true, 2},
+                        Case{"untied.gguf", ExecutionPlan::Gpu, true, false, true, 1}}) {
+    CAPTURE(k.name);
+    CAPTURE(int(k.plan));
+    CAPTURE(k.fp16);
+    CAPTURE(k.split);
+    EngineOptions o = with_plan(k.plan, 5);
+    o.fp16_baseline = k.fp16;
+    o.head = k.int8_head ? HeadPrecision::Int8 : HeadPrecision::F16;
+    o.sequences = k.sequences;
+    if (k.split) {
+      o.devices = {dev, dev};
+      o.split = {2, 1};
+    }
+    Engine engine(instance(), dir / k.name, o);
+    for (size_t i = 0; i < engine.stage_count(); ++i) {
+      CAPTURE(i);
+      const Stage& st = engine.stage(i);
+      const StageMemory plan = StageMemory::plan(engine.config(), st.spec(), st.options(), st.device().info());
+      const GpuFootprint f = plan.footprint();
+      // Every buffer the stage holds is in its plan, at the planned size; nothing else is held.
+      CHECK(st.device().memory().bytes_requested() == f.total());
+      CHECK(st.weight_bytes() == f.weights);
+      CHECK(st.kv_bytes() == f.kv_cache);
+      CHECK(f.ternary_weights == (k.fp16 ? 0 : f.ternary_weights));
+    }
+  }
 }
