@@ -49,26 +49,24 @@ TEST_CASE("the GPU plan gives the reference logits and the CPU plan's tokens") {
   Engine cpu(instance(), dir / "model.gguf", with_plan(ExecutionPlan::Cpu));
   REQUIRE(cpu.stage().plan() == ExecutionPlan::Cpu);
   const auto cpu_tokens = greedy(cpu, {1, 2, 3}, 16);
-  // Chunks of 4 and 11 tokens run the fused layers; 1-token steps are decode.
-  for (int chunk : {64, 4}) {
-    CAPTURE(chunk);
-    Engine gpu(instance(), dir / "model.gguf", with_plan(ExecutionPlan::Gpu, chunk));
-    REQUIRE(gpu.stage().plan() == ExecutionPlan::Gpu);
-    check_against_reference(rows(gpu.eval(tokens, true), m.config.vocab), want);
-    gpu.reset();
-    gpu.eval(std::span(tokens).first(5));
-    for (size_t t = 5; t < tokens.size(); ++t) {
-      const uint32_t one[] = {tokens[t]};
-      const auto step = gpu.eval(one);
-      CHECK(cosine(step, want[t]) >= 0.999);
-      CHECK(argmax_index(step) == argmax_index(want[t]));
-    }
-    CHECK(greedy(gpu, {1, 2, 3}, 16) == cpu_tokens);
+  // The 11-token chunk runs the fused layers (three workgroups along the tokens); 1-token steps
+  // are decode.
+  Engine gpu(instance(), dir / "model.gguf", with_plan(ExecutionPlan::Gpu));
+  REQUIRE(gpu.stage().plan() == ExecutionPlan::Gpu);
+  check_against_reference(rows(gpu.eval(tokens, true), m.config.vocab), want);
+  gpu.reset();
+  gpu.eval(std::span(tokens).first(5));
+  for (size_t t = 5; t < tokens.size(); ++t) {
+    const uint32_t one[] = {tokens[t]};
+    const auto step = gpu.eval(one);
+    CHECK(cosine(step, want[t]) >= 0.999);
+    CHECK(argmax_index(step) == argmax_index(want[t]));
   }
+  CHECK(greedy(gpu, {1, 2, 3}, 16) == cpu_tokens);
   // A prefill chunk longer than Stage::kFusedMaxTokens runs the separate ops in the GPU plan too.
   std::vector<uint32_t> long_prompt;
   for (uint32_t i = 0; i < Stage::kFusedMaxTokens + 5; ++i) long_prompt.push_back((i * 31 + 1) % 320);
-  Engine gpu(instance(), dir / "model.gguf", with_plan(ExecutionPlan::Gpu));
+  gpu.reset();
   check_against_reference(rows(gpu.eval(long_prompt, true), m.config.vocab),
                           ReferenceForward(*open_model(dir / "model.gguf")).logits(long_prompt));
 }
@@ -84,6 +82,18 @@ TEST_CASE("a GPU-plan decode step is five dispatches a layer plus embedding, hea
   Engine gpu(instance(), dir / "model.gguf", o);
   // eval() reads the logits back (no selection): embedding + 5 per layer + the head with the final norm.
   CHECK(decode_dispatches(gpu) == 1 + 5 * size_t(c.n_layers) + 1);
+  // ... and nothing else: no fill or copy between them (the attention's counters reset themselves).
+  CHECK(gpu.stage().last_pass()->commands().size() == gpu.stage().last_pass()->dispatch_count());
+  // With the GPU's pick of the next token: + argmax (and its merge when the vocabulary needs parts).
+  Sampler greedy_sampler({.temperature = 0});
+  gpu.reset();
+  const uint32_t prompt[] = {1, 2};
+  gpu.next_token(prompt, greedy_sampler, prompt);
+  const uint32_t one[] = {3};
+  gpu.next_token(one, greedy_sampler, {});
+  const size_t with_argmax = gpu.stage().last_pass()->dispatch_count();
+  CHECK(with_argmax >= 1 + 5 * size_t(c.n_layers) + 2);
+  CHECK(with_argmax <= 1 + 5 * size_t(c.n_layers) + 3);
   o.plan = ExecutionPlan::Cpu;
   Engine cpu(instance(), dir / "model.gguf", o);
   CHECK(decode_dispatches(cpu) > decode_dispatches(gpu) + size_t(c.n_layers));
