@@ -55,18 +55,8 @@ void FusedLinearShape::validate(const DeviceInfo& info) const {
 
 FusedLinear::FusedLinear(Device& device, FusedLinearOptions options)
     : device_(device), shape_(options.shape ? *options.shape : FusedLinearShape::pick(device.info())) {
-  const DeviceInfo& info = device.info();
-  shape_.validate(info);
-  switch (options.dot) {
-    case TernaryDot::Auto: dot_ = info.has_fast_int8_dot(); break;
-    case TernaryDot::Swar: dot_ = false; break;
-    case TernaryDot::PackedInt8:
-      if (!info.integer_dot_product)
-        throw Error("fused linear: the packed int8 dot path needs shaderIntegerDotProduct, which device '" +
-                    info.name + "' does not offer");
-      dot_ = true;
-      break;
-  }
+  shape_.validate(device.info());
+  dot_ = resolve_int8_dot(device.info(), options.dot, "fused linear");
 }
 
 uint32_t FusedLinear::shared_uvec4(Weights kind, uint32_t chunks) {

@@ -113,19 +113,23 @@ bool use_texel_loads(const DeviceInfo& info, MatmulLoad load, const char* op) {
   return false;
 }
 
+bool resolve_int8_dot(const DeviceInfo& info, TernaryDot dot, const char* op) {
+  switch (dot) {
+    case TernaryDot::Auto: return info.has_fast_int8_dot();
+    case TernaryDot::Swar: return false;
+    case TernaryDot::PackedInt8:
+      if (!info.integer_dot_product)
+        throw Error(std::string(op) + ": the packed int8 dot path needs shaderIntegerDotProduct, which device '" +
+                    info.name + "' does not offer; use the SWAR path");
+      return true;
+  }
+  return false;
+}
+
 TernaryMatmul::TernaryMatmul(Device& device, TernaryMatmulOptions options) : device_(device), options_(options) {
   const DeviceInfo& info = device.info();
   texel_ = use_texel_loads(info, options.load, "ternary matmul");
-  switch (options.dot) {
-    case TernaryDot::Auto: dot_ = info.has_fast_int8_dot(); break;
-    case TernaryDot::Swar: dot_ = false; break;
-    case TernaryDot::PackedInt8:
-      if (!info.integer_dot_product)
-        throw Error("ternary matmul: the packed int8 dot path needs shaderIntegerDotProduct, which device '" +
-                    info.name + "' does not offer; use the SWAR path");
-      dot_ = true;
-      break;
-  }
+  dot_ = resolve_int8_dot(info, options.dot, "ternary matmul");
   if (options.shape) options.shape->validate(info, "ternary matmul");
   gemm_.emplace(device, dot_, options.gemm_shape);
 }

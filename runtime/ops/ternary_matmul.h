@@ -75,6 +75,10 @@ bool prefers_texel_loads(const DeviceInfo& info);
 // Resolves `load` on this device; throws if Texel is asked of a device that cannot.
 bool use_texel_loads(const DeviceInfo& info, MatmulLoad load, const char* op);
 
+// Whether `dot` means the packed int8 dot product (OpSDot) on this device (else the SWAR path);
+// throws, naming `op`, when PackedInt8 is asked of a device without shaderIntegerDotProduct.
+bool resolve_int8_dot(const DeviceInfo& info, TernaryDot dot, const char* op);
+
 struct TernaryMatmulOptions {
   TernaryDot dot = TernaryDot::Auto;
   std::optional<MatmulShape> shape;  // overrides MatmulShape::pick (tests, benchmarks)
