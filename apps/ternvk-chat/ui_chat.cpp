@@ -140,6 +140,13 @@ void draw_conversation(App& app, UiState& ui) {
       ImGui::SetScrollHereY(1.0f);
     ui.seen_answer_bytes = streaming->size();
   }
+  if (!app.refused.empty()) {  // just above the composer, which still holds the text
+    ImGui::PushStyleColor(ImGuiCol_Text, kError);
+    wrapped("Not sent: " + app.refused);
+    ImGui::PopStyleColor();
+    if (ui.seen_refusal != app.refused) ImGui::SetScrollHereY(1.0f);
+  }
+  ui.seen_refusal = app.refused;
   ImGui::EndChild();
 
   // Composer: Enter sends, Ctrl+Enter is a new line.
