@@ -117,8 +117,8 @@ void draw_conversation(App& app, UiState& ui) {
     if (ui.editing && user && i == last_user && idle) {
       ImGui::InputTextMultiline("##edit", &ui.edit_text, ImVec2(-1, ImGui::GetTextLineHeight() * 4));
       if (ImGui::Button("Resend")) {
-        ui.editing = false;
         app.edit_last(ui.edit_text);
+        ui.editing = !app.refused.empty();  // refused: the text stays open to rephrase
       }
       ImGui::SameLine();
       if (ImGui::Button("Cancel")) ui.editing = false;
