@@ -187,7 +187,11 @@ typedef struct ternvk_chat_message {
 } ternvk_chat_message;
 
 /* The model's chat prompt for `messages` as text, control tokens written out (for display and
- * logs). `add_generation_prompt`: end with the assistant's cue. */
+ * logs). `add_generation_prompt`: end with the assistant's cue.
+ * In chat formats whose turn markers are plain text ("plain": a line "Assistant: ..."; "llama2":
+ * "[INST]", "[/INST]", "<<SYS>>"), a message containing one would open a turn of its own: both
+ * functions refuse it with TERNVK_ERROR_INVALID_ARGUMENT, the message naming the marker and the
+ * message ("messages[1].content contains '[/INST]' ..."). */
 TERNVK_API ternvk_status ternvk_chat_apply(const ternvk_model* model, const ternvk_chat_message* messages, size_t count,
                                            int32_t add_generation_prompt, char* text, size_t capacity, size_t* length);
 /* The same prompt as token ids, ready to feed: control tokens become their ids and message text is

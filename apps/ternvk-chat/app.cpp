@@ -84,6 +84,9 @@ void App::load_model(const std::string& path) {
 
 void App::send() {
   if (!can_send()) return;
+  std::vector<Message> next = current_.messages;
+  next.push_back({"user", compose});
+  if (refuse_turn_markers(next)) return;
   if (current_.messages.empty()) current_.title = title_of(compose);
   current_.messages.push_back({"user", compose});
   compose.clear();
@@ -94,7 +97,10 @@ void App::stop() { session_.stop(); }
 
 void App::regenerate() {
   if (generating() || view_.model != SessionView::Model::Ready || current_.messages.empty()) return;
-  if (current_.messages.back().role == "assistant") current_.messages.pop_back();
+  std::vector<Message> next = current_.messages;
+  if (next.back().role == "assistant") next.pop_back();
+  if (refuse_turn_markers(next)) return;
+  current_.messages = std::move(next);
   start_answer();
 }
 
@@ -102,9 +108,11 @@ void App::edit_last(const std::string& new_text) {
   if (generating() || view_.model != SessionView::Model::Ready || blank(new_text)) return;
   auto it = std::find_if(current_.messages.rbegin(), current_.messages.rend(), [](const Message& m) { return m.role == "user"; });
   if (it == current_.messages.rend()) return;
-  current_.messages.erase(std::prev(it.base()), current_.messages.end());
-  if (current_.messages.empty()) current_.title = title_of(new_text);
-  current_.messages.push_back({"user", new_text});
+  std::vector<Message> next(current_.messages.begin(), std::prev(it.base()));
+  next.push_back({"user", new_text});
+  if (refuse_turn_markers(next)) return;
+  current_.messages = std::move(next);
+  if (current_.messages.size() == 1) current_.title = title_of(new_text);
   start_answer();
 }
 
@@ -151,6 +159,24 @@ void App::write_trace(const std::filesystem::path& path) {
   } catch (const std::exception& e) {
     notice = std::string("no trace written: ") + e.what();
   }
+}
+
+bool App::refuse_turn_markers(const std::vector<Message>& messages) {
+  // Only what the user wrote: the model's own answers are not the user's to rephrase.
+  std::vector<ChatMessage> written;
+  std::vector<std::string> names;
+  if (!blank(settings.system)) {
+    written.push_back({"system", settings.system});
+    names.push_back("the system prompt");
+  }
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (messages[i].role != "user") continue;
+    written.push_back({"user", messages[i].content});
+    names.push_back(i + 1 == messages.size() ? "the message" : "an earlier message of this conversation");
+  }
+  refused.clear();
+  if (auto m = find_turn_marker(view_.format, written)) refused = describe_turn_marker(view_.format, *m, names[m->message]);
+  return !refused.empty();
 }
 
 void App::start_answer() {

@@ -41,6 +41,9 @@ class App {
   ModelRequest model_request;  // the side panel's model path and device choice
   Settings settings;
   std::string notice;  // the last message for the user (saved, errors outside the model)
+  // Why the last send, regenerate or edit was refused without sending (a turn marker in the text,
+  // find_turn_marker); cleared by the next one that goes out. The composer keeps the text.
+  std::string refused;
   // The longest frame while the model was loading or answering (main loop): the UI never waits on it.
   double longest_busy_frame_ms = 0;
   uint64_t frames = 0;  // drawn so far (main loop)
@@ -56,6 +59,9 @@ class App {
   const std::string* streaming_text() const { return pending_answer_ ? &view_.answer : nullptr; }
 
  private:
+  // Sets `refused` and returns true when what the user wrote (the system prompt, user messages)
+  // holds a turn marker of the loaded model's chat format: it would open a turn of its own.
+  bool refuse_turn_markers(const std::vector<Message>& messages);
   void start_answer();
   void finish_answer(bool stopped_by_exit);
   void save_current();

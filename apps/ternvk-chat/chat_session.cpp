@@ -170,6 +170,7 @@ void ChatSession::do_load(const ModelRequest& request) {
                           ", vocab " + std::to_string(c.vocab) + ", " + format_mib(engine->peak_gpu_bytes()) + " on the GPU";
     view_.device_summary = devices;
     view_.chat_format = std::string(chat_format_name(format_));
+    view_.format = format_;
     view_.context_size = engine->context();
     view_.gpu_bytes = engine->peak_gpu_bytes();
     view_.timestamps = o.timestamps != TimestampMode::None;

@@ -50,6 +50,7 @@ struct ShaderTime {
 struct SessionView {
   enum class Model { None, Loading, Ready, Failed } model = Model::None;
   std::string model_path, model_summary, device_summary, chat_format, error;
+  ChatFormat format = ChatFormat::kPlain;  // the loaded model's (chat_format is its name)
   float load_progress = 0;  // 0..1 while loading
   int context_size = 0, context_used = 0;
   uint64_t gpu_bytes = 0;

@@ -188,7 +188,9 @@ nlohmann::json state_json(const App& app, const Window& window) {
             {"frames_per_second", ImGui::GetIO().Framerate},
             {"longest_busy_frame_ms", app.longest_busy_frame_ms}}},
           {"data_dir", app.store().root().string()},
-          {"notice", app.notice}};
+          {"notice", app.notice},
+          {"refused", app.refused},
+          {"compose", app.compose}};
 }
 
 }  // namespace ternvk::chat

@@ -20,6 +20,7 @@ struct UiState {
   std::string edit_text;
   std::string trace_path;
   size_t seen_answer_bytes = 0;  // to follow the streaming answer down
+  std::string seen_refusal;      // to bring a new refusal into view
   int device_choice = 0;         // 0: best; i + 1: device i
 };
 

@@ -117,8 +117,8 @@ void draw_conversation(App& app, UiState& ui) {
     if (ui.editing && user && i == last_user && idle) {
       ImGui::InputTextMultiline("##edit", &ui.edit_text, ImVec2(-1, ImGui::GetTextLineHeight() * 4));
       if (ImGui::Button("Resend")) {
-        ui.editing = false;
         app.edit_last(ui.edit_text);
+        ui.editing = !app.refused.empty();  // refused: the text stays open to rephrase
       }
       ImGui::SameLine();
       if (ImGui::Button("Cancel")) ui.editing = false;
@@ -140,6 +140,13 @@ void draw_conversation(App& app, UiState& ui) {
       ImGui::SetScrollHereY(1.0f);
     ui.seen_answer_bytes = streaming->size();
   }
+  if (!app.refused.empty()) {  // just above the composer, which still holds the text
+    ImGui::PushStyleColor(ImGuiCol_Text, kError);
+    wrapped("Not sent: " + app.refused);
+    ImGui::PopStyleColor();
+    if (ui.seen_refusal != app.refused) ImGui::SetScrollHereY(1.0f);
+  }
+  ui.seen_refusal = app.refused;
   ImGui::EndChild();
 
   // Composer: Enter sends, Ctrl+Enter is a new line.

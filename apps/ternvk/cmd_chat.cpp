@@ -1,5 +1,7 @@
 // `ternvk chat`: an interactive terminal chat with history and the model's chat template.
 // Ctrl-C stops the current answer; at the prompt it (or Ctrl-D, or /quit) ends the chat.
+// In chat formats whose turn markers are plain text, a line that holds one is refused (it would
+// open a turn of its own): the chat says why and asks again, the conversation as it was.
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -39,6 +41,7 @@ Action add_chat_command(CLI::App& app) {
     Sampler sampler(o->sampling.resolved());
     std::vector<ChatMessage> messages;
     if (!o->system.empty()) messages.push_back({"system", o->system});
+    if (auto m = find_turn_marker(format, messages)) throw Error(describe_turn_marker(format, *m, "--system"));
     std::signal(SIGINT, on_sigint);
     std::fprintf(stderr, "ternvk chat on %s (%s template). Ctrl-C stops an answer; Ctrl-D or /quit ends.\n",
                  engine.device().info().name.c_str(), std::string(chat_format_name(format)).c_str());
@@ -48,7 +51,12 @@ Action add_chat_command(CLI::App& app) {
       std::fflush(stdout);
       if (!std::getline(std::cin, line) || line == "/quit") break;
       if (line.empty()) continue;
-      messages.push_back({"user", line});
+      const ChatMessage next{"user", line};
+      if (auto m = find_turn_marker(format, std::span(&next, 1))) {
+        std::fprintf(stderr, "ternvk chat: not sent: %s\n", describe_turn_marker(format, *m, "the message").c_str());
+        continue;
+      }
+      messages.push_back(next);
       auto prompt = Engine::ids(encode_chat(tok, render_chat(format, messages, chat_special_tokens(tok))));
       if (int(prompt.size()) + 1 >= engine.context()) {
         std::fprintf(stderr, "the conversation no longer fits the context of %d tokens; keeping only the last message\n",

@@ -1,5 +1,6 @@
 // `ternvk serve`: an OpenAI-compatible HTTP server with continuous batching (runtime/server).
-// SIGTERM / SIGINT: stop taking requests, let running ones finish for --shutdown-timeout seconds,
+// SIGTERM / SIGINT while the model loads: the load stops, exit 143 / 130 (load_engine). Later:
+// stop taking requests, let running ones finish for --shutdown-timeout seconds,
 // cancel the rest, exit 0. A second signal cancels at once. A lost GPU: every request fails with
 // 503, and once their answers are written the process exits with kExitDeviceLost, for a
 // supervisor to restart it.
@@ -135,7 +136,9 @@ Action add_serve_command(CLI::App& app) {
     eo.sequences = o->parallel;
     eo.fp16_baseline = o->fp16_baseline;
     const std::string path = o->model.model_path();
-    Engine engine(instance, path, eo);
+    // Ctrl-C or SIGTERM during the load stop it (the signals stay blocked: a thread takes them).
+    const auto loaded = load_engine(instance, path, eo, &stop_signals);
+    Engine& engine = *loaded;
     const uint64_t kv = server::kv_cache_bytes(engine.config(), engine.context(), engine.sequences());
     std::fprintf(stderr, "%s", engine.describe_plan().c_str());
     std::fprintf(stderr, "ternvk serve: KV cache %d slots x %d positions = %.1f MiB, allocated up front%s\n",

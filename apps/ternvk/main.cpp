@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
   } catch (const ternvk::cli::Interrupted& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "ternvk: %s\n", e.what());
-    return 130;  // as a shell reports a process stopped by SIGINT
+    return e.exit_code();  // as a shell reports a process stopped by the signal
   } catch (const ternvk::Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "ternvk: error: %s\n", e.what());

@@ -3,10 +3,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <thread>
 
 #include "apps/ternvk/commands.h"
@@ -16,13 +18,59 @@ namespace ternvk::cli {
 
 namespace {
 
-volatile std::sig_atomic_t g_load_interrupted = 0;
+// The signal that stopped the load (0: none). Lock-free, so the SIGINT handler may set it too.
+std::atomic<int> g_load_signal{0};
 
-void on_sigint_while_loading(int) { g_load_interrupted = 1; }
+void on_sigint_while_loading(int) { g_load_signal = SIGINT; }
 
-[[noreturn]] void throw_interrupted() {
-  throw Interrupted("interrupted (Ctrl-C) while loading the model; nothing was run");
+[[noreturn]] void throw_interrupted(int signal) {
+  if (signal == SIGINT) throw Interrupted("interrupted (Ctrl-C) while loading the model; nothing was run", 128 + signal);
+  throw Interrupted("stopped by " + std::string(signal == SIGTERM ? "SIGTERM" : "signal " + std::to_string(signal)) +
+                        " while loading the model; nothing was run",
+                    128 + signal);
 }
+
+// While it lives, SIGINT runs on_sigint_while_loading; then the previous disposition is back.
+class SigintHandler {
+ public:
+  SigintHandler() {
+    struct sigaction on_interrupt {};
+    on_interrupt.sa_handler = on_sigint_while_loading;
+    sigemptyset(&on_interrupt.sa_mask);
+    sigaction(SIGINT, &on_interrupt, &previous_);
+  }
+  ~SigintHandler() { sigaction(SIGINT, &previous_, nullptr); }
+  SigintHandler(const SigintHandler&) = delete;
+  SigintHandler& operator=(const SigintHandler&) = delete;
+
+ private:
+  struct sigaction previous_ {};
+};
+
+// While it lives, a thread takes `signals` (blocked in every thread, so no handler could) and
+// notes the first; the rest stay pending.
+class BlockedSignalWatch {
+ public:
+  explicit BlockedSignalWatch(const sigset_t& signals) : signals_(signals), thread_([this] { watch(); }) {}
+  ~BlockedSignalWatch() {
+    done_ = true;
+    thread_.join();
+  }
+  BlockedSignalWatch(const BlockedSignalWatch&) = delete;
+  BlockedSignalWatch& operator=(const BlockedSignalWatch&) = delete;
+
+ private:
+  void watch() {
+    const timespec tick{0, 20'000'000};
+    while (!done_ && g_load_signal == 0) {
+      const int signal = sigtimedwait(&signals_, nullptr, &tick);
+      if (signal > 0) g_load_signal = signal;
+    }
+  }
+  sigset_t signals_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;  // last: starts once the rest exists
+};
 
 // TERNVK_TEST_PAUSE_LOAD: after this many layers, wait for the signal a test sends.
 void pause_for_test(int done) {
@@ -30,29 +78,26 @@ void pause_for_test(int done) {
   if (env == nullptr || std::atoi(env) != done) return;
   std::fprintf(stderr, "ternvk: loading paused after layer %d (TERNVK_TEST_PAUSE_LOAD)\n", done);
   std::fflush(stderr);
-  for (int i = 0; i < 6000 && !g_load_interrupted; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 6000 && g_load_signal == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
 }  // namespace
 
-std::unique_ptr<Engine> load_engine(Instance& instance, const std::string& model, EngineOptions options) {
-  g_load_interrupted = 0;
-  struct sigaction on_interrupt {}, previous {};
-  on_interrupt.sa_handler = on_sigint_while_loading;
-  sigemptyset(&on_interrupt.sa_mask);
-  sigaction(SIGINT, &on_interrupt, &previous);
-  struct Restore {
-    struct sigaction handler;
-    ~Restore() { sigaction(SIGINT, &handler, nullptr); }
-  } restore{previous};
+std::unique_ptr<Engine> load_engine(Instance& instance, const std::string& model, EngineOptions options,
+                                    const sigset_t* blocked) {
+  g_load_signal = 0;
+  std::optional<SigintHandler> handler;
+  std::optional<BlockedSignalWatch> watch;
+  if (blocked) watch.emplace(*blocked);
+  else handler.emplace();
   // The engine calls progress after every layer it uploads: the place to stop.
   options.progress = [print = std::move(options.progress)](int done, int total) {
     pause_for_test(done);
-    if (g_load_interrupted) throw_interrupted();
+    if (const int signal = g_load_signal) throw_interrupted(signal);
     if (print) print(done, total);
   };
   auto engine = std::make_unique<Engine>(instance, model, std::move(options));
-  if (g_load_interrupted) throw_interrupted();  // after the last layer: still honoured
+  if (const int signal = g_load_signal) throw_interrupted(signal);  // after the last layer: still honoured
   return engine;
 }
 

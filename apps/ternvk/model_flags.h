@@ -1,6 +1,7 @@
 // Flags shared by the commands that load a model and generate (llama.cpp spellings).
 #pragma once
 #include <CLI/CLI.hpp>
+#include <signal.h>
 
 #include <memory>
 #include <optional>
@@ -48,16 +49,26 @@ ExecutionPlan parse_plan(const std::string& plan);
 // Prints a loading progress line on stderr (only when stderr is a terminal).
 std::function<void(int, int)> progress_printer();
 
-// Thrown when Ctrl-C stops a model load; main() exits with 130.
+// Thrown when a signal stops a model load; main() exits with exit_code(): 128 + the signal, as a
+// shell reports a process the signal stopped (130 for Ctrl-C).
 class Interrupted : public Error {
  public:
-  using Error::Error;
+  Interrupted(const std::string& message, int exit_code) : Error(message), exit_code_(exit_code) {}
+  int exit_code() const { return exit_code_; }
+
+ private:
+  int exit_code_;
 };
 
 // Loads a model with Ctrl-C handled: SIGINT during the load stops it at its next layer (freeing
 // what was uploaded) and throws Interrupted; before and after, SIGINT does what it did.
-// Test hook: TERNVK_TEST_PAUSE_LOAD=N holds the load after its Nth layer until a SIGINT arrives
+// `blocked`: for a command that keeps its stop signals blocked in every thread and takes them with
+// sigtimedwait (serve), where a handler would never run: a thread takes these signals during the
+// load instead, and any of them stops it (SIGINT as Ctrl-C, SIGTERM as a stop request). One that
+// arrives after the load stays pending for the command.
+// Test hook: TERNVK_TEST_PAUSE_LOAD=N holds the load after its Nth layer until a signal arrives
 // (at most a minute), so a test can interrupt a load however fast the machine loads.
-std::unique_ptr<Engine> load_engine(Instance& instance, const std::string& model, EngineOptions options);
+std::unique_ptr<Engine> load_engine(Instance& instance, const std::string& model, EngineOptions options,
+                                    const sigset_t* blocked = nullptr);
 
 }  // namespace ternvk::cli

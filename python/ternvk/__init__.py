@@ -267,7 +267,8 @@ class Model:
 
     def chat_tokens(self, messages, add_generation_prompt=True):
         """The model's chat prompt for [{"role": ..., "content": ...}, ...] as token ids (message text is
-        never read for control tokens)."""
+        never read for control tokens). Raises Error for a message that holds one of the chat format's
+        plain-text turn markers (a line "Assistant: ..." in the plain format, "[/INST]" in Llama-2's)."""
         array = (_ChatMessage * len(messages))(
             *[_ChatMessage(m["role"].encode("utf-8"), m["content"].encode("utf-8")) for m in messages])
         count = ctypes.c_size_t()

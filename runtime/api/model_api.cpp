@@ -78,6 +78,10 @@ ChatPrompt chat_prompt(const ModelState& model, const ternvk_chat_message* messa
   if (count > 0) require(messages, "messages");
   std::vector<ChatMessage> list;
   for (size_t i = 0; i < count; ++i) list.push_back(chat_message(messages[i], i));
+  // Where the format's turn markers are plain text, a message holding one would open a turn of its own.
+  if (auto m = find_turn_marker(model.chat_format, list))
+    throw ApiError(TERNVK_ERROR_INVALID_ARGUMENT,
+                   describe_turn_marker(model.chat_format, *m, "messages[" + std::to_string(m->message) + "].content"));
   return render_chat(model.chat_format, list, chat_special_tokens(model.tokenizer()), add_prompt != 0);
 }
 

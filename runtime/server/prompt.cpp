@@ -15,10 +15,8 @@ std::vector<uint32_t> PromptEncoder::encode(const GenerationRequest& r) const {
     // Refused rather than rewritten: the model must see what the client sent, or nothing.
     if (auto m = find_turn_marker(format_, r.messages)) {
       const std::string param = "messages[" + std::to_string(m->message) + "].content";
-      throw RequestError(400, param + " contains '" + m->marker + "', which in this model's " +
-                                  std::string(chat_format_name(format_)) +
-                                  " chat format is a turn marker (it would start a turn of its own); rephrase it",
-                         "invalid_request_error", param, "turn_marker_in_content");
+      throw RequestError(400, describe_turn_marker(format_, *m, param), "invalid_request_error", param,
+                         "turn_marker_in_content");
     }
     const auto ids = encode_chat(tokenizer_, render_chat(format_, r.messages, special_));
     return {ids.begin(), ids.end()};

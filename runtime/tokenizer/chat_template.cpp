@@ -169,6 +169,12 @@ std::optional<TurnMarker> find_turn_marker(ChatFormat format, std::span<const Ch
   return std::nullopt;
 }
 
+std::string describe_turn_marker(ChatFormat format, const TurnMarker& marker, std::string_view where) {
+  return std::string(where) + " contains '" + marker.marker + "', which in this model's " +
+         std::string(chat_format_name(format)) +
+         " chat format is a turn marker (it would start a turn of its own); rephrase it";
+}
+
 std::string_view chat_format_name(ChatFormat format) {
   switch (format) {
     case ChatFormat::kBitnet2B4T: return "bitnet-2b4t";

@@ -70,6 +70,10 @@ struct TurnMarker {
   std::string marker;
 };
 std::optional<TurnMarker> find_turn_marker(ChatFormat format, std::span<const ChatMessage> messages);
+// Why such a message is refused, for every front end alike: "<where> contains '<marker>', which in
+// this model's <format> chat format is a turn marker (...); rephrase it". `where` names the
+// message as its sender knows it ("messages[2].content", "the system prompt").
+std::string describe_turn_marker(ChatFormat format, const TurnMarker& marker, std::string_view where);
 
 // Control segments become their token (a ternvk::Error if the vocabulary lacks one); each run of
 // text between them is encoded in one piece with parse_special off.

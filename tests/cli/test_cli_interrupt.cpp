@@ -1,6 +1,7 @@
 // Ctrl-C while `ternvk` loads a model: the load stops at its next layer, the process says why and
 // exits with 130 (the shell's code for SIGINT) by itself -- not killed by the signal, not after the
-// whole model has loaded. The load is held after a layer (TERNVK_TEST_PAUSE_LOAD) until the signal
+// whole model has loaded. `serve`, which keeps its stop signals blocked in every thread, stops its
+// load for SIGTERM too (143). The load is held after a layer (TERNVK_TEST_PAUSE_LOAD) until the signal
 // arrives, so the signal lands in the middle of the load however fast the machine loads.
 #include <doctest/doctest.h>
 #include <poll.h>
@@ -26,9 +27,10 @@ struct Ended {
   std::string out, err;
 };
 
-// Runs `ternvk args...` with TERNVK_TEST_PAUSE_LOAD=1, sends it SIGINT once its stderr says the
+// Runs `ternvk args...` with TERNVK_TEST_PAUSE_LOAD=1, sends it `signal` once its stderr says the
 // load is held, and reports exactly how it ended (waitpid, no shell in between).
-Ended interrupt_while_loading(const std::vector<std::string>& args, const std::string& input = "") {
+Ended interrupt_while_loading(const std::vector<std::string>& args, const std::string& input = "",
+                              int signal = SIGINT) {
   int in[2], out[2], err[2];
   REQUIRE(pipe(in) == 0);
   REQUIRE(pipe(out) == 0);
@@ -73,7 +75,7 @@ Ended interrupt_while_loading(const std::vector<std::string>& args, const std::s
       }
     }
     if (!signalled && e.err.find("loading paused") != std::string::npos) {
-      kill(pid, SIGINT);
+      kill(pid, signal);
       signalled = true;
     }
   }
@@ -87,12 +89,12 @@ Ended interrupt_while_loading(const std::vector<std::string>& args, const std::s
   return e;
 }
 
-void expect_interrupted_load(const Ended& r) {
+void expect_interrupted_load(const Ended& r, const std::string& message = "interrupted (Ctrl-C)", int code = 130) {
   CAPTURE(r.err);
   CHECK(r.err.find("loading paused after layer 1") != std::string::npos);  // the signal came mid-load
-  CHECK(r.err.find("ternvk: interrupted (Ctrl-C) while loading the model") != std::string::npos);
-  CHECK_FALSE(r.by_signal);  // it exited by itself; SIGINT did not kill it
-  CHECK(r.code == 130);
+  CHECK(r.err.find("ternvk: " + message + " while loading the model") != std::string::npos);
+  CHECK_FALSE(r.by_signal);  // it exited by itself; the signal did not kill it
+  CHECK(r.code == code);
   CHECK(r.err.find("validation error") == std::string::npos);
 }
 
@@ -114,4 +116,16 @@ TEST_CASE("Ctrl-C while chat loads a model ends the chat before it starts") {
   const auto r = interrupt_while_loading({"chat", "-m", kTiny, "-n", "8"}, "hello\n");
   expect_interrupted_load(r);
   CHECK(r.err.find("Ctrl-C stops an answer") == std::string::npos);  // the chat never began
+}
+
+TEST_CASE("Ctrl-C while serve loads a model stops the load and exits 130, before it listens") {
+  const auto r = interrupt_while_loading({"serve", "-m", kTiny, "--port", "0"});
+  expect_interrupted_load(r);
+  CHECK(r.err.find("listening on") == std::string::npos);
+}
+
+TEST_CASE("SIGTERM while serve loads a model stops the load and exits 143, before it listens") {
+  const auto r = interrupt_while_loading({"serve", "-m", kTiny, "--port", "0"}, "", SIGTERM);
+  expect_interrupted_load(r, "stopped by SIGTERM", 143);
+  CHECK(r.err.find("listening on") == std::string::npos);
 }

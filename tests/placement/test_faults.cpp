@@ -11,6 +11,7 @@
 
 #include <map>
 
+#include "common/fault_spec.h"
 #include "common/gpu.h"
 #include "engine/random_model.h"
 #include "runtime/engine/engine.h"
@@ -38,19 +39,6 @@ std::filesystem::path model_file(const std::string& name, int layers) {
   const auto dir = temp_dir(name);
   write_gguf(make_random_model(c, 17), dir / "model.gguf", GgmlType::I2_S);
   return dir / "model.gguf";
-}
-
-// A TERNVK_FAULT value: `faults` per device ordinal, and on every device of `devices` the memory
-// of a discrete GPU when `unmapped`.
-std::string fault_spec(bool unmapped, int devices, const std::map<int, std::string>& faults = {}) {
-  std::string spec;
-  for (int d = 0; d < devices; ++d) {
-    std::string entry = "device=" + std::to_string(d);
-    if (unmapped) entry += ",unmapped_device_memory=1";
-    if (auto it = faults.find(d); it != faults.end()) entry += "," + it->second;
-    spec += (spec.empty() ? "" : ";") + entry;
-  }
-  return spec;
 }
 
 // An instance of its own, so that TERNVK_FAULT's device ordinals count from this test's devices.
