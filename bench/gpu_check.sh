@@ -4,32 +4,38 @@
 #   source .gpu/env.sh && bash bench/gpu_check.sh $OUT
 # Writes at most 8 files into the folder given (the device tool returns 8):
 #   devices.txt    ternvk devices
-#   bench.md       2B4T full depth, vocab 32000, f16 head: tg128 and pp512 (-b 512), ternary and FP16,
-#                  GPU plan and CPU plan side by side in one run (ratios per plan)
+#   bench.md       2B4T full depth, vocab 32000, f16 head, GPU plan: tg128 and pp512 in one chunk
+#                  (-b 512), ternary and the FP16 baseline side by side (the targets)
 #   profile.json   --plan gpu --timing pass: undistorted GPU time and dispatches per token
-#   profile.md     --plan gpu --timing dispatch: where a token's time goes, per shader and per op
+#   batched.md     batched-bench, GPU plan, batches 1 to 64 (fused up to 4 tokens a step, then the
+#                  separate ops)
 #   attention.txt  bench_attention --decode-only (128 to 32k keys, every kernel)
-#   kernels.txt    bench_kernels --prefill (GEMV beside the tiled GEMMs at the 2B4T shapes)
-#   tests.txt      the matmul, attention and engine suites with the validation layer on
-# Each step has its own timeout so that one hang cannot hold the lease; together they stay under
-# the device tool's 10-minute command limit (give the call timeout_s 600).
+#   tests.txt      the fused layers, the attention and the engine's plan and batch tests with the
+#                  validation layer on
+# Each step has its own timeout so that one hang cannot hold the lease; together they stay well
+# under the device tool's 10-minute command limit.
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUTPUT_DIR}
 mkdir -p "$out"
 t=${TERNVK:-build/apps/ternvk}
 b=${TERNVK_BUILD:-build}
 syn="--synthetic 2b4t --vocab 32000"
+step() { echo "[gpu_check] $(date +%T) $*" >&2; }
+step devices
 timeout 30 "$t" devices > "$out/devices.txt" 2>&1
-timeout 200 "$t" bench $syn -p 512 -n 128 -b 512 -r 3 --both --plan gpu,cpu > "$out/bench.md" 2>&1
-timeout 60 "$t" profile $syn -p 64 -n 32 --plan gpu --timing pass -o json > "$out/profile.json" 2>&1
-timeout 60 "$t" profile $syn -p 64 -n 32 --plan gpu --timing dispatch > "$out/profile.md" 2>&1
+step bench
+timeout 200 "$t" bench $syn -p 512 -n 128 -b 512 -r 3 --both --plan gpu > "$out/bench.md" 2>&1
+step profile
+timeout 60 "$t" profile $syn -p 64 -n 64 --plan gpu --timing pass -o json > "$out/profile.json" 2>&1
+step batched
+timeout 60 "$t" batched-bench $syn --plan gpu --parallel 1,4,8,32,64 -p 16 -n 32 -r 2 > "$out/batched.md" 2>&1
+step attention
 timeout 40 "$b/bench/bench_attention" --decode-only > "$out/attention.txt" 2>&1
-timeout 40 "$b/bench/bench_kernels" --prefill > "$out/kernels.txt" 2>&1
+step tests
 {
   cd "$b/tests" || exit 1
-  for s in test_ops_matmul test_ops_attention test_engine; do
-    echo "=== $s"
-    TERNVK_VALIDATION=1 timeout 50 "./$s" 2>&1 | tail -4
-  done
+  TERNVK_VALIDATION=1 timeout 60 ./test_ops_matmul -sf="*fused*" 2>&1 | tail -4
+  TERNVK_VALIDATION=1 timeout 60 ./test_ops_attention 2>&1 | tail -4
+  TERNVK_VALIDATION=1 timeout 90 ./test_engine -sf="*plans*,*batch*" 2>&1 | tail -4
 } > "$out/tests.txt" 2>&1
-echo "gpu_check: done, files in $out"
+step done

@@ -22,6 +22,12 @@
 //
 // Build-time variant WEIGHTS: 0 ternary, SWAR products; 1 ternary, OpSDot; 2 fp16; 3 int8 rows with
 // a float scale each (the int8 head). Weight layouts: docs/architecture.md.
+// Build-time variant NORM_ONLY: the prologue alone, its result written out: the ternary int8
+// activations with {s, sum q} (QuantizedActivations, WEIGHTS 0) or the normalized fp32 rows (WEIGHTS 2),
+// for the matmuls of steps too large to fuse. The same code as the fused prologue, so a token's
+// activations have the same bits whichever path its step takes. Bindings: 2 x, 3 norm weight,
+// 4 values uvec4 / normalized rows vec4, 5 (ternary) meta {float s, int sum q}. Dispatch: (1, tokens, 1)
+// with TOKENS = 1.
 // Bindings: 0 weights uvec4 [rows][chunks] (one segment); 1 (ternary) row_info {int code_sum, float
 // scale} / (int8) float row_scale, of the whole matrix; (fp16: absent); 2 x fp32 [tokens][x_stride]
 // (read as vec4: K % 4 == 0, x_stride % 4 == 0); 3 norm weight fp32 [K]; 4 y fp32.
@@ -39,6 +45,9 @@
 #endif
 #ifndef ROPE_KV
 #define ROPE_KV 0
+#endif
+#ifndef NORM_ONLY
+#define NORM_ONLY 0
 #endif
 #define TERNARY (WEIGHTS <= 1)
 #if WEIGHTS == 1
@@ -63,16 +72,29 @@ layout(constant_id = 6) const uint X_UVEC4 = 160;  // shared uvec4 per token (>=
 layout(constant_id = 7) const uint HD = 128;       // RoPE: head dim
 layout(constant_id = 8) const bool NEOX = true;    // RoPE: NeoX pairs (i, i + HD/2), else (2i, 2i + 1)
 layout(constant_id = 9) const bool SLOTS = false;  // RoPE: read each token's KV slot (else slot 0)
+// Chunks per lane whose weights are loaded together, and the next such block is loaded while this one
+// is multiplied (the first before the prologue): a lane keeps UNROLL * ROWS 16-byte loads in flight
+// instead of waiting for each in turn, which is what bounds a small GEMV on a GPU.
+layout(constant_id = 10) const uint UNROLL = 1;
 
+#if !NORM_ONLY
 layout(std430, set = 0, binding = 0) readonly buffer Weights { uvec4 w[]; };
 #if TERNARY
 layout(std430, set = 0, binding = 1) readonly buffer RowInfo { ivec2 row_info[]; };
 #elif WEIGHTS == 3
 layout(std430, set = 0, binding = 1) readonly buffer Scales { float row_scale[]; };
 #endif
+#endif
 layout(std430, set = 0, binding = 2) readonly buffer X { vec4 x4[]; };
 layout(std430, set = 0, binding = 3) readonly buffer NormWeight { vec4 norm4[]; };
+#if NORM_ONLY
+layout(std430, set = 0, binding = 4) writeonly buffer Normed { uvec4 normed[]; };
+#if TERNARY
+layout(std430, set = 0, binding = 5) writeonly buffer Meta { ivec2 meta[]; };
+#endif
+#else
 layout(std430, set = 0, binding = 4) buffer Out { float y[]; };
+#endif
 #if ROPE_KV
 layout(std430, set = 0, binding = 5) readonly buffer Pos { uint positions[]; };
 layout(std430, set = 0, binding = 6) writeonly buffer KCache { uint kcache[]; };
@@ -105,6 +127,8 @@ const uint HALF = ROWS / 2;
 const uint OWNED = (ROWS + LANES - 1) / LANES;  // plain epilogue: rows each lane stores
 
 shared uvec4 xs[TOKENS * X_UVEC4];  // the normalized (ternary: int8) activations of the tokens
+float tok_s[TOKENS];   // ternary: each token's scale s
+int tok_sum_q[TOKENS];  // ternary: each token's sum of q
 
 float reduce_lanes_f(float v) {
   if (REDUCE == 0) return subgroupAdd(v);
@@ -140,16 +164,11 @@ uint row_of(uint unit, uint r) {
   return second ? first + HD / 2 : first;
 }
 
-void main() {
+// The prologue: n(x) of tokens t0 .. t0 + TOKENS - 1 into shared memory (ternary: int8, with s and
+// sum q). Reached by the whole workgroup (it holds barriers); ends with one.
+void normalize_tokens(uint t0) {
   const uint lid = gl_LocalInvocationID.x;
-  const uint lane = lid % LANES;
-  const uint unit = gl_WorkGroupID.x * GROUPS + lid / LANES;
-  const uint t0 = gl_WorkGroupID.y * TOKENS;
   const uint K4 = p.cols / 4;
-
-  // ---- Prologue: n(x) of each token into shared memory (ternary: int8, with s and sum q). ----
-  float tok_s[TOKENS];
-  int tok_sum_q[TOKENS];
   [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
     const uint xb = min(t0 + t, p.tokens - 1) * p.x_stride4;
     // One pass for the sum of squares and max |x * weight| (rmsnorm_quant.comp's reasoning).
@@ -194,11 +213,42 @@ void main() {
 #endif
   }
   barrier();
+}
 
-  // ---- Main loop: each lane takes chunks lane, lane + LANES, ... of its rows. ----
+#if NORM_ONLY
+// The prologue's result for token gl_WorkGroupID.y (TOKENS = 1), written out.
+void main() {
+  const uint lid = gl_LocalInvocationID.x;
+  const uint token = gl_WorkGroupID.y;
+  normalize_tokens(token);
+  const uint per_token = WEIGHTS == 2 ? p.cols / 4 : p.chunks * 4;  // fp32 rows of K; int8 rows of Kp
+  for (uint i = lid; i < per_token; i += WG) normed[token * per_token + i] = xs[i];
+#if TERNARY
+  if (lid == 0) meta[token] = ivec2(floatBitsToInt(tok_s[0]), tok_sum_q[0]);
+#endif
+}
+#else
+void main() {
+  const uint lid = gl_LocalInvocationID.x;
+  const uint lane = lid % LANES;
+  const uint unit = gl_WorkGroupID.x * GROUPS + lid / LANES;
+  const uint t0 = gl_WorkGroupID.y * TOKENS;
   const uint chunks = p.chunks;
+  const uint STEP = LANES * UNROLL;
+
+  // The first block of this lane's weights is requested before the prologue: its latency overlaps
+  // the norm. Chunks past the row are clamped (loaded, never used).
   uint wbase[ROWS];
   [[unroll]] for (uint r = 0; r < ROWS; ++r) wbase[r] = min(row_of(unit, r), p.rows - 1) * chunks;
+  uvec4 cur[UNROLL * ROWS];
+  [[unroll]] for (uint u = 0; u < UNROLL; ++u)
+    [[unroll]] for (uint r = 0; r < ROWS; ++r) cur[u * ROWS + r] = w[wbase[r] + min(lane + u * LANES, chunks - 1)];
+
+  // ---- Prologue ----
+  normalize_tokens(t0);
+
+  // ---- Main loop: each lane takes chunks lane, lane + LANES, ... of its rows, UNROLL at a time,
+  // the next block's weights requested before this block is multiplied. ----
 #if TERNARY
   int acc[ROWS * TOKENS];
   [[unroll]] for (uint i = 0; i < ROWS * TOKENS; ++i) acc[i] = 0;
@@ -207,13 +257,22 @@ void main() {
   [[unroll]] for (uint i = 0; i < ROWS * TOKENS; ++i) acc[i] = 0.0;
 #endif
 
-  for (uint c = lane; c < chunks; c += LANES) {
+  for (uint c0 = lane; c0 < chunks; c0 += STEP) {
+    uvec4 next[UNROLL * ROWS];
+    [[unroll]] for (uint i = 0; i < UNROLL * ROWS; ++i) next[i] = uvec4(0);
+    if (c0 + STEP < chunks)
+      [[unroll]] for (uint u = 0; u < UNROLL; ++u)
+        [[unroll]] for (uint r = 0; r < ROWS; ++r)
+          next[u * ROWS + r] = w[wbase[r] + min(c0 + STEP + u * LANES, chunks - 1)];
+    [[unroll]] for (uint u = 0; u < UNROLL; ++u) {
+    const uint c = c0 + u * LANES;
+    if (c >= chunks) break;
 #if WEIGHTS == 1
     uvec4 a[TOKENS * 4];
     [[unroll]] for (uint t = 0; t < TOKENS; ++t)
       [[unroll]] for (uint j = 0; j < 4; ++j) a[t * 4 + j] = xs[t * X_UVEC4 + c * 4 + j];
     [[unroll]] for (uint r = 0; r < ROWS; ++r) {
-      const uvec4 wv = w[wbase[r] + c];
+      const uvec4 wv = cur[u * ROWS + r];
       [[unroll]] for (uint j = 0; j < 4; ++j)
         [[unroll]] for (uint i = 0; i < 4; ++i) {
           const uint codes = (wv[j] >> (2 * i)) & 0x03030303u;
@@ -232,7 +291,7 @@ void main() {
         }
       }
     [[unroll]] for (uint r = 0; r < ROWS; ++r) {
-      const uvec4 wv = w[wbase[r] + c];
+      const uvec4 wv = cur[u * ROWS + r];
       uint part[TOKENS];
       [[unroll]] for (uint t = 0; t < TOKENS; ++t) part[t] = 0;
       [[unroll]] for (uint j = 0; j < 4; ++j)
@@ -250,7 +309,7 @@ void main() {
       xb[t] = uintBitsToFloat(xs[t * X_UVEC4 + 2 * c + 1]);
     }
     [[unroll]] for (uint r = 0; r < ROWS; ++r) {
-      const uvec4 wv = w[wbase[r] + c];
+      const uvec4 wv = cur[u * ROWS + r];
       const vec4 wa = vec4(unpackHalf2x16(wv.x), unpackHalf2x16(wv.y));
       const vec4 wb = vec4(unpackHalf2x16(wv.z), unpackHalf2x16(wv.w));
       [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
@@ -271,7 +330,7 @@ void main() {
     [[unroll]] for (uint t = 0; t < TOKENS; ++t)
       [[unroll]] for (uint j = 0; j < 4; ++j) xv[t * 4 + j] = uintBitsToFloat(xs[t * X_UVEC4 + 4 * c + j]);
     [[unroll]] for (uint r = 0; r < ROWS; ++r) {
-      const uvec4 wv = w[wbase[r] + c];
+      const uvec4 wv = cur[u * ROWS + r];
       [[unroll]] for (uint j = 0; j < 4; ++j) {
         const int v = int(wv[j]);
         const vec4 wf = vec4(float((v << 24) >> 24), float((v << 16) >> 24), float((v << 8) >> 24), float(v >> 24));
@@ -287,6 +346,8 @@ void main() {
       }
     }
 #endif
+    }
+    [[unroll]] for (uint i = 0; i < UNROLL * ROWS; ++i) cur[i] = next[i];
   }
 
   // ---- Epilogue ----
@@ -388,3 +449,4 @@ void main() {
 #endif
   }
 }
+#endif

@@ -24,7 +24,13 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
       norm_quant_(device),
       int8_(device),
       plan_(resolve_plan(options.plan, device.info())) {
-  if (plan_ == ExecutionPlan::Gpu) fused_ = std::make_unique<ops::FusedLinear>(device, ops::FusedLinearOptions{.dot = options.dot});
+  if (plan_ == ExecutionPlan::Gpu) {
+    fused_ = std::make_unique<ops::FusedLinear>(device, ops::FusedLinearOptions{.dot = options.dot});
+    // Every layer input (D, the attention output, the FFN activations) fits a workgroup's shared memory.
+    const auto kind = options.fp16_baseline ? ops::FusedLinear::Activations::Float8 : ops::FusedLinear::Activations::Int8;
+    gpu_norms_ = fused_->fits(uint32_t(c_.dim), kind) && fused_->fits(uint32_t(c_.q_dim()), kind) &&
+                 fused_->fits(uint32_t(c_.ffn_dim), kind);
+  }
   if (spec.first_layer < 0 || spec.end_layer > c_.n_layers || spec.first_layer >= spec.end_layer)
     throw Error("stage layers [" + std::to_string(spec.first_layer) + ", " + std::to_string(spec.end_layer) +
                 ") do not fit a model of " + std::to_string(c_.n_layers) + " layers");
@@ -158,12 +164,17 @@ Stage::LinearWeights Stage::upload_linear(std::vector<TernaryMatrix> parts, cons
 void Stage::record_norm_linear(Recording& rec, BufferRange x, const Buffer& norm, uint32_t tokens, uint32_t cols,
                                const ops::QuantizedActivations& xq, const LinearWeights& w,
                                const ops::MatmulOutput& out, ops::Epilogue epilogue) {
+  // The GPU plan normalizes with the fused layers' own prologue, so a token's bits do not depend
+  // on whether its step was fused.
+  const ops::NormedInput in{.x = x, .norm = norm.range(), .eps = c_.rms_eps, .tokens = tokens};
   if (w.ternary) {
-    norm_quant_.record(rec, x, norm.range(), c_.rms_eps, tokens, xq);
+    if (gpu_norms_) fused_->record_norm(rec, in, xq);
+    else norm_quant_.record(rec, x, norm.range(), c_.rms_eps, tokens, xq);
     ternary_.record(rec, *w.ternary, xq, tokens, out, epilogue);
   } else {
     const BufferRange normed = normed_wide_.range(0, uint64_t(tokens) * cols * 4);
-    ops::record_rmsnorm(rec, {.x = x, .weight = norm.range(), .y = normed, .rows = tokens, .cols = cols, .eps = c_.rms_eps});
+    if (gpu_norms_) fused_->record_norm(rec, in, cols, normed);
+    else ops::record_rmsnorm(rec, {.x = x, .weight = norm.range(), .y = normed, .rows = tokens, .cols = cols, .eps = c_.rms_eps});
     fp16_.record(rec, *w.fp16, normed, tokens, out, epilogue);
   }
 }
@@ -195,9 +206,9 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
     for (const auto& s : segments) e.segments.push_back({s.weights.range(), s.first_row, s.rows});
     ops::record_embedding(rec, e);
   }
-  // The GPU plan's decode steps (any batch: a sequence's bits must not depend on its batch) and small
-  // prefill chunks: five dispatches a layer.
-  const bool fused = plan_ == ExecutionPlan::Gpu && (!one_sequence || T <= kFusedMaxTokens);
+  // The GPU plan's small steps (decode of a few sequences, short prefill chunks): five dispatches a
+  // layer. Larger steps record the separate ops, which read each weight once for many tokens.
+  const bool fused = plan_ == ExecutionPlan::Gpu && T <= kFusedMaxTokens;
   for (Layer& L : layers_) {
     if (fused && fusable(L)) {
       const ops::RopeKvTarget rope_kv{heads, rope, positions_.range(),
@@ -219,7 +230,7 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
     // FFN block: x += down( sub_norm( act(gate) * up ) ), gate|up = W_gate_up · int8(norm(x))
     record_norm_linear(rec, x_.range(), L.ffn_norm, T, D, xq, L.gate_up, {gate_up_.range()}, ops::Epilogue::Store);
     const ops::Gating gating = c_.squared_relu() ? ops::Gating::SquaredRelu : ops::Gating::Silu;
-    if (L.down.ternary) {
+    if (L.down.ternary && !gpu_norms_) {
       // act(gate) * up fused into the sub-norm + int8 quantization: one dispatch, no [T, F] fp32 round trip.
       norm_quant_.record_gated(rec, gate_up_.range(), gating, L.ffn_sub_norm.range(), c_.rms_eps, T, fq);
       ternary_.record(rec, *L.down.ternary, fq, T, {x_.range()}, ops::Epilogue::Accumulate);
@@ -239,11 +250,15 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   const bool last_only = mode == LogitsMode::Last && head_on_last_row_only(T);
   const uint32_t head_rows = last_only ? 1 : T;
   const ops::MatmulOutput logits{logits_.range(0, uint64_t(head_rows) * V * 4)};
+  const BufferRange head_x = last_only ? x_.range(last_offset, uint64_t(D) * 4) : x_.range(0, hidden_bytes);
+  const ops::NormedInput head_in{.x = head_x, .norm = output_norm_.range(), .eps = c_.rms_eps, .tokens = head_rows};
   if (fused && head_fusable()) {  // the final norm in the head's prologue
-    const BufferRange x = last_only ? x_.range(last_offset, uint64_t(D) * 4) : x_.range(0, hidden_bytes);
-    const ops::NormedInput in{.x = x, .norm = output_norm_.range(), .eps = c_.rms_eps, .tokens = head_rows};
-    if (head_i8_) fused_->record(rec, *head_i8_, in, logits, ops::FusedEpilogue::Store);
-    else fused_->record(rec, *head_, in, logits, ops::FusedEpilogue::Store);
+    if (head_i8_) fused_->record(rec, *head_i8_, head_in, logits, ops::FusedEpilogue::Store);
+    else fused_->record(rec, *head_, head_in, logits, ops::FusedEpilogue::Store);
+  } else if (plan_ == ExecutionPlan::Gpu && head_fusable()) {  // the same norm, then the head's matmul
+    const BufferRange normed = normed_.range(0, uint64_t(head_rows) * D * 4);
+    fused_->record_norm(rec, head_in, D, normed);
+    record_head(rec, normed, head_rows, logits);
   } else {
     ops::record_rmsnorm(rec, {.x = x_.range(), .weight = output_norm_.range(), .y = normed_.range(), .rows = T,
                               .cols = D, .eps = c_.rms_eps});
@@ -286,16 +301,17 @@ void Stage::record_fused_linear(Recording& rec, BufferRange x, const Buffer& nor
 }
 
 bool Stage::fusable(const Layer& L) const {
-  const bool fp16 = options_.fp16_baseline;
   auto segments = [](const LinearWeights& w) -> const std::vector<ops::MatrixSegment>& {
     return w.ternary ? w.ternary->segments() : w.fp16->segments();
   };
-  return ops::FusedLinear::pairs_fit(segments(L.qkv)) && ops::FusedLinear::pairs_fit(segments(L.gate_up)) &&
-         fused_->fits(uint32_t(c_.dim), fp16) && fused_->fits(uint32_t(c_.q_dim()), fp16) &&
-         fused_->fits(uint32_t(c_.ffn_dim), fp16) && c_.head_dim % 4 == 0;
+  return gpu_norms_ && ops::FusedLinear::pairs_fit(segments(L.qkv)) &&
+         ops::FusedLinear::pairs_fit(segments(L.gate_up)) && c_.head_dim % 4 == 0;
 }
 
-bool Stage::head_fusable() const { return fused_->fits(uint32_t(c_.dim), true); }
+bool Stage::head_fusable() const {
+  return fused_->fits(uint32_t(c_.dim), head_i8_ ? ops::FusedLinear::Activations::Float16
+                                                 : ops::FusedLinear::Activations::Float8);
+}
 
 void Stage::record_head(Recording& rec, BufferRange x, uint32_t tokens, const ops::MatmulOutput& logits) {
   if (head_i8_)
@@ -321,10 +337,12 @@ void Stage::record_selection(Recording& rec, uint64_t first_row, uint32_t rows, 
 Recording& Stage::pass(uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence) {
   auto& slot = passes_[{tokens, int(mode), int(select.kind), select.k, one_sequence}];
   if (!slot) {
-    slot = std::make_unique<Recording>(device_, RecordingOptions{.timestamps = options_.timestamps != TimestampMode::None,
-                                                                 .whole_pass = options_.timestamps == TimestampMode::Pass});
-    record_pass(*slot, tokens, mode, select, one_sequence);
-    slot->finish();
+    // Kept only once whole: a recording that threw halfway must not be replayed next time.
+    auto rec = std::make_unique<Recording>(device_, RecordingOptions{.timestamps = options_.timestamps != TimestampMode::None,
+                                                                     .whole_pass = options_.timestamps == TimestampMode::Pass});
+    record_pass(*rec, tokens, mode, select, one_sequence);
+    rec->finish();
+    slot = std::move(rec);
   }
   return *slot;
 }

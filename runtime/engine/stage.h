@@ -88,9 +88,11 @@ class Stage {
   uint64_t weight_bytes() const { return weight_bytes_; }
   uint64_t kv_bytes() const { return kv_bytes_; }
   ExecutionPlan plan() const { return plan_; }
-  // Prefill chunks up to this many tokens run the GPU plan's fused layers (longer ones the separate
-  // ops, whose GEMM reads each weight once for many tokens); decode steps always do.
-  static constexpr uint32_t kFusedMaxTokens = 16;
+  // Steps of up to this many tokens (decode of a few sequences, short prefill chunks) run the GPU
+  // plan's fused layers; larger ones the separate ops, whose GEMV/GEMM reads each weight once for
+  // many tokens (measured on an H200: fused is faster at 1 token, slower from 4; docs/performance.md).
+  // Both normalize with the same prologue code, so a token's bits do not depend on which ran.
+  static constexpr uint32_t kFusedMaxTokens = 4;
 
  private:
   // A linear layer in either form: ternary (int8 activations) or the FP16 baseline.
@@ -142,6 +144,7 @@ class Stage {
   ops::Int8Matmul int8_;
   ExecutionPlan plan_ = ExecutionPlan::Cpu;
   std::unique_ptr<ops::FusedLinear> fused_;  // the GPU plan's linear layers
+  bool gpu_norms_ = false;  // the GPU plan normalizes with the fused prologue (the inputs fit its shared memory)
   std::unique_ptr<ops::Fp16MatrixGpu> head_;     // FP16 head, also the embedding table when tied
   std::unique_ptr<ops::Int8MatrixGpu> head_i8_;  // HeadPrecision::Int8: the head, also the table when tied
   std::unique_ptr<ops::Fp16MatrixGpu> table_;    // the embedding table when the head is untied

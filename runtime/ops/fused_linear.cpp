@@ -17,7 +17,7 @@ uint64_t reduction_bytes(uint32_t workgroup) { return uint64_t(workgroup) * 8; }
 
 FusedLinearShape FusedLinearShape::pick(const DeviceInfo& info) {
   FusedLinearShape s;
-  if (info.max_subgroup_size <= 8) {
+  if (info.is_cpu()) {
     const uint32_t sg = info.subgroup_size_control ? info.max_subgroup_size : info.min_subgroup_size;
     s.workgroup = s.lanes = sg;
     s.subgroup_add = info.subgroup_size_control || info.min_subgroup_size == info.max_subgroup_size;
@@ -25,6 +25,7 @@ FusedLinearShape FusedLinearShape::pick(const DeviceInfo& info) {
     s.rows = 32;
     s.paired_rows = 32;
     s.max_tokens = 4;
+    s.loads_in_flight = 0;
   } else {
     s.lanes = std::min(8u, info.min_subgroup_size);
     s.workgroup = std::min(128u, info.max_workgroup_invocations);
@@ -32,6 +33,8 @@ FusedLinearShape FusedLinearShape::pick(const DeviceInfo& info) {
     s.rows = 2;
     s.paired_rows = 4;
     s.max_tokens = 4;
+    if (info.subgroup_size_control)
+      s.required_subgroup_size = std::clamp(32u, info.min_subgroup_size, info.max_subgroup_size);
   }
   s.validate(info);
   return s;
@@ -41,10 +44,10 @@ void FusedLinearShape::validate(const DeviceInfo& info) const {
   if (!info.subgroup_arithmetic || !info.subgroup_shuffle)
     throw Error("fused linear: device '" + info.name + "' lacks subgroup arithmetic or shuffle in compute shaders");
   if (!power_of_two(lanes) || workgroup % lanes || workgroup > info.max_workgroup_invocations || rows == 0 ||
-      paired_rows == 0 || paired_rows % 4 || max_tokens == 0)
+      !power_of_two(paired_rows) || paired_rows < 4 || max_tokens == 0)
     throw Error("fused linear: invalid shape: workgroup " + std::to_string(workgroup) + ", lanes " +
                 std::to_string(lanes) + ", rows " + std::to_string(rows) + ", paired rows " +
-                std::to_string(paired_rows) + " (a multiple of 4), tokens " + std::to_string(max_tokens));
+                std::to_string(paired_rows) + " (a power of 2, at least 4), tokens " + std::to_string(max_tokens));
   const uint32_t min_sg =
       (required_subgroup_size && info.subgroup_size_control) ? required_subgroup_size : info.min_subgroup_size;
   if (subgroup_add ? min_sg < workgroup : min_sg < lanes)
@@ -71,10 +74,25 @@ uint32_t FusedLinear::tokens_per_workgroup(Weights kind, uint32_t chunks, uint32
   return uint32_t(std::min<uint64_t>({tokens, shape_.max_tokens, room / per_token}));
 }
 
-bool FusedLinear::fits(uint32_t cols, bool float_activations) const {
-  const Weights kind = float_activations ? Weights::Fp16 : Weights::Ternary;
-  const uint32_t chunks = float_activations ? ceil_div(cols, 8) : ceil_div(cols, 64);
-  return cols % 4 == 0 && tokens_per_workgroup(kind, chunks, 1) >= 1;
+bool FusedLinear::fits(uint32_t cols, Activations kind) const {
+  const Weights w = kind == Activations::Int8 ? Weights::Ternary : kind == Activations::Float8 ? Weights::Fp16 : Weights::Int8;
+  const uint32_t chunks = ceil_div(cols, kind == Activations::Int8 ? 64 : kind == Activations::Float8 ? 8 : 16);
+  return cols % 4 == 0 && tokens_per_workgroup(w, chunks, 1) >= 1;
+}
+
+PipelineOptions FusedLinear::pipeline_options(uint32_t rows, uint32_t tokens, FusedEpilogue epilogue,
+                                              uint32_t x_uvec4) const {
+  PipelineOptions po;
+  po.constants = {{0, shape_.workgroup},
+                  {1, shape_.lanes},
+                  {2, rows},
+                  {3, tokens},
+                  {4, static_cast<uint32_t>(epilogue)},
+                  {5, shape_.subgroup_add ? 0u : 1u},
+                  {6, x_uvec4},
+                  {10, std::max(1u, shape_.loads_in_flight / rows)}};
+  po.required_subgroup_size = shape_.required_subgroup_size;
+  return po;
 }
 
 void FusedLinear::record(Recording& rec, const TernaryMatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
@@ -157,18 +175,10 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
     while ((rope->heads.head_dim / 2) % (rows / 2)) rows /= 2;
   const bool neox = !with_rope || rope->rope.form == RopeForm::NeoX;
   const bool slots = with_rope && rope->slots.buffer != VK_NULL_HANDLE;
-  PipelineOptions po;
-  po.constants = {{0, shape_.workgroup},
-                  {1, shape_.lanes},
-                  {2, rows},
-                  {3, tokens},
-                  {4, static_cast<uint32_t>(epilogue)},
-                  {5, shape_.subgroup_add ? 0u : 1u},
-                  {6, per_token},
-                  {7, with_rope ? rope->heads.head_dim : 128u},
-                  {8, neox ? 1u : 0u},
-                  {9, slots ? 1u : 0u}};
-  po.required_subgroup_size = shape_.required_subgroup_size;
+  PipelineOptions po = pipeline_options(rows, tokens, epilogue, per_token);
+  po.constants[7] = with_rope ? rope->heads.head_dim : 128u;
+  po.constants[8] = neox ? 1u : 0u;
+  po.constants[9] = slots ? 1u : 0u;
   std::string shader = m.kind == Weights::Fp16 ? "fused_linear_f16"
                        : m.kind == Weights::Int8 ? "fused_linear_i8"
                        : dot_                    ? "fused_linear_dot"
@@ -215,6 +225,58 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
     rec.dispatch(pipeline, bindings, &push, sizeof(push), ceil_div(units, groups_per_wg), token_groups, 1,
                  {m.name, work});
   }
+}
+
+void FusedLinear::record_norm(Recording& rec, const NormedInput& in, const QuantizedActivations& out) const {
+  if (out.values.size && out.values.size < QuantizedActivations::values_bytes(in.tokens, out.cols))
+    throw Error("fused norm: the int8 values hold fewer than " + std::to_string(in.tokens) + " tokens");
+  if (out.meta.size && out.meta.size < QuantizedActivations::meta_bytes(in.tokens))
+    throw Error("fused norm: the scales hold fewer than " + std::to_string(in.tokens) + " tokens");
+  record_norm_impl(rec, in, out.cols, true, {out.values, out.meta},
+                   double(in.tokens) * (out.padded_cols() + 8));
+}
+
+void FusedLinear::record_norm(Recording& rec, const NormedInput& in, uint32_t cols, BufferRange out) const {
+  if (out.size && out.size < uint64_t(in.tokens) * cols * 4)
+    throw Error("fused norm: the output holds fewer than " + std::to_string(in.tokens) + " rows of " +
+                std::to_string(cols) + " floats");
+  record_norm_impl(rec, in, cols, false, {out}, double(in.tokens) * cols * 4);
+}
+
+void FusedLinear::record_norm_impl(Recording& rec, const NormedInput& in, uint32_t cols, bool ternary,
+                                   std::vector<BufferRange> outputs, double out_bytes) const {
+  const uint32_t T = in.tokens;
+  if (T == 0) throw Error("fused norm: no tokens");
+  if (cols % 4) throw Error("fused norm: " + std::to_string(cols) + " columns are not a multiple of 4");
+  const uint32_t x_stride = in.stride ? in.stride : cols;
+  if (x_stride % 4 || x_stride < cols)
+    throw Error("fused norm: an input row stride of " + std::to_string(x_stride) + " floats does not suit " +
+                std::to_string(cols) + " columns");
+  if (in.x.size && in.x.size < (uint64_t(T - 1) * x_stride + cols) * 4)
+    throw Error("fused norm: the input holds fewer than " + std::to_string(T) + " rows");
+  if (in.norm.size && in.norm.size < uint64_t(cols) * 4)
+    throw Error("fused norm: the norm weight holds fewer than " + std::to_string(cols) + " floats");
+  // The same shared layout (and workgroup, subgroup size and reductions) as the fused layers; rows
+  // play no part.
+  const Weights kind = ternary ? Weights::Ternary : Weights::Fp16;
+  const uint32_t chunks = ternary ? ceil_div(cols, 64) : ceil_div(cols, 8);
+  if (tokens_per_workgroup(kind, chunks, 1) == 0)
+    throw Error("fused norm: one token of " + std::to_string(cols) + " inputs does not fit the shared memory of device '" +
+                device_.info().name + "'");
+  const Pipeline& pipeline = device_.pipeline(ternary ? "fused_norm_int8" : "fused_norm_f32",
+                                              pipeline_options(shape_.rows, 1, FusedEpilogue::Store,
+                                                               shared_uvec4(kind, chunks)));
+  struct {
+    uint32_t cols, chunks, rows, row_base, tokens, x_stride4, y_stride, y_offset;
+    float eps;
+    uint32_t pairs, pair_offset, n_heads, n_kv_heads, capacity, sequences;
+    float theta_scale;
+  } push{cols, chunks, 0, 0, T, x_stride / 4, 0, 0, in.eps, 0, 0, 0, 0, 0, 0, 0.0f};
+  std::vector<BufferRange> bindings{in.x, in.norm};
+  bindings.insert(bindings.end(), outputs.begin(), outputs.end());
+  const DispatchWork work{.bytes = double(T) * cols * 4 + cols * 4.0 + out_bytes};
+  rec.dispatch(pipeline, bindings, &push, sizeof(push), 1, T, 1,
+               {ternary ? "fused_norm_int8" : "fused_norm_f32", work});
 }
 
 }  // namespace ternvk::ops

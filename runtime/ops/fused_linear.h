@@ -58,12 +58,19 @@ struct FusedLinearShape {
   uint32_t max_tokens = 4;   // tokens per workgroup at most (spec id 3; shared memory permitting)
   bool subgroup_add = false;  // reduce with subgroupAdd (the workgroup is one subgroup of `lanes`)
   uint32_t required_subgroup_size = 0;
+  // 16-byte weight loads each lane keeps in flight (spec id 10 is this / rows, at least 1): a block of
+  // chunks is requested before the previous one is multiplied, the first before the prologue.
+  uint32_t loads_in_flight = 8;
 
-  // CPU devices (widest subgroup <= 8, lavapipe): one subgroup per workgroup, many rows each, so
-  // that the prologue (every workgroup normalizes the whole input) is paid by few workgroups.
+  // CPU devices (lavapipe): one subgroup per workgroup, many rows each, so that the prologue (every
+  // workgroup normalizes the whole input) is paid by few workgroups; no prefetch (a CPU thread runs
+  // its loads in order anyway).
   // GPUs: 8 lanes per row with 16-byte loads (a row's lanes read 128 contiguous bytes), 2 rows per
-  // lane group (4 for the paired epilogues), 128 invocations: thousands of loads in flight and
+  // lane group (4 for the paired epilogues), 128 invocations, 8 weight loads in flight per lane:
   // dozens to hundreds of workgroups for 2B4T-sized layers (the argument: docs/performance.md).
+  // Where the device lets a pipeline require a subgroup size, the GPU shape requires one (32 where
+  // offered), so that the prologue's reductions -- and a token's bits -- are the same in every
+  // pipeline of the op whatever its specialization.
   static FusedLinearShape pick(const DeviceInfo& info);
   void validate(const DeviceInfo& info) const;
 };
@@ -87,12 +94,18 @@ class FusedLinear {
   void record(Recording& rec, const Int8MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
               FusedEpilogue epilogue) const;
 
+  // The prologue alone, for steps too large to fuse: n(x) quantized to int8 activations (for the
+  // ternary matmuls), or n(x) as fp32 rows [tokens, cols] (for the FP16 and int8 matmuls), with the
+  // same bits the fused layers compute for the same token. One dispatch.
+  void record_norm(Recording& rec, const NormedInput& in, const QuantizedActivations& out) const;
+  void record_norm(Recording& rec, const NormedInput& in, uint32_t cols, BufferRange out) const;
   // Whether a matrix can take a paired epilogue: one segment (gate and up rows, or a head's pair
   // rows, must be in the same dispatch).
   static bool pairs_fit(const std::vector<MatrixSegment>& segments) { return segments.size() == 1; }
-  // Whether `tokens` tokens of `cols` inputs fit the shared memory of one workgroup in at most
-  // max_tokens steps of the token grid (always true for one token of the 2B4T shapes).
-  bool fits(uint32_t cols, bool float_activations) const;
+  // How the activations of a kind of matrix sit in shared memory.
+  enum class Activations { Int8, Float8, Float16 };  // ternary; fp16 rows (8 a chunk); int8 rows (16)
+  // Whether one token of `cols` inputs fits a workgroup's shared memory (true for the 2B4T shapes).
+  bool fits(uint32_t cols, Activations kind) const;
   const FusedLinearShape& shape() const { return shape_; }
   bool uses_int8_dot() const { return dot_; }
 
@@ -108,6 +121,9 @@ class FusedLinear {
   };
   void record_impl(Recording& rec, const Matrix& m, const NormedInput& in, const MatmulOutput& y,
                    FusedEpilogue epilogue, const RopeKvTarget* rope) const;
+  void record_norm_impl(Recording& rec, const NormedInput& in, uint32_t cols, bool ternary,
+                        std::vector<BufferRange> outputs, double out_bytes) const;
+  PipelineOptions pipeline_options(uint32_t rows, uint32_t tokens, FusedEpilogue epilogue, uint32_t x_uvec4) const;
   // Shared uvec4 per token for `cols` inputs.
   static uint32_t shared_uvec4(Weights kind, uint32_t chunks);
   uint32_t tokens_per_workgroup(Weights kind, uint32_t chunks, uint32_t tokens) const;

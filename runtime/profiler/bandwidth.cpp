@@ -1,5 +1,7 @@
 #include "runtime/profiler/bandwidth.h"
 
+#include <chrono>
+
 #include <algorithm>
 #include <cstdio>
 #include <vector>
@@ -93,16 +95,24 @@ ReadProbe probe_read(Device& device, std::span<const BufferRange> segments, int 
       } push{uint32_t(segments[i].size / 16), per_group[i], first[i]};
       rec.dispatch(pipe, {segments[i], sums.range()}, push, groups[i]);
     }
-  rec.submit_and_wait();
-  const auto t = rec.timings();
-  if (t.size() != size_t(passes + 1) * segments.size())
-    throw Error("bandwidth probe: " + std::to_string(t.size()) + " timestamps for " +
-                std::to_string(size_t(passes + 1) * segments.size()) + " dispatches");
-  for (int p = 1; p <= passes; ++p) {
-    double us = 0;
-    for (size_t i = 0; i < segments.size(); ++i) us += t[p * segments.size() + i].microseconds;
-    r.timed_dispatches += segments.size();
-    if (us > 0 && (r.best_seconds == 0 || us * 1e-6 < r.best_seconds)) r.best_seconds = us * 1e-6;
+  // A GPU raises its clocks only after some time under load (an idle H200 read at a third of its
+  // bandwidth in the first milliseconds): the recording is replayed until a quarter of a second has
+  // passed, at least twice, and the fastest pass of any replay counts.
+  const auto start = std::chrono::steady_clock::now();
+  for (int replay = 0; replay < 64; ++replay) {
+    rec.submit_and_wait();
+    const auto t = rec.timings();
+    if (t.size() != size_t(passes + 1) * segments.size())
+      throw Error("bandwidth probe: " + std::to_string(t.size()) + " timestamps for " +
+                  std::to_string(size_t(passes + 1) * segments.size()) + " dispatches");
+    for (int p = 1; p <= passes; ++p) {
+      double us = 0;
+      for (size_t i = 0; i < segments.size(); ++i) us += t[p * segments.size() + i].microseconds;
+      r.timed_dispatches += segments.size();
+      if (us > 0 && (r.best_seconds == 0 || us * 1e-6 < r.best_seconds)) r.best_seconds = us * 1e-6;
+    }
+    ++r.replays;
+    if (replay >= 1 && std::chrono::steady_clock::now() - start > std::chrono::milliseconds(250)) break;
   }
   std::vector<uint32_t> words(size_t(total_groups) * 4);
   device.download(sums, words.data(), words.size() * 4);

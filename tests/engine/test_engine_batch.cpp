@@ -65,8 +65,10 @@ Run solo(Engine& engine, int slot, const std::vector<uint32_t>& prompt, int n) {
 
 namespace {
 
-// Every prompt alone, then all of them batched in other slots: each step's logits bit-identical.
-void check_batch_invariance(ExecutionPlan plan, const std::string& name, int steps) {
+// Every prompt alone, then all of them batched in the slots `slot_of` (a permutation): each step's
+// logits bit-identical.
+void check_batch_invariance(ExecutionPlan plan, const std::string& name, int steps,
+                            const std::vector<std::vector<uint32_t>>& prompts, const std::vector<int>& slot_of) {
   ValidationGuard guard;
   const RandomModel m = make_random_model(small_2b4t_config(), 41);
   const auto dir = temp_dir(name);
@@ -75,36 +77,35 @@ void check_batch_invariance(ExecutionPlan plan, const std::string& name, int ste
   std::vector<Run> alone;
   {
     Engine engine(instance(), dir / "model.gguf", batch_options(1, 8, plan));
-    for (const auto& p : kPrompts) {
+    for (const auto& p : prompts) {
       engine.truncate(0, 0);
       alone.push_back(solo(engine, 0, p, steps));
     }
   }
   // The solo runs are right: the CPU reference gives the same logits for prompt + continuation.
   ReferenceForward reference(*open_model(dir / "model.gguf"));
-  for (size_t i = 0; i < kPrompts.size(); ++i) {
-    std::vector<uint32_t> all = kPrompts[i];
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    std::vector<uint32_t> all = prompts[i];
     all.insert(all.end(), alone[i].tokens.begin(), alone[i].tokens.end() - 1);
     const auto want = reference.logits(all);
     for (int s = 0; s < steps; ++s) {
       CAPTURE(i);
       CAPTURE(s);
-      CHECK(cosine(alone[i].logits[size_t(s)], want[kPrompts[i].size() - 1 + size_t(s)]) >= 0.999);
+      CHECK(cosine(alone[i].logits[size_t(s)], want[prompts[i].size() - 1 + size_t(s)]) >= 0.999);
     }
   }
 
-  // All four together in slots 3, 0, 2, 1 (reverse-ish order), batched: every step's logits are
-  // bit-identical to the solo run's.
-  Engine engine(instance(), dir / "model.gguf", batch_options(4, 8, plan));
-  CHECK(engine.sequences() == 4);
-  const std::vector<int> slot_of = {3, 0, 2, 1};
-  std::vector<std::vector<float>> last(kPrompts.size());
-  for (size_t i = 0; i < kPrompts.size(); ++i)
-    last[i] = engine.prefill(slot_of[i], kPrompts[i], {Selection::Logits}).logits;
+  // All together, batched: every step's logits are bit-identical to the solo run's.
+  const int n = int(prompts.size());
+  Engine engine(instance(), dir / "model.gguf", batch_options(n, 8, plan));
+  CHECK(engine.sequences() == n);
+  std::vector<std::vector<float>> last(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i)
+    last[i] = engine.prefill(slot_of[i], prompts[i], {Selection::Logits}).logits;
   for (int s = 0; s < steps; ++s) {
     std::vector<int> slots;
     std::vector<uint32_t> tokens;
-    for (size_t i = 0; i < kPrompts.size(); ++i) {
+    for (size_t i = 0; i < prompts.size(); ++i) {
       CAPTURE(i);
       CAPTURE(s);
       REQUIRE(last[i] == alone[i].logits[size_t(s)]);
@@ -113,23 +114,30 @@ void check_batch_invariance(ExecutionPlan plan, const std::string& name, int ste
     }
     if (s + 1 == steps) break;
     const auto outs = engine.decode(slots, tokens, {Selection::Logits});
-    REQUIRE(outs.size() == kPrompts.size());
+    REQUIRE(outs.size() == prompts.size());
     for (size_t i = 0; i < outs.size(); ++i) last[i] = outs[i].logits;
   }
-  for (size_t i = 0; i < kPrompts.size(); ++i) {
-    CHECK(engine.position(slot_of[i]) == int(kPrompts[i].size()) + steps - 1);
-    CHECK(engine.sequence(slot_of[i]).front() == kPrompts[i].front());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    CHECK(engine.position(slot_of[i]) == int(prompts[i].size()) + steps - 1);
+    CHECK(engine.sequence(slot_of[i]).front() == prompts[i].front());
   }
 }
 
 }  // namespace
 
 TEST_CASE("batched decode of several slots gives each sequence its solo logits and tokens") {
-  check_batch_invariance(ExecutionPlan::Cpu, "engine-batch", 6);
+  // Four in slots 3, 0, 2, 1 (reverse-ish order).
+  check_batch_invariance(ExecutionPlan::Cpu, "engine-batch", 6, kPrompts, {3, 0, 2, 1});
 }
 
 TEST_CASE("the GPU plan's batched decode gives each sequence its solo logits and tokens") {
-  check_batch_invariance(ExecutionPlan::Gpu, "engine-batch-gpu-plan", 4);
+  // Six: a step of more tokens than Stage::kFusedMaxTokens runs the separate ops, and must give
+  // the bits of the fused one-token steps.
+  auto prompts = kPrompts;
+  prompts.push_back({1, 5, 300, 7});
+  prompts.push_back({1, 8});
+  REQUIRE(prompts.size() > Stage::kFusedMaxTokens);
+  check_batch_invariance(ExecutionPlan::Gpu, "engine-batch-gpu-plan", 4, prompts, {5, 0, 3, 1, 4, 2});
 }
 
 TEST_CASE("batched decode picks tokens on the GPU per sequence, and slots are reused after truncate") {

@@ -15,6 +15,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <optional>
 
 #include "common/gpu.h"
@@ -44,6 +45,7 @@ std::vector<std::optional<FusedLinearShape>> shapes() {
     s.paired_rows = 4;
     s.max_tokens = 2;  // 5 tokens take three workgroups along y
     s.subgroup_add = false;
+    s.loads_in_flight = 8;  // blocks of 2 chunks (3 rows), so rows end inside a block
     out.push_back(s);
   }
   return out;
@@ -304,4 +306,73 @@ TEST_CASE("fused linear refuses what it cannot do, naming the matrix") {
                        Error);
   CHECK_THROWS_WITH_AS(op.record(rec, split, in, {y.range()}, FusedEpilogue::RopeKvStore),
                        doctest::Contains("split gate|up"), Error);
+}
+
+TEST_CASE("fused norm alone gives the fused layer's bits, through the separate matmuls") {
+  // A step too large to fuse normalizes with the fused prologue and multiplies with the GEMV: a
+  // token's outputs must equal the fused layer's bit for bit (ternary: integer sums; fp16 and int8
+  // rows: the GEMV with the same lanes and reduction accumulates in the same order).
+  Device& dev = test::device();
+  const uint32_t N = 52, K = 136, T = 3;
+  std::mt19937 rng(50);
+  const auto w = test::random_ternary(rng, size_t(N) * K);
+  TernaryMatrixGpu gw(dev, pack_ternary(w, N, K, 0.3f), "ternary");
+  const auto wf = test::random_floats(rng, size_t(N) * K, -1.0f, 1.0f);
+  std::vector<uint16_t> halves(wf.size());
+  for (size_t i = 0; i < wf.size(); ++i) halves[i] = float_to_half(wf[i]);
+  const Fp16MatrixGpu f16(dev, halves, N, K, "fp16");
+  const Int8MatrixGpu i8(dev, quantize_rows_int8(halves, N, K), "int8");
+  const auto x = test::random_floats(rng, size_t(T) * K, -2.0f, 2.0f);
+  Buffer gx = test::upload(x, "x"), gn = test::upload(random_norm(rng, K), "norm");
+  const NormedInput in{.x = gx.range(), .norm = gn.range(), .eps = kEps, .tokens = T};
+  for (const auto& shape : shapes()) {
+    CAPTURE(bool(shape));
+    FusedLinear op(dev, {.shape = shape});
+    const FusedLinearShape& fs = op.shape();
+    // The matmuls with the fused layer's lanes and reduction.
+    MatmulShape ms;
+    ms.workgroup = fs.workgroup;
+    ms.lanes = fs.lanes;
+    ms.rows = 2;
+    ms.tokens = 1;
+    ms.subgroup_add = fs.subgroup_add;
+    ms.required_subgroup_size = fs.required_subgroup_size;
+    auto fused_out = [&](auto&& record) {
+      Buffer y = test::upload(std::vector<float>(size_t(T) * N, NAN), "fused y");
+      Recording rec(dev);
+      record(rec, y);
+      rec.submit_and_wait();
+      return test::download<float>(y, size_t(T) * N);
+    };
+    test::ValidationGuard guard;
+    // Ternary.
+    auto q = QuantizedActivationsBuffers::create(dev, T, K, "q");
+    const auto fused_t = fused_out([&](Recording& rec, Buffer& y) { op.record(rec, gw, in, {y.range()}, FusedEpilogue::Store); });
+    const auto split_t = fused_out([&](Recording& rec, Buffer& y) {
+      op.record_norm(rec, in, q.view());
+      TernaryMatmul(dev, {.dot = op.uses_int8_dot() ? TernaryDot::PackedInt8 : TernaryDot::Swar})
+          .record(rec, gw, q.view(), T, {y.range()});
+    });
+    CHECK(std::memcmp(fused_t.data(), split_t.data(), fused_t.size() * 4) == 0);
+    // FP16 and int8 rows, through normalized fp32 rows.
+    Buffer normed = test::upload(std::vector<float>(size_t(T) * K, NAN), "normed");
+    const auto fused_h = fused_out([&](Recording& rec, Buffer& y) { op.record(rec, f16, in, {y.range()}, FusedEpilogue::Store); });
+    const auto split_h = fused_out([&](Recording& rec, Buffer& y) {
+      op.record_norm(rec, in, K, normed.range());
+      Fp16Matmul(dev, {.shape = ms, .load = MatmulLoad::Storage}).record(rec, f16, normed.range(), T, {y.range()});
+    });
+    CHECK(std::memcmp(fused_h.data(), split_h.data(), fused_h.size() * 4) == 0);
+    const auto fused_i = fused_out([&](Recording& rec, Buffer& y) { op.record(rec, i8, in, {y.range()}, FusedEpilogue::Store); });
+    const auto split_i = fused_out([&](Recording& rec, Buffer& y) {
+      op.record_norm(rec, in, K, normed.range());
+      Int8Matmul(dev, {.shape = ms, .load = MatmulLoad::Storage}).record(rec, i8, normed.range(), T, {y.range()});
+    });
+    CHECK(std::memcmp(fused_i.data(), split_i.data(), fused_i.size() * 4) == 0);
+  }
+}
+
+TEST_CASE("fused linear shapes that would drop work are refused") {
+  FusedLinearShape s;
+  s.paired_rows = 12;  // halved for RoPE to 3 rows: no whole K/V words
+  CHECK_THROWS_WITH_AS(s.validate(test::device().info()), doctest::Contains("paired rows 12"), Error);
 }

@@ -44,7 +44,8 @@ TEST_CASE("bandwidth read probe: every byte read once per pass, sums equal the C
   CHECK(r.bytes_per_pass == (65536 + 3 + 1 + 40000) * 16);
   CHECK(r.segments == 3);
   CHECK(r.passes == 3);
-  CHECK(r.timed_dispatches == 9);
+  CHECK(r.replays >= 2);  // replayed until the clocks are up (at least twice)
+  CHECK(r.timed_dispatches == 9 * uint64_t(r.replays));
   REQUIRE(r.best_seconds > 0);
   CHECK(r.gb_per_s() == doctest::Approx(double(r.bytes_per_pass) / r.best_seconds / 1e9));
   // the same segment listed twice is read twice: the sum doubles
