@@ -7,7 +7,8 @@
 #   bench.md       2B4T full depth, vocab 32000, f16 head, GPU plan: tg128 and pp512 in one chunk
 #                  (-b 512), ternary and the FP16 baseline side by side (the targets)
 #   profile.json   --plan gpu --timing pass: undistorted GPU time and dispatches per token
-#   batched.md     batched-bench, GPU plan, batches 1 to 64 (fused up to 4 tokens a step, then the
+#                  (its progress lines in profile.err)
+#   batched.md     batched-bench, GPU plan, batches 1 to 64 (fused at 1 token a step, then the
 #                  separate ops)
 #   attention.txt  bench_attention --decode-only (128 to 32k keys, every kernel)
 #   tests.txt      the fused layers, the attention and the engine's plan and batch tests with the
@@ -26,16 +27,18 @@ timeout 30 "$t" devices > "$out/devices.txt" 2>&1
 step bench
 timeout 200 "$t" bench $syn -p 512 -n 128 -b 512 -r 3 --both --plan gpu > "$out/bench.md" 2>&1
 step profile
-timeout 60 "$t" profile $syn -p 64 -n 64 --plan gpu --timing pass -o json > "$out/profile.json" 2>&1
+timeout 60 "$t" profile $syn -p 64 -n 64 --plan gpu --timing pass -o json > "$out/profile.json" 2> "$out/profile.err"
 step batched
-timeout 60 "$t" batched-bench $syn --plan gpu --parallel 1,4,8,32,64 -p 16 -n 32 -r 2 > "$out/batched.md" 2>&1
+timeout 60 "$t" batched-bench $syn --plan gpu --parallel 1,2,4,8,32,64 -p 16 -n 32 -r 2 > "$out/batched.md" 2>&1
 step attention
 timeout 40 "$b/bench/bench_attention" --decode-only > "$out/attention.txt" 2>&1
 step tests
 {
   cd "$b/tests" || exit 1
-  TERNVK_VALIDATION=1 timeout 60 ./test_ops_matmul -sf="*fused*" 2>&1 | tail -4
-  TERNVK_VALIDATION=1 timeout 60 ./test_ops_attention 2>&1 | tail -4
-  TERNVK_VALIDATION=1 timeout 90 ./test_engine -sf="*plans*,*batch*" 2>&1 | tail -4
+  # failing cases with their first lines, then the summary
+  keep='TEST CASE|ERROR|THREW|CHECK|values|test cases|Status'
+  TERNVK_VALIDATION=1 timeout 60 ./test_ops_matmul -sf="*fused*" 2>&1 | grep -E "$keep" | head -40
+  TERNVK_VALIDATION=1 timeout 60 ./test_ops_attention 2>&1 | grep -E "$keep" | head -40
+  TERNVK_VALIDATION=1 timeout 90 ./test_engine -sf="*plans*,*batch*" 2>&1 | grep -E "$keep" | head -40
 } > "$out/tests.txt" 2>&1
 step done

@@ -88,11 +88,12 @@ class Stage {
   uint64_t weight_bytes() const { return weight_bytes_; }
   uint64_t kv_bytes() const { return kv_bytes_; }
   ExecutionPlan plan() const { return plan_; }
-  // Steps of up to this many tokens (decode of a few sequences, short prefill chunks) run the GPU
-  // plan's fused layers; larger ones the separate ops, whose GEMV/GEMM reads each weight once for
-  // many tokens (measured on an H200: fused is faster at 1 token, slower from 4; docs/performance.md).
-  // Both normalize with the same prologue code, so a token's bits do not depend on which ran.
-  static constexpr uint32_t kFusedMaxTokens = 4;
+  // Steps of up to this many tokens (a one-sequence decode step) run the GPU plan's fused layers;
+  // larger ones the separate ops, whose GEMV/GEMM reads each weight once for all the step's tokens:
+  // on an H200 the fused layers were faster at 1 token for every matrix and slower at 4 for most,
+  // and a 4-sequence step took as long as an 8-sequence one (docs/performance.md). Both normalize
+  // with the same prologue code, so a token's bits do not depend on which ran.
+  static constexpr uint32_t kFusedMaxTokens = 1;
 
  private:
   // A linear layer in either form: ternary (int8 activations) or the FP16 baseline.

@@ -49,8 +49,8 @@ TEST_CASE("the GPU plan gives the reference logits and the CPU plan's tokens") {
   Engine cpu(instance(), dir / "model.gguf", with_plan(ExecutionPlan::Cpu));
   REQUIRE(cpu.stage().plan() == ExecutionPlan::Cpu);
   const auto cpu_tokens = greedy(cpu, {1, 2, 3}, 16);
-  // The 11-token chunk runs the fused layers (three workgroups along the tokens); 1-token steps
-  // are decode.
+  // 1-token steps (decode) run the fused layers; the 11-token chunk the separate ops with the
+  // fused prologue's norm.
   Engine gpu(instance(), dir / "model.gguf", with_plan(ExecutionPlan::Gpu));
   REQUIRE(gpu.stage().plan() == ExecutionPlan::Gpu);
   check_against_reference(rows(gpu.eval(tokens, true), m.config.vocab), want);

@@ -129,16 +129,24 @@ bool counters_zero(BufferRange scratch) {
   return true;
 }
 
-// Tunings that run on lavapipe's 8-wide subgroups: one subgroup, several key groups per subgroup,
-// several subgroups per workgroup, odd key blocks, many splits.
-std::vector<std::pair<std::string, AttentionTuning>> lavapipe_tunings() {
+// A workgroup of `n` whole subgroups of this device (the largest size it may run), so that the
+// tunings below hold on any device (8-wide on lavapipe, 32 on NVIDIA, 64 on AMD wave64).
+uint32_t subgroups(uint32_t n) {
+  const DeviceInfo& info = device().info();
+  const uint32_t sg = std::max<uint32_t>(info.subgroup_size, 1);
+  return n * (info.subgroup_size_control ? sg : std::max(info.max_subgroup_size, sg));
+}
+
+// Tunings: one subgroup, several key groups per subgroup, several subgroups per workgroup, odd key
+// blocks, many splits.
+std::vector<std::pair<std::string, AttentionTuning>> tunings() {
   return {
       {"default", {.flash_decode = true}},
-      {"4 subgroups, 4 groups each", {.workgroup = 32, .flash_decode = true, .lanes_per_key = 2}},
+      {"4 subgroups, 2 lanes a key", {.workgroup = subgroups(4), .flash_decode = true, .lanes_per_key = 2}},
       {"2 subgroups, KB 3, 7 splits",
-       {.workgroup = 16, .splits = 7, .key_block = 3, .min_split = 5, .flash_decode = true, .lanes_per_key = 4}},
+       {.workgroup = subgroups(2), .splits = 7, .key_block = 3, .min_split = 5, .flash_decode = true, .lanes_per_key = 4}},
       {"8 subgroups, KB 1, 33 splits",
-       {.workgroup = 64, .splits = 33, .key_block = 1, .min_split = 1, .flash_decode = true, .lanes_per_key = 8}},
+       {.workgroup = subgroups(8), .splits = 33, .key_block = 1, .min_split = 1, .flash_decode = true, .lanes_per_key = 8}},
   };
 }
 
@@ -158,7 +166,7 @@ TEST_CASE("flash-decode attention: contexts 1 to 1100, GQA 4/1/20:5, head dims 1
       {{4, 4, 64}, {2, 300}},                   // one query head per kv head
       {{4, 1, 16}, {1, 129}},                   // two column groups, 4 query heads
   };
-  for (const auto& [name, tuning] : lavapipe_tunings()) {
+  for (const auto& [name, tuning] : tunings()) {
     CAPTURE(name);
     for (const auto& s : shapes) {
       for (uint32_t ctx : s.contexts) {
@@ -180,12 +188,12 @@ TEST_CASE("flash-decode attention: contexts 1 to 1100, GQA 4/1/20:5, head dims 1
   // one-sequence decode tokens at different positions (T = 3).
   {
     const Inputs in({4, 1, 16}, {700}, 800, seed++);
-    FlashRun run(in, {.workgroup = 8, .splits = 5, .flash_decode = true, .lanes_per_key = 1});
+    FlashRun run(in, {.workgroup = subgroups(1), .splits = 5, .flash_decode = true, .lanes_per_key = 1});
     CHECK(error_ratio(in, run.run(), in.reference()) <= 1.0);
   }
   {
     const Inputs in({8, 1, 256}, {500}, 700, seed++);
-    FlashRun run(in, {.workgroup = 16, .splits = 4, .flash_decode = true});
+    FlashRun run(in, {.workgroup = subgroups(2), .splits = 4, .flash_decode = true});
     CHECK(error_ratio(in, run.run(), in.reference()) <= 1.0);
   }
   {
@@ -196,7 +204,7 @@ TEST_CASE("flash-decode attention: contexts 1 to 1100, GQA 4/1/20:5, head dims 1
   }
   {
     const Inputs in({20, 5, 128}, {640, 5, 1100}, 1200, seed++);
-    FlashRun run(in, {.workgroup = 32, .splits = 6, .flash_decode = true, .lanes_per_key = 4},
+    FlashRun run(in, {.workgroup = subgroups(4), .splits = 6, .flash_decode = true, .lanes_per_key = 4},
                  SequenceLayout::OneSequence);
     CHECK(error_ratio(in, run.run(), in.reference()) <= 1.0);
   }
@@ -221,9 +229,9 @@ TEST_CASE("flash-decode attention: a Mixed batch reads each token's own slot, sa
   // one token per sequence, slots out of order, lengths 1 to 1041; slot 9 is clamped to the last
   const std::vector<uint32_t> slot{3, 0, 2, 1, 9}, pos{250, 0, 17, 129, 1040};
   uint32_t seed = 950;
-  auto tunings = lavapipe_tunings();
-  tunings.pop_back();  // the slowest one; the first test covers it
-  for (const auto& [name, tuning] : tunings) {
+  auto some = tunings();
+  some.pop_back();  // the slowest one; the first test covers it
+  for (const auto& [name, tuning] : some) {
     CAPTURE(name);
     for (const HeadLayout& h : {HeadLayout{20, 5, 128}, HeadLayout{8, 2, 40}}) {
       CAPTURE(h.head_dim);
@@ -258,7 +266,7 @@ TEST_CASE("flash-decode attention: one recording replayed at growing positions r
   if (!can_flash()) return;
   const HeadLayout h{20, 5, 128};
   // small splits, so that most steps merge partials and the number of live splits changes
-  const AttentionTuning tuning{.workgroup = 16, .splits = 9, .min_split = 16, .flash_decode = true, .lanes_per_key = 4};
+  const AttentionTuning tuning{.workgroup = subgroups(2), .splits = 9, .min_split = 16, .flash_decode = true, .lanes_per_key = 4};
   Inputs in(h, {0}, 1200, 1000);
   FlashRun run(in, tuning);
   REQUIRE(run.plan.split());
@@ -291,7 +299,7 @@ TEST_CASE("flash-decode attention shares its scratch with the other kernels' par
   const HeadLayout h{20, 5, 128};
   const Inputs decode(h, {700}, 1000, 1100);
   const Inputs prefill(h, consecutive(600, 8), 1000, 1200);
-  const AttentionTuning flash{.workgroup = 16, .splits = 6, .flash_decode = true, .lanes_per_key = 4};
+  const AttentionTuning flash{.workgroup = subgroups(2), .splits = 6, .flash_decode = true, .lanes_per_key = 4};
   const AttentionTuning tiled{.chunk = 64, .lane_split = false};
   const AttentionTuning lane{.lane_split = true, .splits = 3};
   uint64_t bytes = 0;
