@@ -22,7 +22,7 @@ struct ReadProbe {
   uint64_t bytes_per_pass = 0;     // every segment once
   uint32_t segments = 0;           // dispatches per pass
   int passes = 0;                  // timed passes per replay (after one untimed warm-up pass)
-  int replays = 0;                 // submissions of those passes (until 250 ms passed, at least 2)
+  int replays = 0;                 // submissions of those passes (until a second passed, at least 2)
   uint64_t timed_dispatches = 0;   // read dispatches whose GPU times were added up
   double best_seconds = 0;         // the fastest pass: the sum of its dispatches' GPU times
   std::array<uint32_t, 4> checksum{};  // sum of the segments' uvec4 words, per component, mod 2^32
