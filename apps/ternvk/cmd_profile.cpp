@@ -229,16 +229,20 @@ Action add_profile_command(CLI::App& app) {
         const Recording* pass = engine.stage(i).last_pass();
         if (!pass) continue;
         const auto totals = profiler::pass_totals(*pass, keys);
-        sums.gpu_us += pass->pass_microseconds();
         sums.dispatches += totals.dispatches;
         sums.unknown += totals.unknown;
         sums.bytes += totals.work.bytes;
         sums.macs += totals.work.macs;
-        if (!per_dispatch) continue;
+        if (!per_dispatch) {
+          sums.gpu_us += pass->pass_microseconds();
+          continue;
+        }
+        // Per dispatch: the pass's time is the sum of its commands' (one read of the timestamps).
         const auto& recorded = pass->commands();
         const auto timed = profiler::timed_commands(*pass, keys);
         for (size_t k = 0; k < timed.size(); ++k) {
           const auto& t = timed[k];
+          sums.gpu_us += t.microseconds;
           shaders.push_back({t.shader, t.microseconds});
           ops_.push_back({t.op, t.microseconds});
           op_names.push_back(recorded[k].label);

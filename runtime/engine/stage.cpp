@@ -40,7 +40,13 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   if (options.sequences < 1 || options.sequences > 4096)
     throw Error("sequences " + std::to_string(options.sequences) + " is outside 1..4096");
   const uint32_t T = uint32_t(options.max_tokens), D = uint32_t(c_.dim), F = uint32_t(c_.ffn_dim);
-  const uint32_t QD = uint32_t(c_.q_dim()), KVD = uint32_t(c_.kv_dim()), V = uint32_t(c_.vocab);
+  const uint32_t QD = uint32_t(c_.q_dim()), V = uint32_t(c_.vocab);
+  // Every buffer below, by name and size (the footprint estimates sum the same list).
+  const StageMemory memory = StageMemory::plan(c_, spec, options, device.info());
+  auto allocate = [&](const std::string& name) {
+    const StageBuffer& b = memory.buffer(name);
+    return device.create_buffer(b.bytes, b.kind, name);
+  };
   const int total = (spec.end_layer - spec.first_layer) + 1;
   int done = 0;
   auto step = [&] {
@@ -63,11 +69,9 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
     L.ffn_sub_norm = upload_floats(source.norm(l, Norm::FfnSub), p + "ffn_sub_norm");
     for (auto* m : {&L.qkv, &L.o, &L.gate_up, &L.down}) weight_bytes_ += m->bytes();
     // One region of `context` rows per sequence slot, back to back.
-    const uint64_t kv = ops::kv_cache_bytes(uint32_t(options.context) * uint32_t(options.sequences),
-                                            uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim));
-    L.k_cache = device.create_buffer(kv, MemoryKind::DeviceLocal, p + "K cache");
-    L.v_cache = device.create_buffer(kv, MemoryKind::DeviceLocal, p + "V cache");
-    kv_bytes_ += 2 * kv;
+    L.k_cache = allocate(p + "K cache");
+    L.v_cache = allocate(p + "V cache");
+    kv_bytes_ += L.k_cache.size() + L.v_cache.size();
     layers_.push_back(std::move(L));
     step();
   }
@@ -104,12 +108,7 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   if (spec.head) output_norm_ = upload_floats(source.output_norm(), "output_norm");
   step();
 
-  // Activations, allocated once for the largest step, as the stage's memory plan lists them.
-  const StageMemory memory = StageMemory::plan(c_, spec, options, device.info());
-  auto allocate = [&](const char* name) {
-    const StageBuffer& b = memory.buffer(name);
-    return device.create_buffer(b.bytes, b.kind, name);
-  };
+  // Activations, allocated once for the largest step.
   ids_ = allocate("token ids");
   positions_ = allocate("token positions");
   slots_ = allocate("token KV slots");
@@ -206,22 +205,18 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
     for (const auto& s : segments) e.segments.push_back({s.weights.range(), s.first_row, s.rows});
     ops::record_embedding(rec, e);
   }
-  // The GPU plan's small steps (decode of a few sequences, short prefill chunks): five dispatches a
-  // layer. Larger steps record the separate ops, which read each weight once for many tokens.
+  // The GPU plan's one-token steps (Stage::kFusedMaxTokens): five dispatches a layer. Larger steps
+  // record the separate ops, which read each weight once for all the step's tokens.
   const bool fused = plan_ == ExecutionPlan::Gpu && T <= kFusedMaxTokens;
   for (Layer& L : layers_) {
+    const ops::KvCacheLayer cache{L.k_cache.range(), L.v_cache.range(), uint32_t(options_.context),
+                                  uint32_t(options_.sequences)};
     if (fused && fusable(L)) {
-      const ops::RopeKvTarget rope_kv{heads, rope, positions_.range(),
-                                      {L.k_cache.range(), L.v_cache.range(), uint32_t(options_.context),
-                                       uint32_t(options_.sequences)},
-                                      slots};
-      record_fused_layer(rec, L, T, attention, rope_kv);
+      record_fused_layer(rec, L, T, attention, {heads, rope, positions_.range(), cache, slots});
       continue;
     }
     // Attention block: x += o( sub_norm( attention( rope(q), rope(k), v ) ) ), q|k|v = W_qkv · int8(norm(x))
     record_norm_linear(rec, x_.range(), L.attn_norm, T, D, xq, L.qkv, {qkv_.range()}, ops::Epilogue::Store);
-    const ops::KvCacheLayer cache{L.k_cache.range(), L.v_cache.range(), uint32_t(options_.context),
-                                  uint32_t(options_.sequences)};
     ops::record_rope_kv_store(rec, qkv, heads, positions_.range(), rope, cache, slots);
     ops::record_attention(rec, attention, {.q = qkv, .positions = positions_.range(), .cache = cache,
                                            .out = attn_.range(), .scratch = attn_scratch_.range(),

@@ -13,6 +13,30 @@ uint32_t ceil_div(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
 // Shared memory the shader declares besides the activations: basic_reduce.glsl's two arrays.
 uint64_t reduction_bytes(uint32_t workgroup) { return uint64_t(workgroup) * 8; }
 
+// fused_linear.comp's push constants (its Params block), for every variant.
+struct FusedPush {
+  uint32_t cols, chunks, rows, row_base, tokens, x_stride4, y_stride, y_offset;
+  float eps;
+  uint32_t pairs, pair_offset, n_heads, n_kv_heads, capacity, sequences;
+  float theta_scale;
+};
+
+// The checks of a layer's input rows (`what` names the op in the errors); returns the row stride in floats.
+uint32_t check_normed_input(const std::string& what, const NormedInput& in, uint32_t cols) {
+  const uint32_t T = in.tokens;
+  if (T == 0) throw Error(what + ": no tokens");
+  if (cols % 4) throw Error(what + ": " + std::to_string(cols) + " input columns are not a multiple of 4");
+  const uint32_t x_stride = in.stride ? in.stride : cols;
+  if (x_stride % 4 || x_stride < cols)
+    throw Error(what + ": an input row stride of " + std::to_string(x_stride) + " floats does not suit " +
+                std::to_string(cols) + " columns (a multiple of 4, at least the columns)");
+  if (in.x.size && in.x.size < (uint64_t(T - 1) * x_stride + cols) * 4)
+    throw Error(what + ": the input holds fewer than " + std::to_string(T) + " rows");
+  if (in.norm.size && in.norm.size < uint64_t(cols) * 4)
+    throw Error(what + ": the norm weight holds fewer than " + std::to_string(cols) + " floats");
+  return x_stride;
+}
+
 }  // namespace
 
 FusedLinearShape FusedLinearShape::pick(const DeviceInfo& info) {
@@ -123,16 +147,7 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
                               FusedEpilogue epilogue, const RopeKvTarget* rope) const {
   const std::string what = "fused linear of " + m.name;
   const uint32_t T = in.tokens;
-  if (T == 0) throw Error(what + ": no tokens");
-  if (m.cols % 4) throw Error(what + ": " + std::to_string(m.cols) + " input columns are not a multiple of 4");
-  const uint32_t x_stride = in.stride ? in.stride : m.cols;
-  if (x_stride % 4 || x_stride < m.cols)
-    throw Error(what + ": an input row stride of " + std::to_string(x_stride) + " floats does not suit " +
-                std::to_string(m.cols) + " columns (a multiple of 4, at least the columns)");
-  if (in.x.size && in.x.size < (uint64_t(T - 1) * x_stride + m.cols) * 4)
-    throw Error(what + ": the input holds fewer than " + std::to_string(T) + " rows");
-  if (in.norm.size && in.norm.size < uint64_t(m.cols) * 4)
-    throw Error(what + ": the norm weight holds fewer than " + std::to_string(m.cols) + " floats");
+  const uint32_t x_stride = check_normed_input(what, in, m.cols);
 
   const bool gated = epilogue == FusedEpilogue::GatedSquaredRelu || epilogue == FusedEpilogue::GatedSilu;
   const bool with_rope = epilogue == FusedEpilogue::RopeKvStore;
@@ -186,12 +201,7 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
   if (with_rope) shader += "_rope";
   const Pipeline& pipeline = device_.pipeline(shader, po);
 
-  struct {
-    uint32_t cols, chunks, rows, row_base, tokens, x_stride4, y_stride, y_offset;
-    float eps;
-    uint32_t pairs, pair_offset, n_heads, n_kv_heads, capacity, sequences;
-    float theta_scale;
-  } push{m.cols, m.chunks, 0, 0, T, x_stride / 4, stride, y.offset, in.eps, m.rows / 2, m.rows / 2, 0, 0, 0, 0, 0.0f};
+  FusedPush push{m.cols, m.chunks, 0, 0, T, x_stride / 4, stride, y.offset, in.eps, m.rows / 2, m.rows / 2, 0, 0, 0, 0, 0.0f};
   if (with_rope) {
     push.n_heads = rope->heads.n_heads;
     push.n_kv_heads = rope->heads.n_kv_heads;
@@ -246,16 +256,7 @@ void FusedLinear::record_norm(Recording& rec, const NormedInput& in, uint32_t co
 void FusedLinear::record_norm_impl(Recording& rec, const NormedInput& in, uint32_t cols, bool ternary,
                                    std::vector<BufferRange> outputs, double out_bytes) const {
   const uint32_t T = in.tokens;
-  if (T == 0) throw Error("fused norm: no tokens");
-  if (cols % 4) throw Error("fused norm: " + std::to_string(cols) + " columns are not a multiple of 4");
-  const uint32_t x_stride = in.stride ? in.stride : cols;
-  if (x_stride % 4 || x_stride < cols)
-    throw Error("fused norm: an input row stride of " + std::to_string(x_stride) + " floats does not suit " +
-                std::to_string(cols) + " columns");
-  if (in.x.size && in.x.size < (uint64_t(T - 1) * x_stride + cols) * 4)
-    throw Error("fused norm: the input holds fewer than " + std::to_string(T) + " rows");
-  if (in.norm.size && in.norm.size < uint64_t(cols) * 4)
-    throw Error("fused norm: the norm weight holds fewer than " + std::to_string(cols) + " floats");
+  const uint32_t x_stride = check_normed_input("fused norm", in, cols);
   // The same shared layout (and workgroup, subgroup size and reductions) as the fused layers; rows
   // play no part.
   const Weights kind = ternary ? Weights::Ternary : Weights::Fp16;
@@ -266,12 +267,7 @@ void FusedLinear::record_norm_impl(Recording& rec, const NormedInput& in, uint32
   const Pipeline& pipeline = device_.pipeline(ternary ? "fused_norm_int8" : "fused_norm_f32",
                                               pipeline_options(shape_.rows, 1, FusedEpilogue::Store,
                                                                shared_uvec4(kind, chunks)));
-  struct {
-    uint32_t cols, chunks, rows, row_base, tokens, x_stride4, y_stride, y_offset;
-    float eps;
-    uint32_t pairs, pair_offset, n_heads, n_kv_heads, capacity, sequences;
-    float theta_scale;
-  } push{cols, chunks, 0, 0, T, x_stride / 4, 0, 0, in.eps, 0, 0, 0, 0, 0, 0, 0.0f};
+  const FusedPush push{cols, chunks, 0, 0, T, x_stride / 4, 0, 0, in.eps, 0, 0, 0, 0, 0, 0, 0.0f};
   std::vector<BufferRange> bindings{in.x, in.norm};
   bindings.insert(bindings.end(), outputs.begin(), outputs.end());
   const DispatchWork work{.bytes = double(T) * cols * 4 + cols * 4.0 + out_bytes};
