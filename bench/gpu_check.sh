@@ -4,6 +4,9 @@
 #   source .gpu/env.sh && bash bench/gpu_check.sh $OUT
 # Writes at most 8 files into the folder given (the device tool returns 8):
 #   devices.txt    ternvk devices
+#   layers.md      bench_decode_layers: 30 2B4T decode layers (fused linear layers, no attention),
+#                  each matrix's split fixed (566ef0c) and picked to fill the device, ternary and FP16,
+#                  and the floor of as many empty dependent dispatches
 #   bench.md       2B4T full depth, vocab 32000, f16 head, GPU plan: tg128 and pp512 in one chunk
 #                  (-b 512), ternary and the FP16 baseline side by side (the targets)
 #   profile.json   --plan gpu --timing pass: undistorted GPU time and dispatches per token
@@ -13,8 +16,8 @@
 #   attention.txt  bench_attention --decode-only (128 to 32k keys, every kernel)
 #   tests.txt      the fused layers, the attention and the engine's plan and batch tests with the
 #                  validation layer on
-# Each step has its own timeout so that one hang cannot hold the lease; together they stay well
-# under the device tool's 10-minute command limit.
+# Each step has its own timeout so that one hang cannot hold the lease; the most wanted figures come
+# first, so that the device tool's 10-minute command limit, if reached, cuts the least wanted.
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUTPUT_DIR}
 mkdir -p "$out"
@@ -24,12 +27,12 @@ syn="--synthetic 2b4t --vocab 32000"
 step() { echo "[gpu_check] $(date +%T) $*" >&2; }
 step devices
 timeout 30 "$t" devices > "$out/devices.txt" 2>&1
+step layers
+timeout 90 "$b/bench/bench_decode_layers" > "$out/layers.md" 2>&1
 step bench
 timeout 200 "$t" bench $syn -p 512 -n 128 -b 512 -r 3 --both --plan gpu > "$out/bench.md" 2>&1
 step profile
 timeout 60 "$t" profile $syn -p 64 -n 64 --plan gpu --timing pass -o json > "$out/profile.json" 2> "$out/profile.err"
-step batched
-timeout 60 "$t" batched-bench $syn --plan gpu --parallel 1,2,4,8,32,64 -p 16 -n 32 -r 2 > "$out/batched.md" 2>&1
 step attention
 timeout 40 "$b/bench/bench_attention" --decode-only > "$out/attention.txt" 2>&1
 step tests
@@ -38,7 +41,9 @@ step tests
   # failing cases with their first lines, then the summary
   keep='TEST CASE|ERROR|THREW|CHECK|values|test cases|Status'
   TERNVK_VALIDATION=1 timeout 60 ./test_ops_matmul -sf="*fused*" 2>&1 | grep -E "$keep" | head -40
-  TERNVK_VALIDATION=1 timeout 60 ./test_ops_attention 2>&1 | grep -E "$keep" | head -40
   TERNVK_VALIDATION=1 timeout 90 ./test_engine -sf="*plans*,*batch*" 2>&1 | grep -E "$keep" | head -40
+  TERNVK_VALIDATION=1 timeout 120 ./test_ops_attention 2>&1 | grep -E "$keep" | head -40
 } > "$out/tests.txt" 2>&1
+step batched
+timeout 60 "$t" batched-bench $syn --plan gpu --parallel 1,2,4,8,32,64 -p 16 -n 32 -r 2 > "$out/batched.md" 2>&1
 step done

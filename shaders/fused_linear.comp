@@ -130,16 +130,24 @@ shared uvec4 xs[TOKENS * X_UVEC4];  // the normalized (ternary: int8) activation
 float tok_s[TOKENS];   // ternary: each token's scale s
 int tok_sum_q[TOKENS];  // ternary: each token's sum of q
 
-float reduce_lanes_f(float v) {
-  if (REDUCE == 0) return subgroupAdd(v);
-  [[unroll]] for (uint m = LANES / 2; m > 0; m >>= 1) v += subgroupShuffleXor(v, m);
-  return v;
-}
-int reduce_lanes_i(int v) {
-  if (REDUCE == 0) return subgroupAdd(v);
-  [[unroll]] for (uint m = LANES / 2; m > 0; m >>= 1) v += subgroupShuffleXor(v, m);
-  return v;
-}
+// The sum over a lane group. Lanes that share a subgroup reduce by shuffle-xor; a group wider than
+// the subgroup (allowed for any device, e.g. 32 lanes on an 8-wide one) then adds its subgroup-sized
+// pieces through shared memory, in piece order. Reached by the whole workgroup (it may hold barriers).
+#define REDUCE_LANES(T, v, SHARED, STORE_AS)                                                       \
+  if (REDUCE == 0) return subgroupAdd(v);                                                          \
+  [[unroll]] for (uint m = LANES / 2; m > 0; m >>= 1)                                              \
+    if (m < gl_SubgroupSize) v += subgroupShuffleXor(v, m);                                        \
+  if (LANES <= gl_SubgroupSize) return v;                                                          \
+  const uint group_base = gl_LocalInvocationID.x - gl_LocalInvocationID.x % LANES;                 \
+  SHARED[gl_LocalInvocationID.x] = STORE_AS(v);                                                    \
+  barrier();                                                                                       \
+  T total = T(SHARED[group_base]);                                                                 \
+  for (uint piece = gl_SubgroupSize; piece < LANES; piece += gl_SubgroupSize)                      \
+    total += T(SHARED[group_base + piece]);                                                        \
+  barrier();                                                                                       \
+  return total;
+float reduce_lanes_f(float v) { REDUCE_LANES(float, v, red_v, float) }
+int reduce_lanes_i(int v) { REDUCE_LANES(int, v, red_i, uint) }
 
 // act(g) * u in the order of gated_activation.comp.
 float gated(float g, float u) {

@@ -35,6 +35,8 @@ struct EngineOptions {
   // GPU times (profiler): of every dispatch, or of whole passes (undistorted on GPUs).
   TimestampMode timestamps = TimestampMode::None;
   uint64_t max_segment_bytes = 0;  // tests: force tensors to split
+  // Tests and benchmarks: the GPU plan's fused layers split as this shape says instead of their pick.
+  std::optional<ops::FusedLinearShape> fused_shape;
   std::function<void(int done, int total)> progress;  // while loading
   // Called once the placement is decided, before any weight is uploaded, with one line per stage:
   // device, layers, estimated bytes of weights and KV cache, expected share of a token's time.

@@ -25,7 +25,7 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
       int8_(device),
       plan_(resolve_plan(options.plan, device.info())) {
   if (plan_ == ExecutionPlan::Gpu) {
-    fused_ = std::make_unique<ops::FusedLinear>(device, ops::FusedLinearOptions{.dot = options.dot});
+    fused_ = std::make_unique<ops::FusedLinear>(device, ops::FusedLinearOptions{.dot = options.dot, .shape = options.fused_shape});
     // Every layer input (D, the attention output, the FFN activations) fits a workgroup's shared memory.
     const auto kind = options.fp16_baseline ? ops::FusedLinear::Activations::Float8 : ops::FusedLinear::Activations::Int8;
     gpu_norms_ = fused_->fits(uint32_t(c_.dim), kind) && fused_->fits(uint32_t(c_.q_dim()), kind) &&

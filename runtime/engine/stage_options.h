@@ -2,9 +2,11 @@
 // with the plan family and the head precision). Shared by the stage, its memory plan and placement.
 #pragma once
 #include <cstdint>
+#include <optional>
 
 #include "runtime/device/device_info.h"
 #include "runtime/device/recording.h"
+#include "runtime/ops/fused_linear.h"
 #include "runtime/ops/ternary_matmul.h"
 
 namespace ternvk {
@@ -42,6 +44,7 @@ struct StageOptions {
   ops::TernaryDot dot = ops::TernaryDot::Auto;
   TimestampMode timestamps = TimestampMode::None;  // GPU times of each pass (profiler)
   uint64_t max_segment_bytes = 0;  // tests: force tensors to split
+  std::optional<ops::FusedLinearShape> fused_shape;  // tests, benchmarks: overrides the fused layers' pick
   // The FP16 baseline: the same model with every linear weight expanded to FP16 (w * scale) and
   // float activations. Every speed and memory claim is measured against it.
   bool fp16_baseline = false;

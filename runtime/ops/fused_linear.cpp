@@ -1,6 +1,8 @@
 #include "runtime/ops/fused_linear.h"
 
 #include <algorithm>
+#include <optional>
+#include <tuple>
 
 #include "runtime/core/error.h"
 
@@ -59,6 +61,13 @@ FusedLinearShape FusedLinearShape::pick(const DeviceInfo& info) {
     s.max_tokens = 4;
     if (info.subgroup_size_control)
       s.required_subgroup_size = std::clamp(32u, info.min_subgroup_size, info.max_subgroup_size);
+    // A lane group stays inside one subgroup (no shared-memory step in its reduction).
+    const uint32_t subgroup = s.required_subgroup_size ? s.required_subgroup_size : info.min_subgroup_size;
+    s.fit_to_device = true;
+    s.max_lanes = std::max(s.lanes, std::min({32u, subgroup, s.workgroup}));
+    // Two workgroups per compute unit: with every lane's weights in flight from the start, that is
+    // enough requests to cover the memory latency (docs/performance.md, "Splitting each matrix").
+    s.target_workgroups = 2 * info.assumed_compute_units();
   }
   s.validate(info);
   return s;
@@ -68,16 +77,53 @@ void FusedLinearShape::validate(const DeviceInfo& info) const {
   if (!info.subgroup_arithmetic || !info.subgroup_shuffle)
     throw Error("fused linear: device '" + info.name + "' lacks subgroup arithmetic or shuffle in compute shaders");
   if (!power_of_two(lanes) || workgroup % lanes || workgroup > info.max_workgroup_invocations || rows == 0 ||
-      !power_of_two(paired_rows) || paired_rows < 4 || max_tokens == 0)
+      !power_of_two(paired_rows) || paired_rows < 4 || max_tokens == 0 ||
+      (fit_to_device && (!power_of_two(max_lanes) || max_lanes < lanes || workgroup % max_lanes)))
     throw Error("fused linear: invalid shape: workgroup " + std::to_string(workgroup) + ", lanes " +
-                std::to_string(lanes) + ", rows " + std::to_string(rows) + ", paired rows " +
-                std::to_string(paired_rows) + " (a power of 2, at least 4), tokens " + std::to_string(max_tokens));
+                std::to_string(lanes) + (fit_to_device ? " to " + std::to_string(max_lanes) : std::string()) +
+                ", rows " + std::to_string(rows) + ", paired rows " + std::to_string(paired_rows) +
+                " (a power of 2, at least 4), tokens " + std::to_string(max_tokens));
+  // Lane groups wider than the subgroup add their pieces through shared memory (any size works);
+  // subgroupAdd over the whole workgroup needs the workgroup to be one subgroup.
   const uint32_t min_sg =
       (required_subgroup_size && info.subgroup_size_control) ? required_subgroup_size : info.min_subgroup_size;
-  if (subgroup_add ? min_sg < workgroup : min_sg < lanes)
-    throw Error("fused linear: reducing over " + std::to_string(subgroup_add ? workgroup : lanes) +
-                " lanes needs subgroups at least that large; device '" + info.name + "' may use " +
+  if (subgroup_add && min_sg < workgroup)
+    throw Error("fused linear: reducing over " + std::to_string(workgroup) +
+                " lanes with subgroupAdd needs subgroups at least that large; device '" + info.name + "' may use " +
                 std::to_string(min_sg));
+}
+
+FusedSplit FusedLinearShape::split(uint32_t matrix_rows, uint32_t chunks, uint32_t min_rows, bool exact_sums) const {
+  min_rows = std::max(min_rows, 1u);
+  if (!fit_to_device) return {lanes, min_rows > 1 ? paired_rows : rows};
+  const uint64_t in_flight = std::max(loads_in_flight, 1u);
+  // Rank: 0 = every load in one block and the target reached (fewest workgroups first), 1 = the target
+  // reached (smallest blocks first), 2 = neither (most workgroups first); then fewer lanes.
+  struct Rank {
+    int tier;
+    uint64_t a, b;
+    uint32_t lanes;
+    bool operator<(const Rank& o) const {
+      return std::tie(tier, a, b, lanes) < std::tie(o.tier, o.a, o.b, o.lanes);
+    }
+  };
+  FusedSplit best{lanes, min_rows};
+  std::optional<Rank> best_rank;
+  const uint32_t top_lanes = exact_sums ? max_lanes : lanes;
+  for (uint32_t l = lanes; l <= top_lanes; l *= 2)
+    for (uint32_t r = min_rows; r <= std::max(min_rows, 4u); r *= 2) {
+      const uint64_t loads = uint64_t(r) * ceil_div(chunks, l);
+      const uint64_t workgroups = ceil_div(ceil_div(matrix_rows, r), workgroup / l);
+      const bool target = workgroups >= target_workgroups;
+      const Rank rank = target && loads <= in_flight ? Rank{0, workgroups, loads, l}
+                        : target                     ? Rank{1, loads, workgroups, l}
+                                                     : Rank{2, ~workgroups, loads, l};
+      if (!best_rank || rank < *best_rank) {
+        best_rank = rank;
+        best = {l, r};
+      }
+    }
+  return best;
 }
 
 FusedLinear::FusedLinear(Device& device, FusedLinearOptions options)
@@ -104,17 +150,17 @@ bool FusedLinear::fits(uint32_t cols, Activations kind) const {
   return cols % 4 == 0 && tokens_per_workgroup(w, chunks, 1) >= 1;
 }
 
-PipelineOptions FusedLinear::pipeline_options(uint32_t rows, uint32_t tokens, FusedEpilogue epilogue,
+PipelineOptions FusedLinear::pipeline_options(FusedSplit split, uint32_t tokens, FusedEpilogue epilogue,
                                               uint32_t x_uvec4) const {
   PipelineOptions po;
   po.constants = {{0, shape_.workgroup},
-                  {1, shape_.lanes},
-                  {2, rows},
+                  {1, split.lanes},
+                  {2, split.rows},
                   {3, tokens},
                   {4, static_cast<uint32_t>(epilogue)},
                   {5, shape_.subgroup_add ? 0u : 1u},
                   {6, x_uvec4},
-                  {10, std::max(1u, shape_.loads_in_flight / rows)}};
+                  {10, std::max(1u, shape_.loads_in_flight / split.rows)}};
   po.required_subgroup_size = shape_.required_subgroup_size;
   return po;
 }
@@ -184,13 +230,15 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
                 std::to_string(uint64_t(per_token) * 16 + reduction_bytes(shape_.workgroup)) +
                 " bytes of shared memory; device '" + device_.info().name + "' has " +
                 std::to_string(device_.info().max_shared_memory) + " (use the CPU plan)");
-  // RoPE: a lane group's pairs stay inside one head, in whole K/V words (an even count dividing hd/2).
-  uint32_t rows = paired ? shape_.paired_rows : shape_.rows;
-  if (with_rope)
-    while ((rope->heads.head_dim / 2) % (rows / 2)) rows /= 2;
   const bool neox = !with_rope || rope->rope.form == RopeForm::NeoX;
+  // Paired lane groups own whole pairs; NeoX K/V words take two pairs of one head.
+  const uint32_t min_rows = !paired ? 1 : with_rope && neox ? 4 : 2;
+  FusedSplit split = shape_.split(m.rows, m.chunks, min_rows, m.kind == Weights::Ternary);
+  // RoPE: a lane group's pairs stay inside one head, in whole K/V words (an even count dividing hd/2).
+  if (with_rope)
+    while ((rope->heads.head_dim / 2) % (split.rows / 2)) split.rows /= 2;
   const bool slots = with_rope && rope->slots.buffer != VK_NULL_HANDLE;
-  PipelineOptions po = pipeline_options(rows, tokens, epilogue, per_token);
+  PipelineOptions po = pipeline_options(split, tokens, epilogue, per_token);
   po.constants[7] = with_rope ? rope->heads.head_dim : 128u;
   po.constants[8] = neox ? 1u : 0u;
   po.constants[9] = slots ? 1u : 0u;
@@ -209,12 +257,12 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
     push.sequences = rope->cache.sequences;
     push.theta_scale = rope_theta_scale(rope->rope.theta, rope->heads.head_dim);
   }
-  const uint32_t groups_per_wg = shape_.workgroup / shape_.lanes;
+  const uint32_t groups_per_wg = shape_.workgroup / split.lanes;
   const uint32_t token_groups = ceil_div(T, tokens);
   for (const MatrixSegment& seg : m.segments) {
     push.rows = seg.rows;
     push.row_base = seg.first_row;
-    const uint32_t units = paired ? ceil_div(m.rows / 2, rows / 2) : ceil_div(seg.rows, rows);
+    const uint32_t units = paired ? ceil_div(m.rows / 2, split.rows / 2) : ceil_div(seg.rows, split.rows);
     std::vector<BufferRange> bindings{seg.weights.range()};
     if (m.kind != Weights::Fp16) bindings.push_back(m.row_info);
     bindings.insert(bindings.end(), {in.x, in.norm, y.buffer});
@@ -265,7 +313,7 @@ void FusedLinear::record_norm_impl(Recording& rec, const NormedInput& in, uint32
     throw Error("fused norm: one token of " + std::to_string(cols) + " inputs does not fit the shared memory of device '" +
                 device_.info().name + "'");
   const Pipeline& pipeline = device_.pipeline(ternary ? "fused_norm_int8" : "fused_norm_f32",
-                                              pipeline_options(shape_.rows, 1, FusedEpilogue::Store,
+                                              pipeline_options({shape_.lanes, shape_.rows}, 1, FusedEpilogue::Store,
                                                                shared_uvec4(kind, chunks)));
   const FusedPush push{cols, chunks, 0, 0, T, x_stride / 4, 0, 0, in.eps, 0, 0, 0, 0, 0, 0, 0.0f};
   std::vector<BufferRange> bindings{in.x, in.norm};

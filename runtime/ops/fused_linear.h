@@ -49,6 +49,12 @@ struct RopeKvTarget {
   BufferRange slots;      // uint32 [tokens], or empty: every token in slot 0
 };
 
+// How one matrix's rows are split: lanes per row (spec id 1) and rows per lane group (spec id 2).
+struct FusedSplit {
+  uint32_t lanes = 8;
+  uint32_t rows = 2;
+};
+
 // The work split (specialization constants of fused_linear.comp).
 struct FusedLinearShape {
   uint32_t workgroup = 128;  // invocations (spec id 0)
@@ -61,18 +67,30 @@ struct FusedLinearShape {
   // 16-byte weight loads each lane keeps in flight (spec id 10 is this / rows, at least 1): a block of
   // chunks is requested before the previous one is multiplied, the first before the prologue.
   uint32_t loads_in_flight = 8;
+  // Split each matrix to fill the device (split()) instead of the fixed lanes and rows above.
+  bool fit_to_device = false;
+  uint32_t max_lanes = 8;           // fit_to_device: the most lanes per row (ternary weights)
+  uint32_t target_workgroups = 0;   // fit_to_device: workgroups a dispatch should have at least
 
   // CPU devices (lavapipe): one subgroup per workgroup, many rows each, so that the prologue (every
   // workgroup normalizes the whole input) is paid by few workgroups; no prefetch (a CPU thread runs
   // its loads in order anyway).
-  // GPUs: 8 lanes per row with 16-byte loads (a row's lanes read 128 contiguous bytes), 2 rows per
-  // lane group (4 for the paired epilogues), 128 invocations, 8 weight loads in flight per lane:
-  // dozens to hundreds of workgroups for 2B4T-sized layers (the argument: docs/performance.md).
-  // Where the device lets a pipeline require a subgroup size, the GPU shape requires one (32 where
-  // offered), so that the prologue's reductions -- and a token's bits -- are the same in every
-  // pipeline of the op whatever its specialization.
+  // GPUs: 128 invocations, 16-byte weight loads, 8 loads in flight per lane, each matrix split to fill
+  // the device (split(); the argument: docs/performance.md). Where the device lets a pipeline require
+  // a subgroup size, the GPU shape requires one (32 where offered), so that the prologue's reductions
+  // -- and a token's bits -- are the same in every pipeline of the op whatever its specialization.
   static FusedLinearShape pick(const DeviceInfo& info);
   void validate(const DeviceInfo& info) const;
+
+  // The split of a matrix of `matrix_rows` rows of `chunks` 16-byte words, whose lane groups need
+  // `min_rows` rows at least (paired epilogues: 2, RoPE NeoX: 4), a multiple of min_rows.
+  // Fixed shapes: `lanes` and `rows` (plain) / `paired_rows` (paired). fit_to_device: the fewest
+  // workgroups, at least target_workgroups, in which every lane's loads fit one block in flight
+  // (so that all of a workgroup's weights are requested before its prologue); else the smallest
+  // blocks among splits that reach the target; else the most workgroups. `exact_sums`: the row's sums
+  // are integers (ternary), so any lane count gives the same bits; float sums keep `lanes`, the lane
+  // count of the separate matmuls, whose bits the fused layers must reproduce.
+  FusedSplit split(uint32_t matrix_rows, uint32_t chunks, uint32_t min_rows, bool exact_sums) const;
 };
 
 struct FusedLinearOptions {
@@ -123,7 +141,7 @@ class FusedLinear {
                    FusedEpilogue epilogue, const RopeKvTarget* rope) const;
   void record_norm_impl(Recording& rec, const NormedInput& in, uint32_t cols, bool ternary,
                         std::vector<BufferRange> outputs, double out_bytes) const;
-  PipelineOptions pipeline_options(uint32_t rows, uint32_t tokens, FusedEpilogue epilogue, uint32_t x_uvec4) const;
+  PipelineOptions pipeline_options(FusedSplit split, uint32_t tokens, FusedEpilogue epilogue, uint32_t x_uvec4) const;
   // Shared uvec4 per token for `cols` inputs.
   static uint32_t shared_uvec4(Weights kind, uint32_t chunks);
   uint32_t tokens_per_workgroup(Weights kind, uint32_t chunks, uint32_t tokens) const;

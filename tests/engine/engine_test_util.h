@@ -20,6 +20,21 @@ inline EngineOptions weights_only(int chunk = 64) {
 }
 
 // [n * vocab] logits as n rows.
+// The GPU's rule for splitting the fused layers' matrices (FusedLinearShape::pick on a GPU), pushed to
+// its widest lane groups: 32 lanes a row where the sums are exact, wider than this device's subgroups
+// (their pieces meet in shared memory), so that the engine runs it here. (Batch invariance under it is
+// checked per op, against separate matmuls of the same reduction: test_fused_linear.cpp.)
+inline ops::FusedLinearShape widest_gpu_split() {
+  ops::FusedLinearShape s;
+  s.workgroup = 128;
+  s.lanes = 8;
+  s.subgroup_add = false;
+  s.fit_to_device = true;
+  s.max_lanes = 32;
+  s.target_workgroups = 1u << 20;
+  return s;
+}
+
 inline std::vector<std::vector<float>> rows(const std::vector<float>& flat, size_t vocab) {
   std::vector<std::vector<float>> out;
   for (size_t i = 0; i < flat.size(); i += vocab) out.emplace_back(flat.begin() + long(i), flat.begin() + long(i + vocab));

@@ -71,6 +71,20 @@ TEST_CASE("the GPU plan gives the reference logits and the CPU plan's tokens") {
                           ReferenceForward(*open_model(dir / "model.gguf")).logits(long_prompt));
 }
 
+TEST_CASE("the GPU plan with the GPU's split of each matrix gives the CPU plan's tokens") {
+  ValidationGuard guard;
+  ModelConfig c = small_2b4t_config();
+  c.n_layers = 2;
+  const RandomModel m = make_random_model(c, 23);
+  const auto dir = temp_dir("plans-gpu-split");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  Engine cpu(instance(), dir / "model.gguf", with_plan(ExecutionPlan::Cpu));
+  EngineOptions o = with_plan(ExecutionPlan::Gpu);
+  o.fused_shape = widest_gpu_split();
+  Engine gpu(instance(), dir / "model.gguf", o);
+  CHECK(greedy(gpu, {1, 2, 3}, 12) == greedy(cpu, {1, 2, 3}, 12));
+}
+
 TEST_CASE("a GPU-plan decode step is five dispatches a layer plus embedding, head and selection") {
   ValidationGuard guard;
   ModelConfig c = small_2b4t_config();

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "common/device_profiles.h"
 #include "common/gpu.h"
 #include "ops_attention/reference.h"
 #include "ops_attention/util.h"
@@ -335,15 +336,7 @@ TEST_CASE("flash-decode attention shares its scratch with the other kernels' par
 }
 
 TEST_CASE("flash-decode plans: chosen for decode on GPUs from the device's properties") {
-  DeviceInfo gpu;
-  gpu.name = "a discrete GPU";
-  gpu.type = VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU;
-  gpu.subgroup_size = gpu.min_subgroup_size = gpu.max_subgroup_size = 32;
-  gpu.subgroup_arithmetic = gpu.subgroup_shuffle = gpu.subgroup_size_control = true;
-  gpu.max_shared_memory = 49152;
-  gpu.max_workgroup_invocations = 1024;
-  gpu.min_storage_buffer_offset_alignment = 16;
-  gpu.compute_units = 132;
+  DeviceInfo gpu = test::h200_like_info("a discrete GPU");
   const HeadLayout h{20, 5, 128};
   // decode: 4 subgroups of 32, 16 lanes per key (q of 4 heads x 8 columns in registers), ~4
   // workgroups per compute unit over the 5 kv heads at a long context

@@ -1,6 +1,8 @@
 // The GPU plan's fused linear layer (norm + quantization in the prologue, GEMV, epilogue) against
-// CPU references written from docs/architecture.md, with the CPU device's shape and a GPU-like shape
-// (several subgroups per workgroup, clusters of 8 lanes reduced by shuffles) forced on this device.
+// CPU references written from docs/architecture.md, with the CPU device's shape, a GPU-like fixed
+// shape (several subgroups per workgroup, clusters of 8 lanes reduced by shuffles) and the GPU's rule
+// for splitting each matrix (up to 32 lanes a row: wider than this device's subgroups, their pieces
+// add through shared memory) forced on this device.
 //
 // Tolerances, from the math:
 //  - ternary: the integer sums are exact for the reference's q. The GPU normalizes in another order
@@ -18,6 +20,7 @@
 #include <cstring>
 #include <optional>
 
+#include "common/device_profiles.h"
 #include "common/gpu.h"
 #include "common/random.h"
 #include "ops_attention/reference.h"
@@ -33,7 +36,26 @@ namespace {
 
 constexpr float kEps = 1e-5f;
 
-// The CPU device's shape, and a GPU-like one where the device's subgroups allow it.
+// The GPU rule for splitting matrices (FusedLinearShape::pick on an H200: 128 invocations, lanes 8 to
+// 32, two workgroups per each of 132 compute units), forced here: lane groups wider than this device's
+// subgroups add their pieces through shared memory.
+FusedLinearShape h200_like() {
+  FusedLinearShape s;
+  s.workgroup = 128;
+  s.lanes = 8;
+  s.rows = 2;
+  s.paired_rows = 4;
+  s.max_tokens = 4;
+  s.subgroup_add = false;
+  s.loads_in_flight = 8;
+  s.fit_to_device = true;
+  s.max_lanes = 32;
+  s.target_workgroups = 264;
+  return s;
+}
+
+// The CPU device's shape, a GPU-like fixed one, and the GPU rule at both of its ends: as many
+// workgroups as possible (32 lanes, the fewest rows) and as few as fit the loads (the most rows).
 std::vector<std::optional<FusedLinearShape>> shapes() {
   std::vector<std::optional<FusedLinearShape>> out = {std::nullopt};
   const DeviceInfo& info = test::device().info();
@@ -48,6 +70,13 @@ std::vector<std::optional<FusedLinearShape>> shapes() {
     s.loads_in_flight = 8;  // blocks of 2 chunks (3 rows), so rows end inside a block
     out.push_back(s);
   }
+  FusedLinearShape widest = h200_like();
+  widest.max_tokens = 2;
+  widest.target_workgroups = 1u << 20;
+  out.push_back(widest);
+  FusedLinearShape fewest = widest;
+  fewest.target_workgroups = 1;
+  out.push_back(fewest);
   return out;
 }
 
@@ -141,12 +170,15 @@ TEST_CASE("fused linear, ternary: norm + int8 quantization + GEMV, store and res
   // Several segments: one dispatch each, rows offset by the segment's first row.
   run_ternary({.n = 100, .k = 256, .t = 2, .max_segment_bytes = 64 * 30}, TernaryDot::Swar, std::nullopt, 3);
   // The 2B4T o projection's shape, one token.
-  run_ternary({.n = 2560, .k = 2560, .t = 1, .epilogue = FusedEpilogue::Accumulate}, dots().back(), shapes().back(), 4);
+  run_ternary({.n = 2560, .k = 2560, .t = 1, .epilogue = FusedEpilogue::Accumulate}, dots().back(), h200_like(), 4);
+  // ... and 2B4T's down projection (108 chunks a row), as the H200 rule splits it: 16 lanes, 1 row.
+  REQUIRE(h200_like().split(2560, 108, 1, true).lanes == 16);
+  run_ternary({.n = 2560, .k = 6912, .t = 1, .epilogue = FusedEpilogue::Accumulate}, TernaryDot::Swar, h200_like(), 5);
 }
 
 TEST_CASE("fused linear, ternary gate|up: act(gate) * up in the epilogue") {
   Device& dev = test::device();
-  const uint32_t F = 70, K = 192;
+  const uint32_t F = 70, K = 1600;  // 25 chunks: every 8-lane piece of a 32-lane group has some
   for (const auto& shape : shapes())
     for (FusedEpilogue ep : {FusedEpilogue::GatedSquaredRelu, FusedEpilogue::GatedSilu})
       for (uint32_t T : {1u, 3u}) {
@@ -181,7 +213,7 @@ TEST_CASE("fused linear, ternary gate|up: act(gate) * up in the epilogue") {
 
 TEST_CASE("fused linear, fp16 and int8 rows: float norm in the prologue") {
   Device& dev = test::device();
-  const uint32_t N = 45, K = 108, T = 3;
+  const uint32_t N = 45, K = 260, T = 3;  // 33 fp16 chunks, 17 int8 ones
   std::mt19937 rng(20);
   const auto wf = test::random_floats(rng, size_t(N) * K, -1.0f, 1.0f);
   std::vector<uint16_t> halves(wf.size());
@@ -200,7 +232,13 @@ TEST_CASE("fused linear, fp16 and int8 rows: float norm in the prologue") {
   const Fp16MatrixGpu f16(dev, halves, N, K, "fp16 rows");
   const Int8Rows rows = quantize_rows_int8(halves, N, K);
   const Int8MatrixGpu i8(dev, rows, "int8 rows");
-  for (const auto& shape : shapes())
+  // Float rows also with 32 lanes forced (the GPU rule keeps them at the separate matmuls' 8).
+  auto float_shapes = shapes();
+  FusedLinearShape wide = h200_like();
+  wide.fit_to_device = false;
+  wide.lanes = 32;
+  float_shapes.push_back(wide);
+  for (const auto& shape : float_shapes)
     for (bool int8 : {false, true})
       for (FusedEpilogue ep : {FusedEpilogue::Store, FusedEpilogue::Accumulate}) {
         std::vector<float> y0(size_t(T) * N);
@@ -226,7 +264,7 @@ TEST_CASE("fused linear, fp16 and int8 rows: float norm in the prologue") {
 TEST_CASE("fused linear, qkv: RoPE and the KV-cache store in the epilogue") {
   Device& dev = test::device();
   const HeadLayout heads{4, 2, 16};
-  const uint32_t rows = (heads.n_heads + 2 * heads.n_kv_heads) * heads.head_dim, K = 96, capacity = 12;
+  const uint32_t rows = (heads.n_heads + 2 * heads.n_kv_heads) * heads.head_dim, K = 1600, capacity = 12;
   const uint32_t q_rows = heads.n_heads * heads.head_dim, kv_dim = heads.n_kv_heads * heads.head_dim;
   for (const auto& shape : shapes())
     for (RopeForm form : {RopeForm::NeoX, RopeForm::AdjacentPairs})
@@ -369,6 +407,67 @@ TEST_CASE("fused norm alone gives the fused layer's bits, through the separate m
     });
     CHECK(std::memcmp(fused_i.data(), split_i.data(), fused_i.size() * 4) == 0);
   }
+}
+
+TEST_CASE("the GPU rule splits each 2B4T matrix to fill an H200 with every weight requested up front") {
+  const FusedLinearShape s = h200_like();
+  auto check = [&](uint32_t rows, uint32_t chunks, uint32_t min_rows, bool exact, FusedSplit want) {
+    const FusedSplit got = s.split(rows, chunks, min_rows, exact);
+    INFO(rows << " rows, " << chunks << " chunks, min rows " << min_rows << ", exact " << exact);
+    CHECK(got.lanes == want.lanes);
+    CHECK(got.rows == want.rows);
+  };
+  // Ternary (64 weights a chunk): every lane's loads fit one block of 8, at least 264 workgroups.
+  check(2560, 40, 1, true, {16, 1});    // o: 3 loads a lane, 320 workgroups (8 lanes: 160)
+  check(2560, 108, 1, true, {16, 1});   // down: 7 loads, 320 workgroups
+  check(13824, 40, 2, true, {16, 2});   // gate|up, pairs: 6 loads, 864 workgroups
+  check(3840, 40, 4, true, {32, 4});    // qkv, NeoX: 8 loads, 240 workgroups (the most 4-row groups allow)
+  // Float rows keep the separate matmuls' 8 lanes (their bits); one row a group doubles the workgroups.
+  check(32000, 320, 1, false, {8, 1});  // the f16 head
+  check(2560, 320, 1, false, {8, 1});   // FP16 o
+  // Any matrix: lanes within bounds, rows a multiple of the pairing, loads in one block where a split
+  // reaching the target allows it.
+  std::mt19937 rng(50);
+  for (int i = 0; i < 2000; ++i) {
+    const uint32_t rows = 2 + rng() % 20000, chunks = 1 + rng() % 400, min_rows = 1u << (rng() % 3);
+    const bool exact = rng() % 2;
+    const FusedSplit got = s.split(rows, chunks, min_rows, exact);
+    INFO(rows << " rows, " << chunks << " chunks, min rows " << min_rows << ", exact " << exact);
+    REQUIRE(got.rows % min_rows == 0);
+    REQUIRE(got.lanes >= 8);
+    REQUIRE(got.lanes <= (exact ? 32u : 8u));
+    bool possible = false;
+    for (uint32_t l = 8; l <= (exact ? 32u : 8u); l *= 2)
+      for (uint32_t r = min_rows; r <= std::max(min_rows, 4u); r *= 2)
+        possible |= r * ((chunks + l - 1) / l) <= 8 && ((rows + r - 1) / r + 128 / l - 1) / (128 / l) >= 264;
+    if (possible) REQUIRE(got.rows * ((chunks + got.lanes - 1) / got.lanes) <= 8);
+  }
+  // A fixed shape is what it says.
+  FusedLinearShape fixed = s;
+  fixed.fit_to_device = false;
+  CHECK(fixed.split(13824, 40, 2, true).rows == fixed.paired_rows);
+  CHECK(fixed.split(2560, 40, 1, true).lanes == fixed.lanes);
+}
+
+TEST_CASE("fused linear picks the GPU rule from the device's properties") {
+  DeviceInfo gpu = test::h200_like_info();
+  FusedLinearShape s = FusedLinearShape::pick(gpu);
+  CHECK(s.fit_to_device);
+  CHECK(s.workgroup == 128);
+  CHECK(s.max_lanes == 32);
+  CHECK(s.target_workgroups == 264);
+  // A wave64 device without subgroup size control keeps lane groups inside its smallest subgroup.
+  gpu.subgroup_size_control = false;
+  gpu.min_subgroup_size = 16;
+  gpu.max_subgroup_size = 64;
+  gpu.compute_units = 0;  // unknown: a discrete GPU is assumed to have 100
+  s = FusedLinearShape::pick(gpu);
+  CHECK(s.max_lanes == 16);
+  CHECK(s.target_workgroups == 200);
+  // CPU devices keep their fixed shape.
+  gpu.type = VK_PHYSICAL_DEVICE_TYPE_CPU;
+  gpu.min_subgroup_size = gpu.max_subgroup_size = 8;
+  CHECK_FALSE(FusedLinearShape::pick(gpu).fit_to_device);
 }
 
 TEST_CASE("fused linear shapes that would drop work are refused") {

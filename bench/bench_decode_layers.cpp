@@ -1,0 +1,222 @@
+// The GPU plan's decode layers without attention: per layer the four fused linear layers of a one-token
+// step (qkv with RoPE and the KV store, o + residual, gate|up with the gating, down + residual), each
+// layer with its own weights so that they stream from memory as in a decode token (the H200's 50 MB
+// L2 would hold one layer), recorded as one pass and timed as a whole (no timestamps between
+// dispatches). Side by side in one run, repetitions interleaved:
+//   split  fixed:  one split for every matrix (8 lanes a row, 2 rows a lane group, 4 when paired), as
+//                  measured on the H200 at 566ef0c
+//          picked: FusedLinearShape::pick: on GPUs each matrix split to fill the device (on CPU
+//                  devices their own fixed shape)
+//   ternary weights and the FP16 baseline,
+// and, as the floor, a chain of as many dependent one-workgroup dispatches (a residual add of 4
+// floats): what a dependent dispatch costs on this device whatever it computes.
+//
+//   bench_decode_layers [--layers N] [--reps N] [--device N] [--dims D,F,HEADS,KV_HEADS]
+//     defaults: 30 layers (2B4T), 7 repetitions, 2B4T dims 2560,6912,20,5 (head_dim 128)
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <optional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/core/error.h"
+#include "runtime/core/half.h"
+#include "runtime/device/device.h"
+#include "runtime/device/instance.h"
+#include "runtime/device/recording.h"
+#include "runtime/ops/fused_linear.h"
+#include "runtime/ops/residual_add.h"
+
+using namespace ternvk;
+using namespace ternvk::ops;
+
+namespace {
+
+struct Dims {
+  uint32_t dim = 2560, ffn = 6912, heads = 20, kv_heads = 5, head_dim = 128;
+  uint32_t qkv_rows() const { return (heads + 2 * kv_heads) * head_dim; }
+};
+
+struct Rng {
+  uint64_t s = 0x9e3779b97f4a7c15ull;
+  uint32_t next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return uint32_t(s >> 11);
+  }
+};
+
+// One layer's four matrices in one precision.
+template <class Matrix>
+struct Layer {
+  std::unique_ptr<Matrix> qkv, o, gate_up, down;
+};
+
+PackedTernaryMatrix random_ternary(Rng& rng, uint32_t rows, uint32_t cols) {
+  std::vector<int8_t> v(size_t(rows) * cols);
+  for (auto& x : v) x = int8_t(int(rng.next() % 3) - 1);
+  return pack_ternary(v, rows, cols, 0.02f);
+}
+
+std::unique_ptr<Fp16MatrixGpu> fp16(Device& dev, const std::vector<uint16_t>& halves, uint32_t rows, uint32_t cols,
+                                    const std::string& name) {
+  return std::make_unique<Fp16MatrixGpu>(dev, std::span(halves).first(size_t(rows) * cols), rows, cols, name);
+}
+
+Buffer floats(Device& dev, Rng& rng, size_t n, const char* what) {
+  std::vector<float> v(n);
+  for (auto& x : v) x = float(int(rng.next() % 2001) - 1000) / 1000.0f;
+  Buffer b = dev.create_buffer(n * 4, MemoryKind::DeviceLocal, what);
+  dev.upload(b, v.data(), n * 4);
+  return b;
+}
+
+// The activations and caches one pass works in (one token).
+struct Workspace {
+  Buffer x, attn, ffn, qkv, norm_dim, norm_ffn, positions, k, v;
+  RopeKvTarget rope;
+};
+
+Workspace workspace(Device& dev, const Dims& d, Rng& rng) {
+  Workspace w{floats(dev, rng, d.dim, "x"), floats(dev, rng, d.dim, "attention out"), floats(dev, rng, d.ffn, "ffn"),
+              floats(dev, rng, d.qkv_rows(), "qkv"), floats(dev, rng, d.dim, "norm (dim)"),
+              floats(dev, rng, d.ffn, "norm (ffn)"), dev.create_buffer(16, MemoryKind::DeviceLocal, "positions"),
+              dev.create_buffer(kv_cache_bytes(1, d.kv_heads, d.head_dim), MemoryKind::DeviceLocal, "k cache"),
+              dev.create_buffer(kv_cache_bytes(1, d.kv_heads, d.head_dim), MemoryKind::DeviceLocal, "v cache"),
+              {}};
+  const uint32_t zero[4] = {0, 0, 0, 0};
+  dev.upload(w.positions, zero, sizeof(zero));
+  w.rope = {{d.heads, d.kv_heads, d.head_dim}, {500000.0f, RopeForm::NeoX}, w.positions.range(),
+            {w.k.range(), w.v.range(), 1, 1}, {}};
+  return w;
+}
+
+// Records `layers` decode layers: qkv, o, gate|up, down (as Stage::record_fused_layer, attention left out).
+template <class Matrix>
+void record_layers(Recording& rec, const FusedLinear& op, const std::vector<Layer<Matrix>>& layers, Workspace& w) {
+  auto in = [&](const Buffer& x, const Buffer& norm) { return NormedInput{.x = x.range(), .norm = norm.range(), .tokens = 1}; };
+  for (const auto& L : layers) {
+    op.record(rec, *L.qkv, in(w.x, w.norm_dim), {w.qkv.range()}, FusedEpilogue::RopeKvStore, &w.rope);
+    op.record(rec, *L.o, in(w.attn, w.norm_dim), {w.x.range()}, FusedEpilogue::Accumulate);
+    op.record(rec, *L.gate_up, in(w.x, w.norm_dim), {w.ffn.range()}, FusedEpilogue::GatedSquaredRelu);
+    op.record(rec, *L.down, in(w.ffn, w.norm_ffn), {w.x.range()}, FusedEpilogue::Accumulate);
+  }
+}
+
+struct Variant {
+  std::string name;
+  std::unique_ptr<Recording> rec;
+  double weight_bytes = 0;
+  std::vector<double> us;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+int run(int argc, char** argv) {
+  Dims d;
+  int n_layers = 30, reps = 7;
+  std::optional<int> device_index;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--layers" && i + 1 < argc) n_layers = std::atoi(argv[++i]);
+    else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
+    else if (a == "--device" && i + 1 < argc) device_index = std::atoi(argv[++i]);
+    else if (a == "--dims" && i + 1 < argc &&
+             std::sscanf(argv[++i], "%u,%u,%u,%u", &d.dim, &d.ffn, &d.heads, &d.kv_heads) == 4 && d.heads)
+      d.head_dim = d.dim / d.heads;
+    else throw Error("bench_decode_layers: unknown or incomplete option '" + a + "' (see the file's header)");
+  }
+  if (n_layers < 1 || reps < 1) throw Error("bench_decode_layers: --layers and --reps must be at least 1");
+  Instance instance;
+  Device dev(instance, instance.select(device_index));
+  const DeviceInfo& info = dev.info();
+  std::printf("device: %s\n", info.describe().c_str());
+  std::printf("%d layers of dim %u, ffn %u, %u heads, %u kv heads; one token; attention not included\n", n_layers,
+              d.dim, d.ffn, d.heads, d.kv_heads);
+
+  Rng rng;
+  Workspace w = workspace(dev, d, rng);
+  std::vector<Layer<TernaryMatrixGpu>> tern;
+  std::vector<Layer<Fp16MatrixGpu>> half;
+  std::vector<uint16_t> halves(size_t(2 * d.ffn) * std::max(d.dim, d.ffn));
+  for (auto& h : halves) h = float_to_half(float(int(rng.next() % 2001) - 1000) * 2e-5f);
+  double tern_bytes = 0, half_bytes = 0;
+  // Every layer its own buffers, with the same values (distinct addresses are what streams them).
+  const PackedTernaryMatrix t_qkv = random_ternary(rng, d.qkv_rows(), d.dim), t_o = random_ternary(rng, d.dim, d.dim),
+                            t_gate_up = random_ternary(rng, 2 * d.ffn, d.dim), t_down = random_ternary(rng, d.dim, d.ffn);
+  for (int l = 0; l < n_layers; ++l) {
+    const std::string p = "layer " + std::to_string(l) + " ";
+    auto tm = [&](const PackedTernaryMatrix& m, const char* what) { return std::make_unique<TernaryMatrixGpu>(dev, m, p + what); };
+    Layer<TernaryMatrixGpu> t{tm(t_qkv, "qkv"), tm(t_o, "o"), tm(t_gate_up, "gate|up"), tm(t_down, "down")};
+    Layer<Fp16MatrixGpu> h{fp16(dev, halves, d.qkv_rows(), d.dim, p + "qkv"), fp16(dev, halves, d.dim, d.dim, p + "o"),
+                           fp16(dev, halves, 2 * d.ffn, d.dim, p + "gate|up"), fp16(dev, halves, d.dim, d.ffn, p + "down")};
+    for (const auto* m : {t.qkv.get(), t.o.get(), t.gate_up.get(), t.down.get()}) tern_bytes += double(m->weight_bytes());
+    for (const auto* m : {h.qkv.get(), h.o.get(), h.gate_up.get(), h.down.get()}) half_bytes += double(m->weight_bytes());
+    tern.push_back(std::move(t));
+    half.push_back(std::move(h));
+  }
+
+  const FusedLinearShape picked = FusedLinearShape::pick(info);
+  FusedLinearShape fixed = picked;
+  fixed.fit_to_device = false;
+  fixed.lanes = std::min(8u, info.min_subgroup_size);
+  fixed.rows = 2;
+  fixed.paired_rows = 4;
+  const RecordingOptions timed{.timestamps = true, .whole_pass = true};
+  std::vector<Variant> variants;
+  for (const auto& [split, shape] : {std::pair{"fixed", fixed}, std::pair{"picked", picked}}) {
+    const FusedLinear op(dev, {.shape = shape});
+    Variant t{std::string("ternary, ") + split, std::make_unique<Recording>(dev, timed), tern_bytes, {}};
+    record_layers(*t.rec, op, tern, w);
+    Variant h{std::string("FP16, ") + split, std::make_unique<Recording>(dev, timed), half_bytes, {}};
+    record_layers(*h.rec, op, half, w);
+    variants.push_back(std::move(t));
+    variants.push_back(std::move(h));
+  }
+  Buffer floor_x = floats(dev, rng, 4, "floor x"), floor_y = floats(dev, rng, 4, "floor y");
+  Variant chain{"empty dependent dispatches", std::make_unique<Recording>(dev, timed), 0, {}};
+  for (int i = 0; i < 4 * n_layers; ++i) record_residual_add(*chain.rec, {floor_x.range(), floor_y.range(), 4});
+  variants.push_back(std::move(chain));
+  for (auto& v : variants) {
+    v.rec->finish();
+    v.rec->submit_and_wait();  // warm-up (pipelines, clocks)
+  }
+  for (int r = 0; r < reps; ++r)
+    for (auto& v : variants) {
+      v.rec->submit_and_wait();
+      v.us.push_back(v.rec->pass_microseconds());
+    }
+  if (median(variants.back().us) <= 0) throw Error("bench_decode_layers: device '" + info.name + "' gives no timestamps");
+
+  std::printf("\n| variant | dispatches | µs per pass (median of %d) | µs per layer | µs per dispatch | weight GB/s |\n", reps);
+  std::printf("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+  for (const auto& v : variants) {
+    const double us = median(v.us);
+    const size_t n = v.rec->dispatch_count();
+    char rate[32] = "—";
+    if (v.weight_bytes > 0) std::snprintf(rate, sizeof(rate), "%.1f", v.weight_bytes / us / 1e3);
+    std::printf("| %s | %zu | %.1f | %.2f | %.2f | %s |\n", v.name.c_str(), n, us, us / n_layers, us / double(n), rate);
+  }
+  auto us = [&](size_t i) { return median(variants[i].us); };
+  std::printf("\npicked / fixed time: ternary %.3f, FP16 %.3f; FP16 / ternary time: fixed %.2fx, picked %.2fx\n",
+              us(2) / us(0), us(3) / us(1), us(1) / us(0), us(3) / us(2));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_decode_layers: %s\n", e.what());
+    return 1;
+  }
+}
