@@ -164,11 +164,15 @@ int run(int argc, char** argv) {
   }
 
   const FusedLinearShape picked = FusedLinearShape::pick(info);
-  FusedLinearShape fixed = picked;
-  fixed.fit_to_device = false;
+  // 566ef0c's GPU shape (on any device: shuffles, never a subgroupAdd over the workgroup).
+  FusedLinearShape fixed;
+  fixed.workgroup = std::min(128u, info.max_workgroup_invocations);
   fixed.lanes = std::min(8u, info.min_subgroup_size);
   fixed.rows = 2;
   fixed.paired_rows = 4;
+  fixed.subgroup_add = false;
+  fixed.required_subgroup_size = info.is_cpu() ? 0 : picked.required_subgroup_size;
+  fixed.loads_in_flight = 8;
   const RecordingOptions timed{.timestamps = true, .whole_pass = true};
   std::vector<Variant> variants;
   for (const auto& [split, shape] : {std::pair{"fixed", fixed}, std::pair{"picked", picked}}) {

@@ -87,6 +87,9 @@ void FusedLinearShape::validate(const DeviceInfo& info) const {
   // subgroupAdd over the whole workgroup needs the workgroup to be one subgroup.
   const uint32_t min_sg =
       (required_subgroup_size && info.subgroup_size_control) ? required_subgroup_size : info.min_subgroup_size;
+  if (subgroup_add && (lanes != workgroup || fit_to_device))
+    throw Error("fused linear: invalid shape: subgroupAdd reduces the whole workgroup, so it needs lanes = workgroup (" +
+                std::to_string(lanes) + " vs " + std::to_string(workgroup) + ") and a fixed split");
   if (subgroup_add && min_sg < workgroup)
     throw Error("fused linear: reducing over " + std::to_string(workgroup) +
                 " lanes with subgroupAdd needs subgroups at least that large; device '" + info.name + "' may use " +
@@ -150,8 +153,9 @@ bool FusedLinear::fits(uint32_t cols, Activations kind) const {
   return cols % 4 == 0 && tokens_per_workgroup(w, chunks, 1) >= 1;
 }
 
-PipelineOptions FusedLinear::pipeline_options(FusedSplit split, uint32_t tokens, FusedEpilogue epilogue,
-                                              uint32_t x_uvec4) const {
+PipelineOptions FusedLinear::pipeline_options(FusedSplit split, uint32_t chunks, uint32_t tokens,
+                                              FusedEpilogue epilogue, uint32_t x_uvec4) const {
+  // A block of chunks never longer than a lane's share of the row (no repeated loads of its last chunk).
   PipelineOptions po;
   po.constants = {{0, shape_.workgroup},
                   {1, split.lanes},
@@ -160,7 +164,7 @@ PipelineOptions FusedLinear::pipeline_options(FusedSplit split, uint32_t tokens,
                   {4, static_cast<uint32_t>(epilogue)},
                   {5, shape_.subgroup_add ? 0u : 1u},
                   {6, x_uvec4},
-                  {10, std::max(1u, shape_.loads_in_flight / split.rows)}};
+                  {10, std::max(1u, std::min(shape_.loads_in_flight / split.rows, ceil_div(chunks, split.lanes)))}};
   po.required_subgroup_size = shape_.required_subgroup_size;
   return po;
 }
@@ -234,11 +238,12 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
   // Paired lane groups own whole pairs; NeoX K/V words take two pairs of one head.
   const uint32_t min_rows = !paired ? 1 : with_rope && neox ? 4 : 2;
   FusedSplit split = shape_.split(m.rows, m.chunks, min_rows, m.kind == Weights::Ternary);
-  // RoPE: a lane group's pairs stay inside one head, in whole K/V words (an even count dividing hd/2).
+  // RoPE: a lane group's pairs stay inside one head, in whole K/V words (NeoX: an even count of
+  // pairs dividing hd/2; adjacent pairs: any count dividing it).
   if (with_rope)
     while ((rope->heads.head_dim / 2) % (split.rows / 2)) split.rows /= 2;
   const bool slots = with_rope && rope->slots.buffer != VK_NULL_HANDLE;
-  PipelineOptions po = pipeline_options(split, tokens, epilogue, per_token);
+  PipelineOptions po = pipeline_options(split, m.chunks, tokens, epilogue, per_token);
   po.constants[7] = with_rope ? rope->heads.head_dim : 128u;
   po.constants[8] = neox ? 1u : 0u;
   po.constants[9] = slots ? 1u : 0u;
@@ -313,7 +318,7 @@ void FusedLinear::record_norm_impl(Recording& rec, const NormedInput& in, uint32
     throw Error("fused norm: one token of " + std::to_string(cols) + " inputs does not fit the shared memory of device '" +
                 device_.info().name + "'");
   const Pipeline& pipeline = device_.pipeline(ternary ? "fused_norm_int8" : "fused_norm_f32",
-                                              pipeline_options({shape_.lanes, shape_.rows}, 1, FusedEpilogue::Store,
+                                              pipeline_options({shape_.lanes, shape_.rows}, chunks, 1, FusedEpilogue::Store,
                                                                shared_uvec4(kind, chunks)));
   const FusedPush push{cols, chunks, 0, 0, T, x_stride / 4, 0, 0, in.eps, 0, 0, 0, 0, 0, 0, 0.0f};
   std::vector<BufferRange> bindings{in.x, in.norm};

@@ -86,8 +86,8 @@ struct FusedLinearShape {
   // `min_rows` rows at least (paired epilogues: 2, RoPE NeoX: 4), a multiple of min_rows.
   // Fixed shapes: `lanes` and `rows` (plain) / `paired_rows` (paired). fit_to_device: the fewest
   // workgroups, at least target_workgroups, in which every lane's loads fit one block in flight
-  // (so that all of a workgroup's weights are requested before its prologue); else the smallest
-  // blocks among splits that reach the target; else the most workgroups. `exact_sums`: the row's sums
+  // (so that all of a workgroup's weights are requested before its prologue); else, among splits
+  // that reach the target, the fewest loads a lane; else the most workgroups. `exact_sums`: the row's sums
   // are integers (ternary), so any lane count gives the same bits; float sums keep `lanes`, the lane
   // count of the separate matmuls, whose bits the fused layers must reproduce.
   FusedSplit split(uint32_t matrix_rows, uint32_t chunks, uint32_t min_rows, bool exact_sums) const;
@@ -141,7 +141,8 @@ class FusedLinear {
                    FusedEpilogue epilogue, const RopeKvTarget* rope) const;
   void record_norm_impl(Recording& rec, const NormedInput& in, uint32_t cols, bool ternary,
                         std::vector<BufferRange> outputs, double out_bytes) const;
-  PipelineOptions pipeline_options(FusedSplit split, uint32_t tokens, FusedEpilogue epilogue, uint32_t x_uvec4) const;
+  PipelineOptions pipeline_options(FusedSplit split, uint32_t chunks, uint32_t tokens, FusedEpilogue epilogue,
+                                   uint32_t x_uvec4) const;
   // Shared uvec4 per token for `cols` inputs.
   static uint32_t shared_uvec4(Weights kind, uint32_t chunks);
   uint32_t tokens_per_workgroup(Weights kind, uint32_t chunks, uint32_t tokens) const;

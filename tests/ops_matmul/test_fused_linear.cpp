@@ -474,4 +474,10 @@ TEST_CASE("fused linear shapes that would drop work are refused") {
   FusedLinearShape s;
   s.paired_rows = 12;  // halved for RoPE to 3 rows: no whole K/V words
   CHECK_THROWS_WITH_AS(s.validate(test::device().info()), doctest::Contains("paired rows 12"), Error);
+  // subgroupAdd reduces the whole workgroup: with several lane groups it would add other rows in.
+  FusedLinearShape whole;
+  whole.workgroup = 64;
+  whole.lanes = 8;
+  whole.subgroup_add = true;
+  CHECK_THROWS_WITH_AS(whole.validate(test::device().info()), doctest::Contains("lanes = workgroup"), Error);
 }

@@ -36,9 +36,12 @@ case $step in
     done
     if [ -e "$build/apps/ternvk-chat" ]; then [ -e "$prefix/bin/ternvk-chat" ] || fail "ternvk-chat not installed"; fi
     if [ -e "$build/runtime/libternvk.a" ]; then [ -e "$prefix/lib/libternvk.a" ] || fail "libternvk.a not installed"; fi
-    readelf -d "$prefix/lib/libternvk.so.0" | grep -q 'SONAME.*\[libternvk\.so\.0\]' || fail "SONAME is not libternvk.so.0"
+    # (Outputs are captured, then searched from a here-string: with pipefail, a grep -q that stops reading
+    # early can fail the command feeding it with SIGPIPE.)
+    dynamic=$(readelf -d "$prefix/lib/libternvk.so.0")
+    grep -q 'SONAME.*\[libternvk\.so\.0\]' <<< "$dynamic" || fail "SONAME is not libternvk.so.0"
     exported=$(nm -D --defined-only "$prefix/lib/libternvk.so.0" | awk '{print $3}')
-    echo "$exported" | grep -q '^ternvk_generate$' || fail "ternvk_generate is not exported"
+    grep -q '^ternvk_generate$' <<< "$exported" || fail "ternvk_generate is not exported"
     others=$(echo "$exported" | grep -v '^ternvk_' || true)
     [ -z "$others" ] || fail "libternvk exports more than the C API: $(echo "$others" | head -5 | tr '\n' ' ')"
     # The reference: the installed CLI, run from elsewhere, with the model it finds by itself.
@@ -55,8 +58,9 @@ case $step in
     # shellcheck disable=SC2086
     cc -std=c99 -Wall -Wextra -pedantic -Werror "$source/examples/simple.c" $cflags $libs -Wl,-rpath,"$libdir" \
        -o "$work/out/ternvk-simple-pc"
-    ldd "$work/out/ternvk-simple-pc" | grep -q "libternvk.so.0 => $(readlink -f "$libdir")/\|libternvk.so.0 => $libdir/" ||
-      fail "ternvk-simple does not use the installed library: $(ldd "$work/out/ternvk-simple-pc" | grep ternvk)"
+    linked=$(ldd "$work/out/ternvk-simple-pc")
+    grep -q "libternvk.so.0 => $(readlink -f "$libdir")/\|libternvk.so.0 => $libdir/" <<< "$linked" ||
+      fail "ternvk-simple does not use the installed library: $(echo "$linked" | grep ternvk)"
     (cd / && "$work/out/ternvk-simple-pc" -m "$model" -p "ROMEO:" -n 32) > "$work/out/simple-pc.txt"
     same "$work/out/cli.txt" "$work/out/simple-pc.txt"
     ;;
@@ -69,7 +73,8 @@ case $step in
     (cd / && "$work/examples-build/ternvk-simple" -p "ROMEO:" -n 32) > "$work/out/simple-cmake.txt"
     same "$work/out/cli.txt" "$work/out/simple-cmake.txt"
     if [ -e "$prefix/lib/libternvk.a" ]; then  # built unless -DTERNVK_STATIC_LIBRARY=OFF
-      if ldd "$work/examples-build/ternvk-simple-static" | grep -q libternvk; then fail "the static build links libternvk.so"; fi
+      static_linked=$(ldd "$work/examples-build/ternvk-simple-static")
+      if grep -q libternvk <<< "$static_linked"; then fail "the static build links libternvk.so"; fi
       (cd / && "$work/examples-build/ternvk-simple-static" -m "$model" -p "ROMEO:" -n 32) > "$work/out/simple-static.txt"
       same "$work/out/cli.txt" "$work/out/simple-static.txt"
     fi
@@ -102,13 +107,13 @@ case $step in
     deb=$(ls "$deb_dir"/*.deb)
     depends=$(dpkg-deb -f "$deb" Depends)
     for p in libvulkan1 libsentencepiece0 libpcre2-8-0 libstdc++6 libc6; do
-      echo "$depends" | grep -q "\b$p\b" || fail "Depends lacks $p: $depends"
+      grep -q "\b$p\b" <<< "$depends" || fail "Depends lacks $p: $depends"
     done
     contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
     for f in ./usr/include/ternvk.h ./usr/lib/libternvk.so.0.1.0 ./usr/lib/pkgconfig/ternvk.pc ./usr/bin/ternvk \
              ./usr/lib/cmake/ternvk/ternvkConfig.cmake ./usr/lib/python3/dist-packages/ternvk/__init__.py \
              ./usr/share/ternvk/models/ternvk-shakespeare/model.gguf; do
-      echo "$contents" | grep -qx "$f" || fail "the package lacks $f"
+      grep -qx "$f" <<< "$contents" || fail "the package lacks $f"
     done
     echo "$(basename "$deb"): Depends: $depends"
     ;;
