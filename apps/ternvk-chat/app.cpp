@@ -88,7 +88,7 @@ void App::send() {
   next.push_back({"user", compose});
   if (refuse_turn_markers(next)) return;
   if (current_.messages.empty()) current_.title = title_of(compose);
-  current_.messages.push_back({"user", compose});
+  current_.messages = std::move(next);
   compose.clear();
   start_answer();
 }

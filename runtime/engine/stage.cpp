@@ -27,7 +27,7 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   if (plan_ == ExecutionPlan::Gpu) {
     fused_ = std::make_unique<ops::FusedLinear>(device, ops::FusedLinearOptions{.dot = options.dot, .shape = options.fused_shape});
     // Every layer input (D, the attention output, the FFN activations) fits a workgroup's shared memory.
-    const auto kind = options.fp16_baseline ? ops::FusedLinear::Activations::Float8 : ops::FusedLinear::Activations::Int8;
+    const auto kind = options.fp16_baseline ? ops::FusedLinear::Weights::Fp16 : ops::FusedLinear::Weights::Ternary;
     gpu_norms_ = fused_->fits(uint32_t(c_.dim), kind) && fused_->fits(uint32_t(c_.q_dim()), kind) &&
                  fused_->fits(uint32_t(c_.ffn_dim), kind);
   }
@@ -304,8 +304,7 @@ bool Stage::fusable(const Layer& L) const {
 }
 
 bool Stage::head_fusable() const {
-  return fused_->fits(uint32_t(c_.dim), head_i8_ ? ops::FusedLinear::Activations::Float16
-                                                 : ops::FusedLinear::Activations::Float8);
+  return fused_->fits(uint32_t(c_.dim), head_i8_ ? ops::FusedLinear::Weights::Int8 : ops::FusedLinear::Weights::Fp16);
 }
 
 void Stage::record_head(Recording& rec, BufferRange x, uint32_t tokens, const ops::MatmulOutput& logits) {

@@ -101,7 +101,7 @@ FusedSplit FusedLinearShape::split(uint32_t matrix_rows, uint32_t chunks, uint32
   if (!fit_to_device) return {lanes, min_rows > 1 ? paired_rows : rows};
   const uint64_t in_flight = std::max(loads_in_flight, 1u);
   // Rank: 0 = every load in one block and the target reached (fewest workgroups first), 1 = the target
-  // reached (smallest blocks first), 2 = neither (most workgroups first); then fewer lanes.
+  // reached (fewest loads a lane first), 2 = neither (most workgroups first); then fewer lanes.
   struct Rank {
     int tier;
     uint64_t a, b;
@@ -135,6 +135,10 @@ FusedLinear::FusedLinear(Device& device, FusedLinearOptions options)
   dot_ = resolve_int8_dot(device.info(), options.dot, "fused linear");
 }
 
+uint32_t FusedLinear::chunks_of(Weights kind, uint32_t cols) {
+  return ceil_div(cols, kind == Weights::Ternary ? 64 : kind == Weights::Fp16 ? 8 : 16);
+}
+
 uint32_t FusedLinear::shared_uvec4(Weights kind, uint32_t chunks) {
   // Ternary: 64 int8 a chunk (4 uvec4); fp16: 8 floats (2); int8 rows: 16 floats (4).
   return kind == Weights::Fp16 ? chunks * 2 : chunks * 4;
@@ -147,10 +151,8 @@ uint32_t FusedLinear::tokens_per_workgroup(Weights kind, uint32_t chunks, uint32
   return uint32_t(std::min<uint64_t>({tokens, shape_.max_tokens, room / per_token}));
 }
 
-bool FusedLinear::fits(uint32_t cols, Activations kind) const {
-  const Weights w = kind == Activations::Int8 ? Weights::Ternary : kind == Activations::Float8 ? Weights::Fp16 : Weights::Int8;
-  const uint32_t chunks = ceil_div(cols, kind == Activations::Int8 ? 64 : kind == Activations::Float8 ? 8 : 16);
-  return cols % 4 == 0 && tokens_per_workgroup(w, chunks, 1) >= 1;
+bool FusedLinear::fits(uint32_t cols, Weights kind) const {
+  return cols % 4 == 0 && tokens_per_workgroup(kind, chunks_of(kind, cols), 1) >= 1;
 }
 
 PipelineOptions FusedLinear::pipeline_options(FusedSplit split, uint32_t chunks, uint32_t tokens,
@@ -313,7 +315,7 @@ void FusedLinear::record_norm_impl(Recording& rec, const NormedInput& in, uint32
   // The same shared layout (and workgroup, subgroup size and reductions) as the fused layers; rows
   // play no part.
   const Weights kind = ternary ? Weights::Ternary : Weights::Fp16;
-  const uint32_t chunks = ternary ? ceil_div(cols, 64) : ceil_div(cols, 8);
+  const uint32_t chunks = chunks_of(kind, cols);
   if (tokens_per_workgroup(kind, chunks, 1) == 0)
     throw Error("fused norm: one token of " + std::to_string(cols) + " inputs does not fit the shared memory of device '" +
                 device_.info().name + "'");

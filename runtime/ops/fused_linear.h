@@ -120,15 +120,16 @@ class FusedLinear {
   // Whether a matrix can take a paired epilogue: one segment (gate and up rows, or a head's pair
   // rows, must be in the same dispatch).
   static bool pairs_fit(const std::vector<MatrixSegment>& segments) { return segments.size() == 1; }
-  // How the activations of a kind of matrix sit in shared memory.
-  enum class Activations { Int8, Float8, Float16 };  // ternary; fp16 rows (8 a chunk); int8 rows (16)
-  // Whether one token of `cols` inputs fits a workgroup's shared memory (true for the 2B4T shapes).
-  bool fits(uint32_t cols, Activations kind) const;
+  // The kinds of matrix; each holds its activations in shared memory its own way (ternary: int8,
+  // 64 a chunk; fp16 rows: fp32, 8 a chunk; int8 rows: fp32, 16 a chunk).
+  enum class Weights { Ternary, Fp16, Int8 };
+  // Whether one token of `cols` inputs to a `kind` matrix fits a workgroup's shared memory (true for
+  // the 2B4T shapes).
+  bool fits(uint32_t cols, Weights kind) const;
   const FusedLinearShape& shape() const { return shape_; }
   bool uses_int8_dot() const { return dot_; }
 
  private:
-  enum class Weights { Ternary, Fp16, Int8 };
   struct Matrix {
     Weights kind;
     const std::string& name;
@@ -143,7 +144,9 @@ class FusedLinear {
                         std::vector<BufferRange> outputs, double out_bytes) const;
   PipelineOptions pipeline_options(FusedSplit split, uint32_t chunks, uint32_t tokens, FusedEpilogue epilogue,
                                    uint32_t x_uvec4) const;
-  // Shared uvec4 per token for `cols` inputs.
+  // 16-byte weight words per row of `cols` columns (the matrices' padded rows).
+  static uint32_t chunks_of(Weights kind, uint32_t cols);
+  // Shared uvec4 per token for `chunks` chunks of inputs.
   static uint32_t shared_uvec4(Weights kind, uint32_t chunks);
   uint32_t tokens_per_workgroup(Weights kind, uint32_t chunks, uint32_t tokens) const;
 

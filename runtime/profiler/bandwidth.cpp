@@ -1,8 +1,7 @@
 #include "runtime/profiler/bandwidth.h"
 
-#include <chrono>
-
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <vector>
 
