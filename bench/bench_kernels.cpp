@@ -244,7 +244,7 @@ struct Row {
 struct PrefillRow {
   std::string label;
   uint32_t n, k, t;
-  double tern_gemv = 0, tern_gemm_swar = 0, tern_gemm_dot = 0, fp16_gemv = 0, fp16_gemm = 0;  // us
+  double tern_gemv = 0, tern_gemm_swar = 0, tern_gemm_dot = 0, tern_gemm_units = 0, fp16_gemv = 0, fp16_gemm = 0;  // us
 };
 
 void print_rate(const char* what, const Timing& t, uint64_t macs, uint64_t bytes) {
@@ -351,9 +351,14 @@ class Bench {
                        [&] { in.check(label + " " + what, got); }, in.bytes);
       };
       row.tern_gemv = run("ternary GEMV", {.kernel = MatmulKernel::Gemv});
-      row.tern_gemm_swar = run("ternary GEMM SWAR", {.dot = TernaryDot::Swar, .kernel = MatmulKernel::Gemm});
+      row.tern_gemm_swar = run("ternary GEMM SWAR",
+                               {.dot = TernaryDot::Swar, .kernel = MatmulKernel::Gemm, .gemm_units = GemmUnits::Vector});
       if (dev_.info().integer_dot_product)
-        row.tern_gemm_dot = run("ternary GEMM dot", {.dot = TernaryDot::PackedInt8, .kernel = MatmulKernel::Gemm});
+        row.tern_gemm_dot = run("ternary GEMM dot", {.dot = TernaryDot::PackedInt8, .kernel = MatmulKernel::Gemm,
+                                                     .gemm_units = GemmUnits::Vector});
+      if (dev_.info().has_int8_matrix_unit())
+        row.tern_gemm_units = run("ternary GEMM matrix units",
+                                  {.kernel = MatmulKernel::Gemm, .gemm_units = GemmUnits::MatrixUnits});
     }
     {
       const Fp16Inputs in(dev_, rng, x, n, k, t, label);
@@ -369,17 +374,21 @@ class Bench {
   }
 
   void prefill_summary() const {
-    std::printf("\nprefill (us per call; GEMV = the device's default GEMV path, GEMM = the tiled GEMM)\n");
-    std::printf("%-22s %5s %5s %3s | %10s %10s %10s | %10s %10s | %9s %9s\n", "shape", "N", "K", "T", "tern GEMV",
-                "GEMM swar", "GEMM dot", "fp16 GEMV", "fp16 GEMM", "tern x", "fp16/tern");
+    std::printf("\nprefill (us per call; GEMV = the device's default GEMV path, GEMM = the tiled GEMM, units = the "
+                "matrix-unit GEMM where the device has int8 ones)\n");
+    std::printf("%-22s %5s %5s %3s | %10s %10s %10s %10s | %10s %10s | %9s %9s\n", "shape", "N", "K", "T", "tern GEMV",
+                "GEMM swar", "GEMM dot", "GEMM units", "fp16 GEMV", "fp16 GEMM", "tern x", "fp16/tern");
     for (const PrefillRow& r : prefill_rows_) {
-      const double tern_gemm = r.tern_gemm_dot > 0 ? std::min(r.tern_gemm_swar, r.tern_gemm_dot) : r.tern_gemm_swar;
+      double tern_gemm = r.tern_gemm_swar;
+      for (double us : {r.tern_gemm_dot, r.tern_gemm_units})
+        if (us > 0) tern_gemm = std::min(tern_gemm, us);
       const double tern_best = std::min(r.tern_gemv, tern_gemm), fp16_best = std::min(r.fp16_gemv, r.fp16_gemm);
-      std::printf("%-22s %5u %5u %3u | %10.1f %10.1f %10.1f | %10.1f %10.1f | %9s %9s\n", r.label.c_str(), r.n, r.k,
-                  r.t, r.tern_gemv, r.tern_gemm_swar, r.tern_gemm_dot, r.fp16_gemv, r.fp16_gemm,
+      std::printf("%-22s %5u %5u %3u | %10.1f %10.1f %10.1f %10.1f | %10.1f %10.1f | %9s %9s\n", r.label.c_str(), r.n,
+                  r.k, r.t, r.tern_gemv, r.tern_gemm_swar, r.tern_gemm_dot, r.tern_gemm_units, r.fp16_gemv, r.fp16_gemm,
                   fmt(r.tern_gemv / tern_gemm).c_str(), fmt(fp16_best / tern_best).c_str());
     }
-    std::printf("(tern x: ternary GEMV time over the faster ternary GEMM; fp16/tern: the faster of each)\n");
+    std::printf("(tern x: ternary GEMV time over the fastest ternary GEMM; fp16/tern: the faster of each; 0.0: not "
+                "run on this device)\n");
   }
 
   void rmsnorm_quant(uint32_t k, uint32_t t) {

@@ -11,11 +11,11 @@
 #                  (-b 512), ternary and the FP16 baseline side by side (the issue's targets)
 #   profile.json   --plan gpu --timing pass: undistorted GPU time and dispatches per token
 #                  (its progress lines in profile.err)
-#   batched.md     batched-bench, GPU plan, batches 1 to 64 (fused at 1 token a step, then the
-#                  separate ops)
+#   gemm.txt       bench_kernels --prefill at 512 tokens: the 2B4T matrices' GEMV, tiled GEMMs,
+#                  matrix-unit GEMM (where the device has int8 matrix units) and FP16 GEMMs side by side
 #   attention.txt  bench_attention --decode-only (128 to 32k keys, every kernel)
-#   tests.txt      the fused layers, the attention and the engine's plan and batch tests with the
-#                  validation layer on
+#   tests.txt      the fused layers, the matrix-unit GEMM, the attention and the engine's plan and
+#                  batch tests with the validation layer on
 # Each step has its own timeout so that one hang cannot hold the lease; the most wanted figures come
 # first, so that the device tool's 10-minute command limit, if reached, cuts the least wanted.
 set -uo pipefail
@@ -31,6 +31,8 @@ step layers
 timeout 90 "$b/bench/bench_decode_layers" > "$out/layers.md" 2>&1
 step bench
 timeout 200 "$t" bench $syn -p 512 -n 128 -b 512 -r 3 --both --plan gpu > "$out/bench.md" 2>&1
+step gemm
+timeout 60 "$b/bench/bench_kernels" --prefill --prefill-tokens 512 > "$out/gemm.txt" 2>&1
 step profile
 timeout 60 "$t" profile $syn -p 64 -n 64 --plan gpu --timing pass -o json > "$out/profile.json" 2> "$out/profile.err"
 step attention
@@ -40,10 +42,8 @@ step tests
   cd "$b/tests" || exit 1
   # failing cases with their first lines, then the summary
   keep='TEST CASE|ERROR|THREW|CHECK|values|test cases|Status'
-  TERNVK_VALIDATION=1 timeout 60 ./test_ops_matmul -sf="*fused*" 2>&1 | grep -E "$keep" | head -40
+  TERNVK_VALIDATION=1 timeout 60 ./test_ops_matmul -sf="*fused*,*matrix_unit*" 2>&1 | grep -E "$keep" | head -40
   TERNVK_VALIDATION=1 timeout 90 ./test_engine -sf="*plans*,*batch*" 2>&1 | grep -E "$keep" | head -40
   TERNVK_VALIDATION=1 timeout 120 ./test_ops_attention 2>&1 | grep -E "$keep" | head -40
 } > "$out/tests.txt" 2>&1
-step batched
-timeout 60 "$t" batched-bench $syn --plan gpu --parallel 1,2,4,8,32,64 -p 16 -n 32 -r 2 > "$out/batched.md" 2>&1
 step done

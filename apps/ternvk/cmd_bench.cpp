@@ -280,8 +280,9 @@ Action add_bench_command(CLI::App& app) {
           Engine& engine = *run.engine;
           const char* variant = fp16 ? "fp16" : "ternary";
           const std::string plan_used = plan_name(engine.stage().plan());
-          std::fprintf(stderr, "  %s %s (%s head, %s plan): loaded in %.1f s\n", m.name.c_str(), variant, head.c_str(),
-                       plan_used.c_str(), seconds_since(t_load));
+          std::fprintf(stderr, "  %s %s (%s head, %s plan%s): loaded in %.1f s\n", m.name.c_str(), variant, head.c_str(),
+                       plan_used.c_str(), !fp16 && engine.stage().prefill_on_matrix_units() ? ", prefill GEMM on matrix units" : "",
+                       seconds_since(t_load));
           const int V = engine.config().vocab;
           // Check the output once before timing: logits must be finite.
           auto logits = engine.eval(random_tokens(std::min(8, ctx), V, 7));

@@ -65,12 +65,18 @@ Device::Device(Instance& instance, const DeviceInfo& info, DeviceOptions options
     throw Error("device " + info.name + " supports Vulkan " + std::to_string(VK_API_VERSION_MAJOR(info.api_version)) +
                 "." + std::to_string(VK_API_VERSION_MINOR(info.api_version)) +
                 "; ternvk needs Vulkan 1.2 or newer (update the driver)");
+  // The matrix-unit GEMM's shader declares CooperativeMatrixNV, Int8 and the Vulkan memory model.
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV matrix_features{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+  matrix_features.cooperativeMatrix = VK_TRUE;
   VkPhysicalDeviceVulkan13Features f13{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES};
+  f13.pNext = info.has_int8_matrix_unit() ? &matrix_features : nullptr;
   f13.subgroupSizeControl = info.subgroup_size_control;
   f13.computeFullSubgroups = info.subgroup_size_control;
   f13.shaderIntegerDotProduct = info.integer_dot_product;
   VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
-  f12.pNext = vulkan13 ? &f13 : nullptr;
+  f12.pNext = vulkan13 ? &f13 : (info.has_int8_matrix_unit() ? static_cast<void*>(&matrix_features) : nullptr);
+  // Only with the matrix units: enabled, the model holds every shader's device-scope atomics to its rules.
+  f12.vulkanMemoryModel = f12.vulkanMemoryModelDeviceScope = info.has_int8_matrix_unit();
   f12.storageBuffer8BitAccess = info.storage_8bit;
   f12.shaderInt8 = info.shader_int8;
   f12.shaderFloat16 = info.shader_float16;
@@ -88,6 +94,7 @@ Device::Device(Instance& instance, const DeviceInfo& info, DeviceOptions options
 
   std::vector<const char*> extensions;
   if (info.memory_budget) extensions.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+  if (info.has_int8_matrix_unit()) extensions.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
   uint32_t ext_count = 0;
   vkEnumerateDeviceExtensionProperties(info.physical, nullptr, &ext_count, nullptr);
   std::vector<VkExtensionProperties> available(ext_count);
@@ -198,6 +205,14 @@ void Device::save_pipeline_cache() {
   }
   std::filesystem::rename(tmp, path, ec);
   if (ec) std::filesystem::remove(tmp, ec);
+}
+
+bool Device::self_check(const std::string& name, const std::function<bool()>& run) {
+  std::lock_guard lock(self_checks_mutex_);
+  if (auto it = self_checks_.find(name); it != self_checks_.end()) return it->second;
+  const bool passed = run();
+  self_checks_[name] = passed;
+  return passed;
 }
 
 const Pipeline& Device::pipeline(const std::string& shader, const PipelineOptions& options) {

@@ -70,6 +70,11 @@ class Device {
   // The pipeline for a shader and its specialization, built once and cached.
   const Pipeline& pipeline(const std::string& shader, const PipelineOptions& options = {});
 
+  // An on-device self-check, run once per logical device and remembered by name: kernels that no
+  // CPU device can run (so no test here covers them) are compared on the device with kernels the
+  // tests do cover before they are used. `run` returns whether the check passed.
+  bool self_check(const std::string& name, const std::function<bool()>& run);
+
   // Records commands into a one-time command buffer, submits it and waits.
   void run_now(const std::function<void(VkCommandBuffer)>& record);
   // True when this device signals its queue's timeline semaphore at every submit (chosen at
@@ -136,6 +141,8 @@ class Device {
   std::mutex pool_mutex_;
   std::mutex pipelines_mutex_;
   std::map<std::string, std::unique_ptr<Pipeline>> pipelines_;
+  std::mutex self_checks_mutex_;  // held while a check runs: each runs once
+  std::map<std::string, bool> self_checks_;
   int ordinal_ = 0;
   FaultInjection faults_;
   uint64_t submits_at_injection_ = 0;

@@ -20,7 +20,35 @@ std::string mib(uint64_t bytes) {
   return out.str();
 }
 
+// The driver's cooperative matrix offers (VK_NV_cooperative_matrix; an instance-level command).
+std::vector<CooperativeMatrixOffer> cooperative_matrix_offers(VkInstance instance, VkPhysicalDevice physical) {
+  auto get = reinterpret_cast<PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV>(
+      vkGetInstanceProcAddr(instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV"));
+  std::vector<CooperativeMatrixOffer> offers;
+  uint32_t count = 0;
+  if (!get || get(physical, &count, nullptr) != VK_SUCCESS) return offers;
+  std::vector<VkCooperativeMatrixPropertiesNV> props(count, {VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV});
+  if (get(physical, &count, props.data()) < VK_SUCCESS) return offers;
+  props.resize(count);
+  for (const auto& p : props)
+    offers.push_back({p.MSize, p.NSize, p.KSize, p.AType, p.BType, p.CType, p.DType, p.scope});
+  return offers;
+}
+
 }  // namespace
+
+MatrixUnitShape pick_int8_matrix_unit(const std::vector<CooperativeMatrixOffer>& offers) {
+  MatrixUnitShape best;
+  for (const auto& o : offers) {
+    if (o.a != VK_COMPONENT_TYPE_SINT8_NV || o.b != VK_COMPONENT_TYPE_SINT8_NV || o.c != VK_COMPONENT_TYPE_SINT32_NV ||
+        o.result != VK_COMPONENT_TYPE_SINT32_NV || o.scope != VK_SCOPE_SUBGROUP_NV)
+      continue;
+    if (o.m == 0 || o.n == 0 || o.k == 0 || 64 % o.k != 0 || o.n % 4 != 0 || o.m > 64 || o.n > 64) continue;
+    const uint64_t products = uint64_t(o.m) * o.n * o.k, best_products = uint64_t(best.m) * best.n * best.k;
+    if (products > best_products || (products == best_products && o.m > best.m)) best = {o.m, o.n, o.k};
+  }
+  return best;
+}
 
 uint64_t DeviceInfo::device_local_bytes() const {
   uint64_t total = 0;
@@ -94,14 +122,19 @@ std::string DeviceInfo::describe() const {
   out << "    features used: 8-bit storage " << yes(storage_8bit) << ", 16-bit storage " << yes(storage_16bit)
       << ", int8 dot product " << (integer_dot_product ? (integer_dot_4x8_packed_accelerated ? "yes (accelerated)" : "yes (not accelerated: portable path)") : "no (portable path)")
       << ", subgroup arithmetic " << yes(subgroup_arithmetic) << ", subgroup size control "
-      << yes(subgroup_size_control) << ", cooperative matrix " << (cooperative_matrix ? "present (not used yet)" : "no")
+      << yes(subgroup_size_control) << ", int8 matrix units ";
+  if (has_int8_matrix_unit())
+    out << int8_matrix_unit.m << "x" << int8_matrix_unit.n << "x" << int8_matrix_unit.k << " (VK_NV_cooperative_matrix)";
+  else
+    out << (cooperative_matrix ? "no (VK_KHR_cooperative_matrix only: not used)" : "no");
+  out
       << ", timestamps " << yes(timestamps)
       << ", timeline semaphores " << (timeline_semaphore ? "yes" : "no (fences)");
   if (compute_units) out << ", compute units " << compute_units;
   return out.str();
 }
 
-DeviceInfo query_device_info(VkPhysicalDevice physical, uint32_t index) {
+DeviceInfo query_device_info(VkInstance instance, VkPhysicalDevice physical, uint32_t index) {
   DeviceInfo info;
   info.index = index;
   info.physical = physical;
@@ -112,6 +145,7 @@ DeviceInfo query_device_info(VkPhysicalDevice physical, uint32_t index) {
   vkEnumerateDeviceExtensionProperties(physical, nullptr, &count, extensions.data());
   info.cooperative_matrix = has_extension(extensions, "VK_KHR_cooperative_matrix");
   info.memory_budget = has_extension(extensions, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+  const bool nv_matrix = has_extension(extensions, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
 
   VkPhysicalDeviceProperties basic{};
   vkGetPhysicalDeviceProperties(physical, &basic);
@@ -137,6 +171,12 @@ DeviceInfo query_device_info(VkPhysicalDevice physical, uint32_t index) {
   if (amd_core) {
     amd_core_props.pNext = core_chain;
     core_chain = &amd_core_props;
+  }
+  VkPhysicalDeviceCooperativeMatrixPropertiesNV matrix_props{};
+  matrix_props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+  if (nv_matrix) {
+    matrix_props.pNext = core_chain;
+    core_chain = &matrix_props;
   }
   VkPhysicalDeviceDriverProperties driver{};
   driver.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES;
@@ -186,11 +226,14 @@ DeviceInfo query_device_info(VkPhysicalDevice physical, uint32_t index) {
   vkGetPhysicalDeviceFormatProperties(physical, VK_FORMAT_R32G32B32A32_UINT, &format);
   info.texel_buffer_uint4 = format.bufferFeatures & VK_FORMAT_FEATURE_UNIFORM_TEXEL_BUFFER_BIT;
 
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV matrix_features{};
+  matrix_features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
   VkPhysicalDeviceVulkan13Features f13{};
   f13.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES;
+  f13.pNext = nv_matrix ? &matrix_features : nullptr;
   VkPhysicalDeviceVulkan12Features f12{};
   f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
-  f12.pNext = vulkan13 ? &f13 : nullptr;
+  f12.pNext = vulkan13 ? &f13 : (nv_matrix ? static_cast<void*>(&matrix_features) : nullptr);
   VkPhysicalDeviceVulkan11Features f11{};
   f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
   f11.pNext = &f12;
@@ -208,6 +251,11 @@ DeviceInfo query_device_info(VkPhysicalDevice physical, uint32_t index) {
   info.integer_dot_product = vulkan13 && f13.shaderIntegerDotProduct;
   info.integer_dot_4x8_packed_accelerated =
       vulkan13 && dot_props.integerDotProduct4x8BitPackedSignedAccelerated;
+  info.vulkan_memory_model = f12.vulkanMemoryModel && f12.vulkanMemoryModelDeviceScope;
+  if (nv_matrix && matrix_features.cooperativeMatrix &&
+      (matrix_props.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT) && info.shader_int8 &&
+      info.vulkan_memory_model)
+    info.int8_matrix_unit = pick_int8_matrix_unit(cooperative_matrix_offers(instance, physical));
 
   uint32_t family_count = 0;
   vkGetPhysicalDeviceQueueFamilyProperties(physical, &family_count, nullptr);

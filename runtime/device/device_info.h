@@ -15,6 +15,26 @@ struct MemoryHeapInfo {
   bool device_local = false;
 };
 
+// The size of one int8 x int8 -> int32 matrix multiply-add a subgroup runs on the matrix units
+// (VK_NV_cooperative_matrix): C (m x n) += A (m x k) B (k x n). All zero: none.
+struct MatrixUnitShape {
+  uint32_t m = 0, n = 0, k = 0;
+  bool any() const { return m != 0; }
+};
+
+// One entry of vkGetPhysicalDeviceCooperativeMatrixPropertiesNV, as ternvk reads it.
+struct CooperativeMatrixOffer {
+  uint32_t m = 0, n = 0, k = 0;
+  VkComponentTypeNV a = VK_COMPONENT_TYPE_FLOAT16_NV, b = a, c = a, result = a;
+  VkScopeNV scope = VK_SCOPE_SUBGROUP_NV;
+};
+
+// The int8 matrix shape ternary_gemm_matrix_unit.comp can use among the driver's offers: signed
+// int8 A and B, int32 C and result, subgroup scope, k dividing 64 (a staged chunk) and n a multiple
+// of 4 (the accumulators leave through uvec4 rows); the most products per multiply, then the
+// largest m. None when no offer qualifies.
+MatrixUnitShape pick_int8_matrix_unit(const std::vector<CooperativeMatrixOffer>& offers);
+
 struct DeviceInfo {
   uint32_t index = 0;  // position in vkEnumeratePhysicalDevices
   VkPhysicalDevice physical = VK_NULL_HANDLE;
@@ -57,6 +77,12 @@ struct DeviceInfo {
   bool integer_dot_product = false;             // OpSDot & co. exist
   bool integer_dot_4x8_packed_accelerated = false;
   bool cooperative_matrix = false;              // VK_KHR_cooperative_matrix present
+  // vulkanMemoryModel with its device scope (the NV matrix shader declares the model; enabled, it
+  // also holds the other shaders' device-scope atomics to its rules)
+  bool vulkan_memory_model = false;
+  // VK_NV_cooperative_matrix's int8 shape, when the extension, its feature for compute shaders,
+  // shaderInt8 and the Vulkan memory model are all there (has_int8_matrix_unit()).
+  MatrixUnitShape int8_matrix_unit;
   bool memory_budget = false;                   // VK_EXT_memory_budget present
   bool timeline_semaphore = false;              // timelineSemaphore feature (core in Vulkan 1.2)
   // Streaming multiprocessors / compute units where an extension reports them
@@ -70,6 +96,7 @@ struct DeviceInfo {
     return type == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU || type == VK_PHYSICAL_DEVICE_TYPE_CPU;
   }
   bool has_fast_int8_dot() const { return integer_dot_product && integer_dot_4x8_packed_accelerated; }
+  bool has_int8_matrix_unit() const { return int8_matrix_unit.any(); }
   // compute_units when known; else an assumption for sizing grids: 100 on a discrete GPU (a large
   // one: too many workgroups cost little, too few leave the device idle), 16 on an integrated or
   // other GPU, the host's hardware threads on a CPU device (lavapipe runs a workgroup per thread).
@@ -83,6 +110,6 @@ struct DeviceInfo {
   std::string describe() const;
 };
 
-DeviceInfo query_device_info(VkPhysicalDevice physical, uint32_t index);
+DeviceInfo query_device_info(VkInstance instance, VkPhysicalDevice physical, uint32_t index);
 
 }  // namespace ternvk

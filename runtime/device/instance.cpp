@@ -111,7 +111,7 @@ Instance::Instance(InstanceOptions options) {
   TERNVK_VK_CHECK(vkEnumeratePhysicalDevices(instance, &count, nullptr));
   std::vector<VkPhysicalDevice> physical(count);
   TERNVK_VK_CHECK(vkEnumeratePhysicalDevices(instance, &count, physical.data()));
-  for (uint32_t i = 0; i < count; ++i) devices_.push_back(query_device_info(physical[i], i));
+  for (uint32_t i = 0; i < count; ++i) devices_.push_back(query_device_info(instance, physical[i], i));
 }
 
 Instance::~Instance() = default;  // the messenger, then the instance

@@ -44,7 +44,7 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
   std::vector<Device*> devices;
   for (auto& d : devices_) devices.push_back(d.get());
   const StageOptions so{.context = context_, .sequences = options_.sequences, .max_tokens = max_tokens_,
-                        .dot = options_.dot, .timestamps = options_.timestamps,
+                        .dot = options_.dot, .gemm_units = options_.gemm_units, .timestamps = options_.timestamps,
                         .max_segment_bytes = options_.max_segment_bytes,
                         .fused_shape = options_.fused_shape, .fp16_baseline = options_.fp16_baseline,
                         .head = options_.head, .plan = options_.plan};

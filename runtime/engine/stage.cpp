@@ -19,7 +19,7 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
       c_(source.config()),
       spec_(spec),
       options_(options),
-      ternary_(device, {.dot = options.dot}),
+      ternary_(device, {.dot = options.dot, .gemm_units = options.gemm_units}),
       fp16_(device),
       norm_quant_(device),
       int8_(device),

@@ -88,6 +88,8 @@ class Stage {
   uint64_t weight_bytes() const { return weight_bytes_; }
   uint64_t kv_bytes() const { return kv_bytes_; }
   ExecutionPlan plan() const { return plan_; }
+  // Whether the ternary prefill GEMM runs on the device's matrix units (ops::GemmUnits).
+  bool prefill_on_matrix_units() const { return ternary_.gemm().uses_matrix_units(); }
   // Steps of up to this many tokens (a one-sequence decode step) run the GPU plan's fused layers;
   // larger ones the separate ops, whose GEMV/GEMM reads each weight once for all the step's tokens:
   // on an H200 the fused layers were faster at 1 token for every matrix and slower at 4 for most,

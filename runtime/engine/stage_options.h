@@ -42,6 +42,7 @@ struct StageOptions {
   int sequences = 1;      // KV cache slots (sequences held at once)
   int max_tokens = 64;    // tokens per step (the prefill chunk)
   ops::TernaryDot dot = ops::TernaryDot::Auto;
+  ops::GemmUnits gemm_units = ops::GemmUnits::Auto;  // the ternary prefill GEMM's (ternary_gemm.h)
   TimestampMode timestamps = TimestampMode::None;  // GPU times of each pass (profiler)
   uint64_t max_segment_bytes = 0;  // tests: force tensors to split
   std::optional<ops::FusedLinearShape> fused_shape;  // tests, benchmarks: overrides the fused layers' pick

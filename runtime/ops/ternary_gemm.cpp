@@ -4,6 +4,7 @@
 #include <string>
 
 #include "runtime/core/error.h"
+#include "runtime/ops/matrix_unit_gemm.h"
 #include "runtime/ops/ternary_matmul.h"
 
 namespace ternvk::ops {
@@ -66,6 +67,27 @@ bool use_gemm(MatmulKernel kernel, const DeviceInfo& info, uint32_t tokens) {
     case MatmulKernel::Gemm: return true;
   }
   return false;
+}
+
+bool use_matrix_units(GemmUnits units, Device& device) {
+  switch (units) {
+    case GemmUnits::Auto:
+      return device.info().has_int8_matrix_unit() && !device.faults().any() && matrix_unit_gemm_agrees(device);
+    case GemmUnits::Vector: return false;
+    case GemmUnits::MatrixUnits:
+      MatrixUnitTile::pick(device.info(), 64);  // throws naming what the device lacks
+      return true;
+  }
+  return false;
+}
+
+const char* gemm_units_name(GemmUnits units) {
+  switch (units) {
+    case GemmUnits::Auto: return "auto";
+    case GemmUnits::Vector: return "vector";
+    case GemmUnits::MatrixUnits: return "matrix";
+  }
+  return "?";
 }
 
 uint64_t GemmShape::ternary_shared_bytes(bool int8_dot) const {
@@ -150,9 +172,11 @@ PipelineOptions GemmShape::pipeline_options(Epilogue epilogue) const {
   return po;
 }
 
-TernaryGemm::TernaryGemm(Device& device, bool int8_dot, std::optional<GemmShape> shape)
+TernaryGemm::TernaryGemm(Device& device, bool int8_dot, std::optional<GemmShape> shape, GemmUnits units)
     : device_(device), dot_(int8_dot), shape_(shape) {
   if (shape_) shape_->validate_ternary(device.info(), dot_);
+  // A shape given for the tiled kernel means the tiled kernel (tests, benchmarks).
+  matrix_units_ = !(shape_ && units == GemmUnits::Auto) && use_matrix_units(units, device);
 }
 
 GemmShape TernaryGemm::shape_for(uint32_t rows, uint32_t tokens) const {
@@ -162,6 +186,7 @@ GemmShape TernaryGemm::shape_for(uint32_t rows, uint32_t tokens) const {
 
 void TernaryGemm::record(Recording& rec, const TernaryMatrixGpu& w, const QuantizedActivations& x, uint32_t tokens,
                          const MatmulOutput& y, uint32_t y_stride, Epilogue epilogue) const {
+  if (matrix_units_) return MatrixUnitGemm(device_).record(rec, w, x, tokens, y, y_stride, epilogue);
   const GemmShape shape = shape_for(w.rows(), tokens);
   const Pipeline& pipeline = device_.pipeline(shader_name(), shape.pipeline_options(epilogue));
   struct {

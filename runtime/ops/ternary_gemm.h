@@ -22,6 +22,17 @@ enum class MatmulKernel {
   Gemm,  // the tiled GEMM for every token count (tests force it on any device)
 };
 
+// Which units the ternary GEMM multiplies on.
+enum class GemmUnits {
+  Auto,         // MatrixUnits where the device has them and matrix_unit_gemm_agrees(), else Vector
+  Vector,       // ternary_gemm.comp: packed int8 dot products or SWAR on the shader cores
+  MatrixUnits,  // ternary_gemm_matrix_unit.comp (matrix_unit_gemm.h); throws on a device without them
+};
+// Resolves `units` on this device (Auto runs the device's self-check once; not under injected
+// faults, whose counts the check's submits and buffers would shift): true for the matrix units.
+bool use_matrix_units(GemmUnits units, Device& device);
+const char* gemm_units_name(GemmUnits units);
+
 // Auto's switch point: below it the GEMV's token groups (up to 4 tokens per weight read) are
 // enough, and batched decode steps of a few sequences keep the GEMV. Not yet tuned on a GPU.
 inline constexpr uint32_t kGemmMinTokens = 32;
@@ -72,10 +83,13 @@ struct GemmShape {
 // The ternary GEMM: TernaryMatmul::record checks the arguments and delegates here.
 class TernaryGemm {
  public:
-  TernaryGemm(Device& device, bool int8_dot, std::optional<GemmShape> shape);
+  TernaryGemm(Device& device, bool int8_dot, std::optional<GemmShape> shape, GemmUnits units = GemmUnits::Auto);
 
   GemmShape shape_for(uint32_t rows, uint32_t tokens) const;
-  const char* shader_name() const { return dot_ ? "ternary_gemm_dot" : "ternary_gemm_swar"; }
+  bool uses_matrix_units() const { return matrix_units_; }
+  const char* shader_name() const {
+    return matrix_units_ ? "ternary_gemm_matrix_unit" : dot_ ? "ternary_gemm_dot" : "ternary_gemm_swar";
+  }
   // y (row stride `y_stride` floats) = or += W x for `tokens` tokens; arguments already checked.
   void record(Recording& rec, const TernaryMatrixGpu& w, const QuantizedActivations& x, uint32_t tokens,
               const MatmulOutput& y, uint32_t y_stride, Epilogue epilogue) const;
@@ -84,6 +98,7 @@ class TernaryGemm {
   Device& device_;
   bool dot_ = false;
   std::optional<GemmShape> shape_;
+  bool matrix_units_ = false;
 };
 
 }  // namespace ternvk::ops

@@ -131,7 +131,7 @@ TernaryMatmul::TernaryMatmul(Device& device, TernaryMatmulOptions options) : dev
   texel_ = use_texel_loads(info, options.load, "ternary matmul");
   dot_ = resolve_int8_dot(info, options.dot, "ternary matmul");
   if (options.shape) options.shape->validate(info, "ternary matmul");
-  gemm_.emplace(device, dot_, options.gemm_shape);
+  gemm_.emplace(device, dot_, options.gemm_shape, options.gemm_units);
 }
 
 const char* TernaryMatmul::shader_name(bool texel) const {

@@ -85,6 +85,7 @@ struct TernaryMatmulOptions {
   MatmulLoad load = MatmulLoad::Auto;       // the GEMV's (the GEMM reads storage buffers)
   MatmulKernel kernel = MatmulKernel::Auto;  // GEMV or tiled GEMM (ternary_gemm.h)
   std::optional<GemmShape> gemm_shape;       // overrides GemmShape::pick_ternary
+  GemmUnits gemm_units = GemmUnits::Auto;    // the GEMM's multiply units (ternary_gemm.h)
 };
 
 class TernaryMatmul {

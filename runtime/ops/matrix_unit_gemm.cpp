@@ -1,0 +1,178 @@
+#include "runtime/ops/matrix_unit_gemm.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "runtime/core/error.h"
+#include "runtime/ops/ternary_gemm.h"
+#include "runtime/ops/ternary_matmul.h"
+
+namespace ternvk::ops {
+namespace {
+
+void require_unit(const DeviceInfo& info) {
+  if (!info.has_int8_matrix_unit())
+    throw Error("matrix-unit GEMM: device '" + info.name +
+                "' offers no int8 x int8 -> int32 cooperative matrices (VK_NV_cooperative_matrix with shaderInt8 "
+                "and the Vulkan memory model); use the tiled GEMM");
+}
+
+}  // namespace
+
+uint64_t MatrixUnitTile::shared_bytes() const {
+  // ternary_gemm_matrix_unit.comp: (BN + BM) rows of KCHUNKS * 4 + 1 uvec4, or BM rows of BN / 4 + 1.
+  const uint64_t tiles = uint64_t(tile_rows() + tile_tokens()) * (k_chunks * 4 + 1) * 16;
+  const uint64_t accumulators = uint64_t(tile_tokens()) * (tile_rows() / 4 + 1) * 16;
+  return std::max(tiles, accumulators);
+}
+
+MatrixUnitTile MatrixUnitTile::pick(const DeviceInfo& info, uint32_t tokens) {
+  require_unit(info);
+  MatrixUnitTile t;
+  t.unit = info.int8_matrix_unit;
+  // The subgroup the pipeline gets: the device's fixed size, or 32 (clamped) required where it varies.
+  if (info.subgroup_size_control && info.min_subgroup_size != info.max_subgroup_size) {
+    t.subgroup = std::clamp(32u, info.min_subgroup_size, info.max_subgroup_size);
+    t.required_subgroup_size = t.subgroup;
+  } else {
+    t.subgroup = info.subgroup_size;
+  }
+  t.matrices_m = std::max(1u, 32 / t.unit.m);
+  t.matrices_n = std::max(1u, 64 / t.unit.n);
+  while (t.matrices_m > 1 && uint64_t(t.tile_tokens()) >= 2ull * std::max(tokens, 1u)) t.matrices_m /= 2;
+  while (t.shared_bytes() > info.max_shared_memory && t.k_chunks > 1) --t.k_chunks;
+  while (t.shared_bytes() > info.max_shared_memory && t.matrices_n > 1) t.matrices_n /= 2;
+  while (t.workgroup() > info.max_workgroup_invocations && t.subgroups_m > 1) t.subgroups_m /= 2;
+  while (t.workgroup() > info.max_workgroup_invocations && t.subgroups_n > 1) t.subgroups_n /= 2;
+  t.validate(info);
+  return t;
+}
+
+void MatrixUnitTile::validate(const DeviceInfo& info) const {
+  require_unit(info);
+  if (unit.m != info.int8_matrix_unit.m || unit.n != info.int8_matrix_unit.n || unit.k != info.int8_matrix_unit.k)
+    throw Error("matrix-unit GEMM: a tile of " + std::to_string(unit.m) + "x" + std::to_string(unit.n) + "x" +
+                std::to_string(unit.k) + " matrices; device '" + info.name + "' multiplies " +
+                std::to_string(info.int8_matrix_unit.m) + "x" + std::to_string(info.int8_matrix_unit.n) + "x" +
+                std::to_string(info.int8_matrix_unit.k));
+  if (subgroups_m == 0 || subgroups_n == 0 || matrices_m == 0 || matrices_n == 0 || k_chunks == 0 || subgroup == 0 ||
+      workgroup() > info.max_workgroup_invocations)
+    throw Error("matrix-unit GEMM: invalid tile: " + std::to_string(subgroups_m) + " x " + std::to_string(subgroups_n) +
+                " subgroups of " + std::to_string(subgroup) + " (at most " +
+                std::to_string(info.max_workgroup_invocations) + " invocations on device '" + info.name + "'), " +
+                std::to_string(matrices_m) + " x " + std::to_string(matrices_n) + " matrices each, K block " +
+                std::to_string(k_chunks) + " chunks");
+  const bool size_fixed = required_subgroup_size ? info.subgroup_size_control
+                                                 : info.min_subgroup_size == info.max_subgroup_size;
+  const uint32_t size = required_subgroup_size ? required_subgroup_size : info.subgroup_size;
+  if (!size_fixed || size != subgroup)
+    throw Error("matrix-unit GEMM: the tile assumes subgroups of " + std::to_string(subgroup) + " invocations; device '" +
+                info.name + "' uses " + std::to_string(info.min_subgroup_size) + "-" +
+                std::to_string(info.max_subgroup_size) + (info.subgroup_size_control ? "" : " and cannot require one"));
+  if (shared_bytes() > info.max_shared_memory)
+    throw Error("matrix-unit GEMM: a tile of " + std::to_string(tile_tokens()) + " tokens x " +
+                std::to_string(tile_rows()) + " rows needs " + std::to_string(shared_bytes()) +
+                " bytes of shared memory; device '" + info.name + "' offers " + std::to_string(info.max_shared_memory));
+}
+
+PipelineOptions MatrixUnitTile::pipeline_options(Epilogue epilogue) const {
+  PipelineOptions po;
+  po.constants = {{0, workgroup()},    {1, unit.m},     {2, unit.n},
+                  {3, unit.k},         {4, subgroups_m}, {5, subgroups_n},
+                  {6, static_cast<uint32_t>(epilogue)}, {7, matrices_m}, {8, matrices_n},
+                  {9, k_chunks},       {10, subgroup}};
+  po.required_subgroup_size = required_subgroup_size;
+  return po;
+}
+
+void MatrixUnitGemm::record(Recording& rec, const TernaryMatrixGpu& w, const QuantizedActivations& x, uint32_t tokens,
+                            const MatmulOutput& y, uint32_t y_stride, Epilogue epilogue) const {
+  const MatrixUnitTile tile = MatrixUnitTile::pick(device_.info(), tokens);
+  const Pipeline& pipeline = device_.pipeline("ternary_gemm_matrix_unit", tile.pipeline_options(epilogue));
+  struct {
+    uint32_t chunks, rows, row_base, tokens, y_stride, y_offset;
+  } push{w.padded_cols() / 64, 0, 0, tokens, y_stride, y.offset};
+  const uint32_t token_tiles = (tokens + tile.tile_tokens() - 1) / tile.tile_tokens();
+  for (const MatrixSegment& seg : w.segments()) {
+    push.rows = seg.rows;
+    push.row_base = seg.first_row;
+    const DispatchWork work = matmul_work(seg.rows, w.padded_cols() / 4.0 + 8, w.cols(), tokens, w.padded_cols() + 8.0,
+                                          epilogue == Epilogue::Accumulate);
+    rec.dispatch(pipeline, {seg.weights.range(), w.row_info().range(), x.values, x.meta, y.buffer}, push,
+                 (seg.rows + tile.tile_rows() - 1) / tile.tile_rows(), token_tiles, 1, {w.name(), work});
+  }
+}
+
+bool ternary_gemm_agrees_with_tiled(Device& device, const RecordTernaryGemm& candidate) {
+  constexpr uint32_t rows = 200, cols = 320, tokens = 70;  // no tile multiple; K of 5 chunks
+  std::mt19937 rng(20261205);
+  std::vector<int8_t> w(size_t(rows) * cols);
+  for (auto& v : w) v = int8_t(int(rng() % 3) - 1);
+  const TernaryMatrixGpu gw(device, pack_ternary(w, rows, cols, 0.37f), "matrix-unit self-check weights");
+
+  const uint32_t words = QuantizedActivations{{}, {}, cols}.words_per_token();
+  std::vector<uint32_t> values(size_t(tokens) * words, 0);
+  std::vector<int32_t> meta(size_t(tokens) * 2);
+  for (uint32_t t = 0; t < tokens; ++t) {
+    int32_t sum = 0;
+    for (uint32_t k = 0; k < cols; ++k) {
+      const int q = int(rng() % 255) - 127;
+      values[size_t(t) * words + k / 4] |= uint32_t(uint8_t(int8_t(q))) << (8 * (k % 4));
+      sum += q;
+    }
+    meta[size_t(t) * 2] = std::bit_cast<int32_t>(0.01f * float(t + 1));
+    meta[size_t(t) * 2 + 1] = sum;
+  }
+  Buffer xv = device.create_buffer(values.size() * 4, MemoryKind::DeviceLocal, "matrix-unit self-check activations");
+  Buffer xm = device.create_buffer(meta.size() * 4, MemoryKind::DeviceLocal, "matrix-unit self-check scales");
+  device.upload(xv, values.data(), values.size() * 4);
+  device.upload(xm, meta.data(), meta.size() * 4);
+  const QuantizedActivations x{xv.range(), xm.range(), cols};
+
+  const uint64_t y_bytes = uint64_t(tokens) * rows * 4;
+  std::vector<float> y0(size_t(tokens) * rows);
+  for (size_t i = 0; i < y0.size(); ++i) y0[i] = float(int(i % 17) - 8);
+  auto run = [&](auto&& record) {
+    Buffer y = device.create_buffer(y_bytes, MemoryKind::DeviceLocal, "matrix-unit self-check output");
+    device.upload(y, y0.data(), y_bytes);
+    Recording rec(device);
+    record(rec, MatmulOutput{y.range(), 0, 0}, Epilogue::Store);
+    record(rec, MatmulOutput{y.range(), 0, 0}, Epilogue::Accumulate);
+    rec.submit_and_wait();
+    std::vector<float> out(y0.size());
+    device.download(y, out.data(), y_bytes);
+    return out;
+  };
+  const TernaryGemm tiled(device, device.info().integer_dot_product, std::nullopt, GemmUnits::Vector);
+  const auto expect = run([&](Recording& rec, const MatmulOutput& y, Epilogue e) {
+    tiled.record(rec, gw, x, tokens, y, rows, e);
+  });
+  const auto got = run([&](Recording& rec, const MatmulOutput& y, Epilogue e) {
+    candidate(rec, gw, x, tokens, y, rows, e);
+  });
+  return std::memcmp(expect.data(), got.data(), y_bytes) == 0;
+}
+
+bool matrix_unit_gemm_agrees(Device& device) {
+  if (!device.info().has_int8_matrix_unit()) return false;
+  return device.self_check("ternary_gemm_matrix_unit", [&] {
+    try {
+      const MatrixUnitGemm units(device);
+      return ternary_gemm_agrees_with_tiled(device, [&](Recording& rec, const TernaryMatrixGpu& w,
+                                                        const QuantizedActivations& x, uint32_t tokens,
+                                                        const MatmulOutput& y, uint32_t y_stride, Epilogue e) {
+        units.record(rec, w, x, tokens, y, y_stride, e);
+      });
+    } catch (const DeviceLostError&) {
+      throw;
+    } catch (const std::exception&) {
+      return false;
+    }
+  });
+}
+
+}  // namespace ternvk::ops

@@ -1,0 +1,73 @@
+// The ternary GEMM on the GPU's matrix units (shaders/ternary_gemm_matrix_unit.comp: int8 x int8 ->
+// int32 matrices of VK_NV_cooperative_matrix). Same inputs and results as the tiled GEMM, bit for
+// bit: the sums are exact integers and the float epilogue is shared.
+//
+// No CPU device has matrix units, so no test here runs this kernel. Before TernaryGemm uses it,
+// matrix_unit_gemm_agrees() runs it once per device on a small GEMM that is not a tile multiple and
+// compares every output bit with the tiled GEMM's (which the tests do cover); a device where they
+// differ keeps the tiled GEMM.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+#include "runtime/device/device.h"
+#include "runtime/device/recording.h"
+#include "runtime/ops/quantized_activations.h"
+#include "runtime/ops/ternary_matrix.h"
+
+namespace ternvk::ops {
+
+// How the matrix-unit GEMM tiles the output (its specialization constants): SG_M x SG_N subgroups,
+// each holding FM x FN accumulator matrices of the device's MatrixUnitShape (m tokens x n rows).
+struct MatrixUnitTile {
+  MatrixUnitShape unit;        // the device's int8 multiply (m x n x k)
+  uint32_t subgroups_m = 2;    // subgroups across the tile's tokens
+  uint32_t subgroups_n = 2;    // ... and across its rows
+  uint32_t matrices_m = 2;     // accumulators a subgroup holds across tokens
+  uint32_t matrices_n = 8;     // ... and across rows
+  uint32_t k_chunks = 2;       // 64-element chunks per staged K block
+  uint32_t subgroup = 32;      // invocations per subgroup
+  uint32_t required_subgroup_size = 0;  // set where the device's subgroup size varies
+
+  uint32_t workgroup() const { return subgroup * subgroups_m * subgroups_n; }
+  uint32_t tile_tokens() const { return subgroups_m * matrices_m * unit.m; }
+  uint32_t tile_rows() const { return subgroups_n * matrices_n * unit.n; }
+  // Bytes of shared memory the kernel declares: the staged tiles or the accumulators, the larger.
+  uint64_t shared_bytes() const;
+
+  // For `tokens` tokens on this device: 2 x 2 subgroups of 32 x 64 (tokens x rows; 64 x 128 tiles
+  // with 16 x 8 matrices), K blocks of 128; the tokens a subgroup holds halve while the tile would
+  // hold twice `tokens`; the K block, then the rows a subgroup holds, shrink to fit shared memory.
+  // Throws when the device has no int8 matrix unit.
+  static MatrixUnitTile pick(const DeviceInfo& info, uint32_t tokens);
+  // Throws naming the limit when this tile does not fit the device (or it has no matrix unit).
+  void validate(const DeviceInfo& info) const;
+  PipelineOptions pipeline_options(Epilogue epilogue) const;
+};
+
+class MatrixUnitGemm {
+ public:
+  explicit MatrixUnitGemm(Device& device) : device_(device) {}
+  // y (row stride `y_stride` floats) = or += W x for `tokens` tokens; arguments already checked.
+  void record(Recording& rec, const TernaryMatrixGpu& w, const QuantizedActivations& x, uint32_t tokens,
+              const MatmulOutput& y, uint32_t y_stride, Epilogue epilogue) const;
+
+ private:
+  Device& device_;
+};
+
+// Records a ternary GEMM as TernaryGemm::record does (y row stride `y_stride` floats).
+using RecordTernaryGemm = std::function<void(Recording& rec, const TernaryMatrixGpu& w, const QuantizedActivations& x,
+                                             uint32_t tokens, const MatmulOutput& y, uint32_t y_stride,
+                                             Epilogue epilogue)>;
+// The self-check's comparison: runs `candidate` and the tiled GEMM (packed int8 dot where the device
+// has it) on the same 200 x 320 matrix and 70 tokens, y = W x then y += W x, and compares every
+// output bit. Throws what the runs throw.
+bool ternary_gemm_agrees_with_tiled(Device& device, const RecordTernaryGemm& candidate);
+
+// ternary_gemm_agrees_with_tiled() for the matrix-unit GEMM, remembered per device
+// (Device::self_check). False on a device without the matrix unit, and when the check fails to run
+// (the reason is not kept: the tiled GEMM is the safe answer either way); a lost device still throws.
+bool matrix_unit_gemm_agrees(Device& device);
+
+}  // namespace ternvk::ops

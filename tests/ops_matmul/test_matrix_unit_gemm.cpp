@@ -1,0 +1,171 @@
+// The ternary GEMM on matrix units (VK_NV_cooperative_matrix int8): which driver offers it takes,
+// how it tiles from device properties, that devices without it refuse it by name and keep the
+// tiled GEMM, and the on-device self-check that guards it (shown to pass on a correct GEMM and to
+// fail on a wrong one). On a device with int8 matrix units (not lavapipe) the kernel itself runs
+// against the GEMV, bit for bit (integer sums, the same float epilogue: no tolerance).
+#include <doctest/doctest.h>
+
+#include <cstring>
+
+#include "common/device_profiles.h"
+#include "common/gpu.h"
+#include "ops_matmul/matmul_test_util.h"
+#include "ops_matmul/reference.h"
+#include "runtime/ops/matrix_unit_gemm.h"
+#include "runtime/ops/ternary_matmul.h"
+
+using namespace ternvk;
+using namespace ternvk::ops;
+
+namespace {
+
+CooperativeMatrixOffer int8_offer(uint32_t m, uint32_t n, uint32_t k) {
+  return {m, n, k, VK_COMPONENT_TYPE_SINT8_NV, VK_COMPONENT_TYPE_SINT8_NV, VK_COMPONENT_TYPE_SINT32_NV,
+          VK_COMPONENT_TYPE_SINT32_NV, VK_SCOPE_SUBGROUP_NV};
+}
+
+DeviceInfo h200_with_matrix_units() {
+  DeviceInfo info = test::h200_like_info();
+  info.shader_int8 = info.vulkan_memory_model = true;
+  info.int8_matrix_unit = {16, 8, 32};
+  return info;
+}
+
+}  // namespace
+
+TEST_CASE("the int8 matrix shape is picked from the driver's offers") {
+  CHECK_FALSE(pick_int8_matrix_unit({}).any());
+  // fp16 and unsigned offers, workgroup scope, a k that does not divide 64 and an n that is not a
+  // multiple of 4 do not qualify.
+  CooperativeMatrixOffer fp16 = int8_offer(16, 16, 16);
+  fp16.a = fp16.b = VK_COMPONENT_TYPE_FLOAT16_NV;
+  CooperativeMatrixOffer unsigned_a = int8_offer(16, 8, 32);
+  unsigned_a.a = VK_COMPONENT_TYPE_UINT8_NV;
+  CooperativeMatrixOffer workgroup = int8_offer(16, 8, 32);
+  workgroup.scope = VK_SCOPE_WORKGROUP_NV;
+  CHECK_FALSE(pick_int8_matrix_unit({fp16, unsigned_a, workgroup, int8_offer(16, 8, 48), int8_offer(16, 6, 32)}).any());
+  // Among the qualifying ones, the most products per multiply.
+  const MatrixUnitShape best = pick_int8_matrix_unit({int8_offer(8, 8, 32), fp16, int8_offer(16, 8, 32)});
+  CHECK(best.m == 16);
+  CHECK(best.n == 8);
+  CHECK(best.k == 32);
+}
+
+TEST_CASE("the matrix-unit GEMM tiles from device properties") {
+  const DeviceInfo h200 = h200_with_matrix_units();
+  const MatrixUnitTile big = MatrixUnitTile::pick(h200, 512);
+  CHECK(big.workgroup() == 128);
+  CHECK(big.tile_tokens() == 64);
+  CHECK(big.tile_rows() == 128);
+  CHECK(big.k_chunks == 2);
+  CHECK(big.shared_bytes() <= h200.max_shared_memory);
+  CHECK(big.required_subgroup_size == 0);  // 32 is the only size
+  // Few tokens: a tile of at most twice as many.
+  CHECK(MatrixUnitTile::pick(h200, 20).tile_tokens() == 32);
+  // 16 KiB of shared memory: the K block, then the rows a subgroup holds, shrink.
+  DeviceInfo small = h200;
+  small.max_shared_memory = 16 << 10;
+  const MatrixUnitTile fitted = MatrixUnitTile::pick(small, 512);
+  CHECK(fitted.shared_bytes() <= small.max_shared_memory);
+  CHECK(fitted.k_chunks == 1);
+  CHECK(fitted.tile_rows() < big.tile_rows());
+  CHECK_THROWS_WITH_AS(big.validate(small), doctest::Contains("shared memory"), Error);
+  // A device whose subgroup size varies: 32 is required, or the tile is refused without size control.
+  DeviceInfo varying = h200;
+  varying.min_subgroup_size = 16;
+  varying.max_subgroup_size = 64;
+  CHECK(MatrixUnitTile::pick(varying, 512).required_subgroup_size == 32);
+  varying.subgroup_size_control = false;
+  CHECK_THROWS_WITH_AS(MatrixUnitTile::pick(varying, 512), doctest::Contains("cannot require"), Error);
+  // Another unit size: the tile follows it.
+  DeviceInfo other = h200;
+  other.int8_matrix_unit = {16, 16, 32};
+  CHECK(MatrixUnitTile::pick(other, 512).tile_rows() == 128);
+  CHECK_THROWS_WITH_AS(big.validate(other), doctest::Contains("multiplies 16x16x32"), Error);
+  // No unit: refused by name.
+  CHECK_THROWS_WITH_AS(MatrixUnitTile::pick(test::h200_like_info(), 512), doctest::Contains("cooperative matrices"),
+                       Error);
+}
+
+TEST_CASE("devices without int8 matrix units refuse them by name and keep the tiled GEMM") {
+  Device& dev = test::device();
+  if (dev.info().has_int8_matrix_unit()) {
+    MESSAGE("device has int8 matrix units: its own test case below runs them");
+    return;
+  }
+  CHECK_THROWS_WITH_AS(TernaryMatmul(dev, {.kernel = MatmulKernel::Gemm, .gemm_units = GemmUnits::MatrixUnits}),
+                       doctest::Contains("cooperative matrices"), Error);
+  CHECK_FALSE(TernaryMatmul(dev, {.kernel = MatmulKernel::Gemm}).gemm().uses_matrix_units());
+  CHECK_FALSE(matrix_unit_gemm_agrees(dev));
+  CHECK_FALSE(use_matrix_units(GemmUnits::Auto, dev));
+}
+
+TEST_CASE("the GEMM self-check passes a correct GEMM and fails a wrong one") {
+  test::ValidationGuard guard;
+  Device& dev = test::device();
+  // The SWAR tiled GEMM (another kernel than the check's reference where the device has OpSDot)
+  // agrees bit for bit.
+  const TernaryGemm swar(dev, false, std::nullopt, GemmUnits::Vector);
+  CHECK(ternary_gemm_agrees_with_tiled(dev, [&](Recording& rec, const TernaryMatrixGpu& w,
+                                                const QuantizedActivations& x, uint32_t tokens, const MatmulOutput& y,
+                                                uint32_t stride, Epilogue e) {
+    swar.record(rec, w, x, tokens, y, stride, e);
+  }));
+  // One token short (the last token's outputs are never written): caught.
+  CHECK_FALSE(ternary_gemm_agrees_with_tiled(dev, [&](Recording& rec, const TernaryMatrixGpu& w,
+                                                      const QuantizedActivations& x, uint32_t tokens,
+                                                      const MatmulOutput& y, uint32_t stride, Epilogue e) {
+    swar.record(rec, w, x, tokens - 1, y, stride, e);
+  }));
+  // Store where the reference accumulates: caught.
+  CHECK_FALSE(ternary_gemm_agrees_with_tiled(dev, [&](Recording& rec, const TernaryMatrixGpu& w,
+                                                      const QuantizedActivations& x, uint32_t tokens,
+                                                      const MatmulOutput& y, uint32_t stride, Epilogue) {
+    swar.record(rec, w, x, tokens, y, stride, Epilogue::Store);
+  }));
+}
+
+TEST_CASE("matrix-unit GEMM equals the GEMV bit for bit (devices with int8 matrix units)") {
+  Device& dev = test::device();
+  if (!dev.info().has_int8_matrix_unit()) {
+    MESSAGE("device '" << dev.info().name << "' has no int8 matrix units: the kernel is not run here");
+    return;
+  }
+  test::ValidationGuard guard;
+  CHECK(matrix_unit_gemm_agrees(dev));
+  // Not tile multiples; K of a partial block; several token tiles; one of everything; segments;
+  // strided output columns; both epilogues; the 2B4T shapes at 512 tokens (checked rows only).
+  struct Case {
+    uint32_t n, k, t;
+    uint64_t max_segment_bytes = 0;
+    uint32_t y_stride = 0, y_offset = 0;
+  };
+  const Case cases[] = {{127, 200, 13}, {1, 1, 1},     {65, 64, 70},        {129, 2577, 9},
+                        {129, 300, 130, 800}, {127, 200, 13, 0, 150, 7}, {3840, 2560, 512}, {2560, 6912, 512}};
+  uint32_t seed = 1200;
+  for (const Case& c : cases)
+    for (Epilogue e : {Epilogue::Store, Epilogue::Accumulate}) {
+      CAPTURE(c.n);
+      CAPTURE(c.k);
+      CAPTURE(c.t);
+      std::mt19937 rng(seed++);
+      const auto w = test::random_ternary(rng, size_t(c.n) * c.k);
+      const auto x = test::random_quantized(rng, c.t, c.k, false);
+      TernaryMatrixGpu gw(dev, pack_ternary(w, c.n, c.k, 0.37f), "matrix-unit test matrix", c.max_segment_bytes);
+      auto gx = test::upload_activations(x);
+      const uint32_t stride = c.y_stride ? c.y_stride : c.n;
+      std::vector<float> y0(size_t(c.t) * stride);
+      for (size_t i = 0; i < y0.size(); ++i) y0[i] = float(int(i % 17) - 8);
+      auto run = [&](TernaryMatmulOptions o) {
+        Buffer gy = test::upload(y0, "matrix-unit test output");
+        TernaryMatmul op(dev, o);
+        Recording rec(dev);
+        op.record(rec, gw, gx.view, c.t, {gy.range(), c.y_stride, c.y_offset}, e);
+        rec.submit_and_wait();
+        return test::download<float>(gy, y0.size());
+      };
+      const auto units = run({.kernel = MatmulKernel::Gemm, .gemm_units = GemmUnits::MatrixUnits});
+      const auto gemv = run({.kernel = MatmulKernel::Gemv});
+      REQUIRE(std::memcmp(units.data(), gemv.data(), units.size() * 4) == 0);
+    }
+}
