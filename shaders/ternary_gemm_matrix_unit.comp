@@ -15,8 +15,9 @@
 // shared memory to an epilogue where neighbouring invocations write neighbouring rows of a token.
 //
 // Matrix sizes (MM, NN, KK) are the device's (vkGetPhysicalDeviceCooperativeMatrixPropertiesNV),
-// set as specialization constants; KK divides 64. Loads and stores address shared memory in uvec4
-// units: element offsets and strides below count uvec4.
+// set as specialization constants; KK is 16, 32 or 64 and NN a multiple of 4. Loads and stores
+// address shared memory in uvec4 units (SPV_NV_cooperative_matrix: strides count the pointer's
+// element type, which may differ from the matrix's): element offsets and strides below count uvec4.
 //
 // Bindings: 0 weights uvec4 [rows][chunks] (one segment); 1 row_info {int code_sum, float scale};
 // 2 activations uvec4 [tokens][chunks * 4]; 3 meta {float s, int sum_q} [tokens]; 4 y fp32.

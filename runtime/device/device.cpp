@@ -75,7 +75,8 @@ Device::Device(Instance& instance, const DeviceInfo& info, DeviceOptions options
   f13.shaderIntegerDotProduct = info.integer_dot_product;
   VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
   f12.pNext = vulkan13 ? &f13 : (info.has_int8_matrix_unit() ? static_cast<void*>(&matrix_features) : nullptr);
-  // Only with the matrix units: enabled, the model holds every shader's device-scope atomics to its rules.
+  // Only with the matrix units. Enabled, the model makes the validation layer require its device
+  // scope wherever any shader uses Device scope (VUID-RuntimeSpirv-vulkanMemoryModel-06265), so both.
   f12.vulkanMemoryModel = f12.vulkanMemoryModelDeviceScope = info.has_int8_matrix_unit();
   f12.storageBuffer8BitAccess = info.storage_8bit;
   f12.shaderInt8 = info.shader_int8;
@@ -208,8 +209,15 @@ void Device::save_pipeline_cache() {
 }
 
 bool Device::self_check(const std::string& name, const std::function<bool()>& run) {
+  if (self_check_thread_.load() == std::this_thread::get_id())
+    throw Error("internal: self-check '" + name + "' started inside another self-check on " + describe());
   std::lock_guard lock(self_checks_mutex_);
   if (auto it = self_checks_.find(name); it != self_checks_.end()) return it->second;
+  struct Running {  // clears the owner on every way out
+    std::atomic<std::thread::id>& owner;
+    ~Running() { owner = std::thread::id(); }
+  } running{self_check_thread_};
+  self_check_thread_ = std::this_thread::get_id();
   const bool passed = run();
   self_checks_[name] = passed;
   return passed;

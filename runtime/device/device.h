@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "runtime/device/device_info.h"
@@ -72,7 +73,8 @@ class Device {
 
   // An on-device self-check, run once per logical device and remembered by name: kernels that no
   // CPU device can run (so no test here covers them) are compared on the device with kernels the
-  // tests do cover before they are used. `run` returns whether the check passed.
+  // tests do cover before they are used. `run` returns whether the check passed; it must not start
+  // another self-check (an Error says so instead of a deadlock).
   bool self_check(const std::string& name, const std::function<bool()>& run);
 
   // Records commands into a one-time command buffer, submits it and waits.
@@ -142,6 +144,7 @@ class Device {
   std::mutex pipelines_mutex_;
   std::map<std::string, std::unique_ptr<Pipeline>> pipelines_;
   std::mutex self_checks_mutex_;  // held while a check runs: each runs once
+  std::atomic<std::thread::id> self_check_thread_{};  // the thread running a check (re-entry would deadlock)
   std::map<std::string, bool> self_checks_;
   int ordinal_ = 0;
   FaultInjection faults_;

@@ -43,7 +43,8 @@ MatrixUnitShape pick_int8_matrix_unit(const std::vector<CooperativeMatrixOffer>&
     if (o.a != VK_COMPONENT_TYPE_SINT8_NV || o.b != VK_COMPONENT_TYPE_SINT8_NV || o.c != VK_COMPONENT_TYPE_SINT32_NV ||
         o.result != VK_COMPONENT_TYPE_SINT32_NV || o.scope != VK_SCOPE_SUBGROUP_NV)
       continue;
-    if (o.m == 0 || o.n == 0 || o.k == 0 || 64 % o.k != 0 || o.n % 4 != 0 || o.m > 64 || o.n > 64) continue;
+    // k: whole uvec4 of int8 per multiply (the shader addresses shared memory in uvec4) within a chunk.
+    if (o.m == 0 || o.n == 0 || o.k % 16 != 0 || 64 % o.k != 0 || o.n % 4 != 0 || o.m > 64 || o.n > 64) continue;
     const uint64_t products = uint64_t(o.m) * o.n * o.k, best_products = uint64_t(best.m) * best.n * best.k;
     if (products > best_products || (products == best_products && o.m > best.m)) best = {o.m, o.n, o.k};
   }

@@ -30,9 +30,9 @@ struct CooperativeMatrixOffer {
 };
 
 // The int8 matrix shape ternary_gemm_matrix_unit.comp can use among the driver's offers: signed
-// int8 A and B, int32 C and result, subgroup scope, k dividing 64 (a staged chunk) and n a multiple
-// of 4 (the accumulators leave through uvec4 rows); the most products per multiply, then the
-// largest m. None when no offer qualifies.
+// int8 A and B, int32 C and result, subgroup scope, k of 16, 32 or 64 (whole uvec4 within a staged
+// chunk) and n a multiple of 4 (the accumulators leave through uvec4 rows); the most products per
+// multiply, then the largest m. None when no offer qualifies.
 MatrixUnitShape pick_int8_matrix_unit(const std::vector<CooperativeMatrixOffer>& offers);
 
 struct DeviceInfo {
@@ -77,8 +77,8 @@ struct DeviceInfo {
   bool integer_dot_product = false;             // OpSDot & co. exist
   bool integer_dot_4x8_packed_accelerated = false;
   bool cooperative_matrix = false;              // VK_KHR_cooperative_matrix present
-  // vulkanMemoryModel with its device scope (the NV matrix shader declares the model; enabled, it
-  // also holds the other shaders' device-scope atomics to its rules)
+  // vulkanMemoryModel and its device scope (the NV matrix shader declares the model; once it is
+  // enabled, the other shaders' Device-scope operations need the device scope too)
   bool vulkan_memory_model = false;
   // VK_NV_cooperative_matrix's int8 shape, when the extension, its feature for compute shaders,
   // shaderInt8 and the Vulkan memory model are all there (has_int8_matrix_unit()).

@@ -34,8 +34,10 @@ MatrixUnitTile MatrixUnitTile::pick(const DeviceInfo& info, uint32_t tokens) {
   require_unit(info);
   MatrixUnitTile t;
   t.unit = info.int8_matrix_unit;
-  // The subgroup the pipeline gets: the device's fixed size, or 32 (clamped) required where it varies.
-  if (info.subgroup_size_control && info.min_subgroup_size != info.max_subgroup_size) {
+  // The subgroup the pipeline gets: 32 (clamped to the device's range), required where the device can
+  // require one, which also makes the pipeline ask for full subgroups (the gl_SubgroupID mapping and
+  // the matrix operations need them); else the device's one fixed size.
+  if (info.subgroup_size_control) {
     t.subgroup = std::clamp(32u, info.min_subgroup_size, info.max_subgroup_size);
     t.required_subgroup_size = t.subgroup;
   } else {
@@ -107,12 +109,11 @@ void MatrixUnitGemm::record(Recording& rec, const TernaryMatrixGpu& w, const Qua
   }
 }
 
-bool ternary_gemm_agrees_with_tiled(Device& device, const RecordTernaryGemm& candidate) {
-  constexpr uint32_t rows = 200, cols = 320, tokens = 70;  // no tile multiple; K of 5 chunks
-  std::mt19937 rng(20261205);
-  std::vector<int8_t> w(size_t(rows) * cols);
-  for (auto& v : w) v = int8_t(int(rng() % 3) - 1);
-  const TernaryMatrixGpu gw(device, pack_ternary(w, rows, cols, 0.37f), "matrix-unit self-check weights");
+namespace {
+
+bool gemm_agrees_once(Device& device, const RecordTernaryGemm& candidate, const TernaryMatrixGpu& gw, uint32_t tokens,
+                      std::mt19937& rng) {
+  const uint32_t rows = gw.rows(), cols = gw.cols();
 
   const uint32_t words = QuantizedActivations{{}, {}, cols}.words_per_token();
   std::vector<uint32_t> values(size_t(tokens) * words, 0);
@@ -133,15 +134,17 @@ bool ternary_gemm_agrees_with_tiled(Device& device, const RecordTernaryGemm& can
   device.upload(xm, meta.data(), meta.size() * 4);
   const QuantizedActivations x{xv.range(), xm.range(), cols};
 
-  const uint64_t y_bytes = uint64_t(tokens) * rows * 4;
-  std::vector<float> y0(size_t(tokens) * rows);
+  // Columns 3 .. 3 + rows of rows of rows + 5 floats, as a fused output's (the rest must stay y0's).
+  const uint32_t stride = rows + 5, offset = 3;
+  const uint64_t y_bytes = uint64_t(tokens) * stride * 4;
+  std::vector<float> y0(size_t(tokens) * stride);
   for (size_t i = 0; i < y0.size(); ++i) y0[i] = float(int(i % 17) - 8);
   auto run = [&](auto&& record) {
     Buffer y = device.create_buffer(y_bytes, MemoryKind::DeviceLocal, "matrix-unit self-check output");
     device.upload(y, y0.data(), y_bytes);
     Recording rec(device);
-    record(rec, MatmulOutput{y.range(), 0, 0}, Epilogue::Store);
-    record(rec, MatmulOutput{y.range(), 0, 0}, Epilogue::Accumulate);
+    record(rec, MatmulOutput{y.range(), stride, offset}, Epilogue::Store);
+    record(rec, MatmulOutput{y.range(), stride, offset}, Epilogue::Accumulate);
     rec.submit_and_wait();
     std::vector<float> out(y0.size());
     device.download(y, out.data(), y_bytes);
@@ -149,17 +152,36 @@ bool ternary_gemm_agrees_with_tiled(Device& device, const RecordTernaryGemm& can
   };
   const TernaryGemm tiled(device, device.info().integer_dot_product, std::nullopt, GemmUnits::Vector);
   const auto expect = run([&](Recording& rec, const MatmulOutput& y, Epilogue e) {
-    tiled.record(rec, gw, x, tokens, y, rows, e);
+    tiled.record(rec, gw, x, tokens, y, stride, e);
   });
   const auto got = run([&](Recording& rec, const MatmulOutput& y, Epilogue e) {
-    candidate(rec, gw, x, tokens, y, rows, e);
+    candidate(rec, gw, x, tokens, y, stride, e);
   });
   return std::memcmp(expect.data(), got.data(), y_bytes) == 0;
+}
+
+}  // namespace
+
+bool ternary_gemm_agrees_with_tiled(Device& device, const RecordTernaryGemm& candidate) {
+  constexpr uint32_t rows = 200, cols = 320;  // no tile multiple; K of 5 chunks
+  std::mt19937 rng(20261205);
+  std::vector<int8_t> w(size_t(rows) * cols);
+  for (auto& v : w) v = int8_t(int(rng() % 3) - 1);
+  const PackedTernaryMatrix packed = pack_ternary(w, rows, cols, 0.37f);
+  // Whole, and in segments of 64 rows (80 bytes each: four dispatches, row bases 0 .. 192).
+  const TernaryMatrixGpu whole(device, packed, "matrix-unit self-check weights");
+  const TernaryMatrixGpu segmented(device, packed, "matrix-unit self-check weights (segments)", 64 * 80);
+  // 70 tokens (two token tiles, the second partial) and 20 (a smaller tile of its own).
+  for (uint32_t tokens : {70u, 20u})
+    for (const TernaryMatrixGpu* gw : {&whole, &segmented})
+      if (!gemm_agrees_once(device, candidate, *gw, tokens, rng)) return false;
+  return true;
 }
 
 bool matrix_unit_gemm_agrees(Device& device) {
   if (!device.info().has_int8_matrix_unit()) return false;
   return device.self_check("ternary_gemm_matrix_unit", [&] {
+    const uint64_t timeouts = device.waits_timed_out();
     try {
       const MatrixUnitGemm units(device);
       return ternary_gemm_agrees_with_tiled(device, [&](Recording& rec, const TernaryMatrixGpu& w,
@@ -170,6 +192,8 @@ bool matrix_unit_gemm_agrees(Device& device) {
     } catch (const DeviceLostError&) {
       throw;
     } catch (const std::exception&) {
+      // A kernel that never finished may still be running on the buffers just freed: not a "no".
+      if (device.waits_timed_out() != timeouts) throw;
       return false;
     }
   });

@@ -3,7 +3,7 @@
 // bit: the sums are exact integers and the float epilogue is shared.
 //
 // No CPU device has matrix units, so no test here runs this kernel. Before TernaryGemm uses it,
-// matrix_unit_gemm_agrees() runs it once per device on a small GEMM that is not a tile multiple and
+// matrix_unit_gemm_agrees() runs it once per device on small GEMMs that are not tile multiples and
 // compares every output bit with the tiled GEMM's (which the tests do cover); a device where they
 // differ keeps the tiled GEMM.
 #pragma once
@@ -61,8 +61,9 @@ using RecordTernaryGemm = std::function<void(Recording& rec, const TernaryMatrix
                                              uint32_t tokens, const MatmulOutput& y, uint32_t y_stride,
                                              Epilogue epilogue)>;
 // The self-check's comparison: runs `candidate` and the tiled GEMM (packed int8 dot where the device
-// has it) on the same 200 x 320 matrix and 70 tokens, y = W x then y += W x, and compares every
-// output bit. Throws what the runs throw.
+// has it) on the same 200 x 320 matrix (whole, and in segments of 64 rows) for 70 and 20 tokens,
+// y = W x then y += W x into columns of a wider output, and compares every output bit. Throws what
+// the runs throw.
 bool ternary_gemm_agrees_with_tiled(Device& device, const RecordTernaryGemm& candidate);
 
 // ternary_gemm_agrees_with_tiled() for the matrix-unit GEMM, remembered per device

@@ -5,7 +5,9 @@
 // against the GEMV, bit for bit (integer sums, the same float epilogue: no tolerance).
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "common/device_profiles.h"
 #include "common/gpu.h"
@@ -35,15 +37,17 @@ DeviceInfo h200_with_matrix_units() {
 
 TEST_CASE("the int8 matrix shape is picked from the driver's offers") {
   CHECK_FALSE(pick_int8_matrix_unit({}).any());
-  // fp16 and unsigned offers, workgroup scope, a k that does not divide 64 and an n that is not a
-  // multiple of 4 do not qualify.
+  // fp16 and unsigned offers, workgroup scope, a k that does not divide 64 or is not a whole uvec4
+  // (16 bytes), and an n that is not a multiple of 4 do not qualify.
   CooperativeMatrixOffer fp16 = int8_offer(16, 16, 16);
   fp16.a = fp16.b = VK_COMPONENT_TYPE_FLOAT16_NV;
   CooperativeMatrixOffer unsigned_a = int8_offer(16, 8, 32);
   unsigned_a.a = VK_COMPONENT_TYPE_UINT8_NV;
   CooperativeMatrixOffer workgroup = int8_offer(16, 8, 32);
   workgroup.scope = VK_SCOPE_WORKGROUP_NV;
-  CHECK_FALSE(pick_int8_matrix_unit({fp16, unsigned_a, workgroup, int8_offer(16, 8, 48), int8_offer(16, 6, 32)}).any());
+  CHECK_FALSE(pick_int8_matrix_unit({fp16, unsigned_a, workgroup, int8_offer(16, 8, 48), int8_offer(16, 8, 8),
+                                    int8_offer(16, 6, 32)})
+                  .any());
   // Among the qualifying ones, the most products per multiply.
   const MatrixUnitShape best = pick_int8_matrix_unit({int8_offer(8, 8, 32), fp16, int8_offer(16, 8, 32)});
   CHECK(best.m == 16);
@@ -59,7 +63,11 @@ TEST_CASE("the matrix-unit GEMM tiles from device properties") {
   CHECK(big.tile_rows() == 128);
   CHECK(big.k_chunks == 2);
   CHECK(big.shared_bytes() <= h200.max_shared_memory);
-  CHECK(big.required_subgroup_size == 0);  // 32 is the only size
+  // Required (with full subgroups) wherever the device can require a size, even its only one.
+  CHECK(big.required_subgroup_size == 32);
+  DeviceInfo fixed = h200;
+  fixed.subgroup_size_control = false;
+  CHECK(MatrixUnitTile::pick(fixed, 512).required_subgroup_size == 0);
   // Few tokens: a tile of at most twice as many.
   CHECK(MatrixUnitTile::pick(h200, 20).tile_tokens() == 32);
   // 16 KiB of shared memory: the K block, then the rows a subgroup holds, shrink.
@@ -98,6 +106,18 @@ TEST_CASE("devices without int8 matrix units refuse them by name and keep the ti
   CHECK_FALSE(TernaryMatmul(dev, {.kernel = MatmulKernel::Gemm}).gemm().uses_matrix_units());
   CHECK_FALSE(matrix_unit_gemm_agrees(dev));
   CHECK_FALSE(use_matrix_units(GemmUnits::Auto, dev));
+}
+
+TEST_CASE("a device runs each self-check once and refuses one inside another") {
+  Device& dev = test::device();
+  const std::string name = "test self-check " + std::to_string(std::rand());
+  int runs = 0;
+  CHECK(dev.self_check(name, [&] { return ++runs > 0; }));
+  CHECK(dev.self_check(name, [&] { return ++runs > 5; }));  // remembered: not run again
+  CHECK(runs == 1);
+  CHECK_THROWS_WITH_AS(dev.self_check(name + " outer", [&] { return dev.self_check(name + " inner", [] { return true; }); }),
+                       doctest::Contains("inside another self-check"), Error);
+  CHECK_FALSE(dev.self_check(name + " after", [] { return false; }));  // the lock and the owner were released
 }
 
 TEST_CASE("the GEMM self-check passes a correct GEMM and fails a wrong one") {
