@@ -8,6 +8,8 @@
 //          picked: FusedLinearShape::pick: on GPUs each matrix split to fill the device (on CPU
 //                  devices their own fixed shape)
 //   ternary weights and the FP16 baseline,
+//          (on GPUs also the picked rule with 1 and 4 workgroups a compute unit instead of 2, and with
+//          16 loads in flight a lane instead of 8)
 // and, as the floor, a chain of as many dependent one-workgroup dispatches (a residual add of 4
 // floats): what a dependent dispatch costs on this device whatever it computes.
 //
@@ -175,14 +177,33 @@ int run(int argc, char** argv) {
   fixed.loads_in_flight = 8;
   const RecordingOptions timed{.timestamps = true, .whole_pass = true};
   std::vector<Variant> variants;
-  for (const auto& [split, shape] : {std::pair{"fixed", fixed}, std::pair{"picked", picked}}) {
-    const FusedLinear op(dev, {.shape = shape});
-    Variant t{std::string("ternary, ") + split, std::make_unique<Recording>(dev, timed), tern_bytes, {}};
-    record_layers(*t.rec, op, tern, w);
-    Variant h{std::string("FP16, ") + split, std::make_unique<Recording>(dev, timed), half_bytes, {}};
-    record_layers(*h.rec, op, half, w);
-    variants.push_back(std::move(t));
-    variants.push_back(std::move(h));
+  // The picked rule's knobs, swept around its choice (GPUs only; tuning data for the next rule):
+  // workgroups per compute unit (the pick targets 2) and loads a lane keeps in flight (the pick: 8).
+  std::vector<std::pair<std::string, FusedLinearShape>> shapes = {{"fixed", fixed}, {"picked", picked}};
+  if (picked.fit_to_device) {
+    const uint32_t units = info.assumed_compute_units();
+    for (uint32_t per_unit : {1u, 4u}) {
+      FusedLinearShape s = picked;
+      s.target_workgroups = per_unit * units;
+      shapes.push_back({"picked, " + std::to_string(per_unit) + " workgroup(s) a compute unit", s});
+    }
+    FusedLinearShape deep = picked;
+    deep.loads_in_flight = 16;
+    shapes.push_back({"picked, 16 loads in flight", deep});
+  }
+  for (const auto& [split, shape] : shapes) {
+    try {
+      const FusedLinear op(dev, {.shape = shape});
+      Variant t{std::string("ternary, ") + split, std::make_unique<Recording>(dev, timed), tern_bytes, {}};
+      record_layers(*t.rec, op, tern, w);
+      Variant h{std::string("FP16, ") + split, std::make_unique<Recording>(dev, timed), half_bytes, {}};
+      record_layers(*h.rec, op, half, w);
+      variants.push_back(std::move(t));
+      variants.push_back(std::move(h));
+    } catch (const Error& e) {
+      if (variants.size() < 4) throw;  // the fixed and picked splits are what the summary compares
+      std::printf("(%s: not run: %s)\n", split.c_str(), e.what());
+    }
   }
   Buffer floor_x = floats(dev, rng, 4, "floor x"), floor_y = floats(dev, rng, 4, "floor y");
   Variant chain{"empty dependent dispatches", std::make_unique<Recording>(dev, timed), 0, {}};

@@ -10,14 +10,17 @@
 #   bench.md       2B4T full depth, vocab 32000, f16 head, GPU plan: tg128 and pp512 in one chunk
 #                  (-b 512), ternary and the FP16 baseline side by side (the issue's targets)
 #   profile.json   --plan gpu --timing pass: undistorted GPU time and dispatches per token
-#                  (its progress lines in profile.err)
+#                  (its progress lines go to this script's stderr)
+#   prefill.md     --plan gpu --timing dispatch for one 512-token prefill step: where pp512's time
+#                  goes, per shader (a timestamp after every dispatch distorts little at 512 tokens)
 #   gemm.txt       bench_kernels --prefill at 512 tokens: the 2B4T matrices' GEMV, tiled GEMMs,
 #                  matrix-unit GEMM (where the device has int8 matrix units) and FP16 GEMMs side by side
 #   attention.txt  bench_attention --decode-only (128 to 32k keys, every kernel)
 #   tests.txt      the fused layers, the matrix-unit GEMM, the attention and the engine's plan and
 #                  batch tests with the validation layer on
-# Each step has its own timeout so that one hang cannot hold the lease; the most wanted figures come
-# first, so that the device tool's 10-minute command limit, if reached, cuts the least wanted.
+# Each step has its own timeout so that one hang cannot hold the lease, cut to what is left of a
+# 560-second budget (the device tool's command limit is 600 s); the most wanted figures come first,
+# so that the budget, if reached, cuts the least wanted.
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUTPUT_DIR}
 mkdir -p "$out"
@@ -25,25 +28,29 @@ t=${TERNVK:-build/apps/ternvk}
 b=${TERNVK_BUILD:-build}
 syn="--synthetic 2b4t --vocab 32000"
 step() { echo "[gpu_check] $(date +%T) $*" >&2; }
+# timeout for a step: its own limit, or what is left of the budget (1 s once under 6 s are left)
+limit() { local left=$((560 - SECONDS)); ((left < $1)) && echo $((left > 5 ? left : 1)) || echo "$1"; }
 step devices
-timeout 30 "$t" devices > "$out/devices.txt" 2>&1
+timeout $(limit 30) "$t" devices > "$out/devices.txt" 2>&1
 step layers
-timeout 90 "$b/bench/bench_decode_layers" > "$out/layers.md" 2>&1
+timeout $(limit 90) "$b/bench/bench_decode_layers" > "$out/layers.md" 2>&1
 step bench
-timeout 200 "$t" bench $syn -p 512 -n 128 -b 512 -r 3 --both --plan gpu > "$out/bench.md" 2>&1
+timeout $(limit 200) "$t" bench $syn -p 512 -n 128 -b 512 -r 3 --both --plan gpu > "$out/bench.md" 2>&1
 step gemm
-timeout 60 "$b/bench/bench_kernels" --prefill --prefill-tokens 512 > "$out/gemm.txt" 2>&1
+timeout $(limit 60) "$b/bench/bench_kernels" --prefill --prefill-tokens 512 > "$out/gemm.txt" 2>&1
 step profile
-timeout 60 "$t" profile $syn -p 64 -n 64 --plan gpu --timing pass -o json > "$out/profile.json" 2> "$out/profile.err"
+timeout $(limit 60) "$t" profile $syn -p 64 -n 64 --plan gpu --timing pass -o json > "$out/profile.json"
+step prefill
+timeout $(limit 60) "$t" profile $syn -p 512 -b 512 -n 1 --plan gpu --timing dispatch > "$out/prefill.md" 2>&1
 step attention
-timeout 40 "$b/bench/bench_attention" --decode-only > "$out/attention.txt" 2>&1
+timeout $(limit 40) "$b/bench/bench_attention" --decode-only > "$out/attention.txt" 2>&1
 step tests
 {
   cd "$b/tests" || exit 1
   # failing cases with their first lines, then the summary
   keep='TEST CASE|ERROR|THREW|CHECK|values|test cases|Status'
-  TERNVK_VALIDATION=1 timeout 60 ./test_ops_matmul -sf="*fused*,*matrix_unit*" 2>&1 | grep -E "$keep" | head -40
-  TERNVK_VALIDATION=1 timeout 90 ./test_engine -sf="*plans*,*batch*" 2>&1 | grep -E "$keep" | head -40
-  TERNVK_VALIDATION=1 timeout 120 ./test_ops_attention 2>&1 | grep -E "$keep" | head -40
+  TERNVK_VALIDATION=1 timeout $(limit 60) ./test_ops_matmul -sf="*fused*,*matrix_unit*" 2>&1 | grep -E "$keep" | head -40
+  TERNVK_VALIDATION=1 timeout $(limit 90) ./test_engine -sf="*plans*,*batch*" 2>&1 | grep -E "$keep" | head -40
+  TERNVK_VALIDATION=1 timeout $(limit 120) ./test_ops_attention 2>&1 | grep -E "$keep" | head -40
 } > "$out/tests.txt" 2>&1
 step done
