@@ -14,7 +14,8 @@
 #   prefill.md     --plan gpu --timing dispatch for one 512-token prefill step: where pp512's time
 #                  goes, per shader (a timestamp after every dispatch distorts little at 512 tokens)
 #   gemm.txt       bench_kernels --prefill at 512 tokens: the 2B4T matrices' GEMV, tiled GEMMs,
-#                  matrix-unit GEMM (where the device has int8 matrix units) and FP16 GEMMs side by side
+#                  matrix-unit GEMM (where the device has int8 matrix units) and FP16 GEMMs side by side;
+#                  then pp512 end to end (ternary) with the tiled and the matrix-unit GEMM side by side
 #   attention.txt  bench_attention --decode-only (128 to 32k keys, every kernel)
 #   tests.txt      the fused layers, the matrix-unit GEMM, the attention and the engine's plan and
 #                  batch tests with the validation layer on
@@ -38,6 +39,7 @@ step bench
 timeout $(limit 200) "$t" bench $syn -p 512 -n 128 -b 512 -r 3 --both --plan gpu > "$out/bench.md" 2>&1
 step gemm
 timeout $(limit 60) "$b/bench/bench_kernels" --prefill --prefill-tokens 512 > "$out/gemm.txt" 2>&1
+timeout $(limit 120) "$t" bench $syn -p 512 -n 0 -b 512 -r 3 --gemm-units vector,matrix >> "$out/gemm.txt" 2>&1
 step profile
 timeout $(limit 60) "$t" profile $syn -p 64 -n 64 --plan gpu --timing pass -o json > "$out/profile.json"
 step prefill

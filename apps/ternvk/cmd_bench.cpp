@@ -174,6 +174,7 @@ Action add_bench_command(CLI::App& app) {
     std::string output = "md", dot = "auto";
     std::vector<std::string> heads{"f16"};
     std::vector<std::string> plans{"auto"};
+    std::vector<std::string> gemm_units{"auto"};
   };
   auto o = std::make_shared<Opts>();
   o->models.add(*cmd, true);
@@ -209,6 +210,12 @@ Action add_bench_command(CLI::App& app) {
                   "several run side by side")
       ->delimiter(',')
       ->check(CLI::IsMember({"auto", "gpu", "cpu"}));
+  cmd->add_option("--gemm-units", o->gemm_units,
+                  "Units of the ternary prefill GEMM, comma-separated: auto (matrix units where the device has "
+                  "int8 ones and they pass its self-check), vector (shader cores) and/or matrix; several run side "
+                  "by side (the FP16 baseline is unaffected)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"auto", "vector", "matrix"}));
   cmd->add_flag("--no-warmup", o->no_warmup, "Skip the untimed warm-up run of each test");
   cmd->add_flag("--sequential", o->sequential,
                 "With --both: load and run one variant after the other (default: both loaded, repetitions "
@@ -218,6 +225,9 @@ Action add_bench_command(CLI::App& app) {
     std::vector<std::string> heads;
     for (const auto& h : o->heads)
       if (std::find(heads.begin(), heads.end(), h) == heads.end()) heads.push_back(h);
+    std::vector<std::string> units_names;
+    for (const auto& u : o->gemm_units)
+      if (std::find(units_names.begin(), units_names.end(), u) == units_names.end()) units_names.push_back(u);
     std::vector<std::string> plan_names;
     for (const auto& p : o->plans)
       if (std::find(plan_names.begin(), plan_names.end(), p) == plan_names.end()) plan_names.push_back(p);
@@ -259,7 +269,8 @@ Action add_bench_command(CLI::App& app) {
         };
         // With --devices, the pipeline runs beside the same model on its first device alone, so
         // the split's cost or gain is measured in the same run.
-        auto load = [&](bool fp16, bool pipelined, const std::string& head, const std::string& plan) {
+        auto load = [&](bool fp16, bool pipelined, const std::string& head, const std::string& plan,
+                        const std::string& units) {
           EngineOptions eo;
           eo.device = int(info.index);
           if (pipelined) {
@@ -271,6 +282,9 @@ Action add_bench_command(CLI::App& app) {
           eo.fp16_baseline = fp16;
           eo.head = parse_head(head);
           eo.plan = parse_plan(plan);
+          eo.gemm_units = units == "vector"   ? ops::GemmUnits::Vector
+                          : units == "matrix" ? ops::GemmUnits::MatrixUnits
+                                              : ops::GemmUnits::Auto;
           eo.load_tokenizer = false;
           eo.dot = o->dot == "swar" ? ops::TernaryDot::Swar
                    : o->dot == "int8" ? ops::TernaryDot::PackedInt8 : ops::TernaryDot::Auto;
@@ -279,7 +293,9 @@ Action add_bench_command(CLI::App& app) {
           run.engine = load_engine(instance, m.path, eo);
           Engine& engine = *run.engine;
           const char* variant = fp16 ? "fp16" : "ternary";
-          const std::string plan_used = plan_name(engine.stage().plan());
+          // Units asked for by name label both variants of a pair, so that their ratio rows still pair.
+          const std::string plan_used =
+              std::string(plan_name(engine.stage().plan())) + (units == "auto" ? "" : " (" + units + " GEMM)");
           std::fprintf(stderr, "  %s %s (%s head, %s plan%s): loaded in %.1f s\n", m.name.c_str(), variant, head.c_str(),
                        plan_used.c_str(), !fp16 && engine.stage().prefill_on_matrix_units() ? ", prefill GEMM on matrix units" : "",
                        seconds_since(t_load));
@@ -412,24 +428,25 @@ Action add_bench_command(CLI::App& app) {
         };
         struct Plan {
           bool fp16, pipelined;
-          std::string head, plan;
+          std::string head, plan, units;
         };
         std::vector<Plan> plans;
         for (const std::string& plan : plan_names)
-          for (const std::string& head : heads)
-            for (bool fp16 : variants) {
-              if (!pipeline.empty()) plans.push_back({fp16, false, head, plan});
-              plans.push_back({fp16, !pipeline.empty(), head, plan});
-            }
+          for (const std::string& units : units_names)
+            for (const std::string& head : heads)
+              for (bool fp16 : variants) {
+                if (!pipeline.empty()) plans.push_back({fp16, false, head, plan, units});
+                plans.push_back({fp16, !pipeline.empty(), head, plan, units});
+              }
         if (o->sequential || plans.size() == 1) {
           for (const Plan& p : plans) {
-            Run run = load(p.fp16, p.pipelined, p.head, p.plan);
+            Run run = load(p.fp16, p.pipelined, p.head, p.plan, p.units);
             run_tests({&run});
             finish(run);
           }
         } else {
           std::vector<Run> runs;
-          for (const Plan& p : plans) runs.push_back(load(p.fp16, p.pipelined, p.head, p.plan));
+          for (const Plan& p : plans) runs.push_back(load(p.fp16, p.pipelined, p.head, p.plan, p.units));
           std::vector<Run*> ptrs;
           for (auto& r : runs) ptrs.push_back(&r);
           run_tests(ptrs);

@@ -168,6 +168,28 @@ TEST_CASE("bench reports pp and tg for ternary and FP16, and a pipeline beside i
   expect_clean_failure(run_ternvk("bench -p 8 -n 0 -r 1 --devices 0,0 --split 1,1,1"), "--split names 3 stages");
 }
 
+TEST_CASE("bench --gemm-units runs the prefill GEMM's units side by side, and refuses units the device lacks") {
+  // The label and the pairing are what this checks on any device (lavapipe's prefill keeps the GEMV).
+  auto r = run_ternvk("bench -p 8 -n 0 -r 1 --both --gemm-units auto,vector -o json");
+  CAPTURE(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto rows = nlohmann::json::parse(r.out);
+  REQUIRE(rows.size() == 4);  // {auto, vector} x {ternary, fp16} x {pp8}
+  int vector = 0;
+  for (const auto& row : rows) vector += row["plan"].get<std::string>().find("(vector GEMM)") != std::string::npos;
+  CHECK(vector == 2);  // both variants of the vector pair carry the label, so their ratio row pairs
+  auto md = run_ternvk("bench -p 8 -n 0 -r 1 --both --gemm-units vector");
+  CHECK(md.exit_code == 0);
+  CHECK(md.out.find("(vector GEMM) | Vulkan") != std::string::npos);  // the ratio row
+  const auto devices = run_ternvk("devices");
+  REQUIRE(devices.exit_code == 0);
+  if (devices.out.find("int8 matrix units no") == std::string::npos) {
+    MESSAGE("the default device has int8 matrix units: the refusal is not checked here");
+    return;
+  }
+  expect_clean_failure(run_ternvk("bench -p 8 -n 0 -r 1 --gemm-units matrix"), "cooperative matrices");
+}
+
 TEST_CASE("--head int8: run generates, bench pairs ternary and FP16 per head, perplexity stays close") {
   auto r = run_ternvk("run -m " + kTiny + " -p 'Once upon a time' -n 6 --greedy --head int8");
   CAPTURE(r.err);
