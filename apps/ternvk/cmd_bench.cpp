@@ -43,6 +43,7 @@ struct Result {
   // decode step (tg tests only).
   int stages = 1;
   std::vector<std::vector<double>> handover_us;
+  bool prefill_matrix_units = false;  // the ternary prefill GEMM ran on the device's matrix units
   double mean() const { return sample_mean(samples); }
   double stddev() const { return sample_stddev(samples); }
 };
@@ -86,8 +87,10 @@ void print_markdown(const std::vector<Result>& results, bool both) {
               "| memory FP16/ternary | full-depth memory FP16/ternary |\n");
   std::printf("| ----- | ---- | ---- | ------- | ---: | ----------: | -------: | -----------------: | ---------------: | ------------: "
               "| ------------------: | -----------------------------: |\n");
+  bool unlike = false;
   for (const auto& t : results) {
     if (t.variant != "ternary") continue;
+    unlike = unlike || (t.prefill_matrix_units && t.n_prompt > 0);
     for (const auto& f : results) {
       if (f.variant != "fp16" || f.model != t.model || f.head != t.head || f.plan != t.plan || f.device_index != t.device_index ||
           f.test != t.test || f.stages != t.stages)
@@ -99,6 +102,9 @@ void print_markdown(const std::vector<Result>& results, bool both) {
                   t.full_total ? double(f.full_total) / double(t.full_total) : 0.0);
     }
   }
+  if (unlike)
+    std::printf("\n(pp rows: the ternary prefill GEMM ran on the matrix units, the FP16 baseline's GEMM has none: "
+                "those ratios are not like for like; tg rows are)\n");
 }
 
 void print_csv(const std::vector<Result>& results) {
@@ -124,6 +130,7 @@ void print_json(const std::vector<Result>& results) {
                    {"variant", r.variant},
                    {"head", r.head},
                    {"plan", r.plan},
+                   {"prefill_gemm", r.prefill_matrix_units ? "matrix units" : "shader cores"},
                    {"size_bytes", r.size},
                    {"params", r.params},
                    {"backend", "Vulkan"},
@@ -315,6 +322,7 @@ Action add_bench_command(CLI::App& app) {
           b.plan = plan_used;
           b.device = info.name;
           b.stages = int(engine.stage_count());
+          b.prefill_matrix_units = !fp16 && engine.stage().prefill_on_matrix_units();
           if (b.stages > 1) {
             b.device = "pipeline:";
             for (size_t i = 0; i < engine.stage_count(); ++i) {

@@ -176,7 +176,11 @@ TEST_CASE("bench --gemm-units runs the prefill GEMM's units side by side, and re
   const auto rows = nlohmann::json::parse(r.out);
   REQUIRE(rows.size() == 4);  // {auto, vector} x {ternary, fp16} x {pp8}
   int vector = 0;
-  for (const auto& row : rows) vector += row["plan"].get<std::string>().find("(vector GEMM)") != std::string::npos;
+  for (const auto& row : rows) {
+    vector += row["plan"].get<std::string>().find("(vector GEMM)") != std::string::npos;
+    if (row["variant"] == "fp16" || row["plan"].get<std::string>().find("(vector GEMM)") != std::string::npos)
+      CHECK(row["prefill_gemm"] == "shader cores");
+  }
   CHECK(vector == 2);  // both variants of the vector pair carry the label, so their ratio row pairs
   auto md = run_ternvk("bench -p 8 -n 0 -r 1 --both --gemm-units vector");
   CHECK(md.exit_code == 0);
