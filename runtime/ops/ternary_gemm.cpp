@@ -81,15 +81,6 @@ bool use_matrix_units(GemmUnits units, Device& device) {
   return false;
 }
 
-const char* gemm_units_name(GemmUnits units) {
-  switch (units) {
-    case GemmUnits::Auto: return "auto";
-    case GemmUnits::Vector: return "vector";
-    case GemmUnits::MatrixUnits: return "matrix";
-  }
-  return "?";
-}
-
 uint64_t GemmShape::ternary_shared_bytes(bool int8_dot) const {
   // ternary_gemm.comp: the tiles, BM * (4 KC + 1) + BN * (4 or 8 KC + 1) uvec4 with KC = KCHUNKS *
   // KSPLIT, or (KSPLIT > 1) every invocation's sums if that is more.

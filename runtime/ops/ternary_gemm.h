@@ -31,7 +31,6 @@ enum class GemmUnits {
 // Resolves `units` on this device (Auto runs the device's self-check once; not under injected
 // faults, whose counts the check's submits and buffers would shift): true for the matrix units.
 bool use_matrix_units(GemmUnits units, Device& device);
-const char* gemm_units_name(GemmUnits units);
 
 // Auto's switch point: below it the GEMV's token groups (up to 4 tokens per weight read) are
 // enough, and batched decode steps of a few sequences keep the GEMV. Not yet tuned on a GPU.
