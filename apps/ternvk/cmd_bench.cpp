@@ -303,9 +303,9 @@ Action add_bench_command(CLI::App& app) {
           // Units asked for by name label both variants of a pair, so that their ratio rows still pair.
           const std::string plan_used =
               std::string(plan_name(engine.stage().plan())) + (units == "auto" ? "" : " (" + units + " GEMM)");
+          const bool matrix_units = !fp16 && engine.stage().prefill_on_matrix_units();
           std::fprintf(stderr, "  %s %s (%s head, %s plan%s): loaded in %.1f s\n", m.name.c_str(), variant, head.c_str(),
-                       plan_used.c_str(), !fp16 && engine.stage().prefill_on_matrix_units() ? ", prefill GEMM on matrix units" : "",
-                       seconds_since(t_load));
+                       plan_used.c_str(), matrix_units ? ", prefill GEMM on matrix units" : "", seconds_since(t_load));
           const int V = engine.config().vocab;
           // Check the output once before timing: logits must be finite.
           auto logits = engine.eval(random_tokens(std::min(8, ctx), V, 7));
@@ -322,7 +322,7 @@ Action add_bench_command(CLI::App& app) {
           b.plan = plan_used;
           b.device = info.name;
           b.stages = int(engine.stage_count());
-          b.prefill_matrix_units = !fp16 && engine.stage().prefill_on_matrix_units();
+          b.prefill_matrix_units = matrix_units;
           if (b.stages > 1) {
             b.device = "pipeline:";
             for (size_t i = 0; i < engine.stage_count(); ++i) {

@@ -95,18 +95,7 @@ void MatrixUnitGemm::record(Recording& rec, const TernaryMatrixGpu& w, const Qua
                             const MatmulOutput& y, uint32_t y_stride, Epilogue epilogue) const {
   const MatrixUnitTile tile = MatrixUnitTile::pick(device_.info(), tokens);
   const Pipeline& pipeline = device_.pipeline("ternary_gemm_matrix_unit", tile.pipeline_options(epilogue));
-  struct {
-    uint32_t chunks, rows, row_base, tokens, y_stride, y_offset;
-  } push{w.padded_cols() / 64, 0, 0, tokens, y_stride, y.offset};
-  const uint32_t token_tiles = (tokens + tile.tile_tokens() - 1) / tile.tile_tokens();
-  for (const MatrixSegment& seg : w.segments()) {
-    push.rows = seg.rows;
-    push.row_base = seg.first_row;
-    const DispatchWork work = matmul_work(seg.rows, w.padded_cols() / 4.0 + 8, w.cols(), tokens, w.padded_cols() + 8.0,
-                                          epilogue == Epilogue::Accumulate);
-    rec.dispatch(pipeline, {seg.weights.range(), w.row_info().range(), x.values, x.meta, y.buffer}, push,
-                 (seg.rows + tile.tile_rows() - 1) / tile.tile_rows(), token_tiles, 1, {w.name(), work});
-  }
+  record_ternary_gemm_dispatches(rec, pipeline, w, x, tokens, y, y_stride, epilogue, tile.tile_rows(), tile.tile_tokens());
 }
 
 namespace {

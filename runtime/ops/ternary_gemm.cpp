@@ -180,17 +180,24 @@ void TernaryGemm::record(Recording& rec, const TernaryMatrixGpu& w, const Quanti
   if (matrix_units_) return MatrixUnitGemm(device_).record(rec, w, x, tokens, y, y_stride, epilogue);
   const GemmShape shape = shape_for(w.rows(), tokens);
   const Pipeline& pipeline = device_.pipeline(shader_name(), shape.pipeline_options(epilogue));
+  record_ternary_gemm_dispatches(rec, pipeline, w, x, tokens, y, y_stride, epilogue, shape.tile_rows(),
+                                 shape.tile_tokens());
+}
+
+void record_ternary_gemm_dispatches(Recording& rec, const Pipeline& pipeline, const TernaryMatrixGpu& w,
+                                    const QuantizedActivations& x, uint32_t tokens, const MatmulOutput& y,
+                                    uint32_t y_stride, Epilogue epilogue, uint32_t tile_rows, uint32_t tile_tokens) {
   struct {
     uint32_t chunks, rows, row_base, tokens, y_stride, y_offset;
   } push{w.padded_cols() / 64, 0, 0, tokens, y_stride, y.offset};
-  const uint32_t token_tiles = (tokens + shape.tile_tokens() - 1) / shape.tile_tokens();
+  const uint32_t token_tiles = (tokens + tile_tokens - 1) / tile_tokens;
   for (const MatrixSegment& seg : w.segments()) {
     push.rows = seg.rows;
     push.row_base = seg.first_row;
     const DispatchWork work = matmul_work(seg.rows, w.padded_cols() / 4.0 + 8, w.cols(), tokens, w.padded_cols() + 8.0,
                                           epilogue == Epilogue::Accumulate);
     rec.dispatch(pipeline, {seg.weights.range(), w.row_info().range(), x.values, x.meta, y.buffer}, push,
-                 (seg.rows + shape.tile_rows() - 1) / shape.tile_rows(), token_tiles, 1, {w.name(), work});
+                 (seg.rows + tile_rows - 1) / tile_rows, token_tiles, 1, {w.name(), work});
   }
 }
 

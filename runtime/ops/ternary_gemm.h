@@ -79,6 +79,12 @@ struct GemmShape {
   PipelineOptions pipeline_options(Epilogue epilogue) const;
 };
 
+// The dispatches of a ternary GEMM kernel (ternary_gemm.comp, ternary_gemm_matrix_unit.comp: the same
+// bindings and push constants), one per segment of w, over tiles of `tile_rows` x `tile_tokens`.
+void record_ternary_gemm_dispatches(Recording& rec, const Pipeline& pipeline, const TernaryMatrixGpu& w,
+                                    const QuantizedActivations& x, uint32_t tokens, const MatmulOutput& y,
+                                    uint32_t y_stride, Epilogue epilogue, uint32_t tile_rows, uint32_t tile_tokens);
+
 // The ternary GEMM: TernaryMatmul::record checks the arguments and delegates here.
 class TernaryGemm {
  public:
