@@ -174,10 +174,26 @@ uint row_of(uint unit, uint r) {
 
 // The prologue: n(x) of tokens t0 .. t0 + TOKENS - 1 into shared memory (ternary: int8, with s and
 // sum q). Reached by the whole workgroup (it holds barriers); ends with one.
+//
+// Its reductions wait on as few barriers as a GPU allows (on a GPU every barrier of a 4-subgroup
+// workgroup is a round of waiting on the slowest subgroup, and the prologue is most of a decode
+// GEMV's critical path): each subgroup puts its partial sums in slots of basic_reduce.glsl's red_v /
+// red_i that no other use rewrites while they may be read, so one barrier serves the sum of squares
+// and max |x * weight| together, and the int8 sum is read after the closing barrier instead of
+// behind two of its own. The subgroups' partials are added in subgroup order, as wg_sum does, so
+// the bits are those of wg_sum / wg_max / wg_sum_int. Slots: statistics of the current token in
+// [0, nsg) (ss in red_v, max in red_i); the int8 sum of token t in red_v[(t + 1) * nsg + sg] (red_v
+// is not used again by ternary variants; red_i is, by reduce_lanes_i, but only after the closing
+// barrier, when every max has been read). Needs (TOKENS + 1) * nsg <= WG, else (subgroups of a few
+// lanes) the int8 sum takes wg_sum_int.
 void normalize_tokens(uint t0) {
   const uint lid = gl_LocalInvocationID.x;
   const uint K4 = p.cols / 4;
+  const uint nsg = gl_NumSubgroups, sg = gl_SubgroupID;
+  const bool one_subgroup = nsg == 1;  // uniform: no shared memory, no barrier for the sums
+  const bool slots_apart = (TOKENS + 1) * nsg <= WG;
   [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
+    if (t > 0 && !one_subgroup) barrier();  // the previous token's statistics slots have been read
     const uint xb = min(t0 + t, p.tokens - 1) * p.x_stride4;
     // One pass for the sum of squares and max |x * weight| (rmsnorm_quant.comp's reasoning).
     float ss = 0.0, amax = 0.0;
@@ -192,9 +208,26 @@ void normalize_tokens(uint t0) {
       amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
 #endif
     }
-    const float inv = inversesqrt(wg_sum(ss) / float(p.cols) + p.eps);
+    ss = subgroupAdd(ss);
 #if TERNARY
-    const float s = max(wg_max(amax) * inv, 1e-5) / 127.0;
+    amax = subgroupMax(amax);
+#endif
+    if (!one_subgroup) {
+      if (subgroupElect()) {
+        red_v[sg] = ss;
+        red_i[sg] = floatBitsToUint(amax);
+      }
+      barrier();
+      ss = 0.0;
+      for (uint g = 0; g < nsg; ++g) ss += red_v[g];
+#if TERNARY
+      amax = uintBitsToFloat(red_i[0]);
+      for (uint g = 1; g < nsg; ++g) amax = max(amax, uintBitsToFloat(red_i[g]));
+#endif
+    }
+    const float inv = inversesqrt(ss / float(p.cols) + p.eps);
+#if TERNARY
+    const float s = max(amax * inv, 1e-5) / 127.0;
     int sum_q = 0;
     for (uint g = lid; g < p.chunks * 4; g += WG) {  // 16 int8 per uvec4; zero past K
       uvec4 word = uvec4(0);
@@ -211,7 +244,15 @@ void normalize_tokens(uint t0) {
       xs[t * X_UVEC4 + g] = word;
     }
     tok_s[t] = s;
-    tok_sum_q[t] = wg_sum_int(sum_q);
+    if (one_subgroup) {
+      tok_sum_q[t] = subgroupAdd(sum_q);
+    } else if (slots_apart) {
+      sum_q = subgroupAdd(sum_q);
+      if (subgroupElect()) red_v[(t + 1) * nsg + sg] = float(sum_q);  // exact: |sum q| <= 128 K < 2^24
+    } else {
+      barrier();  // every max has been read before wg_sum_int writes red_i
+      tok_sum_q[t] = wg_sum_int(sum_q);
+    }
 #else
     const uint per_token = WEIGHTS == 2 ? p.chunks * 2 : p.chunks * 4;  // vec4 of activations
     for (uint i = lid; i < per_token; i += WG)
@@ -221,6 +262,14 @@ void normalize_tokens(uint t0) {
 #endif
   }
   barrier();
+#if TERNARY
+  if (!one_subgroup && slots_apart)
+    [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
+      int sum_q = 0;
+      for (uint g = 0; g < nsg; ++g) sum_q += int(red_v[(t + 1) * nsg + g]);
+      tok_sum_q[t] = sum_q;
+    }
+#endif
 }
 
 #if NORM_ONLY

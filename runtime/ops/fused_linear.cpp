@@ -152,7 +152,8 @@ uint32_t FusedLinear::tokens_per_workgroup(Weights kind, uint32_t chunks, uint32
 }
 
 bool FusedLinear::fits(uint32_t cols, Weights kind) const {
-  return cols % 4 == 0 && tokens_per_workgroup(kind, chunks_of(kind, cols), 1) >= 1;
+  return cols % 4 == 0 && (kind != Weights::Ternary || cols <= kMaxTernaryCols) &&
+         tokens_per_workgroup(kind, chunks_of(kind, cols), 1) >= 1;
 }
 
 PipelineOptions FusedLinear::pipeline_options(FusedSplit split, uint32_t chunks, uint32_t tokens,
@@ -229,6 +230,9 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
       throw Error(what + ": the positions hold fewer than " + std::to_string(T) + " tokens");
   }
 
+  if (m.kind == Weights::Ternary && m.cols > kMaxTernaryCols)
+    throw Error(what + ": " + std::to_string(m.cols) + " inputs exceed the fused prologue's " +
+                std::to_string(kMaxTernaryCols) + " (its int8 sums travel as exact floats; use the CPU plan)");
   const uint32_t per_token = shared_uvec4(m.kind, m.chunks);
   const uint32_t tokens = tokens_per_workgroup(m.kind, m.chunks, T);
   if (tokens == 0)
@@ -316,6 +320,9 @@ void FusedLinear::record_norm_impl(Recording& rec, const NormedInput& in, uint32
   // play no part.
   const Weights kind = ternary ? Weights::Ternary : Weights::Fp16;
   const uint32_t chunks = chunks_of(kind, cols);
+  if (ternary && cols > kMaxTernaryCols)
+    throw Error("fused norm: " + std::to_string(cols) + " inputs exceed the fused prologue's " +
+                std::to_string(kMaxTernaryCols) + " (its int8 sums travel as exact floats; use the CPU plan)");
   if (tokens_per_workgroup(kind, chunks, 1) == 0)
     throw Error("fused norm: one token of " + std::to_string(cols) + " inputs does not fit the shared memory of device '" +
                 device_.info().name + "'");

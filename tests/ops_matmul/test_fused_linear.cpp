@@ -176,6 +176,27 @@ TEST_CASE("fused linear, ternary: norm + int8 quantization + GEMV, store and res
   run_ternary({.n = 2560, .k = 6912, .t = 1, .epilogue = FusedEpilogue::Accumulate}, TernaryDot::Swar, h200_like(), 5);
 }
 
+// The prologue keeps each subgroup's int8 sum in a shared slot of its own while (tokens + 1) x
+// subgroups fit the workgroup; with more tokens per workgroup than a subgroup has lanes they do not,
+// and the sums take the workgroup reduction instead. Both ways give the reference's values.
+TEST_CASE("fused linear, ternary: the prologue's int8 sums with more tokens a workgroup than lanes a subgroup") {
+  const DeviceInfo& info = test::device().info();
+  const uint32_t sg = info.max_subgroup_size;
+  if (4 * sg > info.max_workgroup_invocations) return;  // no such shape on this device
+  FusedLinearShape s;
+  s.workgroup = 4 * sg;  // at least 4 subgroups
+  s.lanes = 8;
+  s.rows = 2;
+  s.max_tokens = sg;  // (sg + 1) x subgroups > invocations: the fallback
+  s.loads_in_flight = 8;
+  for (TernaryDot dot : dots()) {
+    run_ternary({.n = 37, .k = 136, .t = sg + 1}, dot, s, 11);  // a full workgroup of tokens, then one
+    s.max_tokens = 2;  // slots apart, two tokens a workgroup
+    run_ternary({.n = 37, .k = 136, .t = 3, .epilogue = FusedEpilogue::Accumulate}, dot, s, 12);
+    s.max_tokens = sg;
+  }
+}
+
 TEST_CASE("fused linear, ternary gate|up: act(gate) * up in the epilogue") {
   Device& dev = test::device();
   const uint32_t F = 70, K = 1600;  // 25 chunks: every 8-lane piece of a 32-lane group has some
