@@ -248,7 +248,7 @@ void normalize_tokens(uint t0) {
       tok_sum_q[t] = subgroupAdd(sum_q);
     } else if (slots_apart) {
       sum_q = subgroupAdd(sum_q);
-      if (subgroupElect()) red_v[(t + 1) * nsg + sg] = float(sum_q);  // exact: |sum q| <= 128 K < 2^24
+      if (subgroupElect()) red_v[(t + 1) * nsg + sg] = float(sum_q);  // exact: |sum q| <= 128 K <= 2^24
     } else {
       barrier();  // every max has been read before wg_sum_int writes red_i
       tok_sum_q[t] = wg_sum_int(sum_q);

@@ -145,7 +145,7 @@ class FusedLinear {
   PipelineOptions pipeline_options(FusedSplit split, uint32_t chunks, uint32_t tokens, FusedEpilogue epilogue,
                                    uint32_t x_uvec4) const;
   // Inputs of a ternary row the prologue takes at most: its subgroups' int8 sums (|sum q| <= 128 K)
-  // pass through shared memory as floats, exact below 2^24.
+  // pass through shared memory as floats, exact up to 2^24.
   static constexpr uint32_t kMaxTernaryCols = 1u << 17;
   // 16-byte weight words per row of `cols` columns (the matrices' padded rows).
   static uint32_t chunks_of(Weights kind, uint32_t cols);
