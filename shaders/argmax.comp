@@ -9,6 +9,7 @@
 // Bindings: 0 logits fp32 [rows, cols] (MERGE=0) or partials uvec2 [rows, parts] (MERGE=1);
 //           1 out uvec2. Dispatch: (parts, rows) or (1, rows). Spec constant 0 = workgroup size.
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #if SUBGROUP
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #endif
@@ -49,11 +50,20 @@ void main() {
   const uint begin = part * p.chunk;
   const uint end = min(p.cols, begin + p.chunk);
   const uint base = row * p.cols;
-  for (uint c = begin + lid; c < end; c += RED_WG) {
-    const float x = logits[base + c];
-    if (!isnan(x) && pair_before(x, c, v, i)) {
-      v = x;
-      i = c;
+  // XB loads a lane in flight at a time (a GPU compiler need not unroll a loop with a run-time trip
+  // count; each iteration would wait a whole round trip). The order of the scan does not matter:
+  // pair_before is a total order.
+  const uint XB = 8;
+  for (uint c0 = begin + lid; c0 < end; c0 += XB * RED_WG) {
+    float xv[XB];
+    [[unroll]] for (uint u = 0; u < XB; ++u) xv[u] = logits[base + min(c0 + u * RED_WG, end - 1)];
+    [[unroll]] for (uint u = 0; u < XB; ++u) {
+      const uint c = c0 + u * RED_WG;
+      const float x = xv[u];
+      if (c < end && !isnan(x) && pair_before(x, c, v, i)) {
+        v = x;
+        i = c;
+      }
     }
   }
   wg_best(v, i);
