@@ -11,7 +11,10 @@
 //          (on GPUs also the picked rule with 1 and 4 workgroups a compute unit instead of 2, and with
 //          16 loads in flight a lane instead of 8)
 // and, as the floor, a chain of as many dependent one-workgroup dispatches (a residual add of 4
-// floats): what a dependent dispatch costs on this device whatever it computes.
+// floats): what a dependent dispatch costs on this device whatever it computes. Between the two, the
+// prologue alone (the picked shape's fused_norm_int8 / fused_norm_f32, one workgroup, the same four
+// inputs a layer): its time per dispatch less the floor's is the prologue's latency, which every
+// fused layer pays before its weights can be multiplied.
 //
 //   bench_decode_layers [--layers N] [--reps N] [--device N] [--dims D,F,HEADS,KV_HEADS]
 //     defaults: 30 layers (2B4T), 7 repetitions, 2B4T dims 2560,6912,20,5 (head_dim 128)
@@ -22,6 +25,7 @@
 #include <optional>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "runtime/core/error.h"
@@ -30,6 +34,7 @@
 #include "runtime/device/instance.h"
 #include "runtime/device/recording.h"
 #include "runtime/ops/fused_linear.h"
+#include "runtime/ops/quantized_activations.h"
 #include "runtime/ops/residual_add.h"
 
 using namespace ternvk;
@@ -205,6 +210,21 @@ int run(int argc, char** argv) {
       std::printf("(%s: not run: %s)\n", split.c_str(), e.what());
     }
   }
+  // The prologue alone: per layer the norms of qkv, o, gate|up and down (K = dim, dim, dim, ffn).
+  const FusedLinear prologue_op(dev, {.shape = picked});
+  const QuantizedActivationsBuffers q = QuantizedActivationsBuffers::create(dev, 1, std::max(d.dim, d.ffn), "prologue out");
+  Buffer normed = dev.create_buffer(uint64_t(std::max(d.dim, d.ffn)) * 4, MemoryKind::DeviceLocal, "prologue out (fp32)");
+  Variant pro_t{"prologue alone, ternary (int8 out)", std::make_unique<Recording>(dev, timed), 0, {}};
+  Variant pro_h{"prologue alone, FP16 (fp32 out)", std::make_unique<Recording>(dev, timed), 0, {}};
+  for (int l = 0; l < n_layers; ++l)
+    for (const auto& [x, norm, cols] : {std::tuple{&w.x, &w.norm_dim, d.dim}, std::tuple{&w.attn, &w.norm_dim, d.dim},
+                                        std::tuple{&w.x, &w.norm_dim, d.dim}, std::tuple{&w.ffn, &w.norm_ffn, d.ffn}}) {
+      const NormedInput in{.x = x->range(), .norm = norm->range(), .tokens = 1};
+      prologue_op.record_norm(*pro_t.rec, in, QuantizedActivations{q.values.range(), q.meta.range(), cols});
+      prologue_op.record_norm(*pro_h.rec, in, cols, normed.range());
+    }
+  variants.push_back(std::move(pro_t));
+  variants.push_back(std::move(pro_h));
   Buffer floor_x = floats(dev, rng, 4, "floor x"), floor_y = floats(dev, rng, 4, "floor y");
   Variant chain{"empty dependent dispatches", std::make_unique<Recording>(dev, timed), 0, {}};
   for (int i = 0; i < 4 * n_layers; ++i) record_residual_add(*chain.rec, {floor_x.range(), floor_y.range(), 4});
