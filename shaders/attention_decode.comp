@@ -18,8 +18,8 @@
 // splits (multiples of KB keys), so every context length keeps the workgroups it needs busy (and a
 // short one does not pay for merging many tiny partials); splits beyond those exit at once. With one live split the workgroup writes the normalized output itself. Otherwise each
 // split writes its partial (unnormalized output, max, sum) to `part`, and the last split of
-// (t, g) to finish (an atomic counter per (t, g), zeroed by the host before the dispatch) merges
-// them: no second dispatch.
+// (t, g) to finish (an atomic counter per (t, g), 0 before the dispatch) merges them and sets the
+// counter back to 0: no second dispatch, and no fill before the next one.
 //
 // Per invocation the loops run ceil(keys per split / KB) + 2 * n_chunks times; the host keeps this
 // far below the 65535 iterations after which Mesa 22.3's llvmpipe silently leaves a loop nest.
@@ -235,6 +235,7 @@ void main() {
   if (lid == 0) arrival = atomicAdd(counters[t * KVH + g], 1u);
   barrier();
   if (arrival != n_live - 1) return;  // uniform
+  if (lid == 0) atomicExchange(counters[t * KVH + g], 0u);
   memoryBarrierBuffer();
 
   // Stats as whole vec4s (max of head h at component h, sum at R + h).

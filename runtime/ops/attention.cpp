@@ -239,8 +239,11 @@ AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, ui
       const uint64_t record = (ratio64 * ncg64 * 2 + (2 * ratio64 + 3) / 4) * 16;
       const uint64_t align = std::max<uint64_t>(info.min_storage_buffer_offset_alignment, 16);
       plan.partials_offset = kAttentionCounterBytes;
-      plan.counters_offset = kAttentionCounterBytes + align_up(uint64_t(groups) * splits * record, align);
-      plan.scratch_bytes = plan.counters_offset + uint64_t(groups) * 4;
+      // The counters: the scratch's head (cleared once, left at 0 by every dispatch, as flash-decode's)
+      // where they fit, else after the partials with a fill before each dispatch.
+      const uint64_t partials_end = kAttentionCounterBytes + align_up(uint64_t(groups) * splits * record, align);
+      plan.counters_offset = uint64_t(groups) * 4 <= kAttentionCounterBytes ? 0 : partials_end;
+      plan.scratch_bytes = plan.counters_offset ? partials_end + uint64_t(groups) * 4 : partials_end;
     }
     return plan;
   }
@@ -382,11 +385,16 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
          .required_subgroup_size = plan.workgroup});
     BufferRange part = args.out, counters = args.out;  // unused without a split
     if (plan.split()) {
-      part = {args.scratch.buffer, args.scratch.offset + plan.partials_offset,
-              plan.counters_offset - plan.partials_offset};
-      counters = {args.scratch.buffer, args.scratch.offset + plan.counters_offset,
-                  plan.scratch_bytes - plan.counters_offset};
-      rec.fill(counters, 0);
+      const uint64_t partials_end = plan.counters_offset ? plan.counters_offset : plan.scratch_bytes;
+      part = {args.scratch.buffer, args.scratch.offset + plan.partials_offset, partials_end - plan.partials_offset};
+      if (plan.counters_offset == 0) {
+        counters = {args.scratch.buffer, args.scratch.offset, kAttentionCounterBytes};
+        clear_attention_counters(rec.device(), args.scratch);
+      } else {
+        counters = {args.scratch.buffer, args.scratch.offset + plan.counters_offset,
+                    plan.scratch_bytes - plan.counters_offset};
+        rec.fill(counters, 0);
+      }
     }
     // binding 7 is the q buffer again, read as vec4 when read_q4
     rec.dispatch(pipe, {args.q.buffer, args.positions, k, v, args.out, part, counters, q4, slots},

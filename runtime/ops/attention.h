@@ -18,13 +18,13 @@
 //    kFlashDecodeMaxTokens tokens): the live context of each (token, kv head) split over many
 //    workgroups, the last split to finish merging the partials. One dispatch, nothing before it.
 //  - attention_decode (CPU devices such as lavapipe): lanes split the head dimension, one subgroup
-//    per workgroup; the merge in the same dispatch after a fill of its counters.
+//    per workgroup; the merge in the same dispatch (counters as flash-decode's, see below).
 //  - attention (+ attention_combine when split): tiled flash attention, prefill on GPUs.
 //
 // Scratch contract (AttentionArgs::scratch, one range shared by every plan of a device, e.g. all
 // layers and token counts of an engine): its first kAttentionCounterBytes hold the arrival counters
-// of attention_flash_decode, which every plan leaves alone (partials start after them) and which
-// every attention_flash_decode dispatch leaves at 0. They must be 0 before the first dispatch:
+// of attention_flash_decode and attention_decode, which every plan leaves alone (partials start
+// after them) and which every dispatch of those kernels leaves at 0. They must be 0 before the first dispatch:
 // record_attention clears them once when it records that kernel (a one-off submit that waits; it is
 // ordered after all work already submitted to the device's queue, so a replay in flight finishes
 // first), so an owner that allocates the scratch, records, then replays needs to do nothing more. An
@@ -101,12 +101,13 @@ struct AttentionPlan {
   // attention_decode: one token per workgroup, WG = one subgroup whose lanes split the head
   // dimension; the live context of each token is divided into n_chunks equal splits (chunk = keys
   // per split at max_context), merged by the last split in the same dispatch. Its partials and
-  // arrival counters live in the scratch (the counters at counters_offset are zeroed by a fill
-  // recorded before the dispatch).
+  // arrival counters live in the scratch: the counters are the scratch's first bytes, as
+  // flash-decode's (counters_offset 0), unless tokens x kv heads exceed them; then they follow the
+  // partials at counters_offset, zeroed by a fill recorded before each dispatch.
   bool lane_split = false;
   uint32_t key_block = 0;         // spec constant 3 of attention_decode
   uint32_t min_split = 0;         // a token uses min(n_chunks, ceil(live keys / min_split)) splits
-  uint64_t counters_offset = 0;   // bytes into the scratch
+  uint64_t counters_offset = 0;   // bytes into the scratch (0: the scratch's head, see above)
   bool texel_loads = false;       // K/V (and q) as texel buffers where the ranges allow (record time)
   // attention_flash_decode: workgroup lanes in key groups of lanes_per_key, key_block keys per group
   // and step; n_chunks = the most splits of a (token, kv head), each at least min_split live keys
@@ -141,9 +142,10 @@ struct AttentionArgs {
   BufferRange slots;      // uint32 [T], each token's sequence slot; empty = slot 0 for all
 };
 
-// Records one dispatch (no split, attention_flash_decode, or the lane-split kernel after a fill of
-// its counters) or two (split + combine). For a split attention_flash_decode plan it also clears the
-// scratch's counters once, now (see the scratch contract above).
+// Records one dispatch (no split, attention_flash_decode, or the lane-split kernel; the latter after
+// a fill of its counters only when they do not fit the scratch's head) or two (split + combine).
+// For a split attention_flash_decode or lane-split plan with counters in the scratch's head it also
+// clears them once, now (see the scratch contract above).
 void record_attention(Recording& rec, const AttentionPlan& plan, const AttentionArgs& args);
 
 // Sets the first kAttentionCounterBytes of `scratch` to 0 now: one submit that waits, ordered after
