@@ -111,6 +111,8 @@ TEST_CASE("a GPU-plan decode step is five dispatches a layer plus embedding, hea
   o.plan = ExecutionPlan::Cpu;
   Engine cpu(instance(), dir / "model.gguf", o);
   CHECK(decode_dispatches(cpu) > decode_dispatches(gpu) + size_t(c.n_layers));
+  // The CPU plan's decode attention resets its counters itself too: no fill between the dispatches.
+  CHECK(cpu.stage().last_pass()->commands().size() == cpu.stage().last_pass()->dispatch_count());
 }
 
 TEST_CASE("the GPU plan of the FP16 baseline and of the int8 head (tied, untied) match their references") {

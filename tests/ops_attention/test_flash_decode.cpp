@@ -313,8 +313,8 @@ TEST_CASE("flash-decode attention shares its scratch with the other kernels' par
   FlashRun first(decode, flash, SequenceLayout::OneSequence, scratch.range());
   const auto want = decode.reference();
   CHECK(error_ratio(decode, first.run(), want) <= 1.0);
-  // then the tiled split (partials + combine) and the lane-split kernel (partials + its own
-  // counters, filled before each dispatch) write their partials into the same scratch
+  // then the tiled split (partials + combine) and the lane-split kernel (partials, and the same
+  // counters, which it leaves at 0) write into the same scratch
   for (const auto& t : {tiled, lane}) {
     if (t.lane_split.value_or(false) && !device().info().subgroup_arithmetic) continue;
     auto plan = ops::plan_attention(device().info(), h, prefill.tokens(), prefill.capacity, t);
