@@ -312,6 +312,12 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
   // The scratch past the flash-decode counters (see attention.h).
   const BufferRange partials{args.scratch.buffer, args.scratch.offset + plan.partials_offset,
                              args.scratch.size ? args.scratch.size - plan.partials_offset : 0};
+  // The arrival counters at the scratch's head (flash-decode, and lane-split where they fit), cleared
+  // once now (see attention.h).
+  auto head_counters = [&] {
+    clear_attention_counters(rec.device(), args.scratch);
+    return BufferRange{args.scratch.buffer, args.scratch.offset, kAttentionCounterBytes};
+  };
   // attention_decode and attention_flash_decode take the same push constants and bindings.
   struct {
     uint32_t tokens, q_stride, q_col, n_kv_heads, n_chunks, capacity;
@@ -343,9 +349,8 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
                                    .required_subgroup_size = plan.subgroup_size});
     BufferRange part = args.out, counters = args.out;  // unused without a split
     if (plan.split()) {
-      counters = {args.scratch.buffer, args.scratch.offset, kAttentionCounterBytes};
+      counters = head_counters();
       part = partials;
-      clear_attention_counters(rec.device(), args.scratch);
     }
     // binding 7 is the q buffer again, read as vec4 when q_vec4
     rec.dispatch(pipe, {args.q.buffer, args.positions, args.cache.k, args.cache.v, args.out, part, counters,
@@ -385,12 +390,12 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
          .required_subgroup_size = plan.workgroup});
     BufferRange part = args.out, counters = args.out;  // unused without a split
     if (plan.split()) {
-      const uint64_t partials_end = plan.counters_offset ? plan.counters_offset : plan.scratch_bytes;
-      part = {args.scratch.buffer, args.scratch.offset + plan.partials_offset, partials_end - plan.partials_offset};
       if (plan.counters_offset == 0) {
-        counters = {args.scratch.buffer, args.scratch.offset, kAttentionCounterBytes};
-        clear_attention_counters(rec.device(), args.scratch);
-      } else {
+        counters = head_counters();
+        part = partials;
+      } else {  // too many for the head: after the partials, filled before each dispatch
+        part = {args.scratch.buffer, args.scratch.offset + plan.partials_offset,
+                plan.counters_offset - plan.partials_offset};
         counters = {args.scratch.buffer, args.scratch.offset + plan.counters_offset,
                     plan.scratch_bytes - plan.counters_offset};
         rec.fill(counters, 0);

@@ -151,6 +151,12 @@ uint32_t FusedLinear::tokens_per_workgroup(Weights kind, uint32_t chunks, uint32
   return uint32_t(std::min<uint64_t>({tokens, shape_.max_tokens, room / per_token}));
 }
 
+void FusedLinear::check_ternary_cols(const std::string& what, uint32_t cols) {
+  if (cols > kMaxTernaryCols)
+    throw Error(what + ": " + std::to_string(cols) + " inputs exceed the fused prologue's " +
+                std::to_string(kMaxTernaryCols) + " (its int8 sums travel as exact floats; use the CPU plan)");
+}
+
 bool FusedLinear::fits(uint32_t cols, Weights kind) const {
   return cols % 4 == 0 && (kind != Weights::Ternary || cols <= kMaxTernaryCols) &&
          tokens_per_workgroup(kind, chunks_of(kind, cols), 1) >= 1;
@@ -230,9 +236,7 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
       throw Error(what + ": the positions hold fewer than " + std::to_string(T) + " tokens");
   }
 
-  if (m.kind == Weights::Ternary && m.cols > kMaxTernaryCols)
-    throw Error(what + ": " + std::to_string(m.cols) + " inputs exceed the fused prologue's " +
-                std::to_string(kMaxTernaryCols) + " (its int8 sums travel as exact floats; use the CPU plan)");
+  if (m.kind == Weights::Ternary) check_ternary_cols(what, m.cols);
   const uint32_t per_token = shared_uvec4(m.kind, m.chunks);
   const uint32_t tokens = tokens_per_workgroup(m.kind, m.chunks, T);
   if (tokens == 0)
@@ -320,9 +324,7 @@ void FusedLinear::record_norm_impl(Recording& rec, const NormedInput& in, uint32
   // play no part.
   const Weights kind = ternary ? Weights::Ternary : Weights::Fp16;
   const uint32_t chunks = chunks_of(kind, cols);
-  if (ternary && cols > kMaxTernaryCols)
-    throw Error("fused norm: " + std::to_string(cols) + " inputs exceed the fused prologue's " +
-                std::to_string(kMaxTernaryCols) + " (its int8 sums travel as exact floats; use the CPU plan)");
+  if (ternary) check_ternary_cols("fused norm", cols);
   if (tokens_per_workgroup(kind, chunks, 1) == 0)
     throw Error("fused norm: one token of " + std::to_string(cols) + " inputs does not fit the shared memory of device '" +
                 device_.info().name + "'");

@@ -10,6 +10,7 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "runtime/device/device.h"
 #include "runtime/device/recording.h"
@@ -147,6 +148,7 @@ class FusedLinear {
   // Inputs of a ternary row the prologue takes at most: its subgroups' int8 sums (|sum q| <= 128 K)
   // pass through shared memory as floats, exact up to 2^24.
   static constexpr uint32_t kMaxTernaryCols = 1u << 17;
+  static void check_ternary_cols(const std::string& what, uint32_t cols);  // throws past kMaxTernaryCols
   // 16-byte weight words per row of `cols` columns (the matrices' padded rows).
   static uint32_t chunks_of(Weights kind, uint32_t cols);
   // Shared uvec4 per token for `chunks` chunks of inputs.
