@@ -182,6 +182,7 @@ Action add_bench_command(CLI::App& app) {
     std::vector<std::string> heads{"f16"};
     std::vector<std::string> plans{"auto"};
     std::vector<std::string> gemm_units{"auto"};
+    std::vector<int> chains{EngineOptions{}.greedy_chain};
   };
   auto o = std::make_shared<Opts>();
   o->models.add(*cmd, true);
@@ -223,6 +224,11 @@ Action add_bench_command(CLI::App& app) {
                   "by side (the FP16 baseline is unaffected)")
       ->delimiter(',')
       ->check(CLI::IsMember({"auto", "vector", "matrix"}));
+  cmd->add_option("--greedy-chain", o->chains,
+                  "tg tests: greedy tokens a submit, chained on the GPU (1: a submit a token), comma-separated; "
+                  "several run side by side")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 64));
   cmd->add_flag("--no-warmup", o->no_warmup, "Skip the untimed warm-up run of each test");
   cmd->add_flag("--sequential", o->sequential,
                 "With --both: load and run one variant after the other (default: both loaded, repetitions "
@@ -235,6 +241,11 @@ Action add_bench_command(CLI::App& app) {
     std::vector<std::string> units_names;
     for (const auto& u : o->gemm_units)
       if (std::find(units_names.begin(), units_names.end(), u) == units_names.end()) units_names.push_back(u);
+    std::vector<int> chains;
+    for (int c : o->chains)
+      if (std::find(chains.begin(), chains.end(), c) == chains.end()) chains.push_back(c);
+    // The chain joins the plan's label when it is not the default (ratio rows pair by label).
+    const bool label_chain = chains.size() > 1 || chains[0] != EngineOptions{}.greedy_chain;
     std::vector<std::string> plan_names;
     for (const auto& p : o->plans)
       if (std::find(plan_names.begin(), plan_names.end(), p) == plan_names.end()) plan_names.push_back(p);
@@ -277,7 +288,7 @@ Action add_bench_command(CLI::App& app) {
         // With --devices, the pipeline runs beside the same model on its first device alone, so
         // the split's cost or gain is measured in the same run.
         auto load = [&](bool fp16, bool pipelined, const std::string& head, const std::string& plan,
-                        const std::string& units) {
+                        const std::string& units, int chain) {
           EngineOptions eo;
           eo.device = int(info.index);
           if (pipelined) {
@@ -289,6 +300,7 @@ Action add_bench_command(CLI::App& app) {
           eo.fp16_baseline = fp16;
           eo.head = parse_head(head);
           eo.plan = parse_plan(plan);
+          eo.greedy_chain = chain;
           eo.gemm_units = units == "vector"   ? ops::GemmUnits::Vector
                           : units == "matrix" ? ops::GemmUnits::MatrixUnits
                                               : ops::GemmUnits::Auto;
@@ -302,7 +314,8 @@ Action add_bench_command(CLI::App& app) {
           const char* variant = fp16 ? "fp16" : "ternary";
           // Units asked for by name label both variants of a pair, so that their ratio rows still pair.
           const std::string plan_used =
-              std::string(plan_name(engine.stage().plan())) + (units == "auto" ? "" : " (" + units + " GEMM)");
+              std::string(plan_name(engine.stage().plan())) + (units == "auto" ? "" : " (" + units + " GEMM)") +
+              (label_chain ? ", chain " + std::to_string(chain) : "");
           const bool matrix_units = !fp16 && engine.stage().prefill_on_matrix_units();
           std::fprintf(stderr, "  %s %s (%s head, %s plan%s): loaded in %.1f s\n", m.name.c_str(), variant, head.c_str(),
                        plan_used.c_str(), matrix_units ? ", prefill GEMM on matrix units" : "", seconds_since(t_load));
@@ -368,9 +381,11 @@ Action add_bench_command(CLI::App& app) {
           const size_t stages = engine.stage_count();
           for (size_t i = 0; i < stages && stages > 1; ++i) engine.stage(i).device().record_queue_events(true);
           const auto t0 = std::chrono::steady_clock::now();
-          for (int i = 0; i < n; ++i) {
-            const uint32_t one[] = {next};
-            next = engine.next_token(one, greedy, {});
+          // As generation runs them: greedy chains on the GPU (EngineOptions::greedy_chain).
+          for (int done = 0; done < n;) {
+            const auto picks = engine.decode_greedy(next, n - done);
+            done += int(picks.size());
+            next = picks.back();
           }
           const double seconds = seconds_since(t0);
           if (stages > 1) {
@@ -398,7 +413,8 @@ Action add_bench_command(CLI::App& app) {
               r.n_prompt = p;
               r.n_gen = n;
               rs.push_back(std::move(r));
-              if (!o->no_warmup) time_test(*run->engine, p, p > 0 ? 0 : std::min(n, 2));
+              // tg: the whole test, so that every chain length it uses is recorded before timing.
+              if (!o->no_warmup) time_test(*run->engine, p, p > 0 ? 0 : n);
             }
             for (int rep = 0; rep < o->reps; ++rep)
               for (size_t k = 0; k < runs.size(); ++k) {
@@ -437,24 +453,26 @@ Action add_bench_command(CLI::App& app) {
         struct Plan {
           bool fp16, pipelined;
           std::string head, plan, units;
+          int chain;
         };
         std::vector<Plan> plans;
         for (const std::string& plan : plan_names)
           for (const std::string& units : units_names)
-            for (const std::string& head : heads)
-              for (bool fp16 : variants) {
-                if (!pipeline.empty()) plans.push_back({fp16, false, head, plan, units});
-                plans.push_back({fp16, !pipeline.empty(), head, plan, units});
-              }
+            for (int chain : chains)
+              for (const std::string& head : heads)
+                for (bool fp16 : variants) {
+                  if (!pipeline.empty()) plans.push_back({fp16, false, head, plan, units, chain});
+                  plans.push_back({fp16, !pipeline.empty(), head, plan, units, chain});
+                }
         if (o->sequential || plans.size() == 1) {
           for (const Plan& p : plans) {
-            Run run = load(p.fp16, p.pipelined, p.head, p.plan, p.units);
+            Run run = load(p.fp16, p.pipelined, p.head, p.plan, p.units, p.chain);
             run_tests({&run});
             finish(run);
           }
         } else {
           std::vector<Run> runs;
-          for (const Plan& p : plans) runs.push_back(load(p.fp16, p.pipelined, p.head, p.plan, p.units));
+          for (const Plan& p : plans) runs.push_back(load(p.fp16, p.pipelined, p.head, p.plan, p.units, p.chain));
           std::vector<Run*> ptrs;
           for (auto& r : runs) ptrs.push_back(&r);
           run_tests(ptrs);

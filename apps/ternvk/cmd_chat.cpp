@@ -29,6 +29,7 @@ Action add_chat_command(CLI::App& app) {
   struct Opts { ModelFlags model; SamplingFlags sampling; std::string system; };
   auto o = std::make_shared<Opts>();
   o->model.add(*cmd);
+  add_greedy_chain_flag(*cmd, o->model.greedy_chain);
   o->sampling.add(*cmd);
   o->sampling.n_predict = 256;
   cmd->add_option("--system", o->system, "System prompt");

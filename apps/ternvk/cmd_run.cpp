@@ -17,6 +17,7 @@ Action add_run_command(CLI::App& app) {
   struct Opts { ModelFlags model; SamplingFlags sampling; std::optional<std::string> prompt; bool quiet = false; };
   auto o = std::make_shared<Opts>();
   o->model.add(*cmd);
+  add_greedy_chain_flag(*cmd, o->model.greedy_chain);
   o->sampling.add(*cmd);
   cmd->add_option("-p,--prompt", o->prompt, std::string("Prompt text (default: \"") + "ROMEO:\\n\")");
   cmd->add_flag("--no-stats", o->quiet, "Do not print the speed and memory line");

@@ -116,6 +116,13 @@ void ModelFlags::add(CLI::App& cmd) {
   add_plan_flag(cmd, plan);
 }
 
+void add_greedy_chain_flag(CLI::App& cmd, int& steps) {
+  cmd.add_option("--greedy-chain", steps,
+                 "Greedy decoding: up to N tokens a submit, each step's pick fed to the next on the GPU (the "
+                 "host waits once a chain; fewer when a token is slow, so text still streams); 1: a submit a token")
+      ->check(CLI::Range(1, 64));
+}
+
 void add_plan_flag(CLI::App& cmd, std::string& plan) {
   cmd.add_option("--plan", plan,
                  "Forward pass: auto (by device type), gpu (decode in five dispatches a layer, norms fused into "
@@ -148,6 +155,7 @@ EngineOptions ModelFlags::engine_options(int device_count) const {
   o.dot = dot == "swar" ? ops::TernaryDot::Swar : dot == "int8" ? ops::TernaryDot::PackedInt8 : ops::TernaryDot::Auto;
   o.head = parse_head(head);
   o.plan = parse_plan(plan);
+  o.greedy_chain = greedy_chain;
   o.progress = progress_printer();
   if (o.devices.size() > 1)  // the placement, before anything is uploaded
     o.on_plan = [](const std::string& plan) { std::fprintf(stderr, "%s", plan.c_str()); };

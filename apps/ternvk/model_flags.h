@@ -25,6 +25,7 @@ struct ModelFlags {
   std::string split = "auto";
   std::string head = "f16";  // output head precision: f16 or int8
   std::string plan = "auto";  // forward pass: auto, gpu or cpu
+  int greedy_chain = EngineOptions{}.greedy_chain;  // a flag of the commands that generate (run, chat)
   void add(CLI::App& cmd);
   EngineOptions engine_options(int device_count) const;
   std::string model_path() const;
@@ -45,6 +46,8 @@ HeadPrecision parse_head(const std::string& head);
 // Adds `--plan auto|gpu|cpu` (which forward pass the stages record; ExecutionPlan).
 void add_plan_flag(CLI::App& cmd, std::string& plan);
 ExecutionPlan parse_plan(const std::string& plan);
+// Adds `--greedy-chain N` (EngineOptions::greedy_chain: greedy steps a submit, chained on the GPU).
+void add_greedy_chain_flag(CLI::App& cmd, int& steps);
 
 // Prints a loading progress line on stderr (only when stderr is a terminal).
 std::function<void(int, int)> progress_printer();

@@ -1,6 +1,7 @@
 #include "runtime/engine/engine.h"
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 
 #include "runtime/core/error.h"
@@ -28,6 +29,12 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                 std::to_string(c.context) + " positions");
   if (options_.prefill_chunk < 1 || options_.prefill_chunk > 4096)
     throw Error("prefill chunk " + std::to_string(options_.prefill_chunk) + " is outside 1..4096");
+  if (options_.greedy_chain < 1 || options_.greedy_chain > 64)
+    throw Error("greedy chain " + std::to_string(options_.greedy_chain) + " is outside 1..64");
+  if (!(options_.greedy_chain_budget_ms >= 0))
+    throw Error("greedy chain budget " + std::to_string(options_.greedy_chain_budget_ms) + " ms is below 0");
+  // With a time budget the first chain is one step (a measure of the speed); without, the longest.
+  chain_steps_ = options_.greedy_chain_budget_ms > 0 ? 1 : options_.greedy_chain;
   if (options_.sequences < 1 || options_.sequences > 4096)
     throw Error("sequences (parallel) " + std::to_string(options_.sequences) + " is outside 1..4096");
   // A forward pass takes a prefill chunk of one sequence or one token of every sequence.
@@ -47,7 +54,8 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                         .dot = options_.dot, .gemm_units = options_.gemm_units, .timestamps = options_.timestamps,
                         .max_segment_bytes = options_.max_segment_bytes,
                         .fused_shape = options_.fused_shape, .fp16_baseline = options_.fp16_baseline,
-                        .head = options_.head, .plan = options_.plan};
+                        .head = options_.head, .plan = options_.plan,
+                        .greedy_chain = options_.timestamps == TimestampMode::None ? options_.greedy_chain : 1};
   const Placement placement = place_model(c, devices, options_.split, so, model.string());
   const std::vector<StageSpec>& specs = placement.stages;
   if (options_.on_plan) options_.on_plan(placement.text);
@@ -257,6 +265,44 @@ uint32_t Engine::next_token(std::span<const uint32_t> tokens, Sampler& sampler, 
   return sampler.sample(last().read_last_logits(), history);
 }
 
+std::vector<uint32_t> Engine::decode_greedy(uint32_t token, int max_steps) {
+  if (max_steps < 1) throw Error("decode_greedy: at most " + std::to_string(max_steps) + " steps; give 1 or more");
+  check_fits(0, 1);
+  Slot& slot = slot_at(0);
+  const int chain_max = stages_.size() == 1 ? last().options().greedy_chain : 1;
+  // Powers of two only: each chain length is a recording of its own.
+  const int steps = int(std::bit_floor(unsigned(std::min({chain_steps_, max_steps, context_ - slot.position, chain_max}))));
+  const int first_position = slot.position;
+  std::vector<uint32_t> picks;
+  std::chrono::steady_clock::time_point t0;
+  if (steps == 1) {
+    t0 = std::chrono::steady_clock::now();
+    const uint32_t one[] = {token};
+    feed(0, one, {Selection::Argmax});
+    picks.push_back(last().read_argmax());
+  } else {
+    last().prepare_greedy_chain(uint32_t(steps));  // recorded before the clock starts
+    t0 = std::chrono::steady_clock::now();
+    picks = last().run_greedy_chain(token, uint32_t(slot.position), uint32_t(steps));
+    slot.position += steps;
+    slot.tokens.push_back(token);
+    slot.tokens.insert(slot.tokens.end(), picks.begin(), picks.end() - 1);
+  }
+  // The next chain: as many steps as fit the time budget at this speed, growing at most twofold.
+  const double budget = options_.greedy_chain_budget_ms / 1000, per_token = seconds_since(t0) / steps;
+  const double fit = budget > 0 && per_token > 0 ? budget / per_token : double(chain_max);
+  const int most = budget > 0 ? std::min(chain_max, 2 * steps) : chain_max;
+  chain_steps_ = std::clamp(int(std::min(fit, double(chain_max))), 1, most);
+  for (size_t i = 0; i < picks.size(); ++i)
+    if (picks[i] >= uint32_t(config().vocab)) {
+      // Every token up to this step was fed; what follows it came from no token.
+      truncate(0, first_position + int(i) + 1);
+      throw Error("no token could be picked after position " + std::to_string(first_position + i) +
+                  ": every logit is NaN (a damaged model file?)");
+    }
+  return picks;
+}
+
 GenerationStats Engine::generate(std::span<const uint32_t> prompt, int max_tokens, Sampler& sampler,
                                  const std::function<bool(uint32_t)>& on_token) {
   cancelled_ = false;
@@ -267,11 +313,24 @@ GenerationStats Engine::generate(std::span<const uint32_t> prompt, int max_token
   std::vector<uint32_t> history(prompt.begin(), prompt.end());
   const auto eos = tokenizer_ ? tokenizer_->eos() : std::nullopt;
   const auto eot = tokenizer_ ? tokenizer_->eot() : std::nullopt;
+  const SamplingParams& p = sampler.params();
+  const bool greedy_on_gpu = p.greedy() && !p.has_penalties();
   auto t0 = std::chrono::steady_clock::now();
-  uint32_t next = next_token(prompt, sampler, history);
+  // Picked tokens not yet handed to on_token; a greedy chain fed all of them but the last.
+  std::vector<uint32_t> pending{next_token(prompt, sampler, history)};
+  size_t at = 0;
   stats.prompt_seconds = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
   while (true) {
+    if (at == pending.size()) {
+      const uint32_t one[] = {pending.back()};
+      if (greedy_on_gpu)
+        pending = decode_greedy(one[0], std::min(max_tokens - stats.generated_tokens, context_ - position()));
+      else
+        pending = {next_token(one, sampler, history)};
+      at = 0;
+    }
+    const uint32_t next = pending[at++];
     if ((eos && next == uint32_t(*eos)) || (eot && next == uint32_t(*eot))) {
       stats.stop_reason = "eos";
       break;
@@ -287,13 +346,14 @@ GenerationStats Engine::generate(std::span<const uint32_t> prompt, int max_token
       stats.stop_reason = "cancelled";
       break;
     }
-    if (position() >= context_) {
+    if (position() - int(pending.size() - at) >= context_) {
       stats.stop_reason = "context";
       break;
     }
-    const uint32_t one[] = {next};
-    next = next_token(one, sampler, history);
   }
+  // The sequence ends as if every token had been fed one by one: without what a chain fed beyond
+  // the last token kept.
+  truncate(0, position() - int(pending.size() - at));
   stats.decode_seconds = seconds_since(t0);
   return stats;
 }

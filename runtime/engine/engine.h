@@ -55,6 +55,14 @@ struct EngineOptions {
   // The forward pass each stage records: the GPU plan (fused decode layers) or the CPU plan;
   // Auto picks by each stage's device type (ExecutionPlan in stage.h).
   ExecutionPlan plan = ExecutionPlan::Auto;
+  // Greedy decoding (decode_greedy(), generate() without penalties): up to this many steps a
+  // submit, the GPU feeding each step's pick to the next, so the host's round trip is paid once a
+  // chain (docs/performance.md, "Greedy tokens chained on the GPU"). 1: a submit a token. Profiling
+  // (timestamps) times single passes, so it takes 1.
+  int greedy_chain = 16;
+  // decode_greedy's time a submit: chains shorten so that one takes about this long at the measured
+  // speed (streamed text stays smooth on slow devices). 0: no limit (tests: always the longest chain).
+  double greedy_chain_budget_ms = 25;
 };
 
 // What one sequence's step produced (prefill() and decode()), as asked by its Selection: the token
@@ -125,6 +133,13 @@ class Engine {
   // Feeds tokens and picks the next one with `sampler`: on the GPU (argmax, or top-k candidates)
   // when the sampling settings allow, else from the full row of logits.
   uint32_t next_token(std::span<const uint32_t> tokens, Sampler& sampler, std::span<const uint32_t> history);
+  // Greedy decoding of sequence 0: feeds `token` and returns the tokens picked after it, one
+  // submit for up to `max_steps` steps chained on the GPU (each step's embedding reads the previous
+  // step's argmax). How many a submit runs adapts to the measured time a token: a power of two, at
+  // most EngineOptions::greedy_chain and max_steps, within greedy_chain_budget_ms a submit (growing
+  // at most twofold a call). The sequence advances by the number returned (every returned token but the
+  // last was fed); truncate() takes back what the caller does not keep.
+  std::vector<uint32_t> decode_greedy(uint32_t token, int max_steps);
 
   // Tokenizer ids (int32) as the engine's token ids.
   static std::vector<uint32_t> ids(const std::vector<TokenId>& tokens) { return {tokens.begin(), tokens.end()}; }
@@ -158,6 +173,7 @@ class Engine {
   int max_tokens_ = 0;  // tokens per forward pass: the prefill chunk or the largest decode batch
   std::vector<Slot> slots_;
   std::atomic<bool> cancelled_{false};
+  int chain_steps_ = 1;  // decode_greedy's next chain length
 };
 
 }  // namespace ternvk

@@ -179,7 +179,8 @@ void Stage::record_norm_linear(Recording& rec, BufferRange x, const Buffer& norm
 }
 
 // The forward pass of this stage for `tokens` tokens, read top to bottom.
-void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence) {
+void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence,
+                        const PassIo& io) {
   const uint32_t T = tokens, D = uint32_t(c_.dim), F = uint32_t(c_.ffn_dim), V = uint32_t(c_.vocab);
   const uint32_t QD = uint32_t(c_.q_dim());
   const ops::HeadLayout heads{uint32_t(c_.n_heads), uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim)};
@@ -195,7 +196,7 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   const uint64_t hidden_bytes = uint64_t(T) * D * 4;
   if (!spec_.embedding) rec.copy(hidden_in_.range(0, hidden_bytes), x_.range(0, hidden_bytes));
   if (spec_.embedding) {
-    ops::EmbeddingArgs e{.ids = ids_.range(), .out = x_.range(), .tokens = T, .cols = D, .vocab = V};
+    ops::EmbeddingArgs e{.ids = io.ids, .out = x_.range(), .tokens = T, .cols = D, .vocab = V};
     const bool i8_table = !table_ && head_i8_;
     if (i8_table) {
       e.type = ops::EmbeddingTable::I8;
@@ -212,13 +213,13 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
     const ops::KvCacheLayer cache{L.k_cache.range(), L.v_cache.range(), uint32_t(options_.context),
                                   uint32_t(options_.sequences)};
     if (fused && fusable(L)) {
-      record_fused_layer(rec, L, T, attention, {heads, rope, positions_.range(), cache, slots});
+      record_fused_layer(rec, L, T, attention, {heads, rope, io.positions, cache, slots});
       continue;
     }
     // Attention block: x += o( sub_norm( attention( rope(q), rope(k), v ) ) ), q|k|v = W_qkv · int8(norm(x))
     record_norm_linear(rec, x_.range(), L.attn_norm, T, D, xq, L.qkv, {qkv_.range()}, ops::Epilogue::Store);
-    ops::record_rope_kv_store(rec, qkv, heads, positions_.range(), rope, cache, slots);
-    ops::record_attention(rec, attention, {.q = qkv, .positions = positions_.range(), .cache = cache,
+    ops::record_rope_kv_store(rec, qkv, heads, io.positions, rope, cache, slots);
+    ops::record_attention(rec, attention, {.q = qkv, .positions = io.positions, .cache = cache,
                                            .out = attn_.range(), .scratch = attn_scratch_.range(),
                                            .slots = slots});
     record_norm_linear(rec, attn_.range(), L.attn_sub_norm, T, QD, aq, L.o, {x_.range()}, ops::Epilogue::Accumulate);
@@ -264,9 +265,9 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   // The next token's candidates, chosen on the GPU: the host reads 8 bytes (argmax) or k pairs per
   // row: the last token's row, or every row of a batched decode step.
   if (mode == LogitsMode::Last)
-    record_selection(rec, head_on_last_row_only(T) ? 0 : T - 1, 1, select);
+    record_selection(rec, head_on_last_row_only(T) ? 0 : T - 1, 1, select, io.selected);
   else
-    record_selection(rec, 0, T, select);
+    record_selection(rec, 0, T, select, io.selected);
 }
 
 void Stage::record_fused_layer(Recording& rec, const Layer& L, uint32_t T, const ops::AttentionPlan& attention,
@@ -314,31 +315,93 @@ void Stage::record_head(Recording& rec, BufferRange x, uint32_t tokens, const op
     fp16_.record(rec, *head_, x, tokens, logits);
 }
 
-void Stage::record_selection(Recording& rec, uint64_t first_row, uint32_t rows, Selection select) {
+void Stage::record_selection(Recording& rec, uint64_t first_row, uint32_t rows, Selection select, BufferRange out) {
   const uint32_t V = uint32_t(c_.vocab);
   const BufferRange logits = logits_.range(first_row * V * 4, uint64_t(rows) * V * 4);
   if (select.kind == Selection::Argmax)
-    ops::record_argmax(rec, {.logits = logits, .out = selected_.range(0, uint64_t(rows) * sizeof(ops::ArgmaxResult)),
+    ops::record_argmax(rec, {.logits = logits, .out = {out.buffer, out.offset, uint64_t(rows) * sizeof(ops::ArgmaxResult)},
                              .scratch = select_scratch_.range(), .rows = rows, .cols = V,
                              .plan = ops::plan_argmax(device_.info(), rows, V)});
   else
     ops::record_topk(rec, {.logits = logits,
-                           .out = selected_.range(0, uint64_t(rows) * select.k * sizeof(ops::TopKEntry)),
+                           .out = {out.buffer, out.offset, uint64_t(rows) * select.k * sizeof(ops::TopKEntry)},
                            .scratch = select_scratch_.range(), .rows = rows, .cols = V, .k = select.k,
                            .plan = ops::plan_topk(device_.info(), rows, V, select.k)});
+}
+
+Stage::PassIo Stage::step_io() const { return {ids_.range(), positions_.range(), selected_.range()}; }
+
+RecordingOptions Stage::recording_options() const {
+  return {.timestamps = options_.timestamps != TimestampMode::None,
+          .whole_pass = options_.timestamps == TimestampMode::Pass};
 }
 
 Recording& Stage::pass(uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence) {
   auto& slot = passes_[{tokens, int(mode), int(select.kind), select.k, one_sequence}];
   if (!slot) {
     // Kept only once whole: a recording that threw halfway must not be replayed next time.
-    auto rec = std::make_unique<Recording>(device_, RecordingOptions{.timestamps = options_.timestamps != TimestampMode::None,
-                                                                     .whole_pass = options_.timestamps == TimestampMode::Pass});
-    record_pass(*rec, tokens, mode, select, one_sequence);
+    auto rec = std::make_unique<Recording>(device_, recording_options());
+    record_pass(*rec, tokens, mode, select, one_sequence, step_io());
     rec->finish();
     slot = std::move(rec);
   }
   return *slot;
+}
+
+void Stage::prepare_greedy_chain(uint32_t steps) {
+  if (!spec_.embedding || !spec_.head) throw Error("internal: a greedy chain needs the embedding and the head");
+  if (steps < 2 || steps > uint32_t(options_.greedy_chain))
+    throw Error("internal: a greedy chain of " + std::to_string(steps) + " steps; this stage takes 2.." +
+                std::to_string(options_.greedy_chain));
+  auto& slot = greedy_chains_[steps];
+  if (slot) return;
+  auto rec = std::make_unique<Recording>(device_, recording_options());
+  const uint64_t stride = greedy_chain_stride(device_.info());
+  for (uint32_t i = 0; i < steps; ++i) {
+    // Step i reads its position from slot i and its token from step i - 1's argmax (ArgmaxResult's
+    // index comes first, so the embedding's ids[0] is the pick); the first token comes from the host.
+    const PassIo io{.ids = i == 0 ? ids_.range(0, 4) : selected_.range((i - 1) * stride, 4),
+                    .positions = positions_.range(i * stride, 4),
+                    .selected = selected_.range(i * stride, sizeof(ops::ArgmaxResult))};
+    record_pass(*rec, 1, LogitsMode::Last, {Selection::Argmax}, true, io);
+  }
+  rec->finish();
+  slot = std::move(rec);
+}
+
+std::vector<uint32_t> Stage::run_greedy_chain(uint32_t id, uint32_t position, uint32_t steps) {
+  if (pending_) throw Error("internal: a greedy chain while a stage step runs");
+  if (id >= uint32_t(c_.vocab))
+    throw Error("token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(c_.vocab));
+  if (uint64_t(position) + steps > uint64_t(options_.context))
+    throw Error("a greedy chain of " + std::to_string(steps) + " steps from position " + std::to_string(position) +
+                " passes the context of " + std::to_string(options_.context) + " tokens");
+  prepare_greedy_chain(steps);
+  Recording& rec = *greedy_chains_.at(steps);
+  const uint64_t stride = greedy_chain_stride(device_.info());
+  auto* positions = static_cast<uint8_t*>(positions_.mapped());
+  for (uint32_t i = 0; i < steps; ++i) {
+    const uint32_t p = position + i;
+    std::memcpy(positions + i * stride, &p, 4);
+  }
+  const uint32_t slot = 0;
+  std::memcpy(ids_.mapped(), &id, 4);
+  std::memcpy(slots_.mapped(), &slot, 4);
+  // Nothing of this run can be read as a single step's output afterwards.
+  last_tokens_ = 0;
+  last_mode_ = LogitsMode::None;
+  last_select_ = {};
+  rec.submit_and_wait();
+  last_pass_ = &rec;
+  std::vector<uint32_t> picks(steps);
+  std::vector<uint8_t> results(steps * stride);
+  device_.download(selected_, results.data(), results.size());
+  for (uint32_t i = 0; i < steps; ++i) {
+    ops::ArgmaxResult r;
+    std::memcpy(&r, results.data() + i * stride, sizeof(r));
+    picks[i] = r.index;
+  }
+  return picks;
 }
 
 void Stage::start(std::span<const uint32_t> ids, const TokenPlaces& places, LogitsMode mode, Selection select) {

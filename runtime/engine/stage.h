@@ -58,6 +58,13 @@ class Stage {
   // read_hidden() afterwards (input of the next stage).
   void start(std::span<const uint32_t> ids, const TokenPlaces& places, LogitsMode mode, Selection select = {});
   void finish();
+  // Greedy decoding chained on the GPU: `steps` one-token steps (2..StageOptions::greedy_chain) of
+  // sequence slot 0 in one submit, from token `id` at `position`; each step's embedding reads the
+  // previous step's argmax, so the host waits once. Returns the `steps` picks (an index >= vocab
+  // where a row of logits held only NaN). Needs the embedding and the head (a single stage).
+  // prepare_greedy_chain() records the chain ahead of time (callers that time the run itself).
+  void prepare_greedy_chain(uint32_t steps);
+  std::vector<uint32_t> run_greedy_chain(uint32_t id, uint32_t position, uint32_t steps);
   // After an error elsewhere in a pipeline: waits for a started step, ignoring its errors.
   void abandon() noexcept;
   ~Stage();
@@ -110,10 +117,18 @@ class Stage {
     Buffer k_cache, v_cache;
   };
   Recording& pass(uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence);
+  // The per-step inputs and the selection's output a pass binds: the stage's own buffers for a step
+  // the host writes, sub-ranges of them for each step of a greedy chain.
+  struct PassIo {
+    BufferRange ids, positions, selected;
+  };
+  PassIo step_io() const;
+  RecordingOptions recording_options() const;
   // Mode Last computes only the last token's logits when its row of the normed activations can be
   // bound on its own (offset alignment); otherwise it computes all rows.
   bool head_on_last_row_only(uint32_t tokens) const;
-  void record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence);
+  void record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence,
+                   const PassIo& io);
   // The GPU plan's layer: five dispatches (see ExecutionPlan).
   void record_fused_layer(Recording& rec, const Layer& L, uint32_t tokens, const ops::AttentionPlan& attention,
                           const ops::RopeKvTarget& rope_kv);
@@ -126,7 +141,7 @@ class Stage {
   bool fusable(const Layer& L) const;
   bool head_fusable() const;  // the final norm in the head's prologue
   // Argmax or top-k of `rows` rows of logits starting at `first`, into selected_.
-  void record_selection(Recording& rec, uint64_t first_row, uint32_t rows, Selection select);
+  void record_selection(Recording& rec, uint64_t first_row, uint32_t rows, Selection select, BufferRange out);
   // logits = head · x for `tokens` rows of x, by the FP16 or the int8 kernel.
   void record_head(Recording& rec, BufferRange x, uint32_t tokens, const ops::MatmulOutput& logits);
   Buffer upload_floats(const std::vector<float>& v, const std::string& what);
@@ -160,6 +175,7 @@ class Stage {
   Buffer selected_, select_scratch_;  // argmax / top-k results (host-readable) and their partials
   ops::QuantizedActivationsBuffers q_dim_in_, q_attn_, q_ffn_;
   std::map<std::tuple<uint32_t, int, int, uint32_t, bool>, std::unique_ptr<Recording>> passes_;
+  std::map<uint32_t, std::unique_ptr<Recording>> greedy_chains_;  // by steps
   Recording* last_pass_ = nullptr;
   Recording* pending_ = nullptr;  // started, not finished
   uint32_t last_tokens_ = 0;

@@ -18,6 +18,11 @@ ExecutionPlan resolve_plan(ExecutionPlan plan, const DeviceInfo& info) {
   return info.is_cpu() ? ExecutionPlan::Cpu : ExecutionPlan::Gpu;
 }
 
+uint64_t greedy_chain_stride(const DeviceInfo& info) {
+  const uint64_t align = std::max<uint64_t>(info.min_storage_buffer_offset_alignment, 1);
+  return (sizeof(ops::ArgmaxResult) + align - 1) / align * align;
+}
+
 const char* plan_name(ExecutionPlan plan) {
   switch (plan) {
     case ExecutionPlan::Auto: return "auto";
@@ -109,9 +114,12 @@ StageMemory StageMemory::plan(const ModelConfig& c, const StageSpec& spec, const
   }
   if (spec.head) m.add("output_norm", D * 4, StageBuffer::Weights);
 
-  // Activations for the largest step.
+  // Activations for the largest step. A greedy chain (one stage with the embedding and the head)
+  // gives each of its steps its own position and argmax result, each at an aligned offset.
+  const uint64_t chain = spec.embedding && spec.head && o.greedy_chain > 1
+                             ? uint64_t(o.greedy_chain) * greedy_chain_stride(info) : 0;
   m.add("token ids", T * 4, StageBuffer::Scratch, MemoryKind::HostUpload);
-  m.add("token positions", T * 4, StageBuffer::Scratch, MemoryKind::HostUpload);
+  m.add("token positions", std::max(T * 4, chain), StageBuffer::Scratch, MemoryKind::HostUpload);
   m.add("token KV slots", T * 4, StageBuffer::Scratch, MemoryKind::HostUpload);
   if (!spec.embedding) m.add("hidden state from the previous stage", T * D * 4, StageBuffer::Scratch, MemoryKind::HostUpload);
   if (!spec.head) m.add("hidden state for the next stage", T * D * 4, StageBuffer::Scratch, MemoryKind::HostReadback);
@@ -130,7 +138,8 @@ StageMemory StageMemory::plan(const ModelConfig& c, const StageSpec& spec, const
   if (spec.head) {
     m.add("final norm output", T * D * 4, StageBuffer::Scratch);
     m.add("logits", T * V * 4, StageBuffer::Scratch);
-    m.add("selected tokens", T * ops::kMaxTopK * sizeof(ops::TopKEntry), StageBuffer::Scratch, MemoryKind::HostReadback);
+    m.add("selected tokens", std::max(T * ops::kMaxTopK * sizeof(ops::TopKEntry), chain), StageBuffer::Scratch,
+          MemoryKind::HostReadback);
     uint64_t select = 0;
     for (uint32_t rows : {1u, uint32_t(T)}) {  // the last token's row, or every row (a batched decode step)
       select = std::max(select, ops::plan_argmax(info, rows, uint32_t(V)).scratch_bytes);

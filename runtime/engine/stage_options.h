@@ -52,6 +52,13 @@ struct StageOptions {
   // The output head (and the embedding when tied) in FP16 or as int8 rows (ops/int8_matmul.h).
   HeadPrecision head = HeadPrecision::F16;
   ExecutionPlan plan = ExecutionPlan::Auto;
+  // Greedy decoding chained on the GPU (Stage::run_greedy_chain): the most one-token steps one
+  // submit runs, each step's embedding reading the previous step's argmax. 1: a submit a token.
+  int greedy_chain = 1;
 };
+
+// Bytes between consecutive steps' inputs (position) and results (argmax) in a greedy chain: each
+// is bound on its own, so each starts at the device's storage-buffer offset alignment.
+uint64_t greedy_chain_stride(const DeviceInfo& info);
 
 }  // namespace ternvk

@@ -295,17 +295,30 @@ TEST_CASE("profile --plan gpu: a decode token is at most 5 dispatches a layer + 
   expect_clean_failure(run_ternvk("profile --timing pass --trace x.json"), "--timing dispatch");
 }
 
-TEST_CASE("run: the GPU and CPU plans print the same greedy text") {
-  std::string text[2];
-  int i = 0;
-  for (const char* plan : {"cpu", "gpu"}) {
-    auto r = run_ternvk(std::string("run -p ROMEO: -n 24 --temp 0 --plan ") + plan);
-    CAPTURE(r.err);
-    REQUIRE(r.exit_code == 0);
-    text[i++] = r.out;
-  }
-  CHECK(text[0] == text[1]);
+TEST_CASE("run: the GPU and CPU plans print the same greedy text, chained on the GPU or a token a submit") {
+  std::vector<std::string> text;
+  for (const char* plan : {"cpu", "gpu"})
+    for (const char* chain : {"1", "16"}) {
+      auto r = run_ternvk(std::string("run -p ROMEO: -n 40 --temp 0 --plan ") + plan + " --greedy-chain " + chain);
+      CAPTURE(r.err);
+      REQUIRE(r.exit_code == 0);
+      text.push_back(r.out);
+    }
+  for (const auto& t : text) CHECK(t == text[0]);
   CHECK(text[0].size() > 20);
+  expect_clean_failure(run_ternvk("run -p ROMEO: --greedy-chain 0"), "--greedy-chain");
+}
+
+TEST_CASE("bench --greedy-chain runs tg with each chain length side by side, labelled") {
+  auto r = run_ternvk("bench -p 0 -n 6 -r 1 --greedy-chain 1,4 -o json");
+  CAPTURE(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  REQUIRE(j.size() == 2);
+  CHECK(j[0]["plan"].get<std::string>().ends_with("chain 1"));
+  CHECK(j[1]["plan"].get<std::string>().ends_with("chain 4"));
+  for (const auto& row : j) CHECK(row["avg_ts"].get<double>() > 0);
+  expect_clean_failure(run_ternvk("bench -p 0 -n 2 --greedy-chain 65"), "--greedy-chain");
 }
 
 TEST_CASE("batched-bench measures ternary and FP16 at several batch sizes and the largest batch in a budget") {

@@ -1,0 +1,162 @@
+// Greedy tokens chained on the GPU (Engine::decode_greedy, Stage::run_greedy_chain): a submit runs
+// several one-token steps, each step's embedding reading the previous step's argmax. The tokens,
+// the sequence and what follows must be those of one step a submit, on both plans. The shipped
+// model (trained) writes varied text; a random model's greedy tokens soon repeat one token, which a
+// chain feeding the wrong token would repeat too.
+#include <doctest/doctest.h>
+
+#include <set>
+
+#include "common/gpu.h"
+#include "engine/engine_test_util.h"
+#include "runtime/core/error.h"
+#include "runtime/engine/engine.h"
+#include "runtime/engine/shipped_model.h"
+
+using namespace ternvk;
+using namespace ternvk::test;
+
+namespace {
+
+EngineOptions chained(ExecutionPlan plan, int chain, int sequences = 1) {
+  EngineOptions o = weights_only();
+  o.plan = plan;
+  o.greedy_chain = chain;
+  o.greedy_chain_budget_ms = 0;  // always the longest chain that fits: the lengths below are exact
+  o.sequences = sequences;
+  return o;
+}
+
+// `n` greedy tokens after `prompt` by decode_greedy, with the length of each chain it ran.
+std::vector<uint32_t> chained_greedy(Engine& engine, std::vector<uint32_t> prompt, int n, std::vector<size_t>* lengths) {
+  engine.reset();
+  const auto logits = engine.eval(prompt);
+  std::vector<uint32_t> out{uint32_t(argmax_index(logits))};
+  while (int(out.size()) < n) {
+    const auto picks = engine.decode_greedy(out.back(), n - int(out.size()));
+    lengths->push_back(picks.size());
+    out.insert(out.end(), picks.begin(), picks.end());
+  }
+  return out;
+}
+
+std::filesystem::path model_file() { return shipped_model_path(); }
+
+}  // namespace
+
+TEST_CASE("greedy chains give the tokens of one step a submit, on both plans and with several KV slots") {
+  ValidationGuard guard;
+  const std::vector<uint32_t> prompt = {1, 42, 7};
+  for (const auto plan : {ExecutionPlan::Cpu, ExecutionPlan::Gpu})
+    for (const int sequences : {1, 3}) {
+      CAPTURE(plan_name(plan));
+      CAPTURE(sequences);
+      Engine one(instance(), model_file(), chained(plan, 1, sequences));
+      const auto want = greedy(one, prompt, 20);  // picked on the host from every logit
+      REQUIRE(std::set(want.begin(), want.end()).size() > 5);  // a wrong token fed would show
+      Engine engine(instance(), model_file(), chained(plan, 8, sequences));
+      std::vector<size_t> lengths;
+      CHECK(chained_greedy(engine, prompt, 20, &lengths) == want);
+      // 19 tokens after the prompt's: chains of 8, 8, then 3 as 2 + 1 (powers of two only).
+      CHECK(lengths == std::vector<size_t>{8, 8, 2, 1});
+      // Every token but the last pick was fed, at its position.
+      std::vector<uint32_t> fed = prompt;
+      fed.insert(fed.end(), want.begin(), want.end() - 1);
+      CHECK(engine.position() == int(fed.size()));
+      CHECK(engine.sequence() == fed);
+      // What the chains wrote to the KV cache carries on: the next logits are those of one step a submit.
+      // (`one` fed the last pick too: take it back and feed it again, as `engine` does now.)
+      const uint32_t last[] = {want.back()};
+      one.truncate(int(fed.size()));
+      CHECK(engine.eval(last) == one.eval(last));
+    }
+}
+
+TEST_CASE("generate() stopped in the middle of a chain keeps the sequence of one step a submit") {
+  ValidationGuard guard;
+  const std::vector<uint32_t> prompt = {5, 9, 300};
+  SamplingParams greedy_params;
+  greedy_params.temperature = 0;
+  Sampler sampler(greedy_params);
+  Engine one(instance(), model_file(), chained(ExecutionPlan::Gpu, 1));
+  Engine engine(instance(), model_file(), chained(ExecutionPlan::Gpu, 16));
+  for (const int stop_after : {1, 5, 11}) {
+    CAPTURE(stop_after);
+    std::vector<std::vector<uint32_t>> got(2);
+    std::vector<GenerationStats> stats;
+    for (int e = 0; e < 2; ++e) {
+      Engine& which = e ? engine : one;
+      which.reset();
+      stats.push_back(which.generate(prompt, 40, sampler, [&](uint32_t t) {
+        got[size_t(e)].push_back(t);
+        return int(got[size_t(e)].size()) < stop_after;
+      }));
+    }
+    CHECK(got[1] == got[0]);
+    CHECK(stats[1].stop_reason == "stop string");
+    CHECK(stats[1].generated_tokens == stop_after);
+    // The token that stopped it was not fed; nothing a chain computed past it stays.
+    CHECK(engine.position() == int(prompt.size()) + stop_after - 1);
+    CHECK(engine.sequence() == one.sequence());
+    // Generation goes on from there as it would have.
+    std::vector<std::vector<uint32_t>> more(2);
+    for (int e = 0; e < 2; ++e) {
+      Engine& which = e ? engine : one;
+      const uint32_t next[] = {got[0].back()};
+      which.generate(next, 12, sampler, [&](uint32_t t) {
+        more[size_t(e)].push_back(t);
+        return true;
+      });
+    }
+    CHECK(more[1] == more[0]);
+    CHECK(engine.sequence() == one.sequence());
+  }
+}
+
+TEST_CASE("generate() runs chains up to its length and the context's end") {
+  ValidationGuard guard;
+  SamplingParams greedy_params;
+  greedy_params.temperature = 0;
+  Sampler sampler(greedy_params);
+  EngineOptions o = chained(ExecutionPlan::Gpu, 16);
+  o.context = 24;
+  Engine engine(instance(), model_file(), o);
+  o.greedy_chain = 1;
+  Engine one(instance(), model_file(), o);
+  const std::vector<uint32_t> prompt = {3, 4};
+  for (const int n : {7, 40}) {  // 7: the length stops it; 40: the context (24 positions)
+    CAPTURE(n);
+    std::vector<std::vector<uint32_t>> got(2);
+    std::vector<GenerationStats> stats;
+    for (int e = 0; e < 2; ++e) {
+      Engine& which = e ? engine : one;
+      which.reset();
+      stats.push_back(which.generate(prompt, n, sampler, [&](uint32_t t) {
+        got[size_t(e)].push_back(t);
+        return true;
+      }));
+    }
+    CHECK(got[1] == got[0]);
+    CHECK(stats[1].stop_reason == stats[0].stop_reason);
+    CHECK(stats[1].stop_reason == (n == 7 ? "length" : "context"));
+    CHECK(engine.sequence() == one.sequence());
+    CHECK(engine.position() <= 24);
+  }
+}
+
+TEST_CASE("greedy chain settings out of range are refused by name") {
+  ValidationGuard guard;
+  for (const int chain : {0, 65}) {
+    EngineOptions o = chained(ExecutionPlan::Cpu, chain);
+    CHECK_THROWS_WITH_AS(Engine(instance(), model_file(), o), doctest::Contains("greedy chain"), Error);
+  }
+  EngineOptions o = chained(ExecutionPlan::Cpu, 4);
+  o.greedy_chain_budget_ms = -1;
+  CHECK_THROWS_WITH_AS(Engine(instance(), model_file(), o), doctest::Contains("greedy chain budget"), Error);
+  Engine engine(instance(), model_file(), chained(ExecutionPlan::Cpu, 4));
+  const uint32_t prompt[] = {1};
+  engine.eval(prompt);
+  CHECK_THROWS_WITH_AS(engine.decode_greedy(2, 0), doctest::Contains("1 or more"), Error);
+  CHECK_THROWS_WITH_AS(engine.decode_greedy(uint32_t(engine.config().vocab), 4), doctest::Contains("vocabulary"), Error);
+  CHECK(engine.position() == 1);
+}
