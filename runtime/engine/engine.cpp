@@ -265,10 +265,10 @@ uint32_t Engine::next_token(std::span<const uint32_t> tokens, Sampler& sampler, 
   return sampler.sample(last().read_last_logits(), history);
 }
 
-std::vector<uint32_t> Engine::decode_greedy(uint32_t token, int max_steps) {
+std::vector<uint32_t> Engine::decode_greedy(int slot_index, uint32_t token, int max_steps) {
   if (max_steps < 1) throw Error("decode_greedy: at most " + std::to_string(max_steps) + " steps; give 1 or more");
-  check_fits(0, 1);
-  Slot& slot = slot_at(0);
+  check_fits(slot_index, 1);
+  Slot& slot = slot_at(slot_index);
   const int chain_max = stages_.size() == 1 ? last().options().greedy_chain : 1;
   // Powers of two only: each chain length is a recording of its own.
   const int steps = int(std::bit_floor(unsigned(std::min({chain_steps_, max_steps, context_ - slot.position, chain_max}))));
@@ -278,12 +278,12 @@ std::vector<uint32_t> Engine::decode_greedy(uint32_t token, int max_steps) {
   if (steps == 1) {
     t0 = std::chrono::steady_clock::now();
     const uint32_t one[] = {token};
-    feed(0, one, {Selection::Argmax});
+    feed(slot_index, one, {Selection::Argmax});
     picks.push_back(last().read_argmax());
   } else {
     last().prepare_greedy_chain(uint32_t(steps));  // recorded before the clock starts
     t0 = std::chrono::steady_clock::now();
-    picks = last().run_greedy_chain(token, uint32_t(slot.position), uint32_t(steps));
+    picks = last().run_greedy_chain(token, uint32_t(slot_index), uint32_t(slot.position), uint32_t(steps));
     slot.position += steps;
     slot.tokens.push_back(token);
     slot.tokens.insert(slot.tokens.end(), picks.begin(), picks.end() - 1);
@@ -296,7 +296,7 @@ std::vector<uint32_t> Engine::decode_greedy(uint32_t token, int max_steps) {
   for (size_t i = 0; i < picks.size(); ++i)
     if (picks[i] >= uint32_t(config().vocab)) {
       // Every token up to this step was fed; what follows it came from no token.
-      truncate(0, first_position + int(i) + 1);
+      truncate(slot_index, first_position + int(i) + 1);
       throw Error("no token could be picked after position " + std::to_string(first_position + i) +
                   ": every logit is NaN (a damaged model file?)");
     }

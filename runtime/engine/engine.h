@@ -139,7 +139,9 @@ class Engine {
   // most EngineOptions::greedy_chain and max_steps, within greedy_chain_budget_ms a submit (growing
   // at most twofold a call). The sequence advances by the number returned (every returned token but the
   // last was fed); truncate() takes back what the caller does not keep.
-  std::vector<uint32_t> decode_greedy(uint32_t token, int max_steps);
+  std::vector<uint32_t> decode_greedy(uint32_t token, int max_steps) { return decode_greedy(0, token, max_steps); }
+  // The same for the sequence in KV slot `slot` (the C API's ternvk_generate).
+  std::vector<uint32_t> decode_greedy(int slot, uint32_t token, int max_steps);
 
   // Tokenizer ids (int32) as the engine's token ids.
   static std::vector<uint32_t> ids(const std::vector<TokenId>& tokens) { return {tokens.begin(), tokens.end()}; }

@@ -369,8 +369,11 @@ void Stage::prepare_greedy_chain(uint32_t steps) {
   slot = std::move(rec);
 }
 
-std::vector<uint32_t> Stage::run_greedy_chain(uint32_t id, uint32_t position, uint32_t steps) {
+std::vector<uint32_t> Stage::run_greedy_chain(uint32_t id, uint32_t slot, uint32_t position, uint32_t steps) {
   if (pending_) throw Error("internal: a greedy chain while a stage step runs");
+  if (slot >= uint32_t(options_.sequences))
+    throw Error("KV slot " + std::to_string(slot) + " is outside the " + std::to_string(options_.sequences) +
+                " sequences of this stage");
   if (id >= uint32_t(c_.vocab))
     throw Error("token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(c_.vocab));
   if (uint64_t(position) + steps > uint64_t(options_.context))
@@ -384,7 +387,6 @@ std::vector<uint32_t> Stage::run_greedy_chain(uint32_t id, uint32_t position, ui
     const uint32_t p = position + i;
     std::memcpy(positions + i * stride, &p, 4);
   }
-  const uint32_t slot = 0;
   std::memcpy(ids_.mapped(), &id, 4);
   std::memcpy(slots_.mapped(), &slot, 4);
   // Nothing of this run can be read as a single step's output afterwards.

@@ -59,12 +59,12 @@ class Stage {
   void start(std::span<const uint32_t> ids, const TokenPlaces& places, LogitsMode mode, Selection select = {});
   void finish();
   // Greedy decoding chained on the GPU: `steps` one-token steps (2..StageOptions::greedy_chain) of
-  // sequence slot 0 in one submit, from token `id` at `position`; each step's embedding reads the
+  // the sequence in KV slot `slot` in one submit, from token `id` at `position`; each step's embedding reads the
   // previous step's argmax, so the host waits once. Returns the `steps` picks (an index >= vocab
   // where a row of logits held only NaN). Needs the embedding and the head (a single stage).
   // prepare_greedy_chain() records the chain ahead of time (callers that time the run itself).
   void prepare_greedy_chain(uint32_t steps);
-  std::vector<uint32_t> run_greedy_chain(uint32_t id, uint32_t position, uint32_t steps);
+  std::vector<uint32_t> run_greedy_chain(uint32_t id, uint32_t slot, uint32_t position, uint32_t steps);
   // After an error elsewhere in a pipeline: waits for a started step, ignoring its errors.
   void abandon() noexcept;
   ~Stage();

@@ -311,6 +311,7 @@ TEST_CASE("the callback stops generation, and cancel stops it from the callback 
     }
     return 0;
   };
+  const Generated whole = generate(s.get(), prompt, 23);
   for (int mode : {0, 1, 2}) {
     CAPTURE(mode);
     REQUIRE_OK(ternvk_sequence_clear(s.get()));
@@ -320,6 +321,15 @@ TEST_CASE("the callback stops generation, and cancel stops it from the callback 
     CHECK(r.generated_tokens == 3);
     CHECK(r.stop_reason == (mode == 0 ? TERNVK_STOP_CALLBACK : TERNVK_STOP_CANCELLED));
     if (mode > 0) CHECK(st.cancel_status == TERNVK_OK);
+    // As if fed one token at a time, though a greedy chain may have run past the stop: the prompt
+    // and the first two tokens are held, and the third (the stopping one) is what sampling gives.
+    REQUIRE(held_tokens(s.get()) == fed(prompt, std::vector<int32_t>(whole.tokens.begin(), whole.tokens.begin() + 3)));
+    int32_t third = -1;
+    REQUIRE_OK(ternvk_sequence_sample(s.get(), &third));
+    CHECK(third == whole.tokens[2]);
+    // Generation goes on from there as if it had never stopped.
+    const Generated rest = generate(s.get(), {third}, 20);
+    CHECK(rest.tokens == std::vector<int32_t>(whole.tokens.begin() + 3, whole.tokens.end()));
   }
   // A cancel before a generate does not stop the next one.
   REQUIRE_OK(ternvk_sequence_clear(s.get()));

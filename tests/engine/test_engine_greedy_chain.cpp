@@ -69,6 +69,22 @@ TEST_CASE("greedy chains give the tokens of one step a submit, on both plans and
       const uint32_t last[] = {want.back()};
       one.truncate(int(fed.size()));
       CHECK(engine.eval(last) == one.eval(last));
+      if (sequences == 1) continue;
+      // Another slot (the C API chains any sequence's), while slot 0 holds another text: the same
+      // tokens, and slot 0's cache untouched.
+      const std::vector<uint32_t> other_prompt = {9, 10, 11, 12, 13, 14, 15};
+      const auto other_want = greedy(one, other_prompt, 2);
+      engine.reset();
+      CHECK(engine.prefill(0, other_prompt, {Selection::Argmax}).token == other_want[0]);
+      const StepOutput first = engine.prefill(2, prompt, {Selection::Argmax});
+      std::vector<uint32_t> in_slot_2{first.token};
+      while (in_slot_2.size() < want.size()) {
+        const auto picks = engine.decode_greedy(2, in_slot_2.back(), int(want.size() - in_slot_2.size()));
+        in_slot_2.insert(in_slot_2.end(), picks.begin(), picks.end());
+      }
+      CHECK(in_slot_2 == want);
+      CHECK(engine.sequence(2) == fed);
+      CHECK(engine.decode_greedy(0, other_want[0], 1) == std::vector<uint32_t>{other_want[1]});
     }
 }
 
