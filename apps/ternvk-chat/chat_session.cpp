@@ -192,7 +192,9 @@ void ChatSession::record_timings(bool prefill, double host_us) {
   for (size_t s = 0; s < engine_->stage_count(); ++s) {
     named.clear();
     const Recording* pass = engine_->stage(s).last_pass();
-    if (!pass) continue;
+    // Without per-dispatch times there is nothing to show (a device without timestamps, whose
+    // greedy steps may also run as chains of several tokens a pass).
+    if (!pass || pass->timestamp_mode() != TimestampMode::Dispatch) continue;
     for (const auto& t : profiler::timed_commands(*pass, {})) {
       auto& row = by_shader[t.shader];
       row.label = t.shader;
@@ -283,7 +285,8 @@ void ChatSession::do_generate(const GenerationRequest& request, uint64_t id) {
       std::unique_lock lock(mutex_);
       view_.answer += piece;
       view_.answer_tokens++;
-      view_.context_used = engine.position();
+      // The prompt and every answer token but this one (a greedy chain may have run ahead of it).
+      view_.context_used = int(prompt.size()) + view_.answer_tokens - 1;
       if (hold_after_ > 0 && view_.answer_tokens == hold_after_) {
         holding_ = true;
         held_.wait(lock, [&] { return !holding_ || stop_requested_ || quitting_; });

@@ -13,6 +13,12 @@ namespace {
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
+
+// The GPU's argmax finds no token in a row of only NaN (ops::ArgmaxResult's index is then ~0).
+[[noreturn]] void throw_no_pick(int position) {
+  throw Error("no token could be picked after position " + std::to_string(position) +
+              ": every logit is NaN (a damaged model file?)");
+}
 }  // namespace
 
 Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOptions options)
@@ -255,7 +261,9 @@ uint32_t Engine::next_token(std::span<const uint32_t> tokens, Sampler& sampler, 
   const SamplingParams& p = sampler.params();
   if (p.greedy() && !p.has_penalties()) {
     feed(0, tokens, {Selection::Argmax});
-    return last().read_argmax();
+    const uint32_t pick = last().read_argmax();
+    if (pick >= uint32_t(config().vocab)) throw_no_pick(position() - 1);
+    return pick;
   }
   if (!p.needs_all_logits() && p.top_k <= int(ops::kMaxTopK)) {
     feed(0, tokens, {Selection::TopK, uint32_t(p.top_k)});
@@ -266,7 +274,7 @@ uint32_t Engine::next_token(std::span<const uint32_t> tokens, Sampler& sampler, 
 }
 
 std::vector<uint32_t> Engine::decode_greedy(int slot_index, uint32_t token, int max_steps) {
-  if (max_steps < 1) throw Error("decode_greedy: at most " + std::to_string(max_steps) + " steps; give 1 or more");
+  if (max_steps < 1) throw Error("decode_greedy: max_steps is " + std::to_string(max_steps) + "; give 1 or more");
   check_fits(slot_index, 1);
   Slot& slot = slot_at(slot_index);
   const int chain_max = stages_.size() == 1 ? last().options().greedy_chain : 1;
@@ -288,19 +296,26 @@ std::vector<uint32_t> Engine::decode_greedy(int slot_index, uint32_t token, int 
     slot.tokens.push_back(token);
     slot.tokens.insert(slot.tokens.end(), picks.begin(), picks.end() - 1);
   }
-  // The next chain: as many steps as fit the time budget at this speed, growing at most twofold.
+  // The next chain: as many steps as fit the time budget at this speed, growing at most twofold (a
+  // chain cut short by max_steps or the context does not shorten the next).
   const double budget = options_.greedy_chain_budget_ms / 1000, per_token = seconds_since(t0) / steps;
   const double fit = budget > 0 && per_token > 0 ? budget / per_token : double(chain_max);
-  const int most = budget > 0 ? std::min(chain_max, 2 * steps) : chain_max;
+  const int most = budget > 0 ? std::min(chain_max, std::max(chain_steps_, 2 * steps)) : chain_max;
   chain_steps_ = std::clamp(int(std::min(fit, double(chain_max))), 1, most);
-  for (size_t i = 0; i < picks.size(); ++i)
-    if (picks[i] >= uint32_t(config().vocab)) {
-      // Every token up to this step was fed; what follows it came from no token.
-      truncate(slot_index, first_position + int(i) + 1);
-      throw Error("no token could be picked after position " + std::to_string(first_position + i) +
-                  ": every logit is NaN (a damaged model file?)");
-    }
+  const auto bad = std::find_if(picks.begin(), picks.end(), [&](uint32_t t) { return t >= uint32_t(config().vocab); });
+  if (bad == picks.end()) return picks;
+  // Step i fed its token and found none; later steps ran from no token. The picks before it are
+  // returned (the next call reaches step i again, and throws there).
+  const int i = int(bad - picks.begin());
+  truncate(slot_index, first_position + std::max(i, 1));
+  if (i == 0) throw_no_pick(first_position);
+  picks.resize(size_t(i));
   return picks;
+}
+
+void Engine::prepare_greedy_chains() {
+  if (stages_.size() != 1) return;  // pipelines step a token at a time
+  for (int steps = 2; steps <= last().options().greedy_chain; steps *= 2) last().prepare_greedy_chain(uint32_t(steps));
 }
 
 GenerationStats Engine::generate(std::span<const uint32_t> prompt, int max_tokens, Sampler& sampler,
@@ -321,39 +336,45 @@ GenerationStats Engine::generate(std::span<const uint32_t> prompt, int max_token
   size_t at = 0;
   stats.prompt_seconds = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
-  while (true) {
-    if (at == pending.size()) {
-      const uint32_t one[] = {pending.back()};
-      if (greedy_on_gpu)
-        pending = decode_greedy(one[0], std::min(max_tokens - stats.generated_tokens, context_ - position()));
-      else
-        pending = {next_token(one, sampler, history)};
-      at = 0;
-    }
-    const uint32_t next = pending[at++];
-    if ((eos && next == uint32_t(*eos)) || (eot && next == uint32_t(*eot))) {
-      stats.stop_reason = "eos";
-      break;
-    }
-    history.push_back(next);
-    ++stats.generated_tokens;
-    if (!on_token(next)) {
-      stats.stop_reason = "stop string";
-      break;
-    }
-    if (stats.generated_tokens == max_tokens) break;
-    if (cancelled_) {
-      stats.stop_reason = "cancelled";
-      break;
-    }
-    if (position() - int(pending.size() - at) >= context_) {
-      stats.stop_reason = "context";
-      break;
-    }
-  }
   // The sequence ends as if every token had been fed one by one: without what a chain fed beyond
-  // the last token kept.
-  truncate(0, position() - int(pending.size() - at));
+  // the last token kept (also when on_token or a step throws).
+  auto drop_unkept = [&] { truncate(0, position() - int(pending.size() - at)); };
+  try {
+    while (true) {
+      if (at == pending.size()) {
+        const uint32_t one[] = {pending.back()};
+        if (greedy_on_gpu)
+          pending = decode_greedy(one[0], std::min(max_tokens - stats.generated_tokens, context_ - position()));
+        else
+          pending = {next_token(one, sampler, history)};
+        at = 0;
+      }
+      const uint32_t next = pending[at++];
+      if ((eos && next == uint32_t(*eos)) || (eot && next == uint32_t(*eot))) {
+        stats.stop_reason = "eos";
+        break;
+      }
+      history.push_back(next);
+      ++stats.generated_tokens;
+      if (!on_token(next)) {
+        stats.stop_reason = "stop string";
+        break;
+      }
+      if (stats.generated_tokens == max_tokens) break;
+      if (cancelled_) {
+        stats.stop_reason = "cancelled";
+        break;
+      }
+      if (position() - int(pending.size() - at) >= context_) {
+        stats.stop_reason = "context";
+        break;
+      }
+    }
+  } catch (...) {
+    drop_unkept();
+    throw;
+  }
+  drop_unkept();
   stats.decode_seconds = seconds_since(t0);
   return stats;
 }

@@ -140,8 +140,11 @@ class Engine {
   // at most twofold a call). The sequence advances by the number returned (every returned token but the
   // last was fed); truncate() takes back what the caller does not keep.
   std::vector<uint32_t> decode_greedy(uint32_t token, int max_steps) { return decode_greedy(0, token, max_steps); }
-  // The same for the sequence in KV slot `slot` (the C API's ternvk_generate).
+  // The same for the sequence in KV slot `slot` (the C API's ternvk_generate). Where a step's
+  // logits are all NaN, the picks before it are returned, and a call starting there throws.
   std::vector<uint32_t> decode_greedy(int slot, uint32_t token, int max_steps);
+  // Records every chain length decode_greedy may run (benchmarks: nothing is recorded while timed).
+  void prepare_greedy_chains();
 
   // Tokenizer ids (int32) as the engine's token ids.
   static std::vector<uint32_t> ids(const std::vector<TokenId>& tokens) { return {tokens.begin(), tokens.end()}; }

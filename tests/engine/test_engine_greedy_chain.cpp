@@ -6,11 +6,13 @@
 #include <doctest/doctest.h>
 
 #include <set>
+#include <stdexcept>
 
 #include "common/gpu.h"
 #include "engine/engine_test_util.h"
 #include "runtime/core/error.h"
 #include "runtime/engine/engine.h"
+#include "engine/random_model.h"
 #include "runtime/engine/shipped_model.h"
 
 using namespace ternvk;
@@ -96,8 +98,11 @@ TEST_CASE("generate() stopped in the middle of a chain keeps the sequence of one
   Sampler sampler(greedy_params);
   Engine one(instance(), model_file(), chained(ExecutionPlan::Gpu, 1));
   Engine engine(instance(), model_file(), chained(ExecutionPlan::Gpu, 16));
-  for (const int stop_after : {1, 5, 11}) {
+  // (The first chain starts after the prompt's token: stopping at the 2nd token or later stops in one.)
+  for (const int stop_after : {2, 5, 11})
+    for (const bool by_cancel : {false, true}) {
     CAPTURE(stop_after);
+    CAPTURE(by_cancel);
     std::vector<std::vector<uint32_t>> got(2);
     std::vector<GenerationStats> stats;
     for (int e = 0; e < 2; ++e) {
@@ -105,11 +110,13 @@ TEST_CASE("generate() stopped in the middle of a chain keeps the sequence of one
       which.reset();
       stats.push_back(which.generate(prompt, 40, sampler, [&](uint32_t t) {
         got[size_t(e)].push_back(t);
-        return int(got[size_t(e)].size()) < stop_after;
+        const bool stop = int(got[size_t(e)].size()) == stop_after;
+        if (stop && by_cancel) which.cancel();
+        return !stop || by_cancel;
       }));
     }
     CHECK(got[1] == got[0]);
-    CHECK(stats[1].stop_reason == "stop string");
+    CHECK(stats[1].stop_reason == (by_cancel ? "cancelled" : "stop string"));
     CHECK(stats[1].generated_tokens == stop_after);
     // The token that stopped it was not fed; nothing a chain computed past it stays.
     CHECK(engine.position() == int(prompt.size()) + stop_after - 1);
@@ -126,6 +133,72 @@ TEST_CASE("generate() stopped in the middle of a chain keeps the sequence of one
     }
     CHECK(more[1] == more[0]);
     CHECK(engine.sequence() == one.sequence());
+  }
+}
+
+TEST_CASE("generate() that throws from on_token keeps only what was fed one by one") {
+  ValidationGuard guard;
+  SamplingParams greedy_params;
+  greedy_params.temperature = 0;
+  Sampler sampler(greedy_params);
+  Engine engine(instance(), model_file(), chained(ExecutionPlan::Cpu, 16));
+  const std::vector<uint32_t> prompt = {5, 9, 300};
+  int seen = 0;
+  CHECK_THROWS_AS(engine.generate(prompt, 40, sampler, [&](uint32_t) {
+    if (++seen == 4) throw std::runtime_error("the caller's own error");
+    return true;
+  }), std::runtime_error);
+  CHECK(engine.position() == int(prompt.size()) + 3);
+}
+
+TEST_CASE("chains grow twofold within the time budget, stay single past it, and profiling times single steps") {
+  ValidationGuard guard;
+  auto lengths = [](EngineOptions o, int calls) {
+    Engine engine(instance(), model_file(), o);
+    const uint32_t prompt[] = {1, 2};
+    engine.eval(prompt);
+    std::vector<size_t> out;
+    uint32_t next = 3;
+    for (int i = 0; i < calls; ++i) {
+      const auto picks = engine.decode_greedy(next, 16);
+      out.push_back(picks.size());
+      next = picks.back();
+    }
+    return out;
+  };
+  EngineOptions o = chained(ExecutionPlan::Cpu, 8);
+  o.greedy_chain_budget_ms = 1e6;  // every chain fits: growth is the only limit
+  CHECK(lengths(o, 6) == std::vector<size_t>{1, 2, 4, 8, 8, 8});
+  o.greedy_chain_budget_ms = 1e-6;  // no token fits: one a submit
+  CHECK(lengths(o, 3) == std::vector<size_t>{1, 1, 1});
+  o.greedy_chain_budget_ms = 0;
+  o.timestamps = TimestampMode::Pass;  // the profiler's times are of one-token passes
+  CHECK(lengths(o, 3) == std::vector<size_t>{1, 1, 1});
+}
+
+TEST_CASE("logits of only NaN (float overflow) stop greedy decoding with an error, the fed tokens kept") {
+  ValidationGuard guard;
+  // Files may not hold NaN (the loader refuses them), but float overflow makes it: a final norm
+  // weight near FLT_MAX turns the normed state into infinities of both signs, and every head row
+  // adds some of each.
+  RandomModel m = make_random_model(small_2b4t_config(), 41);
+  for (size_t i = 0; i < m.output_norm.size(); ++i) m.output_norm[i] = i % 2 ? 3e38f : -3e38f;
+  const auto dir = temp_dir("greedy-chain-nan");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  SamplingParams greedy_params;
+  greedy_params.temperature = 0;
+  Sampler sampler(greedy_params);
+  for (const auto plan : {ExecutionPlan::Cpu, ExecutionPlan::Gpu}) {
+    CAPTURE(plan_name(plan));
+    Engine engine(instance(), dir / "model.gguf", chained(plan, 4));
+    const std::vector<uint32_t> prompt = {1, 2, 3};
+    CHECK_THROWS_WITH_AS(engine.generate(prompt, 8, sampler, [](uint32_t) { return true; }),
+                         doctest::Contains("every logit is NaN"), Error);
+    CHECK(engine.position() == 3);
+    // A chain's first step finds no token: it was fed, nothing after it is kept.
+    CHECK_THROWS_WITH_AS(engine.decode_greedy(7, 4), doctest::Contains("after position 3"), Error);
+    CHECK(engine.position() == 4);
+    CHECK(engine.sequence().back() == 7);
   }
 }
 
