@@ -10,7 +10,8 @@
 #                  dependent dispatches
 #   bench.md       2B4T full depth, vocab 32000, f16 head, GPU plan: tg128 and pp512 in one chunk
 #                  (-b 512), ternary and the FP16 baseline side by side (the issue's targets); then
-#                  tg128 with greedy chains of 1 and 16 tokens a submit side by side
+#                  tg128 with greedy chains of 1 and 16 tokens a submit side by side, and with the
+#                  step inputs read from host memory and from device-local copies
 #   profile.json   --plan gpu --timing pass: undistorted GPU time and dispatches per token
 #                  (its progress lines go to this script's stderr)
 #   prefill.md     --plan gpu --timing dispatch for one 512-token prefill step: where pp512's time
@@ -40,6 +41,7 @@ timeout $(limit 90) "$b/bench/bench_decode_layers" > "$out/layers.md" 2>&1
 step bench
 timeout $(limit 200) "$t" bench $syn -p 512 -n 128 -b 512 -r 3 --both --plan gpu > "$out/bench.md" 2>&1
 timeout $(limit 90) "$t" bench $syn -p 0 -n 128 -r 3 --both --plan gpu --greedy-chain 1,16 >> "$out/bench.md" 2>&1
+timeout $(limit 60) "$t" bench $syn -p 0 -n 128 -r 3 --plan gpu --step-inputs host,device >> "$out/bench.md" 2>&1
 step gemm
 timeout $(limit 60) "$b/bench/bench_kernels" --prefill --prefill-tokens 512 > "$out/gemm.txt" 2>&1
 timeout $(limit 120) "$t" bench $syn -p 512 -n 0 -b 512 -r 3 --gemm-units vector,matrix >> "$out/gemm.txt" 2>&1

@@ -183,6 +183,7 @@ Action add_bench_command(CLI::App& app) {
     std::vector<std::string> plans{"auto"};
     std::vector<std::string> gemm_units{"auto"};
     std::vector<int> chains{EngineOptions{}.greedy_chain};
+    std::vector<std::string> step_inputs{"auto"};
   };
   auto o = std::make_shared<Opts>();
   o->models.add(*cmd, true);
@@ -230,6 +231,11 @@ Action add_bench_command(CLI::App& app) {
                   "tests too)")
       ->delimiter(',')
       ->check(CLI::Range(1, 64));
+  cmd->add_option("--step-inputs", o->step_inputs,
+                  "Where passes read token ids, positions and KV slots, comma-separated: auto (device-local copies "
+                  "on discrete GPUs), host (the host-visible buffers) and/or device (copies); several run side by side")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"auto", "host", "device"}));
   cmd->add_flag("--no-warmup", o->no_warmup, "Skip the untimed warm-up run of each test");
   cmd->add_flag("--sequential", o->sequential,
                 "With --both: load and run one variant after the other (default: both loaded, repetitions "
@@ -247,6 +253,9 @@ Action add_bench_command(CLI::App& app) {
       if (std::find(chains.begin(), chains.end(), c) == chains.end()) chains.push_back(c);
     // The chain joins the plan's label when it is not the default (ratio rows pair by label).
     const bool label_chain = chains.size() > 1 || chains[0] != EngineOptions{}.greedy_chain;
+    std::vector<std::string> input_names;
+    for (const auto& i : o->step_inputs)
+      if (std::find(input_names.begin(), input_names.end(), i) == input_names.end()) input_names.push_back(i);
     std::vector<std::string> plan_names;
     for (const auto& p : o->plans)
       if (std::find(plan_names.begin(), plan_names.end(), p) == plan_names.end()) plan_names.push_back(p);
@@ -289,7 +298,7 @@ Action add_bench_command(CLI::App& app) {
         // With --devices, the pipeline runs beside the same model on its first device alone, so
         // the split's cost or gain is measured in the same run.
         auto load = [&](bool fp16, bool pipelined, const std::string& head, const std::string& plan,
-                        const std::string& units, int chain) {
+                        const std::string& units, int chain, const std::string& inputs) {
           EngineOptions eo;
           eo.device = int(info.index);
           if (pipelined) {
@@ -302,6 +311,7 @@ Action add_bench_command(CLI::App& app) {
           eo.head = parse_head(head);
           eo.plan = parse_plan(plan);
           eo.greedy_chain = chain;
+          if (inputs != "auto") eo.step_inputs_on_device = inputs == "device";
           eo.gemm_units = units == "vector"   ? ops::GemmUnits::Vector
                           : units == "matrix" ? ops::GemmUnits::MatrixUnits
                                               : ops::GemmUnits::Auto;
@@ -316,7 +326,8 @@ Action add_bench_command(CLI::App& app) {
           // Units asked for by name label both variants of a pair, so that their ratio rows still pair.
           const std::string plan_used =
               std::string(plan_name(engine.stage().plan())) + (units == "auto" ? "" : " (" + units + " GEMM)") +
-              (label_chain ? ", chain " + std::to_string(engine.stage_count() > 1 ? 1 : chain) : "");
+              (label_chain ? ", chain " + std::to_string(engine.stage_count() > 1 ? 1 : chain) : "") +
+              (inputs == "auto" ? "" : ", step inputs on " + inputs);
           const bool matrix_units = !fp16 && engine.stage().prefill_on_matrix_units();
           std::fprintf(stderr, "  %s %s (%s head, %s plan%s): loaded in %.1f s\n", m.name.c_str(), variant, head.c_str(),
                        plan_used.c_str(), matrix_units ? ", prefill GEMM on matrix units" : "", seconds_since(t_load));
@@ -456,25 +467,27 @@ Action add_bench_command(CLI::App& app) {
           bool fp16, pipelined;
           std::string head, plan, units;
           int chain;
+          std::string inputs;
         };
         std::vector<Plan> plans;
         for (const std::string& plan : plan_names)
           for (const std::string& units : units_names)
             for (int chain : chains)
-              for (const std::string& head : heads)
-                for (bool fp16 : variants) {
-                  if (!pipeline.empty()) plans.push_back({fp16, false, head, plan, units, chain});
-                  plans.push_back({fp16, !pipeline.empty(), head, plan, units, chain});
-                }
+              for (const std::string& inputs : input_names)
+                for (const std::string& head : heads)
+                  for (bool fp16 : variants) {
+                    if (!pipeline.empty()) plans.push_back({fp16, false, head, plan, units, chain, inputs});
+                    plans.push_back({fp16, !pipeline.empty(), head, plan, units, chain, inputs});
+                  }
         if (o->sequential || plans.size() == 1) {
           for (const Plan& p : plans) {
-            Run run = load(p.fp16, p.pipelined, p.head, p.plan, p.units, p.chain);
+            Run run = load(p.fp16, p.pipelined, p.head, p.plan, p.units, p.chain, p.inputs);
             run_tests({&run});
             finish(run);
           }
         } else {
           std::vector<Run> runs;
-          for (const Plan& p : plans) runs.push_back(load(p.fp16, p.pipelined, p.head, p.plan, p.units, p.chain));
+          for (const Plan& p : plans) runs.push_back(load(p.fp16, p.pipelined, p.head, p.plan, p.units, p.chain, p.inputs));
           std::vector<Run*> ptrs;
           for (auto& r : runs) ptrs.push_back(&r);
           run_tests(ptrs);

@@ -61,7 +61,8 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                         .max_segment_bytes = options_.max_segment_bytes,
                         .fused_shape = options_.fused_shape, .fp16_baseline = options_.fp16_baseline,
                         .head = options_.head, .plan = options_.plan,
-                        .greedy_chain = options_.timestamps == TimestampMode::None ? options_.greedy_chain : 1};
+                        .greedy_chain = options_.timestamps == TimestampMode::None ? options_.greedy_chain : 1,
+                        .step_inputs_on_device = options_.step_inputs_on_device};
   const Placement placement = place_model(c, devices, options_.split, so, model.string());
   const std::vector<StageSpec>& specs = placement.stages;
   if (options_.on_plan) options_.on_plan(placement.text);

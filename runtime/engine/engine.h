@@ -63,6 +63,10 @@ struct EngineOptions {
   // decode_greedy's time a submit: chains shorten so that one takes about this long at the measured
   // speed (streamed text stays smooth on slow devices). 0: no limit (tests: always the longest chain).
   double greedy_chain_budget_ms = 25;
+  // Token ids, positions and KV slots read from device-local copies each pass makes first, or from
+  // the host-visible buffers the host writes (StageOptions::step_inputs_on_device). Unset: copies
+  // on devices with memory of their own (discrete GPUs). Benchmarks compare both.
+  std::optional<bool> step_inputs_on_device;
 };
 
 // What one sequence's step produced (prefill() and decode()), as asked by its Selection: the token

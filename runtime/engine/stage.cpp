@@ -112,6 +112,12 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   ids_ = allocate("token ids");
   positions_ = allocate("token positions");
   slots_ = allocate("token KV slots");
+  if (step_inputs_on_device(options, device.info())) {
+    ids_on_device_ = allocate("token ids (device copy)");
+    positions_on_device_ = allocate("token positions (device copy)");
+    slots_on_device_ = allocate("token KV slots (device copy)");
+    if (spec.embedding && spec.head && options.greedy_chain > 1) chain_picks_ = allocate("greedy chain picks");
+  }
   if (!spec.embedding) hidden_in_ = allocate("hidden state from the previous stage");
   if (!spec.head) hidden_out_ = allocate("hidden state for the next stage");
   x_ = allocate("hidden state");
@@ -190,7 +196,7 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   const ops::QkvView qkv = ops::QkvView::fused(qkv_.range(), T, heads);
   const ops::QuantizedActivations xq = q_dim_in_.view(), aq = q_attn_.view(), fq = q_ffn_.view();
   // Slot of each token; with one sequence the shaders skip that load (every token in slot 0).
-  const BufferRange slots = options_.sequences > 1 ? slots_.range() : BufferRange{};
+  const BufferRange slots = options_.sequences > 1 ? io.slots : BufferRange{};
 
   // x[T, D] = embedding[ids]
   const uint64_t hidden_bytes = uint64_t(T) * D * 4;
@@ -329,7 +335,18 @@ void Stage::record_selection(Recording& rec, uint64_t first_row, uint32_t rows, 
                            .plan = ops::plan_topk(device_.info(), rows, V, select.k)});
 }
 
-Stage::PassIo Stage::step_io() const { return {ids_.range(), positions_.range(), selected_.range()}; }
+Stage::PassIo Stage::step_io() const {
+  if (ids_on_device_)
+    return {ids_on_device_.range(), positions_on_device_.range(), slots_on_device_.range(), selected_.range()};
+  return {ids_.range(), positions_.range(), slots_.range(), selected_.range()};
+}
+
+void Stage::record_step_inputs(Recording& rec) {
+  if (!ids_on_device_) return;
+  if (spec_.embedding) rec.copy(ids_.range(), ids_on_device_.range());
+  rec.copy(positions_.range(), positions_on_device_.range());
+  if (options_.sequences > 1) rec.copy(slots_.range(), slots_on_device_.range());
+}
 
 RecordingOptions Stage::recording_options() const {
   return {.timestamps = options_.timestamps != TimestampMode::None,
@@ -341,6 +358,7 @@ Recording& Stage::pass(uint32_t tokens, LogitsMode mode, Selection select, bool 
   if (!slot) {
     // Kept only once whole: a recording that threw halfway must not be replayed next time.
     auto rec = std::make_unique<Recording>(device_, recording_options());
+    record_step_inputs(*rec);
     record_pass(*rec, tokens, mode, select, one_sequence, step_io());
     rec->finish();
     slot = std::move(rec);
@@ -357,14 +375,20 @@ void Stage::prepare_greedy_chain(uint32_t steps) {
   if (slot) return;
   auto rec = std::make_unique<Recording>(device_, recording_options());
   const uint64_t stride = greedy_chain_stride(device_.info());
+  record_step_inputs(*rec);
+  const PassIo inputs = step_io();
+  // The picks stay in device memory until the chain ends, where the device has its own.
+  const Buffer& picks = chain_picks_ ? chain_picks_ : selected_;
   for (uint32_t i = 0; i < steps; ++i) {
     // Step i reads its position from slot i and its token from step i - 1's argmax (ArgmaxResult's
     // index comes first, so the embedding's ids[0] is the pick); the first token comes from the host.
-    const PassIo io{.ids = i == 0 ? ids_.range(0, 4) : selected_.range((i - 1) * stride, 4),
-                    .positions = positions_.range(i * stride, 4),
-                    .selected = selected_.range(i * stride, sizeof(ops::ArgmaxResult))};
+    const PassIo io{.ids = i == 0 ? BufferRange{inputs.ids.buffer, 0, 4} : picks.range((i - 1) * stride, 4),
+                    .positions = {inputs.positions.buffer, i * stride, 4},
+                    .slots = inputs.slots,
+                    .selected = picks.range(i * stride, sizeof(ops::ArgmaxResult))};
     record_pass(*rec, 1, LogitsMode::Last, {Selection::Argmax}, true, io);
   }
+  if (chain_picks_) rec->copy(chain_picks_.range(0, steps * stride), selected_.range(0, steps * stride));
   rec->finish();
   slot = std::move(rec);
 }

@@ -120,9 +120,11 @@ class Stage {
   // The per-step inputs and the selection's output a pass binds: the stage's own buffers for a step
   // the host writes, sub-ranges of them for each step of a greedy chain.
   struct PassIo {
-    BufferRange ids, positions, selected;
+    BufferRange ids, positions, slots, selected;
   };
   PassIo step_io() const;
+  // Copies the host-written step inputs to their device-local copies (StageOptions::step_inputs_on_device).
+  void record_step_inputs(Recording& rec);
   RecordingOptions recording_options() const;
   // Mode Last computes only the last token's logits when its row of the normed activations can be
   // bound on its own (offset alignment); otherwise it computes all rows.
@@ -169,6 +171,9 @@ class Stage {
   Buffer output_norm_;
   // Activations for up to max_tokens tokens.
   Buffer ids_, positions_, slots_;  // host-visible, written before each replay
+  // Device-local copies the pass reads them from (empty when it reads the host's), and the greedy
+  // chain's picks (step i's argmax, step i + 1's token), copied to selected_ when the chain ends.
+  Buffer ids_on_device_, positions_on_device_, slots_on_device_, chain_picks_;
   Buffer hidden_in_, hidden_out_;    // host-visible hand-over from / to the neighbouring stages
   Buffer x_, qkv_, attn_, gate_up_, ffn_, normed_, logits_, attn_scratch_;  // ffn_: gated FFN activations [T, F]
   Buffer normed_wide_;  // FP16 baseline: float norm output [max_tokens, max(dim, q_dim, ffn)]

@@ -23,6 +23,10 @@ uint64_t greedy_chain_stride(const DeviceInfo& info) {
   return (sizeof(ops::ArgmaxResult) + align - 1) / align * align;
 }
 
+bool step_inputs_on_device(const StageOptions& options, const DeviceInfo& info) {
+  return options.step_inputs_on_device.value_or(!info.unified_memory());
+}
+
 const char* plan_name(ExecutionPlan plan) {
   switch (plan) {
     case ExecutionPlan::Auto: return "auto";
@@ -121,6 +125,12 @@ StageMemory StageMemory::plan(const ModelConfig& c, const StageSpec& spec, const
   m.add("token ids", T * 4, StageBuffer::Scratch, MemoryKind::HostUpload);
   m.add("token positions", std::max(T * 4, chain), StageBuffer::Scratch, MemoryKind::HostUpload);
   m.add("token KV slots", T * 4, StageBuffer::Scratch, MemoryKind::HostUpload);
+  if (step_inputs_on_device(o, info)) {  // the pass copies them here first
+    m.add("token ids (device copy)", T * 4, StageBuffer::Scratch);
+    m.add("token positions (device copy)", std::max(T * 4, chain), StageBuffer::Scratch);
+    m.add("token KV slots (device copy)", T * 4, StageBuffer::Scratch);
+    if (chain) m.add("greedy chain picks", chain, StageBuffer::Scratch);
+  }
   if (!spec.embedding) m.add("hidden state from the previous stage", T * D * 4, StageBuffer::Scratch, MemoryKind::HostUpload);
   if (!spec.head) m.add("hidden state for the next stage", T * D * 4, StageBuffer::Scratch, MemoryKind::HostReadback);
   m.add("hidden state", T * D * 4, StageBuffer::Scratch);

@@ -55,7 +55,15 @@ struct StageOptions {
   // Greedy decoding chained on the GPU (Stage::run_greedy_chain): the most one-token steps one
   // submit runs, each step's embedding reading the previous step's argmax. 1: a submit a token.
   int greedy_chain = 1;
+  // Where the pass reads what the host writes before each submit (token ids, positions, KV slots):
+  // from device-local copies that the pass makes first (true), or from the host-visible buffers
+  // themselves (false). Unset: copies where the device has memory of its own (a discrete GPU), so
+  // that the 60 dispatches a token that read a position do not each wait on the bus.
+  std::optional<bool> step_inputs_on_device;
 };
+
+// StageOptions::step_inputs_on_device as it applies on this device.
+bool step_inputs_on_device(const StageOptions& options, const DeviceInfo& info);
 
 // Bytes between consecutive steps' inputs (position) and results (argmax) in a greedy chain: each
 // is bound on its own, so each starts at the device's storage-buffer offset alignment.

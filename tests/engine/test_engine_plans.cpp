@@ -93,6 +93,7 @@ TEST_CASE("a GPU-plan decode step is five dispatches a layer plus embedding, hea
   const auto dir = temp_dir("plans-dispatches");
   write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
   EngineOptions o = with_plan(ExecutionPlan::Gpu);
+  o.step_inputs_on_device = false;  // (a discrete GPU's copies of the step inputs: their own test below)
   Engine gpu(instance(), dir / "model.gguf", o);
   // eval() reads the logits back (no selection): embedding + 5 per layer + the head with the final norm.
   CHECK(decode_dispatches(gpu) == 1 + 5 * size_t(c.n_layers) + 1);
@@ -113,6 +114,61 @@ TEST_CASE("a GPU-plan decode step is five dispatches a layer plus embedding, hea
   CHECK(decode_dispatches(cpu) > decode_dispatches(gpu) + size_t(c.n_layers));
   // The CPU plan's decode attention resets its counters itself too: no fill between the dispatches.
   CHECK(cpu.stage().last_pass()->commands().size() == cpu.stage().last_pass()->dispatch_count());
+}
+
+TEST_CASE("step inputs read from device-local copies give the same bits, in steps, batches and greedy chains") {
+  ValidationGuard guard;
+  ModelConfig c = small_2b4t_config();
+  c.n_layers = 2;
+  const RandomModel m = make_random_model(c, 24);
+  const auto dir = temp_dir("plans-step-inputs");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const std::vector<uint32_t> prompt = {1, 42, 7, 300, 5};
+  for (const auto plan : {ExecutionPlan::Cpu, ExecutionPlan::Gpu}) {
+    CAPTURE(plan_name(plan));
+    struct Seen {
+      std::vector<float> logits, step;
+      std::vector<uint32_t> chained;
+      std::vector<StepOutput> batch;
+      size_t copies = 0, dispatches = 0;
+    };
+    Seen seen[2];
+    for (const bool on_device : {false, true}) {
+      EngineOptions o = with_plan(plan);
+      o.sequences = 3;
+      o.greedy_chain = 4;
+      o.greedy_chain_budget_ms = 0;
+      o.step_inputs_on_device = on_device;
+      Engine e(instance(), dir / "model.gguf", o);
+      Seen& s = seen[on_device];
+      s.logits = e.eval(prompt, true);
+      const uint32_t next[] = {9};
+      s.step = e.eval(next);
+      for (const auto& cmd : e.stage().last_pass()->commands()) s.copies += cmd.kind == RecordedCommand::Copy;
+      s.dispatches = e.stage().last_pass()->dispatch_count();
+      s.chained = e.decode_greedy(11, 6);  // a chain of 4
+      e.prefill(1, prompt, {Selection::Argmax});
+      e.prefill(2, std::span(prompt).first(3), {Selection::Argmax});
+      const int slots[] = {2, 1};
+      const uint32_t tokens[] = {5, 6};
+      s.batch = e.decode(slots, tokens, {Selection::TopK, 3});
+    }
+    CHECK(seen[1].logits == seen[0].logits);
+    CHECK(seen[1].step == seen[0].step);
+    CHECK(seen[1].chained == seen[0].chained);
+    REQUIRE(seen[1].batch.size() == 2);
+    for (size_t i = 0; i < 2; ++i) {
+      CHECK(seen[1].batch[i].candidates.size() == seen[0].batch[i].candidates.size());
+      for (size_t k = 0; k < seen[0].batch[i].candidates.size(); ++k) {
+        CHECK(seen[1].batch[i].candidates[k].id == seen[0].batch[i].candidates[k].id);
+        CHECK(seen[1].batch[i].candidates[k].logit == seen[0].batch[i].candidates[k].logit);
+      }
+    }
+    // The same dispatches; the copies (ids, positions, slots) come first, and only with copies asked for.
+    CHECK(seen[1].dispatches == seen[0].dispatches);
+    CHECK(seen[0].copies == 0);
+    CHECK(seen[1].copies == 3);
+  }
 }
 
 TEST_CASE("the GPU plan of the FP16 baseline and of the int8 head (tied, untied) match their references") {
@@ -203,12 +259,13 @@ TEST_CASE("every stage allocates exactly its memory plan, which the footprint es
     ExecutionPlan plan;
     bool fp16, int8_head, split;
     int sequences;
+    bool inputs_on_device;  // the step inputs' device-local copies and the greedy chain's picks
   };
-  for (const Case& k : {Case{"model.gguf", ExecutionPlan::Cpu, false, false, false, 1},
-                        Case{"model.gguf", ExecutionPlan::Gpu, false, false, false, 3},
-                        Case{"model.gguf", ExecutionPlan::Gpu, true, false, false, 1},
-                        Case{"untied.gguf", ExecutionPlan::Cpu, false, true, true, 2},
-                        Case{"untied.gguf", ExecutionPlan::Gpu, true, false, true, 1}}) {
+  for (const Case& k : {Case{"model.gguf", ExecutionPlan::Cpu, false, false, false, 1, false},
+                        Case{"model.gguf", ExecutionPlan::Gpu, false, false, false, 3, true},
+                        Case{"model.gguf", ExecutionPlan::Gpu, true, false, false, 1, false},
+                        Case{"untied.gguf", ExecutionPlan::Cpu, false, true, true, 2, true},
+                        Case{"untied.gguf", ExecutionPlan::Gpu, true, false, true, 1, false}}) {
     CAPTURE(k.name);
     CAPTURE(int(k.plan));
     CAPTURE(k.fp16);
@@ -217,6 +274,7 @@ TEST_CASE("every stage allocates exactly its memory plan, which the footprint es
     o.fp16_baseline = k.fp16;
     o.head = k.int8_head ? HeadPrecision::Int8 : HeadPrecision::F16;
     o.sequences = k.sequences;
+    o.step_inputs_on_device = k.inputs_on_device;
     if (k.split) {
       o.devices = {dev, dev};
       o.split = {2, 1};
