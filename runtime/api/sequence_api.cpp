@@ -285,21 +285,20 @@ ternvk_status ternvk_generate(ternvk_sequence* sequence, const int32_t* prompt, 
     StreamingDecoder decoder(tok);
     using Clock = std::chrono::steady_clock;
     auto t0 = Clock::now();
-    // Picked tokens not yet handed to the callback; a greedy chain fed all of them but the last.
-    std::vector<uint32_t> pending;
-    size_t at = 0;
+    PicksAhead picks;
     {
       std::lock_guard lock(s->model->mutex);
       step(*s, ids);
-      if (max_tokens > 0) pending = {pick(*s)};
+      if (max_tokens > 0) picks.refill({pick(*s)});
     }
     stats.prompt_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     t0 = Clock::now();
     // The loop of Engine::generate (what `ternvk run` does), one model lock per step (or greedy
     // chain) so that other sequences of the model advance in between and the callback runs unlocked.
     Engine& engine = *s->model->engine;
-    while (at < pending.size()) {
-      const uint32_t next = pending[at++];
+    uint32_t next = 0;
+    while (!picks.empty()) {
+      next = picks.take();
       if ((eos && next == uint32_t(*eos)) || (eot && next == uint32_t(*eot))) {
         stats.stop_reason = TERNVK_STOP_EOS;
         break;
@@ -315,7 +314,7 @@ ternvk_status ternvk_generate(ternvk_sequence* sequence, const int32_t* prompt, 
         stats.stop_reason = TERNVK_STOP_CANCELLED;
         break;
       }
-      if (at < pending.size()) continue;  // a chain picked it already
+      if (!picks.empty()) continue;  // a chain picked it already
       std::lock_guard lock(s->model->mutex);
       const int position = engine.position(s->slot);
       if (position >= engine.context()) {
@@ -323,23 +322,22 @@ ternvk_status ternvk_generate(ternvk_sequence* sequence, const int32_t* prompt, 
         break;
       }
       if (selection_for(*s).kind == Selection::Argmax) {  // greedy: chained on the GPU
-        pending = engine.decode_greedy(s->slot, next, std::min(max_tokens - stats.generated_tokens,
-                                                               engine.context() - position));
-        s->last = StepOutput{.token = pending.back()};
+        picks.refill(engine.decode_greedy(s->slot, next, std::min(max_tokens - stats.generated_tokens,
+                                                                  engine.context() - position)));
+        s->last = StepOutput{.token = picks.newest()};
         s->last_kind = Selection::Argmax;
       } else {
         const uint32_t one[] = {next};
         step(*s, one);
-        pending = {pick(*s)};
+        picks.refill({pick(*s)});
       }
-      at = 0;
     }
-    if (at < pending.size()) {
-      // The sequence ends as if every token had been fed one by one: without what a chain fed past
-      // the last token kept, whose step's pick (the token that stopped it) is the sequence's next.
+    if (picks.fed_ahead() > 0) {
+      // Without what a chain fed past the last token handed out, whose step's pick (the token that
+      // stopped the loop) is the sequence's next.
       std::lock_guard lock(s->model->mutex);
-      engine.truncate(s->slot, engine.position(s->slot) - int(pending.size() - at));
-      s->last = StepOutput{.token = pending[at - 1]};
+      engine.take_back(s->slot, picks);
+      s->last = StepOutput{.token = next};
       s->last_kind = Selection::Argmax;
     }
     const std::string tail = decoder.flush();

@@ -332,25 +332,21 @@ GenerationStats Engine::generate(std::span<const uint32_t> prompt, int max_token
   const SamplingParams& p = sampler.params();
   const bool greedy_on_gpu = p.greedy() && !p.has_penalties();
   auto t0 = std::chrono::steady_clock::now();
-  // Picked tokens not yet handed to on_token; a greedy chain fed all of them but the last.
-  std::vector<uint32_t> pending{next_token(prompt, sampler, history)};
-  size_t at = 0;
+  PicksAhead picks;
+  picks.refill({next_token(prompt, sampler, history)});
   stats.prompt_seconds = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
-  // The sequence ends as if every token had been fed one by one: without what a chain fed beyond
-  // the last token kept (also when on_token or a step throws).
-  auto drop_unkept = [&] { truncate(0, position() - int(pending.size() - at)); };
+  // The sequence ends as if every token had been fed one by one (also when on_token or a step throws).
   try {
     while (true) {
-      if (at == pending.size()) {
-        const uint32_t one[] = {pending.back()};
+      if (picks.empty()) {
+        const uint32_t one[] = {picks.newest()};
         if (greedy_on_gpu)
-          pending = decode_greedy(one[0], std::min(max_tokens - stats.generated_tokens, context_ - position()));
+          picks.refill(decode_greedy(one[0], std::min(max_tokens - stats.generated_tokens, context_ - position())));
         else
-          pending = {next_token(one, sampler, history)};
-        at = 0;
+          picks.refill({next_token(one, sampler, history)});
       }
-      const uint32_t next = pending[at++];
+      const uint32_t next = picks.take();
       if ((eos && next == uint32_t(*eos)) || (eot && next == uint32_t(*eot))) {
         stats.stop_reason = "eos";
         break;
@@ -366,16 +362,16 @@ GenerationStats Engine::generate(std::span<const uint32_t> prompt, int max_token
         stats.stop_reason = "cancelled";
         break;
       }
-      if (position() - int(pending.size() - at) >= context_) {
+      if (position() - picks.fed_ahead() >= context_) {
         stats.stop_reason = "context";
         break;
       }
     }
   } catch (...) {
-    drop_unkept();
+    take_back(0, picks);
     throw;
   }
-  drop_unkept();
+  take_back(0, picks);
   stats.decode_seconds = seconds_since(t0);
   return stats;
 }

@@ -87,6 +87,31 @@ struct GenerationStats {
   double decode_tokens_per_second() const { return decode_seconds > 0 ? generated_tokens / decode_seconds : 0; }
 };
 
+// Tokens picked but not yet handed to the caller. A greedy chain feeds every pick but its last, so
+// the sequence runs fed_ahead() tokens ahead of what was handed out; a loop that stops early gives
+// them back (Engine::take_back), leaving the sequence of one step a submit.
+class PicksAhead {
+ public:
+  void refill(std::vector<uint32_t> picks) {
+    picks_ = std::move(picks);
+    at_ = 0;
+  }
+  bool empty() const { return at_ == picks_.size(); }
+  uint32_t take() { return picks_.at(at_++); }
+  uint32_t newest() const { return picks_.back(); }
+  int fed_ahead() const { return int(picks_.size() - at_); }
+  // Forgets the picks not handed out; returns how many were fed.
+  int drop_rest() {
+    const int n = fed_ahead();
+    picks_.resize(at_);
+    return n;
+  }
+
+ private:
+  std::vector<uint32_t> picks_;
+  size_t at_ = 0;
+};
+
 class Engine {
  public:
   Engine(Instance& instance, const std::filesystem::path& model, EngineOptions options = {});
@@ -147,6 +172,8 @@ class Engine {
   // The same for the sequence in KV slot `slot` (the C API's ternvk_generate). Where a step's
   // logits are all NaN, the picks before it are returned, and a call starting there throws.
   std::vector<uint32_t> decode_greedy(int slot, uint32_t token, int max_steps);
+  // Takes back what a chain fed past the last token `picks` handed out.
+  void take_back(int slot, PicksAhead& picks) { truncate(slot, position(slot) - picks.drop_rest()); }
   // Records every chain length decode_greedy may run (benchmarks: nothing is recorded while timed).
   void prepare_greedy_chains();
 

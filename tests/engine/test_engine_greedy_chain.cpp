@@ -44,6 +44,23 @@ std::vector<uint32_t> chained_greedy(Engine& engine, std::vector<uint32_t> promp
 
 std::filesystem::path model_file() { return shipped_model_path(); }
 
+Sampler greedy_sampler() {
+  SamplingParams p;
+  p.temperature = 0;
+  return Sampler(p);
+}
+
+// Runs `run(engine, tokens_out)` on `one` (a step a submit) then on `chained`: the tokens each saw.
+template <typename Run>
+std::vector<std::vector<uint32_t>> on_both(Engine& one, Engine& chained, Run run, std::vector<GenerationStats>* stats = nullptr) {
+  std::vector<std::vector<uint32_t>> got(2);
+  for (int e = 0; e < 2; ++e) {
+    const GenerationStats s = run(e ? chained : one, got[size_t(e)]);
+    if (stats) stats->push_back(s);
+  }
+  return got;
+}
+
 }  // namespace
 
 TEST_CASE("greedy chains give the tokens of one step a submit, on both plans and with several KV slots") {
@@ -93,9 +110,7 @@ TEST_CASE("greedy chains give the tokens of one step a submit, on both plans and
 TEST_CASE("generate() stopped in the middle of a chain keeps the sequence of one step a submit") {
   ValidationGuard guard;
   const std::vector<uint32_t> prompt = {5, 9, 300};
-  SamplingParams greedy_params;
-  greedy_params.temperature = 0;
-  Sampler sampler(greedy_params);
+  Sampler sampler = greedy_sampler();
   Engine one(instance(), model_file(), chained(ExecutionPlan::Gpu, 1));
   Engine engine(instance(), model_file(), chained(ExecutionPlan::Gpu, 16));
   // (The first chain starts after the prompt's token: stopping at the 2nd token or later stops in one.)
@@ -103,18 +118,16 @@ TEST_CASE("generate() stopped in the middle of a chain keeps the sequence of one
     for (const bool by_cancel : {false, true}) {
     CAPTURE(stop_after);
     CAPTURE(by_cancel);
-    std::vector<std::vector<uint32_t>> got(2);
     std::vector<GenerationStats> stats;
-    for (int e = 0; e < 2; ++e) {
-      Engine& which = e ? engine : one;
+    const auto got = on_both(one, engine, [&](Engine& which, std::vector<uint32_t>& out) {
       which.reset();
-      stats.push_back(which.generate(prompt, 40, sampler, [&](uint32_t t) {
-        got[size_t(e)].push_back(t);
-        const bool stop = int(got[size_t(e)].size()) == stop_after;
+      return which.generate(prompt, 40, sampler, [&](uint32_t t) {
+        out.push_back(t);
+        const bool stop = int(out.size()) == stop_after;
         if (stop && by_cancel) which.cancel();
         return !stop || by_cancel;
-      }));
-    }
+      });
+    }, &stats);
     CHECK(got[1] == got[0]);
     CHECK(stats[1].stop_reason == (by_cancel ? "cancelled" : "stop string"));
     CHECK(stats[1].generated_tokens == stop_after);
@@ -122,15 +135,13 @@ TEST_CASE("generate() stopped in the middle of a chain keeps the sequence of one
     CHECK(engine.position() == int(prompt.size()) + stop_after - 1);
     CHECK(engine.sequence() == one.sequence());
     // Generation goes on from there as it would have.
-    std::vector<std::vector<uint32_t>> more(2);
-    for (int e = 0; e < 2; ++e) {
-      Engine& which = e ? engine : one;
-      const uint32_t next[] = {got[0].back()};
-      which.generate(next, 12, sampler, [&](uint32_t t) {
-        more[size_t(e)].push_back(t);
+    const uint32_t next[] = {got[0].back()};
+    const auto more = on_both(one, engine, [&](Engine& which, std::vector<uint32_t>& out) {
+      return which.generate(next, 12, sampler, [&](uint32_t t) {
+        out.push_back(t);
         return true;
       });
-    }
+    });
     CHECK(more[1] == more[0]);
     CHECK(engine.sequence() == one.sequence());
   }
@@ -138,9 +149,7 @@ TEST_CASE("generate() stopped in the middle of a chain keeps the sequence of one
 
 TEST_CASE("generate() that throws from on_token keeps only what was fed one by one") {
   ValidationGuard guard;
-  SamplingParams greedy_params;
-  greedy_params.temperature = 0;
-  Sampler sampler(greedy_params);
+  Sampler sampler = greedy_sampler();
   Engine engine(instance(), model_file(), chained(ExecutionPlan::Cpu, 16));
   const std::vector<uint32_t> prompt = {5, 9, 300};
   int seen = 0;
@@ -185,9 +194,7 @@ TEST_CASE("logits of only NaN (float overflow) stop greedy decoding with an erro
   for (size_t i = 0; i < m.output_norm.size(); ++i) m.output_norm[i] = i % 2 ? 3e38f : -3e38f;
   const auto dir = temp_dir("greedy-chain-nan");
   write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
-  SamplingParams greedy_params;
-  greedy_params.temperature = 0;
-  Sampler sampler(greedy_params);
+  Sampler sampler = greedy_sampler();
   for (const auto plan : {ExecutionPlan::Cpu, ExecutionPlan::Gpu}) {
     CAPTURE(plan_name(plan));
     Engine engine(instance(), dir / "model.gguf", chained(plan, 4));
@@ -204,9 +211,7 @@ TEST_CASE("logits of only NaN (float overflow) stop greedy decoding with an erro
 
 TEST_CASE("generate() runs chains up to its length and the context's end") {
   ValidationGuard guard;
-  SamplingParams greedy_params;
-  greedy_params.temperature = 0;
-  Sampler sampler(greedy_params);
+  Sampler sampler = greedy_sampler();
   EngineOptions o = chained(ExecutionPlan::Gpu, 16);
   o.context = 24;
   Engine engine(instance(), model_file(), o);
@@ -215,16 +220,14 @@ TEST_CASE("generate() runs chains up to its length and the context's end") {
   const std::vector<uint32_t> prompt = {3, 4};
   for (const int n : {7, 40}) {  // 7: the length stops it; 40: the context (24 positions)
     CAPTURE(n);
-    std::vector<std::vector<uint32_t>> got(2);
     std::vector<GenerationStats> stats;
-    for (int e = 0; e < 2; ++e) {
-      Engine& which = e ? engine : one;
+    const auto got = on_both(one, engine, [&](Engine& which, std::vector<uint32_t>& out) {
       which.reset();
-      stats.push_back(which.generate(prompt, n, sampler, [&](uint32_t t) {
-        got[size_t(e)].push_back(t);
+      return which.generate(prompt, n, sampler, [&](uint32_t t) {
+        out.push_back(t);
         return true;
-      }));
-    }
+      });
+    }, &stats);
     CHECK(got[1] == got[0]);
     CHECK(stats[1].stop_reason == stats[0].stop_reason);
     CHECK(stats[1].stop_reason == (n == 7 ? "length" : "context"));
