@@ -10,7 +10,8 @@
 #                  dependent dispatches
 #   bench.md       2B4T full depth, vocab 32000, f16 head, GPU plan: tg128 and pp512 in one chunk
 #                  (-b 512), ternary and the FP16 baseline side by side (the targets); then
-#                  tg128 with greedy chains of 1 and 16 tokens a submit side by side, and with the
+#                  tg128 with the attention inside qkv and apart (--fold-attention auto,off), with
+#                  greedy chains of 1 and 16 tokens a submit side by side, and with the
 #                  step inputs read from host memory and from device-local copies
 #   profile.json   --plan gpu --timing pass: undistorted GPU time and dispatches per token
 #                  (its progress lines go to this script's stderr)
@@ -20,8 +21,8 @@
 #                  matrix-unit GEMM (where the device has int8 matrix units) and FP16 GEMMs side by side;
 #                  then pp512 end to end (ternary) with the tiled and the matrix-unit GEMM side by side
 #   attention.txt  bench_attention --decode-only (128 to 32k keys, every kernel)
-#   tests.txt      the fused layers, the matrix-unit GEMM, the attention and the engine's plan,
-#                  batch and greedy-chain tests with the validation layer on
+#   tests.txt      the fused layers (and the attention inside qkv), the matrix-unit GEMM, the
+#                  attention and the engine's plan, batch, greedy-chain and fold tests with the validation layer on
 # Each step has its own timeout so that one hang cannot hold the lease, cut to what is left of a
 # 560-second budget (the device tool's command limit is 600 s); the most wanted figures come first,
 # so that the budget, if reached, cuts the least wanted.
@@ -40,6 +41,7 @@ step layers
 timeout $(limit 90) "$b/bench/bench_decode_layers" > "$out/layers.md" 2>&1
 step bench
 timeout $(limit 200) "$t" bench $syn -p 512 -n 128 -b 512 -r 3 --both --plan gpu > "$out/bench.md" 2>&1
+timeout $(limit 90) "$t" bench $syn -p 0 -n 128 -r 3 --both --plan gpu --fold-attention auto,off >> "$out/bench.md" 2>&1
 timeout $(limit 90) "$t" bench $syn -p 0 -n 128 -r 3 --both --plan gpu --greedy-chain 1,16 >> "$out/bench.md" 2>&1
 timeout $(limit 60) "$t" bench $syn -p 0 -n 128 -r 3 --plan gpu --step-inputs host,device >> "$out/bench.md" 2>&1
 step gemm
@@ -57,7 +59,7 @@ step tests
   # failing cases with their first lines, then the summary
   keep='TEST CASE|ERROR|THREW|CHECK|values|test cases|Status'
   TERNVK_VALIDATION=1 timeout $(limit 60) ./test_ops_matmul -sf="*fused*,*matrix_unit*" 2>&1 | grep -E "$keep" | head -40
-  TERNVK_VALIDATION=1 timeout $(limit 90) ./test_engine -sf="*plans*,*batch*,*chain*" 2>&1 | grep -E "$keep" | head -40
+  TERNVK_VALIDATION=1 timeout $(limit 90) ./test_engine -sf="*plans*,*batch*,*chain*,*fold*" 2>&1 | grep -E "$keep" | head -40
   TERNVK_VALIDATION=1 timeout $(limit 120) ./test_ops_attention 2>&1 | grep -E "$keep" | head -40
 } > "$out/tests.txt" 2>&1
 step done

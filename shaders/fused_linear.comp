@@ -20,6 +20,12 @@
 // Paired epilogues (2-4) give each lane group ROWS / 2 pairs of rows: gated (i, F + i); RoPE NeoX
 // (i, i + HD/2) of one head; RoPE adjacent pairs (2i, 2i + 1). The matrix must be one segment.
 //
+// Build-time variant ATTEND (with ROPE_KV, one-token steps): the decode attention folded into the
+// qkv dispatch. Each workgroup counts the q|k|v pairs it stored toward their kv head (one arrival
+// counter each); the workgroup that completes a kv head's R q heads, k and v runs that head's
+// attention over the whole live context (attention_split.glsl, one split: the bits of
+// attention_flash_decode wherever that uses one split) and resets the counter. One dispatch fewer a
+// layer; meant for short contexts, where one workgroup per kv head suffices (the host picks it).
 // Build-time variant WEIGHTS: 0 ternary, SWAR products; 1 ternary, OpSDot; 2 fp16; 3 int8 rows with
 // a float scale each (the int8 head). Weight layouts: docs/architecture.md.
 // Build-time variant NORM_ONLY: the prologue alone, its result written out: the ternary int8
@@ -33,6 +39,8 @@
 // (read as vec4: K % 4 == 0, x_stride % 4 == 0); 3 norm weight fp32 [K]; 4 y fp32.
 // ROPE_KV adds: 5 positions uint [tokens]; 6 K cache, 7 V cache (uint words of fp16 pairs);
 // 8 slots uint [tokens] (read only with SLOTS).
+// ATTEND adds: 9 y again (q|k|v read back, coherent), 10 K cache, 11 V cache (again, as 16-byte words),
+// 12 attention output fp32, 13 arrival counters uint [n_kv_heads] (0 before and after every dispatch).
 // Dispatch: (ceil(units / lane groups per workgroup), ceil(tokens / TOKENS), 1), units = rows / ROWS
 // (plain) or pairs / (ROWS / 2) (paired).
 #extension GL_EXT_control_flow_attributes : require
@@ -48,6 +56,9 @@
 #endif
 #ifndef NORM_ONLY
 #define NORM_ONLY 0
+#endif
+#ifndef ATTEND
+#define ATTEND 0
 #endif
 #define TERNARY (WEIGHTS <= 1)
 #if WEIGHTS == 1
@@ -101,6 +112,13 @@ layout(std430, set = 0, binding = 6) writeonly buffer KCache { uint kcache[]; };
 layout(std430, set = 0, binding = 7) writeonly buffer VCache { uint vcache[]; };
 layout(std430, set = 0, binding = 8) readonly buffer Slots { uint seq_slots[]; };
 #endif
+#if ATTEND
+layout(std430, set = 0, binding = 9) coherent readonly buffer QkvDone { vec4 qkv_done4[]; };
+layout(std430, set = 0, binding = 10) coherent readonly buffer KDone { uvec4 k_done[]; };
+layout(std430, set = 0, binding = 11) coherent readonly buffer VDone { uvec4 v_done[]; };
+layout(std430, set = 0, binding = 12) writeonly buffer AttnOut { float attn_out[]; };
+layout(std430, set = 0, binding = 13) coherent buffer Arrivals { uint arrivals[]; };
+#endif
 layout(push_constant) uniform Params {
   uint cols;       // K (a multiple of 4)
   uint chunks;     // 16-byte weight words per row: Kp/64 (ternary), round_up(K, 8)/8 (fp16), round_up(K, 16)/16 (int8)
@@ -118,6 +136,7 @@ layout(push_constant) uniform Params {
   uint capacity;
   uint sequences;
   float theta_scale;
+  float scale_log2e;  // ATTEND: the attention's q scale times log2(e)
 } p;
 
 const uint WG = gl_WorkGroupSize.x;
@@ -126,6 +145,23 @@ const uint GROUPS = WG / LANES;
 const bool PAIRED = EPILOGUE >= 2;
 const uint HALF = ROWS / 2;
 const uint OWNED = (ROWS + LANES - 1) / LANES;  // plain epilogue: rows each lane stores
+
+#if ATTEND
+// The attention's constants (attention_flash_decode's, from the same plan).
+layout(constant_id = 11) const uint ATT_R = 4;      // q heads per kv head
+layout(constant_id = 12) const uint ATT_KB = 4;     // keys per key group and step
+layout(constant_id = 13) const uint ATT_LPK = 16;   // lanes per key
+layout(constant_id = 14) const uint ATT_MAXSG = 4;  // subgroups per workgroup at the smallest subgroup size
+#define ATT_WG WG
+#define ATT_HD HD
+vec4 att_q4(uint o) { return qkv_done4[o / 4]; }
+uvec4 att_k(uint i) { return k_done[i]; }
+uvec4 att_v(uint i) { return v_done[i]; }
+#include "attention_split.glsl"
+const uint MAX_DONE = 16;  // kv heads one workgroup may complete (the host checks its split)
+shared uint done_heads[MAX_DONE];
+shared uint n_done_heads;
+#endif
 
 shared uvec4 xs[TOKENS * X_UVEC4];  // the normalized (ternary: int8) activations of the tokens
 float tok_s[TOKENS];   // ternary: each token's scale s
@@ -523,5 +559,48 @@ void main() {
     }
 #endif
   }
+#if ATTEND
+  // ---- The attention of each kv head this workgroup completed (token 0: one-token steps) ----
+  // Its pairs [p0, p1) count toward their heads' kv heads: q head h toward h / R, k and v head g
+  // toward g. The add that reaches a kv head's (R + 2) * HD / 2 pairs is the last: its q, k and v
+  // are all stored (made visible before the add; read back through coherent bindings).
+  memoryBarrierBuffer();
+  barrier();
+  const uint H = p.n_heads, KVH = p.n_kv_heads, PAIRS_PER_HEAD = HD / 2;
+  if (lid == 0) {
+    uint n = 0;
+    const uint p0 = gl_WorkGroupID.x * GROUPS * HALF, p1 = min(p0 + GROUPS * HALF, p.pairs);
+    for (uint pp = p0; pp < p1;) {
+      const uint head = pp / PAIRS_PER_HEAD, end = min((head + 1) * PAIRS_PER_HEAD, p1);
+      const uint g = head < H ? head / ATT_R : head < H + KVH ? head - H : head - H - KVH;
+      const uint before = atomicAdd(arrivals[g], end - pp);
+      if (before + (end - pp) == (ATT_R + 2) * PAIRS_PER_HEAD && n < MAX_DONE) done_heads[n++] = g;
+      pp = end;
+    }
+    n_done_heads = n;
+  }
+  barrier();
+  const uint n_done = n_done_heads;
+  const uint live = min(positions[0], p.capacity - 1) + 1;
+  const uint base = SLOTS ? min(seq_slots[0], p.sequences - 1) * p.capacity : 0;
+  for (uint i = 0; i < n_done; ++i) {  // uniform
+    const uint g = done_heads[i];
+    if (lid == 0) atomicExchange(arrivals[g], 0u);
+    memoryBarrierBuffer();
+    att_split(g * ATT_R * HD, g, 0, live, base, KVH, p.scale_log2e);
+    for (uint e = lid; e < ATT_E4; e += WG) {
+      float mx, sum;
+      vec4 o;
+      att_split_output(e, mx, sum, o);
+      const uint dst = g * ATT_R * HD + e * 4;
+      const vec4 r = o / sum;
+      attn_out[dst] = r.x;
+      attn_out[dst + 1] = r.y;
+      attn_out[dst + 2] = r.z;
+      attn_out[dst + 3] = r.w;
+    }
+    barrier();  // the shared states are read before the next head writes them
+  }
+#endif
 }
 #endif

@@ -184,6 +184,7 @@ Action add_bench_command(CLI::App& app) {
     std::vector<std::string> gemm_units{"auto"};
     std::vector<int> chains{EngineOptions{}.greedy_chain};
     std::vector<std::string> step_inputs{"auto"};
+    std::vector<std::string> folds{"auto"};
   };
   auto o = std::make_shared<Opts>();
   o->models.add(*cmd, true);
@@ -236,6 +237,11 @@ Action add_bench_command(CLI::App& app) {
                   "on discrete GPUs), host (the host-visible buffers) and/or device (copies); several run side by side")
       ->delimiter(',')
       ->check(CLI::IsMember({"auto", "host", "device"}));
+  cmd->add_option("--fold-attention", o->folds,
+                  "GPU plan, one-token steps at short contexts: the attention inside the qkv dispatch, "
+                  "comma-separated: auto (where the device can), on (required) and/or off; several run side by side")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   cmd->add_flag("--no-warmup", o->no_warmup, "Skip the untimed warm-up run of each test");
   cmd->add_flag("--sequential", o->sequential,
                 "With --both: load and run one variant after the other (default: both loaded, repetitions "
@@ -256,6 +262,9 @@ Action add_bench_command(CLI::App& app) {
     std::vector<std::string> input_names;
     for (const auto& i : o->step_inputs)
       if (std::find(input_names.begin(), input_names.end(), i) == input_names.end()) input_names.push_back(i);
+    std::vector<std::string> fold_names;
+    for (const auto& f : o->folds)
+      if (std::find(fold_names.begin(), fold_names.end(), f) == fold_names.end()) fold_names.push_back(f);
     std::vector<std::string> plan_names;
     for (const auto& p : o->plans)
       if (std::find(plan_names.begin(), plan_names.end(), p) == plan_names.end()) plan_names.push_back(p);
@@ -298,7 +307,7 @@ Action add_bench_command(CLI::App& app) {
         // With --devices, the pipeline runs beside the same model on its first device alone, so
         // the split's cost or gain is measured in the same run.
         auto load = [&](bool fp16, bool pipelined, const std::string& head, const std::string& plan,
-                        const std::string& units, int chain, const std::string& inputs) {
+                        const std::string& units, int chain, const std::string& inputs, const std::string& fold) {
           EngineOptions eo;
           eo.device = int(info.index);
           if (pipelined) {
@@ -312,6 +321,7 @@ Action add_bench_command(CLI::App& app) {
           eo.plan = parse_plan(plan);
           eo.greedy_chain = chain;
           if (inputs != "auto") eo.step_inputs_on_device = inputs == "device";
+          if (fold != "auto") eo.fold_attention = fold == "on";
           eo.gemm_units = units == "vector"   ? ops::GemmUnits::Vector
                           : units == "matrix" ? ops::GemmUnits::MatrixUnits
                                               : ops::GemmUnits::Auto;
@@ -327,7 +337,8 @@ Action add_bench_command(CLI::App& app) {
           const std::string plan_used =
               std::string(plan_name(engine.stage().plan())) + (units == "auto" ? "" : " (" + units + " GEMM)") +
               (label_chain ? ", chain " + std::to_string(engine.stage_count() > 1 ? 1 : chain) : "") +
-              (inputs == "auto" ? "" : ", step inputs on " + inputs);
+              (inputs == "auto" ? "" : ", step inputs on " + inputs) +
+              (fold == "auto" ? "" : ", attention in qkv " + fold);
           const bool matrix_units = !fp16 && engine.stage().prefill_on_matrix_units();
           std::fprintf(stderr, "  %s %s (%s head, %s plan%s): loaded in %.1f s\n", m.name.c_str(), variant, head.c_str(),
                        plan_used.c_str(), matrix_units ? ", prefill GEMM on matrix units" : "", seconds_since(t_load));
@@ -467,27 +478,29 @@ Action add_bench_command(CLI::App& app) {
           bool fp16, pipelined;
           std::string head, plan, units;
           int chain;
-          std::string inputs;
+          std::string inputs, fold;
         };
         std::vector<Plan> plans;
         for (const std::string& plan : plan_names)
           for (const std::string& units : units_names)
             for (int chain : chains)
               for (const std::string& inputs : input_names)
-                for (const std::string& head : heads)
-                  for (bool fp16 : variants) {
-                    if (!pipeline.empty()) plans.push_back({fp16, false, head, plan, units, chain, inputs});
-                    plans.push_back({fp16, !pipeline.empty(), head, plan, units, chain, inputs});
-                  }
+                for (const std::string& fold : fold_names)
+                  for (const std::string& head : heads)
+                    for (bool fp16 : variants) {
+                      if (!pipeline.empty()) plans.push_back({fp16, false, head, plan, units, chain, inputs, fold});
+                      plans.push_back({fp16, !pipeline.empty(), head, plan, units, chain, inputs, fold});
+                    }
         if (o->sequential || plans.size() == 1) {
           for (const Plan& p : plans) {
-            Run run = load(p.fp16, p.pipelined, p.head, p.plan, p.units, p.chain, p.inputs);
+            Run run = load(p.fp16, p.pipelined, p.head, p.plan, p.units, p.chain, p.inputs, p.fold);
             run_tests({&run});
             finish(run);
           }
         } else {
           std::vector<Run> runs;
-          for (const Plan& p : plans) runs.push_back(load(p.fp16, p.pipelined, p.head, p.plan, p.units, p.chain, p.inputs));
+          for (const Plan& p : plans)
+            runs.push_back(load(p.fp16, p.pipelined, p.head, p.plan, p.units, p.chain, p.inputs, p.fold));
           std::vector<Run*> ptrs;
           for (auto& r : runs) ptrs.push_back(&r);
           run_tests(ptrs);

@@ -125,6 +125,7 @@ Action add_profile_command(CLI::App& app) {
     bool fp16 = false;
     std::optional<int> device;
     std::string dot = "auto", trace, chart, output = "md", head = "f16", plan = "auto", timing = "dispatch";
+    std::string fold = "auto";
     std::string devices, split = "auto";
     uint64_t bandwidth_mib = 0;
   };
@@ -137,6 +138,7 @@ Action add_profile_command(CLI::App& app) {
   cmd->add_flag("--fp16-baseline", o->fp16, "Profile the FP16 baseline instead of the ternary model");
   add_head_flag(*cmd, o->head);
   add_plan_flag(*cmd, o->plan);
+  add_fold_attention_flag(*cmd, o->fold);
   add_device_flag(*cmd, o->device);
   cmd->add_option("--devices", o->devices,
                   "Profile the model split over these devices (indices from `ternvk devices`, may repeat)");
@@ -184,6 +186,7 @@ Action add_profile_command(CLI::App& app) {
     eo.fp16_baseline = o->fp16;
     eo.head = parse_head(o->head);
     eo.plan = parse_plan(o->plan);
+    eo.fold_attention = parse_fold_attention(o->fold);
     const bool per_dispatch = o->timing == "dispatch";
     if (!per_dispatch && (!o->trace.empty() || !o->chart.empty()))
       throw Error("--trace and --chart need --timing dispatch (the times of every dispatch)");

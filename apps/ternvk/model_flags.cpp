@@ -114,6 +114,19 @@ void ModelFlags::add(CLI::App& cmd) {
   cmd.add_option("--split", split, "Layers per device with --devices: auto (even) or N,N,...");
   add_head_flag(cmd, head);
   add_plan_flag(cmd, plan);
+  add_fold_attention_flag(cmd, fold_attention);
+}
+
+void add_fold_attention_flag(CLI::App& cmd, std::string& fold) {
+  cmd.add_option("--fold-attention", fold,
+                 "GPU plan, one token a step at short contexts: the attention inside the qkv dispatch (four "
+                 "dispatches a layer, the same bits): auto (where the device can), on (required) or off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+}
+
+std::optional<bool> parse_fold_attention(const std::string& fold) {
+  if (fold == "auto") return std::nullopt;
+  return fold == "on";
 }
 
 void add_greedy_chain_flag(CLI::App& cmd, int& steps) {
@@ -125,8 +138,8 @@ void add_greedy_chain_flag(CLI::App& cmd, int& steps) {
 
 void add_plan_flag(CLI::App& cmd, std::string& plan) {
   cmd.add_option("--plan", plan,
-                 "Forward pass: auto (by device type), gpu (decode in five dispatches a layer, norms fused into "
-                 "the matmuls) or cpu (one dispatch per op, for CPU devices)")
+                 "Forward pass: auto (by device type), gpu (decode in five dispatches a layer, four at short "
+                 "contexts; norms fused into the matmuls) or cpu (one dispatch per op, for CPU devices)")
       ->check(CLI::IsMember({"auto", "gpu", "cpu"}));
 }
 
@@ -155,6 +168,7 @@ EngineOptions ModelFlags::engine_options(int device_count) const {
   o.dot = dot == "swar" ? ops::TernaryDot::Swar : dot == "int8" ? ops::TernaryDot::PackedInt8 : ops::TernaryDot::Auto;
   o.head = parse_head(head);
   o.plan = parse_plan(plan);
+  o.fold_attention = parse_fold_attention(fold_attention);
   o.greedy_chain = greedy_chain;
   o.progress = progress_printer();
   if (o.devices.size() > 1)  // the placement, before anything is uploaded

@@ -25,6 +25,7 @@ struct ModelFlags {
   std::string split = "auto";
   std::string head = "f16";  // output head precision: f16 or int8
   std::string plan = "auto";  // forward pass: auto, gpu or cpu
+  std::string fold_attention = "auto";  // GPU plan: the attention inside qkv at short contexts (auto, on, off)
   int greedy_chain = EngineOptions{}.greedy_chain;  // a flag of the commands that generate (run, chat)
   void add(CLI::App& cmd);
   EngineOptions engine_options(int device_count) const;
@@ -46,6 +47,9 @@ HeadPrecision parse_head(const std::string& head);
 // Adds `--plan auto|gpu|cpu` (which forward pass the stages record; ExecutionPlan).
 void add_plan_flag(CLI::App& cmd, std::string& plan);
 ExecutionPlan parse_plan(const std::string& plan);
+// Adds `--fold-attention auto|on|off` (EngineOptions::fold_attention).
+void add_fold_attention_flag(CLI::App& cmd, std::string& fold);
+std::optional<bool> parse_fold_attention(const std::string& fold);
 // Adds `--greedy-chain N` (EngineOptions::greedy_chain: greedy steps a submit, chained on the GPU).
 void add_greedy_chain_flag(CLI::App& cmd, int& steps);
 

@@ -62,7 +62,8 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                         .fused_shape = options_.fused_shape, .fp16_baseline = options_.fp16_baseline,
                         .head = options_.head, .plan = options_.plan,
                         .greedy_chain = options_.timestamps == TimestampMode::None ? options_.greedy_chain : 1,
-                        .step_inputs_on_device = options_.step_inputs_on_device};
+                        .step_inputs_on_device = options_.step_inputs_on_device,
+                        .fold_attention = options_.fold_attention};
   const Placement placement = place_model(c, devices, options_.split, so, model.string());
   const std::vector<StageSpec>& specs = placement.stages;
   if (options_.on_plan) options_.on_plan(placement.text);
@@ -279,8 +280,13 @@ std::vector<uint32_t> Engine::decode_greedy(int slot_index, uint32_t token, int 
   check_fits(slot_index, 1);
   Slot& slot = slot_at(slot_index);
   const int chain_max = stages_.size() == 1 ? last().options().greedy_chain : 1;
+  // A chain that starts where the attention runs inside qkv ends before it stops doing so (a chain
+  // that crosses runs the separate attention in every step).
+  const int fold_keys = int(last().fold_attention_keys());
+  const int before_unfold = slot.position < fold_keys ? fold_keys - slot.position : context_;
   // Powers of two only: each chain length is a recording of its own.
-  const int steps = int(std::bit_floor(unsigned(std::min({chain_steps_, max_steps, context_ - slot.position, chain_max}))));
+  const int steps = int(std::bit_floor(
+      unsigned(std::min({chain_steps_, max_steps, context_ - slot.position, chain_max, before_unfold}))));
   const int first_position = slot.position;
   std::vector<uint32_t> picks;
   std::chrono::steady_clock::time_point t0;

@@ -67,6 +67,9 @@ struct EngineOptions {
   // the host-visible buffers the host writes (StageOptions::step_inputs_on_device). Unset: copies
   // on devices with memory of their own (discrete GPUs). Benchmarks compare both.
   std::optional<bool> step_inputs_on_device;
+  // StageOptions::fold_attention: the attention inside the qkv dispatch of one-token steps at short
+  // contexts (GPU plan). Unset: wherever the device can.
+  std::optional<bool> fold_attention;
 };
 
 // What one sequence's step produced (prefill() and decode()), as asked by its Selection: the token

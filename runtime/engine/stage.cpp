@@ -136,6 +136,19 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
     select_scratch_ = allocate("argmax / top-k partials");
   }
   attn_scratch_ = allocate("attention partials");
+
+  if (plan_ == ExecutionPlan::Gpu && options.fold_attention.value_or(true)) {
+    const ops::AttentionPlan one = plan_stage_attention(c_, options_, device.info(), 1, ops::SequenceLayout::OneSequence);
+    std::string why = layers_.empty() || !fusable(layers_.front()) ? "the layers do not fuse" : why_no_folded_attention(one);
+    if (why.empty()) fold_keys_ = ops::one_split_keys(one);
+    else if (options.fold_attention) throw Error("attention inside the qkv dispatch on device '" + device.info().name + "': " + why);
+  }
+}
+
+std::string Stage::why_no_folded_attention(const ops::AttentionPlan& attention) const {
+  if (!fused_) return "the CPU plan has no fused layers";
+  const auto kind = options_.fp16_baseline ? ops::FusedLinear::Weights::Fp16 : ops::FusedLinear::Weights::Ternary;
+  return fused_->why_no_folded_attention(attention, uint32_t(c_.dim), kind);
 }
 
 Buffer Stage::upload_floats(const std::vector<float>& v, const std::string& what) {
@@ -186,7 +199,7 @@ void Stage::record_norm_linear(Recording& rec, BufferRange x, const Buffer& norm
 
 // The forward pass of this stage for `tokens` tokens, read top to bottom.
 void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence,
-                        const PassIo& io) {
+                        const PassIo& io, bool fold_attention) {
   const uint32_t T = tokens, D = uint32_t(c_.dim), F = uint32_t(c_.ffn_dim), V = uint32_t(c_.vocab);
   const uint32_t QD = uint32_t(c_.q_dim());
   const ops::HeadLayout heads{uint32_t(c_.n_heads), uint32_t(c_.n_kv_heads), uint32_t(c_.head_dim)};
@@ -215,11 +228,14 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   // The GPU plan's one-token steps (Stage::kFusedMaxTokens): five dispatches a layer. Larger steps
   // record the separate ops, which read each weight once for all the step's tokens.
   const bool fused = plan_ == ExecutionPlan::Gpu && T <= kFusedMaxTokens;
+  if (fold_attention && (!fused || !why_no_folded_attention(attention).empty()))
+    throw Error("internal: a pass of " + std::to_string(T) + " tokens cannot run the attention inside qkv: " +
+                (fused ? why_no_folded_attention(attention) : std::string("not fused")));
   for (Layer& L : layers_) {
     const ops::KvCacheLayer cache{L.k_cache.range(), L.v_cache.range(), uint32_t(options_.context),
                                   uint32_t(options_.sequences)};
     if (fused && fusable(L)) {
-      record_fused_layer(rec, L, T, attention, {heads, rope, io.positions, cache, slots});
+      record_fused_layer(rec, L, T, attention, {heads, rope, io.positions, cache, slots}, fold_attention);
       continue;
     }
     // Attention block: x += o( sub_norm( attention( rope(q), rope(k), v ) ) ), q|k|v = W_qkv · int8(norm(x))
@@ -277,15 +293,18 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
 }
 
 void Stage::record_fused_layer(Recording& rec, const Layer& L, uint32_t T, const ops::AttentionPlan& attention,
-                               const ops::RopeKvTarget& rope_kv) {
+                               ops::RopeKvTarget rope_kv, bool fold_attention) {
   const ops::FusedEpilogue gated =
       c_.squared_relu() ? ops::FusedEpilogue::GatedSquaredRelu : ops::FusedEpilogue::GatedSilu;
+  // Short contexts: attn = attention(q, K cache, V cache) by the qkv workgroup that completes each kv head.
+  if (fold_attention) rope_kv.attention = ops::FoldedAttention{attention, attn_.range(), attn_scratch_.range()};
   // q|k|v = W_qkv · int8(norm(x)); RoPE on q and k; k and v into the KV cache
   record_fused_linear(rec, x_.range(), L.attn_norm, T, L.qkv, {qkv_.range()}, ops::FusedEpilogue::RopeKvStore, &rope_kv);
   // attn = attention(q, K cache, V cache)
-  ops::record_attention(rec, attention, {.q = ops::QkvView::fused(qkv_.range(), T, rope_kv.heads),
-                                         .positions = rope_kv.positions, .cache = rope_kv.cache,
-                                         .out = attn_.range(), .scratch = attn_scratch_.range(), .slots = rope_kv.slots});
+  if (!fold_attention)
+    ops::record_attention(rec, attention, {.q = ops::QkvView::fused(qkv_.range(), T, rope_kv.heads),
+                                           .positions = rope_kv.positions, .cache = rope_kv.cache,
+                                           .out = attn_.range(), .scratch = attn_scratch_.range(), .slots = rope_kv.slots});
   // x += W_o · int8(sub_norm(attn))
   record_fused_linear(rec, attn_.range(), L.attn_sub_norm, T, L.o, {x_.range()}, ops::FusedEpilogue::Accumulate);
   // ffn = act(gate) * up, gate|up = W_gate_up · int8(norm(x))
@@ -353,13 +372,13 @@ RecordingOptions Stage::recording_options() const {
           .whole_pass = options_.timestamps == TimestampMode::Pass};
 }
 
-Recording& Stage::pass(uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence) {
-  auto& slot = passes_[{tokens, int(mode), int(select.kind), select.k, one_sequence}];
+Recording& Stage::pass(uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence, bool fold_attention) {
+  auto& slot = passes_[{tokens, int(mode), int(select.kind), select.k, one_sequence, fold_attention}];
   if (!slot) {
     // Kept only once whole: a recording that threw halfway must not be replayed next time.
     auto rec = std::make_unique<Recording>(device_, recording_options());
     record_step_inputs(*rec);
-    record_pass(*rec, tokens, mode, select, one_sequence, step_io());
+    record_pass(*rec, tokens, mode, select, one_sequence, step_io(), fold_attention);
     rec->finish();
     slot = std::move(rec);
   }
@@ -371,7 +390,12 @@ void Stage::prepare_greedy_chain(uint32_t steps) {
   if (steps < 2 || steps > uint32_t(options_.greedy_chain))
     throw Error("internal: a greedy chain of " + std::to_string(steps) + " steps; this stage takes 2.." +
                 std::to_string(options_.greedy_chain));
-  auto& slot = greedy_chains_[steps];
+  record_greedy_chain(steps, false);
+  if (steps <= fold_keys_) record_greedy_chain(steps, true);
+}
+
+void Stage::record_greedy_chain(uint32_t steps, bool fold_attention) {
+  auto& slot = greedy_chains_[{steps, fold_attention}];
   if (slot) return;
   auto rec = std::make_unique<Recording>(device_, recording_options());
   const uint64_t stride = greedy_chain_stride(device_.info());
@@ -386,7 +410,7 @@ void Stage::prepare_greedy_chain(uint32_t steps) {
                     .positions = {inputs.positions.buffer, i * stride, 4},
                     .slots = inputs.slots,
                     .selected = picks.range(i * stride, sizeof(ops::ArgmaxResult))};
-    record_pass(*rec, 1, LogitsMode::Last, {Selection::Argmax}, true, io);
+    record_pass(*rec, 1, LogitsMode::Last, {Selection::Argmax}, true, io, fold_attention);
   }
   if (chain_picks_) rec->copy(chain_picks_.range(0, steps * stride), selected_.range(0, steps * stride));
   rec->finish();
@@ -403,8 +427,10 @@ std::vector<uint32_t> Stage::run_greedy_chain(uint32_t id, uint32_t slot, uint32
   if (uint64_t(position) + steps > uint64_t(options_.context))
     throw Error("a greedy chain of " + std::to_string(steps) + " steps from position " + std::to_string(position) +
                 " passes the context of " + std::to_string(options_.context) + " tokens");
+  // Folded only if every step's context is short (each step's position below fold_keys_).
+  const bool fold = uint64_t(position) + steps <= fold_keys_;
   prepare_greedy_chain(steps);
-  Recording& rec = *greedy_chains_.at(steps);
+  Recording& rec = *greedy_chains_.at({steps, fold});
   const uint64_t stride = greedy_chain_stride(device_.info());
   auto* positions = static_cast<uint8_t*>(positions_.mapped());
   for (uint32_t i = 0; i < steps; ++i) {
@@ -458,7 +484,8 @@ void Stage::start(std::span<const uint32_t> ids, const TokenPlaces& places, Logi
                   " sequences of this stage");
   std::memcpy(positions_.mapped(), positions.data(), T * 4);
   std::memcpy(slots_.mapped(), places.slots.data(), T * 4);
-  Recording& rec = pass(T, mode, select, places.one_sequence);
+  const bool fold = T == 1 && positions[0] < fold_keys_;
+  Recording& rec = pass(T, mode, select, places.one_sequence, fold);
   rec.submit();
   pending_ = &rec;
   last_tokens_ = T;

@@ -103,6 +103,9 @@ class Stage {
   // and a 4-sequence step took as long as an 8-sequence one (docs/performance.md). Both normalize
   // with the same prologue code, so a token's bits do not depend on which ran.
   static constexpr uint32_t kFusedMaxTokens = 1;
+  // Positions below which one-token steps run the attention inside the qkv dispatch (0: never;
+  // StageOptions::fold_attention).
+  uint32_t fold_attention_keys() const { return fold_keys_; }
 
  private:
   // A linear layer in either form: ternary (int8 activations) or the FP16 baseline.
@@ -116,7 +119,9 @@ class Stage {
     Buffer attn_norm, attn_sub_norm, ffn_norm, ffn_sub_norm;
     Buffer k_cache, v_cache;
   };
-  Recording& pass(uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence);
+  // fold_attention: the attention inside each fused layer's qkv dispatch (a one-token step whose
+  // position is below fold_keys_).
+  Recording& pass(uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence, bool fold_attention);
   // The per-step inputs and the selection's output a pass binds: the stage's own buffers for a step
   // the host writes, sub-ranges of them for each step of a greedy chain.
   struct PassIo {
@@ -130,10 +135,13 @@ class Stage {
   // bound on its own (offset alignment); otherwise it computes all rows.
   bool head_on_last_row_only(uint32_t tokens) const;
   void record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence,
-                   const PassIo& io);
-  // The GPU plan's layer: five dispatches (see ExecutionPlan).
+                   const PassIo& io, bool fold_attention);
+  // The GPU plan's layer: five dispatches (see ExecutionPlan), four with the attention folded into qkv.
   void record_fused_layer(Recording& rec, const Layer& L, uint32_t tokens, const ops::AttentionPlan& attention,
-                          const ops::RopeKvTarget& rope_kv);
+                          ops::RopeKvTarget rope_kv, bool fold_attention);
+  // Why the fused qkv dispatch cannot run `attention` (FusedLinear::why_no_folded_attention), or "".
+  std::string why_no_folded_attention(const ops::AttentionPlan& attention) const;
+  void record_greedy_chain(uint32_t steps, bool fold_attention);
   // y (epilogue) W norm(x), the norm and quantization in the matmul's prologue.
   void record_fused_linear(Recording& rec, BufferRange x, const Buffer& norm, uint32_t tokens, const LinearWeights& w,
                            const ops::MatmulOutput& y, ops::FusedEpilogue epilogue,
@@ -179,8 +187,11 @@ class Stage {
   Buffer normed_wide_;  // FP16 baseline: float norm output [max_tokens, max(dim, q_dim, ffn)]
   Buffer selected_, select_scratch_;  // argmax / top-k results (host-readable) and their partials
   ops::QuantizedActivationsBuffers q_dim_in_, q_attn_, q_ffn_;
-  std::map<std::tuple<uint32_t, int, int, uint32_t, bool>, std::unique_ptr<Recording>> passes_;
-  std::map<uint32_t, std::unique_ptr<Recording>> greedy_chains_;  // by steps
+  std::map<std::tuple<uint32_t, int, int, uint32_t, bool, bool>, std::unique_ptr<Recording>> passes_;
+  std::map<std::pair<uint32_t, bool>, std::unique_ptr<Recording>> greedy_chains_;  // by steps, folded
+  // One-token steps at positions below this run the attention inside the qkv dispatch (0: never):
+  // the live context up to which the separate attention is one split, so both give the same bits.
+  uint32_t fold_keys_ = 0;
   Recording* last_pass_ = nullptr;
   Recording* pending_ = nullptr;  // started, not finished
   uint32_t last_tokens_ = 0;

@@ -158,7 +158,8 @@ StageMemory StageMemory::plan(const ModelConfig& c, const StageSpec& spec, const
     }
     m.add("argmax / top-k partials", select, StageBuffer::Scratch);
   }
-  uint64_t attention = 16;
+  // The GPU plan's qkv dispatch may run the attention: its arrival counters at the scratch's head.
+  uint64_t attention = gpu_plan && o.fold_attention.value_or(true) ? ops::kAttentionCounterBytes : 16;
   for (uint32_t t = 1; t <= T; ++t)  // the split depends on the token count: size for the worst
     for (auto layout : {ops::SequenceLayout::OneSequence, ops::SequenceLayout::Mixed})
       attention = std::max(attention, plan_stage_attention(c, o, info, t, layout).scratch_bytes);

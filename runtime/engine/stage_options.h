@@ -60,6 +60,12 @@ struct StageOptions {
   // themselves (false). Unset: copies where the device has memory of its own (a discrete GPU), so
   // that the 60 dispatches a token that read a position do not each wait on the bus.
   std::optional<bool> step_inputs_on_device;
+  // The GPU plan's one-token steps at short contexts run the attention inside the qkv dispatch (the
+  // workgroup that completes a kv head's rows attends for it): four dispatches a layer instead of
+  // five, with the same bits, up to the context that the separate attention runs as one split.
+  // Unset: wherever the device can (FusedLinear::why_no_folded_attention); true: required (an error
+  // names why not); false: never.
+  std::optional<bool> fold_attention;
 };
 
 // StageOptions::step_inputs_on_device as it applies on this device.

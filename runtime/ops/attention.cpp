@@ -307,7 +307,6 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
   if (plan.split() && (!args.scratch.buffer || (args.scratch.size && args.scratch.size < plan.scratch_bytes)))
     throw Error("attention: the split plan needs a scratch range of " + std::to_string(plan.scratch_bytes) + " bytes");
 
-  const float scale = args.scale > 0.0f ? args.scale : 1.0f / std::sqrt(static_cast<float>(h.head_dim));
   const uint32_t ratio = h.n_heads / h.n_kv_heads;
   // The scratch past the flash-decode counters (see attention.h).
   const BufferRange partials{args.scratch.buffer, args.scratch.offset + plan.partials_offset,
@@ -324,7 +323,7 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
     float scale_log2e;
     uint32_t out_stride, min_split, slot_rows, max_slot;
   } decode_push{plan.tokens, args.q.row_stride, args.q.q_col, h.n_kv_heads, plan.n_chunks, plan.max_context,
-                scale * 1.4426950408889634f, out_stride, plan.min_split, slot_rows, max_slot};
+                attention_scale_log2e(h, args.scale), out_stride, plan.min_split, slot_rows, max_slot};
   const bool q_vec4 = args.q.row_stride % 4 == 0 && args.q.q_col % 4 == 0;
   // q read, the output written, positions; K and V rows read once per live key; q.k and p.v for
   // every head and attended key. A split adds its partials (written, then read by the merge).
@@ -413,7 +412,7 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
     float scale_log2e;
     uint32_t out_stride, stats_offset, slot_rows, max_slot;
   } push{plan.tokens, args.q.row_stride, args.q.q_col, h.n_kv_heads, plan.chunk, plan.n_chunks, capacity,
-         scale * 1.4426950408889634f, out_stride, stats_offset, slot_rows, max_slot};
+         attention_scale_log2e(h, args.scale), out_stride, stats_offset, slot_rows, max_slot};
   const PipelineOptions options{.constants = {{0, plan.workgroup},
                                               {1, h.head_dim},
                                               {2, ratio},
@@ -440,6 +439,20 @@ void record_attention(Recording& rec, const AttentionPlan& plan, const Attention
   } cpush{h.n_heads, plan.chunk, plan.n_chunks, capacity, out_stride, stats_offset};
   rec.dispatch(combine, {args.positions, partials, args.out}, cpush, h.n_heads, plan.tokens, 1,
                {"", DispatchWork{.bytes = partials_bytes + q_floats * 4 + T * 4}});
+}
+
+float attention_scale_log2e(const HeadLayout& heads, float scale) {
+  const float s = scale > 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(heads.head_dim));
+  return s * 1.4426950408889634f;
+}
+
+uint32_t one_split_keys(const AttentionPlan& plan) {
+  if (!plan.flash_decode) throw Error("internal: one_split_keys of a plan that is not flash-decode");
+  return plan.split() ? std::min(plan.min_split, plan.max_context) : plan.max_context;
+}
+
+uint64_t split_state_shared_bytes(const AttentionPlan& plan) {
+  return flash_shared_bytes(plan.heads, plan.max_subgroups, 0) - 4;
 }
 
 void clear_attention_counters(Device& device, BufferRange scratch) {

@@ -148,6 +148,15 @@ struct AttentionArgs {
 // clears them once, now (see the scratch contract above).
 void record_attention(Recording& rec, const AttentionPlan& plan, const AttentionArgs& args);
 
+// attention_flash_decode's q scale in the log2 units its softmax runs in (scale 0: 1/sqrt(head_dim)).
+// Kernels that must give its bits (the attention folded into qkv) take the same float.
+float attention_scale_log2e(const HeadLayout& heads, float scale);
+// Live keys up to which a flash-decode plan runs a token's context as one split (its bits then equal
+// a single workgroup's over the whole context: the folded attention's).
+uint32_t one_split_keys(const AttentionPlan& plan);
+// Shared memory of one split's state (attention_split.glsl) for a flash-decode plan.
+uint64_t split_state_shared_bytes(const AttentionPlan& plan);
+
 // Sets the first kAttentionCounterBytes of `scratch` to 0 now: one submit that waits, ordered after
 // all work already submitted to the device's queue and before all work submitted later.
 void clear_attention_counters(Device& device, BufferRange scratch);

@@ -21,6 +21,7 @@ struct FusedPush {
   float eps;
   uint32_t pairs, pair_offset, n_heads, n_kv_heads, capacity, sequences;
   float theta_scale;
+  float scale_log2e;  // ATTEND
 };
 
 // The checks of a layer's input rows (`what` names the op in the errors); returns the row stride in floats.
@@ -157,6 +158,28 @@ void FusedLinear::check_ternary_cols(const std::string& what, uint32_t cols) {
                 std::to_string(kMaxTernaryCols) + " (its int8 sums travel as exact floats; use the CPU plan)");
 }
 
+std::string FusedLinear::why_no_folded_attention(const AttentionPlan& plan, uint32_t cols, Weights kind) const {
+  if (kind == Weights::Int8) return "int8 rows take no RoPE epilogue";
+  if (!plan.flash_decode) return "the attention plan is not flash-decode";
+  if (plan.tokens != 1) return "the step has " + std::to_string(plan.tokens) + " tokens, not 1";
+  if (plan.workgroup != shape_.workgroup)
+    return "the attention's workgroup of " + std::to_string(plan.workgroup) + " lanes is not the fused layers' " +
+           std::to_string(shape_.workgroup);
+  if (plan.subgroup_size != shape_.required_subgroup_size)
+    return "the attention requires subgroups of " + std::to_string(plan.subgroup_size) + " lanes, the fused layers " +
+           std::to_string(shape_.required_subgroup_size) + " (0: any)";
+  // Pairs of a workgroup: lane groups x pairs each, at the widest split the rule may pick.
+  const uint32_t pairs = shape_.workgroup / shape_.lanes * std::max(shape_.paired_rows, 4u) / 2;
+  if (ceil_div(pairs, plan.heads.head_dim / 2) + 1 > kMaxFoldedHeads)
+    return "a workgroup may complete more than " + std::to_string(kMaxFoldedHeads) + " kv heads";
+  const uint64_t shared = uint64_t(shared_uvec4(kind, chunks_of(kind, cols))) * 16 +
+                          reduction_bytes(shape_.workgroup) + split_state_shared_bytes(plan) + (kMaxFoldedHeads + 1) * 4;
+  if (shared > device_.info().max_shared_memory)
+    return std::to_string(shared) + " bytes of shared memory; device '" + device_.info().name + "' has " +
+           std::to_string(device_.info().max_shared_memory);
+  return "";
+}
+
 bool FusedLinear::fits(uint32_t cols, Weights kind) const {
   return cols % 4 == 0 && (kind != Weights::Ternary || cols <= kMaxTernaryCols) &&
          tokens_per_workgroup(kind, chunks_of(kind, cols), 1) >= 1;
@@ -235,6 +258,21 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
     if (rope->positions.size && rope->positions.size < uint64_t(T) * 4)
       throw Error(what + ": the positions hold fewer than " + std::to_string(T) + " tokens");
   }
+  const FoldedAttention* attend = with_rope && rope->attention ? &*rope->attention : nullptr;
+  if (attend) {
+    const std::string why = why_no_folded_attention(attend->plan, m.cols, m.kind);
+    if (!why.empty()) throw Error(what + ": cannot run the attention in the same dispatch: " + why);
+    if (T != 1) throw Error(what + ": the attention runs in the same dispatch for one token, not " + std::to_string(T));
+    const HeadLayout& h = rope->heads;
+    if (attend->plan.heads.n_heads != h.n_heads || attend->plan.heads.n_kv_heads != h.n_kv_heads ||
+        attend->plan.heads.head_dim != h.head_dim || attend->plan.max_context > rope->cache.capacity)
+      throw Error(what + ": the attention plan does not match the heads and KV cache of the qkv layer");
+    if (attend->out.size && attend->out.size < uint64_t(h.n_heads) * h.head_dim * 4)
+      throw Error(what + ": the attention output holds fewer than " + std::to_string(h.n_heads * h.head_dim) + " floats");
+    if (!attend->scratch.buffer || (attend->scratch.size && attend->scratch.size < kAttentionCounterBytes))
+      throw Error(what + ": the attention needs a scratch of at least " + std::to_string(kAttentionCounterBytes) +
+                  " bytes for its arrival counters");
+  }
 
   if (m.kind == Weights::Ternary) check_ternary_cols(what, m.cols);
   const uint32_t per_token = shared_uvec4(m.kind, m.chunks);
@@ -262,15 +300,34 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
                        : dot_                    ? "fused_linear_dot"
                                                  : "fused_linear_swar";
   if (with_rope) shader += "_rope";
+  if (attend) {
+    shader += "_attend";
+    const AttentionPlan& a = attend->plan;
+    po.constants[11] = rope->heads.n_heads / rope->heads.n_kv_heads;
+    po.constants[12] = a.key_block;
+    po.constants[13] = a.lanes_per_key;
+    po.constants[14] = a.max_subgroups;
+    const uint32_t pairs = shape_.workgroup / split.lanes * split.rows / 2;
+    if (ceil_div(pairs, rope->heads.head_dim / 2) + 1 > kMaxFoldedHeads)
+      throw Error(what + ": a workgroup of " + std::to_string(pairs) + " row pairs may complete more than " +
+                  std::to_string(kMaxFoldedHeads) + " kv heads");
+  }
   const Pipeline& pipeline = device_.pipeline(shader, po);
 
-  FusedPush push{m.cols, m.chunks, 0, 0, T, x_stride / 4, stride, y.offset, in.eps, m.rows / 2, m.rows / 2, 0, 0, 0, 0, 0.0f};
+  FusedPush push{m.cols, m.chunks, 0, 0, T, x_stride / 4, stride, y.offset, in.eps, m.rows / 2, m.rows / 2, 0, 0, 0, 0, 0.0f, 0.0f};
   if (with_rope) {
     push.n_heads = rope->heads.n_heads;
     push.n_kv_heads = rope->heads.n_kv_heads;
     push.capacity = rope->cache.capacity;
     push.sequences = rope->cache.sequences;
     push.theta_scale = rope_theta_scale(rope->rope.theta, rope->heads.head_dim);
+  }
+  BufferRange counters;
+  if (attend) {
+    push.scale_log2e = attention_scale_log2e(rope->heads, attend->scale);
+    // Every dispatch leaves the counters at 0; they start there (the scratch contract of attention.h).
+    clear_attention_counters(device_, attend->scratch);
+    counters = {attend->scratch.buffer, attend->scratch.offset, kAttentionCounterBytes};
   }
   const uint32_t groups_per_wg = shape_.workgroup / split.lanes;
   const uint32_t token_groups = ceil_div(T, tokens);
@@ -284,6 +341,8 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
     if (with_rope)
       bindings.insert(bindings.end(), {rope->positions, rope->cache.k, rope->cache.v,
                                        slots ? rope->slots : rope->positions});
+    if (attend)  // q|k|v and the caches again, read back through coherent bindings
+      bindings.insert(bindings.end(), {y.buffer, rope->cache.k, rope->cache.v, attend->out, counters});
     // The segment's weights (and row info), every token's fp32 input and the norm weight, the outputs
     // (gated: half the rows), and with RoPE the k and v rows stored as fp16 and the positions.
     const double row_extra = m.kind == Weights::Ternary ? 8 : 0;  // int8: the scales are in weight_bytes
@@ -294,6 +353,12 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
     if (with_rope) {
       const double kv_rows = 2.0 * rope->heads.n_kv_heads * rope->heads.head_dim;
       work.bytes += T * kv_rows * 2 + T * (slots ? 8 : 4);
+    }
+    if (attend) {  // q read back, the output written; K and V rows read once per live key
+      const HeadLayout& h = rope->heads;
+      work.bytes += 2.0 * h.n_heads * h.head_dim * 4;
+      work.bytes_per_key = 2.0 * h.n_kv_heads * h.head_dim * 2;
+      work.macs_per_key = 2.0 * h.n_heads * h.head_dim;
     }
     rec.dispatch(pipeline, bindings, &push, sizeof(push), ceil_div(units, groups_per_wg), token_groups, 1,
                  {m.name, work});
@@ -331,7 +396,7 @@ void FusedLinear::record_norm_impl(Recording& rec, const NormedInput& in, uint32
   const Pipeline& pipeline = device_.pipeline(ternary ? "fused_norm_int8" : "fused_norm_f32",
                                               pipeline_options({shape_.lanes, shape_.rows}, chunks, 1, FusedEpilogue::Store,
                                                                shared_uvec4(kind, chunks)));
-  const FusedPush push{cols, chunks, 0, 0, T, x_stride / 4, 0, 0, in.eps, 0, 0, 0, 0, 0, 0, 0.0f};
+  const FusedPush push{cols, chunks, 0, 0, T, x_stride / 4, 0, 0, in.eps, 0, 0, 0, 0, 0, 0, 0.0f, 0.0f};
   std::vector<BufferRange> bindings{in.x, in.norm};
   bindings.insert(bindings.end(), outputs.begin(), outputs.end());
   const DispatchWork work{.bytes = double(T) * cols * 4 + cols * 4.0 + out_bytes};

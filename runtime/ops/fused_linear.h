@@ -14,6 +14,7 @@
 
 #include "runtime/device/device.h"
 #include "runtime/device/recording.h"
+#include "runtime/ops/attention.h"
 #include "runtime/ops/fp16_matmul.h"
 #include "runtime/ops/int8_matmul.h"
 #include "runtime/ops/kv_cache.h"
@@ -41,6 +42,18 @@ struct NormedInput {
   uint32_t stride = 0;  // floats between tokens' rows; 0: the matrix's cols
 };
 
+// The decode attention folded into the qkv dispatch of a one-token step (fused_linear.comp's ATTEND):
+// the workgroup that completes a kv head's q, k and v rows runs its attention over the whole live
+// context, with the constants of a flash-decode plan: the bits of record_attention with that plan
+// wherever it runs the context as one split (one_split_keys), the same attention (one workgroup a kv
+// head, slower) beyond.
+struct FoldedAttention {
+  AttentionPlan plan;    // attention_flash_decode's, for one token
+  BufferRange out;       // fp32 [n_heads * head_dim]
+  BufferRange scratch;   // the attention scratch: its head holds the arrival counters (attention.h)
+  float scale = 0.0f;    // 0 = 1/sqrt(head_dim)
+};
+
 // Where the qkv epilogue (RopeKvStore) puts k and v: as record_rope_kv_store does.
 struct RopeKvTarget {
   HeadLayout heads;
@@ -48,6 +61,7 @@ struct RopeKvTarget {
   BufferRange positions;  // uint32 [tokens]
   KvCacheLayer cache;
   BufferRange slots;      // uint32 [tokens], or empty: every token in slot 0
+  std::optional<FoldedAttention> attention;  // the attention in the same dispatch (one token)
 };
 
 // How one matrix's rows are split: lanes per row (spec id 1) and rows per lane group (spec id 2).
@@ -127,6 +141,10 @@ class FusedLinear {
   // Whether one token of `cols` inputs to a `kind` matrix fits a workgroup's shared memory (true for
   // the 2B4T shapes).
   bool fits(uint32_t cols, Weights kind) const;
+  // Why the qkv layer of a `kind` matrix over `cols` inputs cannot take the attention of `plan`
+  // (FoldedAttention), or "" where it can: a flash-decode plan for one token whose workgroup and
+  // subgroup size are the fused layers', with both in shared memory.
+  std::string why_no_folded_attention(const AttentionPlan& plan, uint32_t cols, Weights kind) const;
   const FusedLinearShape& shape() const { return shape_; }
   bool uses_int8_dot() const { return dot_; }
 
@@ -148,6 +166,7 @@ class FusedLinear {
   // Inputs of a ternary row the prologue takes at most: its subgroups' int8 sums (|sum q| <= 128 K)
   // pass through shared memory as floats, exact up to 2^24.
   static constexpr uint32_t kMaxTernaryCols = 1u << 17;
+  static constexpr uint32_t kMaxFoldedHeads = 16;  // kv heads one workgroup may complete (MAX_DONE)
   static void check_ternary_cols(const std::string& what, uint32_t cols);  // throws past kMaxTernaryCols
   // 16-byte weight words per row of `cols` columns (the matrices' padded rows).
   static uint32_t chunks_of(Weights kind, uint32_t cols);

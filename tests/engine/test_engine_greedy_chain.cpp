@@ -25,6 +25,7 @@ EngineOptions chained(ExecutionPlan plan, int chain, int sequences = 1) {
   o.plan = plan;
   o.greedy_chain = chain;
   o.greedy_chain_budget_ms = 0;  // always the longest chain that fits: the lengths below are exact
+  o.fold_attention = false;      // (chains also end where the attention stops running inside qkv: test_engine_fold)
   o.sequences = sequences;
   return o;
 }

@@ -94,7 +94,15 @@ TEST_CASE("a GPU-plan decode step is five dispatches a layer plus embedding, hea
   write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
   EngineOptions o = with_plan(ExecutionPlan::Gpu);
   o.step_inputs_on_device = false;  // (a discrete GPU's copies of the step inputs: their own test below)
+  {
+    // At short contexts the attention runs inside qkv: four a layer (its own test: test_engine_fold).
+    Engine folded(instance(), dir / "model.gguf", o);
+    REQUIRE(folded.stage().fold_attention_keys() > 1);
+    CHECK(decode_dispatches(folded) == 1 + 4 * size_t(c.n_layers) + 1);
+  }
+  o.fold_attention = false;
   Engine gpu(instance(), dir / "model.gguf", o);
+  CHECK(gpu.stage().fold_attention_keys() == 0);
   // eval() reads the logits back (no selection): embedding + 5 per layer + the head with the final norm.
   CHECK(decode_dispatches(gpu) == 1 + 5 * size_t(c.n_layers) + 1);
   // ... and nothing else: no fill or copy between them (the attention's counters reset themselves).

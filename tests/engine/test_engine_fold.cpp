@@ -1,0 +1,115 @@
+// The attention inside the qkv dispatch (StageOptions::fold_attention): the GPU plan's one-token
+// steps at positions below Stage::fold_attention_keys() record four dispatches a layer, and give the
+// bits of the separate attention (five a layer), which runs those contexts as one split. Checked one
+// step at a time on both sides of that position, for sequence 0 and for another KV slot, for greedy
+// chains (which end where folding stops, then go on unfolded), and for the FP16 baseline.
+#include <doctest/doctest.h>
+
+#include "common/gpu.h"
+#include "engine/engine_test_util.h"
+#include "engine/random_model.h"
+#include "runtime/core/error.h"
+#include "runtime/engine/engine.h"
+
+using namespace ternvk;
+using namespace ternvk::test;
+
+namespace {
+
+EngineOptions gpu_plan(bool fold, bool fp16) {
+  EngineOptions o = weights_only();
+  o.plan = ExecutionPlan::Gpu;
+  o.fold_attention = fold;
+  o.fp16_baseline = fp16;
+  o.sequences = 3;
+  o.greedy_chain = 8;
+  o.greedy_chain_budget_ms = 0;  // chains as long as asked
+  return o;
+}
+
+size_t last_dispatches(const Engine& e) { return e.stage().last_pass()->dispatch_count(); }
+
+}  // namespace
+
+TEST_CASE("the attention inside qkv gives the separate attention's bits below and past the position where it stops") {
+  ValidationGuard guard;
+  ModelConfig c = small_2b4t_config();
+  const RandomModel m = make_random_model(c, 51);
+  const auto dir = temp_dir("fold-attention");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const size_t L = size_t(c.n_layers);
+  for (const bool fp16 : {false, true}) {
+    CAPTURE(fp16);
+    Engine folded(instance(), dir / "model.gguf", gpu_plan(true, fp16));
+    Engine apart(instance(), dir / "model.gguf", gpu_plan(false, fp16));
+    const int keys = int(folded.stage().fold_attention_keys());
+    REQUIRE(keys >= 4);
+    REQUIRE(keys + 6 <= folded.context());
+    // Sequence 0, a token at a time: positions 0 .. keys + 5.
+    for (int pos = 0; pos < keys + 6; ++pos) {
+      CAPTURE(pos);
+      const uint32_t token[] = {uint32_t((pos * 37 + 11) % c.vocab)};
+      const auto want = apart.eval(token);
+      const size_t separate = last_dispatches(apart);
+      REQUIRE(folded.eval(token) == want);
+      CHECK(last_dispatches(folded) == (pos < keys ? separate - L : separate));
+    }
+    // Another slot while sequence 0 holds its text (decode() of one sequence: the same kind of step).
+    for (int pos = 0; pos < 3; ++pos) {
+      const int slot[] = {2};
+      const uint32_t token[] = {uint32_t(pos + 5)};
+      const auto want = apart.decode(slot, token, {Selection::Logits});
+      REQUIRE(folded.decode(slot, token, {Selection::Logits})[0].logits == want[0].logits);
+    }
+    // Greedy chains: wholly below `keys` (folded: one dispatch fewer a layer and step), then up to it
+    // and past it.
+    for (Engine* e : {&folded, &apart}) e->truncate(keys - 12);
+    std::vector<std::vector<uint32_t>> picks(2);
+    std::vector<size_t> dispatches(2);
+    for (int i = 0; i < 2; ++i) {
+      Engine& e = i ? apart : folded;
+      picks[size_t(i)] = e.decode_greedy(7, 8);  // positions keys - 12 .. keys - 5
+      dispatches[size_t(i)] = last_dispatches(e);
+    }
+    CHECK(picks[0].size() == 8);
+    CHECK(picks[0] == picks[1]);
+    CHECK(dispatches[0] == dispatches[1] - 8 * L);
+    // From keys - 4: the folded engine's chain ends where folding stops (4 steps, folded), the other's
+    // runs 8; then on past it, the same recordings.
+    const auto near_end = folded.decode_greedy(picks[0].back(), 8);
+    CHECK(near_end.size() == 4);
+    CHECK(last_dispatches(folded) == 4 * (dispatches[1] / 8 - L));
+    const auto past = folded.decode_greedy(near_end.back(), 8);
+    CHECK(past.size() == 8);
+    CHECK(last_dispatches(folded) == dispatches[1]);
+    picks[1] = apart.decode_greedy(picks[1].back(), 12);
+    const auto more = apart.decode_greedy(picks[1].back(), 4);
+    picks[1].insert(picks[1].end(), more.begin(), more.end());
+    std::vector<uint32_t> chained = near_end;
+    chained.insert(chained.end(), past.begin(), past.end());
+    CHECK(chained == picks[1]);
+    CHECK(folded.sequence() == apart.sequence());
+  }
+}
+
+TEST_CASE("the attention inside qkv is off on the CPU plan, and required where asked") {
+  ValidationGuard guard;
+  const RandomModel m = make_random_model(small_2b4t_config(), 52);
+  const auto dir = temp_dir("fold-attention-options");
+  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  EngineOptions o = gpu_plan(true, false);
+  o.plan = ExecutionPlan::Cpu;
+  Engine cpu(instance(), dir / "model.gguf", o);
+  CHECK(cpu.stage().fold_attention_keys() == 0);
+  // A fused shape whose workgroup differs from the attention's cannot take it: refused by name.
+  o = gpu_plan(true, false);
+  ops::FusedLinearShape shape = widest_gpu_split();
+  shape.workgroup *= 2;
+  shape.target_workgroups = 1;
+  o.fused_shape = shape;
+  CHECK_THROWS_WITH_AS(Engine(instance(), dir / "model.gguf", o), doctest::Contains("attention inside the qkv dispatch"),
+                       Error);
+  o.fold_attention.reset();  // unset: where it can, so here not at all
+  Engine engine(instance(), dir / "model.gguf", o);
+  CHECK(engine.stage().fold_attention_keys() == 0);
+}
