@@ -104,12 +104,19 @@ layout(std430, set = 0, binding = 4) writeonly buffer Normed { uvec4 normed[]; }
 layout(std430, set = 0, binding = 5) writeonly buffer Meta { ivec2 meta[]; };
 #endif
 #else
-layout(std430, set = 0, binding = 4) buffer Out { float y[]; };
+// ATTEND: q|k|v and the K/V rows stored coherent, so that the memory barrier before the arrival makes
+// them visible to the workgroup that attends (GLSL promises that for coherent stores only).
+#if ATTEND
+#define STORED coherent
+#else
+#define STORED
+#endif
+layout(std430, set = 0, binding = 4) STORED buffer Out { float y[]; };
 #endif
 #if ROPE_KV
 layout(std430, set = 0, binding = 5) readonly buffer Pos { uint positions[]; };
-layout(std430, set = 0, binding = 6) writeonly buffer KCache { uint kcache[]; };
-layout(std430, set = 0, binding = 7) writeonly buffer VCache { uint vcache[]; };
+layout(std430, set = 0, binding = 6) STORED writeonly buffer KCache { uint kcache[]; };
+layout(std430, set = 0, binding = 7) STORED writeonly buffer VCache { uint vcache[]; };
 layout(std430, set = 0, binding = 8) readonly buffer Slots { uint seq_slots[]; };
 #endif
 #if ATTEND

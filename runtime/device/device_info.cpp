@@ -218,6 +218,7 @@ DeviceInfo query_device_info(VkInstance instance, VkPhysicalDevice physical, uin
   info.max_workgroup_invocations = p.limits.maxComputeWorkGroupInvocations;
   info.max_workgroup_count_x = p.limits.maxComputeWorkGroupCount[0];
   info.max_shared_memory = p.limits.maxComputeSharedMemorySize;
+  info.max_storage_buffers_per_stage = p.limits.maxPerStageDescriptorStorageBuffers;
   info.max_push_constants = p.limits.maxPushConstantsSize;
   info.min_storage_buffer_offset_alignment = p.limits.minStorageBufferOffsetAlignment;
   info.timestamp_period_ns = p.limits.timestampPeriod;

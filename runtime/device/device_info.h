@@ -61,6 +61,7 @@ struct DeviceInfo {
   uint32_t max_workgroup_invocations = 0;
   uint32_t max_workgroup_count_x = 0;
   uint32_t max_shared_memory = 0;
+  uint32_t max_storage_buffers_per_stage = 0;  // maxPerStageDescriptorStorageBuffers (0: unknown)
   uint32_t max_push_constants = 0;
   uint64_t min_storage_buffer_offset_alignment = 0;
   uint32_t max_texel_buffer_elements = 0;

@@ -137,10 +137,15 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   }
   attn_scratch_ = allocate("attention partials");
 
+  if (plan_ != ExecutionPlan::Gpu && options.fold_attention.value_or(false))
+    throw Error("attention inside the qkv dispatch: the CPU plan has no fused qkv dispatch (use the GPU plan)");
   if (plan_ == ExecutionPlan::Gpu && options.fold_attention.value_or(true)) {
     const ops::AttentionPlan one = plan_stage_attention(c_, options_, device.info(), 1, ops::SequenceLayout::OneSequence);
     std::string why = layers_.empty() || !fusable(layers_.front()) ? "the layers do not fuse" : why_no_folded_attention(one);
-    if (why.empty()) fold_keys_ = ops::one_split_keys(one);
+    if (why.empty()) {
+      fold_keys_ = ops::one_split_keys(one);
+      ops::clear_attention_counters(device, attn_scratch_.range());  // once: every dispatch leaves them at 0
+    }
     else if (options.fold_attention) throw Error("attention inside the qkv dispatch on device '" + device.info().name + "': " + why);
   }
 }
@@ -297,7 +302,9 @@ void Stage::record_fused_layer(Recording& rec, const Layer& L, uint32_t T, const
   const ops::FusedEpilogue gated =
       c_.squared_relu() ? ops::FusedEpilogue::GatedSquaredRelu : ops::FusedEpilogue::GatedSilu;
   // Short contexts: attn = attention(q, K cache, V cache) by the qkv workgroup that completes each kv head.
-  if (fold_attention) rope_kv.attention = ops::FoldedAttention{attention, attn_.range(), attn_scratch_.range()};
+  if (fold_attention)  // (the counters were zeroed once with the scratch)
+    rope_kv.attention = ops::FoldedAttention{.plan = attention, .out = attn_.range(), .scratch = attn_scratch_.range(),
+                                             .clear_counters = false};
   // q|k|v = W_qkv · int8(norm(x)); RoPE on q and k; k and v into the KV cache
   record_fused_linear(rec, x_.range(), L.attn_norm, T, L.qkv, {qkv_.range()}, ops::FusedEpilogue::RopeKvStore, &rope_kv);
   // attn = attention(q, K cache, V cache)

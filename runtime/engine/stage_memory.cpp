@@ -45,7 +45,13 @@ ops::AttentionPlan plan_stage_attention(const ModelConfig& c, const StageOptions
   const bool decode_like = layout == ops::SequenceLayout::Mixed || tokens <= ops::kFlashDecodeMaxTokens;
   if (resolve_plan(options.plan, info) == ExecutionPlan::Gpu && decode_like) {
     try {
-      return ops::plan_attention(info, heads, tokens, uint32_t(options.context), {.flash_decode = true}, layout);
+      // The fused layers' workgroup and subgroup size: the qkv dispatch can then run this attention
+      // (StageOptions::fold_attention), with the same bits.
+      const ops::FusedLinearShape fused = options.fused_shape ? *options.fused_shape : ops::FusedLinearShape::pick(info);
+      return ops::plan_attention(info, heads, tokens, uint32_t(options.context),
+                                 {.workgroup = fused.workgroup, .flash_decode = true,
+                                  .subgroup_size = fused.required_subgroup_size},
+                                 layout);
     } catch (const Error&) {
       // this device or shape cannot run it: the default below
     }

@@ -64,7 +64,7 @@ struct StageOptions {
   // workgroup that completes a kv head's rows attends for it): four dispatches a layer instead of
   // five, with the same bits, up to the context that the separate attention runs as one split.
   // Unset: wherever the device can (FusedLinear::why_no_folded_attention); true: required (an error
-  // names why not); false: never.
+  // names why not, also on the CPU plan); false: never.
   std::optional<bool> fold_attention;
 };
 

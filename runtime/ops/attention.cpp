@@ -90,7 +90,13 @@ bool plan_flash_decode(AttentionPlan& plan, const DeviceInfo& info, const Attent
   const HeadLayout& heads = plan.heads;
   const uint32_t ratio = heads.n_heads / heads.n_kv_heads, ncg = heads.head_dim / 8;
   // The subgroup size: required where the device allows, else any in [min, max] may run.
-  const uint32_t sg = std::max<uint32_t>(info.subgroup_size, 1);
+  const uint32_t wanted_sg = tuning.subgroup_size ? tuning.subgroup_size : info.subgroup_size;
+  if (tuning.subgroup_size && info.subgroup_size_control &&
+      (wanted_sg < info.min_subgroup_size || wanted_sg > info.max_subgroup_size))
+    throw Error("attention: subgroups of " + std::to_string(wanted_sg) + " lanes are outside the " +
+                std::to_string(info.min_subgroup_size) + ".." + std::to_string(info.max_subgroup_size) +
+                " that device '" + info.name + "' can require");
+  const uint32_t sg = std::max<uint32_t>(info.subgroup_size_control ? wanted_sg : info.subgroup_size, 1);
   const uint32_t min_sg = info.subgroup_size_control ? sg : std::max<uint32_t>(std::min(info.min_subgroup_size, sg), 1);
   const uint32_t max_sg = info.subgroup_size_control ? sg : std::max(info.max_subgroup_size, sg);
   // Lanes per key: q of the R heads for a lane's columns in at most 32 registers (R*HD/LPK floats;

@@ -68,6 +68,10 @@ struct AttentionTuning {
   // head) and min_split (live keys per split below which fewer splits run) from above.
   std::optional<bool> flash_decode;
   uint32_t lanes_per_key = 0;  // flash_decode: lanes sharing one key (power of two <= the subgroup size)
+  // flash_decode: the subgroup size to require where the device can require one (0: its default).
+  // The GPU plan gives the fused layers' workgroup and subgroup size, so that its qkv dispatch can run
+  // this plan's attention (FoldedAttention) on any vendor's subgroups.
+  uint32_t subgroup_size = 0;
 };
 
 // Bytes at the start of every attention scratch range that hold attention_flash_decode's arrival

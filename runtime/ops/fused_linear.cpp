@@ -165,9 +165,23 @@ std::string FusedLinear::why_no_folded_attention(const AttentionPlan& plan, uint
   if (plan.workgroup != shape_.workgroup)
     return "the attention's workgroup of " + std::to_string(plan.workgroup) + " lanes is not the fused layers' " +
            std::to_string(shape_.workgroup);
-  if (plan.subgroup_size != shape_.required_subgroup_size)
+  // Subgroup sizes: the same where required, or a device with a single size (requiring it changes nothing).
+  const DeviceInfo& info = device_.info();
+  const auto size_run = [&](uint32_t required) {
+    return required ? required : info.min_subgroup_size == info.max_subgroup_size ? info.min_subgroup_size : 0;
+  };
+  // Without a required (or single) size the driver may give each pipeline its own width, and the
+  // subgroups' partial states would merge in another order: no same bits to promise.
+  if (size_run(plan.subgroup_size) == 0 || size_run(shape_.required_subgroup_size) == 0)
+    return "device '" + info.name + "' cannot fix a subgroup size for both kernels";
+  if (size_run(plan.subgroup_size) != size_run(shape_.required_subgroup_size))
     return "the attention requires subgroups of " + std::to_string(plan.subgroup_size) + " lanes, the fused layers " +
            std::to_string(shape_.required_subgroup_size) + " (0: any)";
+  // fused_linear.comp's ATTEND bindings 0..13 (fp16 rows: no row info).
+  const uint32_t buffers = kind == Weights::Fp16 ? 13 : 14;
+  if (info.max_storage_buffers_per_stage && info.max_storage_buffers_per_stage < buffers)
+    return std::to_string(buffers) + " storage buffers in one shader; device '" + info.name + "' allows " +
+           std::to_string(info.max_storage_buffers_per_stage);
   // Pairs of a workgroup: lane groups x pairs each, at the widest split the rule may pick.
   const uint32_t pairs = shape_.workgroup / shape_.lanes * std::max(shape_.paired_rows, 4u) / 2;
   if (ceil_div(pairs, plan.heads.head_dim / 2) + 1 > kMaxFoldedHeads)
@@ -326,7 +340,7 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
   if (attend) {
     push.scale_log2e = attention_scale_log2e(rope->heads, attend->scale);
     // Every dispatch leaves the counters at 0; they start there (the scratch contract of attention.h).
-    clear_attention_counters(device_, attend->scratch);
+    if (attend->clear_counters) clear_attention_counters(device_, attend->scratch);
     counters = {attend->scratch.buffer, attend->scratch.offset, kAttentionCounterBytes};
   }
   const uint32_t groups_per_wg = shape_.workgroup / split.lanes;

@@ -52,6 +52,9 @@ struct FoldedAttention {
   BufferRange out;       // fp32 [n_heads * head_dim]
   BufferRange scratch;   // the attention scratch: its head holds the arrival counters (attention.h)
   float scale = 0.0f;    // 0 = 1/sqrt(head_dim)
+  // Zero the counters now, when recording (a submit that waits). An owner that zeroed them once and
+  // lets only these kernels use them passes false (every dispatch leaves them at 0).
+  bool clear_counters = true;
 };
 
 // Where the qkv epilogue (RopeKvStore) puts k and v: as record_rope_kv_store does.

@@ -92,24 +92,30 @@ TEST_CASE("the attention inside qkv gives the separate attention's bits below an
   }
 }
 
-TEST_CASE("the attention inside qkv is off on the CPU plan, and required where asked") {
+TEST_CASE("the attention inside qkv follows the fused layers' workgroup, and is refused by name where it cannot run") {
   ValidationGuard guard;
   const RandomModel m = make_random_model(small_2b4t_config(), 52);
   const auto dir = temp_dir("fold-attention-options");
   write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  // The GPU rule's 128-lane workgroups (16 subgroups here): the attention is planned with them too,
+  // so it folds, with the bits of the separate attention.
   EngineOptions o = gpu_plan(true, false);
-  o.plan = ExecutionPlan::Cpu;
-  Engine cpu(instance(), dir / "model.gguf", o);
-  CHECK(cpu.stage().fold_attention_keys() == 0);
-  // A fused shape whose workgroup differs from the attention's cannot take it: refused by name.
+  o.fused_shape = widest_gpu_split();
+  Engine wide(instance(), dir / "model.gguf", o);
+  REQUIRE(wide.stage().fold_attention_keys() > 3);
+  o.fold_attention = false;
+  Engine wide_apart(instance(), dir / "model.gguf", o);
+  for (uint32_t token : {1u, 2u, 3u}) {
+    const uint32_t one[] = {token};
+    CHECK(wide.eval(one) == wide_apart.eval(one));
+  }
+  CHECK(last_dispatches(wide) + size_t(small_2b4t_config().n_layers) == last_dispatches(wide_apart));
+  // Required on the CPU plan, which has no fused qkv dispatch: refused by name; unset there: off.
   o = gpu_plan(true, false);
-  ops::FusedLinearShape shape = widest_gpu_split();
-  shape.workgroup *= 2;
-  shape.target_workgroups = 1;
-  o.fused_shape = shape;
+  o.plan = ExecutionPlan::Cpu;
   CHECK_THROWS_WITH_AS(Engine(instance(), dir / "model.gguf", o), doctest::Contains("attention inside the qkv dispatch"),
                        Error);
-  o.fold_attention.reset();  // unset: where it can, so here not at all
-  Engine engine(instance(), dir / "model.gguf", o);
-  CHECK(engine.stage().fold_attention_keys() == 0);
+  o.fold_attention.reset();
+  Engine cpu(instance(), dir / "model.gguf", o);
+  CHECK(cpu.stage().fold_attention_keys() == 0);
 }

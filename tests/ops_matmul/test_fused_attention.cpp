@@ -8,6 +8,7 @@
 // subgroups); ternary and fp16 weights; one and three KV slots; NeoX and adjacent pairs.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <random>
@@ -27,7 +28,7 @@ using namespace ternvk::ops;
 namespace {
 
 constexpr float kEps = 1e-5f;
-constexpr uint32_t kCapacity = 40, kCols = 160;
+constexpr uint32_t kCapacity = 160, kCols = 160;
 
 FusedLinearShape gpu_rule(uint32_t target_workgroups) {
   FusedLinearShape s;
@@ -128,6 +129,14 @@ Result run(const Step& st, const FusedLinearShape& shape, const AttentionPlan& p
   return r;
 }
 
+// Splits attention_flash_decode runs a context of `live` keys as (its shader's rule).
+uint32_t live_splits(const AttentionPlan& plan, uint32_t live) {
+  const uint32_t splits = std::clamp((live + plan.min_split - 1) / plan.min_split, 1u, plan.n_chunks);
+  const uint32_t step = plan.workgroup / plan.lanes_per_key * plan.key_block;
+  const uint32_t per = ((live + splits - 1) / splits + step - 1) / step * step;
+  return (live + per - 1) / per;
+}
+
 // Worst |got - reference| / bound of the attention over what the step left in the cache.
 double error_ratio(const Step& st, const Result& r) {
   const std::vector<uint32_t> pos{st.pos};
@@ -151,17 +160,20 @@ TEST_CASE("the attention folded into the qkv dispatch gives flash-decode's bits 
   REQUIRE(info.subgroup_shuffle);
   uint32_t seed = 70;
   for (FusedLinearShape shape : shapes()) {
-    // The flash-decode plan with the fused layers' workgroup; one split up to 8 keys, so that 40 keys
-    // take several.
-    const AttentionPlan plan = plan_attention(info, {8, 2, 32}, 1, kCapacity,
-                                              {.workgroup = shape.workgroup, .min_split = 8, .flash_decode = true});
-    shape.required_subgroup_size = plan.subgroup_size;
+    // The flash-decode plan with the fused layers' workgroup and subgroup size (as the GPU plan
+    // plans it); one split up to 8 keys, so that the longest contexts below take several.
+    const AttentionPlan plan =
+        plan_attention(info, {8, 2, 32}, 1, kCapacity,
+                       {.workgroup = shape.workgroup, .min_split = 8, .flash_decode = true,
+                        .subgroup_size = shape.required_subgroup_size});
     CAPTURE(shape.workgroup);
     REQUIRE(plan.n_chunks > 1);
     REQUIRE(one_split_keys(plan) == 8);
+    REQUIRE(FusedLinear(test::device(), {.shape = shape}).why_no_folded_attention(plan, kCols, FusedLinear::Weights::Ternary) == "");
+    REQUIRE(live_splits(plan, kCapacity) > 1);  // the separate attention merges several splits there
     for (const Step st : {Step{.pos = 0}, Step{.pos = 7}, Step{.form = RopeForm::AdjacentPairs, .pos = 5},
                           Step{.pos = 6, .slot = 2, .sequences = 3}, Step{.pos = 6, .fp16 = true},
-                          Step{.pos = 30}, Step{.pos = 39, .slot = 1, .sequences = 3}, Step{.pos = 21, .fp16 = true}}) {
+                          Step{.pos = 30}, Step{.pos = 159, .slot = 1, .sequences = 3}, Step{.pos = 140, .fp16 = true}}) {
       CAPTURE(st.pos);
       CAPTURE(st.sequences);
       CAPTURE(st.fp16);
