@@ -26,6 +26,11 @@
 // attention over the whole live context (attention_split.glsl, one split: the bits of
 // attention_flash_decode wherever that uses one split) and resets the counter. One dispatch fewer a
 // layer; meant for short contexts, where one workgroup per kv head suffices (the host picks it).
+// Build-time variant ARGMAX (the head of a one-token step, float rows, store epilogue): the argmax
+// of the row in the same dispatch. Each workgroup reduces its rows to their first maximum (the order
+// of argmax.comp: larger value, then lower index; NaN never picked) and writes it as a partial; the
+// last workgroup to arrive reduces the partials into the result and resets the counter. The order
+// is total, so the pick is argmax.comp's, bit for bit.
 // Build-time variant WEIGHTS: 0 ternary, SWAR products; 1 ternary, OpSDot; 2 fp16; 3 int8 rows with
 // a float scale each (the int8 head). Weight layouts: docs/architecture.md.
 // Build-time variant NORM_ONLY: the prologue alone, its result written out: the ternary int8
@@ -39,6 +44,8 @@
 // (read as vec4: K % 4 == 0, x_stride % 4 == 0); 3 norm weight fp32 [K]; 4 y fp32.
 // ROPE_KV adds: 5 positions uint [tokens]; 6 K cache, 7 V cache (uint words of fp16 pairs);
 // 8 slots uint [tokens] (read only with SLOTS).
+// ARGMAX adds: 5 partials uvec2 [workgroups], 6 arrival counter uint (0 before and after every
+// dispatch), 7 result uvec2 (index, value bits: ops::ArgmaxResult).
 // ATTEND adds: 9 y again (q|k|v read back, coherent), 10 K cache, 11 V cache (again, as 16-byte words),
 // 12 attention output fp32, 13 arrival counters uint [n_kv_heads] (0 before and after every dispatch).
 // Dispatch: (ceil(units / lane groups per workgroup), ceil(tokens / TOKENS), 1), units = rows / ROWS
@@ -59,6 +66,9 @@
 #endif
 #ifndef ATTEND
 #define ATTEND 0
+#endif
+#ifndef ARGMAX
+#define ARGMAX 0
 #endif
 #define TERNARY (WEIGHTS <= 1)
 #if WEIGHTS == 1
@@ -118,6 +128,12 @@ layout(std430, set = 0, binding = 5) readonly buffer Pos { uint positions[]; };
 layout(std430, set = 0, binding = 6) STORED writeonly buffer KCache { uint kcache[]; };
 layout(std430, set = 0, binding = 7) STORED writeonly buffer VCache { uint vcache[]; };
 layout(std430, set = 0, binding = 8) readonly buffer Slots { uint seq_slots[]; };
+#endif
+#if ARGMAX
+layout(std430, set = 0, binding = 5) coherent buffer Partials { uvec2 partials[]; };
+layout(std430, set = 0, binding = 6) coherent buffer ArgmaxCount { uint argmax_arrivals[]; };
+layout(std430, set = 0, binding = 7) writeonly buffer ArgmaxOut { uvec2 argmax_result[]; };
+shared uint argmax_arrival;
 #endif
 #if ATTEND
 layout(std430, set = 0, binding = 9) coherent readonly buffer QkvDone { vec4 qkv_done4[]; };
@@ -469,6 +485,10 @@ void main() {
   }
 
   // ---- Epilogue ----
+#if ARGMAX
+  float best_v = uintBitsToFloat(0xff800000u);  // -inf
+  uint best_i = NONE;
+#endif
   [[unroll]] for (uint t = 0; t < TOKENS; ++t) {
     const uint token = t0 + t;
     // Every lane of the group gets every row's total; v[r] is the row's output value.
@@ -490,6 +510,16 @@ void main() {
       v[r] = reduce_lanes_f(acc[r * TOKENS + t]);
 #endif
     }
+#if ARGMAX
+    if (t == 0)  // one token: its rows' first maximum (every lane of a group holds the group's values)
+      [[unroll]] for (uint r = 0; r < ROWS; ++r) {
+        const uint row = unit * ROWS + r;
+        if (row < p.rows && pair_before(v[r], p.row_base + row, best_v, best_i)) {
+          best_v = v[r];
+          best_i = p.row_base + row;
+        }
+      }
+#endif
     if (token >= p.tokens) continue;
     const uint yrow = token * p.y_stride + p.y_offset;
 
@@ -566,6 +596,32 @@ void main() {
     }
 #endif
   }
+#if ARGMAX
+  // ---- The row's argmax: this workgroup's first maximum, then the last workgroup merges ----
+  barrier();  // shared reduction slots free
+  wg_best(best_v, best_i);
+  if (lid == 0) partials[gl_WorkGroupID.x] = uvec2(best_i, floatBitsToUint(best_v));
+  memoryBarrierBuffer();
+  barrier();
+  if (lid == 0) argmax_arrival = atomicAdd(argmax_arrivals[0], 1u);
+  barrier();
+  const uint workgroups = gl_NumWorkGroups.x;
+  if (argmax_arrival == workgroups - 1) {  // uniform
+    if (lid == 0) atomicExchange(argmax_arrivals[0], 0u);
+    memoryBarrierBuffer();
+    float bv = uintBitsToFloat(0xff800000u);
+    uint bi = NONE;
+    for (uint j = lid; j < workgroups; j += WG) {
+      const uvec2 e = partials[j];
+      if (pair_before(uintBitsToFloat(e.y), e.x, bv, bi)) {
+        bv = uintBitsToFloat(e.y);
+        bi = e.x;
+      }
+    }
+    wg_best(bv, bi);
+    if (lid == 0) argmax_result[0] = uvec2(bi, floatBitsToUint(bv));
+  }
+#endif
 #if ATTEND
   // ---- The attention of each kv head this workgroup completed (token 0: one-token steps) ----
   // Its pairs [p0, p1) count toward their heads' kv heads: q head h toward h / R, k and v head g

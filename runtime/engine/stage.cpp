@@ -5,6 +5,7 @@
 #include "runtime/core/error.h"
 #include "runtime/core/half.h"
 #include "runtime/ops/argmax.h"
+#include "runtime/ops/arrival_counters.h"
 #include "runtime/ops/embedding.h"
 #include "runtime/ops/topk.h"
 #include "runtime/ops/gated_activation.h"
@@ -134,6 +135,10 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
     logits_ = allocate("logits");
     selected_ = allocate("selected tokens");
     select_scratch_ = allocate("argmax / top-k partials");
+    if (plan_ == ExecutionPlan::Gpu) {
+      head_argmax_ = allocate("head argmax partials");
+      ops::zero_counters_now(device, head_argmax_.range(0, 4));  // once: every dispatch leaves it at 0
+    }
   }
   attn_scratch_ = allocate("attention partials");
 
@@ -275,6 +280,13 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   const ops::MatmulOutput logits{logits_.range(0, uint64_t(head_rows) * V * 4)};
   const BufferRange head_x = last_only ? x_.range(last_offset, uint64_t(D) * 4) : x_.range(0, hidden_bytes);
   const ops::NormedInput head_in{.x = head_x, .norm = output_norm_.range(), .eps = c_.rms_eps, .tokens = head_rows};
+  if (fused && head_fusable() && select.kind == Selection::Argmax && argmax_in_head(head_rows)) {
+    // The final norm in the head's prologue and the next token's pick in its last workgroup.
+    const ops::FusedArgmax pick{.scratch = head_argmax_.range(), .result = io.selected, .clear_counter = false};
+    if (head_i8_) fused_->record_with_argmax(rec, *head_i8_, head_in, logits, pick);
+    else fused_->record_with_argmax(rec, *head_, head_in, logits, pick);
+    return;
+  }
   if (fused && head_fusable()) {  // the final norm in the head's prologue
     if (head_i8_) fused_->record(rec, *head_i8_, head_in, logits, ops::FusedEpilogue::Store);
     else fused_->record(rec, *head_, head_in, logits, ops::FusedEpilogue::Store);
@@ -334,6 +346,10 @@ bool Stage::fusable(const Layer& L) const {
   };
   return gpu_norms_ && ops::FusedLinear::pairs_fit(segments(L.qkv)) &&
          ops::FusedLinear::pairs_fit(segments(L.gate_up)) && c_.head_dim % 4 == 0;
+}
+
+bool Stage::argmax_in_head(uint32_t rows) const {
+  return rows == 1 && head_argmax_ && (head_i8_ ? head_i8_->segments() : head_->segments()).size() == 1;
 }
 
 bool Stage::head_fusable() const {

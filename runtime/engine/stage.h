@@ -150,6 +150,8 @@ class Stage {
   // of each input must fit a workgroup's shared memory).
   bool fusable(const Layer& L) const;
   bool head_fusable() const;  // the final norm in the head's prologue
+  // Whether a fused head of `rows` rows can pick its argmax in the same dispatch (one row, one segment).
+  bool argmax_in_head(uint32_t rows) const;
   // Argmax or top-k of `rows` rows of logits starting at `first`, into selected_.
   void record_selection(Recording& rec, uint64_t first_row, uint32_t rows, Selection select, BufferRange out);
   // logits = head · x for `tokens` rows of x, by the FP16 or the int8 kernel.
@@ -186,6 +188,7 @@ class Stage {
   Buffer x_, qkv_, attn_, gate_up_, ffn_, normed_, logits_, attn_scratch_;  // ffn_: gated FFN activations [T, F]
   Buffer normed_wide_;  // FP16 baseline: float norm output [max_tokens, max(dim, q_dim, ffn)]
   Buffer selected_, select_scratch_;  // argmax / top-k results (host-readable) and their partials
+  Buffer head_argmax_;  // GPU plan: the arrival counter and partials of the head's own argmax (FusedArgmax)
   ops::QuantizedActivationsBuffers q_dim_in_, q_attn_, q_ffn_;
   std::map<std::tuple<uint32_t, int, int, uint32_t, bool, bool>, std::unique_ptr<Recording>> passes_;
   std::map<std::pair<uint32_t, bool>, std::unique_ptr<Recording>> greedy_chains_;  // by steps, folded

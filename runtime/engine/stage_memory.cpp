@@ -5,6 +5,7 @@
 #include "runtime/core/error.h"
 #include "runtime/ops/argmax.h"
 #include "runtime/ops/fp16_matmul.h"
+#include "runtime/ops/fused_linear.h"
 #include "runtime/ops/int8_matmul.h"
 #include "runtime/ops/kv_cache.h"
 #include "runtime/ops/quantized_activations.h"
@@ -163,6 +164,8 @@ StageMemory StageMemory::plan(const ModelConfig& c, const StageSpec& spec, const
         select = std::max(select, ops::plan_topk(info, rows, uint32_t(V), k).scratch_bytes);
     }
     m.add("argmax / top-k partials", select, StageBuffer::Scratch);
+    // The GPU plan's one-token head picks its argmax in the same dispatch: a partial per workgroup.
+    if (gpu_plan) m.add("head argmax partials", ops::FusedLinear::argmax_scratch_bytes(uint32_t(V)), StageBuffer::Scratch);
   }
   // The GPU plan's qkv dispatch may run the attention: its arrival counters at the scratch's head.
   uint64_t attention = gpu_plan && o.fold_attention.value_or(true) ? ops::kAttentionCounterBytes : 16;

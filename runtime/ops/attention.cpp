@@ -1,5 +1,6 @@
 #include "runtime/ops/attention.h"
 
+#include "runtime/ops/arrival_counters.h"
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -466,21 +467,7 @@ void clear_attention_counters(Device& device, BufferRange scratch) {
   if (scratch.size && scratch.size < kAttentionCounterBytes)
     throw Error("attention: a scratch range of " + std::to_string(scratch.size) + " bytes has no room for the " +
                 std::to_string(kAttentionCounterBytes) + " bytes of counters");
-  device.run_now([&](VkCommandBuffer cb) {
-    // All earlier work on the queue (a replay that may still use the counters) before the fill, and
-    // the fill before all later work.
-    VkMemoryBarrier before{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-    before.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
-    before.dstAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
-    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &before, 0,
-                         nullptr, 0, nullptr);
-    vkCmdFillBuffer(cb, scratch.buffer, scratch.offset, kAttentionCounterBytes, 0);
-    VkMemoryBarrier after{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-    after.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
-    after.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
-    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &after, 0,
-                         nullptr, 0, nullptr);
-  });
+  zero_counters_now(device, {scratch.buffer, scratch.offset, kAttentionCounterBytes});
 }
 
 }  // namespace ternvk::ops

@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "runtime/core/error.h"
+#include "runtime/ops/arrival_counters.h"
 
 namespace ternvk::ops {
 namespace {
@@ -239,8 +240,22 @@ void FusedLinear::record(Recording& rec, const Int8MatrixGpu& w, const NormedInp
               in, y, epilogue, nullptr);
 }
 
+void FusedLinear::record_with_argmax(Recording& rec, const Fp16MatrixGpu& w, const NormedInput& in,
+                                     const MatmulOutput& y, const FusedArgmax& argmax) const {
+  record_impl(rec, {Weights::Fp16, w.name(), w.rows(), w.cols(), w.padded_cols() / 8, w.segments(), {}, w.weight_bytes()},
+              in, y, FusedEpilogue::Store, nullptr, &argmax);
+}
+
+void FusedLinear::record_with_argmax(Recording& rec, const Int8MatrixGpu& w, const NormedInput& in,
+                                     const MatmulOutput& y, const FusedArgmax& argmax) const {
+  record_impl(rec,
+              {Weights::Int8, w.name(), w.rows(), w.cols(), w.padded_cols() / 16, w.segments(), w.scales().range(),
+               w.weight_bytes()},
+              in, y, FusedEpilogue::Store, nullptr, &argmax);
+}
+
 void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput& in, const MatmulOutput& y,
-                              FusedEpilogue epilogue, const RopeKvTarget* rope) const {
+                              FusedEpilogue epilogue, const RopeKvTarget* rope, const FusedArgmax* argmax) const {
   const std::string what = "fused linear of " + m.name;
   const uint32_t T = in.tokens;
   const uint32_t x_stride = check_normed_input(what, in, m.cols);
@@ -271,6 +286,16 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
     detail::check_cache(rope->cache, h, T, rope->slots, "fused qkv");
     if (rope->positions.size && rope->positions.size < uint64_t(T) * 4)
       throw Error(what + ": the positions hold fewer than " + std::to_string(T) + " tokens");
+  }
+  if (argmax) {
+    if (T != 1) throw Error(what + ": the argmax runs in the same dispatch for one token, not " + std::to_string(T));
+    if (m.segments.size() != 1)
+      throw Error(what + ": the argmax in the same dispatch needs the matrix in one segment; it has " +
+                  std::to_string(m.segments.size()));
+    if (!argmax->scratch.buffer || (argmax->scratch.size && argmax->scratch.size < argmax_scratch_bytes(m.rows)))
+      throw Error(what + ": the argmax needs a scratch of " + std::to_string(argmax_scratch_bytes(m.rows)) + " bytes");
+    if (!argmax->result.buffer || (argmax->result.size && argmax->result.size < 8))
+      throw Error(what + ": the argmax needs an 8-byte result range");
   }
   const FoldedAttention* attend = with_rope && rope->attention ? &*rope->attention : nullptr;
   if (attend) {
@@ -314,6 +339,7 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
                        : dot_                    ? "fused_linear_dot"
                                                  : "fused_linear_swar";
   if (with_rope) shader += "_rope";
+  if (argmax) shader += "_argmax";
   if (attend) {
     shader += "_attend";
     const AttentionPlan& a = attend->plan;
@@ -336,6 +362,13 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
     push.sequences = rope->cache.sequences;
     push.theta_scale = rope_theta_scale(rope->rope.theta, rope->heads.head_dim);
   }
+  BufferRange argmax_partials, argmax_counter;
+  if (argmax) {
+    const BufferRange& sc = argmax->scratch;
+    argmax_counter = {sc.buffer, sc.offset, 4};
+    argmax_partials = {sc.buffer, sc.offset + kArgmaxPartialsOffset, uint64_t(m.rows) * 8};
+    if (argmax->clear_counter) zero_counters_now(device_, argmax_counter);
+  }
   BufferRange counters;
   if (attend) {
     push.scale_log2e = attention_scale_log2e(rope->heads, attend->scale);
@@ -355,6 +388,7 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
     if (with_rope)
       bindings.insert(bindings.end(), {rope->positions, rope->cache.k, rope->cache.v,
                                        slots ? rope->slots : rope->positions});
+    if (argmax) bindings.insert(bindings.end(), {argmax_partials, argmax_counter, BufferRange{argmax->result.buffer, argmax->result.offset, 8}});
     if (attend)  // q|k|v and the caches again, read back through coherent bindings
       bindings.insert(bindings.end(), {y.buffer, rope->cache.k, rope->cache.v, attend->out, counters});
     // The segment's weights (and row info), every token's fp32 input and the norm weight, the outputs
@@ -368,6 +402,7 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
       const double kv_rows = 2.0 * rope->heads.n_kv_heads * rope->heads.head_dim;
       work.bytes += T * kv_rows * 2 + T * (slots ? 8 : 4);
     }
+    if (argmax) work.bytes += 2.0 * 8 * ceil_div(units, groups_per_wg) + 8;  // partials written, read; result
     if (attend) {  // q read back, the output written; K and V rows read once per live key
       const HeadLayout& h = rope->heads;
       work.bytes += 2.0 * h.n_heads * h.head_dim * 4;

@@ -57,6 +57,16 @@ struct FoldedAttention {
   bool clear_counters = true;
 };
 
+// The argmax of a one-token head in the same dispatch (fused_linear.comp's ARGMAX): each workgroup's
+// first maximum into the scratch, merged by the last workgroup into `result` (an ops::ArgmaxResult,
+// the bits of record_argmax). The scratch's first 4 bytes are the arrival counter, 0 before every
+// dispatch (each leaves it at 0): zeroed when recorded, or by the owner (clear_counter false).
+struct FusedArgmax {
+  BufferRange scratch;  // >= FusedLinear::argmax_scratch_bytes(rows)
+  BufferRange result;   // 8 bytes
+  bool clear_counter = true;
+};
+
 // Where the qkv epilogue (RopeKvStore) puts k and v: as record_rope_kv_store does.
 struct RopeKvTarget {
   HeadLayout heads;
@@ -129,6 +139,14 @@ class FusedLinear {
               FusedEpilogue epilogue, const RopeKvTarget* rope = nullptr) const;
   void record(Recording& rec, const Int8MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
               FusedEpilogue epilogue) const;
+  // A head of one token (one segment) storing its logits and picking their argmax in one dispatch.
+  void record_with_argmax(Recording& rec, const Fp16MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
+                          const FusedArgmax& argmax) const;
+  void record_with_argmax(Recording& rec, const Int8MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
+                          const FusedArgmax& argmax) const;
+  // Scratch of FusedArgmax for a head of `rows` rows (the counter, then a partial per workgroup).
+  static uint64_t argmax_scratch_bytes(uint32_t rows) { return kArgmaxPartialsOffset + uint64_t(rows) * 8; }
+  static constexpr uint64_t kArgmaxPartialsOffset = 256;  // any device's storage-buffer offset alignment
 
   // The prologue alone, for steps too large to fuse: n(x) quantized to int8 activations (for the
   // ternary matmuls), or n(x) as fp32 rows [tokens, cols] (for the FP16 and int8 matmuls), with the
@@ -161,7 +179,7 @@ class FusedLinear {
     uint64_t weight_bytes;
   };
   void record_impl(Recording& rec, const Matrix& m, const NormedInput& in, const MatmulOutput& y,
-                   FusedEpilogue epilogue, const RopeKvTarget* rope) const;
+                   FusedEpilogue epilogue, const RopeKvTarget* rope, const FusedArgmax* argmax = nullptr) const;
   void record_norm_impl(Recording& rec, const NormedInput& in, uint32_t cols, bool ternary,
                         std::vector<BufferRange> outputs, double out_bytes) const;
   PipelineOptions pipeline_options(FusedSplit split, uint32_t chunks, uint32_t tokens, FusedEpilogue epilogue,
