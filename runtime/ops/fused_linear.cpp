@@ -13,8 +13,9 @@ namespace {
 bool power_of_two(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
 uint32_t ceil_div(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
 
-// Shared memory the shader declares besides the activations: basic_reduce.glsl's two arrays.
-uint64_t reduction_bytes(uint32_t workgroup) { return uint64_t(workgroup) * 8; }
+// Shared memory the shader declares besides the activations: basic_reduce.glsl's two arrays, and
+// 16 bytes for the variants' shared scalars (the argmax's arrival).
+uint64_t reduction_bytes(uint32_t workgroup) { return uint64_t(workgroup) * 8 + 16; }
 
 // fused_linear.comp's push constants (its Params block), for every variant.
 struct FusedPush {
@@ -296,6 +297,9 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
       throw Error(what + ": the argmax needs a scratch of " + std::to_string(argmax_scratch_bytes(m.rows)) + " bytes");
     if (!argmax->result.buffer || (argmax->result.size && argmax->result.size < 8))
       throw Error(what + ": the argmax needs an 8-byte result range");
+    if (argmax->result.buffer == y.buffer.buffer || argmax->scratch.buffer == y.buffer.buffer ||
+        argmax->result.buffer == argmax->scratch.buffer)
+      throw Error(what + ": the argmax's result, its scratch and the logits must be separate buffers");
   }
   const FoldedAttention* attend = with_rope && rope->attention ? &*rope->attention : nullptr;
   if (attend) {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 
 #include "common/gpu.h"
 #include "common/random.h"
@@ -152,8 +153,19 @@ TEST_CASE("the head's argmax in its own dispatch is refused for several tokens o
   Buffer out = test::upload(std::vector<uint32_t>{0, 0});
   Recording rec(dev);
   const FusedArgmax target{.scratch = scratch.range(), .result = out.range()};
-  CHECK_THROWS_WITH_AS(op.record_with_argmax(rec, split, {.x = x.range(), .norm = x.range(), .tokens = 1}, {y.range()}, target),
-                       doctest::Contains("split head"), Error);
+  std::string message;
+  try {
+    op.record_with_argmax(rec, split, {.x = x.range(), .norm = x.range(), .tokens = 1}, {y.range()}, target);
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  CHECK(message.find("split head") != std::string::npos);
+  CHECK(message.find("one segment") != std::string::npos);
+  // The result may not share the logits' buffer.
+  const Fp16MatrixGpu one(dev, halves, kRows, kCols, "head");
+  CHECK_THROWS_WITH_AS(op.record_with_argmax(rec, one, {.x = x.range(), .norm = x.range(), .tokens = 1}, {y.range()},
+                                             {.scratch = scratch.range(), .result = y.range(0, 8)}),
+                       doctest::Contains("separate buffers"), Error);
   const Fp16MatrixGpu whole(dev, halves, kRows, kCols, "whole head");
   CHECK_THROWS_WITH_AS(op.record_with_argmax(rec, whole, {.x = x.range(), .norm = x.range(), .tokens = 2}, {y.range()}, target),
                        doctest::Contains("one token"), Error);
