@@ -10,6 +10,7 @@
 #include "engine/random_model.h"
 #include "runtime/core/error.h"
 #include "runtime/engine/engine.h"
+#include "runtime/engine/shipped_model.h"
 
 using namespace ternvk;
 using namespace ternvk::test;
@@ -118,4 +119,53 @@ TEST_CASE("the attention inside qkv follows the fused layers' workgroup, and is 
   o.fold_attention.reset();
   Engine cpu(instance(), dir / "model.gguf", o);
   CHECK(cpu.stage().fold_attention_keys() == 0);
+}
+
+TEST_CASE("generate() with the attention inside qkv writes one step a submit's text, stopped before, at or past the boundary") {
+  ValidationGuard guard;
+  // The shipped model (trained: varied text, so a wrong token fed would show).
+  EngineOptions o = weights_only();
+  o.plan = ExecutionPlan::Gpu;
+  o.greedy_chain_budget_ms = 0;
+  o.greedy_chain = 1;
+  o.fold_attention = false;
+  Engine one(instance(), shipped_model_path(), o);
+  o.greedy_chain = 16;
+  o.fold_attention = true;
+  Engine folded(instance(), shipped_model_path(), o);
+  const int keys = int(folded.stage().fold_attention_keys());
+  const std::vector<uint32_t> prompt = {5, 9, 300};
+  REQUIRE(keys > int(prompt.size()) + 6);
+  REQUIRE(keys + 12 < folded.context());
+  SamplingParams greedy_params;
+  greedy_params.temperature = 0;
+  Sampler sampler(greedy_params);
+  // Stopping at the n-th token feeds positions up to prompt + n - 2: well below the last folded
+  // position (keys - 1), exactly it, and past it.
+  for (const int stop_after : {keys - 4 - int(prompt.size()), keys + 1 - int(prompt.size()), keys + 5 - int(prompt.size())}) {
+    CAPTURE(stop_after);
+    std::vector<std::vector<uint32_t>> got(2);
+    for (int e = 0; e < 2; ++e) {
+      Engine& which = e ? folded : one;
+      which.reset();
+      which.generate(prompt, 40, sampler, [&](uint32_t t) {
+        got[size_t(e)].push_back(t);
+        return int(got[size_t(e)].size()) < stop_after;
+      });
+    }
+    CHECK(got[1] == got[0]);
+    CHECK(folded.sequence() == one.sequence());
+    // ... and goes on from there alike.
+    std::vector<std::vector<uint32_t>> more(2);
+    for (int e = 0; e < 2; ++e) {
+      Engine& which = e ? folded : one;
+      const uint32_t next[] = {got[0].back()};
+      which.generate(next, 6, sampler, [&](uint32_t t) {
+        more[size_t(e)].push_back(t);
+        return true;
+      });
+    }
+    CHECK(more[1] == more[0]);
+    CHECK(folded.sequence() == one.sequence());
+  }
 }
