@@ -30,7 +30,12 @@ std::filesystem::path pipeline_cache_path(const DeviceInfo& info) {
 
 std::string cache_key(const std::string& shader, const PipelineOptions& options) {
   std::string key = shader;
-  for (auto [id, value] : options.constants) key += "|" + std::to_string(id) + "=" + std::to_string(value);
+  for (auto [id, value] : options.constants) {
+    key += '|';
+    key += std::to_string(id);
+    key += '=';
+    key += std::to_string(value);
+  }
   key += "|sg=" + std::to_string(options.required_subgroup_size);
   return key;
 }

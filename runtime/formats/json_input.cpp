@@ -73,8 +73,13 @@ std::string json_preview(const nlohmann::json& value) {
       return "an array of " + std::to_string(value.size()) + (value.size() == 1 ? " item" : " items");
     case nlohmann::json::value_t::object:
       return "an object of " + std::to_string(value.size()) + (value.size() == 1 ? " key" : " keys");
-    case nlohmann::json::value_t::string:
-      return "\"" + clipped(value.get_ref<const std::string&>(), 60) + "\"";
+    case nlohmann::json::value_t::string: {
+      // Appended piece by piece: GCC 12 warns (-Wrestrict, a false positive) on "..." + std::string.
+      std::string quoted = "\"";
+      quoted += clipped(value.get_ref<const std::string&>(), 60);
+      quoted += '"';
+      return quoted;
+    }
     case nlohmann::json::value_t::discarded:
       return "nothing";
     default:

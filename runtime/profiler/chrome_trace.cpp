@@ -40,8 +40,12 @@ std::string num(double v) {
 }
 std::string args_json(const ChromeTrace::Args& args) {
   std::string out = "{";
-  for (size_t i = 0; i < args.size(); ++i)
-    out += (i ? "," : "") + json_quote(args[i].first) + ":" + json_quote(args[i].second);
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (i) out += ',';
+    out += json_quote(args[i].first);
+    out += ':';
+    out += json_quote(args[i].second);
+  }
   return out + "}";
 }
 }  // namespace
