@@ -150,8 +150,9 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
     if (why.empty()) {
       fold_keys_ = ops::one_split_keys(one);
       ops::clear_attention_counters(device, attn_scratch_.range());  // once: every dispatch leaves them at 0
+    } else if (options.fold_attention) {
+      throw Error("attention inside the qkv dispatch on device '" + device.info().name + "': " + why);
     }
-    else if (options.fold_attention) throw Error("attention inside the qkv dispatch on device '" + device.info().name + "': " + why);
   }
 }
 
@@ -235,8 +236,9 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
     for (const auto& s : segments) e.segments.push_back({s.weights.range(), s.first_row, s.rows});
     ops::record_embedding(rec, e);
   }
-  // The GPU plan's one-token steps (Stage::kFusedMaxTokens): five dispatches a layer. Larger steps
-  // record the separate ops, which read each weight once for all the step's tokens.
+  // The GPU plan's one-token steps (Stage::kFusedMaxTokens): five dispatches a layer, four with the
+  // attention inside qkv. Larger steps record the separate ops, which read each weight once for all
+  // the step's tokens.
   const bool fused = plan_ == ExecutionPlan::Gpu && T <= kFusedMaxTokens;
   if (fold_attention && (!fused || !why_no_folded_attention(attention).empty()))
     throw Error("internal: a pass of " + std::to_string(T) + " tokens cannot run the attention inside qkv: " +
