@@ -167,6 +167,15 @@ void print_json(const std::vector<Result>& results) {
   std::printf("%s\n", arr.dump(2).c_str());
 }
 
+// `values` without repeats, in the order first given.
+template <typename T>
+std::vector<T> first_of_each(const std::vector<T>& values) {
+  std::vector<T> out;
+  for (const T& v : values)
+    if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
+  return out;
+}
+
 }  // namespace
 
 Action add_bench_command(CLI::App& app) {
@@ -247,27 +256,13 @@ Action add_bench_command(CLI::App& app) {
                 "With --both: load and run one variant after the other (default: both loaded, repetitions "
                 "alternate; needs memory for both)");
   return [o] {
-    // `--head int8,int8` would only repeat rows
-    std::vector<std::string> heads;
-    for (const auto& h : o->heads)
-      if (std::find(heads.begin(), heads.end(), h) == heads.end()) heads.push_back(h);
-    std::vector<std::string> units_names;
-    for (const auto& u : o->gemm_units)
-      if (std::find(units_names.begin(), units_names.end(), u) == units_names.end()) units_names.push_back(u);
-    std::vector<int> chains;
-    for (int c : o->chains)
-      if (std::find(chains.begin(), chains.end(), c) == chains.end()) chains.push_back(c);
+    // A list value given twice (`--head int8,int8`) would only repeat rows.
+    const std::vector<std::string> heads = first_of_each(o->heads), units_names = first_of_each(o->gemm_units);
+    const std::vector<int> chains = first_of_each(o->chains);
     // The chain joins the plan's label when it is not the default (ratio rows pair by label).
     const bool label_chain = chains.size() > 1 || chains[0] != EngineOptions{}.greedy_chain;
-    std::vector<std::string> input_names;
-    for (const auto& i : o->step_inputs)
-      if (std::find(input_names.begin(), input_names.end(), i) == input_names.end()) input_names.push_back(i);
-    std::vector<std::string> fold_names;
-    for (const auto& f : o->folds)
-      if (std::find(fold_names.begin(), fold_names.end(), f) == fold_names.end()) fold_names.push_back(f);
-    std::vector<std::string> plan_names;
-    for (const auto& p : o->plans)
-      if (std::find(plan_names.begin(), plan_names.end(), p) == plan_names.end()) plan_names.push_back(p);
+    const std::vector<std::string> input_names = first_of_each(o->step_inputs), fold_names = first_of_each(o->folds),
+                                   plan_names = first_of_each(o->plans);
     auto models = o->models.resolve();
     Instance instance;
     std::vector<std::optional<int>> devices;

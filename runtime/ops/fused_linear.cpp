@@ -190,9 +190,9 @@ std::string FusedLinear::why_no_folded_attention(const AttentionPlan& plan, uint
     return "a workgroup may complete more than " + std::to_string(kMaxFoldedHeads) + " kv heads";
   const uint64_t shared = uint64_t(shared_uvec4(kind, chunks_of(kind, cols))) * 16 +
                           reduction_bytes(shape_.workgroup) + split_state_shared_bytes(plan) + (kMaxFoldedHeads + 1) * 4;
-  if (shared > device_.info().max_shared_memory)
-    return std::to_string(shared) + " bytes of shared memory; device '" + device_.info().name + "' has " +
-           std::to_string(device_.info().max_shared_memory);
+  if (shared > info.max_shared_memory)
+    return std::to_string(shared) + " bytes of shared memory; device '" + info.name + "' has " +
+           std::to_string(info.max_shared_memory);
   return "";
 }
 
@@ -217,42 +217,45 @@ PipelineOptions FusedLinear::pipeline_options(FusedSplit split, uint32_t chunks,
   return po;
 }
 
+FusedLinear::Matrix FusedLinear::matrix_of(const TernaryMatrixGpu& w) {
+  return {Weights::Ternary, w.name(), w.rows(), w.cols(), w.padded_cols() / 64, w.segments(), w.row_info().range(),
+          w.weight_bytes()};
+}
+
+FusedLinear::Matrix FusedLinear::matrix_of(const Fp16MatrixGpu& w) {
+  return {Weights::Fp16, w.name(), w.rows(), w.cols(), w.padded_cols() / 8, w.segments(), {}, w.weight_bytes()};
+}
+
+FusedLinear::Matrix FusedLinear::matrix_of(const Int8MatrixGpu& w) {
+  return {Weights::Int8, w.name(), w.rows(), w.cols(), w.padded_cols() / 16, w.segments(), w.scales().range(),
+          w.weight_bytes()};
+}
+
 void FusedLinear::record(Recording& rec, const TernaryMatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
                          FusedEpilogue epilogue, const RopeKvTarget* rope) const {
-  record_impl(rec,
-              {Weights::Ternary, w.name(), w.rows(), w.cols(), w.padded_cols() / 64, w.segments(),
-               w.row_info().range(), w.weight_bytes()},
-              in, y, epilogue, rope);
+  record_impl(rec, matrix_of(w), in, y, epilogue, rope);
 }
 
 void FusedLinear::record(Recording& rec, const Fp16MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
                          FusedEpilogue epilogue, const RopeKvTarget* rope) const {
-  record_impl(rec, {Weights::Fp16, w.name(), w.rows(), w.cols(), w.padded_cols() / 8, w.segments(), {}, w.weight_bytes()},
-              in, y, epilogue, rope);
+  record_impl(rec, matrix_of(w), in, y, epilogue, rope);
 }
 
 void FusedLinear::record(Recording& rec, const Int8MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
                          FusedEpilogue epilogue) const {
   if (epilogue != FusedEpilogue::Store && epilogue != FusedEpilogue::Accumulate)
     throw Error("fused linear of " + w.name() + ": int8 rows take only the store and accumulate epilogues");
-  record_impl(rec,
-              {Weights::Int8, w.name(), w.rows(), w.cols(), w.padded_cols() / 16, w.segments(), w.scales().range(),
-               w.weight_bytes()},
-              in, y, epilogue, nullptr);
+  record_impl(rec, matrix_of(w), in, y, epilogue, nullptr);
 }
 
 void FusedLinear::record_with_argmax(Recording& rec, const Fp16MatrixGpu& w, const NormedInput& in,
                                      const MatmulOutput& y, const FusedArgmax& argmax) const {
-  record_impl(rec, {Weights::Fp16, w.name(), w.rows(), w.cols(), w.padded_cols() / 8, w.segments(), {}, w.weight_bytes()},
-              in, y, FusedEpilogue::Store, nullptr, &argmax);
+  record_impl(rec, matrix_of(w), in, y, FusedEpilogue::Store, nullptr, &argmax);
 }
 
 void FusedLinear::record_with_argmax(Recording& rec, const Int8MatrixGpu& w, const NormedInput& in,
                                      const MatmulOutput& y, const FusedArgmax& argmax) const {
-  record_impl(rec,
-              {Weights::Int8, w.name(), w.rows(), w.cols(), w.padded_cols() / 16, w.segments(), w.scales().range(),
-               w.weight_bytes()},
-              in, y, FusedEpilogue::Store, nullptr, &argmax);
+  record_impl(rec, matrix_of(w), in, y, FusedEpilogue::Store, nullptr, &argmax);
 }
 
 void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput& in, const MatmulOutput& y,

@@ -178,6 +178,9 @@ class FusedLinear {
     BufferRange row_info;  // ternary row info / int8 scales; empty for fp16
     uint64_t weight_bytes;
   };
+  static Matrix matrix_of(const TernaryMatrixGpu& w);
+  static Matrix matrix_of(const Fp16MatrixGpu& w);
+  static Matrix matrix_of(const Int8MatrixGpu& w);
   void record_impl(Recording& rec, const Matrix& m, const NormedInput& in, const MatmulOutput& y,
                    FusedEpilogue epilogue, const RopeKvTarget* rope, const FusedArgmax* argmax = nullptr) const;
   void record_norm_impl(Recording& rec, const NormedInput& in, uint32_t cols, bool ternary,

@@ -11,6 +11,7 @@
 
 #include "common/gpu.h"
 #include "ops_matmul/reference.h"
+#include "runtime/ops/fused_linear.h"
 #include "runtime/ops/ternary_matmul.h"
 
 namespace ternvk::test {
@@ -74,6 +75,39 @@ inline void check_dense_matmul(const std::vector<float>& y, const std::vector<fl
       INFO("N=" << n << " K=" << k << " T=" << tokens << " t=" << t << " n=" << r << " texel=" << texel);
       REQUIRE(std::fabs(y[at] - ref) <= 3e-5 * mag + 1e-6);
     }
+}
+
+// The GPU rule for splitting matrices (FusedLinearShape::pick on an H200: 128 invocations, lanes 8 to
+// 32, two workgroups per each of 132 compute units), forced here: lane groups wider than this device's
+// subgroups add their pieces through shared memory.
+inline ops::FusedLinearShape h200_like() {
+  ops::FusedLinearShape s;
+  s.workgroup = 128;
+  s.lanes = 8;
+  s.rows = 2;
+  s.paired_rows = 4;
+  s.max_tokens = 4;
+  s.subgroup_add = false;
+  s.loads_in_flight = 8;
+  s.fit_to_device = true;
+  s.max_lanes = 32;
+  s.target_workgroups = 264;
+  return s;
+}
+
+// One-token fused-layer shapes for the ops that finish in a last workgroup (the attention inside qkv,
+// the argmax inside the head): this device's pick, a fixed 64-lane shape (rows not dividing the test
+// matrices), and the GPU rule at both ends (the most workgroups: lane groups of 32; the fewest).
+inline std::vector<ops::FusedLinearShape> one_token_shapes() {
+  ops::FusedLinearShape fixed = h200_like();
+  fixed.workgroup = 64;
+  fixed.rows = 3;
+  fixed.fit_to_device = false;
+  fixed.max_lanes = 0;
+  ops::FusedLinearShape most = h200_like(), fewest = h200_like();
+  most.target_workgroups = 1u << 20;
+  fewest.target_workgroups = 1;
+  return {ops::FusedLinearShape::pick(device().info()), fixed, most, fewest};
 }
 
 }  // namespace ternvk::test

@@ -2,7 +2,8 @@
 // ARGMAX): each workgroup's first maximum, merged by the last workgroup to finish. The pick must be
 // record_argmax's over the logits the same dispatch stored, bit for bit, and the host's first
 // maximum: ties go to the lowest index, NaN is never picked (a row of only NaN gives no index).
-// Shapes: this device's, a 64-lane fixed one and the GPU rule at both ends; fp16 and int8 rows.
+// Shapes: test::one_token_shapes (this device's, a 64-lane fixed one, the GPU rule at both ends);
+// fp16 and int8 rows.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -12,6 +13,7 @@
 
 #include "common/gpu.h"
 #include "common/random.h"
+#include "ops_matmul/matmul_test_util.h"
 #include "runtime/core/half.h"
 #include "runtime/ops/argmax.h"
 #include "runtime/ops/fused_linear.h"
@@ -23,28 +25,6 @@ namespace {
 
 constexpr uint32_t kRows = 1000, kCols = 136;  // no tile multiple
 constexpr uint16_t kHalfNan = 0x7e00;
-
-std::vector<FusedLinearShape> shapes() {
-  const DeviceInfo& info = test::device().info();
-  FusedLinearShape rule;
-  rule.workgroup = 128;
-  rule.lanes = 8;
-  rule.rows = 2;
-  rule.paired_rows = 4;
-  rule.subgroup_add = false;
-  rule.loads_in_flight = 8;
-  rule.fit_to_device = true;
-  rule.max_lanes = 32;
-  FusedLinearShape fixed = rule;
-  fixed.workgroup = 64;
-  fixed.rows = 3;
-  fixed.fit_to_device = false;
-  fixed.max_lanes = 0;
-  FusedLinearShape most = rule, fewest = rule;
-  most.target_workgroups = 1u << 20;
-  fewest.target_workgroups = 1;
-  return {FusedLinearShape::pick(info), fixed, most, fewest};
-}
 
 enum class Rows { Random, Ties, SomeNan, AllNan };
 
@@ -86,7 +66,7 @@ bool same(const ArgmaxResult& a, const ArgmaxResult& b) { return std::memcmp(&a,
 TEST_CASE("the head's argmax in its own dispatch picks record_argmax's token, ties and NaN included") {
   Device& dev = test::device();
   uint32_t seed = 120;
-  for (const FusedLinearShape& shape : shapes()) {
+  for (const FusedLinearShape& shape : test::one_token_shapes()) {
     CAPTURE(shape.workgroup);
     FusedLinear op(dev, {.shape = shape});
     for (const bool int8 : {false, true})

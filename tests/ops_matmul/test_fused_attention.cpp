@@ -4,8 +4,8 @@
 // bit for bit always, and the attention bit for bit wherever that plan runs the context as one split
 // (the engine folds only there), else within the CPU reference's bound (ops_attention/reference.h:
 // ref::attention_bound, fp16 K/V, fp32 scores, exp2 and sums). Shapes: this device's, a GPU-like fixed
-// one, and the GPU rule at both ends (4-subgroup workgroups, lane groups wider than this device's
-// subgroups); ternary and fp16 weights; one and three KV slots; NeoX and adjacent pairs.
+// one, and the GPU rule at both ends (test::one_token_shapes: 4-subgroup workgroups, lane groups
+// wider than this device's subgroups); ternary and fp16 weights; one and three KV slots; NeoX and adjacent pairs.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -29,34 +29,6 @@ namespace {
 
 constexpr float kEps = 1e-5f;
 constexpr uint32_t kCapacity = 160, kCols = 160;
-
-FusedLinearShape gpu_rule(uint32_t target_workgroups) {
-  FusedLinearShape s;
-  s.workgroup = 128;
-  s.lanes = 8;
-  s.rows = 2;
-  s.paired_rows = 4;
-  s.max_tokens = 4;
-  s.subgroup_add = false;
-  s.loads_in_flight = 8;
-  s.fit_to_device = true;
-  s.max_lanes = 32;
-  s.target_workgroups = target_workgroups;
-  return s;
-}
-
-std::vector<FusedLinearShape> shapes() {
-  const DeviceInfo& info = test::device().info();
-  std::vector<FusedLinearShape> out = {FusedLinearShape::pick(info)};
-  FusedLinearShape fixed = gpu_rule(1);
-  fixed.workgroup = 64;
-  fixed.fit_to_device = false;
-  fixed.max_lanes = 0;
-  out.push_back(fixed);
-  out.push_back(gpu_rule(1u << 20));  // the most workgroups: lane groups of 32
-  out.push_back(gpu_rule(1));         // the fewest
-  return out;
-}
 
 struct Step {
   HeadLayout heads{8, 2, 32};
@@ -159,7 +131,7 @@ TEST_CASE("the attention folded into the qkv dispatch gives flash-decode's bits 
   const DeviceInfo& info = test::device().info();
   REQUIRE(info.subgroup_shuffle);
   uint32_t seed = 70;
-  for (FusedLinearShape shape : shapes()) {
+  for (const FusedLinearShape& shape : test::one_token_shapes()) {
     // The flash-decode plan with the fused layers' workgroup and subgroup size (as the GPU plan
     // plans it); one split up to 8 keys, so that the longest contexts below take several.
     const AttentionPlan plan =
@@ -193,7 +165,8 @@ TEST_CASE("the attention folded into the qkv dispatch gives flash-decode's bits 
 TEST_CASE("the folded attention is refused where its plan does not suit the fused layers") {
   Device& dev = test::device();
   const DeviceInfo& info = dev.info();
-  FusedLinearShape shape = gpu_rule(1);
+  FusedLinearShape shape = test::h200_like();
+  shape.target_workgroups = 1;
   FusedLinear op(dev, {.shape = shape});
   const HeadLayout h{8, 2, 32};
   const AttentionPlan other_wg = plan_attention(info, h, 1, kCapacity, {.workgroup = 64, .flash_decode = true});

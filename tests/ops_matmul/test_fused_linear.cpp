@@ -35,24 +35,7 @@ using namespace ternvk::ops;
 namespace {
 
 constexpr float kEps = 1e-5f;
-
-// The GPU rule for splitting matrices (FusedLinearShape::pick on an H200: 128 invocations, lanes 8 to
-// 32, two workgroups per each of 132 compute units), forced here: lane groups wider than this device's
-// subgroups add their pieces through shared memory.
-FusedLinearShape h200_like() {
-  FusedLinearShape s;
-  s.workgroup = 128;
-  s.lanes = 8;
-  s.rows = 2;
-  s.paired_rows = 4;
-  s.max_tokens = 4;
-  s.subgroup_add = false;
-  s.loads_in_flight = 8;
-  s.fit_to_device = true;
-  s.max_lanes = 32;
-  s.target_workgroups = 264;
-  return s;
-}
+using test::h200_like;
 
 // The CPU device's shape, a GPU-like fixed one, and the GPU rule at both of its ends: as many
 // workgroups as possible (32 lanes, the fewest rows) and as few as fit the loads (the most rows).
