@@ -182,4 +182,11 @@ std::filesystem::path temp_dir(const std::string& name) {
   return dir;
 }
 
+std::filesystem::path random_model_gguf(const ModelConfig& config, uint64_t seed, const std::string& name,
+                                        GgmlType weight_type) {
+  const auto path = temp_dir(name) / "model.gguf";
+  write_gguf(make_random_model(config, seed), path, weight_type);
+  return path;
+}
+
 }  // namespace ternvk::test

@@ -39,4 +39,9 @@ ModelConfig small_2b4t_config();
 // A fresh temporary folder under the build tree, removed by nobody (ctest runs are short-lived).
 std::filesystem::path temp_dir(const std::string& name);
 
+// The tests' usual start: a random model of `config` written as `<temp_dir(name)>/model.gguf`;
+// returns the file's path. Tests that also need the weights call the three pieces themselves.
+std::filesystem::path random_model_gguf(const ModelConfig& config, uint64_t seed, const std::string& name,
+                                        GgmlType weight_type = GgmlType::I2_S);
+
 }  // namespace ternvk::test

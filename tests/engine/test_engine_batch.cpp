@@ -142,10 +142,8 @@ TEST_CASE("the GPU plan's batched decode gives each sequence its solo logits and
 
 TEST_CASE("batched decode picks tokens on the GPU per sequence, and slots are reused after truncate") {
   ValidationGuard guard;
-  const RandomModel m = make_random_model(small_2b4t_config(), 43);
-  const auto dir = temp_dir("engine-batch-select");
-  write_gguf(m, dir / "model.gguf", GgmlType::TQ2_0);
-  Engine engine(instance(), dir / "model.gguf", batch_options(3));
+  const auto model_file = random_model_gguf(small_2b4t_config(), 43, "engine-batch-select", GgmlType::TQ2_0);
+  Engine engine(instance(), model_file, batch_options(3));
   std::vector<Run> alone;
   for (int i = 0; i < 3; ++i) alone.push_back(solo(engine, i, kPrompts[size_t(i)], 4));
 
@@ -188,11 +186,9 @@ TEST_CASE("several sequences on a pipeline of logical devices (staggered decode)
   ValidationGuard guard;
   ModelConfig c = small_2b4t_config();
   c.n_layers = 3;
-  const RandomModel m = make_random_model(c, 47);
-  const auto dir = temp_dir("engine-batch-stages");
-  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const auto model_file = random_model_gguf(c, 47, "engine-batch-stages");
   EngineOptions o = batch_options(3);
-  Engine one(instance(), dir / "model.gguf", o);
+  Engine one(instance(), model_file, o);
   const int dev = int(device().info().index);
   std::vector<std::vector<uint32_t>> want;
   {
@@ -212,7 +208,7 @@ TEST_CASE("several sequences on a pipeline of logical devices (staggered decode)
     CAPTURE(split.size());
     o.devices = std::vector<int>(split.size(), dev);
     o.split = split;
-    Engine staged(instance(), dir / "model.gguf", o);
+    Engine staged(instance(), model_file, o);
     staged.prefill(0, kPrompts[0], {Selection::Argmax});
     staged.prefill(1, kPrompts[2], {Selection::Argmax});
     staged.prefill(2, kPrompts[3], {Selection::Argmax});
@@ -229,10 +225,8 @@ TEST_CASE("several sequences on a pipeline of logical devices (staggered decode)
 
 TEST_CASE("bad batched requests are clear errors and change nothing") {
   ValidationGuard guard;
-  const RandomModel m = make_random_model(small_2b4t_config(), 53);
-  const auto dir = temp_dir("engine-batch-errors");
-  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
-  Engine engine(instance(), dir / "model.gguf", batch_options(2));
+  const auto model_file = random_model_gguf(small_2b4t_config(), 53, "engine-batch-errors");
+  Engine engine(instance(), model_file, batch_options(2));
   engine.prefill(0, kPrompts[1], {Selection::Argmax});
   const uint32_t two[] = {3, 4};
   const int dup[] = {0, 0};
@@ -255,5 +249,5 @@ TEST_CASE("bad batched requests are clear errors and change nothing") {
   CHECK_NOTHROW(engine.decode(other, t, {Selection::Argmax}));
   CHECK(engine.position(1) == 1);
   EngineOptions bad = batch_options(0);
-  CHECK_THROWS_WITH_AS(Engine(instance(), dir / "model.gguf", bad), doctest::Contains("sequences"), Error);
+  CHECK_THROWS_WITH_AS(Engine(instance(), model_file, bad), doctest::Contains("sequences"), Error);
 }

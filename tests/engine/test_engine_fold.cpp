@@ -35,14 +35,12 @@ size_t last_dispatches(const Engine& e) { return e.stage().last_pass()->dispatch
 TEST_CASE("the attention inside qkv gives the separate attention's bits below and past the position where it stops") {
   ValidationGuard guard;
   ModelConfig c = small_2b4t_config();
-  const RandomModel m = make_random_model(c, 51);
-  const auto dir = temp_dir("fold-attention");
-  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const auto model_file = random_model_gguf(c, 51, "fold-attention");
   const size_t L = size_t(c.n_layers);
   for (const bool fp16 : {false, true}) {
     CAPTURE(fp16);
-    Engine folded(instance(), dir / "model.gguf", gpu_plan(true, fp16));
-    Engine apart(instance(), dir / "model.gguf", gpu_plan(false, fp16));
+    Engine folded(instance(), model_file, gpu_plan(true, fp16));
+    Engine apart(instance(), model_file, gpu_plan(false, fp16));
     const int keys = int(folded.stage().fold_attention_keys());
     REQUIRE(keys >= 4);
     REQUIRE(keys + 6 <= folded.context());
@@ -95,17 +93,15 @@ TEST_CASE("the attention inside qkv gives the separate attention's bits below an
 
 TEST_CASE("the attention inside qkv follows the fused layers' workgroup, and is refused by name where it cannot run") {
   ValidationGuard guard;
-  const RandomModel m = make_random_model(small_2b4t_config(), 52);
-  const auto dir = temp_dir("fold-attention-options");
-  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const auto model_file = random_model_gguf(small_2b4t_config(), 52, "fold-attention-options");
   // The GPU rule's 128-lane workgroups (16 subgroups here): the attention is planned with them too,
   // so it folds, with the bits of the separate attention.
   EngineOptions o = gpu_plan(true, false);
   o.fused_shape = widest_gpu_split();
-  Engine wide(instance(), dir / "model.gguf", o);
+  Engine wide(instance(), model_file, o);
   REQUIRE(wide.stage().fold_attention_keys() > 3);
   o.fold_attention = false;
-  Engine wide_apart(instance(), dir / "model.gguf", o);
+  Engine wide_apart(instance(), model_file, o);
   for (uint32_t token : {1u, 2u, 3u}) {
     const uint32_t one[] = {token};
     CHECK(wide.eval(one) == wide_apart.eval(one));
@@ -114,10 +110,10 @@ TEST_CASE("the attention inside qkv follows the fused layers' workgroup, and is 
   // Required on the CPU plan, which has no fused qkv dispatch: refused by name; unset there: off.
   o = gpu_plan(true, false);
   o.plan = ExecutionPlan::Cpu;
-  CHECK_THROWS_WITH_AS(Engine(instance(), dir / "model.gguf", o), doctest::Contains("attention inside the qkv dispatch"),
+  CHECK_THROWS_WITH_AS(Engine(instance(), model_file, o), doctest::Contains("attention inside the qkv dispatch"),
                        Error);
   o.fold_attention.reset();
-  Engine cpu(instance(), dir / "model.gguf", o);
+  Engine cpu(instance(), model_file, o);
   CHECK(cpu.stage().fold_attention_keys() == 0);
 }
 

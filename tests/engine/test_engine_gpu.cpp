@@ -187,10 +187,8 @@ TEST_CASE("the FP16 baseline of the same model gives the reference logits") {
 
 TEST_CASE("generation picks tokens on the GPU: argmax equals the full row's, top-k samples only from the top") {
   ValidationGuard guard;
-  const RandomModel m = make_random_model(small_2b4t_config(), 17);
-  const auto dir = temp_dir("engine-select");
-  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
-  Engine engine(instance(), dir / "model.gguf", weights_only());
+  const auto model_file = random_model_gguf(small_2b4t_config(), 17, "engine-select");
+  Engine engine(instance(), model_file, weights_only());
   const std::vector<uint32_t> prompt = {1, 50, 60, 70};
   const auto expected = greedy(engine, prompt, 12);  // from full logits read back
   engine.reset();
@@ -224,12 +222,10 @@ TEST_CASE("a model split into stages on several logical devices gives the one-de
   ValidationGuard guard;
   ModelConfig c = small_2b4t_config();
   c.n_layers = 3;
-  const RandomModel m = make_random_model(c, 31);
-  const auto dir = temp_dir("engine-stages");
-  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const auto model_file = random_model_gguf(c, 31, "engine-stages");
   const std::vector<uint32_t> tokens = {1, 11, 22, 33, 44, 55, 66};
-  const auto want = ReferenceForward(*open_model(dir / "model.gguf")).logits(tokens);
-  Engine one(instance(), dir / "model.gguf", weights_only(4));
+  const auto want = ReferenceForward(*open_model(model_file)).logits(tokens);
+  Engine one(instance(), model_file, weights_only(4));
   const auto one_logits = one.eval(tokens, true);
   const auto one_tokens = greedy(one, {1, 2, 3}, 10);
   const int dev = int(device().info().index);
@@ -238,7 +234,7 @@ TEST_CASE("a model split into stages on several logical devices gives the one-de
     EngineOptions o = weights_only(4);
     o.devices = std::vector<int>(split.size(), dev);  // the same physical device, one logical device per stage
     o.split = split;
-    Engine staged(instance(), dir / "model.gguf", o);
+    Engine staged(instance(), model_file, o);
     REQUIRE(staged.stage_count() == split.size());
     CHECK(staged.describe_plan().find("stage " + std::to_string(split.size() - 1)) != std::string::npos);
     const auto got = staged.eval(tokens, true);
@@ -276,10 +272,8 @@ TEST_CASE("an automatic split measures each device and covers every layer") {
 }
 
 TEST_CASE("bad requests to the engine are clear errors") {
-  const RandomModel m = make_random_model(small_2b4t_config(), 2);
-  const auto dir = temp_dir("engine-errors");
-  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
-  Engine engine(instance(), dir / "model.gguf", weights_only());
+  const auto model_file = random_model_gguf(small_2b4t_config(), 2, "engine-errors");
+  Engine engine(instance(), model_file, weights_only());
   CHECK_THROWS_WITH_AS(engine.eval({}), doctest::Contains("empty"), Error);
   std::vector<uint32_t> too_long(65, 1);
   CHECK_THROWS_WITH_AS(engine.eval(too_long), doctest::Contains("context"), Error);
@@ -287,5 +281,5 @@ TEST_CASE("bad requests to the engine are clear errors") {
   CHECK_THROWS_WITH_AS(engine.eval(bad), doctest::Contains("outside the vocabulary"), Error);
   EngineOptions big = weights_only();
   big.context = 100000;
-  CHECK_THROWS_WITH_AS(Engine(instance(), dir / "model.gguf", big), doctest::Contains("maximum"), Error);
+  CHECK_THROWS_WITH_AS(Engine(instance(), model_file, big), doctest::Contains("maximum"), Error);
 }

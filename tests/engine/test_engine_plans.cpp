@@ -75,13 +75,11 @@ TEST_CASE("the GPU plan with the GPU's split of each matrix gives the CPU plan's
   ValidationGuard guard;
   ModelConfig c = small_2b4t_config();
   c.n_layers = 2;
-  const RandomModel m = make_random_model(c, 23);
-  const auto dir = temp_dir("plans-gpu-split");
-  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
-  Engine cpu(instance(), dir / "model.gguf", with_plan(ExecutionPlan::Cpu));
+  const auto model_file = random_model_gguf(c, 23, "plans-gpu-split");
+  Engine cpu(instance(), model_file, with_plan(ExecutionPlan::Cpu));
   EngineOptions o = with_plan(ExecutionPlan::Gpu);
   o.fused_shape = widest_gpu_split();
-  Engine gpu(instance(), dir / "model.gguf", o);
+  Engine gpu(instance(), model_file, o);
   CHECK(greedy(gpu, {1, 2, 3}, 12) == greedy(cpu, {1, 2, 3}, 12));
 }
 
@@ -89,19 +87,17 @@ TEST_CASE("a GPU-plan decode step is five dispatches a layer plus embedding and 
   ValidationGuard guard;
   ModelConfig c = small_2b4t_config();
   c.n_layers = 3;
-  const RandomModel m = make_random_model(c, 22);
-  const auto dir = temp_dir("plans-dispatches");
-  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const auto model_file = random_model_gguf(c, 22, "plans-dispatches");
   EngineOptions o = with_plan(ExecutionPlan::Gpu);
   o.step_inputs_on_device = false;  // (a discrete GPU's copies of the step inputs: their own test below)
   {
     // At short contexts the attention runs inside qkv: four a layer (its own test: test_engine_fold).
-    Engine folded(instance(), dir / "model.gguf", o);
+    Engine folded(instance(), model_file, o);
     REQUIRE(folded.stage().fold_attention_keys() > 1);
     CHECK(decode_dispatches(folded) == 1 + 4 * size_t(c.n_layers) + 1);
   }
   o.fold_attention = false;
-  Engine gpu(instance(), dir / "model.gguf", o);
+  Engine gpu(instance(), model_file, o);
   CHECK(gpu.stage().fold_attention_keys() == 0);
   // eval() reads the logits back (no selection): embedding + 5 per layer + the head with the final norm.
   CHECK(decode_dispatches(gpu) == 1 + 5 * size_t(c.n_layers) + 1);
@@ -117,7 +113,7 @@ TEST_CASE("a GPU-plan decode step is five dispatches a layer plus embedding and 
   const size_t with_argmax = gpu.stage().last_pass()->dispatch_count();
   CHECK(with_argmax == 1 + 5 * size_t(c.n_layers) + 1);
   o.plan = ExecutionPlan::Cpu;
-  Engine cpu(instance(), dir / "model.gguf", o);
+  Engine cpu(instance(), model_file, o);
   CHECK(decode_dispatches(cpu) > decode_dispatches(gpu) + size_t(c.n_layers));
   // The CPU plan's decode attention resets its counters itself too: no fill between the dispatches.
   CHECK(cpu.stage().last_pass()->commands().size() == cpu.stage().last_pass()->dispatch_count());
@@ -127,9 +123,7 @@ TEST_CASE("step inputs read from device-local copies give the same bits, in step
   ValidationGuard guard;
   ModelConfig c = small_2b4t_config();
   c.n_layers = 2;
-  const RandomModel m = make_random_model(c, 24);
-  const auto dir = temp_dir("plans-step-inputs");
-  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const auto model_file = random_model_gguf(c, 24, "plans-step-inputs");
   const std::vector<uint32_t> prompt = {1, 42, 7, 300, 5};
   for (const auto plan : {ExecutionPlan::Cpu, ExecutionPlan::Gpu}) {
     CAPTURE(plan_name(plan));
@@ -146,7 +140,7 @@ TEST_CASE("step inputs read from device-local copies give the same bits, in step
       o.greedy_chain = 4;
       o.greedy_chain_budget_ms = 0;
       o.step_inputs_on_device = on_device;
-      Engine e(instance(), dir / "model.gguf", o);
+      Engine e(instance(), model_file, o);
       Seen& s = seen[on_device];
       s.logits = e.eval(prompt, true);
       const uint32_t next[] = {9};
@@ -226,19 +220,17 @@ TEST_CASE("the GPU plan split into stages, and with tensors in segments, gives t
   ValidationGuard guard;
   ModelConfig c = small_2b4t_config();
   c.n_layers = 3;
-  const RandomModel m = make_random_model(c, 31);
-  const auto dir = temp_dir("plans-stages");
-  write_gguf(m, dir / "model.gguf", GgmlType::I2_S);
+  const auto model_file = random_model_gguf(c, 31, "plans-stages");
   const std::vector<uint32_t> tokens = {1, 11, 22, 33, 44, 55, 66};
-  const auto want = ReferenceForward(*open_model(dir / "model.gguf")).logits(tokens);
-  Engine one(instance(), dir / "model.gguf", with_plan(ExecutionPlan::Gpu, 4));
+  const auto want = ReferenceForward(*open_model(model_file)).logits(tokens);
+  Engine one(instance(), model_file, with_plan(ExecutionPlan::Gpu, 4));
   const auto one_logits = one.eval(tokens, true);
   const auto one_tokens = greedy(one, {1, 2, 3}, 8);
   EngineOptions o = with_plan(ExecutionPlan::Gpu, 4);
   const int dev = int(device().info().index);
   o.devices = {dev, dev};
   o.split = {2, 1};
-  Engine staged(instance(), dir / "model.gguf", o);
+  Engine staged(instance(), model_file, o);
   const auto got = staged.eval(tokens, true);
   for (size_t i = 0; i < got.size(); ++i) REQUIRE(std::fabs(got[i] - one_logits[i]) <= 1e-4f * (1 + std::fabs(one_logits[i])));
   CHECK(greedy(staged, {1, 2, 3}, 8) == one_tokens);
@@ -246,7 +238,7 @@ TEST_CASE("the GPU plan split into stages, and with tensors in segments, gives t
   // layers record the separate ops; o, down and the head are fused over their segments.
   EngineOptions seg = with_plan(ExecutionPlan::Gpu, 4);
   seg.max_segment_bytes = 4096;
-  Engine segmented(instance(), dir / "model.gguf", seg);
+  Engine segmented(instance(), model_file, seg);
   check_against_reference(rows(segmented.eval(tokens, true), c.vocab), want);
 }
 
