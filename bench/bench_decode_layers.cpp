@@ -14,7 +14,9 @@
 // floats): what a dependent dispatch costs on this device whatever it computes. Between the two, the
 // prologue alone (the picked shape's fused_norm_int8 / fused_norm_f32, one workgroup, the same four
 // inputs a layer): its time per dispatch less the floor's is the prologue's latency, which every
-// fused layer pays before its weights can be multiplied.
+// fused layer pays before its weights can be multiplied. And the picked layers (and the empty chain)
+// recorded with no barriers at all: wrong results, but the time when no dispatch waits for the one
+// before, the bound for any design that chains the matrices inside fewer dispatches.
 //
 //   bench_decode_layers [--layers N] [--reps N] [--device N] [--dims D,F,HEADS,KV_HEADS]
 //     defaults: 30 layers (2B4T), 7 repetitions, 2B4T dims 2560,6912,20,5 (head_dim 128)
@@ -210,6 +212,23 @@ int run(int argc, char** argv) {
       std::printf("(%s: not run: %s)\n", split.c_str(), e.what());
     }
   }
+  // The picked layers again with no barrier between dependent dispatches (their results are wrong):
+  // what the device does when nothing waits for a drain, i.e. the most that chaining the matrices
+  // inside fewer dispatches (each matrix's loads in flight while the one before finishes) could reach.
+  // The difference to "picked" is what the dependent launches cost beyond the work.
+  const RecordingOptions unordered{.timestamps = true, .whole_pass = true, .automatic_barriers = false};
+  {
+    const FusedLinear op(dev, {.shape = picked});
+    Variant t{"ternary, picked, no barriers (wrong results: the bound for chaining)",
+              std::make_unique<Recording>(dev, unordered), tern_bytes, {}};
+    record_layers(*t.rec, op, tern, w);
+    Variant h{"FP16, picked, no barriers (wrong results: the bound for chaining)",
+              std::make_unique<Recording>(dev, unordered), half_bytes, {}};
+    record_layers(*h.rec, op, half, w);
+    variants.push_back(std::move(t));
+    variants.push_back(std::move(h));
+  }
+  const size_t unordered_at = variants.size() - 2;
   // The prologue alone: per layer the norms of qkv, o, gate|up and down (K = dim, dim, dim, ffn).
   const FusedLinear prologue_op(dev, {.shape = picked});
   const QuantizedActivationsBuffers q = QuantizedActivationsBuffers::create(dev, 1, std::max(d.dim, d.ffn), "prologue out");
@@ -227,7 +246,12 @@ int run(int argc, char** argv) {
   variants.push_back(std::move(pro_h));
   Buffer floor_x = floats(dev, rng, 4, "floor x"), floor_y = floats(dev, rng, 4, "floor y");
   Variant chain{"empty dependent dispatches", std::make_unique<Recording>(dev, timed), 0, {}};
-  for (int i = 0; i < 4 * n_layers; ++i) record_residual_add(*chain.rec, {floor_x.range(), floor_y.range(), 4});
+  Variant burst{"empty dispatches, no barriers", std::make_unique<Recording>(dev, unordered), 0, {}};
+  for (int i = 0; i < 4 * n_layers; ++i) {
+    record_residual_add(*chain.rec, {floor_x.range(), floor_y.range(), 4});
+    record_residual_add(*burst.rec, {floor_x.range(), floor_y.range(), 4});
+  }
+  variants.push_back(std::move(burst));
   variants.push_back(std::move(chain));
   for (auto& v : variants) {
     v.rec->finish();
@@ -252,6 +276,11 @@ int run(int argc, char** argv) {
   auto us = [&](size_t i) { return median(variants[i].us); };
   std::printf("\npicked / fixed time: ternary %.3f, FP16 %.3f; FP16 / ternary time: fixed %.2fx, picked %.2fx\n",
               us(2) / us(0), us(3) / us(1), us(1) / us(0), us(3) / us(2));
+  const double launches = 4.0 * n_layers;
+  std::printf("dependent launches beyond the work (picked less no barriers), µs a dispatch: ternary %.2f, FP16 %.2f;"
+              " FP16 / ternary time with no barriers %.2fx\n",
+              (us(2) - us(unordered_at)) / launches, (us(3) - us(unordered_at + 1)) / launches,
+              us(unordered_at + 1) / us(unordered_at));
   return 0;
 }
 

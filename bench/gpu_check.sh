@@ -6,8 +6,8 @@
 #   devices.txt    ternvk devices
 #   layers.md      bench_decode_layers: 30 2B4T decode layers (fused linear layers, no attention),
 #                  each matrix's split fixed (566ef0c) and picked to fill the device, ternary and FP16,
-#                  the prologue alone (one workgroup a dispatch), and the floor of as many empty
-#                  dependent dispatches
+#                  the prologue alone (one workgroup a dispatch), the floor of as many empty
+#                  dependent dispatches, and the picked layers with no barriers (the bound for chaining)
 #   bench.md       2B4T full depth, vocab 32000, f16 head, GPU plan: tg128 and pp512 in one chunk
 #                  (-b 512), ternary and the FP16 baseline side by side (the targets); then
 #                  tg128 with the attention inside qkv and apart (--fold-attention auto,off), with
