@@ -249,7 +249,9 @@ DeviceInfo query_device_info(VkInstance instance, VkPhysicalDevice physical, uin
   info.shader_float16 = f12.shaderFloat16;
   info.shader_int16 = features.features.shaderInt16;
   info.timeline_semaphore = f12.timelineSemaphore;
-  info.subgroup_size_control = vulkan13 && f13.subgroupSizeControl && f13.computeFullSubgroups;
+  // Requiring a size is valid only in the stages the device names; ours is compute.
+  info.subgroup_size_control = vulkan13 && f13.subgroupSizeControl && f13.computeFullSubgroups &&
+                               (size_control_props.requiredSubgroupSizeStages & VK_SHADER_STAGE_COMPUTE_BIT);
   info.integer_dot_product = vulkan13 && f13.shaderIntegerDotProduct;
   info.integer_dot_4x8_packed_accelerated =
       vulkan13 && dot_props.integerDotProduct4x8BitPackedSignedAccelerated;
