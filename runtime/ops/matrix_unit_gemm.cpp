@@ -30,7 +30,12 @@ uint64_t MatrixUnitTile::shared_bytes() const {
   return std::max(tiles, accumulators);
 }
 
-MatrixUnitTile MatrixUnitTile::pick(const DeviceInfo& info, uint32_t tokens) {
+namespace {
+// The fewest rows a subgroup's accumulators span when the fill rule shrinks them: 32 (tiles of 64).
+uint32_t min_matrices_n(const MatrixUnitShape& unit) { return std::max(1u, 32 / unit.n); }
+}  // namespace
+
+MatrixUnitTile MatrixUnitTile::pick(const DeviceInfo& info, uint32_t tokens, uint32_t rows) {
   require_unit(info);
   MatrixUnitTile t;
   t.unit = info.int8_matrix_unit;
@@ -50,8 +55,20 @@ MatrixUnitTile MatrixUnitTile::pick(const DeviceInfo& info, uint32_t tokens) {
   while (t.shared_bytes() > info.max_shared_memory && t.matrices_n > 1) t.matrices_n /= 2;
   while (t.workgroup() > info.max_workgroup_invocations && t.subgroups_m > 1) t.subgroups_m /= 2;
   while (t.workgroup() > info.max_workgroup_invocations && t.subgroups_n > 1) t.subgroups_n /= 2;
+  auto workgroups = [&] {
+    return uint64_t((rows + t.tile_rows() - 1) / t.tile_rows()) * ((std::max(tokens, 1u) + t.tile_tokens() - 1) / t.tile_tokens());
+  };
+  const uint64_t target = 2ull * info.assumed_compute_units();
+  while (rows && t.matrices_n > min_matrices_n(t.unit) && workgroups() < target) t.matrices_n /= 2;
   t.validate(info);
   return t;
+}
+
+std::vector<uint32_t> MatrixUnitTile::row_choices(const DeviceInfo& info) {
+  const MatrixUnitTile widest = pick(info, 1u << 16);
+  std::vector<uint32_t> choices{widest.matrices_n};
+  while (choices.back() > min_matrices_n(widest.unit)) choices.push_back(choices.back() / 2);
+  return choices;
 }
 
 void MatrixUnitTile::validate(const DeviceInfo& info) const {
@@ -93,9 +110,18 @@ PipelineOptions MatrixUnitTile::pipeline_options(Epilogue epilogue) const {
 
 void MatrixUnitGemm::record(Recording& rec, const TernaryMatrixGpu& w, const QuantizedActivations& x, uint32_t tokens,
                             const MatmulOutput& y, uint32_t y_stride, Epilogue epilogue) const {
-  const MatrixUnitTile tile = MatrixUnitTile::pick(device_.info(), tokens);
-  const Pipeline& pipeline = device_.pipeline("ternary_gemm_matrix_unit", tile.pipeline_options(epilogue));
-  record_ternary_gemm_dispatches(rec, pipeline, w, x, tokens, y, y_stride, epilogue, tile.tile_rows(), tile.tile_tokens());
+  const MatrixUnitTile t = tile(tokens, w.rows());
+  const Pipeline& pipeline = device_.pipeline("ternary_gemm_matrix_unit", t.pipeline_options(epilogue));
+  record_ternary_gemm_dispatches(rec, pipeline, w, x, tokens, y, y_stride, epilogue, t.tile_rows(), t.tile_tokens());
+}
+
+MatrixUnitTile MatrixUnitGemm::tile(uint32_t tokens, uint32_t rows) const {
+  MatrixUnitTile t = MatrixUnitTile::pick(device_.info(), tokens, rows);
+  if (matrices_n_) {
+    t.matrices_n = *matrices_n_;
+    t.validate(device_.info());
+  }
+  return t;
 }
 
 namespace {
@@ -172,12 +198,18 @@ bool matrix_unit_gemm_agrees(Device& device) {
   return device.self_check("ternary_gemm_matrix_unit", [&] {
     const uint64_t timeouts = device.waits_timed_out();
     try {
-      const MatrixUnitGemm units(device);
-      return ternary_gemm_agrees_with_tiled(device, [&](Recording& rec, const TernaryMatrixGpu& w,
-                                                        const QuantizedActivations& x, uint32_t tokens,
-                                                        const MatmulOutput& y, uint32_t y_stride, Epilogue e) {
-        units.record(rec, w, x, tokens, y, y_stride, e);
-      });
+      // Each row width the tile can take (the fill rule picks by matrix), each on the same GEMMs.
+      for (const uint32_t matrices_n : MatrixUnitTile::row_choices(device.info())) {
+        const MatrixUnitGemm units(device, matrices_n);
+        const bool agrees = ternary_gemm_agrees_with_tiled(device, [&](Recording& rec, const TernaryMatrixGpu& w,
+                                                                       const QuantizedActivations& x, uint32_t tokens,
+                                                                       const MatmulOutput& y, uint32_t y_stride,
+                                                                       Epilogue e) {
+          units.record(rec, w, x, tokens, y, y_stride, e);
+        });
+        if (!agrees) return false;
+      }
+      return true;
     } catch (const DeviceLostError&) {
       throw;
     } catch (const std::exception&) {

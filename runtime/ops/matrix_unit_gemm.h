@@ -9,6 +9,8 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <vector>
 
 #include "runtime/device/device.h"
 #include "runtime/device/recording.h"
@@ -38,8 +40,14 @@ struct MatrixUnitTile {
   // For `tokens` tokens on this device: 2 x 2 subgroups of 32 x 64 (tokens x rows; 64 x 128 tiles
   // with 16 x 8 matrices), K blocks of 128; the tokens a subgroup holds halve while the tile would
   // hold twice `tokens`; the K block, then the rows a subgroup holds, shrink to fit shared memory.
+  // Given the matrix's `rows`, the rows a subgroup holds also halve (to tiles of 64 rows at least)
+  // while the GEMM would have fewer than two workgroups a compute unit: one workgroup alone on a
+  // compute unit stages, then multiplies, and nothing overlaps the two (2B4T's 2560-row matrices at
+  // 512 tokens: 160 workgroups of 128 rows on the H200's 132 SMs, 320 of 64).
   // Throws when the device has no int8 matrix unit.
-  static MatrixUnitTile pick(const DeviceInfo& info, uint32_t tokens);
+  static MatrixUnitTile pick(const DeviceInfo& info, uint32_t tokens, uint32_t rows = 0);
+  // Every `matrices_n` that pick() can return on this device (its self-check runs each), largest first.
+  static std::vector<uint32_t> row_choices(const DeviceInfo& info);
   // Throws naming the limit when this tile does not fit the device (or it has no matrix unit).
   void validate(const DeviceInfo& info) const;
   PipelineOptions pipeline_options(Epilogue epilogue) const;
@@ -47,13 +55,18 @@ struct MatrixUnitTile {
 
 class MatrixUnitGemm {
  public:
-  explicit MatrixUnitGemm(Device& device) : device_(device) {}
+  // `matrices_n`: the accumulators a subgroup holds across rows, fixed instead of picked (the
+  // self-check and bench run each choice).
+  explicit MatrixUnitGemm(Device& device, std::optional<uint32_t> matrices_n = std::nullopt)
+      : device_(device), matrices_n_(matrices_n) {}
   // y (row stride `y_stride` floats) = or += W x for `tokens` tokens; arguments already checked.
   void record(Recording& rec, const TernaryMatrixGpu& w, const QuantizedActivations& x, uint32_t tokens,
               const MatmulOutput& y, uint32_t y_stride, Epilogue epilogue) const;
+  MatrixUnitTile tile(uint32_t tokens, uint32_t rows) const;
 
  private:
   Device& device_;
+  std::optional<uint32_t> matrices_n_;
 };
 
 // Records a ternary GEMM as TernaryGemm::record does (y row stride `y_stride` floats).

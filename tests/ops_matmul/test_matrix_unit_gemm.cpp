@@ -70,6 +70,17 @@ TEST_CASE("the matrix-unit GEMM tiles from device properties") {
   CHECK(MatrixUnitTile::pick(fixed, 512).required_subgroup_size == 0);
   // Few tokens: a tile of at most twice as many.
   CHECK(MatrixUnitTile::pick(h200, 20).tile_tokens() == 32);
+  // Two workgroups a compute unit (132 SMs: 264) where a matrix's rows allow: 2B4T at 512 tokens.
+  auto workgroups = [&](const MatrixUnitTile& t, uint32_t rows, uint32_t tokens) {
+    return ((rows + t.tile_rows() - 1) / t.tile_rows()) * ((tokens + t.tile_tokens() - 1) / t.tile_tokens());
+  };
+  const MatrixUnitTile o = MatrixUnitTile::pick(h200, 512, 2560);   // o, down
+  CHECK(o.tile_rows() == 64);
+  CHECK(workgroups(o, 2560, 512) == 320);
+  CHECK(MatrixUnitTile::pick(h200, 512, 3840).tile_rows() == 64);     // qkv: 240 workgroups of 128 rows
+  CHECK(MatrixUnitTile::pick(h200, 512, 13824).tile_rows() == 128);   // gate|up: 864 already
+  CHECK(MatrixUnitTile::pick(h200, 512, 200).tile_rows() == 64);      // never under 64 rows
+  CHECK(MatrixUnitTile::row_choices(h200) == std::vector<uint32_t>{8, 4});
   // 16 KiB of shared memory: the K block, then the rows a subgroup holds, shrink.
   DeviceInfo small = h200;
   small.max_shared_memory = 16 << 10;
@@ -89,6 +100,8 @@ TEST_CASE("the matrix-unit GEMM tiles from device properties") {
   DeviceInfo other = h200;
   other.int8_matrix_unit = {16, 16, 32};
   CHECK(MatrixUnitTile::pick(other, 512).tile_rows() == 128);
+  CHECK(MatrixUnitTile::pick(other, 512, 2560).tile_rows() == 64);
+  CHECK(MatrixUnitTile::row_choices(other) == std::vector<uint32_t>{4, 2});
   CHECK_THROWS_WITH_AS(big.validate(other), doctest::Contains("multiplies 16x16x32"), Error);
   // No unit: refused by name.
   CHECK_THROWS_WITH_AS(MatrixUnitTile::pick(test::h200_like_info(), 512), doctest::Contains("cooperative matrices"),
