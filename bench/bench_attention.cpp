@@ -24,8 +24,7 @@
 #include <string>
 #include <vector>
 
-#include <sys/resource.h>
-
+#include "bench/bench_util.h"
 #include "runtime/core/error.h"
 #include "runtime/core/half.h"
 #include "runtime/device/device.h"
@@ -35,25 +34,10 @@
 
 using namespace ternvk;
 using namespace ternvk::ops;
+using ternvk::bench::cpu_seconds;
+using ternvk::bench::Rng;
 
 namespace {
-
-struct Rng {
-  uint64_t s;
-  uint32_t next() {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return static_cast<uint32_t>(s >> 11);
-  }
-  float uniform(float lo, float hi) { return lo + (hi - lo) * float(next() & 0xffffff) / float(0x1000000); }
-};
-
-double cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
 
 struct Kernel {
   std::string name;

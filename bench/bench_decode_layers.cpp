@@ -30,6 +30,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "runtime/core/error.h"
 #include "runtime/core/half.h"
 #include "runtime/device/device.h"
@@ -41,22 +42,13 @@
 
 using namespace ternvk;
 using namespace ternvk::ops;
+using ternvk::bench::Rng;
 
 namespace {
 
 struct Dims {
   uint32_t dim = 2560, ffn = 6912, heads = 20, kv_heads = 5, head_dim = 128;
   uint32_t qkv_rows() const { return (heads + 2 * kv_heads) * head_dim; }
-};
-
-struct Rng {
-  uint64_t s = 0x9e3779b97f4a7c15ull;
-  uint32_t next() {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return uint32_t(s >> 11);
-  }
 };
 
 // One layer's four matrices in one precision.

@@ -20,8 +20,7 @@
 #include <string>
 #include <vector>
 
-#include <sys/resource.h>
-
+#include "bench/bench_util.h"
 #include "runtime/core/error.h"
 #include "runtime/core/half.h"
 #include "runtime/device/device.h"
@@ -29,26 +28,17 @@
 #include "runtime/device/recording.h"
 #include "runtime/ops/fp16_matmul.h"
 #include "runtime/ops/int8_matmul.h"
+#include "runtime/ops/matrix_unit_gemm.h"
 #include "runtime/ops/rmsnorm_quant.h"
 #include "runtime/ops/ternary_matmul.h"
 #include "runtime/ops/ternary_matrix.h"
 
 using namespace ternvk;
 using namespace ternvk::ops;
+using ternvk::bench::cpu_seconds;
+using ternvk::bench::Rng;
 
 namespace {
-
-// A fast deterministic generator (xorshift): benchmark data need not be high quality, only cheap.
-struct Rng {
-  uint64_t s;
-  uint32_t next() {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return static_cast<uint32_t>(s >> 11);
-  }
-  float uniform(float lo, float hi) { return lo + (hi - lo) * float(next() & 0xffffff) / float(0x1000000); }
-};
 
 struct Timing {
   double median_us = 0;
@@ -56,12 +46,6 @@ struct Timing {
   double cpu_us = 0;  // process CPU time per call during the measured submit (CPU devices run the
                       // shaders on this process's threads: a contention-free figure of the work)
 };
-
-double cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
 
 // Records `reps` calls (each one or more dispatches), submits twice (warm-up, measured) and
 // returns the per-call GPU time.
@@ -356,9 +340,19 @@ class Bench {
       if (dev_.info().integer_dot_product)
         row.tern_gemm_dot = run("ternary GEMM dot", {.dot = TernaryDot::PackedInt8, .kernel = MatmulKernel::Gemm,
                                                      .gemm_units = GemmUnits::Vector});
-      if (dev_.info().has_int8_matrix_unit())
+      if (dev_.info().has_int8_matrix_unit()) {
         row.tern_gemm_units = run("ternary GEMM matrix units",
                                   {.kernel = MatmulKernel::Gemm, .gemm_units = GemmUnits::MatrixUnits});
+        // The tile widths the fill rule did not pick for this matrix, side by side (tuning data for it).
+        const uint32_t picked = MatrixUnitGemm(dev_).tile(t, n).matrices_n;
+        for (const uint32_t matrices_n : MatrixUnitTile::row_choices(dev_.info())) {
+          if (matrices_n == picked) continue;
+          const MatrixUnitGemm op(dev_, matrices_n);
+          const std::string what = "units, " + std::to_string(op.tile(t, n).tile_rows()) + "-row tiles";
+          measure(what, [&](Recording& rec) { op.record(rec, in.gw, in.xa, t, {y.range()}, n, Epilogue::Store); },
+                  [&] { in.check(label + " " + what, got); }, in.bytes);
+        }
+      }
     }
     {
       const Fp16Inputs in(dev_, rng, x, n, k, t, label);
