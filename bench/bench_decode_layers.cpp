@@ -268,7 +268,7 @@ int run(int argc, char** argv) {
   auto us = [&](size_t i) { return median(variants[i].us); };
   std::printf("\npicked / fixed time: ternary %.3f, FP16 %.3f; FP16 / ternary time: fixed %.2fx, picked %.2fx\n",
               us(2) / us(0), us(3) / us(1), us(1) / us(0), us(3) / us(2));
-  const double launches = 4.0 * n_layers;
+  const double launches = double(variants[2].rec->dispatch_count());
   std::printf("dependent launches beyond the work (picked less no barriers), µs a dispatch: ternary %.2f, FP16 %.2f;"
               " FP16 / ternary time with no barriers %.2fx\n",
               (us(2) - us(unordered_at)) / launches, (us(3) - us(unordered_at + 1)) / launches,

@@ -67,8 +67,9 @@ enum class TimestampMode { None, Pass, Dispatch };
 struct RecordingOptions {
   bool timestamps = false;  // ignored (no timing) on devices without timestamp support
   bool whole_pass = false;  // with timestamps: only at the start and the end (TimestampMode::Pass)
-  // Test-only: false records no barrier between dependent commands, so a test can show that its
-  // check (the validation layer's synchronization validation) sees them missing.
+  // False records no barrier between dependent commands (wrong results): a test shows that its check
+  // (the validation layer's synchronization validation) sees them missing, and bench_decode_layers
+  // times a pass whose dispatches wait for nothing.
   bool automatic_barriers = true;
 };
 

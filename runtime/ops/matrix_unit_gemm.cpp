@@ -31,11 +31,13 @@ uint64_t MatrixUnitTile::shared_bytes() const {
 }
 
 namespace {
-// The fewest rows a subgroup's accumulators span when the fill rule shrinks them: 32 (tiles of 64).
+// The fewest accumulators across rows the fill rule shrinks a subgroup to: 32 rows' worth (tiles of 64
+// rows with 2 subgroups across them, 16x8 matrices), or one matrix where a matrix is wider.
 uint32_t min_matrices_n(const MatrixUnitShape& unit) { return std::max(1u, 32 / unit.n); }
 }  // namespace
 
-MatrixUnitTile MatrixUnitTile::pick(const DeviceInfo& info, uint32_t tokens, uint32_t rows) {
+MatrixUnitTile MatrixUnitTile::pick(const DeviceInfo& info, uint32_t tokens, uint32_t rows,
+                                    std::optional<uint32_t> max_matrices_n) {
   require_unit(info);
   MatrixUnitTile t;
   t.unit = info.int8_matrix_unit;
@@ -55,19 +57,32 @@ MatrixUnitTile MatrixUnitTile::pick(const DeviceInfo& info, uint32_t tokens, uin
   while (t.shared_bytes() > info.max_shared_memory && t.matrices_n > 1) t.matrices_n /= 2;
   while (t.workgroup() > info.max_workgroup_invocations && t.subgroups_m > 1) t.subgroups_m /= 2;
   while (t.workgroup() > info.max_workgroup_invocations && t.subgroups_n > 1) t.subgroups_n /= 2;
-  auto workgroups = [&] {
-    return uint64_t((rows + t.tile_rows() - 1) / t.tile_rows()) * ((std::max(tokens, 1u) + t.tile_tokens() - 1) / t.tile_tokens());
-  };
-  const uint64_t target = 2ull * info.assumed_compute_units();
-  while (rows && t.matrices_n > min_matrices_n(t.unit) && workgroups() < target) t.matrices_n /= 2;
+  if (max_matrices_n) {
+    t.matrices_n = std::max(1u, std::min(t.matrices_n, *max_matrices_n));
+  } else {
+    auto workgroups = [&] {
+      const uint64_t tokens_1 = std::max(tokens, 1u);
+      return (uint64_t(rows) + t.tile_rows() - 1) / t.tile_rows() * ((tokens_1 + t.tile_tokens() - 1) / t.tile_tokens());
+    };
+    const uint64_t target = 2ull * info.assumed_compute_units();
+    while (rows && t.matrices_n > min_matrices_n(t.unit) && workgroups() < target) t.matrices_n /= 2;
+  }
   t.validate(info);
   return t;
 }
 
 std::vector<uint32_t> MatrixUnitTile::row_choices(const DeviceInfo& info) {
-  const MatrixUnitTile widest = pick(info, 1u << 16);
-  std::vector<uint32_t> choices{widest.matrices_n};
-  while (choices.back() > min_matrices_n(widest.unit)) choices.push_back(choices.back() / 2);
+  // Shared memory caps the width per token tile (fewer tokens leave more room for rows); the fill
+  // rule then halves it down to min_matrices_n. Token counts in powers of two meet every token tile.
+  std::vector<uint32_t> choices;
+  for (uint32_t tokens = 1; tokens <= (1u << 16); tokens *= 2) {
+    const MatrixUnitTile t = pick(info, tokens);
+    for (uint32_t n = t.matrices_n;; n /= 2) {
+      if (std::find(choices.begin(), choices.end(), n) == choices.end()) choices.push_back(n);
+      if (n <= min_matrices_n(t.unit)) break;
+    }
+  }
+  std::sort(choices.rbegin(), choices.rend());
   return choices;
 }
 
@@ -116,12 +131,7 @@ void MatrixUnitGemm::record(Recording& rec, const TernaryMatrixGpu& w, const Qua
 }
 
 MatrixUnitTile MatrixUnitGemm::tile(uint32_t tokens, uint32_t rows) const {
-  MatrixUnitTile t = MatrixUnitTile::pick(device_.info(), tokens, rows);
-  if (matrices_n_) {
-    t.matrices_n = *matrices_n_;
-    t.validate(device_.info());
-  }
-  return t;
+  return MatrixUnitTile::pick(device_.info(), tokens, rows, matrices_n_);
 }
 
 namespace {

@@ -44,9 +44,13 @@ struct MatrixUnitTile {
   // while the GEMM would have fewer than two workgroups a compute unit: one workgroup alone on a
   // compute unit stages, then multiplies, and nothing overlaps the two (2B4T's 2560-row matrices at
   // 512 tokens: 160 workgroups of 128 rows on the H200's 132 SMs, 320 of 64).
+  // `max_matrices_n` replaces that rule by a cap (the self-check and bench run each width; a width
+  // that does not fit shared memory at this many tokens is cut to the one pick() would use there).
   // Throws when the device has no int8 matrix unit.
-  static MatrixUnitTile pick(const DeviceInfo& info, uint32_t tokens, uint32_t rows = 0);
-  // Every `matrices_n` that pick() can return on this device (its self-check runs each), largest first.
+  static MatrixUnitTile pick(const DeviceInfo& info, uint32_t tokens, uint32_t rows = 0,
+                             std::optional<uint32_t> max_matrices_n = std::nullopt);
+  // Every `matrices_n` that pick() can return on this device, at any tokens and rows, largest first:
+  // the self-check runs each, capped as above, at both of its token counts.
   static std::vector<uint32_t> row_choices(const DeviceInfo& info);
   // Throws naming the limit when this tile does not fit the device (or it has no matrix unit).
   void validate(const DeviceInfo& info) const;
@@ -55,8 +59,8 @@ struct MatrixUnitTile {
 
 class MatrixUnitGemm {
  public:
-  // `matrices_n`: the accumulators a subgroup holds across rows, fixed instead of picked (the
-  // self-check and bench run each choice).
+  // `matrices_n`: the most accumulators a subgroup holds across rows, instead of the fill rule (the
+  // self-check and bench run each of MatrixUnitTile::row_choices).
   explicit MatrixUnitGemm(Device& device, std::optional<uint32_t> matrices_n = std::nullopt)
       : device_(device), matrices_n_(matrices_n) {}
   // y (row stride `y_stride` floats) = or += W x for `tokens` tokens; arguments already checked.

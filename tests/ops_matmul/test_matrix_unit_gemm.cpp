@@ -3,6 +3,7 @@
 // tiled GEMM, and the on-device self-check that guards it (shown to pass on a correct GEMM and to
 // fail on a wrong one). On a device with int8 matrix units (not lavapipe) the kernel itself runs
 // against the GEMV, bit for bit (integer sums, the same float epilogue: no tolerance).
+#include <algorithm>
 #include <doctest/doctest.h>
 
 #include <cstdlib>
@@ -88,6 +89,26 @@ TEST_CASE("the matrix-unit GEMM tiles from device properties") {
   CHECK(fitted.shared_bytes() <= small.max_shared_memory);
   CHECK(fitted.k_chunks == 1);
   CHECK(fitted.tile_rows() < big.tile_rows());
+  // Every width pick() returns on a device is among row_choices (which the self-check runs), and a cap
+  // never yields a tile the device cannot hold.
+  for (const uint32_t kib : {16u, 32u, 48u}) {
+    DeviceInfo d = h200;
+    d.max_shared_memory = kib << 10;
+    CAPTURE(kib);
+    const std::vector<uint32_t> choices = MatrixUnitTile::row_choices(d);
+    for (const uint32_t tokens : {1u, 20u, 33u, 70u, 512u})
+      for (const uint32_t rows : {0u, 200u, 2560u, 13824u}) {
+        CAPTURE(tokens);
+        CAPTURE(rows);
+        const uint32_t picked_n = MatrixUnitTile::pick(d, tokens, rows).matrices_n;
+        CHECK(std::find(choices.begin(), choices.end(), picked_n) != choices.end());
+        for (const uint32_t cap : choices) CHECK(MatrixUnitTile::pick(d, tokens, rows, cap).matrices_n <= cap);
+      }
+  }
+  DeviceInfo small32 = h200;
+  small32.max_shared_memory = 32 << 10;
+  CHECK(MatrixUnitTile::row_choices(small32) == std::vector<uint32_t>{8, 4});  // 8 fits only with 32-token tiles
+  CHECK(MatrixUnitTile::pick(small32, 70, 0, 8).matrices_n == 4);
   CHECK_THROWS_WITH_AS(big.validate(small), doctest::Contains("shared memory"), Error);
   // A device whose subgroup size varies: 32 is required, or the tile is refused without size control.
   DeviceInfo varying = h200;
