@@ -20,7 +20,8 @@
 #   gemm.txt       bench_kernels --prefill at 512 tokens: the 2B4T matrices' GEMV, tiled GEMMs,
 #                  matrix-unit GEMM (where the device has int8 matrix units) and FP16 GEMMs side by side;
 #                  then pp512 end to end (ternary) with the tiled and the matrix-unit GEMM side by side
-#   attention.txt  bench_attention --decode-only (128 to 32k keys, every kernel)
+#   attention.txt  bench_attention --decode-only (128 to 32k keys, every kernel, and flash-decode with
+#                  its split count capped at 16, 32 and 64)
 #   tests.txt      the fused layers (and the attention inside qkv), the matrix-unit GEMM, the
 #                  attention and the engine's plan, batch, greedy-chain and fold tests with the validation layer on
 # Each step has its own timeout so that one hang cannot hold the lease, cut to what is left of a
@@ -52,7 +53,9 @@ timeout $(limit 60) "$t" profile $syn -p 64 -n 64 --plan gpu --timing pass -o js
 step prefill
 timeout $(limit 60) "$t" profile $syn -p 512 -b 512 -n 1 --plan gpu --timing dispatch > "$out/prefill.md" 2>&1
 step attention
-timeout $(limit 40) "$b/bench/bench_attention" --decode-only > "$out/attention.txt" 2>&1
+# with the flash-decode split count capped at 16, 32 and 64 beside the plan's (~106 a kv head on the
+# H200): at 566ef0c 8k-32k keys all took ~38-40 us; this says whether the split count is why
+BENCH_FLASH=0/0/0/16,0/0/0/32,0/0/0/64 timeout $(limit 40) "$b/bench/bench_attention" --decode-only > "$out/attention.txt" 2>&1
 step tests
 {
   cd "$b/tests" || exit 1
