@@ -25,8 +25,9 @@
 #   tests.txt      the fused layers (and the attention inside qkv), the matrix-unit GEMM, the
 #                  attention and the engine's plan, batch, greedy-chain and fold tests with the validation layer on
 # Each step has its own timeout so that one hang cannot hold the lease, cut to what is left of a
-# 560-second budget (the device tool's command limit is 600 s); the most wanted figures come first,
-# so that the budget, if reached, cuts the least wanted.
+# 560-second budget (the device tool's command limit is 600 s); the most wanted figures come first
+# (the targets, then the tests of the kernels that gave them), so that the budget, if reached, cuts
+# the least wanted.
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUTPUT_DIR}
 mkdir -p "$out"
@@ -42,6 +43,16 @@ step layers
 timeout $(limit 90) "$b/bench/bench_decode_layers" > "$out/layers.md" 2>&1
 step bench
 timeout $(limit 200) "$t" bench $syn -p 512 -n 128 -b 512 -r 3 --both --plan gpu > "$out/bench.md" 2>&1
+step tests
+# the correctness of what gave bench.md's figures, before the other measurements: failing cases with
+# their first lines, then the summary (a subshell: the benches' paths stay relative to the root)
+keep='TEST CASE|ERROR|THREW|CHECK|values|test cases|Status'
+(
+  cd "$b/tests" || exit 1
+  TERNVK_VALIDATION=1 timeout $(limit 60) ./test_ops_matmul -sf="*fused*,*matrix_unit*" 2>&1 | grep -E "$keep" | head -40
+  TERNVK_VALIDATION=1 timeout $(limit 90) ./test_engine -sf="*plans*,*batch*,*chain*,*fold*" 2>&1 | grep -E "$keep" | head -40
+) > "$out/tests.txt" 2>&1
+step bench-variants
 timeout $(limit 90) "$t" bench $syn -p 0 -n 128 -r 3 --both --plan gpu --fold-attention auto,off >> "$out/bench.md" 2>&1
 timeout $(limit 90) "$t" bench $syn -p 0 -n 128 -r 3 --both --plan gpu --greedy-chain 1,16 >> "$out/bench.md" 2>&1
 timeout $(limit 60) "$t" bench $syn -p 0 -n 128 -r 3 --plan gpu --step-inputs host,device >> "$out/bench.md" 2>&1
@@ -56,13 +67,9 @@ step attention
 # with the flash-decode split count capped at 16, 32 and 64 beside the plan's (~106 a kv head on the
 # H200): at 566ef0c 8k-32k keys all took ~38-40 us; this says whether the split count is why
 BENCH_FLASH=0/0/0/16,0/0/0/32,0/0/0/64 timeout $(limit 40) "$b/bench/bench_attention" --decode-only > "$out/attention.txt" 2>&1
-step tests
-{
+step attention-tests
+(
   cd "$b/tests" || exit 1
-  # failing cases with their first lines, then the summary
-  keep='TEST CASE|ERROR|THREW|CHECK|values|test cases|Status'
-  TERNVK_VALIDATION=1 timeout $(limit 60) ./test_ops_matmul -sf="*fused*,*matrix_unit*" 2>&1 | grep -E "$keep" | head -40
-  TERNVK_VALIDATION=1 timeout $(limit 90) ./test_engine -sf="*plans*,*batch*,*chain*,*fold*" 2>&1 | grep -E "$keep" | head -40
   TERNVK_VALIDATION=1 timeout $(limit 120) ./test_ops_attention 2>&1 | grep -E "$keep" | head -40
-} > "$out/tests.txt" 2>&1
+) >> "$out/tests.txt" 2>&1
 step done
