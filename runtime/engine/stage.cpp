@@ -59,11 +59,16 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
     const std::string p = "layer " + std::to_string(l) + " ";
     Layer L;
     // Matrices that share an input are stacked into one matrix (per-row scales): one dispatch each.
-    L.qkv = upload_linear({source.linear(l, Linear::Q), source.linear(l, Linear::K), source.linear(l, Linear::V)},
-                          p + "qkv");
-    L.o = upload_linear({source.linear(l, Linear::O)}, p + "o");
-    L.gate_up = upload_linear({source.linear(l, Linear::Gate), source.linear(l, Linear::Up)}, p + "gate|up");
-    L.down = upload_linear({source.linear(l, Linear::Down)}, p + "down");
+    // (Moved in, not listed in braces: an initializer list would copy every unpacked value.)
+    auto read = [&](std::initializer_list<Linear> which) {
+      std::vector<TernaryMatrix> parts;
+      for (const Linear m : which) parts.push_back(source.linear(l, m));
+      return parts;
+    };
+    L.qkv = upload_linear(read({Linear::Q, Linear::K, Linear::V}), p + "qkv");
+    L.o = upload_linear(read({Linear::O}), p + "o");
+    L.gate_up = upload_linear(read({Linear::Gate, Linear::Up}), p + "gate|up");
+    L.down = upload_linear(read({Linear::Down}), p + "down");
     L.attn_norm = upload_floats(source.norm(l, Norm::Attn), p + "attn_norm");
     L.attn_sub_norm = upload_floats(source.norm(l, Norm::AttnSub), p + "attn_sub_norm");
     L.ffn_norm = upload_floats(source.norm(l, Norm::Ffn), p + "ffn_norm");
@@ -179,6 +184,9 @@ Stage::LinearWeights Stage::upload_linear(std::vector<TernaryMatrix> parts, cons
     return w;
   }
   std::vector<uint16_t> halves;
+  uint64_t values = 0;
+  for (const auto& m : parts) values += m.values.size();
+  halves.reserve(values);
   uint32_t rows = 0;
   for (const auto& m : parts) {
     const uint16_t plus = float_to_half(m.scale), minus = float_to_half(-m.scale), zero = 0;
