@@ -60,7 +60,7 @@ void main() {
     [[unroll]] for (uint u = 0; u < XB; ++u) {
       const uint c = c0 + u * RED_WG;
       const float x = xv[u];
-      if (c < end && !isnan(x) && pair_before(x, c, v, i)) {
+      if (c < end && !is_nan_bits(x) && pair_before(x, c, v, i)) {
         v = x;
         i = c;
       }

@@ -67,6 +67,9 @@ int wg_sum_int(int v) {
 // The order of (value, index) pairs used by argmax and topk: larger value first, then lower
 // index (torch.argmax and llama.cpp greedy pick the first maximum). Callers never pass NaN.
 bool pair_before(float va, uint ia, float vb, uint ib) { return va > vb || (va == vb && ia < ib); }
+// NaN by its bits: without SignedZeroInfNanPreserve a driver may assume floats are never NaN and
+// fold isnan() or a comparison with one away; integer tests it must keep.
+bool is_nan_bits(float x) { return (floatBitsToUint(x) & 0x7fffffffu) > 0x7f800000u; }
 
 // Replaces (v, i) in every invocation with the first pair of the workgroup in that order.
 void wg_best(inout float v, inout uint i) {

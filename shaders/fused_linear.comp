@@ -514,7 +514,7 @@ void main() {
     if (t == 0)  // one token: its rows' first maximum (every lane of a group holds the group's values)
       [[unroll]] for (uint r = 0; r < ROWS; ++r) {
         const uint row = unit * ROWS + r;
-        if (row < p.rows && pair_before(v[r], p.row_base + row, best_v, best_i)) {
+        if (row < p.rows && !is_nan_bits(v[r]) && pair_before(v[r], p.row_base + row, best_v, best_i)) {
           best_v = v[r];
           best_i = p.row_base + row;
         }

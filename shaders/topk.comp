@@ -53,7 +53,7 @@ void lane_best(uint base, uint begin, uint n, bool started, float after_v, uint 
 #else
     const float x = logits[base + begin + j];
     const uint xi = begin + j;
-    if (isnan(x)) continue;
+    if (is_nan_bits(x)) continue;
 #endif
     if (started && !pair_before(after_v, after_i, x, xi)) continue;  // already taken
     if (pair_before(x, xi, v, i)) {
