@@ -63,7 +63,8 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                         .head = options_.head, .plan = options_.plan,
                         .greedy_chain = options_.timestamps == TimestampMode::None ? options_.greedy_chain : 1,
                         .step_inputs_on_device = options_.step_inputs_on_device,
-                        .fold_attention = options_.fold_attention};
+                        .fold_attention = options_.fold_attention,
+                        .attention_min_split = options_.attention_min_split};
   const Placement placement = place_model(c, devices, options_.split, so, model.string());
   const std::vector<StageSpec>& specs = placement.stages;
   if (options_.on_plan) options_.on_plan(placement.text);

@@ -70,6 +70,7 @@ struct EngineOptions {
   // StageOptions::fold_attention: the attention inside the qkv dispatch of one-token steps at short
   // contexts (GPU plan). Unset: wherever the device can.
   std::optional<bool> fold_attention;
+  uint32_t attention_min_split = 0;  // tests: StageOptions::attention_min_split
 };
 
 // What one sequence's step produced (prefill() and decode()), as asked by its Selection: the token

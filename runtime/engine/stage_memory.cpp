@@ -50,14 +50,15 @@ ops::AttentionPlan plan_stage_attention(const ModelConfig& c, const StageOptions
       // (StageOptions::fold_attention), with the same bits.
       const ops::FusedLinearShape fused = options.fused_shape ? *options.fused_shape : ops::FusedLinearShape::pick(info);
       return ops::plan_attention(info, heads, tokens, uint32_t(options.context),
-                                 {.workgroup = fused.workgroup, .flash_decode = true,
-                                  .subgroup_size = fused.required_subgroup_size},
+                                 {.workgroup = fused.workgroup, .min_split = options.attention_min_split,
+                                  .flash_decode = true, .subgroup_size = fused.required_subgroup_size},
                                  layout);
     } catch (const Error&) {
       // this device or shape cannot run it: the default below
     }
   }
-  return ops::plan_attention(info, heads, tokens, uint32_t(options.context), {}, layout);
+  return ops::plan_attention(info, heads, tokens, uint32_t(options.context), {.min_split = options.attention_min_split},
+                             layout);
 }
 
 void StageMemory::add(std::string name, uint64_t bytes, StageBuffer::Use use, MemoryKind kind, bool ternary) {

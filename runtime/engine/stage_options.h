@@ -66,6 +66,10 @@ struct StageOptions {
   // Unset: wherever the device can (FusedLinear::why_no_folded_attention); true: required (an error
   // names why not, also on the CPU plan); false: never.
   std::optional<bool> fold_attention;
+  // Tests: live keys per split of the decode attention (AttentionTuning::min_split; 0: the plan's),
+  // so that splits, and the end of the folded attention, come at a test's small contexts on every
+  // device (the H200's plan runs up to 256 keys of a small model as one split).
+  uint32_t attention_min_split = 0;
 };
 
 // StageOptions::step_inputs_on_device as it applies on this device.

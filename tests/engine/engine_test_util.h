@@ -16,6 +16,9 @@ inline EngineOptions weights_only(int chunk = 64) {
   o.prefill_chunk = chunk;
   o.load_tokenizer = false;
   o.context = 64;
+  // The tiled GEMM: on a device with matrix units every engine would otherwise run their self-check
+  // again (its own VkDevice); tests/ops_matmul/test_matrix_unit_gemm.cpp covers them.
+  o.gemm_units = ops::GemmUnits::Vector;
   return o;
 }
 

@@ -23,11 +23,16 @@ EngineOptions batch_options(int sequences, int chunk = 8, ExecutionPlan plan = E
   o.load_tokenizer = false;
   o.context = 128;
   o.sequences = sequences;
+  o.gemm_units = ops::GemmUnits::Vector;  // as weights_only()
+  // Splits of a fixed size on every device, so the long prompt below is split whatever the device's
+  // own plan (a GPU's would run 128 keys of this model as one split): the lane-split kernel's
+  // default on CPU devices (64 keys), and 16 for the GPU plan's flash-decode.
+  if (plan != ExecutionPlan::Auto) o.attention_min_split = plan == ExecutionPlan::Gpu ? 16 : 64;
   return o;
 }
 
-// A long prompt: more live keys than one attention split takes (64), so the context is split and
-// the split count must not depend on the batch.
+// A long prompt: more live keys than one attention split takes (64 at most), so the context is
+// split and the split count must not depend on the batch.
 std::vector<uint32_t> long_prompt() {
   std::vector<uint32_t> p = {1};
   for (uint32_t i = 1; i < 100; ++i) p.push_back((i * 37 + 11) % 320);
@@ -187,39 +192,43 @@ TEST_CASE("several sequences on a pipeline of logical devices (staggered decode)
   ModelConfig c = small_2b4t_config();
   c.n_layers = 3;
   const auto model_file = random_model_gguf(c, 47, "engine-batch-stages");
-  EngineOptions o = batch_options(3);
-  Engine one(instance(), model_file, o);
-  const int dev = int(device().info().index);
-  std::vector<std::vector<uint32_t>> want;
-  {
-    one.prefill(0, kPrompts[0], {Selection::Argmax});
-    one.prefill(1, kPrompts[2], {Selection::Argmax});
-    one.prefill(2, kPrompts[3], {Selection::Argmax});
-    std::vector<uint32_t> next = {5, 6, 7};
-    for (int s = 0; s < 4; ++s) {
-      const int slots[] = {0, 1, 2};
-      const auto x = one.decode(slots, next, {Selection::Logits});
-      for (size_t i = 0; i < 3; ++i) next[i] = uint32_t(argmax_index(x[i].logits));
-      want.push_back(next);
+  // Both plans, each against itself on one device (the GPU plan's staged steps fuse as its solo ones).
+  for (const auto plan : {ExecutionPlan::Cpu, ExecutionPlan::Gpu}) {
+    CAPTURE(int(plan));
+    EngineOptions o = batch_options(3, 8, plan);
+    Engine one(instance(), model_file, o);
+    const int dev = int(device().info().index);
+    std::vector<std::vector<uint32_t>> want;
+    {
+      one.prefill(0, kPrompts[0], {Selection::Argmax});
+      one.prefill(1, kPrompts[2], {Selection::Argmax});
+      one.prefill(2, kPrompts[3], {Selection::Argmax});
+      std::vector<uint32_t> next = {5, 6, 7};
+      for (int s = 0; s < 4; ++s) {
+        const int slots[] = {0, 1, 2};
+        const auto x = one.decode(slots, next, {Selection::Logits});
+        for (size_t i = 0; i < 3; ++i) next[i] = uint32_t(argmax_index(x[i].logits));
+        want.push_back(next);
+      }
     }
-  }
-  // Two stages cut the batch of 3 into groups of 2 and 1; three stages into three groups of 1.
-  for (auto split : std::vector<std::vector<int>>{{1, 2}, {1, 1, 1}}) {
-    CAPTURE(split.size());
-    o.devices = std::vector<int>(split.size(), dev);
-    o.split = split;
-    Engine staged(instance(), model_file, o);
-    staged.prefill(0, kPrompts[0], {Selection::Argmax});
-    staged.prefill(1, kPrompts[2], {Selection::Argmax});
-    staged.prefill(2, kPrompts[3], {Selection::Argmax});
-    std::vector<uint32_t> next = {5, 6, 7};
-    for (int s = 0; s < 4; ++s) {
-      const int slots[] = {0, 1, 2};
-      const auto y = staged.decode(slots, next, {Selection::Argmax});
-      for (size_t i = 0; i < 3; ++i) next[i] = y[i].token;
-      CHECK(next == want[size_t(s)]);
+    // Two stages cut the batch of 3 into groups of 2 and 1; three stages into three groups of 1.
+    for (auto split : std::vector<std::vector<int>>{{1, 2}, {1, 1, 1}}) {
+      CAPTURE(split.size());
+      o.devices = std::vector<int>(split.size(), dev);
+      o.split = split;
+      Engine staged(instance(), model_file, o);
+      staged.prefill(0, kPrompts[0], {Selection::Argmax});
+      staged.prefill(1, kPrompts[2], {Selection::Argmax});
+      staged.prefill(2, kPrompts[3], {Selection::Argmax});
+      std::vector<uint32_t> next = {5, 6, 7};
+      for (int s = 0; s < 4; ++s) {
+        const int slots[] = {0, 1, 2};
+        const auto y = staged.decode(slots, next, {Selection::Argmax});
+        for (size_t i = 0; i < 3; ++i) next[i] = y[i].token;
+        CHECK(next == want[size_t(s)]);
+      }
+      CHECK(staged.position(2) == int(kPrompts[3].size()) + 4);
     }
-    CHECK(staged.position(2) == int(kPrompts[3].size()) + 4);
   }
 }
 

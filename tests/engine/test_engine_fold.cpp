@@ -17,6 +17,10 @@ using namespace ternvk::test;
 
 namespace {
 
+// Splits of 16 keys: the folded attention ends at 16 keys on every device, within these tests'
+// contexts (a GPU's own plan would run this small model's whole context as one split).
+constexpr uint32_t kMinSplit = 16;
+
 EngineOptions gpu_plan(bool fold, bool fp16) {
   EngineOptions o = weights_only();
   o.plan = ExecutionPlan::Gpu;
@@ -25,6 +29,7 @@ EngineOptions gpu_plan(bool fold, bool fp16) {
   o.sequences = 3;
   o.greedy_chain = 8;
   o.greedy_chain_budget_ms = 0;  // chains as long as asked
+  o.attention_min_split = kMinSplit;
   return o;
 }
 
@@ -125,6 +130,7 @@ TEST_CASE("generate() with the attention inside qkv writes one step a submit's t
   o.greedy_chain_budget_ms = 0;
   o.greedy_chain = 1;
   o.fold_attention = false;
+  o.attention_min_split = kMinSplit;
   Engine one(instance(), shipped_model_path(), o);
   o.greedy_chain = 16;
   o.fold_attention = true;
