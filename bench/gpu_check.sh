@@ -22,8 +22,9 @@
 #                  then pp512 end to end (ternary) with the tiled and the matrix-unit GEMM side by side
 #   attention.txt  bench_attention --decode-only (128 to 32k keys, every kernel, and flash-decode with
 #                  its split count capped at 16, 32 and 64)
-#   tests.txt      the fused layers (and the attention inside qkv), the matrix-unit GEMM, the
-#                  attention and the engine's plan, batch, greedy-chain and fold tests with the validation layer on
+#   tests.txt      with the validation layer on: the fused layers (and the attention inside qkv), the
+#                  matrix-unit GEMM, the engine's plan, batch, greedy-chain and fold tests and the
+#                  flash-decode attention right after the target figures; the other attention tests last
 # Each step has its own timeout so that one hang cannot hold the lease, cut to what is left of a
 # 560-second budget (the device tool's command limit is 600 s); the most wanted figures come first
 # (the targets, then the tests of the kernels that gave them), so that the budget, if reached, cuts
@@ -51,6 +52,7 @@ keep='TEST CASE|ERROR|THREW|CHECK|values|test cases|Status'
   cd "$b/tests" || exit 1
   TERNVK_VALIDATION=1 timeout $(limit 60) ./test_ops_matmul -sf="*fused*,*matrix_unit*" 2>&1 | grep -E "$keep" | head -40
   TERNVK_VALIDATION=1 timeout $(limit 90) ./test_engine -sf="*plans*,*batch*,*chain*,*fold*" 2>&1 | grep -E "$keep" | head -40
+  TERNVK_VALIDATION=1 timeout $(limit 60) ./test_ops_attention -sf="*flash*" 2>&1 | grep -E "$keep" | head -40
 ) > "$out/tests.txt" 2>&1
 step bench-variants
 timeout $(limit 90) "$t" bench $syn -p 0 -n 128 -r 3 --both --plan gpu --fold-attention auto,off >> "$out/bench.md" 2>&1
@@ -70,6 +72,6 @@ BENCH_FLASH=0/0/0/16,0/0/0/32,0/0/0/64 timeout $(limit 40) "$b/bench/bench_atten
 step attention-tests
 (
   cd "$b/tests" || exit 1
-  TERNVK_VALIDATION=1 timeout $(limit 120) ./test_ops_attention 2>&1 | grep -E "$keep" | head -40
+  TERNVK_VALIDATION=1 timeout $(limit 120) ./test_ops_attention -sf="*attention.cpp,*slots*" 2>&1 | grep -E "$keep" | head -40
 ) >> "$out/tests.txt" 2>&1
 step done
