@@ -1,6 +1,7 @@
 #include "runtime/engine/stage.h"
 
 #include <cstring>
+#include <future>
 
 #include "runtime/core/error.h"
 #include "runtime/core/half.h"
@@ -54,21 +55,39 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
     if (progress) progress(++done, total);
   };
 
-  // Weights: one layer at a time, so host memory holds one layer's unpacked values at most.
+  // Weights: a layer at a time on the device, while worker threads read and pack the next one (its
+  // four matrices side by side), so host memory holds two layers' unpacked values at most.
+  struct PreparedLayer {
+    PreparedLinear qkv, o, gate_up, down;
+  };
+  auto prepare_group = [this, &source](int l, std::vector<Linear> which, std::string what) {
+    std::vector<TernaryMatrix> parts;  // moved into prepare_linear: unpacked values are never copied
+    for (const Linear m : which) parts.push_back(source.linear(l, m));
+    return prepare_linear(std::move(parts), std::move(what));
+  };
+  auto prepare_layer = [&prepare_group](int l) {
+    const std::string p = "layer " + std::to_string(l) + " ";
+    // Matrices that share an input are stacked into one matrix (per-row scales): one dispatch each.
+    auto qkv = std::async(std::launch::async, prepare_group, l, std::vector{Linear::Q, Linear::K, Linear::V}, p + "qkv");
+    auto o = std::async(std::launch::async, prepare_group, l, std::vector{Linear::O}, p + "o");
+    auto gate_up = std::async(std::launch::async, prepare_group, l, std::vector{Linear::Gate, Linear::Up}, p + "gate|up");
+    PreparedLayer out;
+    out.down = prepare_group(l, {Linear::Down}, p + "down");
+    out.qkv = qkv.get();
+    out.o = o.get();
+    out.gate_up = gate_up.get();
+    return out;
+  };
+  std::future<PreparedLayer> next = std::async(std::launch::async, prepare_layer, spec.first_layer);
   for (int l = spec.first_layer; l < spec.end_layer; ++l) {
     const std::string p = "layer " + std::to_string(l) + " ";
     Layer L;
-    // Matrices that share an input are stacked into one matrix (per-row scales): one dispatch each.
-    // (Moved in, not listed in braces: an initializer list would copy every unpacked value.)
-    auto read = [&](std::initializer_list<Linear> which) {
-      std::vector<TernaryMatrix> parts;
-      for (const Linear m : which) parts.push_back(source.linear(l, m));
-      return parts;
-    };
-    L.qkv = upload_linear(read({Linear::Q, Linear::K, Linear::V}), p + "qkv");
-    L.o = upload_linear(read({Linear::O}), p + "o");
-    L.gate_up = upload_linear(read({Linear::Gate, Linear::Up}), p + "gate|up");
-    L.down = upload_linear(read({Linear::Down}), p + "down");
+    PreparedLayer prepared = next.get();
+    if (l + 1 < spec.end_layer) next = std::async(std::launch::async, prepare_layer, l + 1);
+    L.qkv = upload_linear(std::move(prepared.qkv));
+    L.o = upload_linear(std::move(prepared.o));
+    L.gate_up = upload_linear(std::move(prepared.gate_up));
+    L.down = upload_linear(std::move(prepared.down));
     L.attn_norm = upload_floats(source.norm(l, Norm::Attn), p + "attn_norm");
     L.attn_sub_norm = upload_floats(source.norm(l, Norm::AttnSub), p + "attn_sub_norm");
     L.ffn_norm = upload_floats(source.norm(l, Norm::Ffn), p + "ffn_norm");
@@ -174,27 +193,37 @@ Buffer Stage::upload_floats(const std::vector<float>& v, const std::string& what
   return b;
 }
 
-Stage::LinearWeights Stage::upload_linear(std::vector<TernaryMatrix> parts, const std::string& what) {
-  LinearWeights w;
+Stage::PreparedLinear Stage::prepare_linear(std::vector<TernaryMatrix> parts, std::string what) const {
+  PreparedLinear out;
+  out.what = std::move(what);
+  out.cols = uint32_t(parts[0].cols);
   if (!options_.fp16_baseline) {
     std::vector<ops::PackedTernaryMatrix> packed;
-    for (const auto& m : parts) packed.push_back(ops::pack_ternary(m.values, uint32_t(m.rows), uint32_t(m.cols), m.scale, what));
-    w.ternary = std::make_unique<ops::TernaryMatrixGpu>(
-        device_, packed.size() == 1 ? std::move(packed[0]) : ops::concat_rows(packed), what, options_.max_segment_bytes);
-    return w;
+    for (const auto& m : parts)
+      packed.push_back(ops::pack_ternary(m.values, uint32_t(m.rows), uint32_t(m.cols), m.scale, out.what));
+    out.ternary = packed.size() == 1 ? std::move(packed[0]) : ops::concat_rows(packed);
+    out.rows = out.ternary->rows;
+    return out;
   }
-  std::vector<uint16_t> halves;
   uint64_t values = 0;
   for (const auto& m : parts) values += m.values.size();
-  halves.reserve(values);
-  uint32_t rows = 0;
+  out.halves.reserve(values);
   for (const auto& m : parts) {
     const uint16_t plus = float_to_half(m.scale), minus = float_to_half(-m.scale), zero = 0;
-    for (int8_t v : m.values) halves.push_back(v > 0 ? plus : v < 0 ? minus : zero);
-    rows += uint32_t(m.rows);
+    for (int8_t v : m.values) out.halves.push_back(v > 0 ? plus : v < 0 ? minus : zero);
+    out.rows += uint32_t(m.rows);
   }
-  w.fp16 = std::make_unique<ops::Fp16MatrixGpu>(device_, halves, rows, uint32_t(parts[0].cols), what,
-                                                options_.max_segment_bytes);
+  return out;
+}
+
+Stage::LinearWeights Stage::upload_linear(PreparedLinear prepared) {
+  LinearWeights w;
+  if (prepared.ternary)
+    w.ternary = std::make_unique<ops::TernaryMatrixGpu>(device_, std::move(*prepared.ternary), prepared.what,
+                                                        options_.max_segment_bytes);
+  else
+    w.fp16 = std::make_unique<ops::Fp16MatrixGpu>(device_, prepared.halves, prepared.rows, prepared.cols, prepared.what,
+                                                  options_.max_segment_bytes);
   return w;
 }
 

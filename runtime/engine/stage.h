@@ -7,6 +7,8 @@
 #include <span>
 #include <tuple>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "runtime/device/device.h"
@@ -114,6 +116,14 @@ class Stage {
     std::unique_ptr<ops::Fp16MatrixGpu> fp16;
     uint64_t bytes() const { return ternary ? ternary->device_bytes() : fp16->device_bytes(); }
   };
+  // A linear layer's host side, ready to upload: the packed ternary matrix, or the FP16 baseline's
+  // rows. Prepared off the thread that uploads (the next layer's while this one uploads).
+  struct PreparedLinear {
+    std::string what;
+    std::optional<ops::PackedTernaryMatrix> ternary;
+    std::vector<uint16_t> halves;
+    uint32_t rows = 0, cols = 0;
+  };
   struct Layer {
     LinearWeights qkv, o, gate_up, down;
     Buffer attn_norm, attn_sub_norm, ffn_norm, ffn_sub_norm;
@@ -157,7 +167,8 @@ class Stage {
   // logits = head · x for `tokens` rows of x, by the FP16 or the int8 kernel.
   void record_head(Recording& rec, BufferRange x, uint32_t tokens, const ops::MatmulOutput& logits);
   Buffer upload_floats(const std::vector<float>& v, const std::string& what);
-  LinearWeights upload_linear(std::vector<TernaryMatrix> parts, const std::string& what);
+  PreparedLinear prepare_linear(std::vector<TernaryMatrix> parts, std::string what) const;
+  LinearWeights upload_linear(PreparedLinear prepared);
   // out = W · norm(x): quantize + ternary matmul, or float norm + FP16 matmul for the baseline.
   void record_norm_linear(Recording& rec, BufferRange x, const Buffer& norm, uint32_t tokens, uint32_t cols,
                           const ops::QuantizedActivations& xq, const LinearWeights& w, const ops::MatmulOutput& out,
