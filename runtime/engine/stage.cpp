@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <future>
+#include <system_error>
 
 #include "runtime/core/error.h"
 #include "runtime/core/half.h"
@@ -14,6 +15,21 @@
 #include "runtime/ops/rope.h"
 
 namespace ternvk {
+namespace {
+
+// std::async on its own thread, or (where no thread can be started: a process or container limit)
+// deferred to the get() that wants the result: the load is slower then, never refused.
+template <class F, class... Args>
+auto launch(const F& f, Args... args) {
+  try {
+    return std::async(std::launch::async, f, args...);
+  } catch (const std::system_error&) {
+    return std::async(std::launch::deferred, f, std::move(args)...);
+  }
+}
+
+}  // namespace
+
 
 Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, const StageOptions& options,
              const std::function<void(int, int)>& progress)
@@ -68,9 +84,9 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
   auto prepare_layer = [&prepare_group](int l) {
     const std::string p = "layer " + std::to_string(l) + " ";
     // Matrices that share an input are stacked into one matrix (per-row scales): one dispatch each.
-    auto qkv = std::async(std::launch::async, prepare_group, l, std::vector{Linear::Q, Linear::K, Linear::V}, p + "qkv");
-    auto o = std::async(std::launch::async, prepare_group, l, std::vector{Linear::O}, p + "o");
-    auto gate_up = std::async(std::launch::async, prepare_group, l, std::vector{Linear::Gate, Linear::Up}, p + "gate|up");
+    auto qkv = launch(prepare_group, l, std::vector{Linear::Q, Linear::K, Linear::V}, p + "qkv");
+    auto o = launch(prepare_group, l, std::vector{Linear::O}, p + "o");
+    auto gate_up = launch(prepare_group, l, std::vector{Linear::Gate, Linear::Up}, p + "gate|up");
     PreparedLayer out;
     out.down = prepare_group(l, {Linear::Down}, p + "down");
     out.qkv = qkv.get();
@@ -78,12 +94,12 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
     out.gate_up = gate_up.get();
     return out;
   };
-  std::future<PreparedLayer> next = std::async(std::launch::async, prepare_layer, spec.first_layer);
+  std::future<PreparedLayer> next = launch(prepare_layer, spec.first_layer);
   for (int l = spec.first_layer; l < spec.end_layer; ++l) {
     const std::string p = "layer " + std::to_string(l) + " ";
     Layer L;
     PreparedLayer prepared = next.get();
-    if (l + 1 < spec.end_layer) next = std::async(std::launch::async, prepare_layer, l + 1);
+    if (l + 1 < spec.end_layer) next = launch(prepare_layer, l + 1);
     L.qkv = upload_linear(std::move(prepared.qkv));
     L.o = upload_linear(std::move(prepared.o));
     L.gate_up = upload_linear(std::move(prepared.gate_up));
@@ -219,7 +235,7 @@ Stage::PreparedLinear Stage::prepare_linear(std::vector<TernaryMatrix> parts, st
 Stage::LinearWeights Stage::upload_linear(PreparedLinear prepared) {
   LinearWeights w;
   if (prepared.ternary)
-    w.ternary = std::make_unique<ops::TernaryMatrixGpu>(device_, std::move(*prepared.ternary), prepared.what,
+    w.ternary = std::make_unique<ops::TernaryMatrixGpu>(device_, *prepared.ternary, prepared.what,
                                                         options_.max_segment_bytes);
   else
     w.fp16 = std::make_unique<ops::Fp16MatrixGpu>(device_, prepared.halves, prepared.rows, prepared.cols, prepared.what,
