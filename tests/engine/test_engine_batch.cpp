@@ -192,6 +192,10 @@ TEST_CASE("several sequences on a pipeline of logical devices (staggered decode)
   ModelConfig c = small_2b4t_config();
   c.n_layers = 3;
   const auto model_file = random_model_gguf(c, 47, "engine-batch-stages");
+  auto prefill_three = [](Engine& e) {
+    for (const auto& [slot, prompt] : {std::pair{0, 0}, std::pair{1, 2}, std::pair{2, 3}})
+      e.prefill(slot, kPrompts[size_t(prompt)], {Selection::Argmax});
+  };
   // Both plans, each against itself on one device (the GPU plan's staged steps fuse as its solo ones).
   for (const auto plan : {ExecutionPlan::Cpu, ExecutionPlan::Gpu}) {
     CAPTURE(int(plan));
@@ -200,9 +204,7 @@ TEST_CASE("several sequences on a pipeline of logical devices (staggered decode)
     const int dev = int(device().info().index);
     std::vector<std::vector<uint32_t>> want;
     {
-      one.prefill(0, kPrompts[0], {Selection::Argmax});
-      one.prefill(1, kPrompts[2], {Selection::Argmax});
-      one.prefill(2, kPrompts[3], {Selection::Argmax});
+      prefill_three(one);
       std::vector<uint32_t> next = {5, 6, 7};
       for (int s = 0; s < 4; ++s) {
         const int slots[] = {0, 1, 2};
@@ -217,9 +219,7 @@ TEST_CASE("several sequences on a pipeline of logical devices (staggered decode)
       o.devices = std::vector<int>(split.size(), dev);
       o.split = split;
       Engine staged(instance(), model_file, o);
-      staged.prefill(0, kPrompts[0], {Selection::Argmax});
-      staged.prefill(1, kPrompts[2], {Selection::Argmax});
-      staged.prefill(2, kPrompts[3], {Selection::Argmax});
+      prefill_three(staged);
       std::vector<uint32_t> next = {5, 6, 7};
       for (int s = 0; s < 4; ++s) {
         const int slots[] = {0, 1, 2};
