@@ -30,7 +30,6 @@ auto launch(const F& f, Args... args) {
 
 }  // namespace
 
-
 Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, const StageOptions& options,
              const std::function<void(int, int)>& progress)
     : device_(device),

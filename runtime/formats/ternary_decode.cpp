@@ -193,7 +193,7 @@ TernaryMatrix decode_i2_s(const RawTensor& t) {
       }
     if (invalid) {
       uint64_t j = 0;
-      while (((bytes[j % 32] >> (6 - 2 * (j / 32))) & 3) != 3) ++j;
+      while (out[j] != 2) ++j;  // code 3 was stored as 3 - 1
       throw Error(t.where + ": I2_S value " + std::to_string(block * kI2sBlock + j) +
                   " has code 3 (valid: 0=-1, 1=0, 2=+1); corrupt data or not the 128-block "
                   "x86 layout");

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "common/gpu.h"
+#include "engine/engine_test_util.h"
 #include "engine/random_model.h"
 #include "engine/reference_forward.h"
 #include "runtime/core/error.h"
@@ -17,13 +18,10 @@ using namespace ternvk::test;
 namespace {
 
 EngineOptions batch_options(int sequences, int chunk = 8, ExecutionPlan plan = ExecutionPlan::Auto) {
-  EngineOptions o;
+  EngineOptions o = weights_only(chunk);
   o.plan = plan;
-  o.prefill_chunk = chunk;
-  o.load_tokenizer = false;
   o.context = 128;
   o.sequences = sequences;
-  o.gemm_units = ops::GemmUnits::Vector;  // as weights_only()
   // Splits of a fixed size on every device, so the long prompt below is split whatever the device's
   // own plan (a GPU's would run 128 keys of this model as one split): the lane-split kernel's
   // default on CPU devices (64 keys), and 16 for the GPU plan's flash-decode.

@@ -108,10 +108,10 @@ TEST_CASE("code 3 is rejected in I2_S, TQ2_0 and HF packed data, naming the tens
   const auto m = test::random_ternary(2, 256, 0.1f, 3);
   auto i2s = encode_i2_s(m);
   i2s[5] |= 0xc0;
-  test::require_error([&] { decode_i2_s(raw(2, 256, i2s)); }, "test tensor 'w'", "code 3");
+  test::require_error([&] { decode_i2_s(raw(2, 256, i2s)); }, "test tensor 'w'", "value 5 ", "code 3");
   auto tq2 = encode_tq2_0(m);
   tq2[70] |= 0x03;  // second block, byte 4
-  test::require_error([&] { decode_tq2_0(raw(2, 256, tq2)); }, "'w'", "TQ2_0 block 1", "code 3");
+  test::require_error([&] { decode_tq2_0(raw(2, 256, tq2)); }, "'w'", "TQ2_0 block 1 element 4 ", "code 3");
   std::vector<uint8_t> hf = pack_hf_ternary(test::random_ternary(4, 3, 1.0f, 4));
   hf[2] |= 0x30;
   test::require_error([&] { decode_hf_packed(raw(1, 3, hf), 1.0f); }, "'w'", "code 3", "[0, 2]");
