@@ -190,6 +190,13 @@ shared uvec4 xs[TOKENS * X_UVEC4];  // the normalized (ternary: int8) activation
 float tok_s[TOKENS];   // ternary: each token's scale s
 int tok_sum_q[TOKENS];  // ternary: each token's sum of q
 
+// An invocation's place among the lane groups: its subgroup's invocations in order, then the next
+// subgroup's. Vulkan does not promise gl_SubgroupInvocationID == local id % subgroup size, so lane
+// groups are cut from this index: a group within one subgroup then holds exactly the lanes that its
+// shuffle-xor butterflies pair (the workgroup is made of whole subgroups: WG is a multiple of the
+// subgroup size the pipeline runs with).
+uint lane_slot() { return gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID; }
+
 // The sum over a lane group. Lanes that share a subgroup reduce by shuffle-xor; a group wider than
 // the subgroup (allowed for any device, e.g. 32 lanes on an 8-wide one) then adds its subgroup-sized
 // pieces through shared memory, in piece order. Reached by the whole workgroup (it may hold barriers).
@@ -198,8 +205,9 @@ int tok_sum_q[TOKENS];  // ternary: each token's sum of q
   [[unroll]] for (uint m = LANES / 2; m > 0; m >>= 1)                                              \
     if (m < gl_SubgroupSize) v += subgroupShuffleXor(v, m);                                        \
   if (LANES <= gl_SubgroupSize) return v;                                                          \
-  const uint group_base = gl_LocalInvocationID.x - gl_LocalInvocationID.x % LANES;                 \
-  SHARED[gl_LocalInvocationID.x] = STORE_AS(v);                                                    \
+  const uint slot = lane_slot();                                                                   \
+  const uint group_base = slot - slot % LANES;                                                     \
+  SHARED[slot] = STORE_AS(v);                                                                      \
   barrier();                                                                                       \
   T total = T(SHARED[group_base]);                                                                 \
   for (uint piece = gl_SubgroupSize; piece < LANES; piece += gl_SubgroupSize)                      \
@@ -364,8 +372,8 @@ void main() {
 #else
 void main() {
   const uint lid = gl_LocalInvocationID.x;
-  const uint lane = lid % LANES;
-  const uint unit = gl_WorkGroupID.x * GROUPS + lid / LANES;
+  const uint lane = lane_slot() % LANES;
+  const uint unit = gl_WorkGroupID.x * GROUPS + lane_slot() / LANES;
   const uint t0 = gl_WorkGroupID.y * TOKENS;
   const uint chunks = p.chunks;
   const uint STEP = LANES * UNROLL;
