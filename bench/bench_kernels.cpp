@@ -131,18 +131,21 @@ void check_ternary(const std::string& what, const std::vector<float>& got, const
 }
 
 // Throws unless the checked rows of an fp16 output are within fp32 rounding of the double sums.
+// `matrix_units`: the FP16 matrix-unit GEMM, whose activations are rounded to fp16 (its own bound).
 void check_fp16(const std::string& what, const std::vector<float>& got, const std::vector<uint16_t>& wh,
-                const std::vector<float>& x, uint32_t n, uint32_t k, uint32_t t) {
+                const std::vector<float>& x, uint32_t n, uint32_t k, uint32_t t, bool matrix_units = false) {
   const auto rows = checked_rows(n);
   for (uint32_t tt = 0; tt < t; ++tt)
     for (uint32_t r : rows) {
-      double ref = 0, mag = 0;
+      double ref = 0, mag = 0, abs_w = 0;
       for (uint32_t i = 0; i < k; ++i) {
-        const double p = double(half_to_float(wh[size_t(r) * k + i])) * x[size_t(tt) * k + i];
+        const double w = half_to_float(wh[size_t(r) * k + i]), p = w * x[size_t(tt) * k + i];
         ref += p;
         mag += std::fabs(p);
+        abs_w += std::fabs(w);
       }
-      if (std::fabs(got[size_t(tt) * n + r] - ref) > 3e-5 * mag + 1e-6)
+      const double tolerance = matrix_units ? fp16_gemm_error_bound(k, mag, abs_w) + 1e-6 : 3e-5 * mag + 1e-6;
+      if (std::fabs(got[size_t(tt) * n + r] - ref) > tolerance)
         throw Error(what + ": fp16 output mismatch at token " + std::to_string(tt) + " row " + std::to_string(r));
     }
 }
@@ -199,8 +202,9 @@ struct Fp16Inputs {
              const std::string& label)
       : n(n_), k(k_), t(t_), wh(random_halves(rng, size_t(n) * k)), gw(dev, wh, n, k, label + " fp16"),
         xb(upload(dev, x, "bench fp32 activations")), bytes(gw.weight_bytes() + xb.size() + uint64_t(t) * n * 4) {}
-  void check(const std::string& what, const std::vector<float>& got, const std::vector<float>& x) const {
-    check_fp16(what, got, wh, x, n, k, t);
+  void check(const std::string& what, const std::vector<float>& got, const std::vector<float>& x,
+             bool matrix_units = false) const {
+    check_fp16(what, got, wh, x, n, k, t, matrix_units);
   }
 };
 
@@ -228,7 +232,8 @@ struct Row {
 struct PrefillRow {
   std::string label;
   uint32_t n, k, t;
-  double tern_gemv = 0, tern_gemm_swar = 0, tern_gemm_dot = 0, tern_gemm_units = 0, fp16_gemv = 0, fp16_gemm = 0;  // us
+  double tern_gemv = 0, tern_gemm_swar = 0, tern_gemm_dot = 0, tern_gemm_units = 0;  // us
+  double fp16_gemv = 0, fp16_gemm = 0, fp16_gemm_units = 0;
 };
 
 void print_rate(const char* what, const Timing& t, uint64_t macs, uint64_t bytes) {
@@ -356,30 +361,36 @@ class Bench {
     }
     {
       const Fp16Inputs in(dev_, rng, x, n, k, t, label);
-      auto run = [&](const std::string& what, MatmulKernel kernel) {
-        Fp16Matmul op(dev_, {.kernel = kernel});
+      auto run = [&](const std::string& what, MatmulKernel kernel, GemmUnits units = GemmUnits::Vector) {
+        Fp16Matmul op(dev_, {.kernel = kernel, .gemm_units = units});
         return measure(what, [&](Recording& rec) { op.record(rec, in.gw, in.xb.range(), t, {y.range()}); },
-                       [&] { in.check(label + " " + what, got, x); }, in.bytes);
+                       [&] { in.check(label + " " + what, got, x, units == GemmUnits::MatrixUnits); }, in.bytes);
       };
       row.fp16_gemv = run("fp16 GEMV", MatmulKernel::Gemv);
       row.fp16_gemm = run("fp16 GEMM", MatmulKernel::Gemm);
+      if (dev_.info().has_fp16_matrix_unit())
+        row.fp16_gemm_units = run("fp16 GEMM matrix units", MatmulKernel::Gemm, GemmUnits::MatrixUnits);
     }
     prefill_rows_.push_back(row);
   }
 
   void prefill_summary() const {
     std::printf("\nprefill (us per call; GEMV = the device's default GEMV path, GEMM = the tiled GEMM, units = the "
-                "matrix-unit GEMM where the device has int8 ones)\n");
-    std::printf("%-22s %5s %5s %3s | %10s %10s %10s %10s | %10s %10s | %9s %9s\n", "shape", "N", "K", "T", "tern GEMV",
-                "GEMM swar", "GEMM dot", "GEMM units", "fp16 GEMV", "fp16 GEMM", "tern x", "fp16/tern");
+                "matrix-unit GEMM where the device has int8 / fp16 ones)\n");
+    std::printf("%-22s %5s %5s %3s | %10s %10s %10s %10s | %10s %10s %10s | %9s %9s\n", "shape", "N", "K", "T",
+                "tern GEMV", "GEMM swar", "GEMM dot", "GEMM units", "fp16 GEMV", "fp16 GEMM", "fp16 units", "tern x",
+                "fp16/tern");
     for (const PrefillRow& r : prefill_rows_) {
       double tern_gemm = r.tern_gemm_swar;
       for (double us : {r.tern_gemm_dot, r.tern_gemm_units})
         if (us > 0) tern_gemm = std::min(tern_gemm, us);
-      const double tern_best = std::min(r.tern_gemv, tern_gemm), fp16_best = std::min(r.fp16_gemv, r.fp16_gemm);
-      std::printf("%-22s %5u %5u %3u | %10.1f %10.1f %10.1f %10.1f | %10.1f %10.1f | %9s %9s\n", r.label.c_str(), r.n,
-                  r.k, r.t, r.tern_gemv, r.tern_gemm_swar, r.tern_gemm_dot, r.tern_gemm_units, r.fp16_gemv, r.fp16_gemm,
-                  fmt(r.tern_gemv / tern_gemm).c_str(), fmt(fp16_best / tern_best).c_str());
+      double fp16_best = std::min(r.fp16_gemv, r.fp16_gemm);
+      if (r.fp16_gemm_units > 0) fp16_best = std::min(fp16_best, r.fp16_gemm_units);
+      const double tern_best = std::min(r.tern_gemv, tern_gemm);
+      std::printf("%-22s %5u %5u %3u | %10.1f %10.1f %10.1f %10.1f | %10.1f %10.1f %10.1f | %9s %9s\n", r.label.c_str(),
+                  r.n, r.k, r.t, r.tern_gemv, r.tern_gemm_swar, r.tern_gemm_dot, r.tern_gemm_units, r.fp16_gemv,
+                  r.fp16_gemm, r.fp16_gemm_units, fmt(r.tern_gemv / tern_gemm).c_str(),
+                  fmt(fp16_best / tern_best).c_str());
     }
     std::printf("(tern x: ternary GEMV time over the fastest ternary GEMM; fp16/tern: the faster of each; 0.0: not "
                 "run on this device)\n");

@@ -9,7 +9,8 @@
 #                  the prologue alone (one workgroup a dispatch), the floor of as many empty
 #                  dependent dispatches, and the picked layers with no barriers (the bound for chaining)
 #   bench.md       2B4T full depth, vocab 32000, f16 head, GPU plan: tg128 and pp512 in one chunk
-#                  (-b 512), ternary and the FP16 baseline side by side (the issue's targets); then
+#                  (-b 512), ternary and the FP16 baseline side by side (the issue's targets; each
+#                  variant's prefill on its matrix units where the device passes their self-checks); then
 #                  tg128 with the attention inside qkv and apart (--fold-attention auto,off), with
 #                  greedy chains of 1 and 16 tokens a submit side by side, and with the
 #                  step inputs read from host memory and from device-local copies
@@ -18,7 +19,7 @@
 #   prefill.md     --plan gpu --timing dispatch for one 512-token prefill step: where pp512's time
 #                  goes, per shader (a timestamp after every dispatch distorts little at 512 tokens)
 #   gemm.txt       bench_kernels --prefill at 512 tokens: the 2B4T matrices' GEMV, tiled GEMMs,
-#                  matrix-unit GEMM (where the device has int8 matrix units) and FP16 GEMMs side by side;
+#                  matrix-unit GEMMs (where the device has int8 / fp16 matrix units), ternary and FP16;
 #                  then pp512 end to end (ternary) with the tiled and the matrix-unit GEMM side by side
 #   attention.txt  bench_attention --decode-only (128 to 32k keys, every kernel, and flash-decode with
 #                  its split count capped at 16, 32 and 64)

@@ -43,7 +43,7 @@ struct Result {
   // decode step (tg tests only).
   int stages = 1;
   std::vector<std::vector<double>> handover_us;
-  bool prefill_matrix_units = false;  // the ternary prefill GEMM ran on the device's matrix units
+  bool prefill_matrix_units = false;  // the prefill GEMM of the linear layers ran on the device's matrix units
   double mean() const { return sample_mean(samples); }
   double stddev() const { return sample_stddev(samples); }
 };
@@ -90,11 +90,11 @@ void print_markdown(const std::vector<Result>& results, bool both) {
   bool unlike = false;
   for (const auto& t : results) {
     if (t.variant != "ternary") continue;
-    unlike = unlike || (t.prefill_matrix_units && t.n_prompt > 0);
     for (const auto& f : results) {
       if (f.variant != "fp16" || f.model != t.model || f.head != t.head || f.plan != t.plan || f.device_index != t.device_index ||
           f.test != t.test || f.stages != t.stages)
         continue;
+      unlike = unlike || (t.n_prompt > 0 && t.prefill_matrix_units != f.prefill_matrix_units);
       std::printf("| %s | %s | %s | Vulkan (%s) | %s | %s | %s | %.2fx | %s | %s | %.2fx | %.2fx |\n", t.model.c_str(),
                   t.head.c_str(), t.plan.c_str(), t.device.c_str(), t.test.c_str(), ts_text(t).c_str(), ts_text(f).c_str(),
                   f.mean() > 0 ? t.mean() / f.mean() : 0.0, format_bytes(double(t.peak)).c_str(),
@@ -103,8 +103,9 @@ void print_markdown(const std::vector<Result>& results, bool both) {
     }
   }
   if (unlike)
-    std::printf("\n(pp rows: the ternary prefill GEMM ran on the matrix units, the FP16 baseline's GEMM has none: "
-                "those ratios are not like for like; tg rows are)\n");
+    std::printf("\n(pp rows: one variant's prefill GEMM ran on the matrix units and the other's on the shader cores "
+                "(the device has no fp16 or no int8 ones, or one failed its self-check): those ratios are not like "
+                "for like; tg rows are)\n");
 }
 
 void print_csv(const std::vector<Result>& results) {
@@ -230,9 +231,9 @@ Action add_bench_command(CLI::App& app) {
       ->delimiter(',')
       ->check(CLI::IsMember({"auto", "gpu", "cpu"}));
   cmd->add_option("--gemm-units", o->gemm_units,
-                  "Units of the ternary prefill GEMM, comma-separated: auto (matrix units where the device has "
-                  "int8 ones and they pass its self-check), vector (shader cores) and/or matrix; several run side "
-                  "by side (the FP16 baseline is unaffected)")
+                  "Units of the prefill GEMM, comma-separated: auto (matrix units where the device has them, int8 "
+                  "for ternary and fp16 for the FP16 baseline's prompt chunks, and they pass its self-check), vector "
+                  "(shader cores) and/or matrix; several run side by side")
       ->delimiter(',')
       ->check(CLI::IsMember({"auto", "vector", "matrix"}));
   cmd->add_option("--greedy-chain", o->chains,
@@ -334,7 +335,7 @@ Action add_bench_command(CLI::App& app) {
               (label_chain ? ", chain " + std::to_string(engine.stage_count() > 1 ? 1 : chain) : "") +
               (inputs == "auto" ? "" : ", step inputs on " + inputs) +
               (fold == "auto" ? "" : ", attention in qkv " + fold);
-          const bool matrix_units = !fp16 && engine.stage().prefill_on_matrix_units();
+          const bool matrix_units = engine.stage().prefill_on_matrix_units();
           std::fprintf(stderr, "  %s %s (%s head, %s plan%s): loaded in %.1f s\n", m.name.c_str(), variant, head.c_str(),
                        plan_used.c_str(), matrix_units ? ", prefill GEMM on matrix units" : "", seconds_since(t_load));
           const int V = engine.config().vocab;

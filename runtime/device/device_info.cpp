@@ -51,6 +51,20 @@ MatrixUnitShape pick_int8_matrix_unit(const std::vector<CooperativeMatrixOffer>&
   return best;
 }
 
+MatrixUnitShape pick_fp16_matrix_unit(const std::vector<CooperativeMatrixOffer>& offers) {
+  MatrixUnitShape best;
+  for (const auto& o : offers) {
+    if (o.a != VK_COMPONENT_TYPE_FLOAT16_NV || o.b != VK_COMPONENT_TYPE_FLOAT16_NV ||
+        o.c != VK_COMPONENT_TYPE_FLOAT32_NV || o.result != VK_COMPONENT_TYPE_FLOAT32_NV || o.scope != VK_SCOPE_SUBGROUP_NV)
+      continue;
+    // k: whole uvec4 of fp16 (8 elements) per multiply, within a 64-element chunk.
+    if (o.m == 0 || o.n == 0 || o.k % 8 != 0 || 64 % o.k != 0 || o.n % 4 != 0 || o.m > 64 || o.n > 64) continue;
+    const uint64_t products = uint64_t(o.m) * o.n * o.k, best_products = uint64_t(best.m) * best.n * best.k;
+    if (products > best_products || (products == best_products && o.m > best.m)) best = {o.m, o.n, o.k};
+  }
+  return best;
+}
+
 uint64_t DeviceInfo::device_local_bytes() const {
   uint64_t total = 0;
   for (const auto& h : heaps)
@@ -126,6 +140,11 @@ std::string DeviceInfo::describe() const {
       << yes(subgroup_size_control) << ", int8 matrix units ";
   if (has_int8_matrix_unit())
     out << int8_matrix_unit.m << "x" << int8_matrix_unit.n << "x" << int8_matrix_unit.k << " (VK_NV_cooperative_matrix)";
+  else
+    out << (cooperative_matrix ? "no (VK_KHR_cooperative_matrix only: not used)" : "no");
+  out << ", fp16 matrix units ";
+  if (has_fp16_matrix_unit())
+    out << fp16_matrix_unit.m << "x" << fp16_matrix_unit.n << "x" << fp16_matrix_unit.k << " (VK_NV_cooperative_matrix)";
   else
     out << (cooperative_matrix ? "no (VK_KHR_cooperative_matrix only: not used)" : "no");
   out
@@ -257,9 +276,11 @@ DeviceInfo query_device_info(VkInstance instance, VkPhysicalDevice physical, uin
       vulkan13 && dot_props.integerDotProduct4x8BitPackedSignedAccelerated;
   info.vulkan_memory_model = f12.vulkanMemoryModel && f12.vulkanMemoryModelDeviceScope;
   if (nv_matrix && matrix_features.cooperativeMatrix &&
-      (matrix_props.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT) && info.shader_int8 &&
-      info.vulkan_memory_model)
-    info.int8_matrix_unit = pick_int8_matrix_unit(cooperative_matrix_offers(instance, physical));
+      (matrix_props.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT) && info.vulkan_memory_model) {
+    const std::vector<CooperativeMatrixOffer> offers = cooperative_matrix_offers(instance, physical);
+    if (info.shader_int8) info.int8_matrix_unit = pick_int8_matrix_unit(offers);
+    if (info.shader_float16) info.fp16_matrix_unit = pick_fp16_matrix_unit(offers);
+  }
 
   uint32_t family_count = 0;
   vkGetPhysicalDeviceQueueFamilyProperties(physical, &family_count, nullptr);

@@ -15,8 +15,8 @@ struct MemoryHeapInfo {
   bool device_local = false;
 };
 
-// The size of one int8 x int8 -> int32 matrix multiply-add a subgroup runs on the matrix units
-// (VK_NV_cooperative_matrix): C (m x n) += A (m x k) B (k x n). All zero: none.
+// The size of one matrix multiply-add a subgroup runs on the matrix units (VK_NV_cooperative_matrix):
+// C (m x n) += A (m x k) B (k x n), int8 x int8 -> int32 or fp16 x fp16 -> fp32. All zero: none.
 struct MatrixUnitShape {
   uint32_t m = 0, n = 0, k = 0;
   bool any() const { return m != 0; }
@@ -29,11 +29,14 @@ struct CooperativeMatrixOffer {
   VkScopeNV scope = VK_SCOPE_SUBGROUP_NV;
 };
 
-// The int8 matrix shape ternary_gemm_matrix_unit.comp can use among the driver's offers: signed
+// The int8 matrix shape gemm_matrix_unit.comp (ternary) can use among the driver's offers: signed
 // int8 A and B, int32 C and result, subgroup scope, k of 16, 32 or 64 (whole uvec4 within a staged
 // chunk) and n a multiple of 4 (the accumulators leave through uvec4 rows); the most products per
 // multiply, then the largest m. None when no offer qualifies.
 MatrixUnitShape pick_int8_matrix_unit(const std::vector<CooperativeMatrixOffer>& offers);
+// The fp16 shape fp16 GEMMs on the matrix units can use: fp16 A and B, fp32 C and result, subgroup
+// scope, k of 8, 16, 32 or 64 and n a multiple of 4; the most products per multiply, then the largest m.
+MatrixUnitShape pick_fp16_matrix_unit(const std::vector<CooperativeMatrixOffer>& offers);
 
 struct DeviceInfo {
   uint32_t index = 0;  // position in vkEnumeratePhysicalDevices
@@ -84,6 +87,8 @@ struct DeviceInfo {
   // VK_NV_cooperative_matrix's int8 shape, when the extension, its feature for compute shaders,
   // shaderInt8 and the Vulkan memory model are all there (has_int8_matrix_unit()).
   MatrixUnitShape int8_matrix_unit;
+  // ... and its fp16 shape, with shaderFloat16 in place of shaderInt8 (has_fp16_matrix_unit()).
+  MatrixUnitShape fp16_matrix_unit;
   bool memory_budget = false;                   // VK_EXT_memory_budget present
   bool timeline_semaphore = false;              // timelineSemaphore feature (core in Vulkan 1.2)
   // Streaming multiprocessors / compute units where an extension reports them
@@ -98,6 +103,9 @@ struct DeviceInfo {
   }
   bool has_fast_int8_dot() const { return integer_dot_product && integer_dot_4x8_packed_accelerated; }
   bool has_int8_matrix_unit() const { return int8_matrix_unit.any(); }
+  bool has_fp16_matrix_unit() const { return fp16_matrix_unit.any(); }
+  // Either: the device is created with VK_NV_cooperative_matrix and the Vulkan memory model.
+  bool has_matrix_units() const { return has_int8_matrix_unit() || has_fp16_matrix_unit(); }
   // compute_units when known; else an assumption for sizing grids: 100 on a discrete GPU (a large
   // one: too many workgroups cost little, too few leave the device idle), 16 on an integrated or
   // other GPU, the host's hardware threads on a CPU device (lavapipe runs a workgroup per thread).

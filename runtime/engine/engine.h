@@ -32,8 +32,9 @@ struct EngineOptions {
   int context = 0;            // KV cache positions; 0: min(model maximum, 4096)
   int prefill_chunk = 64;     // tokens per prefill step (the GEMM path)
   ops::TernaryDot dot = ops::TernaryDot::Auto;
-  // The prefill GEMM's multiply units: the matrix units where the device has int8 ones and they
-  // pass a self-check on it (Auto), or forced (benchmarks compare both in one run).
+  // The prefill GEMM's multiply units: the matrix units where the device has them (int8 for ternary
+  // models, fp16 for the FP16 baseline's prompt chunks) and they pass a self-check on it (Auto), or
+  // forced (benchmarks compare both in one run).
   ops::GemmUnits gemm_units = ops::GemmUnits::Auto;
   // GPU times (profiler): of every dispatch, or of whole passes (undistorted on GPUs).
   TimestampMode timestamps = TimestampMode::None;

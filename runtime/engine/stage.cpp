@@ -38,6 +38,8 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
       options_(options),
       ternary_(device, {.dot = options.dot, .gemm_units = options.gemm_units}),
       fp16_(device),
+      // Only the FP16 baseline's linear layers take it, so only they run its self-check.
+      fp16_prompt_(device, {.gemm_units = options.fp16_baseline ? options.gemm_units : ops::GemmUnits::Vector}),
       norm_quant_(device),
       int8_(device),
       plan_(resolve_plan(options.plan, device.info())) {
@@ -244,7 +246,7 @@ Stage::LinearWeights Stage::upload_linear(PreparedLinear prepared) {
 
 void Stage::record_norm_linear(Recording& rec, BufferRange x, const Buffer& norm, uint32_t tokens, uint32_t cols,
                                const ops::QuantizedActivations& xq, const LinearWeights& w,
-                               const ops::MatmulOutput& out, ops::Epilogue epilogue) {
+                               const ops::MatmulOutput& out, ops::Epilogue epilogue, bool one_sequence) {
   // The GPU plan normalizes with the fused layers' own prologue, so a token's bits do not depend
   // on whether its step was fused.
   const ops::NormedInput in{.x = x, .norm = norm.range(), .eps = c_.rms_eps, .tokens = tokens};
@@ -256,7 +258,9 @@ void Stage::record_norm_linear(Recording& rec, BufferRange x, const Buffer& norm
     const BufferRange normed = normed_wide_.range(0, uint64_t(tokens) * cols * 4);
     if (gpu_norms_) fused_->record_norm(rec, in, cols, normed);
     else ops::record_rmsnorm(rec, {.x = x, .weight = norm.range(), .y = normed, .rows = tokens, .cols = cols, .eps = c_.rms_eps});
-    fp16_.record(rec, *w.fp16, normed, tokens, out, epilogue);
+    // A step of one sequence (a prompt chunk) may take the matrix units; steps that mix sequences keep
+    // the GEMV's bits (fp16_matmul.h).
+    (one_sequence ? fp16_prompt_ : fp16_).record(rec, *w.fp16, normed, tokens, out, epilogue);
   }
 }
 
@@ -303,14 +307,16 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
       continue;
     }
     // Attention block: x += o( sub_norm( attention( rope(q), rope(k), v ) ) ), q|k|v = W_qkv · int8(norm(x))
-    record_norm_linear(rec, x_.range(), L.attn_norm, T, D, xq, L.qkv, {qkv_.range()}, ops::Epilogue::Store);
+    record_norm_linear(rec, x_.range(), L.attn_norm, T, D, xq, L.qkv, {qkv_.range()}, ops::Epilogue::Store, one_sequence);
     ops::record_rope_kv_store(rec, qkv, heads, io.positions, rope, cache, slots);
     ops::record_attention(rec, attention, {.q = qkv, .positions = io.positions, .cache = cache,
                                            .out = attn_.range(), .scratch = attn_scratch_.range(),
                                            .slots = slots});
-    record_norm_linear(rec, attn_.range(), L.attn_sub_norm, T, QD, aq, L.o, {x_.range()}, ops::Epilogue::Accumulate);
+    record_norm_linear(rec, attn_.range(), L.attn_sub_norm, T, QD, aq, L.o, {x_.range()}, ops::Epilogue::Accumulate,
+                       one_sequence);
     // FFN block: x += down( sub_norm( act(gate) * up ) ), gate|up = W_gate_up · int8(norm(x))
-    record_norm_linear(rec, x_.range(), L.ffn_norm, T, D, xq, L.gate_up, {gate_up_.range()}, ops::Epilogue::Store);
+    record_norm_linear(rec, x_.range(), L.ffn_norm, T, D, xq, L.gate_up, {gate_up_.range()}, ops::Epilogue::Store,
+                       one_sequence);
     const ops::Gating gating = c_.squared_relu() ? ops::Gating::SquaredRelu : ops::Gating::Silu;
     if (L.down.ternary && !gpu_norms_) {
       // act(gate) * up fused into the sub-norm + int8 quantization: one dispatch, no [T, F] fp32 round trip.
@@ -319,7 +325,8 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
     } else {
       ops::record_gated_activation(rec, {.gate_up = gate_up_.range(), .out = ffn_.range(), .tokens = T, .features = F,
                                          .gating = gating});
-      record_norm_linear(rec, ffn_.range(), L.ffn_sub_norm, T, F, fq, L.down, {x_.range()}, ops::Epilogue::Accumulate);
+      record_norm_linear(rec, ffn_.range(), L.ffn_sub_norm, T, F, fq, L.down, {x_.range()}, ops::Epilogue::Accumulate,
+                         one_sequence);
     }
   }
   if (!spec_.head) {

@@ -97,8 +97,11 @@ class Stage {
   uint64_t weight_bytes() const { return weight_bytes_; }
   uint64_t kv_bytes() const { return kv_bytes_; }
   ExecutionPlan plan() const { return plan_; }
-  // Whether the ternary prefill GEMM runs on the device's matrix units (ops::GemmUnits).
-  bool prefill_on_matrix_units() const { return ternary_.gemm().uses_matrix_units(); }
+  // Whether the prefill GEMM of this stage's linear layers (ternary, or the FP16 baseline's for prompt
+  // chunks) runs on the device's matrix units (ops::GemmUnits).
+  bool prefill_on_matrix_units() const {
+    return options_.fp16_baseline ? fp16_prompt_.gemm().uses_matrix_units() : ternary_.gemm().uses_matrix_units();
+  }
   // Steps of up to this many tokens (a one-sequence decode step) run the GPU plan's fused layers;
   // larger ones the separate ops, whose GEMV/GEMM reads each weight once for all the step's tokens:
   // on an H200 the fused layers were faster at 1 token for every matrix and slower at 4 for most,
@@ -169,17 +172,19 @@ class Stage {
   Buffer upload_floats(const std::vector<float>& v, const std::string& what);
   PreparedLinear prepare_linear(std::vector<TernaryMatrix> parts, std::string what) const;
   LinearWeights upload_linear(PreparedLinear prepared);
-  // out = W · norm(x): quantize + ternary matmul, or float norm + FP16 matmul for the baseline.
+  // out = W · norm(x): quantize + ternary matmul, or float norm + FP16 matmul for the baseline
+  // (`one_sequence`: a prompt chunk, which the baseline may run on the matrix units).
   void record_norm_linear(Recording& rec, BufferRange x, const Buffer& norm, uint32_t tokens, uint32_t cols,
                           const ops::QuantizedActivations& xq, const LinearWeights& w, const ops::MatmulOutput& out,
-                          ops::Epilogue epilogue);
+                          ops::Epilogue epilogue, bool one_sequence);
 
   Device& device_;
   ModelConfig c_;
   StageSpec spec_;
   StageOptions options_;
   ops::TernaryMatmul ternary_;
-  ops::Fp16Matmul fp16_;
+  ops::Fp16Matmul fp16_;         // the head, and the FP16 baseline's steps of several sequences
+  ops::Fp16Matmul fp16_prompt_;  // the FP16 baseline's one-sequence steps: matrix units allowed
   ops::RmsNormQuant norm_quant_;
   std::vector<Layer> layers_;
   ops::Int8Matmul int8_;

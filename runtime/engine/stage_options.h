@@ -42,7 +42,9 @@ struct StageOptions {
   int sequences = 1;      // KV cache slots (sequences held at once)
   int max_tokens = 64;    // tokens per step (the prefill chunk)
   ops::TernaryDot dot = ops::TernaryDot::Auto;
-  ops::GemmUnits gemm_units = ops::GemmUnits::Auto;  // the ternary prefill GEMM's (ternary_gemm.h)
+  // The prefill GEMM's units (ternary_gemm.h): the ternary model's, or the FP16 baseline's for
+  // one-sequence steps (prompt chunks; steps of several sequences keep the GEMV's bits).
+  ops::GemmUnits gemm_units = ops::GemmUnits::Auto;
   TimestampMode timestamps = TimestampMode::None;  // GPU times of each pass (profiler)
   uint64_t max_segment_bytes = 0;  // tests: force tensors to split
   std::optional<ops::FusedLinearShape> fused_shape;  // tests, benchmarks: overrides the fused layers' pick

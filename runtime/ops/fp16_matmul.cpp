@@ -48,7 +48,7 @@ uint32_t gemv_lanes(const DeviceInfo& info, const Fp16MatmulOptions& options) {
 }  // namespace
 
 Fp16Matmul::Fp16Matmul(Device& device, Fp16MatmulOptions options)
-    : device_(device), options_(options), gemm_(device, gemv_lanes(device.info(), options), options.gemm_shape) {
+    : device_(device), options_(options), gemm_(device, gemv_lanes(device.info(), options), options.gemm_shape, options.gemm_units) {
   if (options.shape) options.shape->validate(device.info(), "fp16 matmul");
   texel_ = use_texel_loads(device.info(), options.load, "fp16 matmul");
 }

@@ -48,6 +48,11 @@ struct Fp16MatmulOptions {
   MatmulLoad load = MatmulLoad::Auto;  // weights (and 16-byte-aligned activations) as texel buffers
   MatmulKernel kernel = MatmulKernel::Auto;  // GEMV or tiled GEMM (fp16_gemm.h)
   std::optional<GemmShape> gemm_shape;       // overrides GemmShape::pick_fp16
+  // The GEMM's multiply units. Vector by default: the matrix units (Auto, MatrixUnits) round the
+  // activations to fp16 and add in their own order, so their results are not the GEMV's bits; a
+  // matmul that records steps of several sequences must keep Vector (batched decode keeps each
+  // sequence's bits), one that records prompt chunks alone may take them.
+  GemmUnits gemm_units = GemmUnits::Vector;
 };
 
 class Fp16Matmul {
@@ -57,7 +62,7 @@ class Fp16Matmul {
   // Records y = W x (or y += W x) for `tokens` rows of x (fp32 [tokens, w.cols()]), one dispatch
   // per segment of w. y receives N = w.rows() columns per token (see MatmulOutput). Many tokens may
   // take the tiled GEMM (options.kernel), whose sums equal the GEMV's with the same lanes reduced by
-  // shuffles (the GPU shape), bit for bit.
+  // shuffles (the GPU shape), bit for bit; or, with options.gemm_units, the matrix units.
   void record(Recording& rec, const Fp16MatrixGpu& w, BufferRange x, uint32_t tokens, const MatmulOutput& y,
               Epilogue epilogue = Epilogue::Store) const;
 

@@ -69,13 +69,16 @@ bool use_gemm(MatmulKernel kernel, const DeviceInfo& info, uint32_t tokens) {
   return false;
 }
 
-bool use_matrix_units(GemmUnits units, Device& device) {
+bool use_matrix_units(GemmUnits units, Device& device, MatrixUnitOperands operands) {
+  const bool fp16 = operands == MatrixUnitOperands::Fp16;
   switch (units) {
     case GemmUnits::Auto:
-      return device.info().has_int8_matrix_unit() && !device.faults().any() && matrix_unit_gemm_agrees(device);
+      if (device.faults().any()) return false;
+      return fp16 ? device.info().has_fp16_matrix_unit() && fp16_matrix_unit_gemm_agrees(device)
+                  : device.info().has_int8_matrix_unit() && matrix_unit_gemm_agrees(device);
     case GemmUnits::Vector: return false;
     case GemmUnits::MatrixUnits:
-      MatrixUnitTile::pick(device.info(), 64);  // throws naming what the device lacks
+      MatrixUnitTile::pick(device.info(), 64, 0, std::nullopt, operands);  // throws naming what the device lacks
       return true;
   }
   return false;

@@ -22,15 +22,19 @@ enum class MatmulKernel {
   Gemm,  // the tiled GEMM for every token count (tests force it on any device)
 };
 
-// Which units the ternary GEMM multiplies on.
+// Which units a prefill GEMM multiplies on.
 enum class GemmUnits {
-  Auto,         // MatrixUnits where the device has them and matrix_unit_gemm_agrees(), else Vector
-  Vector,       // ternary_gemm.comp: packed int8 dot products or SWAR on the shader cores
-  MatrixUnits,  // ternary_gemm_matrix_unit.comp (matrix_unit_gemm.h); throws on a device without them
+  Auto,         // MatrixUnits where the device has them and their self-check passes, else Vector
+  Vector,       // ternary_gemm.comp (packed int8 dot products or SWAR), fp16_gemm.comp: shader cores
+  MatrixUnits,  // gemm_matrix_unit.comp (matrix_unit_gemm.h); throws on a device without them
 };
-// Resolves `units` on this device (Auto runs the device's self-check once; not under injected
-// faults, whose counts the check's submits and buffers would shift): true for the matrix units.
-bool use_matrix_units(GemmUnits units, Device& device);
+// What the matrix units multiply: the ternary GEMM's int8 codes and activations (exact integer
+// sums) or the FP16 baseline's fp16 weights and activations (fp32 sums; matrix_unit_gemm.h).
+enum class MatrixUnitOperands { Int8, Fp16 };
+// Resolves `units` on this device (Auto runs the device's self-check of those operands once; not
+// under injected faults, whose counts the check's submits and buffers would shift): true for the
+// matrix units.
+bool use_matrix_units(GemmUnits units, Device& device, MatrixUnitOperands operands = MatrixUnitOperands::Int8);
 
 // Auto's switch point: below it the GEMV's token groups (up to 4 tokens per weight read) are
 // enough, and batched decode steps of a few sequences keep the GEMV. Not yet tuned on a GPU.
@@ -79,7 +83,7 @@ struct GemmShape {
   PipelineOptions pipeline_options(Epilogue epilogue) const;
 };
 
-// The dispatches of a ternary GEMM kernel (ternary_gemm.comp, ternary_gemm_matrix_unit.comp: the same
+// The dispatches of a ternary GEMM kernel (ternary_gemm.comp, gemm_matrix_unit.comp: the same
 // bindings and push constants), one per segment of w, over tiles of `tile_rows` x `tile_tokens`.
 void record_ternary_gemm_dispatches(Recording& rec, const Pipeline& pipeline, const TernaryMatrixGpu& w,
                                     const QuantizedActivations& x, uint32_t tokens, const MatmulOutput& y,

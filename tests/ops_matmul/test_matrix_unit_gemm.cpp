@@ -1,19 +1,27 @@
-// The ternary GEMM on matrix units (VK_NV_cooperative_matrix int8): which driver offers it takes,
-// how it tiles from device properties, that devices without it refuse it by name and keep the
-// tiled GEMM, and the on-device self-check that guards it (shown to pass on a correct GEMM and to
-// fail on a wrong one). On a device with int8 matrix units (not lavapipe) the kernel itself runs
-// against the GEMV, bit for bit (integer sums, the same float epilogue: no tolerance).
+// The GEMMs on matrix units (VK_NV_cooperative_matrix): the ternary one (int8) and the FP16
+// baseline's (fp16): which driver offers each takes, how they tile from device properties, that
+// devices without them refuse them by name and keep the tiled GEMMs, and the on-device self-checks
+// that guard them (shown to pass on a correct GEMM and to fail on a wrong one), with the FP16 bound
+// shown to hold for the worst rounding the units may use. On a device with the matrix units (not
+// lavapipe) the kernels themselves run: the ternary one against the GEMV, bit for bit (integer sums,
+// the same float epilogue: no tolerance), the FP16 one against a CPU sum within its bound.
 #include <algorithm>
 #include <doctest/doctest.h>
 
+#include <cfenv>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <random>
 #include <string>
 
 #include "common/device_profiles.h"
 #include "common/gpu.h"
 #include "ops_matmul/matmul_test_util.h"
 #include "ops_matmul/reference.h"
+#include "runtime/core/half.h"
+#include "runtime/ops/fp16_matmul.h"
 #include "runtime/ops/matrix_unit_gemm.h"
 #include "runtime/ops/ternary_matmul.h"
 
@@ -27,11 +35,27 @@ CooperativeMatrixOffer int8_offer(uint32_t m, uint32_t n, uint32_t k) {
           VK_COMPONENT_TYPE_SINT32_NV, VK_SCOPE_SUBGROUP_NV};
 }
 
+CooperativeMatrixOffer fp16_offer(uint32_t m, uint32_t n, uint32_t k) {
+  return {m, n, k, VK_COMPONENT_TYPE_FLOAT16_NV, VK_COMPONENT_TYPE_FLOAT16_NV, VK_COMPONENT_TYPE_FLOAT32_NV,
+          VK_COMPONENT_TYPE_FLOAT32_NV, VK_SCOPE_SUBGROUP_NV};
+}
+
 DeviceInfo h200_with_matrix_units() {
   DeviceInfo info = test::h200_like_info();
-  info.shader_int8 = info.vulkan_memory_model = true;
+  info.shader_int8 = info.shader_float16 = info.vulkan_memory_model = true;
   info.int8_matrix_unit = {16, 8, 32};
+  info.fp16_matrix_unit = {16, 8, 16};
   return info;
+}
+
+// fp32 -> fp16 -> fp32 rounded toward zero (a unit may truncate; round-to-nearest is never worse).
+float fp16_toward_zero(float x) {
+  float h = half_to_float(float_to_half(x));
+  if (std::fabs(h) > std::fabs(x)) {
+    const uint16_t bits = float_to_half(x);
+    h = half_to_float(uint16_t(bits - 1));  // the next half toward zero (same sign, one ulp smaller)
+  }
+  return h;
 }
 
 }  // namespace
@@ -54,6 +78,93 @@ TEST_CASE("the int8 matrix shape is picked from the driver's offers") {
   CHECK(best.m == 16);
   CHECK(best.n == 8);
   CHECK(best.k == 32);
+}
+
+TEST_CASE("the fp16 matrix shape is picked from the driver's offers") {
+  CHECK_FALSE(pick_fp16_matrix_unit({}).any());
+  // int8 offers, fp16 accumulators, workgroup scope, a k that is no whole uvec4 of halves or does not
+  // divide 64, and an n that is not a multiple of 4 do not qualify.
+  CooperativeMatrixOffer fp16_accumulators = fp16_offer(16, 8, 16);
+  fp16_accumulators.c = fp16_accumulators.result = VK_COMPONENT_TYPE_FLOAT16_NV;
+  CooperativeMatrixOffer workgroup = fp16_offer(16, 8, 16);
+  workgroup.scope = VK_SCOPE_WORKGROUP_NV;
+  CHECK_FALSE(pick_fp16_matrix_unit({int8_offer(16, 8, 32), fp16_accumulators, workgroup, fp16_offer(16, 8, 4),
+                                     fp16_offer(16, 8, 24), fp16_offer(16, 6, 16)})
+                  .any());
+  // Among the qualifying ones, the most products per multiply.
+  const MatrixUnitShape best = pick_fp16_matrix_unit({fp16_offer(16, 8, 8), int8_offer(16, 16, 32),
+                                                      fp16_offer(16, 16, 16), fp16_offer(16, 8, 16)});
+  CHECK(best.m == 16);
+  CHECK(best.n == 16);
+  CHECK(best.k == 16);
+}
+
+TEST_CASE("the fp16 matrix-unit GEMM tiles from device properties, with twice the bytes a K block") {
+  const DeviceInfo h200 = h200_with_matrix_units();
+  const MatrixUnitTile t = MatrixUnitTile::pick(h200, 512, 0, std::nullopt, MatrixUnitOperands::Fp16);
+  CHECK(t.operands == MatrixUnitOperands::Fp16);
+  CHECK(std::string(t.shader()) == "fp16_gemm_matrix_unit");
+  CHECK(t.unit.k == 16);
+  CHECK(t.tile_tokens() == 64);
+  CHECK(t.tile_rows() == 128);
+  // Two 64-element chunks of halves a staged row would take 52 KB with the 192 rows of the tile: one fits.
+  CHECK(t.k_chunks == 1);
+  CHECK(t.shared_bytes() <= h200.max_shared_memory);
+  CHECK(MatrixUnitTile::pick(h200, 512).k_chunks == 2);  // int8: the same tile holds two
+  // The fill rule as for int8 (o, down: 2560 rows at 512 tokens).
+  CHECK(MatrixUnitTile::pick(h200, 512, 2560, std::nullopt, MatrixUnitOperands::Fp16).tile_rows() == 64);
+  CHECK(MatrixUnitTile::row_choices(h200, MatrixUnitOperands::Fp16) == std::vector<uint32_t>{8, 4});
+  // A device with int8 units and no fp16 ones (or the reverse) refuses the other by name.
+  DeviceInfo int8_only = h200;
+  int8_only.fp16_matrix_unit = {};
+  CHECK_THROWS_WITH_AS(MatrixUnitTile::pick(int8_only, 512, 0, std::nullopt, MatrixUnitOperands::Fp16),
+                       doctest::Contains("fp16 x fp16 -> fp32"), Error);
+  CHECK_NOTHROW(MatrixUnitTile::pick(int8_only, 512));
+  DeviceInfo other = h200;
+  other.fp16_matrix_unit = {16, 16, 16};
+  CHECK_THROWS_WITH_AS(t.validate(other), doctest::Contains("multiplies 16x16x16"), Error);
+}
+
+TEST_CASE("the fp16 GEMM bound holds for fp16 activations and fp32 sums rounded toward zero in any order") {
+  // The worst arithmetic the matrix units may use: activations truncated to fp16 and every fp32 add
+  // truncated (one ulp, not half), over K = 1 to 8192 terms in a shuffled order, against the exact
+  // sum in double. The bound is also not loose by orders of magnitude: the worst case seen uses a
+  // fair part of it.
+  std::mt19937 rng(61);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  double worst = 0;
+  for (uint32_t k : {1u, 7u, 64u, 324u, 2560u, 6912u, 8192u})
+    for (int rep = 0; rep < 8; ++rep) {
+      std::vector<float> w(k), x(k);
+      for (auto& v : w) v = half_to_float(float_to_half(uniform(rng)));
+      for (auto& v : x) v = uniform(rng) * (rep % 2 ? 100.0f : 1.0f);
+      // Same-sign terms: no cancellation hides the rounding.
+      if (rep >= 6)
+        for (uint32_t i = 0; i < k; ++i) x[i] = std::copysign(x[i], w[i]);
+      double exact = 0, abs_sum = 0, abs_w = 0;
+      for (uint32_t i = 0; i < k; ++i) {
+        exact += double(w[i]) * x[i];
+        abs_sum += std::fabs(double(w[i]) * x[i]);
+        abs_w += std::fabs(w[i]);
+      }
+      std::vector<float> x16(k);
+      for (uint32_t i = 0; i < k; ++i) x16[i] = fp16_toward_zero(x[i]);
+      std::vector<uint32_t> order(k);
+      for (uint32_t i = 0; i < k; ++i) order[i] = i;
+      std::shuffle(order.begin(), order.end(), rng);
+      const int mode = std::fegetround();
+      std::fesetround(FE_TOWARDZERO);
+      volatile float sum = 0.0f;
+      for (uint32_t i : order) sum = sum + w[i] * x16[i];  // fp16 x fp16 products are exact in fp32
+      std::fesetround(mode);
+      const double bound = fp16_gemm_error_bound(k, abs_sum, abs_w);
+      CAPTURE(k);
+      CAPTURE(rep);
+      CHECK(std::fabs(double(sum) - exact) <= bound);
+      worst = std::max(worst, std::fabs(double(sum) - exact) / bound);
+    }
+  MESSAGE("worst error: " << worst << " of the bound");
+  CHECK(worst > 0.05);
 }
 
 TEST_CASE("the matrix-unit GEMM tiles from device properties") {
@@ -142,6 +253,19 @@ TEST_CASE("devices without int8 matrix units refuse them by name and keep the ti
   CHECK_FALSE(use_matrix_units(GemmUnits::Auto, dev));
 }
 
+TEST_CASE("devices without fp16 matrix units refuse them by name and keep the tiled FP16 GEMM") {
+  Device& dev = test::device();
+  if (dev.info().has_fp16_matrix_unit()) {
+    MESSAGE("device has fp16 matrix units: its own test case below runs them");
+    return;
+  }
+  CHECK_THROWS_WITH_AS(Fp16Matmul(dev, {.kernel = MatmulKernel::Gemm, .gemm_units = GemmUnits::MatrixUnits}),
+                       doctest::Contains("fp16 x fp16 -> fp32 cooperative matrices"), Error);
+  CHECK_FALSE(Fp16Matmul(dev, {.kernel = MatmulKernel::Gemm, .gemm_units = GemmUnits::Auto}).gemm().uses_matrix_units());
+  CHECK_FALSE(fp16_matrix_unit_gemm_agrees(dev));
+  CHECK_FALSE(use_matrix_units(GemmUnits::Auto, dev, MatrixUnitOperands::Fp16));
+}
+
 TEST_CASE("a device runs each self-check once and refuses one inside another") {
   Device& dev = test::device();
   const std::string name = "test self-check " + std::to_string(std::rand());
@@ -177,6 +301,86 @@ TEST_CASE("the GEMM self-check passes a correct GEMM and fails a wrong one") {
                                                       const MatmulOutput& y, uint32_t stride, Epilogue) {
     swar.record(rec, w, x, tokens, y, stride, Epilogue::Store);
   }));
+}
+
+TEST_CASE("the FP16 GEMM self-check passes a correct GEMM and fails a wrong one") {
+  test::ValidationGuard guard;
+  Device& dev = test::device();
+  // The tiled FP16 GEMM (fp32 activations: well within the bound).
+  const Fp16Matmul tiled(dev, {.kernel = MatmulKernel::Gemm, .gemm_units = GemmUnits::Vector});
+  auto record = [&](uint32_t tokens_short, std::optional<Epilogue> forced) {
+    return [&, tokens_short, forced](Recording& rec, const Fp16MatrixGpu& w, BufferRange x, uint32_t tokens,
+                                     const MatmulOutput& y, uint32_t stride, Epilogue e) {
+      tiled.gemm().record(rec, w, x, tokens - tokens_short, y, stride, forced.value_or(e));
+    };
+  };
+  CHECK(fp16_gemm_within_bound(dev, record(0, std::nullopt)));
+  // One token short (the last token's outputs are never written): caught.
+  CHECK_FALSE(fp16_gemm_within_bound(dev, record(1, std::nullopt)));
+  // Store where the reference accumulates: caught.
+  CHECK_FALSE(fp16_gemm_within_bound(dev, record(0, Epilogue::Store)));
+}
+
+TEST_CASE("fp16 matrix-unit GEMM is within its bound of the exact sums (devices with fp16 matrix units)") {
+  Device& dev = test::device();
+  if (!dev.info().has_fp16_matrix_unit()) {
+    MESSAGE("device '" << dev.info().name << "' has no fp16 matrix units: the kernel is not run here");
+    return;
+  }
+  test::ValidationGuard guard;
+  CHECK(fp16_matrix_unit_gemm_agrees(dev));
+  // Not tile multiples; K of a partial block and padded rows; several token tiles; segments; strided
+  // output columns; both epilogues; the 2B4T shapes at 512 tokens.
+  struct Case {
+    uint32_t n, k, t;
+    uint64_t max_segment_bytes = 0;
+    uint32_t y_stride = 0, y_offset = 0;
+  };
+  const Case cases[] = {{127, 200, 13},  {1, 4, 1},  {65, 64, 70}, {129, 2580, 9}, {129, 300, 130, 129 * 304},
+                        {127, 200, 13, 0, 150, 7}, {3840, 2560, 512}, {2560, 6912, 512}};
+  uint32_t seed = 1300;
+  for (const Case& c : cases)
+    for (Epilogue e : {Epilogue::Store, Epilogue::Accumulate}) {
+      CAPTURE(c.n);
+      CAPTURE(c.k);
+      CAPTURE(c.t);
+      std::mt19937 rng(seed++);
+      const auto wh = test::random_halves(rng, size_t(c.n) * c.k, -1.0f, 1.0f);
+      std::uniform_real_distribution<float> uniform(-2.0f, 2.0f);
+      std::vector<float> x(size_t(c.t) * c.k);
+      for (auto& v : x) v = uniform(rng);
+      const Fp16MatrixGpu gw(dev, wh, c.n, c.k, "fp16 matrix-unit test matrix", c.max_segment_bytes);
+      Buffer gx = test::upload(x, "fp16 matrix-unit test activations");
+      const uint32_t stride = c.y_stride ? c.y_stride : c.n;
+      std::vector<float> y0(size_t(c.t) * stride);
+      for (size_t i = 0; i < y0.size(); ++i) y0[i] = float(int(i % 17) - 8);
+      Buffer gy = test::upload(y0, "fp16 matrix-unit test output");
+      const Fp16Matmul op(dev, {.kernel = MatmulKernel::Gemm, .gemm_units = GemmUnits::MatrixUnits});
+      Recording rec(dev);
+      op.record(rec, gw, gx.range(), c.t, {gy.range(), c.y_stride, c.y_offset}, e);
+      rec.submit_and_wait();
+      const auto y = test::download<float>(gy, y0.size());
+      for (uint32_t t = 0; t < c.t; ++t)
+        for (uint32_t col = 0; col < stride; ++col) {
+          const size_t at = size_t(t) * stride + col;
+          if (col < c.y_offset || col >= c.y_offset + c.n) {
+            REQUIRE(std::memcmp(&y[at], &y0[at], 4) == 0);
+            continue;
+          }
+          const uint32_t r = col - c.y_offset;
+          double ref = e == Epilogue::Accumulate ? y0[at] : 0.0, abs_sum = 0, abs_w = 0;
+          for (uint32_t k = 0; k < c.k; ++k) {
+            const double w = half_to_float(wh[size_t(r) * c.k + k]);
+            ref += w * x[size_t(t) * c.k + k];
+            abs_sum += std::fabs(w * x[size_t(t) * c.k + k]);
+            abs_w += std::fabs(w);
+          }
+          // The GEMM's bound, then the epilogue's store or add (one more rounding of the result).
+          const double tolerance = fp16_gemm_error_bound(c.k, abs_sum, abs_w) + std::ldexp(std::fabs(ref) + 8.0, -23);
+          INFO("t=" << t << " row=" << r);
+          REQUIRE(std::fabs(y[at] - ref) <= tolerance);
+        }
+    }
 }
 
 TEST_CASE("matrix-unit GEMM equals the GEMV bit for bit (devices with int8 matrix units)") {
