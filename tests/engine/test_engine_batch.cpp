@@ -143,10 +143,10 @@ TEST_CASE("the GPU plan's batched decode gives each sequence its solo logits and
   check_batch_invariance(ExecutionPlan::Gpu, "engine-batch-gpu-plan", 4, prompts, {5, 0, 3, 1, 4, 2});
 }
 
-TEST_CASE("batched decode picks tokens on the GPU per sequence, and slots are reused after truncate") {
-  ValidationGuard guard;
-  const auto model_file = random_model_gguf(small_2b4t_config(), 43, "engine-batch-select", GgmlType::TQ2_0);
-  Engine engine(instance(), model_file, batch_options(3));
+// Argmax and top-k picked on the GPU per row of a batched step, against each sequence decoded alone,
+// with every slot reused after a truncate.
+void check_batched_selection(const std::filesystem::path& model_file, ExecutionPlan plan) {
+  Engine engine(instance(), model_file, batch_options(3, 8, plan));
   std::vector<Run> alone;
   for (int i = 0; i < 3; ++i) alone.push_back(solo(engine, i, kPrompts[size_t(i)], 4));
 
@@ -182,6 +182,15 @@ TEST_CASE("batched decode picks tokens on the GPU per sequence, and slots are re
     REQUIRE(top[size_t(j)].candidates.size() == 5);
     CHECK(top[size_t(j)].candidates[0].id == uint32_t(argmax_index(want)));
     CHECK(top[size_t(j)].candidates[0].logit == doctest::Approx(want[top[size_t(j)].candidates[0].id]));
+  }
+}
+
+TEST_CASE("batched decode picks tokens on the GPU per sequence, and slots are reused after truncate") {
+  ValidationGuard guard;
+  const auto model_file = random_model_gguf(small_2b4t_config(), 43, "engine-batch-select", GgmlType::TQ2_0);
+  for (const auto plan : {ExecutionPlan::Cpu, ExecutionPlan::Gpu}) {
+    CAPTURE(int(plan));
+    check_batched_selection(model_file, plan);
   }
 }
 
