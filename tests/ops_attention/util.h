@@ -43,6 +43,20 @@ inline Worst compare(const std::vector<float>& got, const std::vector<float>& wa
   return w;
 }
 
+// The same against a bound per element (ref::attention_bound).
+inline Worst compare(const std::vector<float>& got, const std::vector<float>& want, const std::vector<double>& bound) {
+  REQUIRE(got.size() == want.size());
+  REQUIRE(bound.size() == want.size());
+  Worst w;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double d = std::fabs(double(got[i]) - want[i]);
+    REQUIRE_MESSAGE(std::isfinite(got[i]), "element " << i << " is " << got[i]);
+    w.err = std::max(w.err, d);
+    w.ratio = std::max(w.ratio, d / bound[i]);
+  }
+  return w;
+}
+
 inline Buffer device_buffer(uint64_t bytes, const char* what) {
   return test::device().create_buffer(std::max<uint64_t>(bytes, 16), MemoryKind::DeviceLocal, what);
 }
