@@ -3,7 +3,7 @@
 # pack here (`bash scripts/build.sh && bash ../shared/tools/gpu/pack.sh`), then on the GPU machine
 #   source .gpu/env.sh && bash bench/gpu_check.sh $OUT
 # Writes at most 8 files into the folder given (the device tool returns 8):
-#   devices.txt    ternvk devices
+#   devices.txt    ternvk devices, then the matrix units' self-checks (devices --check-matrix-units)
 #   layers.md      bench_decode_layers: 30 2B4T decode layers (fused linear layers, no attention),
 #                  each matrix's split fixed (566ef0c) and picked to fill the device, ternary and FP16,
 #                  the prologue alone (one workgroup a dispatch), the floor of as many empty
@@ -41,10 +41,23 @@ step() { echo "[gpu_check] $(date +%T) $*" >&2; }
 limit() { local left=$((560 - SECONDS)); ((left < $1)) && echo $((left > 5 ? left : 1)) || echo "$1"; }
 step devices
 timeout $(limit 30) "$t" devices > "$out/devices.txt" 2>&1
+step matrix-units
+# The matrix units' self-checks, alone first (every engine load below runs them before using the
+# units): one that never finishes would stop each bench that loads a model, so then the benches keep
+# the shader cores (--gemm-units vector) and the target figures still come back.
+units=auto
+timeout $(limit 40) "$t" devices --check-matrix-units > "$out/units.txt" 2>&1
+units_rc=$?
+if ((units_rc != 0)) || grep -q "did not finish" "$out/units.txt"; then
+  units=vector
+  echo "matrix-unit self-check did not finish (exit $units_rc): the benches below use --gemm-units vector" >> "$out/units.txt"
+fi
+grep -E "self-check|ternvk can use" "$out/units.txt" >> "$out/devices.txt"
+rm -f "$out/units.txt"
 step layers
 timeout $(limit 90) "$b/bench/bench_decode_layers" > "$out/layers.md" 2>&1
 step bench
-timeout $(limit 200) "$t" bench $syn -p 512 -n 128 -b 512 -r 3 --both --plan gpu > "$out/bench.md" 2>&1
+timeout $(limit 200) "$t" bench $syn -p 512 -n 128 -b 512 -r 3 --both --plan gpu --gemm-units $units > "$out/bench.md" 2>&1
 step tests
 # the correctness of what gave bench.md's figures, before the other measurements: failing cases with
 # their first lines, then the summary (a subshell: the benches' paths stay relative to the root)
@@ -61,7 +74,7 @@ timeout $(limit 90) "$t" bench $syn -p 0 -n 128 -r 3 --both --plan gpu --greedy-
 timeout $(limit 60) "$t" bench $syn -p 0 -n 128 -r 3 --plan gpu --step-inputs host,device >> "$out/bench.md" 2>&1
 step gemm
 timeout $(limit 60) "$b/bench/bench_kernels" --prefill --prefill-tokens 512 > "$out/gemm.txt" 2>&1
-timeout $(limit 120) "$t" bench $syn -p 512 -n 0 -b 512 -r 3 --gemm-units vector,matrix >> "$out/gemm.txt" 2>&1
+timeout $(limit 120) "$t" bench $syn -p 512 -n 0 -b 512 -r 3 --gemm-units $([ $units = auto ] && echo vector,matrix || echo vector) >> "$out/gemm.txt" 2>&1
 step profile
 timeout $(limit 60) "$t" profile $syn -p 64 -n 64 --plan gpu --timing pass -o json > "$out/profile.json"
 step prefill

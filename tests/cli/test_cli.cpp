@@ -63,6 +63,13 @@ TEST_CASE("devices, info and tokenize describe what they find") {
   auto d = run_ternvk("devices");
   CHECK(d.exit_code == 0);
   CHECK(d.out.find("default device") != std::string::npos);
+  // The matrix units' self-checks: a line per unit a device has, or that it has none.
+  auto c = run_ternvk("devices --check-matrix-units");
+  CAPTURE(c.out);
+  CHECK(c.exit_code == 0);
+  const bool units = d.out.find("int8 matrix units no") == std::string::npos ||
+                     d.out.find("fp16 matrix units no") == std::string::npos;
+  CHECK(c.out.find(units ? "matrix units: self-check " : "no matrix units ternvk can use") != std::string::npos);
   auto i = run_ternvk("info -m " + kTiny);
   CHECK(i.exit_code == 0);
   CHECK(i.out.find("bitnet") != std::string::npos);
@@ -170,6 +177,10 @@ TEST_CASE("bench reports pp and tg for ternary and FP16, and a pipeline beside i
 
 TEST_CASE("bench --gemm-units runs the prefill GEMM's units side by side, and refuses units the device lacks") {
   // The label and the pairing are what this checks on any device (lavapipe's prefill keeps the GEMV).
+  const auto devices = run_ternvk("devices");
+  REQUIRE(devices.exit_code == 0);
+  const bool int8_units = devices.out.find("int8 matrix units no") == std::string::npos;
+  const bool fp16_units = devices.out.find("fp16 matrix units no") == std::string::npos;
   auto r = run_ternvk("bench -p 8 -n 0 -r 1 --both --gemm-units auto,vector -o json");
   CAPTURE(r.err);
   REQUIRE(r.exit_code == 0);
@@ -177,17 +188,18 @@ TEST_CASE("bench --gemm-units runs the prefill GEMM's units side by side, and re
   REQUIRE(rows.size() == 4);  // {auto, vector} x {ternary, fp16} x {pp8}
   int vector = 0;
   for (const auto& row : rows) {
-    vector += row["plan"].get<std::string>().find("(vector GEMM)") != std::string::npos;
-    if (row["variant"] == "fp16" || row["plan"].get<std::string>().find("(vector GEMM)") != std::string::npos)
-      CHECK(row["prefill_gemm"] == "shader cores");
+    const bool vector_row = row["plan"].get<std::string>().find("(vector GEMM)") != std::string::npos;
+    vector += vector_row;
+    // Shader cores when asked for, or where the device has no matrix units for that variant.
+    const bool units = row["variant"] == "fp16" ? fp16_units : int8_units;
+    if (vector_row || !units) CHECK(row["prefill_gemm"] == "shader cores");
   }
   CHECK(vector == 2);  // both variants of the vector pair carry the label, so their ratio row pairs
   auto md = run_ternvk("bench -p 8 -n 0 -r 1 --both --gemm-units vector");
   CHECK(md.exit_code == 0);
   CHECK(md.out.find("(vector GEMM) | Vulkan") != std::string::npos);  // the ratio row
-  const auto devices = run_ternvk("devices");
-  REQUIRE(devices.exit_code == 0);
-  if (devices.out.find("int8 matrix units no") == std::string::npos) {
+  CHECK(md.out.find("not like for like") == std::string::npos);      // both on the shader cores
+  if (int8_units) {
     MESSAGE("the default device has int8 matrix units: the refusal is not checked here");
     return;
   }
