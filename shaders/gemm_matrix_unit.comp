@@ -9,7 +9,7 @@
 //   ((word >> 2i) & 0x03030303).
 // - FP16 = 1 (fp16_gemm_matrix_unit): fp16 x fp16 -> fp32, the inputs and outputs of fp16_gemm.comp
 //   (fp16 weight rows padded to 8 halves, fp32 activations with K % 4 == 0 read as vec4). The
-//   activations are rounded to fp16 while staged (clamped to the fp16 range first), as FP16
+//   activations are rounded to fp16 while staged (finite ones clamped to the fp16 range first), as FP16
 //   inference does on matrix units, and the sums run in the units' order: the results are the
 //   tiled GEMM's to within fp16 rounding of x plus fp32 rounding (matrix_unit_gemm.h states the
 //   bound), not its bits. So only prompt chunks take this variant (fp16_matmul.h).
@@ -153,8 +153,13 @@ void load_block(uint kb, uint row0, uint tok0) {
 }
 
 #if FP16
-// fp32 -> fp16 bits, clamped to the largest finite half first so that no activation becomes inf.
-uint pack_halves(vec2 v) { return packHalf2x16(clamp(v, vec2(-65504.0), vec2(65504.0))); }
+// fp32 -> fp16 bits. Finite values beyond the largest half are clamped to it, so that no finite
+// activation becomes inf; inf and NaN pass as they are (found by their bits: no float controls are
+// declared, so a driver may fold isnan away), so that bad activations still show in the output.
+float to_half_range(float v) {
+  return (floatBitsToUint(v) & 0x7f800000u) == 0x7f800000u ? v : clamp(v, -65504.0, 65504.0);
+}
+uint pack_halves(vec2 v) { return packHalf2x16(vec2(to_half_range(v.x), to_half_range(v.y))); }
 #endif
 
 void stage_block() {

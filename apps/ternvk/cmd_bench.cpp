@@ -24,6 +24,7 @@
 #include "runtime/core/error.h"
 #include "runtime/engine/engine.h"
 #include "runtime/engine/placement.h"
+#include "runtime/ops/ternary_gemm.h"
 #include "runtime/profiler/pipeline.h"
 
 namespace ternvk::cli {
@@ -43,7 +44,9 @@ struct Result {
   // decode step (tg tests only).
   int stages = 1;
   std::vector<std::vector<double>> handover_us;
-  bool prefill_matrix_units = false;  // the prefill GEMM of the linear layers ran on the device's matrix units
+  // pp tests: the prefill GEMM of the linear layers ran on the device's matrix units (the engine has them
+  // on, and the test's prefill steps are large enough for a GEMM).
+  bool prefill_matrix_units = false;
   double mean() const { return sample_mean(samples); }
   double stddev() const { return sample_stddev(samples); }
 };
@@ -432,6 +435,8 @@ Action add_bench_command(CLI::App& app) {
               r.test = p > 0 ? "pp" + std::to_string(p) : "tg" + std::to_string(n);
               r.n_prompt = p;
               r.n_gen = n;
+              r.prefill_matrix_units =
+                  r.prefill_matrix_units && p > 0 && uint32_t(std::min(p, o->batch)) >= ops::kGemmMinTokens;
               rs.push_back(std::move(r));
               // tg: the whole test, so that the chain lengths settle before timing.
               if (!o->no_warmup) time_test(*run->engine, p, p > 0 ? 0 : n);

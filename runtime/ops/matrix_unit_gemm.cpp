@@ -100,6 +100,13 @@ void MatrixUnitTile::validate(const DeviceInfo& info) const {
     throw Error("matrix-unit GEMM: a tile of " + std::to_string(unit.m) + "x" + std::to_string(unit.n) + "x" +
                 std::to_string(unit.k) + " matrices; device '" + info.name + "' multiplies " + std::to_string(own.m) +
                 "x" + std::to_string(own.n) + "x" + std::to_string(own.k));
+  // The shader's addressing: k a whole uvec4 of elements dividing a 64-element chunk, n whole uvec4 of
+  // accumulators (what pick_int8_matrix_unit / pick_fp16_matrix_unit take from the driver).
+  const uint32_t per_uvec4 = 16 / element_bytes();
+  if (unit.k == 0 || unit.k % per_uvec4 != 0 || 64 % unit.k != 0 || unit.n == 0 || unit.n % 4 != 0 || unit.m == 0)
+    throw Error("matrix-unit GEMM: " + std::to_string(unit.m) + "x" + std::to_string(unit.n) + "x" +
+                std::to_string(unit.k) + " matrices do not fit the kernel (k a multiple of " +
+                std::to_string(per_uvec4) + " dividing 64, n a multiple of 4)");
   if (subgroups_m == 0 || subgroups_n == 0 || matrices_m == 0 || matrices_n == 0 || k_chunks == 0 || subgroup == 0 ||
       workgroup() > info.max_workgroup_invocations)
     throw Error("matrix-unit GEMM: invalid tile: " + std::to_string(subgroups_m) + " x " + std::to_string(subgroups_n) +

@@ -110,11 +110,16 @@ bool matrix_unit_gemm_agrees(Device& device);
 // Records an FP16 GEMM as Fp16Gemm::record does (y row stride `y_stride` floats).
 using RecordFp16Gemm = std::function<void(Recording& rec, const Fp16MatrixGpu& w, BufferRange x, uint32_t tokens,
                                           const MatmulOutput& y, uint32_t y_stride, Epilogue epilogue)>;
-// Bound of the FP16 matrix-unit GEMM's error on one output y = sum_k w_k x_k of K terms, given
-// abs_sum = sum_k |w_k x_k| and abs_w = sum_k |w_k|: each x_k rounded to fp16 (at most 2^-10
-// relative in any rounding mode, 2^-24 absolute below fp16's normal range), the products of fp16
-// values exact in fp32, K + 1 fp32 additions of at most one ulp each (2^-23 relative: truncating
-// units too).
+// Bound of the FP16 matrix-unit GEMM's error on one output y = sum_k w_k x_k of K terms (|x_k| <=
+// 65504), given A = sum_k |w_k x_k| and W = sum_k |w_k|:
+//  - each x_k rounded to fp16 in any rounding mode, subnormals possibly flushed (Vulkan allows it
+//    without float controls): |x^_k - x_k| <= 2^-10 |x_k| + 2^-14, so R = 2^-10 A + 2^-14 W in all;
+//  - the products of fp16 values are exact in fp32, and their magnitudes sum to A' <= A + R;
+//  - K + 1 fp32 additions in any order, each off by at most one ulp (2^-23 relative, truncation
+//    included) of a partial sum <= A': gamma_(K+1) A' <= 2 (K + 1) 2^-23 A' (for K < 4M); units that
+//    add several products at once, aligned to the largest and truncated, lose at most one more ulp
+//    a product: + (K + 1) 2^-23 A'.
+// So |y^ - y| <= R + 3 (K + 1) 2^-23 (A + R).
 double fp16_gemm_error_bound(uint32_t k, double abs_sum, double abs_w);
 // The FP16 self-check's comparison: runs `candidate` on a 200 x 324 fp16 matrix (rows padded to 328,
 // whole and in segments of 64 rows) for 70 and 20 tokens, y = W x then y += W x into columns of a

@@ -171,7 +171,9 @@ bool fp16_gemm_within_bound_once(Device& device, const RecordFp16Gemm& candidate
 }  // namespace
 
 double fp16_gemm_error_bound(uint32_t k, double abs_sum, double abs_w) {
-  return (std::ldexp(1.0, -10) + double(k + 2) * std::ldexp(1.0, -23)) * abs_sum + std::ldexp(1.0, -24) * abs_w;
+  const double rounding = std::ldexp(1.0, -10) * abs_sum + std::ldexp(1.0, -14) * abs_w;
+  const double terms = abs_sum + rounding;  // sum of |w_k x^_k|
+  return rounding + 3.0 * double(k + 1) * std::ldexp(1.0, -23) * terms;
 }
 
 bool fp16_gemm_within_bound(Device& device, const RecordFp16Gemm& candidate) {
