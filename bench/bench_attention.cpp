@@ -14,6 +14,10 @@
 //     --decode-only, --lane-split-only  restrict the cases (tuning aids)
 //     --engine  also decode recorded for the maximum context 32768 while fewer keys are live (as the
 //               engine records a decode step once)
+//     --cold    only the device's default decode kernel, each call reading another copy of K and V
+//               (copies filling 128 MiB each, more than a GPU's last-level cache): a decode pass reads
+//               each layer's cache once between the other layers' traffic, so this is the figure a
+//               token pays; the other rows repeat one copy, which a large L2 may hold
 //   BENCH_KB="kb/splits,..." and BENCH_FLASH="wg/lanes_per_key/kb/splits,..." add lane-split and
 //   flash-decode variants (tuning aids; 0 = the plan's default).
 #include <algorithm>
@@ -45,7 +49,7 @@ struct Kernel {
 };
 
 struct Options {
-  bool quick = false, engine = false, decode_only = false, lane_only = false;
+  bool quick = false, engine = false, decode_only = false, lane_only = false, cold = false;
   int reps = 0, rounds = 0;
   std::optional<int> device;
 };
@@ -173,6 +177,61 @@ void run_case(Device& dev, const Options& o, const HeadLayout& h, uint32_t token
   }
 }
 
+// Decode (T = 1) with `live` keys, the default plan, each call reading its own copy of the cache: as
+// many copies as fill 128 MiB a cache (at least 2, within the device's buffer range), called in turn
+// in one recording, a timestamp after each; the median over the calls of the second submit.
+void run_cold(Device& dev, const HeadLayout& h, uint32_t live) {
+  const DeviceInfo& info = dev.info();
+  const uint32_t stride = (h.n_heads + 2 * h.n_kv_heads) * h.head_dim;
+  const uint64_t align = std::max<uint64_t>(info.min_storage_buffer_offset_alignment, 16);
+  const uint64_t kv = (uint64_t(live) * h.n_kv_heads * h.head_dim * 2 + align - 1) / align * align;
+  const uint64_t budget = std::min<uint64_t>(128ull << 20, info.max_storage_buffer_range);
+  const uint64_t copies = std::clamp<uint64_t>(budget / kv, 2, 1024);
+  if (copies * kv > info.max_storage_buffer_range) {
+    std::printf("  cold %5u keys: %llu copies do not fit one buffer range\n", live, (unsigned long long)copies);
+    return;
+  }
+  const AttentionPlan plan = plan_attention(info, h, 1, live, {});
+  Rng rng{live * 7ull + 1};
+  std::vector<float> act(stride);
+  for (auto& x : act) x = rng.uniform(-1.0f, 1.0f);
+  const uint32_t pos = live - 1;
+  Buffer a = dev.create_buffer(act.size() * 4, MemoryKind::DeviceLocal, "bench qkv");
+  dev.upload(a, act.data(), act.size() * 4);
+  Buffer p = dev.create_buffer(4, MemoryKind::DeviceLocal, "bench pos");
+  dev.upload(p, &pos, 4);
+  Buffer kc = dev.create_buffer(copies * kv, MemoryKind::DeviceLocal, "bench k copies");
+  Buffer vc = dev.create_buffer(copies * kv, MemoryKind::DeviceLocal, "bench v copies");
+  Buffer out = dev.create_buffer(uint64_t(h.n_heads) * h.head_dim * 4, MemoryKind::DeviceLocal, "bench out");
+  Buffer scratch = dev.create_buffer(std::max<uint64_t>(plan.scratch_bytes, 16), MemoryKind::DeviceLocal, "bench scratch");
+  {
+    Recording fill(dev);
+    fill.fill(kc.range(), 0x3c003c00u);  // 1.0 in every half: the kernels' work does not depend on values
+    fill.fill(vc.range(), 0x3c003c00u);
+    fill.submit_and_wait();
+  }
+  Recording rec(dev, {.timestamps = true});
+  for (uint64_t c = 0; c < copies; ++c)
+    record_attention(rec, plan, {QkvView::fused(a.range(), 1, h), p.range(),
+                                 {BufferRange{kc.range().buffer, c * kv, kv}, BufferRange{vc.range().buffer, c * kv, kv}, live},
+                                 out.range(), 0, scratch.range()});
+  rec.submit_and_wait();
+  rec.submit_and_wait();
+  const auto t = rec.timings();
+  const size_t per = t.size() / copies;
+  std::vector<double> us;
+  for (uint64_t c = 0; c < copies; ++c) {
+    double sum = 0;
+    for (size_t j = 0; j < per; ++j) sum += t[c * per + j].microseconds;
+    us.push_back(sum);
+  }
+  std::sort(us.begin(), us.end());
+  const double med = us[us.size() / 2], bytes = double(live) * h.n_kv_heads * h.head_dim * 2 * 2;
+  std::printf("  cold %5u keys: %9.1f us (min %9.1f), %7.2f GB/s K+V, %llu copies of %.1f MB each  [%s]\n", live,
+              med, us.front(), bytes / med / 1e3, (unsigned long long)copies, 2.0 * double(kv) / 1e6,
+              describe(plan).c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -183,12 +242,13 @@ int main(int argc, char** argv) {
     else if (a == "--engine") o.engine = true;
     else if (a == "--decode-only") o.decode_only = true;
     else if (a == "--lane-split-only") o.lane_only = true;
+    else if (a == "--cold") o.cold = true;
     else if (a == "--reps" && i + 1 < argc) o.reps = std::atoi(argv[++i]);
     else if (a == "--rounds" && i + 1 < argc) o.rounds = std::atoi(argv[++i]);
     else if (a == "--device" && i + 1 < argc) o.device = std::atoi(argv[++i]);
     else {
       std::fprintf(stderr,
-                   "usage: bench_attention [--quick] [--engine] [--decode-only] [--lane-split-only] [--reps N] "
+                   "usage: bench_attention [--quick] [--engine] [--decode-only] [--lane-split-only] [--cold] [--reps N] "
                    "[--rounds N] [--device N]\n");
       return 2;
     }
@@ -244,6 +304,11 @@ int main(int argc, char** argv) {
     const std::vector<uint32_t> decode_contexts =
         o.quick ? std::vector<uint32_t>{128, 1024, 4096, 16384}
                 : std::vector<uint32_t>{128, 512, 1024, 2048, 4096, 8192, 16384, 32768};
+    if (o.cold) {
+      std::printf("== decode, T=1, the default kernel, a cold copy of the cache each call ==\n");
+      for (uint32_t ctx : decode_contexts) run_cold(dev, h, ctx);
+      return 0;
+    }
     std::printf("== decode, T=1 ==\n");
     for (uint32_t ctx : decode_contexts) run_case(dev, o, h, 1, ctx, ctx, decode);
     if (o.engine) {
