@@ -321,9 +321,7 @@ Action add_bench_command(CLI::App& app) {
           eo.greedy_chain = chain;
           if (inputs != "auto") eo.step_inputs_on_device = inputs == "device";
           if (fold != "auto") eo.fold_attention = fold == "on";
-          eo.gemm_units = units == "vector"   ? ops::GemmUnits::Vector
-                          : units == "matrix" ? ops::GemmUnits::MatrixUnits
-                                              : ops::GemmUnits::Auto;
+          eo.gemm_units = parse_gemm_units(units);
           eo.load_tokenizer = false;
           eo.dot = o->dot == "swar" ? ops::TernaryDot::Swar
                    : o->dot == "int8" ? ops::TernaryDot::PackedInt8 : ops::TernaryDot::Auto;

@@ -29,7 +29,15 @@ void check_matrix_units(Instance& instance, const DeviceInfo& info) {
     std::printf("[%u] %s: no matrix units ternvk can use\n", info.index, info.name.c_str());
     return;
   }
-  Device device(instance, info);
+  std::unique_ptr<Device> made;
+  try {
+    made = std::make_unique<Device>(instance, info);
+  } catch (const std::exception& e) {
+    std::printf("[%u] %s: matrix units: self-check did not finish: the device could not be created: %s\n",
+                info.index, info.name.c_str(), e.what());
+    return;
+  }
+  Device& device = *made;
   struct Unit {
     const char* name;
     bool present;

@@ -125,7 +125,7 @@ Action add_profile_command(CLI::App& app) {
     bool fp16 = false;
     std::optional<int> device;
     std::string dot = "auto", trace, chart, output = "md", head = "f16", plan = "auto", timing = "dispatch";
-    std::string fold = "auto";
+    std::string fold = "auto", gemm_units = "auto";
     std::string devices, split = "auto";
     uint64_t bandwidth_mib = 0;
   };
@@ -145,6 +145,10 @@ Action add_profile_command(CLI::App& app) {
   cmd->add_option("--split", o->split, "Layers per device with --devices: auto or N,N,...");
   cmd->add_option("--dot", o->dot, "Ternary inner product: auto, swar or int8")
       ->check(CLI::IsMember({"auto", "swar", "int8"}));
+  cmd->add_option("--gemm-units", o->gemm_units,
+                  "Units of the prefill GEMM: auto (matrix units where the device has them and they pass its "
+                  "self-check), vector (shader cores) or matrix")
+      ->check(CLI::IsMember({"auto", "vector", "matrix"}));
   cmd->add_option("--timing", o->timing,
                   "dispatch: a GPU timestamp after every dispatch (tables per shader and per op); pass: only "
                   "around whole passes (undistorted GPU time per token)")
@@ -187,6 +191,7 @@ Action add_profile_command(CLI::App& app) {
     eo.head = parse_head(o->head);
     eo.plan = parse_plan(o->plan);
     eo.fold_attention = parse_fold_attention(o->fold);
+    eo.gemm_units = parse_gemm_units(o->gemm_units);
     const bool per_dispatch = o->timing == "dispatch";
     if (!per_dispatch && (!o->trace.empty() || !o->chart.empty()))
       throw Error("--trace and --chart need --timing dispatch (the times of every dispatch)");

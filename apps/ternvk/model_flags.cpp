@@ -143,6 +143,12 @@ void add_plan_flag(CLI::App& cmd, std::string& plan) {
       ->check(CLI::IsMember({"auto", "gpu", "cpu"}));
 }
 
+ops::GemmUnits parse_gemm_units(const std::string& units) {
+  return units == "vector"   ? ops::GemmUnits::Vector
+         : units == "matrix" ? ops::GemmUnits::MatrixUnits
+                             : ops::GemmUnits::Auto;
+}
+
 ExecutionPlan parse_plan(const std::string& plan) {
   return plan == "gpu" ? ExecutionPlan::Gpu : plan == "cpu" ? ExecutionPlan::Cpu : ExecutionPlan::Auto;
 }

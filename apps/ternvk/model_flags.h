@@ -50,6 +50,8 @@ ExecutionPlan parse_plan(const std::string& plan);
 // Adds `--fold-attention auto|on|off` (EngineOptions::fold_attention).
 void add_fold_attention_flag(CLI::App& cmd, std::string& fold);
 std::optional<bool> parse_fold_attention(const std::string& fold);
+// Parses a `--gemm-units` value: auto, vector or matrix (EngineOptions::gemm_units).
+ops::GemmUnits parse_gemm_units(const std::string& units);
 // Adds `--greedy-chain N` (EngineOptions::greedy_chain: greedy steps a submit, chained on the GPU).
 void add_greedy_chain_flag(CLI::App& cmd, int& steps);
 

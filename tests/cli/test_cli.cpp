@@ -179,8 +179,15 @@ TEST_CASE("bench --gemm-units runs the prefill GEMM's units side by side, and re
   // The label and the pairing are what this checks on any device (lavapipe's prefill keeps the GEMV).
   const auto devices = run_ternvk("devices");
   REQUIRE(devices.exit_code == 0);
-  const bool int8_units = devices.out.find("int8 matrix units no") == std::string::npos;
-  const bool fp16_units = devices.out.find("fp16 matrix units no") == std::string::npos;
+  // The default device's own entry (a host may list several devices).
+  const size_t named = devices.out.find("default device: ");
+  REQUIRE(named != std::string::npos);
+  const std::string index = devices.out.substr(named + 16, devices.out.find(']', named) - named - 15);  // "[N]"
+  const size_t entry = devices.out.find(index + " ");
+  REQUIRE(entry < named);
+  const std::string own = devices.out.substr(entry, devices.out.find("\n[", entry + 1) - entry);
+  const bool int8_units = own.find("int8 matrix units no") == std::string::npos;
+  const bool fp16_units = own.find("fp16 matrix units no") == std::string::npos;
   auto r = run_ternvk("bench -p 8 -n 0 -r 1 --both --gemm-units auto,vector -o json");
   CAPTURE(r.err);
   REQUIRE(r.exit_code == 0);
