@@ -25,6 +25,8 @@
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
+#extension GL_GOOGLE_include_directive : require
+#include "lane_slot.glsl"
 
 layout(local_size_x_id = 0) in;  // LANES * ROW_GROUPS * TOKEN_GROUPS
 layout(constant_id = 1) const uint ROW_GROUPS = 8;
@@ -127,8 +129,7 @@ void stage_block() {
 }
 
 void main() {
-  const uint inv = gl_LocalInvocationID.x;
-  const uint lane = inv % LANES, group = inv / LANES;
+  const uint lane = lane_slot() % LANES, group = lane_slot() / LANES;
   const uint g = group % TOKEN_GROUPS, r = group / TOKEN_GROUPS;
   const uint row0 = gl_WorkGroupID.x * BM, tok0 = gl_WorkGroupID.y * BN;
   const uint blocks = (p.chunks + KC - 1) / KC;

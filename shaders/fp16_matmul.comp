@@ -22,6 +22,8 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
+#extension GL_GOOGLE_include_directive : require
+#include "lane_slot.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint LANES = 8;
@@ -77,8 +79,8 @@ float x_at(uint xrow, uint k) {
 }
 
 void main() {
-  const uint lane = gl_LocalInvocationID.x % LANES;
-  const uint row0 = (gl_WorkGroupID.x * GROUPS + gl_LocalInvocationID.x / LANES) * ROWS;
+  const uint lane = lane_slot() % LANES;
+  const uint row0 = (gl_WorkGroupID.x * GROUPS + lane_slot() / LANES) * ROWS;
   const uint t0 = gl_WorkGroupID.y * TOKENS;
   const uint chunks = p.chunks;
   const uint full = p.cols / 8;  // chunks without padding

@@ -83,6 +83,7 @@ layout(local_size_x_id = 0) in;
 #include "basic_reduce.glsl"
 #include "rope_rotate.glsl"
 #include "ternary_epilogue.glsl"
+#include "lane_slot.glsl"
 
 layout(constant_id = 1) const uint LANES = 8;      // lanes that split one row (power of 2)
 layout(constant_id = 2) const uint ROWS = 2;       // rows per lane group (even for paired epilogues)
@@ -190,12 +191,6 @@ shared uvec4 xs[TOKENS * X_UVEC4];  // the normalized (ternary: int8) activation
 float tok_s[TOKENS];   // ternary: each token's scale s
 int tok_sum_q[TOKENS];  // ternary: each token's sum of q
 
-// An invocation's place among the lane groups: its subgroup's invocations in order, then the next
-// subgroup's. Vulkan does not promise gl_SubgroupInvocationID == local id % subgroup size, so lane
-// groups are cut from this index: a group within one subgroup then holds exactly the lanes that its
-// shuffle-xor butterflies pair (the workgroup is made of whole subgroups: WG is a multiple of the
-// subgroup size the pipeline runs with).
-uint lane_slot() { return gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID; }
 
 // The sum over a lane group. Lanes that share a subgroup reduce by shuffle-xor; a group wider than
 // the subgroup (allowed for any device, e.g. 32 lanes on an 8-wide one) then adds its subgroup-sized

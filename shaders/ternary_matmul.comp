@@ -88,10 +88,11 @@ int reduce_lanes(int v) {
 }
 
 #include "ternary_epilogue.glsl"
+#include "lane_slot.glsl"
 
 void main() {
-  const uint lane = gl_LocalInvocationID.x % LANES;
-  const uint row0 = (gl_WorkGroupID.x * GROUPS + gl_LocalInvocationID.x / LANES) * ROWS;
+  const uint lane = lane_slot() % LANES;
+  const uint row0 = (gl_WorkGroupID.x * GROUPS + lane_slot() / LANES) * ROWS;
   const uint t0 = gl_WorkGroupID.y * TOKENS;
   const uint chunks = p.chunks;
 
