@@ -31,19 +31,8 @@ struct Worst {
   double err = 0, ratio = 0;  // max abs error, max error / allowed
 };
 
-inline Worst compare(const std::vector<float>& got, const std::vector<float>& want, double abs_tol, double rel_tol) {
-  REQUIRE(got.size() == want.size());
-  Worst w;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double d = std::fabs(double(got[i]) - want[i]);
-    REQUIRE_MESSAGE(std::isfinite(got[i]), "element " << i << " is " << got[i]);
-    w.err = std::max(w.err, d);
-    w.ratio = std::max(w.ratio, d / (abs_tol + rel_tol * std::fabs(want[i])));
-  }
-  return w;
-}
-
-// The same against a bound per element (ref::attention_bound).
+// Worst |got - want| over all elements, and its largest ratio to the element's bound (NaN or inf
+// fails the REQUIRE).
 inline Worst compare(const std::vector<float>& got, const std::vector<float>& want, const std::vector<double>& bound) {
   REQUIRE(got.size() == want.size());
   REQUIRE(bound.size() == want.size());
@@ -55,6 +44,13 @@ inline Worst compare(const std::vector<float>& got, const std::vector<float>& wa
     w.ratio = std::max(w.ratio, d / bound[i]);
   }
   return w;
+}
+
+// The same with the bound abs_tol + rel_tol * |want|.
+inline Worst compare(const std::vector<float>& got, const std::vector<float>& want, double abs_tol, double rel_tol) {
+  std::vector<double> bound(want.size());
+  for (size_t i = 0; i < want.size(); ++i) bound[i] = abs_tol + rel_tol * std::fabs(want[i]);
+  return compare(got, want, bound);
 }
 
 inline Buffer device_buffer(uint64_t bytes, const char* what) {
