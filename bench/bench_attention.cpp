@@ -11,7 +11,10 @@
 //
 //   bench_attention [--quick] [--reps N] [--rounds N] [--device N] [--engine]
 //     --quick  decode at 128, 1024, 4096 and 16384 keys, prefill at 128, 1024, 4096, fewer repetitions
-//     --decode-only, --lane-split-only  restrict the cases (tuning aids)
+//     --decode-only, --prefill-only, --lane-split-only  restrict the cases (tuning aids)
+//     --prefill-tokens T  prefill steps of T tokens (default 64; contexts below T are skipped); the
+//               prefill rows also run flash-decode forced (one workgroup per token and kv head, each
+//               reading its keys from L2) beside the tiled kernel the plan picks on GPUs
 //     --engine  also decode recorded for the maximum context 32768 while fewer keys are live (as the
 //               engine records a decode step once)
 //     --cold    only the device's default decode kernel, each call reading another copy of K and V
@@ -49,8 +52,9 @@ struct Kernel {
 };
 
 struct Options {
-  bool quick = false, engine = false, decode_only = false, lane_only = false, cold = false;
+  bool quick = false, engine = false, decode_only = false, prefill_only = false, lane_only = false, cold = false;
   int reps = 0, rounds = 0;
+  uint32_t prefill_tokens = 64;
   std::optional<int> device;
 };
 
@@ -245,12 +249,15 @@ int main(int argc, char** argv) {
     else if (a == "--decode-only") o.decode_only = true;
     else if (a == "--lane-split-only") o.lane_only = true;
     else if (a == "--cold") o.cold = true;
+    else if (a == "--prefill-only") o.prefill_only = true;
+    else if (a == "--prefill-tokens" && i + 1 < argc) o.prefill_tokens = uint32_t(std::max(1, std::atoi(argv[++i])));
     else if (a == "--reps" && i + 1 < argc) o.reps = std::atoi(argv[++i]);
     else if (a == "--rounds" && i + 1 < argc) o.rounds = std::atoi(argv[++i]);
     else if (a == "--device" && i + 1 < argc) o.device = std::atoi(argv[++i]);
     else {
       std::fprintf(stderr,
-                   "usage: bench_attention [--quick] [--engine] [--decode-only] [--lane-split-only] [--cold] [--reps N] "
+                   "usage: bench_attention [--quick] [--engine] [--decode-only] [--prefill-only] [--prefill-tokens T] "
+                   "[--lane-split-only] [--cold] [--reps N] "
                    "[--rounds N] [--device N]\n");
       return 2;
     }
@@ -297,6 +304,9 @@ int main(int argc, char** argv) {
     };
     if (plan_attention(info, h, 64, 4096, {.lane_split = true}).texel_loads)
       prefill.push_back({"lane-split storage", {.lane_split = true, .texel_loads = false}});
+    // The decode kernel per prompt token: no K/V sharing between tokens, but every (token, kv head) a
+    // workgroup, whose keys an L2 serves after the first token's read.
+    prefill.push_back({"flash per token", {.flash_decode = true}});
     if (o.lane_only) {
       std::erase_if(decode, [](const Kernel& k) { return !k.tuning.lane_split.value_or(false); });
       std::erase_if(prefill, [](const Kernel& k) { return !k.tuning.lane_split.value_or(false); });
@@ -311,15 +321,19 @@ int main(int argc, char** argv) {
       for (uint32_t ctx : decode_contexts) run_cold(dev, h, ctx);
       return 0;
     }
-    std::printf("== decode, T=1 ==\n");
-    for (uint32_t ctx : decode_contexts) run_case(dev, o, h, 1, ctx, ctx, decode);
-    if (o.engine) {
+    if (!o.prefill_only) {
+      std::printf("== decode, T=1 ==\n");
+      for (uint32_t ctx : decode_contexts) run_case(dev, o, h, 1, ctx, ctx, decode);
+    }
+    if (o.engine && !o.prefill_only) {
       std::printf("== decode recorded for 32768 keys, fewer live ==\n");
       for (uint32_t ctx : decode_contexts) run_case(dev, o, h, 1, ctx, 32768, decode);
     }
     if (o.decode_only) return 0;
-    std::printf("== prefill, T=64 ==\n");
-    for (uint32_t ctx : contexts) run_case(dev, o, h, 64, ctx, ctx, prefill);
+    const uint32_t T = o.prefill_tokens;
+    std::printf("== prefill, T=%u ==\n", T);
+    for (uint32_t ctx : contexts)
+      if (ctx >= T) run_case(dev, o, h, T, ctx, ctx, prefill);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_attention: %s\n", e.what());
     return 1;

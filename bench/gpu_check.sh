@@ -22,7 +22,8 @@
 #                  matrix-unit GEMMs (where the device has int8 / fp16 matrix units), ternary and FP16;
 #                  then pp512 end to end (ternary) with the tiled and the matrix-unit GEMM side by side
 #   attention.txt  bench_attention --decode-only (128 to 32k keys, every kernel, and flash-decode with
-#                  its split count capped at 16, 32 and 64), then --cold (a fresh copy of the cache a call)
+#                  its split count capped at 16, 32 and 64), then --cold (a fresh copy of the cache a call),
+#                  then prefill T=512: the tiled kernel beside flash-decode per token
 #   tests.txt      with the validation layer on: the fused layers (and the attention inside qkv), the
 #                  matrix-unit GEMM, the engine's plan, batch, greedy-chain and fold tests and the
 #                  flash-decode attention right after the target figures; the other attention tests last
@@ -87,6 +88,9 @@ BENCH_FLASH=0/0/0/16,0/0/0/32,0/0/0/64 timeout $(limit 40) "$b/bench/bench_atten
 # ... and each call reading another copy of the cache (what a token pays; the rows above repeat one
 # copy, which L2 may hold: K+V is 10.5 MB at 4k keys, 21 MB at 8k): is the 4k -> 8k step L2's edge?
 timeout $(limit 20) "$b/bench/bench_attention" --cold >> "$out/attention.txt" 2>&1
+# ... and pp512's attention: 512 prompt tokens at 512 to 4096 keys, the tiled kernel the GPU plan uses
+# for prefill beside flash-decode run per token (no K/V sharing between tokens; L2 serves the re-reads)
+timeout $(limit 20) "$b/bench/bench_attention" --prefill-only --prefill-tokens 512 >> "$out/attention.txt" 2>&1
 step attention-tests
 (
   cd "$b/tests" || exit 1
