@@ -192,9 +192,11 @@ float tok_s[TOKENS];   // ternary: each token's scale s
 int tok_sum_q[TOKENS];  // ternary: each token's sum of q
 
 
-// The sum over a lane group. Lanes that share a subgroup reduce by shuffle-xor; a group wider than
-// the subgroup (allowed for any device, e.g. 32 lanes on an 8-wide one) then adds its subgroup-sized
-// pieces through shared memory, in piece order. Reached by the whole workgroup (it may hold barriers).
+// The sum over a lane group: subgroupAdd where the workgroup is one subgroup (REDUCE = 0, the CPU
+// shapes, as the separate GEMVs reduce there); else lanes that share a subgroup reduce by shuffle-xor,
+// and a group wider than the subgroup (allowed for any device, e.g. 32 lanes on an 8-wide one) then
+// adds its subgroup-sized pieces through shared memory, in piece order. Reached by the whole workgroup
+// (it may hold barriers).
 #define REDUCE_LANES(T, v, SHARED, STORE_AS)                                                       \
   if (REDUCE == 0) return subgroupAdd(v);                                                          \
   [[unroll]] for (uint m = LANES / 2; m > 0; m >>= 1)                                              \
@@ -288,7 +290,11 @@ void normalize_tokens(uint t0) {
 #endif
       }
     }
-    ss = subgroupAdd(ss);
+    // A shuffle-xor butterfly, not subgroupAdd: its order is fixed and every lane ends with the same
+    // bits, so this prologue gives the same sum in every pipeline that runs it (the fused layers, the
+    // prologue alone) on any implementation. subgroupAdd's order is the driver's: lavapipe's at 16
+    // lanes differed between pipelines.
+    for (uint m = gl_SubgroupSize / 2; m > 0; m >>= 1) ss += subgroupShuffleXor(ss, m);
 #if TERNARY
     amax = subgroupMax(amax);
 #endif

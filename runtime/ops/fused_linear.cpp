@@ -46,7 +46,7 @@ uint32_t check_normed_input(const std::string& what, const NormedInput& in, uint
 
 FusedLinearShape FusedLinearShape::pick(const DeviceInfo& info) {
   FusedLinearShape s;
-  if (info.is_cpu()) {
+  if (uses_one_subgroup_workgroups(info)) {  // the separate GEMVs' question (float rows keep their lanes)
     const uint32_t sg = info.subgroup_size_control ? info.max_subgroup_size : info.min_subgroup_size;
     s.workgroup = s.lanes = sg;
     s.subgroup_add = info.subgroup_size_control || info.min_subgroup_size == info.max_subgroup_size;

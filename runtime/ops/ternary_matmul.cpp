@@ -11,10 +11,12 @@ bool power_of_two(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
 }  // namespace
 
+bool uses_one_subgroup_workgroups(const DeviceInfo& info) { return info.is_cpu() || info.max_subgroup_size <= 8; }
+
 MatmulShape MatmulShape::pick(const DeviceInfo& info, uint32_t tokens, bool ternary) {
   MatmulShape s;
   tokens = std::max(tokens, 1u);
-  if (info.max_subgroup_size <= 8) {
+  if (uses_one_subgroup_workgroups(info)) {
     // One workgroup = one subgroup = one SIMD vector: no barriers, no shared memory.
     const bool fixed = info.subgroup_size_control || info.min_subgroup_size == info.max_subgroup_size;
     const uint32_t sg = info.subgroup_size_control ? info.max_subgroup_size : info.min_subgroup_size;

@@ -15,6 +15,12 @@
 
 namespace ternvk::ops {
 
+// Whether the GEMVs and the fused layers run one subgroup a workgroup (their CPU shapes): on CPU
+// devices, and on devices whose subgroups are at most 8 lanes. MatmulShape::pick and
+// FusedLinearShape::pick both ask this one question: a fused layer's float rows split their sums over
+// the separate GEMV's lanes, so that a token's bits do not depend on whether its step was fused.
+bool uses_one_subgroup_workgroups(const DeviceInfo& info);
+
 // How ternary_matmul.comp and fp16_matmul.comp split the work (their specialization constants).
 struct MatmulShape {
   uint32_t workgroup = 8;  // invocations per workgroup (spec id 0)

@@ -401,7 +401,12 @@ TEST_CASE("fused norm alone gives the fused layer's bits, through the separate m
           .record(rec, gw, q.view(), T, {y.range()});
     });
     CHECK(std::memcmp(fused_t.data(), split_t.data(), fused_t.size() * 4) == 0);
-    // FP16 and int8 rows, through normalized fp32 rows.
+    // FP16 and int8 rows, through normalized fp32 rows: the separate GEMVs reduce their lanes by
+    // shuffles only, so they need subgroups as wide as the shape's lanes.
+    if (fs.lanes > dev.info().min_subgroup_size) {
+      MESSAGE(fs.lanes << " lanes a row on subgroups of " << dev.info().min_subgroup_size << ": float rows not compared");
+      continue;
+    }
     Buffer normed = test::upload(std::vector<float>(size_t(T) * K, NAN), "normed");
     const auto fused_h = fused_out([&](Recording& rec, Buffer& y) { op.record(rec, f16, in, {y.range()}, FusedEpilogue::Store); });
     const auto split_h = fused_out([&](Recording& rec, Buffer& y) {

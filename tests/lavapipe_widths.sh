@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The tests that hold bits across pipelines (fused layers vs the separate ops, a sequence alone vs in a
+# batch), again with lavapipe's subgroups 16 lanes wide (LP_NATIVE_VECTOR_WIDTH=512 on a CPU with
+# AVX-512): the default 8 lanes hide lane-count and reduction-order assumptions a GPU's 32 or 64 would
+# not. Skipped (exit 77, which ctest reports as skipped) where the default device does not run 16 wide.
+#   lavapipe_widths.sh CLI TEST_DIR
+set -euo pipefail
+cli=$1 tests=$2
+export LP_NATIVE_VECTOR_WIDTH=512 TERNVK_VALIDATION=1
+if ! "$cli" devices | grep -q "subgroup size 16 (16-16)"; then
+  echo "the default device does not run 16-lane subgroups with LP_NATIVE_VECTOR_WIDTH=512: not run here"
+  exit 77
+fi
+"$tests/test_ops_matmul" -tc="fused*"
+"$tests/test_engine" -sf="*batch*,*plans*"
