@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -86,7 +87,8 @@ TEST_CASE("the shipped model's logits match the PyTorch reference at every posit
   }
 }
 
-TEST_CASE("the shipped model's greedy continuations match the PyTorch reference for at least 32 tokens") {
+TEST_CASE("the shipped model's greedy continuations match the PyTorch reference up to a near-tie (32 tokens if none comes first)") {
+  constexpr double kNearTie = 0.05;  // top-two logit margin: far above fp32 rounding of these logits, far below a real preference
   test::ValidationGuard guard;
   for (auto name : kSources) {
     CAPTURE(name);
@@ -112,12 +114,17 @@ TEST_CASE("the shipped model's greedy continuations match the PyTorch reference 
       size_t same = 0;
       while (same < want.size() && got[same] == want[same]) ++same;
       CAPTURE(same);
-      CHECK(same >= 32);
-      // Past 32 tokens a divergence is accepted only at a near-tie of the reference's top two logits.
+      // A divergence is accepted only at a near-tie of the reference's top two logits (another order
+      // of float adds, e.g. another subgroup width, may pick either), and not before 32 tokens unless
+      // such a tie comes first (the fixture's prompts have some at positions 10 and 22).
+      const auto& margins = p["greedy"]["top2_margins"];
+      size_t first_tie = 0;
+      while (first_tie < margins.size() && margins[first_tie].get<double>() >= kNearTie) ++first_tie;
+      CHECK(same >= std::min<size_t>(32, first_tie));
       if (same < want.size()) {
-        const double margin = p["greedy"]["top2_margins"][same].get<double>();
+        const double margin = margins[same].get<double>();
         CAPTURE(margin);
-        CHECK(margin < 0.05);
+        CHECK(margin < kNearTie);
       }
     }
   }

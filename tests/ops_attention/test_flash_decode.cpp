@@ -141,7 +141,8 @@ uint32_t subgroups(uint32_t n) {
 // Tunings: one subgroup, several key groups per subgroup, several subgroups per workgroup, odd key
 // blocks, many splits.
 std::vector<std::pair<std::string, AttentionTuning>> tunings() {
-  return {
+  // (Lanes per key must fit the device's smallest subgroup: the 8-lane tuning needs subgroups of 8.)
+  std::vector<std::pair<std::string, AttentionTuning>> all = {
       {"default", {.flash_decode = true}},
       {"4 subgroups, 2 lanes a key", {.workgroup = subgroups(4), .flash_decode = true, .lanes_per_key = 2}},
       {"2 subgroups, KB 3, 7 splits",
@@ -149,6 +150,8 @@ std::vector<std::pair<std::string, AttentionTuning>> tunings() {
       {"8 subgroups, KB 1, 33 splits",
        {.workgroup = subgroups(8), .splits = 33, .key_block = 1, .min_split = 1, .flash_decode = true, .lanes_per_key = 8}},
   };
+  std::erase_if(all, [](const auto& t) { return t.second.lanes_per_key > device().info().min_subgroup_size; });
+  return all;
 }
 
 }  // namespace

@@ -53,7 +53,10 @@ size_t run_gemm_case(const GemmCase& c, uint32_t seed) {
   for (size_t i = 0; i < y0.size(); ++i) y0[i] = c.epilogue == Epilogue::Accumulate ? float(i % 13) - 6.0f : NAN;
   // The GEMV with `lanes` lanes per row reduced by shuffle-xor: the shape MatmulShape::pick gives GPUs.
   const auto gemv_shape = test::cluster_shape(c.lanes, 2);
-  REQUIRE(gemv_shape);
+  if (!gemv_shape) {  // a GEMV reducing `lanes` by shuffles needs subgroups that wide
+    MESSAGE("device '" << dev.info().name << "' may run subgroups under " << c.lanes << " lanes: case not run");
+    return 0;
+  }
   auto run = [&](MatmulKernel kernel) {
     Buffer gy = test::upload(y0, "fp16 gemm test output");
     Fp16Matmul op(dev, {.shape = gemv_shape, .load = MatmulLoad::Storage, .kernel = kernel, .gemm_shape = c.shape});
