@@ -216,25 +216,14 @@ void run_cold(Device& dev, const HeadLayout& h, uint32_t live) {
     fill.fill(vc.range(), 0x3c003c00u);
     fill.submit_and_wait();
   }
-  Recording rec(dev, {.timestamps = true});
-  for (uint64_t c = 0; c < copies; ++c)
+  const bench::Timing tm = bench::time_calls(dev, int(copies), [&](Recording& rec, int c) {
     record_attention(rec, plan, {QkvView::fused(a.range(), 1, h), p.range(),
                                  {BufferRange{kc.range().buffer, c * kv, kv}, BufferRange{vc.range().buffer, c * kv, kv}, live},
                                  out.range(), 0, scratch.range()});
-  rec.submit_and_wait();
-  rec.submit_and_wait();
-  const auto t = rec.timings();
-  const size_t per = t.size() / copies;
-  std::vector<double> us;
-  for (uint64_t c = 0; c < copies; ++c) {
-    double sum = 0;
-    for (size_t j = 0; j < per; ++j) sum += t[c * per + j].microseconds;
-    us.push_back(sum);
-  }
-  std::sort(us.begin(), us.end());
-  const double med = us[us.size() / 2], bytes = double(live) * h.n_kv_heads * h.head_dim * 2 * 2;
+  });
+  const double med = tm.median_us, bytes = double(live) * h.n_kv_heads * h.head_dim * 2 * 2;
   std::printf("  cold %5u keys: %9.1f us (min %9.1f), %7.2f GB/s K+V, %llu copies of %.1f MB each  [%s]\n", live,
-              med, us.front(), bytes / med / 1e3, (unsigned long long)copies, 2.0 * double(kv) / 1e6,
+              med, tm.min_us, bytes / med / 1e3, (unsigned long long)copies, 2.0 * double(kv) / 1e6,
               describe(plan).c_str());
 }
 

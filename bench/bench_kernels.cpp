@@ -37,41 +37,10 @@ using namespace ternvk;
 using namespace ternvk::ops;
 using ternvk::bench::cpu_seconds;
 using ternvk::bench::Rng;
+using ternvk::bench::time_calls;
+using ternvk::bench::Timing;
 
 namespace {
-
-struct Timing {
-  double median_us = 0;
-  double min_us = 0;
-  double cpu_us = 0;  // process CPU time per call during the measured submit (CPU devices run the
-                      // shaders on this process's threads: a contention-free figure of the work)
-};
-
-// Records `reps` calls (each one or more dispatches), submits twice (warm-up, measured) and
-// returns the per-call GPU time.
-Timing time_calls(Device& dev, int reps, const std::function<void(Recording&)>& call) {
-  Recording rec(dev, {.timestamps = true});
-  size_t per_call = 0;
-  for (int i = 0; i < reps; ++i) {
-    const size_t before = rec.dispatch_count();
-    call(rec);
-    per_call = rec.dispatch_count() - before;
-  }
-  rec.submit_and_wait();
-  const double cpu0 = cpu_seconds();
-  rec.submit_and_wait();
-  const double cpu = (cpu_seconds() - cpu0) * 1e6 / reps;
-  const auto t = rec.timings();
-  if (t.size() != per_call * reps) throw Error("benchmark: timestamps missing (" + std::to_string(t.size()) + ")");
-  std::vector<double> calls;
-  for (int i = 0; i < reps; ++i) {
-    double sum = 0;
-    for (size_t j = 0; j < per_call; ++j) sum += t[i * per_call + j].microseconds;
-    calls.push_back(sum);
-  }
-  std::sort(calls.begin(), calls.end());
-  return {calls[calls.size() / 2], calls.front(), cpu};
-}
 
 struct Quantized {
   std::vector<int8_t> q;

@@ -40,6 +40,32 @@ bool check_every_width(Device& device, MatrixUnitOperands operands, const CheckO
   }
 }
 
+// The output both checks write into: each token's row of rows + 5 floats holds the matrix's outputs
+// in columns 3 .. 3 + rows (as a fused output's columns); the other columns hold values the GEMM must
+// leave alone.
+struct CheckOutput {
+  uint32_t stride, offset = 3;
+  std::vector<float> y0;  // before the GEMM
+  CheckOutput(uint32_t tokens, uint32_t rows) : stride(rows + 5), y0(size_t(tokens) * stride) {
+    for (size_t i = 0; i < y0.size(); ++i) y0[i] = float(int(i % 17) - 8);
+  }
+  // `record(rec, y, epilogue)` recorded with Store, then with Accumulate, into a copy of y0 on the
+  // device: what the output holds after both.
+  template <typename Record>
+  std::vector<float> store_then_accumulate(Device& device, const Record& record) const {
+    const uint64_t bytes = y0.size() * 4;
+    Buffer y = device.create_buffer(bytes, MemoryKind::DeviceLocal, "matrix-unit self-check output");
+    device.upload(y, y0.data(), bytes);
+    Recording rec(device);
+    record(rec, MatmulOutput{y.range(), stride, offset}, Epilogue::Store);
+    record(rec, MatmulOutput{y.range(), stride, offset}, Epilogue::Accumulate);
+    rec.submit_and_wait();
+    std::vector<float> out(y0.size());
+    device.download(y, out.data(), bytes);
+    return out;
+  }
+};
+
 bool ternary_gemm_agrees_once(Device& device, const RecordTernaryGemm& candidate, const TernaryMatrixGpu& gw,
                               uint32_t tokens, std::mt19937& rng) {
   const uint32_t rows = gw.rows(), cols = gw.cols();
@@ -63,30 +89,15 @@ bool ternary_gemm_agrees_once(Device& device, const RecordTernaryGemm& candidate
   device.upload(xm, meta.data(), meta.size() * 4);
   const QuantizedActivations x{xv.range(), xm.range(), cols};
 
-  // Columns 3 .. 3 + rows of rows of rows + 5 floats, as a fused output's (the rest must stay y0's).
-  const uint32_t stride = rows + 5, offset = 3;
-  const uint64_t y_bytes = uint64_t(tokens) * stride * 4;
-  std::vector<float> y0(size_t(tokens) * stride);
-  for (size_t i = 0; i < y0.size(); ++i) y0[i] = float(int(i % 17) - 8);
-  auto run = [&](auto&& record) {
-    Buffer y = device.create_buffer(y_bytes, MemoryKind::DeviceLocal, "matrix-unit self-check output");
-    device.upload(y, y0.data(), y_bytes);
-    Recording rec(device);
-    record(rec, MatmulOutput{y.range(), stride, offset}, Epilogue::Store);
-    record(rec, MatmulOutput{y.range(), stride, offset}, Epilogue::Accumulate);
-    rec.submit_and_wait();
-    std::vector<float> out(y0.size());
-    device.download(y, out.data(), y_bytes);
-    return out;
-  };
+  const CheckOutput output(tokens, rows);
   const TernaryGemm tiled(device, device.info().integer_dot_product, std::nullopt, GemmUnits::Vector);
-  const auto expect = run([&](Recording& rec, const MatmulOutput& y, Epilogue e) {
-    tiled.record(rec, gw, x, tokens, y, stride, e);
+  const auto expect = output.store_then_accumulate(device, [&](Recording& rec, const MatmulOutput& y, Epilogue e) {
+    tiled.record(rec, gw, x, tokens, y, output.stride, e);
   });
-  const auto got = run([&](Recording& rec, const MatmulOutput& y, Epilogue e) {
-    candidate(rec, gw, x, tokens, y, stride, e);
+  const auto got = output.store_then_accumulate(device, [&](Recording& rec, const MatmulOutput& y, Epilogue e) {
+    candidate(rec, gw, x, tokens, y, output.stride, e);
   });
-  return std::memcmp(expect.data(), got.data(), y_bytes) == 0;
+  return std::memcmp(expect.data(), got.data(), expect.size() * 4) == 0;
 }
 
 }  // namespace
@@ -131,19 +142,12 @@ bool fp16_gemm_within_bound_once(Device& device, const RecordFp16Gemm& candidate
   Buffer gx = device.create_buffer(x.size() * 4, MemoryKind::DeviceLocal, "fp16 matrix-unit self-check activations");
   device.upload(gx, x.data(), x.size() * 4);
 
-  // Columns 3 .. 3 + rows of rows + 5 floats, as a fused output's (the rest must stay y0's).
-  const uint32_t stride = rows + 5, offset = 3;
-  const uint64_t y_bytes = uint64_t(tokens) * stride * 4;
-  std::vector<float> y0(size_t(tokens) * stride);
-  for (size_t i = 0; i < y0.size(); ++i) y0[i] = float(int(i % 17) - 8);
-  Buffer gy = device.create_buffer(y_bytes, MemoryKind::DeviceLocal, "fp16 matrix-unit self-check output");
-  device.upload(gy, y0.data(), y_bytes);
-  Recording rec(device);
-  candidate(rec, gw, gx.range(), tokens, MatmulOutput{gy.range(), stride, offset}, stride, Epilogue::Store);
-  candidate(rec, gw, gx.range(), tokens, MatmulOutput{gy.range(), stride, offset}, stride, Epilogue::Accumulate);
-  rec.submit_and_wait();
-  std::vector<float> got(y0.size());
-  device.download(gy, got.data(), y_bytes);
+  const CheckOutput output(tokens, rows);
+  const uint32_t stride = output.stride, offset = output.offset;
+  const std::vector<float>& y0 = output.y0;
+  const auto got = output.store_then_accumulate(device, [&](Recording& rec, const MatmulOutput& y, Epilogue e) {
+    candidate(rec, gw, gx.range(), tokens, y, stride, e);
+  });
 
   for (uint32_t t = 0; t < tokens; ++t)
     for (uint32_t c = 0; c < stride; ++c) {
