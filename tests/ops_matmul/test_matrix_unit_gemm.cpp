@@ -56,6 +56,20 @@ struct UnitGemmCase {
   uint32_t stride() const { return y_stride ? y_stride : n; }
 };
 
+// Each case with both epilogues, named in failures, with a generator seeded from `seed` onwards.
+template <typename Run>
+void for_each_unit_case(std::initializer_list<UnitGemmCase> cases, uint32_t seed, const Run& run) {
+  for (const UnitGemmCase& c : cases)
+    for (Epilogue e : {Epilogue::Store, Epilogue::Accumulate}) {
+      CAPTURE(c.n);
+      CAPTURE(c.k);
+      CAPTURE(c.t);
+      CAPTURE(int(e));
+      std::mt19937 rng(seed++);
+      run(c, e, rng);
+    }
+}
+
 // What the output holds before a GEMM stores or accumulates into it.
 std::vector<float> initial_output(size_t count) {
   std::vector<float> y0(count);
@@ -352,53 +366,47 @@ TEST_CASE("fp16 matrix-unit GEMM is within its bound of the exact sums (devices 
   CHECK(fp16_matrix_unit_gemm_agrees(dev));
   // Not tile multiples; K of a partial block and padded rows; several token tiles; segments; strided
   // output columns; both epilogues; the 2B4T shapes at 512 tokens (every 61st row and the last checked).
-  const UnitGemmCase cases[] = {{127, 200, 13}, {1, 4, 1}, {65, 64, 70}, {129, 2580, 9},
-                                {129, 300, 130, 129 * 304}, {127, 200, 13, 0, 150, 7}, {3840, 2560, 512},
-                                {2560, 6912, 512}};
-  uint32_t seed = 1300;
-  for (const UnitGemmCase& c : cases)
-    for (Epilogue e : {Epilogue::Store, Epilogue::Accumulate}) {
-      CAPTURE(c.n);
-      CAPTURE(c.k);
-      CAPTURE(c.t);
-      std::mt19937 rng(seed++);
-      const auto wh = test::random_halves(rng, size_t(c.n) * c.k, -1.0f, 1.0f);
-      std::uniform_real_distribution<float> uniform(-2.0f, 2.0f);
-      std::vector<float> x(size_t(c.t) * c.k);
-      for (auto& v : x) v = uniform(rng);
-      const Fp16MatrixGpu gw(dev, wh, c.n, c.k, "fp16 matrix-unit test matrix", c.max_segment_bytes);
-      Buffer gx = test::upload(x, "fp16 matrix-unit test activations");
-      const uint32_t stride = c.stride();
-      const std::vector<float> y0 = initial_output(size_t(c.t) * stride);
-      Buffer gy = test::upload(y0, "fp16 matrix-unit test output");
-      const Fp16Matmul op(dev, {.kernel = MatmulKernel::Gemm, .gemm_units = GemmUnits::MatrixUnits});
-      Recording rec(dev);
-      op.record(rec, gw, gx.range(), c.t, {gy.range(), c.y_stride, c.y_offset}, e);
-      rec.submit_and_wait();
-      const auto y = test::download<float>(gy, y0.size());
-      for (uint32_t t = 0; t < c.t; ++t)
-        for (uint32_t col = 0; col < stride; ++col) {
-          const size_t at = size_t(t) * stride + col;
-          if (col < c.y_offset || col >= c.y_offset + c.n) {
-            REQUIRE(std::memcmp(&y[at], &y0[at], 4) == 0);
-            continue;
-          }
-          const uint32_t r = col - c.y_offset;
-          REQUIRE(std::isfinite(y[at]));  // every output written and finite, checked or not
-          if (c.n > 1000 && r % 61 != 0 && r != c.n - 1) continue;
-          double ref = e == Epilogue::Accumulate ? y0[at] : 0.0, abs_sum = 0, abs_w = 0;
-          for (uint32_t k = 0; k < c.k; ++k) {
-            const double w = half_to_float(wh[size_t(r) * c.k + k]);
-            ref += w * x[size_t(t) * c.k + k];
-            abs_sum += std::fabs(w * x[size_t(t) * c.k + k]);
-            abs_w += std::fabs(w);
-          }
-          // The GEMM's bound, then the epilogue's store or add (one more rounding of the result).
-          const double tolerance = fp16_gemm_error_bound(c.k, abs_sum, abs_w) + std::ldexp(std::fabs(ref) + 8.0, -23);
-          INFO("t=" << t << " row=" << r);
-          REQUIRE(std::fabs(y[at] - ref) <= tolerance);
+  const std::initializer_list<UnitGemmCase> cases = {
+      {127, 200, 13}, {1, 4, 1}, {65, 64, 70}, {129, 2580, 9}, {129, 300, 130, 129 * 304},
+      {127, 200, 13, 0, 150, 7}, {3840, 2560, 512}, {2560, 6912, 512}};
+  for_each_unit_case(cases, 1300, [&](const UnitGemmCase& c, Epilogue e, std::mt19937& rng) {
+    const auto wh = test::random_halves(rng, size_t(c.n) * c.k, -1.0f, 1.0f);
+    std::uniform_real_distribution<float> uniform(-2.0f, 2.0f);
+    std::vector<float> x(size_t(c.t) * c.k);
+    for (auto& v : x) v = uniform(rng);
+    const Fp16MatrixGpu gw(dev, wh, c.n, c.k, "fp16 matrix-unit test matrix", c.max_segment_bytes);
+    Buffer gx = test::upload(x, "fp16 matrix-unit test activations");
+    const uint32_t stride = c.stride();
+    const std::vector<float> y0 = initial_output(size_t(c.t) * stride);
+    Buffer gy = test::upload(y0, "fp16 matrix-unit test output");
+    const Fp16Matmul op(dev, {.kernel = MatmulKernel::Gemm, .gemm_units = GemmUnits::MatrixUnits});
+    Recording rec(dev);
+    op.record(rec, gw, gx.range(), c.t, {gy.range(), c.y_stride, c.y_offset}, e);
+    rec.submit_and_wait();
+    const auto y = test::download<float>(gy, y0.size());
+    for (uint32_t t = 0; t < c.t; ++t)
+      for (uint32_t col = 0; col < stride; ++col) {
+        const size_t at = size_t(t) * stride + col;
+        if (col < c.y_offset || col >= c.y_offset + c.n) {
+          REQUIRE(std::memcmp(&y[at], &y0[at], 4) == 0);
+          continue;
         }
-    }
+        const uint32_t r = col - c.y_offset;
+        REQUIRE(std::isfinite(y[at]));  // every output written and finite, checked or not
+        if (c.n > 1000 && r % 61 != 0 && r != c.n - 1) continue;
+        double ref = e == Epilogue::Accumulate ? y0[at] : 0.0, abs_sum = 0, abs_w = 0;
+        for (uint32_t k = 0; k < c.k; ++k) {
+          const double w = half_to_float(wh[size_t(r) * c.k + k]);
+          ref += w * x[size_t(t) * c.k + k];
+          abs_sum += std::fabs(w * x[size_t(t) * c.k + k]);
+          abs_w += std::fabs(w);
+        }
+        // The GEMM's bound, then the epilogue's store or add (one more rounding of the result).
+        const double tolerance = fp16_gemm_error_bound(c.k, abs_sum, abs_w) + std::ldexp(std::fabs(ref) + 8.0, -23);
+        INFO("t=" << t << " row=" << r);
+        REQUIRE(std::fabs(y[at] - ref) <= tolerance);
+      }
+  });
 }
 
 TEST_CASE("matrix-unit GEMM equals the GEMV bit for bit (devices with int8 matrix units)") {
@@ -411,31 +419,25 @@ TEST_CASE("matrix-unit GEMM equals the GEMV bit for bit (devices with int8 matri
   CHECK(matrix_unit_gemm_agrees(dev));
   // Not tile multiples; K of a partial block; several token tiles; one of everything; segments;
   // strided output columns; both epilogues; the 2B4T shapes at 512 tokens (checked rows only).
-  const UnitGemmCase cases[] = {{127, 200, 13}, {1, 1, 1}, {65, 64, 70}, {129, 2577, 9},
-                                {129, 300, 130, 800}, {127, 200, 13, 0, 150, 7}, {3840, 2560, 512},
-                                {2560, 6912, 512}};
-  uint32_t seed = 1200;
-  for (const UnitGemmCase& c : cases)
-    for (Epilogue e : {Epilogue::Store, Epilogue::Accumulate}) {
-      CAPTURE(c.n);
-      CAPTURE(c.k);
-      CAPTURE(c.t);
-      std::mt19937 rng(seed++);
-      const auto w = test::random_ternary(rng, size_t(c.n) * c.k);
-      const auto x = test::random_quantized(rng, c.t, c.k, false);
-      TernaryMatrixGpu gw(dev, pack_ternary(w, c.n, c.k, 0.37f), "matrix-unit test matrix", c.max_segment_bytes);
-      auto gx = test::upload_activations(x);
-      const std::vector<float> y0 = initial_output(size_t(c.t) * c.stride());
-      auto run = [&](TernaryMatmulOptions o) {
-        Buffer gy = test::upload(y0, "matrix-unit test output");
-        TernaryMatmul op(dev, o);
-        Recording rec(dev);
-        op.record(rec, gw, gx.view, c.t, {gy.range(), c.y_stride, c.y_offset}, e);
-        rec.submit_and_wait();
-        return test::download<float>(gy, y0.size());
-      };
-      const auto units = run({.kernel = MatmulKernel::Gemm, .gemm_units = GemmUnits::MatrixUnits});
-      const auto gemv = run({.kernel = MatmulKernel::Gemv});
-      REQUIRE(std::memcmp(units.data(), gemv.data(), units.size() * 4) == 0);
-    }
+  const std::initializer_list<UnitGemmCase> cases = {
+      {127, 200, 13}, {1, 1, 1}, {65, 64, 70}, {129, 2577, 9}, {129, 300, 130, 800},
+      {127, 200, 13, 0, 150, 7}, {3840, 2560, 512}, {2560, 6912, 512}};
+  for_each_unit_case(cases, 1200, [&](const UnitGemmCase& c, Epilogue e, std::mt19937& rng) {
+    const auto w = test::random_ternary(rng, size_t(c.n) * c.k);
+    const auto x = test::random_quantized(rng, c.t, c.k, false);
+    TernaryMatrixGpu gw(dev, pack_ternary(w, c.n, c.k, 0.37f), "matrix-unit test matrix", c.max_segment_bytes);
+    auto gx = test::upload_activations(x);
+    const std::vector<float> y0 = initial_output(size_t(c.t) * c.stride());
+    auto run = [&](TernaryMatmulOptions o) {
+      Buffer gy = test::upload(y0, "matrix-unit test output");
+      TernaryMatmul op(dev, o);
+      Recording rec(dev);
+      op.record(rec, gw, gx.view, c.t, {gy.range(), c.y_stride, c.y_offset}, e);
+      rec.submit_and_wait();
+      return test::download<float>(gy, y0.size());
+    };
+    const auto units = run({.kernel = MatmulKernel::Gemm, .gemm_units = GemmUnits::MatrixUnits});
+    const auto gemv = run({.kernel = MatmulKernel::Gemv});
+    REQUIRE(std::memcmp(units.data(), gemv.data(), units.size() * 4) == 0);
+  });
 }
