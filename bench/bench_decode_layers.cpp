@@ -16,7 +16,10 @@
 // inputs a layer): its time per dispatch less the floor's is the prologue's latency, which every
 // fused layer pays before its weights can be multiplied. And the picked layers (and the empty chain)
 // recorded with no barriers at all: wrong results, but the time when no dispatch waits for the one
-// before, the bound for any design that chains the matrices inside fewer dispatches.
+// before, the bound for any design that chains the matrices inside fewer dispatches. And the picked
+// layers chained as the engine's --chain-layers records them (no barriers; each dispatch's workgroups
+// request their weights, then wait in the shader until the dispatch before has counted itself done):
+// right results, and how much of that bound the chain reaches.
 //
 //   bench_decode_layers [--layers N] [--reps N] [--device N] [--dims D,F,HEADS,KV_HEADS]
 //     defaults: 30 layers (2B4T), 7 repetitions, 2B4T dims 2560,6912,20,5 (head_dim 128)
@@ -96,16 +99,36 @@ Workspace workspace(Device& dev, const Dims& d, Rng& rng) {
   return w;
 }
 
-// Records `layers` decode layers: qkv, o, gate|up, down (as Stage::record_fused_layer, attention left out).
+// Records `layers` decode layers: qkv, o, gate|up, down (as Stage::record_fused_layer, attention left
+// out); with `chain` (counters: the flag, then one a dispatch) as chained links, as the engine's.
 template <class Matrix>
-void record_layers(Recording& rec, const FusedLinear& op, const std::vector<Layer<Matrix>>& layers, Workspace& w) {
+void record_layers(Recording& rec, const FusedLinear& op, const std::vector<Layer<Matrix>>& layers, Workspace& w,
+                   const Buffer* chain = nullptr) {
   auto in = [&](const Buffer& x, const Buffer& norm) { return NormedInput{.x = x.range(), .norm = norm.range(), .tokens = 1}; };
-  for (const auto& L : layers) {
-    op.record(rec, *L.qkv, in(w.x, w.norm_dim), {w.qkv.range()}, FusedEpilogue::RopeKvStore, &w.rope);
-    op.record(rec, *L.o, in(w.attn, w.norm_dim), {w.x.range()}, FusedEpilogue::Accumulate);
-    op.record(rec, *L.gate_up, in(w.x, w.norm_dim), {w.ffn.range()}, FusedEpilogue::GatedSquaredRelu);
-    op.record(rec, *L.down, in(w.ffn, w.norm_ffn), {w.x.range()}, FusedEpilogue::Accumulate);
+  uint32_t links = 0, last_groups = 0;
+  std::optional<FusedChainLink> link;
+  auto next_link = [&]() -> const FusedChainLink* {
+    if (!chain) return nullptr;
+    link = FusedChainLink{.counters = chain->range(), .wait = links, .wait_count = links ? last_groups : 0,
+                          .signal = links + 1};
+    ++links;
+    return &*link;
+  };
+  if (chain) {
+    rec.fill(chain->range(), 0);
+    rec.begin_chain();
   }
+  for (const auto& L : layers) {
+    last_groups = op.record(rec, *L.qkv, in(w.x, w.norm_dim), {w.qkv.range()}, FusedEpilogue::RopeKvStore, &w.rope,
+                            next_link());
+    last_groups = op.record(rec, *L.o, in(w.attn, w.norm_dim), {w.x.range()}, FusedEpilogue::Accumulate, nullptr,
+                            next_link());
+    last_groups = op.record(rec, *L.gate_up, in(w.x, w.norm_dim), {w.ffn.range()}, FusedEpilogue::GatedSquaredRelu,
+                            nullptr, next_link());
+    last_groups = op.record(rec, *L.down, in(w.ffn, w.norm_ffn), {w.x.range()}, FusedEpilogue::Accumulate, nullptr,
+                            next_link());
+  }
+  if (chain) rec.end_chain();
 }
 
 struct Variant {
@@ -221,6 +244,21 @@ int run(int argc, char** argv) {
     variants.push_back(std::move(h));
   }
   const size_t unordered_at = variants.size() - 2;
+  // ... and chained as the engine records --chain-layers (right results): how much of that bound the
+  // shaders' waits reach. Counters: the timed-out flag, then one a dispatch.
+  std::vector<Buffer> chain_counters;
+  for (int i = 0; i < 2; ++i)
+    chain_counters.push_back(dev.create_buffer(4 * (1 + 4 * uint64_t(n_layers)), MemoryKind::DeviceLocal, "chain counters"));
+  {
+    const FusedLinear op(dev, {.shape = picked});
+    Variant t{"ternary, picked, chained", std::make_unique<Recording>(dev, timed), tern_bytes, {}};
+    record_layers(*t.rec, op, tern, w, &chain_counters[0]);
+    Variant h{"FP16, picked, chained", std::make_unique<Recording>(dev, timed), half_bytes, {}};
+    record_layers(*h.rec, op, half, w, &chain_counters[1]);
+    variants.push_back(std::move(t));
+    variants.push_back(std::move(h));
+  }
+  const size_t chained_at = variants.size() - 2;
   // The prologue alone: per layer the norms of qkv, o, gate|up and down (K = dim, dim, dim, ffn).
   const FusedLinear prologue_op(dev, {.shape = picked});
   const QuantizedActivationsBuffers q = QuantizedActivationsBuffers::create(dev, 1, std::max(d.dim, d.ffn), "prologue out");
@@ -273,6 +311,17 @@ int run(int argc, char** argv) {
               " FP16 / ternary time with no barriers %.2fx\n",
               (us(2) - us(unordered_at)) / launches, (us(3) - us(unordered_at + 1)) / launches,
               us(unordered_at + 1) / us(unordered_at));
+  std::printf("chained (as --chain-layers), µs a dispatch saved against picked: ternary %.2f, FP16 %.2f; FP16 / "
+              "ternary time chained %.2fx\n",
+              (us(2) - us(chained_at)) / launches, (us(3) - us(chained_at + 1)) / launches,
+              us(chained_at + 1) / us(chained_at));
+  for (int i = 0; i < 2; ++i) {
+    uint32_t flag = 0;
+    dev.download(chain_counters[size_t(i)], &flag, 4);
+    if (flag)
+      std::printf("%s: a chained wait timed out (its rows time waits that gave up, and the device does not start a "
+                  "dispatch's workgroups before a later one's)\n", variants[chained_at + size_t(i)].name.c_str());
+  }
   return 0;
 }
 

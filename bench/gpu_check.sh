@@ -11,7 +11,8 @@
 #   bench.md       2B4T full depth, vocab 32000, f16 head, GPU plan: tg128 and pp512 in one chunk
 #                  (-b 512), ternary and the FP16 baseline side by side (the issue's targets; each
 #                  variant's prefill on its matrix units where the device passes their self-checks); then
-#                  tg128 with the attention inside qkv and apart (--fold-attention auto,off), with
+#                  tg128 with the layers chained and not (--chain-layers off,on: no barriers between a
+#                  token's fused dispatches, each waiting in its shader), then tg128 with the attention inside qkv and apart (--fold-attention auto,off), with
 #                  greedy chains of 1 and 16 tokens a submit side by side, and with the
 #                  step inputs read from host memory and from device-local copies
 #   profile.json   --plan gpu --timing pass: undistorted GPU time and dispatches per token
@@ -60,6 +61,11 @@ step layers
 timeout $(limit 90) "$b/bench/bench_decode_layers" > "$out/layers.md" 2>&1
 step bench
 timeout $(limit 200) "$t" bench $syn -p 512 -n 128 -b 512 -r 3 --both --plan gpu --gemm-units $units > "$out/bench.md" 2>&1
+step bench-chain
+# Chained layers (experimental, off by default): the lever for the 2.5x decode ratio if the
+# dispatches' drains and launches are what a token waits on; a wait that times out is reported
+# ("chain timed out: turned off") and the rows then time unchained steps.
+timeout $(limit 90) "$t" bench $syn -p 0 -n 128 -r 3 --both --plan gpu --chain-layers off,on --gemm-units $units >> "$out/bench.md" 2>&1
 step tests
 # the correctness of what gave bench.md's figures, before the other measurements: failing cases with
 # their first lines, then the summary (a subshell: the benches' paths stay relative to the root)

@@ -31,6 +31,18 @@
 // of argmax.comp: larger value, then lower index; NaN never picked) and writes it as a partial; the
 // last workgroup to arrive reduces the partials into the result and resets the counter. The order
 // is total, so the pick is argmax.comp's, bit for bit.
+// Build-time variant CHAIN (the plain, RoPE and attention variants of ternary and fp16 weights): the
+// dispatch is recorded with no barrier before it, after another chained dispatch, and orders itself
+// in the shader instead. Each workgroup requests its first weights (read-only, so any time will do),
+// then waits until the dispatch before has counted all its workgroups done (chain[wait] reaches
+// wait_count), then runs as usual, and at its end makes its stores visible and counts itself done
+// (chain[signal] += 1). So a later matrix's workgroups start and load their weights while the one
+// before is finishing, instead of after a full drain and a barrier. Everything a later dispatch may
+// read or overwrite (x, y, the attention's output, the K/V rows) is accessed through coherent
+// bindings: without a barrier an SM's L1 may still hold another layer's lines. Deadlock-free where a
+// dispatch's workgroups all start before a later dispatch's (in-order launch, as on the GPUs it is
+// for; not promised by Vulkan), so the wait is bounded: after chain_spin_limit polls it sets
+// chain[0] (the host then redoes the pass with barriers) and goes on.
 // Build-time variant WEIGHTS: 0 ternary, SWAR products; 1 ternary, OpSDot; 2 fp16; 3 int8 rows with
 // a float scale each (the int8 head). Weight layouts: docs/architecture.md.
 // Build-time variant NORM_ONLY: the prologue alone, its result written out: the ternary int8
@@ -70,6 +82,9 @@
 #ifndef ARGMAX
 #define ARGMAX 0
 #endif
+#ifndef CHAIN
+#define CHAIN 0
+#endif
 #define TERNARY (WEIGHTS <= 1)
 #if WEIGHTS == 1
 #extension GL_EXT_spirv_intrinsics : require
@@ -107,7 +122,12 @@ layout(std430, set = 0, binding = 1) readonly buffer RowInfo { ivec2 row_info[];
 layout(std430, set = 0, binding = 1) readonly buffer Scales { float row_scale[]; };
 #endif
 #endif
-layout(std430, set = 0, binding = 2) readonly buffer X { vec4 x4[]; };
+#if CHAIN
+#define CHAINED coherent
+#else
+#define CHAINED
+#endif
+layout(std430, set = 0, binding = 2) CHAINED readonly buffer X { vec4 x4[]; };
 layout(std430, set = 0, binding = 3) readonly buffer NormWeight { vec4 norm4[]; };
 #if NORM_ONLY
 layout(std430, set = 0, binding = 4) writeonly buffer Normed { uvec4 normed[]; };
@@ -117,7 +137,7 @@ layout(std430, set = 0, binding = 5) writeonly buffer Meta { ivec2 meta[]; };
 #else
 // ATTEND: q|k|v and the K/V rows stored coherent, so that the memory barrier before the arrival makes
 // them visible to the workgroup that attends (GLSL promises that for coherent stores only).
-#if ATTEND
+#if ATTEND || CHAIN
 #define STORED coherent
 #else
 #define STORED
@@ -140,7 +160,7 @@ shared uint argmax_arrival;
 layout(std430, set = 0, binding = 9) coherent readonly buffer QkvDone { vec4 qkv_done4[]; };
 layout(std430, set = 0, binding = 10) coherent readonly buffer KDone { uvec4 k_done[]; };
 layout(std430, set = 0, binding = 11) coherent readonly buffer VDone { uvec4 v_done[]; };
-layout(std430, set = 0, binding = 12) writeonly buffer AttnOut { float attn_out[]; };
+layout(std430, set = 0, binding = 12) CHAINED writeonly buffer AttnOut { float attn_out[]; };
 layout(std430, set = 0, binding = 13) coherent buffer Arrivals { uint arrivals[]; };
 #endif
 layout(push_constant) uniform Params {
@@ -161,7 +181,38 @@ layout(push_constant) uniform Params {
   uint sequences;
   float theta_scale;
   float scale_log2e;  // ATTEND: the attention's q scale times log2(e)
+  uint chain_wait;         // CHAIN: the counter of the dispatch before, and the count to wait for (0: none)
+  uint chain_wait_count;
+  uint chain_signal;       // CHAIN: this dispatch's counter
+  uint chain_spin_limit;   // CHAIN: polls before the wait gives up
 } p;
+#if CHAIN
+// [0] the timed-out flag, then one done count per chained dispatch (0 before the pass).
+layout(std430, set = 0, binding = 14) coherent buffer Chain { uint chain[]; };
+// Waits (bounded) until the dispatch before has counted p.chain_wait_count workgroups done. Reached by
+// the whole workgroup.
+void chain_wait() {
+  if (p.chain_wait_count == 0) return;  // uniform: the first of a chain, ordered by a barrier
+  if (gl_LocalInvocationID.x == 0) {
+    uint polls = 0;
+    while (atomicAdd(chain[p.chain_wait], 0u) < p.chain_wait_count) {
+      if (++polls >= p.chain_spin_limit) {
+        atomicOr(chain[0], 1u);
+        break;
+      }
+    }
+    memoryBarrierBuffer();
+  }
+  barrier();
+  memoryBarrierBuffer();
+}
+// Counts this workgroup done once its stores are visible. Reached by the whole workgroup, last.
+void chain_signal() {
+  memoryBarrierBuffer();
+  barrier();
+  if (gl_LocalInvocationID.x == 0) atomicAdd(chain[p.chain_signal], 1u);
+}
+#endif
 
 const uint WG = gl_WorkGroupSize.x;
 const uint XB = 8;  // the prologue's loads of x (and the norm weight) per lane in flight
@@ -387,6 +438,9 @@ void main() {
   [[unroll]] for (uint u = 0; u < UNROLL; ++u)
     [[unroll]] for (uint r = 0; r < ROWS; ++r) cur[u * ROWS + r] = w[wbase[r] + min(lane + u * LANES, chunks - 1)];
 
+#if CHAIN
+  chain_wait();  // the weights above are requested; what the dispatch before wrote is not yet read
+#endif
   // ---- Prologue ----
   normalize_tokens(t0);
 
@@ -673,6 +727,9 @@ void main() {
     }
     barrier();  // the shared states are read before the next head writes them
   }
+#endif
+#if CHAIN
+  chain_signal();
 #endif
 }
 #endif

@@ -198,6 +198,7 @@ Action add_bench_command(CLI::App& app) {
     std::vector<int> chains{EngineOptions{}.greedy_chain};
     std::vector<std::string> step_inputs{"auto"};
     std::vector<std::string> folds{"auto"};
+    std::vector<std::string> layer_chains{"off"};
   };
   auto o = std::make_shared<Opts>();
   o->models.add(*cmd, true);
@@ -255,6 +256,12 @@ Action add_bench_command(CLI::App& app) {
                   "comma-separated: auto (where the device can), on (required) and/or off; several run side by side")
       ->delimiter(',')
       ->check(CLI::IsMember({"auto", "on", "off"}));
+  cmd->add_option("--chain-layers", o->layer_chains,
+                  "GPU plan, one-token steps: the fused dispatches of all layers with no barriers between them, "
+                  "each waiting in its shader for the one before (experimental, EngineOptions::chain_layers), "
+                  "comma-separated: off and/or on; several run side by side")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"off", "on"}));
   cmd->add_flag("--no-warmup", o->no_warmup, "Skip the untimed warm-up run of each test");
   cmd->add_flag("--sequential", o->sequential,
                 "With --both: load and run one variant after the other (default: both loaded, repetitions "
@@ -266,7 +273,8 @@ Action add_bench_command(CLI::App& app) {
     // The chain joins the plan's label when it is not the default (ratio rows pair by label).
     const bool label_chain = chains.size() > 1 || chains[0] != EngineOptions{}.greedy_chain;
     const std::vector<std::string> input_names = first_of_each(o->step_inputs), fold_names = first_of_each(o->folds),
-                                   plan_names = first_of_each(o->plans);
+                                   plan_names = first_of_each(o->plans), layer_chain_names = first_of_each(o->layer_chains);
+    const bool label_layer_chain = layer_chain_names.size() > 1 || layer_chain_names[0] != "off";
     auto models = o->models.resolve();
     Instance instance;
     std::vector<std::optional<int>> devices;
@@ -306,7 +314,8 @@ Action add_bench_command(CLI::App& app) {
         // With --devices, the pipeline runs beside the same model on its first device alone, so
         // the split's cost or gain is measured in the same run.
         auto load = [&](bool fp16, bool pipelined, const std::string& head, const std::string& plan,
-                        const std::string& units, int chain, const std::string& inputs, const std::string& fold) {
+                        const std::string& units, int chain, const std::string& inputs, const std::string& fold,
+                        const std::string& layer_chain) {
           EngineOptions eo;
           eo.device = int(info.index);
           if (pipelined) {
@@ -321,6 +330,7 @@ Action add_bench_command(CLI::App& app) {
           eo.greedy_chain = chain;
           if (inputs != "auto") eo.step_inputs_on_device = inputs == "device";
           if (fold != "auto") eo.fold_attention = fold == "on";
+          eo.chain_layers = layer_chain == "on";
           eo.gemm_units = parse_gemm_units(units);
           eo.load_tokenizer = false;
           eo.dot = o->dot == "swar" ? ops::TernaryDot::Swar
@@ -335,7 +345,8 @@ Action add_bench_command(CLI::App& app) {
               std::string(plan_name(engine.stage().plan())) + (units == "auto" ? "" : " (" + units + " GEMM)") +
               (label_chain ? ", chain " + std::to_string(engine.stage_count() > 1 ? 1 : chain) : "") +
               (inputs == "auto" ? "" : ", step inputs on " + inputs) +
-              (fold == "auto" ? "" : ", attention in qkv " + fold);
+              (fold == "auto" ? "" : ", attention in qkv " + fold) +
+              (label_layer_chain ? ", layers chained " + layer_chain : "");
           const bool matrix_units = engine.stage().prefill_on_matrix_units();
           std::fprintf(stderr, "  %s %s (%s head, %s plan%s): loaded in %.1f s\n", m.name.c_str(), variant, head.c_str(),
                        plan_used.c_str(), matrix_units ? ", prefill GEMM on matrix units" : "", seconds_since(t_load));
@@ -460,6 +471,15 @@ Action add_bench_command(CLI::App& app) {
         auto finish = [&](Run& run) {
           Engine& engine = *run.engine;
           const uint64_t peak = engine.peak_gpu_bytes();
+          // A chained wait that timed out redid its step with barriers and turned chaining off: the
+          // rows then time mostly unchained steps, and say so.
+          int redos = 0;
+          for (size_t i = 0; i < engine.stage_count(); ++i) redos += engine.stage(i).chain_redos();
+          if (redos) {
+            std::fprintf(stderr, "  %s: a chained wait timed out (%d redone steps); chaining was turned off\n",
+                         run.base.plan.c_str(), redos);
+            for (auto& r : run.results) r.plan += " (chain timed out: turned off)";
+          }
           for (auto& r : run.results) {
             r.peak = peak;
             r.weights = 0;
@@ -477,7 +497,7 @@ Action add_bench_command(CLI::App& app) {
           bool fp16, pipelined;
           std::string head, plan, units;
           int chain;
-          std::string inputs, fold;
+          std::string inputs, fold, layer_chain;
         };
         std::vector<Plan> plans;
         for (const std::string& plan : plan_names)
@@ -485,21 +505,23 @@ Action add_bench_command(CLI::App& app) {
             for (int chain : chains)
               for (const std::string& inputs : input_names)
                 for (const std::string& fold : fold_names)
-                  for (const std::string& head : heads)
-                    for (bool fp16 : variants) {
-                      if (!pipeline.empty()) plans.push_back({fp16, false, head, plan, units, chain, inputs, fold});
-                      plans.push_back({fp16, !pipeline.empty(), head, plan, units, chain, inputs, fold});
-                    }
+                  for (const std::string& layer_chain : layer_chain_names)
+                    for (const std::string& head : heads)
+                      for (bool fp16 : variants) {
+                        if (!pipeline.empty())
+                          plans.push_back({fp16, false, head, plan, units, chain, inputs, fold, layer_chain});
+                        plans.push_back({fp16, !pipeline.empty(), head, plan, units, chain, inputs, fold, layer_chain});
+                      }
         if (o->sequential || plans.size() == 1) {
           for (const Plan& p : plans) {
-            Run run = load(p.fp16, p.pipelined, p.head, p.plan, p.units, p.chain, p.inputs, p.fold);
+            Run run = load(p.fp16, p.pipelined, p.head, p.plan, p.units, p.chain, p.inputs, p.fold, p.layer_chain);
             run_tests({&run});
             finish(run);
           }
         } else {
           std::vector<Run> runs;
           for (const Plan& p : plans)
-            runs.push_back(load(p.fp16, p.pipelined, p.head, p.plan, p.units, p.chain, p.inputs, p.fold));
+            runs.push_back(load(p.fp16, p.pipelined, p.head, p.plan, p.units, p.chain, p.inputs, p.fold, p.layer_chain));
           std::vector<Run*> ptrs;
           for (auto& r : runs) ptrs.push_back(&r);
           run_tests(ptrs);

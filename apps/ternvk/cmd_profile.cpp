@@ -69,7 +69,7 @@ void print_table(const char* title, const profiler::Aggregator& agg, int tokens,
 // the recorded passes held, and the work their ops stated.
 struct PassSums {
   double gpu_us = 0, bytes = 0, macs = 0;
-  size_t passes = 0, dispatches = 0, unknown = 0;
+  size_t passes = 0, dispatches = 0, barriers = 0, unknown = 0;
 };
 
 nlohmann::json sums_json(const PassSums& s, int tokens) {
@@ -80,6 +80,7 @@ nlohmann::json sums_json(const PassSums& s, int tokens) {
           {"gpu_us_per_token", s.gpu_us / n},
           {"dispatches", s.dispatches},
           {"dispatches_per_token", double(s.dispatches) / n},
+          {"barriers_per_token", double(s.barriers) / n},
           {"bytes_per_token", s.bytes / n},
           {"macs_per_token", s.macs / n},
           {"gb_per_s", s.gpu_us > 0 ? s.bytes / (s.gpu_us * 1e3) : 0.0},
@@ -88,9 +89,9 @@ nlohmann::json sums_json(const PassSums& s, int tokens) {
 
 void print_sums(const char* what, const PassSums& s, int tokens) {
   const double n = std::max(tokens, 1);
-  std::printf("%s: %.1f dispatches per token (%zu in %zu passes), GPU %.1f us per token, %.3f MB and %.3f GMAC per "
-              "token, %.2f GB/s%s\n",
-              what, double(s.dispatches) / n, s.dispatches, s.passes, s.gpu_us / n, s.bytes / n / 1e6, s.macs / n / 1e9,
+  std::printf("%s: %.1f dispatches and %.1f barriers per token (%zu dispatches in %zu passes), GPU %.1f us per token, "
+              "%.3f MB and %.3f GMAC per token, %.2f GB/s%s\n",
+              what, double(s.dispatches) / n, double(s.barriers) / n, s.dispatches, s.passes, s.gpu_us / n, s.bytes / n / 1e6, s.macs / n / 1e9,
               s.gpu_us > 0 ? s.bytes / (s.gpu_us * 1e3) : 0.0,
               s.unknown ? (" (" + std::to_string(s.unknown) + " commands without stated work)").c_str() : "");
 }
@@ -126,6 +127,7 @@ Action add_profile_command(CLI::App& app) {
     std::optional<int> device;
     std::string dot = "auto", trace, chart, output = "md", head = "f16", plan = "auto", timing = "dispatch";
     std::string fold = "auto", gemm_units = "auto";
+    bool chain_layers = false;
     std::string devices, split = "auto";
     uint64_t bandwidth_mib = 0;
   };
@@ -139,6 +141,7 @@ Action add_profile_command(CLI::App& app) {
   add_head_flag(*cmd, o->head);
   add_plan_flag(*cmd, o->plan);
   add_fold_attention_flag(*cmd, o->fold);
+  add_chain_layers_flag(*cmd, o->chain_layers);
   add_device_flag(*cmd, o->device);
   cmd->add_option("--devices", o->devices,
                   "Profile the model split over these devices (indices from `ternvk devices`, may repeat)");
@@ -191,6 +194,7 @@ Action add_profile_command(CLI::App& app) {
     eo.head = parse_head(o->head);
     eo.plan = parse_plan(o->plan);
     eo.fold_attention = parse_fold_attention(o->fold);
+    eo.chain_layers = o->chain_layers;
     eo.gemm_units = parse_gemm_units(o->gemm_units);
     const bool per_dispatch = o->timing == "dispatch";
     if (!per_dispatch && (!o->trace.empty() || !o->chart.empty()))
@@ -238,6 +242,7 @@ Action add_profile_command(CLI::App& app) {
         if (!pass) continue;
         const auto totals = profiler::pass_totals(*pass, keys);
         sums.dispatches += totals.dispatches;
+        sums.barriers += totals.barriers;
         sums.unknown += totals.unknown;
         sums.bytes += totals.work.bytes;
         sums.macs += totals.work.macs;

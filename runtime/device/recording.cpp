@@ -6,6 +6,9 @@
 namespace ternvk {
 namespace {
 constexpr uint32_t kSetsPerPool = 256;
+// Descriptors a pool holds, by BindingKind (storage, uniform, uniform texel): 8, 1 and 2 a set on
+// average; a set of more takes them from the others' share, and a new pool starts when one runs out.
+constexpr uint32_t kDescriptorsPerPool[3] = {kSetsPerPool * 8, kSetsPerPool, kSetsPerPool * 2};
 constexpr uint32_t kTimestampCapacity = 8192;
 }  // namespace
 
@@ -36,11 +39,21 @@ Recording::~Recording() {
   if (pending_) device_.wait_quietly(fence_.get(), submitted_value_);
 }
 
-void Recording::ensure_descriptor_pool() {
-  if (sets_left_in_pool_ > 0) return;
-  VkDescriptorPoolSize sizes[] = {{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kSetsPerPool * 8},
-                                  {VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER, kSetsPerPool},
-                                  {VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, kSetsPerPool * 2}};
+void Recording::ensure_descriptor_pool(const Pipeline& pipeline) {
+  // A new pool when this set's descriptors of any kind would not fit what is left of the current one.
+  uint32_t need[3] = {0, 0, 0};
+  for (const auto& b : pipeline.reflection().bindings) ++need[static_cast<int>(b.kind)];
+  for (int k = 0; k < 3; ++k)
+    if (need[k] > kDescriptorsPerPool[k])
+      throw Error("shader " + pipeline.name() + " binds more buffers of one kind than a descriptor pool holds");
+  if (sets_left_in_pool_ > 0 && need[0] <= descriptors_left_[0] && need[1] <= descriptors_left_[1] &&
+      need[2] <= descriptors_left_[2]) {
+    for (int k = 0; k < 3; ++k) descriptors_left_[k] -= need[k];
+    return;
+  }
+  VkDescriptorPoolSize sizes[] = {{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kDescriptorsPerPool[0]},
+                                  {VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER, kDescriptorsPerPool[1]},
+                                  {VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, kDescriptorsPerPool[2]}};
   VkDescriptorPoolCreateInfo info{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
   info.maxSets = kSetsPerPool;
   info.poolSizeCount = 3;
@@ -51,6 +64,7 @@ void Recording::ensure_descriptor_pool() {
   Owned<VkDescriptorPool> owned(pool, [vk](VkDescriptorPool p) { vkDestroyDescriptorPool(vk, p, nullptr); });
   pools_.push_back(std::move(owned));  // owned before the push, which may throw
   sets_left_in_pool_ = kSetsPerPool;
+  for (int k = 0; k < 3; ++k) descriptors_left_[k] = kDescriptorsPerPool[k] - need[k];
 }
 
 void Recording::barrier() {
@@ -60,6 +74,7 @@ void Recording::barrier() {
                     VK_ACCESS_TRANSFER_WRITE_BIT;
   const VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
   vkCmdPipelineBarrier(commands_.get(), stages, stages, 0, 1, &b, 0, nullptr, 0, nullptr);
+  ++barrier_count_;
   written_since_barrier_.clear();
   read_since_barrier_.clear();
 }
@@ -72,14 +87,24 @@ void Recording::track(const Pipeline& pipeline, const std::vector<BufferRange>& 
     if (written_since_barrier_.count(b)) hazard = true;                       // read/write after write
     if (!reflected[i].read_only && read_since_barrier_.count(b)) hazard = true;  // write after read
   }
-  if (hazard && options_.automatic_barriers) barrier();
+  if (hazard && options_.automatic_barriers && chain_ != ChainState::Running) barrier();
   for (size_t i = 0; i < bindings.size(); ++i) {
     if (reflected[i].read_only) read_since_barrier_.insert(bindings[i].buffer);
     else written_since_barrier_.insert(bindings[i].buffer);
   }
 }
 
+void Recording::begin_chain() {
+  if (chain_ != ChainState::Closed) throw Error("internal: a chain of dispatches begun twice");
+  // Whatever came before is ordered before every link, not only before those that touch it.
+  if ((!written_since_barrier_.empty() || !read_since_barrier_.empty()) && options_.automatic_barriers) barrier();
+  chain_ = ChainState::Running;
+}
+
+void Recording::end_chain() { chain_ = ChainState::Closed; }
+
 void Recording::track_transfer(VkBuffer read, VkBuffer written) {
+  if (chain_ != ChainState::Closed) throw Error("internal: a transfer inside a chain of dispatches");
   if ((written_since_barrier_.count(read) || written_since_barrier_.count(written) ||
        read_since_barrier_.count(written)) &&
       options_.automatic_barriers)
@@ -148,7 +173,7 @@ void Recording::dispatch(const Pipeline& pipeline, const std::vector<BufferRange
                 std::to_string(info.max_workgroup_count_x));
 
   track(pipeline, bindings);
-  ensure_descriptor_pool();
+  ensure_descriptor_pool(pipeline);
   VkDescriptorSetLayout layout = pipeline.set_layout();
   VkDescriptorSetAllocateInfo alloc{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
   alloc.descriptorPool = pools_.back().get();

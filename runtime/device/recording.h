@@ -97,6 +97,13 @@ class Recording {
   void fill(BufferRange dst, uint32_t value);
   // A full compute/transfer barrier (the automatic tracking makes this rarely needed).
   void barrier();
+  // Chained dispatches (fused_linear.comp's CHAIN variants): begin_chain() puts a barrier after
+  // whatever was written before (so every link comes after it); the dispatches until end_chain()
+  // get none (their shaders order each after the one before). The first command after end_chain()
+  // gets one after everything the chain touched. Only dispatches may be recorded inside.
+  void begin_chain();
+  void end_chain();
+  bool chain_open() const { return chain_ != ChainState::Closed; }
   // Ends recording; the recording can then be submitted any number of times.
   void finish();
 
@@ -113,10 +120,11 @@ class Recording {
   double pass_microseconds() const;
   const std::vector<RecordedCommand>& commands() const { return log_; }
   size_t dispatch_count() const { return dispatch_count_; }
+  size_t barrier_count() const { return barrier_count_; }  // pipeline barriers recorded (incl. the first)
   Device& device() const { return device_; }
 
  private:
-  void ensure_descriptor_pool();
+  void ensure_descriptor_pool(const Pipeline& pipeline);  // room for one set of `pipeline`'s bindings
   void track(const Pipeline& pipeline, const std::vector<BufferRange>& bindings);
   void track_transfer(VkBuffer read, VkBuffer written);
   void write_timestamp(const std::string& label);
@@ -131,11 +139,14 @@ class Recording {
   std::vector<Owned<VkDescriptorPool>> pools_;
   std::vector<Owned<VkBufferView>> views_;  // texel-buffer views made at record time
   uint32_t sets_left_in_pool_ = 0;
+  uint32_t descriptors_left_[3] = {0, 0, 0};  // in the current pool, by BindingKind
   Owned<VkQueryPool> query_pool_;
   uint32_t query_capacity_ = 0;
   std::vector<std::string> labels_;  // one per timestamp
   std::vector<RecordedCommand> log_;
   TimestampMode mode_ = TimestampMode::None;
+  enum class ChainState { Closed, Running } chain_ = ChainState::Closed;
+  size_t barrier_count_ = 0;
   std::unordered_set<VkBuffer> written_since_barrier_;
   std::unordered_set<VkBuffer> read_since_barrier_;
   size_t dispatch_count_ = 0;

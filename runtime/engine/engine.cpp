@@ -64,7 +64,10 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                         .greedy_chain = options_.timestamps == TimestampMode::None ? options_.greedy_chain : 1,
                         .step_inputs_on_device = options_.step_inputs_on_device,
                         .fold_attention = options_.fold_attention,
-                        .attention_min_split = options_.attention_min_split};
+                        .attention_min_split = options_.attention_min_split,
+                        .chain_layers = options_.chain_layers,
+                        .chain_spin_limit = options_.chain_spin_limit,
+                        .chain_unreachable_waits = options_.chain_unreachable_waits};
   const Placement placement = place_model(c, devices, options_.split, so, model.string());
   const std::vector<StageSpec>& specs = placement.stages;
   if (options_.on_plan) options_.on_plan(placement.text);

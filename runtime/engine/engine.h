@@ -72,6 +72,11 @@ struct EngineOptions {
   // contexts (GPU plan). Unset: wherever the device can.
   std::optional<bool> fold_attention;
   uint32_t attention_min_split = 0;  // tests: StageOptions::attention_min_split
+  // StageOptions::chain_layers: the GPU plan's one-token steps with their fused dispatches chained
+  // (no barriers between them; off by default, not yet measured on a GPU). On: required.
+  bool chain_layers = false;
+  uint32_t chain_spin_limit = 0;          // tests: StageOptions::chain_spin_limit
+  bool chain_unreachable_waits = false;   // tests: StageOptions::chain_unreachable_waits
 };
 
 // What one sequence's step produced (prefill() and decode()), as asked by its Selection: the token

@@ -195,6 +195,57 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
       throw Error("attention inside the qkv dispatch on device '" + device.info().name + "': " + why);
     }
   }
+  if (options.chain_layers) {
+    const std::string why = why_no_chain();
+    if (!why.empty()) throw Error("chained layers on device '" + device.info().name + "': " + why);
+    chain_counters_ = allocate("chained dispatch counters");
+    chain_flag_ = allocate("chain timed-out flag");
+    chain_layers_ = true;
+  }
+}
+
+std::string Stage::why_no_chain() const {
+  if (!fused_) return "the CPU plan has no fused layers (use the GPU plan)";
+  if (options_.timestamps == TimestampMode::Dispatch)
+    return "a timestamp after every dispatch orders them anyway (time whole passes: profile --timing pass)";
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& L = layers_[i];
+    const std::string name = "layer " + std::to_string(spec_.first_layer + int(i));
+    for (const auto& [w, what] : {std::pair{&L.qkv, "qkv"}, {&L.o, "o"}, {&L.gate_up, "gate|up"}, {&L.down, "down"}}) {
+      const size_t n = w->ternary ? w->ternary->segments().size() : w->fp16->segments().size();
+      if (n != 1) return name + "'s " + what + " matrix is in " + std::to_string(n) + " segments, not one";
+    }
+    if (!fusable(L)) return name + " does not run as fused dispatches (its inputs do not fit shared memory)";
+  }
+  return "";
+}
+
+bool Stage::pass_chains(uint32_t tokens) const { return chain_layers_ && tokens <= kFusedMaxTokens; }
+
+void Stage::end_chain(Recording& rec) {
+  if (rec.chain_open()) rec.end_chain();
+}
+
+void Stage::begin_chained_recording(Recording& rec) { rec.fill(chain_counters_.range(0, 4), 0); }
+
+void Stage::end_chained_recording(Recording& rec) { rec.copy(chain_counters_.range(0, 4), chain_flag_.range(0, 4)); }
+
+bool Stage::chain_timed_out() {
+  uint32_t flag = 0;
+  device_.download(chain_flag_, &flag, 4);
+  if (!flag) return false;
+  // Some workgroup waited past its bound: the device may not start a dispatch's workgroups before a
+  // later one's, so nothing chained is trusted again on this stage.
+  chain_layers_ = false;
+  ++chain_redos_;
+  last_pass_ = nullptr;
+  passes_.clear();
+  greedy_chains_.clear();
+  // The attention inside qkv leaves its arrival counters at 0 only when each layer's qkv finishes
+  // before the next one's adds: a chain whose waits gave up may have left some off, and every later
+  // step (chained or not) would then skip those heads' attention.
+  if (fold_keys_) ops::clear_attention_counters(device_, attn_scratch_.range());
+  return true;
 }
 
 std::string Stage::why_no_folded_attention(const ops::AttentionPlan& attention) const {
@@ -278,6 +329,13 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   // Slot of each token; with one sequence the shaders skip that load (every token in slot 0).
   const BufferRange slots = options_.sequences > 1 ? io.slots : BufferRange{};
 
+  // Chained layers: every count of this pass's links starts at 0.
+  recording_chain_ = fused_ && pass_chains(T);
+  if (recording_chain_) {
+    rec.fill(chain_counters_.range(4, chain_counters_.size() - 4), 0);
+    chain_next_ = 1;
+    chain_last_groups_ = 0;
+  }
   // x[T, D] = embedding[ids]
   const uint64_t hidden_bytes = uint64_t(T) * D * 4;
   if (!spec_.embedding) rec.copy(hidden_in_.range(0, hidden_bytes), x_.range(0, hidden_bytes));
@@ -329,6 +387,8 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
                          one_sequence);
     }
   }
+  end_chain(rec);
+  recording_chain_ = false;
   if (!spec_.head) {
     rec.copy(x_.range(0, hidden_bytes), hidden_out_.range(0, hidden_bytes));
     return;
@@ -381,10 +441,12 @@ void Stage::record_fused_layer(Recording& rec, const Layer& L, uint32_t T, const
   // q|k|v = W_qkv · int8(norm(x)); RoPE on q and k; k and v into the KV cache
   record_fused_linear(rec, x_.range(), L.attn_norm, T, L.qkv, {qkv_.range()}, ops::FusedEpilogue::RopeKvStore, &rope_kv);
   // attn = attention(q, K cache, V cache)
-  if (!fold_attention)
+  if (!fold_attention) {
+    end_chain(rec);  // (the o dispatch then starts a new chain, after a barrier)
     ops::record_attention(rec, attention, {.q = ops::QkvView::fused(qkv_.range(), T, rope_kv.heads),
                                            .positions = rope_kv.positions, .cache = rope_kv.cache,
                                            .out = attn_.range(), .scratch = attn_scratch_.range(), .slots = rope_kv.slots});
+  }
   // x += W_o · int8(sub_norm(attn))
   record_fused_linear(rec, attn_.range(), L.attn_sub_norm, T, L.o, {x_.range()}, ops::FusedEpilogue::Accumulate);
   // ffn = act(gate) * up, gate|up = W_gate_up · int8(norm(x))
@@ -397,8 +459,27 @@ void Stage::record_fused_linear(Recording& rec, BufferRange x, const Buffer& nor
                                 const ops::MatmulOutput& y, ops::FusedEpilogue epilogue,
                                 const ops::RopeKvTarget* rope_kv) {
   const ops::NormedInput in{.x = x, .norm = norm.range(), .eps = c_.rms_eps, .tokens = tokens};
-  if (w.ternary) fused_->record(rec, *w.ternary, in, y, epilogue, rope_kv);
-  else fused_->record(rec, *w.fp16, in, y, epilogue, rope_kv);
+  std::optional<ops::FusedChainLink> link;
+  if (recording_chain_) {
+    // The first link after a barrier waits for nothing; a later one for every workgroup of the link
+    // before (one more with chain_unreachable_waits: tests of the timeout).
+    if (!rec.chain_open()) {
+      rec.begin_chain();
+      chain_last_groups_ = 0;
+    }
+    link = ops::FusedChainLink{.counters = chain_counters_.range(),
+                               .wait = chain_last_groups_ ? chain_last_ : 0,
+                               .wait_count = chain_last_groups_ + (chain_last_groups_ && options_.chain_unreachable_waits),
+                               .signal = chain_next_};
+    if (options_.chain_spin_limit) link->spin_limit = options_.chain_spin_limit;
+  }
+  const ops::FusedChainLink* chain = link ? &*link : nullptr;
+  const uint32_t groups = w.ternary ? fused_->record(rec, *w.ternary, in, y, epilogue, rope_kv, chain)
+                                    : fused_->record(rec, *w.fp16, in, y, epilogue, rope_kv, chain);
+  if (link) {
+    chain_last_ = chain_next_++;
+    chain_last_groups_ = groups;
+  }
 }
 
 bool Stage::fusable(const Layer& L) const {
@@ -461,8 +542,11 @@ Recording& Stage::pass(uint32_t tokens, LogitsMode mode, Selection select, bool 
   if (!slot) {
     // Kept only once whole: a recording that threw halfway must not be replayed next time.
     auto rec = std::make_unique<Recording>(device_, recording_options());
+    const bool chains = pass_chains(tokens);
+    if (chains) begin_chained_recording(*rec);
     record_step_inputs(*rec);
     record_pass(*rec, tokens, mode, select, one_sequence, step_io(), fold_attention);
+    if (chains) end_chained_recording(*rec);
     rec->finish();
     slot = std::move(rec);
   }
@@ -483,6 +567,7 @@ void Stage::record_greedy_chain(uint32_t steps, bool fold_attention) {
   if (slot) return;
   auto rec = std::make_unique<Recording>(device_, recording_options());
   const uint64_t stride = greedy_chain_stride(device_.info());
+  if (pass_chains(1)) begin_chained_recording(*rec);
   record_step_inputs(*rec);
   const PassIo inputs = step_io();
   // The picks stay in device memory until the chain ends, where the device has its own.
@@ -497,6 +582,7 @@ void Stage::record_greedy_chain(uint32_t steps, bool fold_attention) {
     record_pass(*rec, 1, LogitsMode::Last, {Selection::Argmax}, true, io, fold_attention);
   }
   if (chain_picks_) rec->copy(chain_picks_.range(0, steps * stride), selected_.range(0, steps * stride));
+  if (pass_chains(1)) end_chained_recording(*rec);
   rec->finish();
   slot = std::move(rec);
 }
@@ -514,7 +600,7 @@ std::vector<uint32_t> Stage::run_greedy_chain(uint32_t id, uint32_t slot, uint32
   // Folded only if every step's context is short (each step's position below fold_keys_).
   const bool fold = uint64_t(position) + steps <= fold_keys_;
   prepare_greedy_chain(steps);
-  Recording& rec = *greedy_chains_.at({steps, fold});
+  Recording* rec = greedy_chains_.at({steps, fold}).get();
   const uint64_t stride = greedy_chain_stride(device_.info());
   auto* positions = static_cast<uint8_t*>(positions_.mapped());
   for (uint32_t i = 0; i < steps; ++i) {
@@ -527,8 +613,14 @@ std::vector<uint32_t> Stage::run_greedy_chain(uint32_t id, uint32_t slot, uint32
   last_tokens_ = 0;
   last_mode_ = LogitsMode::None;
   last_select_ = {};
-  rec.submit_and_wait();
-  last_pass_ = &rec;
+  const bool chained = pass_chains(1);
+  rec->submit_and_wait();
+  if (chained && chain_timed_out()) {  // redone with barriers: the same inputs, the same positions' K/V rewritten
+    prepare_greedy_chain(steps);
+    rec = greedy_chains_.at({steps, fold}).get();
+    rec->submit_and_wait();
+  }
+  last_pass_ = rec;
   std::vector<uint32_t> picks(steps);
   std::vector<uint8_t> results(steps * stride);
   device_.download(selected_, results.data(), results.size());
@@ -572,6 +664,7 @@ void Stage::start(std::span<const uint32_t> ids, const TokenPlaces& places, Logi
   Recording& rec = pass(T, mode, select, places.one_sequence, fold);
   rec.submit();
   pending_ = &rec;
+  pending_key_ = {T, mode, select, places.one_sequence, fold};
   last_tokens_ = T;
   last_mode_ = mode;
   last_select_ = select;
@@ -581,14 +674,25 @@ void Stage::finish() {
   if (!pending_) throw Error("internal: finish() without a started stage step");
   Recording* rec = pending_;
   pending_ = nullptr;
+  const bool chained = pass_chains(pending_key_.tokens);
   rec->wait();
   last_pass_ = rec;
+  if (chained && chain_timed_out()) {  // redone with barriers from the same inputs (its K/V rows rewritten)
+    const PassKey& k = pending_key_;
+    Recording& again = pass(k.tokens, k.mode, k.select, k.one_sequence, k.fold);
+    again.submit_and_wait();
+    last_pass_ = &again;
+  }
 }
 
 void Stage::abandon() noexcept {
   if (!pending_) return;
   try {
-    finish();
+    // Only the wait: a chained step whose wait timed out is not redone while the caller stops.
+    Recording* rec = pending_;
+    pending_ = nullptr;
+    rec->wait();
+    last_pass_ = rec;
   } catch (...) {
     // The caller is already reporting the error that stopped the pipeline.
   }

@@ -111,6 +111,10 @@ class Stage {
   // Positions below which one-token steps run the attention inside the qkv dispatch (0: never;
   // StageOptions::fold_attention).
   uint32_t fold_attention_keys() const { return fold_keys_; }
+  // Whether one-token steps still chain their fused dispatches (StageOptions::chain_layers; a wait
+  // that timed out turns it off), and how many times a chained pass was redone with barriers.
+  bool chains_layers() const { return chain_layers_; }
+  int chain_redos() const { return chain_redos_; }
 
  private:
   // A linear layer in either form: ternary (int8 activations) or the FP16 baseline.
@@ -155,6 +159,19 @@ class Stage {
   // Why the fused qkv dispatch cannot run `attention` (FusedLinear::why_no_folded_attention), or "".
   std::string why_no_folded_attention(const ops::AttentionPlan& attention) const;
   void record_greedy_chain(uint32_t steps, bool fold_attention);
+  // Chained layers: why this stage cannot chain its one-token steps, or "".
+  std::string why_no_chain() const;
+  // Whether a pass of `tokens` tokens chains its fused dispatches.
+  bool pass_chains(uint32_t tokens) const;
+  // Ends the open chain of dispatches, if any, before a command that is not a link.
+  void end_chain(Recording& rec);
+  // A recording's first and last commands when it has chained passes: the timed-out flag zeroed,
+  // then copied to the host.
+  void begin_chained_recording(Recording& rec);
+  void end_chained_recording(Recording& rec);
+  // After a chained recording ran: whether a wait timed out; if so chaining is turned off (every
+  // recorded pass is dropped, to be recorded again with barriers) and the caller redoes the step.
+  bool chain_timed_out();
   // y (epilogue) W norm(x), the norm and quantization in the matmul's prologue.
   void record_fused_linear(Recording& rec, BufferRange x, const Buffer& norm, uint32_t tokens, const LinearWeights& w,
                            const ops::MatmulOutput& y, ops::FusedEpilogue epilogue,
@@ -213,6 +230,20 @@ class Stage {
   uint32_t fold_keys_ = 0;
   Recording* last_pass_ = nullptr;
   Recording* pending_ = nullptr;  // started, not finished
+  // The key of the pending step's pass (what finish() records again if its chain timed out).
+  struct PassKey {
+    uint32_t tokens = 0;
+    LogitsMode mode = LogitsMode::None;
+    Selection select;
+    bool one_sequence = true, fold = false;
+  } pending_key_;
+  // Chained layers (StageOptions::chain_layers): [0] the timed-out flag, then a count per chained
+  // dispatch of a pass; the flag's host copy; the links recorded so far in the pass being recorded.
+  Buffer chain_counters_, chain_flag_;
+  bool chain_layers_ = false;
+  int chain_redos_ = 0;
+  bool recording_chain_ = false;  // the pass being recorded chains
+  uint32_t chain_next_ = 1, chain_last_ = 0, chain_last_groups_ = 0;
   uint32_t last_tokens_ = 0;
   LogitsMode last_mode_ = LogitsMode::None;
   Selection last_select_;

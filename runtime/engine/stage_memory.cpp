@@ -174,6 +174,12 @@ StageMemory StageMemory::plan(const ModelConfig& c, const StageSpec& spec, const
     for (auto layout : {ops::SequenceLayout::OneSequence, ops::SequenceLayout::Mixed})
       attention = std::max(attention, plan_stage_attention(c, o, info, t, layout).scratch_bytes);
   m.add("attention partials", attention, StageBuffer::Scratch);
+  // Chained layers: the timed-out flag and a done count for each of a pass's fused dispatches (four
+  // a layer at most), and the flag's host copy.
+  if (gpu_plan && o.chain_layers) {
+    m.add("chained dispatch counters", 4 * (1 + 4 * uint64_t(spec.end_layer - spec.first_layer)), StageBuffer::Scratch);
+    m.add("chain timed-out flag", 4, StageBuffer::Scratch, MemoryKind::HostReadback);
+  }
   return m;
 }
 

@@ -72,6 +72,19 @@ struct StageOptions {
   // so that splits, and the end of the folded attention, come at a test's small contexts on every
   // device (the H200's plan runs up to 256 keys of a small model as one split).
   uint32_t attention_min_split = 0;
+  // The GPU plan's one-token steps with the fused dispatches of all layers chained: recorded with no
+  // barrier between them, each ordered in its shader after the one before (ops::FusedChainLink), so a
+  // later matrix's workgroups start and request their weights while the one before finishes. Off by
+  // default: it rests on a dispatch's workgroups all starting before a later one's (true of the GPUs
+  // it is meant for, not promised by Vulkan) and is not yet measured on a GPU (docs/performance.md,
+  // "Chained layers"). A wait that times out turns it off for the stage, and the pass is redone with
+  // barriers. On: required (an error names why a stage cannot).
+  bool chain_layers = false;
+  // Tests: polls before a chained wait gives up (0: FusedChainLink's default), and waits that cannot be
+  // met (each for one workgroup more than the dispatch before has), so that the timeout and the redo
+  // run on any device.
+  uint32_t chain_spin_limit = 0;
+  bool chain_unreachable_waits = false;
 };
 
 // StageOptions::step_inputs_on_device as it applies on this device.

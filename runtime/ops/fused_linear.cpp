@@ -24,6 +24,7 @@ struct FusedPush {
   uint32_t pairs, pair_offset, n_heads, n_kv_heads, capacity, sequences;
   float theta_scale;
   float scale_log2e;  // ATTEND
+  uint32_t chain_wait, chain_wait_count, chain_signal, chain_spin_limit;  // CHAIN
 };
 
 // The checks of a layer's input rows (`what` names the op in the errors); returns the row stride in floats.
@@ -231,14 +232,14 @@ FusedLinear::Matrix FusedLinear::matrix_of(const Int8MatrixGpu& w) {
           w.weight_bytes()};
 }
 
-void FusedLinear::record(Recording& rec, const TernaryMatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
-                         FusedEpilogue epilogue, const RopeKvTarget* rope) const {
-  record_impl(rec, matrix_of(w), in, y, epilogue, rope);
+uint32_t FusedLinear::record(Recording& rec, const TernaryMatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
+                             FusedEpilogue epilogue, const RopeKvTarget* rope, const FusedChainLink* chain) const {
+  return record_impl(rec, matrix_of(w), in, y, epilogue, rope, nullptr, chain);
 }
 
-void FusedLinear::record(Recording& rec, const Fp16MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
-                         FusedEpilogue epilogue, const RopeKvTarget* rope) const {
-  record_impl(rec, matrix_of(w), in, y, epilogue, rope);
+uint32_t FusedLinear::record(Recording& rec, const Fp16MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
+                             FusedEpilogue epilogue, const RopeKvTarget* rope, const FusedChainLink* chain) const {
+  return record_impl(rec, matrix_of(w), in, y, epilogue, rope, nullptr, chain);
 }
 
 void FusedLinear::record(Recording& rec, const Int8MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
@@ -258,8 +259,9 @@ void FusedLinear::record_with_argmax(Recording& rec, const Int8MatrixGpu& w, con
   record_impl(rec, matrix_of(w), in, y, FusedEpilogue::Store, nullptr, &argmax);
 }
 
-void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput& in, const MatmulOutput& y,
-                              FusedEpilogue epilogue, const RopeKvTarget* rope, const FusedArgmax* argmax) const {
+uint32_t FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput& in, const MatmulOutput& y,
+                                  FusedEpilogue epilogue, const RopeKvTarget* rope, const FusedArgmax* argmax,
+                                  const FusedChainLink* chain) const {
   const std::string what = "fused linear of " + m.name;
   const uint32_t T = in.tokens;
   const uint32_t x_stride = check_normed_input(what, in, m.cols);
@@ -304,6 +306,19 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
         argmax->result.buffer == argmax->scratch.buffer)
       throw Error(what + ": the argmax's result, its scratch and the logits must be separate buffers");
   }
+  if (chain) {
+    if (m.segments.size() != 1)
+      throw Error(what + ": a chained dispatch needs the matrix in one segment; it has " +
+                  std::to_string(m.segments.size()));
+    if (argmax || m.kind == Weights::Int8) throw Error(what + ": only ternary and fp16 layers without an argmax chain");
+    const uint64_t words = chain->counters.size / 4;
+    if (!chain->counters.buffer || (chain->wait == 0 && chain->wait_count) || chain->signal == 0 ||
+        (chain->counters.size && (chain->wait >= words || chain->signal >= words)) || chain->wait == chain->signal ||
+        chain->spin_limit == 0)
+      throw Error(what + ": an invalid chain link (wait on counter " + std::to_string(chain->wait) + " for " +
+                  std::to_string(chain->wait_count) + ", signal counter " + std::to_string(chain->signal) + ", " +
+                  std::to_string(words) + " counters, " + std::to_string(chain->spin_limit) + " polls)");
+  }
   const FoldedAttention* attend = with_rope && rope->attention ? &*rope->attention : nullptr;
   if (attend) {
     const std::string why = why_no_folded_attention(attend->plan, m.cols, m.kind);
@@ -347,8 +362,9 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
                                                  : "fused_linear_swar";
   if (with_rope) shader += "_rope";
   if (argmax) shader += "_argmax";
+  if (attend) shader += "_attend";
+  if (chain) shader += "_chain";
   if (attend) {
-    shader += "_attend";
     const AttentionPlan& a = attend->plan;
     po.constants[11] = rope->heads.n_heads / rope->heads.n_kv_heads;
     po.constants[12] = a.key_block;
@@ -361,7 +377,14 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
   }
   const Pipeline& pipeline = device_.pipeline(shader, po);
 
-  FusedPush push{m.cols, m.chunks, 0, 0, T, x_stride / 4, stride, y.offset, in.eps, m.rows / 2, m.rows / 2, 0, 0, 0, 0, 0.0f, 0.0f};
+  FusedPush push{m.cols, m.chunks, 0, 0, T, x_stride / 4, stride, y.offset, in.eps, m.rows / 2, m.rows / 2,
+                 0, 0, 0, 0, 0.0f, 0.0f, 0, 0, 0, 0};
+  if (chain) {
+    push.chain_wait = chain->wait;
+    push.chain_wait_count = chain->wait_count;
+    push.chain_signal = chain->signal;
+    push.chain_spin_limit = chain->spin_limit;
+  }
   if (with_rope) {
     push.n_heads = rope->heads.n_heads;
     push.n_kv_heads = rope->heads.n_kv_heads;
@@ -385,6 +408,7 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
   }
   const uint32_t groups_per_wg = shape_.workgroup / split.lanes;
   const uint32_t token_groups = ceil_div(T, tokens);
+  uint32_t workgroups = 0;
   for (const MatrixSegment& seg : m.segments) {
     push.rows = seg.rows;
     push.row_base = seg.first_row;
@@ -398,6 +422,7 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
     if (argmax) bindings.insert(bindings.end(), {argmax_partials, argmax_counter, BufferRange{argmax->result.buffer, argmax->result.offset, 8}});
     if (attend)  // q|k|v and the caches again, read back through coherent bindings
       bindings.insert(bindings.end(), {y.buffer, rope->cache.k, rope->cache.v, attend->out, counters});
+    if (chain) bindings.push_back(chain->counters);
     // The segment's weights (and row info), every token's fp32 input and the norm weight, the outputs
     // (gated: half the rows), and with RoPE the k and v rows stored as fp16 and the positions.
     const double row_extra = m.kind == Weights::Ternary ? 8 : 0;  // int8: the scales are in weight_bytes
@@ -416,9 +441,12 @@ void FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedInput
       work.bytes_per_key = 2.0 * h.n_kv_heads * h.head_dim * 2;
       work.macs_per_key = 2.0 * h.n_heads * h.head_dim;
     }
+    if (chain) work.bytes += 8.0 * ceil_div(units, groups_per_wg);  // the wait's read and the count's add, a workgroup
+    workgroups = ceil_div(units, groups_per_wg) * token_groups;
     rec.dispatch(pipeline, bindings, &push, sizeof(push), ceil_div(units, groups_per_wg), token_groups, 1,
                  {m.name, work});
   }
+  return workgroups;
 }
 
 void FusedLinear::record_norm(Recording& rec, const NormedInput& in, const QuantizedActivations& out) const {
@@ -452,7 +480,7 @@ void FusedLinear::record_norm_impl(Recording& rec, const NormedInput& in, uint32
   const Pipeline& pipeline = device_.pipeline(ternary ? "fused_norm_int8" : "fused_norm_f32",
                                               pipeline_options({shape_.lanes, shape_.rows}, chunks, 1, FusedEpilogue::Store,
                                                                shared_uvec4(kind, chunks)));
-  const FusedPush push{cols, chunks, 0, 0, T, x_stride / 4, 0, 0, in.eps, 0, 0, 0, 0, 0, 0, 0.0f, 0.0f};
+  const FusedPush push{cols, chunks, 0, 0, T, x_stride / 4, 0, 0, in.eps, 0, 0, 0, 0, 0, 0, 0.0f, 0.0f, 0, 0, 0, 0};
   std::vector<BufferRange> bindings{in.x, in.norm};
   bindings.insert(bindings.end(), outputs.begin(), outputs.end());
   const DispatchWork work{.bytes = double(T) * cols * 4 + cols * 4.0 + out_bytes};

@@ -77,6 +77,20 @@ struct RopeKvTarget {
   std::optional<FoldedAttention> attention;  // the attention in the same dispatch (one token)
 };
 
+// A dispatch of a chain (fused_linear.comp's CHAIN variants, Recording::begin_chain): recorded with no
+// barrier before it, its workgroups wait until counter `wait` holds `wait_count` (the workgroups of the
+// chained dispatch before; 0: wait for nothing, the first of a chain, ordered by a barrier), then run,
+// then count themselves done in counter `signal`. A wait gives up after `spin_limit` polls, setting
+// counter 0 (the host then redoes the pass with barriers). `counters`: uint32 [0] that flag, then one
+// count per chained dispatch, zeroed before the pass. The matrix must be one segment.
+struct FusedChainLink {
+  BufferRange counters;
+  uint32_t wait = 0;
+  uint32_t wait_count = 0;
+  uint32_t signal = 1;
+  uint32_t spin_limit = 1u << 16;
+};
+
 // How one matrix's rows are split: lanes per row (spec id 1) and rows per lane group (spec id 2).
 struct FusedSplit {
   uint32_t lanes = 8;
@@ -132,11 +146,12 @@ class FusedLinear {
 
   // y (epilogue) W n(x) for in.tokens tokens; one dispatch per segment of W (paired epilogues need a
   // single segment). `rope` is required with RopeKvStore (y is then the q|k|v rows) and ignored
-  // otherwise.
-  void record(Recording& rec, const TernaryMatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
-              FusedEpilogue epilogue, const RopeKvTarget* rope = nullptr) const;
-  void record(Recording& rec, const Fp16MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
-              FusedEpilogue epilogue, const RopeKvTarget* rope = nullptr) const;
+  // otherwise. `chain`: the dispatch is a link of a chain (one segment). Returns the workgroups of
+  // the last dispatch (what the next link of a chain waits for).
+  uint32_t record(Recording& rec, const TernaryMatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
+                  FusedEpilogue epilogue, const RopeKvTarget* rope = nullptr, const FusedChainLink* chain = nullptr) const;
+  uint32_t record(Recording& rec, const Fp16MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
+                  FusedEpilogue epilogue, const RopeKvTarget* rope = nullptr, const FusedChainLink* chain = nullptr) const;
   void record(Recording& rec, const Int8MatrixGpu& w, const NormedInput& in, const MatmulOutput& y,
               FusedEpilogue epilogue) const;
   // A head of one token (one segment) storing its logits and picking their argmax in one dispatch.
@@ -181,8 +196,9 @@ class FusedLinear {
   static Matrix matrix_of(const TernaryMatrixGpu& w);
   static Matrix matrix_of(const Fp16MatrixGpu& w);
   static Matrix matrix_of(const Int8MatrixGpu& w);
-  void record_impl(Recording& rec, const Matrix& m, const NormedInput& in, const MatmulOutput& y,
-                   FusedEpilogue epilogue, const RopeKvTarget* rope, const FusedArgmax* argmax = nullptr) const;
+  uint32_t record_impl(Recording& rec, const Matrix& m, const NormedInput& in, const MatmulOutput& y,
+                       FusedEpilogue epilogue, const RopeKvTarget* rope, const FusedArgmax* argmax = nullptr,
+                       const FusedChainLink* chain = nullptr) const;
   void record_norm_impl(Recording& rec, const NormedInput& in, uint32_t cols, bool ternary,
                         std::vector<BufferRange> outputs, double out_bytes) const;
   PipelineOptions pipeline_options(FusedSplit split, uint32_t chunks, uint32_t tokens, FusedEpilogue epilogue,

@@ -49,6 +49,7 @@ std::vector<TimedCommand> timed_commands(const Recording& rec, ReplayKeys keys) 
 
 PassTotals pass_totals(const Recording& rec, ReplayKeys keys) {
   PassTotals t;
+  t.barriers = rec.barrier_count();
   for (const RecordedCommand& c : rec.commands()) {
     if (c.kind == RecordedCommand::Dispatch) ++t.dispatches;
     if (auto w = work_at(c.work, keys)) t.work += *w;

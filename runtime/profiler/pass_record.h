@@ -53,10 +53,12 @@ ReplayKeys one_sequence_keys(int tokens, int first_position);
 // their work at the replay's keys.
 std::vector<TimedCommand> timed_commands(const Recording& rec, ReplayKeys keys);
 
-// A whole replay: dispatches (transfers not counted), and the work of every command whose op
-// stated it (`unknown` counts those that did not).
+// A whole replay: dispatches (transfers not counted), the pipeline barriers between its commands
+// (a chained pass has fewer), and the work of every command whose op stated it (`unknown` counts
+// those that did not).
 struct PassTotals {
   size_t dispatches = 0;
+  size_t barriers = 0;
   size_t unknown = 0;
   Work work;
 };
