@@ -35,6 +35,8 @@
 #endif
 #extension GL_EXT_control_flow_attributes : enable
 #extension GL_KHR_shader_subgroup_arithmetic : enable
+#extension GL_GOOGLE_include_directive : require
+#include "arrival.glsl"
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 8;    // = the subgroup size
 layout(constant_id = 1) const uint HD = 128;
@@ -230,10 +232,9 @@ void main() {
       part[rec + R * NCG * 2 + s] = v;
     }
   }
-  memoryBarrierBuffer();
-  barrier();
-  if (lid == 0) arrival = atomicAdd(counters[t * KVH + g], 1u);
-  barrier();
+  ARRIVAL_FENCE();
+  if (lid == 0) arrival = ARRIVE(counters[t * KVH + g], 1u);
+  ARRIVAL_FENCE();
   if (arrival != n_live - 1) return;  // uniform
   if (lid == 0) atomicExchange(counters[t * KVH + g], 0u);
   memoryBarrierBuffer();

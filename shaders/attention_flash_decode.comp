@@ -26,6 +26,7 @@
 #extension GL_KHR_shader_subgroup_arithmetic : enable
 #extension GL_KHR_shader_subgroup_shuffle : enable
 #extension GL_GOOGLE_include_directive : require
+#include "arrival.glsl"
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint HD = 128;
@@ -128,10 +129,9 @@ void main() {
   if (n_live == 1) return;  // uniform
 
   // The last split of (t, g) to arrive merges all partials and resets the counter.
-  memoryBarrierBuffer();
-  barrier();
-  if (lid == 0) arrival = atomicAdd(counters[t * KVH + g], 1u);
-  barrier();
+  ARRIVAL_FENCE();
+  if (lid == 0) arrival = ARRIVE(counters[t * KVH + g], 1u);
+  ARRIVAL_FENCE();
   if (arrival != n_live - 1) return;  // uniform
   if (lid == 0) atomicExchange(counters[t * KVH + g], 0u);
   memoryBarrierBuffer();

@@ -99,6 +99,7 @@ layout(local_size_x_id = 0) in;
 #include "rope_rotate.glsl"
 #include "ternary_epilogue.glsl"
 #include "lane_slot.glsl"
+#include "arrival.glsl"
 
 layout(constant_id = 1) const uint LANES = 8;      // lanes that split one row (power of 2)
 layout(constant_id = 2) const uint ROWS = 2;       // rows per lane group (even for paired epilogues)
@@ -195,22 +196,19 @@ void chain_wait() {
   if (p.chain_wait_count == 0) return;  // uniform: the first of a chain, ordered by a barrier
   if (gl_LocalInvocationID.x == 0) {
     uint polls = 0;
-    while (atomicAdd(chain[p.chain_wait], 0u) < p.chain_wait_count) {
+    while (ARRIVALS(chain[p.chain_wait]) < p.chain_wait_count) {
       if (++polls >= p.chain_spin_limit) {
         atomicOr(chain[0], 1u);
         break;
       }
     }
-    memoryBarrierBuffer();
   }
-  barrier();
-  memoryBarrierBuffer();
+  ARRIVAL_FENCE();
 }
 // Counts this workgroup done once its stores are visible. Reached by the whole workgroup, last.
 void chain_signal() {
-  memoryBarrierBuffer();
-  barrier();
-  if (gl_LocalInvocationID.x == 0) atomicAdd(chain[p.chain_signal], 1u);
+  ARRIVAL_FENCE();
+  if (gl_LocalInvocationID.x == 0) ARRIVE(chain[p.chain_signal], 1u);
 }
 #endif
 
@@ -664,10 +662,9 @@ void main() {
   barrier();  // shared reduction slots free
   wg_best(best_v, best_i);
   if (lid == 0) partials[gl_WorkGroupID.x] = uvec2(best_i, floatBitsToUint(best_v));
-  memoryBarrierBuffer();
-  barrier();
-  if (lid == 0) argmax_arrival = atomicAdd(argmax_arrivals[0], 1u);
-  barrier();
+  ARRIVAL_FENCE();
+  if (lid == 0) argmax_arrival = ARRIVE(argmax_arrivals[0], 1u);
+  ARRIVAL_FENCE();
   const uint workgroups = gl_NumWorkGroups.x;
   if (argmax_arrival == workgroups - 1) {  // uniform
     if (lid == 0) atomicExchange(argmax_arrivals[0], 0u);
@@ -690,8 +687,7 @@ void main() {
   // Its pairs [p0, p1) count toward their heads' kv heads: q head h toward h / R, k and v head g
   // toward g. The add that reaches a kv head's (R + 2) * HD / 2 pairs is the last: its q, k and v
   // are all stored (made visible before the add; read back through coherent bindings).
-  memoryBarrierBuffer();
-  barrier();
+  ARRIVAL_FENCE();
   const uint H = p.n_heads, KVH = p.n_kv_heads, PAIRS_PER_HEAD = HD / 2;
   if (lid == 0) {
     uint n = 0;
@@ -699,13 +695,13 @@ void main() {
     for (uint pp = p0; pp < p1;) {
       const uint head = pp / PAIRS_PER_HEAD, end = min((head + 1) * PAIRS_PER_HEAD, p1);
       const uint g = head < H ? head / ATT_R : head < H + KVH ? head - H : head - H - KVH;
-      const uint before = atomicAdd(arrivals[g], end - pp);
+      const uint before = ARRIVE(arrivals[g], end - pp);
       if (before + (end - pp) == (ATT_R + 2) * PAIRS_PER_HEAD && n < MAX_DONE) done_heads[n++] = g;
       pp = end;
     }
     n_done_heads = n;
   }
-  barrier();
+  ARRIVAL_FENCE();
   const uint n_done = n_done_heads;
   const uint live = min(positions[0], p.capacity - 1) + 1;
   const uint base = SLOTS ? min(seq_slots[0], p.sequences - 1) * p.capacity : 0;
