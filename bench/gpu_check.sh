@@ -12,7 +12,8 @@
 #                  (-b 512), ternary and the FP16 baseline side by side (the issue's targets; each
 #                  variant's prefill on its matrix units where the device passes their self-checks); then
 #                  tg128 with the layers chained and not (--chain-layers off,on: no barriers between a
-#                  token's fused dispatches, each waiting in its shader), then tg128 with the attention inside qkv and apart (--fold-attention auto,off), with
+#                  token's fused dispatches, each waiting in its shader; and profile's GPU time a token
+#                  for both), then tg128 with the attention inside qkv and apart (--fold-attention auto,off), with
 #                  greedy chains of 1 and 16 tokens a submit side by side, and with the
 #                  step inputs read from host memory and from device-local copies
 #   profile.json   --plan gpu --timing pass: undistorted GPU time and dispatches per token
@@ -66,6 +67,12 @@ step bench-chain
 # dispatches' drains and launches are what a token waits on; a wait that times out is reported
 # ("chain timed out: turned off") and the rows then time unchained steps.
 timeout $(limit 90) "$t" bench $syn -p 0 -n 128 -r 3 --both --plan gpu --chain-layers off,on --gemm-units $units >> "$out/bench.md" 2>&1
+# ... and the GPU time a token with and without, undistorted (whole passes), with the barriers a token
+echo "## profile --timing pass, layers chained off and on (GPU time a token, barriers a token)" >> "$out/bench.md"
+for flag in "" "--chain-layers"; do
+  timeout $(limit 40) "$t" profile $syn -p 16 -n 32 --plan gpu --timing pass --gemm-units $units $flag 2>&1 |
+    grep -E "^(decode|a chained)" >> "$out/bench.md"
+done
 step tests
 # the correctness of what gave bench.md's figures, before the other measurements: failing cases with
 # their first lines, then the summary (a subshell: the benches' paths stay relative to the root)

@@ -338,6 +338,12 @@ Action add_profile_command(CLI::App& app) {
       record(1, position, true, step, us_since_start(t0));
     }
 
+    // A chained wait that timed out redid its step with barriers and turned chaining off: the figures
+    // are then mostly those of unchained steps.
+    int chain_redos = 0;
+    for (size_t i = 0; i < n_stages; ++i) chain_redos += engine.stage(i).chain_redos();
+    if (chain_redos)
+      std::fprintf(stderr, "a chained wait timed out (%d redone steps); chaining was turned off\n", chain_redos);
     if (o->output == "json") {
       auto with_sums = [](nlohmann::json table, const PassSums& sums, int tokens) {
         table.update(sums_json(sums, tokens));
@@ -362,7 +368,8 @@ Action add_profile_command(CLI::App& app) {
                           {"decode_by_op", table_json(decode_ops, o->steps, peak)},
                           {"prefill_wall_s", prefill_wall},
                           {"decode", with_sums(table_json(decode, o->steps, peak), decode_sums, o->steps)},
-                          {"decode_wall_s", decode_wall}};
+                          {"decode_wall_s", decode_wall},
+                          {"chain_redos", chain_redos}};
       if (n_stages > 1) {
         nlohmann::json h = nlohmann::json::array();
         for (size_t b = 0; b < decode_handover.size(); ++b) {

@@ -314,6 +314,20 @@ TEST_CASE("profile --plan gpu: a decode token is at most 5 dispatches a layer + 
   auto apart = run_ternvk(base + " --plan gpu --fold-attention off");
   REQUIRE(apart.exit_code == 0);
   CHECK(nlohmann::json::parse(apart.out)["decode"]["dispatches_per_token"].get<double>() == gpu_dispatches + 2);
+  // Chained layers: the same dispatches, barriers only around the chain (after the embedding, before
+  // the head; and the recording's first); refused where a timestamp follows every dispatch.
+  auto barriers = [&](const std::string& flags) {
+    auto r = run_ternvk(base + " --plan gpu --timing pass" + flags);
+    CAPTURE(r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto j = nlohmann::json::parse(r.out)["decode"];
+    CHECK(j["dispatches_per_token"].get<double>() == gpu_dispatches);
+    return j["barriers_per_token"].get<double>();
+  };
+  const double unchained = barriers(""), chained = barriers(" --chain-layers");
+  CHECK(unchained >= gpu_dispatches);
+  CHECK(chained <= 5);
+  expect_clean_failure(run_ternvk(base + " --plan gpu --chain-layers"), "--timing pass");
   expect_clean_failure(run_ternvk("profile --fold-attention maybe"), "--fold-attention");
   expect_clean_failure(run_ternvk("profile --plan fast"), "--plan");
   expect_clean_failure(run_ternvk("profile --timing pass --trace x.json"), "--timing dispatch");
@@ -328,19 +342,20 @@ TEST_CASE("run: the GPU and CPU plans print the same greedy text, chained on the
       REQUIRE(r.exit_code == 0);
       text.push_back(r.out);
     }
-  // The GPU plan with the attention inside qkv required, and off.
-  for (const char* fold : {"on", "off"}) {
-    auto r = run_ternvk(std::string("run -p ROMEO: -n 40 --temp 0 --plan gpu --fold-attention ") + fold);
+  // The GPU plan with the attention inside qkv required, and off; and with its layers chained.
+  for (const char* flags : {"--fold-attention on", "--fold-attention off", "--chain-layers"}) {
+    auto r = run_ternvk(std::string("run -p ROMEO: -n 40 --temp 0 --plan gpu ") + flags);
     CAPTURE(r.err);
     REQUIRE(r.exit_code == 0);
     text.push_back(r.out);
   }
+  expect_clean_failure(run_ternvk("run -p ROMEO: -n 4 --plan cpu --chain-layers"), "CPU plan");
   for (const auto& t : text) CHECK(t == text[0]);
   CHECK(text[0].size() > 20);
   expect_clean_failure(run_ternvk("run -p ROMEO: --greedy-chain 0"), "--greedy-chain");
 }
 
-TEST_CASE("bench --greedy-chain and --fold-attention run tg with each setting side by side, labelled") {
+TEST_CASE("bench --greedy-chain, --fold-attention and --chain-layers run tg with each setting side by side, labelled") {
   auto r = run_ternvk("bench -p 0 -n 6 -r 1 --greedy-chain 1,4 -o json");
   CAPTURE(r.err);
   REQUIRE(r.exit_code == 0);
@@ -357,6 +372,14 @@ TEST_CASE("bench --greedy-chain and --fold-attention run tg with each setting si
   REQUIRE(f.size() == 2);
   CHECK(f[0]["plan"] == "gpu");
   CHECK(f[1]["plan"] == "gpu, attention in qkv off");
+  auto chain = run_ternvk("bench -p 0 -n 4 -r 1 --plan gpu --chain-layers off,on -o json");
+  CAPTURE(chain.err);
+  REQUIRE(chain.exit_code == 0);
+  const auto c = nlohmann::json::parse(chain.out);
+  REQUIRE(c.size() == 2);
+  CHECK(c[0]["plan"] == "gpu, layers chained off");
+  CHECK(c[1]["plan"] == "gpu, layers chained on");
+  expect_clean_failure(run_ternvk("bench -p 0 -n 2 --chain-layers maybe"), "--chain-layers");
 }
 
 TEST_CASE("batched-bench measures ternary and FP16 at several batch sizes and the largest batch in a budget") {
