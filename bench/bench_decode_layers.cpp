@@ -105,28 +105,24 @@ template <class Matrix>
 void record_layers(Recording& rec, const FusedLinear& op, const std::vector<Layer<Matrix>>& layers, Workspace& w,
                    const Buffer* chain = nullptr) {
   auto in = [&](const Buffer& x, const Buffer& norm) { return NormedInput{.x = x.range(), .norm = norm.range(), .tokens = 1}; };
-  uint32_t links = 0, last_groups = 0;
-  std::optional<FusedChainLink> link;
-  auto next_link = [&]() -> const FusedChainLink* {
-    if (!chain) return nullptr;
-    link = FusedChainLink{.counters = chain->range(), .wait = links, .wait_count = links ? last_groups : 0,
-                          .signal = links + 1};
-    ++links;
-    return &*link;
-  };
+  std::optional<FusedChainLinks> links;
   if (chain) {
     rec.fill(chain->range(), 0);
     rec.begin_chain();
+    links.emplace(chain->range());
   }
+  // One matrix: a link of the chain, or a plain dispatch.
+  auto record = [&](const Matrix& m, const NormedInput& x, const Buffer& y, FusedEpilogue e, const RopeKvTarget* rope) {
+    std::optional<FusedChainLink> link;
+    if (links) link = links->next();
+    const uint32_t groups = op.record(rec, m, x, {y.range()}, e, rope, link ? &*link : nullptr);
+    if (links) links->recorded(groups);
+  };
   for (const auto& L : layers) {
-    last_groups = op.record(rec, *L.qkv, in(w.x, w.norm_dim), {w.qkv.range()}, FusedEpilogue::RopeKvStore, &w.rope,
-                            next_link());
-    last_groups = op.record(rec, *L.o, in(w.attn, w.norm_dim), {w.x.range()}, FusedEpilogue::Accumulate, nullptr,
-                            next_link());
-    last_groups = op.record(rec, *L.gate_up, in(w.x, w.norm_dim), {w.ffn.range()}, FusedEpilogue::GatedSquaredRelu,
-                            nullptr, next_link());
-    last_groups = op.record(rec, *L.down, in(w.ffn, w.norm_ffn), {w.x.range()}, FusedEpilogue::Accumulate, nullptr,
-                            next_link());
+    record(*L.qkv, in(w.x, w.norm_dim), w.qkv, FusedEpilogue::RopeKvStore, &w.rope);
+    record(*L.o, in(w.attn, w.norm_dim), w.x, FusedEpilogue::Accumulate, nullptr);
+    record(*L.gate_up, in(w.x, w.norm_dim), w.ffn, FusedEpilogue::GatedSquaredRelu, nullptr);
+    record(*L.down, in(w.ffn, w.norm_ffn), w.x, FusedEpilogue::Accumulate, nullptr);
   }
   if (chain) rec.end_chain();
 }

@@ -5,11 +5,16 @@
 // releases buffer memory at device scope comes before the arrival's atomic, and one that acquires it
 // after the atomic that saw the count; the atomics themselves are relaxed, ordered by those fences
 // (a release fence before an atomic write synchronizes with an acquire fence after an atomic read
-// that reads it). memoryBarrierBuffer() + barrier() orders the same on the drivers in use, but that
+// that reads it, or a later value of it: every write to a counter is such an add, so each later value
+// lies in the release sequence of every earlier add). A counter's reset to 0 for the next dispatch
+// needs no fence: a pipeline barrier, or a chain link's fences, order it before that dispatch's adds.
+// memoryBarrierBuffer() + barrier() orders the same on the drivers in use, but that
 // barrier carries no buffer semantics, so the other invocations' stores were not ordered before the
 // one invocation's atomic by any rule.
 //
-// Use: ARRIVAL_FENCE(); if (one invocation) n = ARRIVE(counter, k); ARRIVAL_FENCE(); then all read.
+// Use: ARRIVAL_FENCE(); if (one invocation) n = ARRIVE(counter, k); ARRIVAL_FENCE(); then all read (and
+// the last to arrive resets the counter). A waiter: one invocation polls LOAD_ARRIVALS until the count
+// is reached, then ARRIVAL_FENCE(); then all read.
 #extension GL_KHR_memory_scope_semantics : require
 
 // Every invocation's earlier buffer stores and shared-memory writes are visible, device-wide and
@@ -21,4 +26,4 @@
 // Adds k to a counter (relaxed, device scope); returns the value before the add.
 #define ARRIVE(counter, k) atomicAdd(counter, k)
 // Reads a counter (relaxed, device scope): a poll, followed by ARRIVAL_FENCE() once it is enough.
-#define ARRIVALS(counter) atomicLoad(counter, gl_ScopeDevice, gl_StorageSemanticsNone, gl_SemanticsRelaxed)
+#define LOAD_ARRIVALS(counter) atomicLoad(counter, gl_ScopeDevice, gl_StorageSemanticsNone, gl_SemanticsRelaxed)

@@ -236,8 +236,7 @@ void main() {
   if (lid == 0) arrival = ARRIVE(counters[t * KVH + g], 1u);
   ARRIVAL_FENCE();
   if (arrival != n_live - 1) return;  // uniform
-  if (lid == 0) atomicExchange(counters[t * KVH + g], 0u);
-  memoryBarrierBuffer();
+  if (lid == 0) atomicExchange(counters[t * KVH + g], 0u);  // for the next dispatch (ordered by its barrier)
 
   // Stats as whole vec4s (max of head h at component h, sum at R + h).
   float gm[R];

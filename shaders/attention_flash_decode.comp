@@ -133,8 +133,7 @@ void main() {
   if (lid == 0) arrival = ARRIVE(counters[t * KVH + g], 1u);
   ARRIVAL_FENCE();
   if (arrival != n_live - 1) return;  // uniform
-  if (lid == 0) atomicExchange(counters[t * KVH + g], 0u);
-  memoryBarrierBuffer();
+  if (lid == 0) atomicExchange(counters[t * KVH + g], 0u);  // for the next dispatch (ordered by its barrier)
 
   // Global max per head: lanes over splits, then subgroups, then shared memory.
   float gm[R];

@@ -136,8 +136,9 @@ layout(std430, set = 0, binding = 4) writeonly buffer Normed { uvec4 normed[]; }
 layout(std430, set = 0, binding = 5) writeonly buffer Meta { ivec2 meta[]; };
 #endif
 #else
-// ATTEND: q|k|v and the K/V rows stored coherent, so that the memory barrier before the arrival makes
-// them visible to the workgroup that attends (GLSL promises that for coherent stores only).
+// ATTEND: q|k|v and the K/V rows stored coherent, so that the fence before the arrival makes them
+// visible to the workgroup that attends (GLSL promises that for coherent stores only). CHAIN: also y
+// (the residual stream is read back by later links, with no barrier between).
 #if ATTEND || CHAIN
 #define STORED coherent
 #else
@@ -190,13 +191,13 @@ layout(push_constant) uniform Params {
 #if CHAIN
 // [0] the timed-out flag, then one done count per chained dispatch (0 before the pass).
 layout(std430, set = 0, binding = 14) coherent buffer Chain { uint chain[]; };
-// Waits (bounded) until the dispatch before has counted p.chain_wait_count workgroups done. Reached by
+// Waits (bounded) until the link before has counted p.chain_wait_count workgroups done. Reached by
 // the whole workgroup.
-void chain_wait() {
+void wait_for_previous_link() {
   if (p.chain_wait_count == 0) return;  // uniform: the first of a chain, ordered by a barrier
   if (gl_LocalInvocationID.x == 0) {
     uint polls = 0;
-    while (ARRIVALS(chain[p.chain_wait]) < p.chain_wait_count) {
+    while (LOAD_ARRIVALS(chain[p.chain_wait]) < p.chain_wait_count) {
       if (++polls >= p.chain_spin_limit) {
         atomicOr(chain[0], 1u);
         break;
@@ -206,7 +207,7 @@ void chain_wait() {
   ARRIVAL_FENCE();
 }
 // Counts this workgroup done once its stores are visible. Reached by the whole workgroup, last.
-void chain_signal() {
+void count_link_done() {
   ARRIVAL_FENCE();
   if (gl_LocalInvocationID.x == 0) ARRIVE(chain[p.chain_signal], 1u);
 }
@@ -437,7 +438,7 @@ void main() {
     [[unroll]] for (uint r = 0; r < ROWS; ++r) cur[u * ROWS + r] = w[wbase[r] + min(lane + u * LANES, chunks - 1)];
 
 #if CHAIN
-  chain_wait();  // the weights above are requested; what the dispatch before wrote is not yet read
+  wait_for_previous_link();  // the weights above are requested; what the link before wrote is not yet read
 #endif
   // ---- Prologue ----
   normalize_tokens(t0);
@@ -667,8 +668,7 @@ void main() {
   ARRIVAL_FENCE();
   const uint workgroups = gl_NumWorkGroups.x;
   if (argmax_arrival == workgroups - 1) {  // uniform
-    if (lid == 0) atomicExchange(argmax_arrivals[0], 0u);
-    memoryBarrierBuffer();
+    if (lid == 0) atomicExchange(argmax_arrivals[0], 0u);  // for the next dispatch (ordered by its barrier)
     float bv = uintBitsToFloat(0xff800000u);
     uint bi = NONE;
     for (uint j = lid; j < workgroups; j += WG) {
@@ -707,8 +707,7 @@ void main() {
   const uint base = SLOTS ? min(seq_slots[0], p.sequences - 1) * p.capacity : 0;
   for (uint i = 0; i < n_done; ++i) {  // uniform
     const uint g = done_heads[i];
-    if (lid == 0) atomicExchange(arrivals[g], 0u);
-    memoryBarrierBuffer();
+    if (lid == 0) atomicExchange(arrivals[g], 0u);  // for the next qkv (ordered by a barrier or a chain link's fences)
     att_split(g * ATT_R * HD, g, 0, live, base, KVH, p.scale_log2e);
     for (uint e = lid; e < ATT_E4; e += WG) {
       float mx, sum;
@@ -725,7 +724,7 @@ void main() {
   }
 #endif
 #if CHAIN
-  chain_signal();
+  count_link_done();
 #endif
 }
 #endif

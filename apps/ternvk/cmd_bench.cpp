@@ -473,9 +473,7 @@ Action add_bench_command(CLI::App& app) {
           const uint64_t peak = engine.peak_gpu_bytes();
           // A chained wait that timed out redid its step with barriers and turned chaining off: the
           // rows then time mostly unchained steps, and say so.
-          int redos = 0;
-          for (size_t i = 0; i < engine.stage_count(); ++i) redos += engine.stage(i).chain_redos();
-          if (redos) {
+          if (const int redos = engine.chain_redos()) {
             std::fprintf(stderr, "  %s: a chained wait timed out (%d redone steps); chaining was turned off\n",
                          run.base.plan.c_str(), redos);
             for (auto& r : run.results) r.plan += " (chain timed out: turned off)";

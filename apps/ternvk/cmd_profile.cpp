@@ -340,8 +340,7 @@ Action add_profile_command(CLI::App& app) {
 
     // A chained wait that timed out redid its step with barriers and turned chaining off: the figures
     // are then mostly those of unchained steps.
-    int chain_redos = 0;
-    for (size_t i = 0; i < n_stages; ++i) chain_redos += engine.stage(i).chain_redos();
+    const int chain_redos = engine.chain_redos();
     if (chain_redos)
       std::fprintf(stderr, "a chained wait timed out (%d redone steps); chaining was turned off\n", chain_redos);
     if (o->output == "json") {

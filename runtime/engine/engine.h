@@ -132,6 +132,13 @@ class Engine {
   Tokenizer& tokenizer() const;
   Device& device() const { return *devices_.front(); }  // the first stage's
   size_t stage_count() const { return stages_.size(); }
+  // Steps redone with barriers because a chained wait timed out (EngineOptions::chain_layers), over
+  // all stages; a stage that redid one no longer chains.
+  int chain_redos() const {
+    int n = 0;
+    for (const auto& s : stages_) n += s->chain_redos();
+    return n;
+  }
   const Stage& stage(size_t i) const { return *stages_.at(i); }
   // The placement: each stage's device, layers, and bytes of weights and KV cache.
   std::string describe_plan() const;

@@ -226,8 +226,6 @@ void Stage::end_chain(Recording& rec) {
   if (rec.chain_open()) rec.end_chain();
 }
 
-void Stage::begin_chained_recording(Recording& rec) { rec.fill(chain_counters_.range(0, 4), 0); }
-
 void Stage::end_chained_recording(Recording& rec) { rec.copy(chain_counters_.range(0, 4), chain_flag_.range(0, 4)); }
 
 bool Stage::chain_timed_out() {
@@ -329,12 +327,14 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   // Slot of each token; with one sequence the shaders skip that load (every token in slot 0).
   const BufferRange slots = options_.sequences > 1 ? io.slots : BufferRange{};
 
-  // Chained layers: every count of this pass's links starts at 0.
-  recording_chain_ = fused_ && pass_chains(T);
-  if (recording_chain_) {
-    rec.fill(chain_counters_.range(4, chain_counters_.size() - 4), 0);
-    chain_next_ = 1;
-    chain_last_groups_ = 0;
+  // Chained layers: every count of this pass's links starts at 0 (and the timed-out flag, in a
+  // recording's first pass).
+  links_.reset();
+  if (fused_ && pass_chains(T)) {
+    const uint64_t from = zero_chain_flag_ ? 0 : 4;
+    zero_chain_flag_ = false;
+    rec.fill(chain_counters_.range(from, chain_counters_.size() - from), 0);
+    links_.emplace(chain_counters_.range(), options_.chain_spin_limit, options_.chain_unreachable_waits ? 1 : 0);
   }
   // x[T, D] = embedding[ids]
   const uint64_t hidden_bytes = uint64_t(T) * D * 4;
@@ -388,7 +388,7 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
     }
   }
   end_chain(rec);
-  recording_chain_ = false;
+  links_.reset();
   if (!spec_.head) {
     rec.copy(x_.range(0, hidden_bytes), hidden_out_.range(0, hidden_bytes));
     return;
@@ -460,26 +460,17 @@ void Stage::record_fused_linear(Recording& rec, BufferRange x, const Buffer& nor
                                 const ops::RopeKvTarget* rope_kv) {
   const ops::NormedInput in{.x = x, .norm = norm.range(), .eps = c_.rms_eps, .tokens = tokens};
   std::optional<ops::FusedChainLink> link;
-  if (recording_chain_) {
-    // The first link after a barrier waits for nothing; a later one for every workgroup of the link
-    // before (one more with chain_unreachable_waits: tests of the timeout).
-    if (!rec.chain_open()) {
+  if (links_) {
+    if (!rec.chain_open()) {  // after a barrier (the embedding, or the separate attention)
       rec.begin_chain();
-      chain_last_groups_ = 0;
+      links_->restart();
     }
-    link = ops::FusedChainLink{.counters = chain_counters_.range(),
-                               .wait = chain_last_groups_ ? chain_last_ : 0,
-                               .wait_count = chain_last_groups_ + (chain_last_groups_ && options_.chain_unreachable_waits),
-                               .signal = chain_next_};
-    if (options_.chain_spin_limit) link->spin_limit = options_.chain_spin_limit;
+    link = links_->next();
   }
   const ops::FusedChainLink* chain = link ? &*link : nullptr;
   const uint32_t groups = w.ternary ? fused_->record(rec, *w.ternary, in, y, epilogue, rope_kv, chain)
                                     : fused_->record(rec, *w.fp16, in, y, epilogue, rope_kv, chain);
-  if (link) {
-    chain_last_ = chain_next_++;
-    chain_last_groups_ = groups;
-  }
+  if (link) links_->recorded(groups);
 }
 
 bool Stage::fusable(const Layer& L) const {
@@ -543,7 +534,7 @@ Recording& Stage::pass(uint32_t tokens, LogitsMode mode, Selection select, bool 
     // Kept only once whole: a recording that threw halfway must not be replayed next time.
     auto rec = std::make_unique<Recording>(device_, recording_options());
     const bool chains = pass_chains(tokens);
-    if (chains) begin_chained_recording(*rec);
+    if (chains) begin_chained_recording();
     record_step_inputs(*rec);
     record_pass(*rec, tokens, mode, select, one_sequence, step_io(), fold_attention);
     if (chains) end_chained_recording(*rec);
@@ -567,7 +558,7 @@ void Stage::record_greedy_chain(uint32_t steps, bool fold_attention) {
   if (slot) return;
   auto rec = std::make_unique<Recording>(device_, recording_options());
   const uint64_t stride = greedy_chain_stride(device_.info());
-  if (pass_chains(1)) begin_chained_recording(*rec);
+  if (pass_chains(1)) begin_chained_recording();
   record_step_inputs(*rec);
   const PassIo inputs = step_io();
   // The picks stay in device memory until the chain ends, where the device has its own.

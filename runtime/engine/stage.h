@@ -165,9 +165,9 @@ class Stage {
   bool pass_chains(uint32_t tokens) const;
   // Ends the open chain of dispatches, if any, before a command that is not a link.
   void end_chain(Recording& rec);
-  // A recording's first and last commands when it has chained passes: the timed-out flag zeroed,
-  // then copied to the host.
-  void begin_chained_recording(Recording& rec);
+  // Around a recording with chained passes: its first pass zeroes the timed-out flag (with that
+  // pass's counts, one fill); its end copies the flag to the host.
+  void begin_chained_recording() { zero_chain_flag_ = true; }
   void end_chained_recording(Recording& rec);
   // After a chained recording ran: whether a wait timed out; if so chaining is turned off (every
   // recorded pass is dropped, to be recorded again with barriers) and the caller redoes the step.
@@ -242,8 +242,8 @@ class Stage {
   Buffer chain_counters_, chain_flag_;
   bool chain_layers_ = false;
   int chain_redos_ = 0;
-  bool recording_chain_ = false;  // the pass being recorded chains
-  uint32_t chain_next_ = 1, chain_last_ = 0, chain_last_groups_ = 0;
+  std::optional<ops::FusedChainLinks> links_;  // the links of the pass being recorded, if it chains
+  bool zero_chain_flag_ = false;  // the next pass recorded zeroes the timed-out flag with its counts
   uint32_t last_tokens_ = 0;
   LogitsMode last_mode_ = LogitsMode::None;
   Selection last_select_;

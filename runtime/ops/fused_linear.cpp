@@ -19,12 +19,12 @@ uint64_t reduction_bytes(uint32_t workgroup) { return uint64_t(workgroup) * 8 + 
 
 // fused_linear.comp's push constants (its Params block), for every variant.
 struct FusedPush {
-  uint32_t cols, chunks, rows, row_base, tokens, x_stride4, y_stride, y_offset;
-  float eps;
-  uint32_t pairs, pair_offset, n_heads, n_kv_heads, capacity, sequences;
-  float theta_scale;
-  float scale_log2e;  // ATTEND
-  uint32_t chain_wait, chain_wait_count, chain_signal, chain_spin_limit;  // CHAIN
+  uint32_t cols = 0, chunks = 0, rows = 0, row_base = 0, tokens = 0, x_stride4 = 0, y_stride = 0, y_offset = 0;
+  float eps = 0;
+  uint32_t pairs = 0, pair_offset = 0, n_heads = 0, n_kv_heads = 0, capacity = 0, sequences = 0;
+  float theta_scale = 0;
+  float scale_log2e = 0;  // ATTEND
+  uint32_t chain_wait = 0, chain_wait_count = 0, chain_signal = 0, chain_spin_limit = 0;  // CHAIN
 };
 
 // The checks of a layer's input rows (`what` names the op in the errors); returns the row stride in floats.
@@ -44,6 +44,15 @@ uint32_t check_normed_input(const std::string& what, const NormedInput& in, uint
 }
 
 }  // namespace
+
+FusedChainLink FusedChainLinks::next() const {
+  FusedChainLink link{.counters = counters_,
+                      .wait = last_workgroups_ ? links_ : 0,
+                      .wait_count = last_workgroups_ ? last_workgroups_ + extra_wait_ : 0,
+                      .signal = links_ + 1};
+  if (spin_limit_) link.spin_limit = spin_limit_;
+  return link;
+}
 
 FusedLinearShape FusedLinearShape::pick(const DeviceInfo& info) {
   FusedLinearShape s;
@@ -377,8 +386,8 @@ uint32_t FusedLinear::record_impl(Recording& rec, const Matrix& m, const NormedI
   }
   const Pipeline& pipeline = device_.pipeline(shader, po);
 
-  FusedPush push{m.cols, m.chunks, 0, 0, T, x_stride / 4, stride, y.offset, in.eps, m.rows / 2, m.rows / 2,
-                 0, 0, 0, 0, 0.0f, 0.0f, 0, 0, 0, 0};
+  FusedPush push{.cols = m.cols, .chunks = m.chunks, .tokens = T, .x_stride4 = x_stride / 4, .y_stride = stride,
+                 .y_offset = y.offset, .eps = in.eps, .pairs = m.rows / 2, .pair_offset = m.rows / 2};
   if (chain) {
     push.chain_wait = chain->wait;
     push.chain_wait_count = chain->wait_count;
@@ -480,7 +489,7 @@ void FusedLinear::record_norm_impl(Recording& rec, const NormedInput& in, uint32
   const Pipeline& pipeline = device_.pipeline(ternary ? "fused_norm_int8" : "fused_norm_f32",
                                               pipeline_options({shape_.lanes, shape_.rows}, chunks, 1, FusedEpilogue::Store,
                                                                shared_uvec4(kind, chunks)));
-  const FusedPush push{cols, chunks, 0, 0, T, x_stride / 4, 0, 0, in.eps, 0, 0, 0, 0, 0, 0, 0.0f, 0.0f, 0, 0, 0, 0};
+  const FusedPush push{.cols = cols, .chunks = chunks, .tokens = T, .x_stride4 = x_stride / 4, .eps = in.eps};
   std::vector<BufferRange> bindings{in.x, in.norm};
   bindings.insert(bindings.end(), outputs.begin(), outputs.end());
   const DispatchWork work{.bytes = double(T) * cols * 4 + cols * 4.0 + out_bytes};

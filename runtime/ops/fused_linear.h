@@ -91,6 +91,30 @@ struct FusedChainLink {
   uint32_t spin_limit = 1u << 16;
 };
 
+// The links of one chain in recording order: link i signals counter i + 1 and waits for every
+// workgroup of link i - 1; the first link, and the first after restart() (a barrier orders it), waits
+// for nothing.
+class FusedChainLinks {
+ public:
+  // spin_limit 0: FusedChainLink's default. extra_wait (tests): each wait asks for that many
+  // workgroups more than the link before has, so that it times out on any device.
+  explicit FusedChainLinks(BufferRange counters, uint32_t spin_limit = 0, uint32_t extra_wait = 0)
+      : counters_(counters), spin_limit_(spin_limit), extra_wait_(extra_wait) {}
+  FusedChainLink next() const;
+  // After recording the link next() gave: the workgroups it dispatched (FusedLinear::record's result).
+  void recorded(uint32_t workgroups) {
+    ++links_;
+    last_workgroups_ = workgroups;
+  }
+  void restart() { last_workgroups_ = 0; }
+  uint32_t links() const { return links_; }
+
+ private:
+  BufferRange counters_;
+  uint32_t spin_limit_, extra_wait_;
+  uint32_t links_ = 0, last_workgroups_ = 0;
+};
+
 // How one matrix's rows are split: lanes per row (spec id 1) and rows per lane group (spec id 2).
 struct FusedSplit {
   uint32_t lanes = 8;
