@@ -7,6 +7,8 @@
 // once (the ops test says what that can and cannot show); the forced timeout runs everywhere.
 #include <doctest/doctest.h>
 
+#include <memory>
+
 #include "common/gpu.h"
 #include "engine/engine_test_util.h"
 #include "engine/random_model.h"
@@ -69,6 +71,31 @@ TEST_CASE("chained layers give the GPU plan's bits, a step at a time and in gree
     CHECK(chained.stage().chain_redos() == 0);
     CHECK(chained.stage().chains_layers());
   }
+}
+
+TEST_CASE("chained layers in a pipeline of two stages (no head, then no embedding) give the unchained bits") {
+  ValidationGuard guard;
+  ModelConfig c = two_layers();
+  c.n_layers = 3;
+  const auto model_file = random_model_gguf(c, 64, "layer-chain-stages");
+  std::vector<std::unique_ptr<Engine>> engines;
+  for (const bool chain : {false, true}) {
+    EngineOptions o = gpu_plan(chain);
+    const int dev = int(device().info().index);
+    o.devices = {dev, dev};
+    o.split = {2, 1};
+    engines.push_back(std::make_unique<Engine>(instance(), model_file, o));
+  }
+  Engine &plain = *engines[0], &chained = *engines[1];
+  REQUIRE(chained.stage_count() == 2);
+  for (size_t i = 0; i < 2; ++i) REQUIRE(chained.stage(i).chains_layers());
+  const std::vector<uint32_t> prompt = {5, 6};
+  REQUIRE(chained.eval(prompt) == plain.eval(prompt));
+  for (uint32_t t = 0; t < 6; ++t) {
+    const uint32_t token[] = {(t * 41 + 3) % uint32_t(c.vocab)};
+    REQUIRE(chained.eval(token) == plain.eval(token));
+  }
+  CHECK(chained.chain_redos() == 0);
 }
 
 TEST_CASE("a chained wait that times out redoes its step with barriers and turns chaining off") {

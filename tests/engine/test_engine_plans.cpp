@@ -259,12 +259,13 @@ TEST_CASE("every stage allocates exactly its memory plan, which the footprint es
     bool fp16, int8_head, split;
     int sequences;
     bool inputs_on_device;  // the step inputs' device-local copies and the greedy chain's picks
+    bool chain_layers = false;  // the chained layers' counters and flag
   };
   for (const Case& k : {Case{"model.gguf", ExecutionPlan::Cpu, false, false, false, 1, false},
-                        Case{"model.gguf", ExecutionPlan::Gpu, false, false, false, 3, true},
+                        Case{"model.gguf", ExecutionPlan::Gpu, false, false, false, 3, true, true},
                         Case{"model.gguf", ExecutionPlan::Gpu, true, false, false, 1, false},
                         Case{"untied.gguf", ExecutionPlan::Cpu, false, true, true, 2, true},
-                        Case{"untied.gguf", ExecutionPlan::Gpu, true, false, true, 1, false}}) {
+                        Case{"untied.gguf", ExecutionPlan::Gpu, true, false, true, 1, false, true}}) {
     CAPTURE(k.name);
     CAPTURE(int(k.plan));
     CAPTURE(k.fp16);
@@ -274,6 +275,7 @@ TEST_CASE("every stage allocates exactly its memory plan, which the footprint es
     o.head = k.int8_head ? HeadPrecision::Int8 : HeadPrecision::F16;
     o.sequences = k.sequences;
     o.step_inputs_on_device = k.inputs_on_device;
+    o.chain_layers = k.chain_layers;
     if (k.split) {
       o.devices = {dev, dev};
       o.split = {2, 1};
