@@ -73,6 +73,34 @@ TEST_CASE("chained layers give the GPU plan's bits, a step at a time and in gree
   }
 }
 
+TEST_CASE("chained layers keep the bits of another KV slot's one-token steps and of batched steps beside them") {
+  ValidationGuard guard;
+  const ModelConfig c = two_layers();
+  const auto model_file = random_model_gguf(c, 65, "layer-chain-slots");
+  std::vector<std::unique_ptr<Engine>> engines;
+  for (const bool chain : {false, true}) {
+    EngineOptions o = gpu_plan(chain);
+    o.sequences = 3;
+    engines.push_back(std::make_unique<Engine>(instance(), model_file, o));
+  }
+  Engine &plain = *engines[0], &chained = *engines[1];
+  for (uint32_t step = 0; step < 4; ++step) {
+    CAPTURE(step);
+    // Slot 2 alone (a chained one-token step that reads its KV slot), then slots 0 and 1 together (a
+    // two-token step: the separate ops, not chained).
+    const int one_slot[] = {2};
+    const uint32_t one_token[] = {step + 7};
+    REQUIRE(chained.decode(one_slot, one_token, {Selection::Logits})[0].logits ==
+            plain.decode(one_slot, one_token, {Selection::Logits})[0].logits);
+    const int two_slots[] = {0, 1};
+    const uint32_t two_tokens[] = {step + 1, step + 40};
+    const auto want = plain.decode(two_slots, two_tokens, {Selection::Logits});
+    const auto got = chained.decode(two_slots, two_tokens, {Selection::Logits});
+    for (size_t i = 0; i < 2; ++i) REQUIRE(got[i].logits == want[i].logits);
+  }
+  CHECK(chained.chain_redos() == 0);
+}
+
 TEST_CASE("chained layers in a pipeline of two stages (no head, then no embedding) give the unchained bits") {
   ValidationGuard guard;
   ModelConfig c = two_layers();
