@@ -57,6 +57,9 @@ Action add_run_command(CLI::App& app) {
                    engine.device().info().name.c_str(), stats.prompt_tokens, stats.prompt_tokens_per_second(),
                    stats.generated_tokens, stats.decode_tokens_per_second(), stats.stop_reason.c_str(),
                    engine.peak_gpu_bytes() / 1048576.0);
+    if (const int redos = engine.chain_redos())
+      std::fprintf(stderr, "--chain-layers: a chained wait timed out on this device (%d step%s redone with barriers); "
+                           "the layers ran unchained from then on\n", redos, redos == 1 ? "" : "s");
     return 0;
   };
 }
