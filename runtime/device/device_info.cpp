@@ -35,34 +35,31 @@ std::vector<CooperativeMatrixOffer> cooperative_matrix_offers(VkInstance instanc
   return offers;
 }
 
-}  // namespace
-
-MatrixUnitShape pick_int8_matrix_unit(const std::vector<CooperativeMatrixOffer>& offers) {
+// The offer of `operand` x `operand` -> `accumulator` subgroup matrices with the most products a
+// multiply (then the most rows) whose shape gemm_matrix_unit.comp can address: k whole uvec4 of
+// operands (`per_uvec4` of them) dividing a 64-element chunk, n whole uvec4 of accumulators, m and n
+// at most 64.
+MatrixUnitShape pick_matrix_unit(const std::vector<CooperativeMatrixOffer>& offers, VkComponentTypeNV operand,
+                                 VkComponentTypeNV accumulator, uint32_t per_uvec4) {
   MatrixUnitShape best;
   for (const auto& o : offers) {
-    if (o.a != VK_COMPONENT_TYPE_SINT8_NV || o.b != VK_COMPONENT_TYPE_SINT8_NV || o.c != VK_COMPONENT_TYPE_SINT32_NV ||
-        o.result != VK_COMPONENT_TYPE_SINT32_NV || o.scope != VK_SCOPE_SUBGROUP_NV)
+    if (o.a != operand || o.b != operand || o.c != accumulator || o.result != accumulator || o.scope != VK_SCOPE_SUBGROUP_NV)
       continue;
-    // k: whole uvec4 of int8 per multiply (the shader addresses shared memory in uvec4) within a chunk.
-    if (o.m == 0 || o.n == 0 || o.k % 16 != 0 || 64 % o.k != 0 || o.n % 4 != 0 || o.m > 64 || o.n > 64) continue;
+    if (o.m == 0 || o.n == 0 || o.k % per_uvec4 != 0 || 64 % o.k != 0 || o.n % 4 != 0 || o.m > 64 || o.n > 64) continue;
     const uint64_t products = uint64_t(o.m) * o.n * o.k, best_products = uint64_t(best.m) * best.n * best.k;
     if (products > best_products || (products == best_products && o.m > best.m)) best = {o.m, o.n, o.k};
   }
   return best;
 }
 
+}  // namespace
+
+MatrixUnitShape pick_int8_matrix_unit(const std::vector<CooperativeMatrixOffer>& offers) {
+  return pick_matrix_unit(offers, VK_COMPONENT_TYPE_SINT8_NV, VK_COMPONENT_TYPE_SINT32_NV, 16);
+}
+
 MatrixUnitShape pick_fp16_matrix_unit(const std::vector<CooperativeMatrixOffer>& offers) {
-  MatrixUnitShape best;
-  for (const auto& o : offers) {
-    if (o.a != VK_COMPONENT_TYPE_FLOAT16_NV || o.b != VK_COMPONENT_TYPE_FLOAT16_NV ||
-        o.c != VK_COMPONENT_TYPE_FLOAT32_NV || o.result != VK_COMPONENT_TYPE_FLOAT32_NV || o.scope != VK_SCOPE_SUBGROUP_NV)
-      continue;
-    // k: whole uvec4 of fp16 (8 elements) per multiply, within a 64-element chunk.
-    if (o.m == 0 || o.n == 0 || o.k % 8 != 0 || 64 % o.k != 0 || o.n % 4 != 0 || o.m > 64 || o.n > 64) continue;
-    const uint64_t products = uint64_t(o.m) * o.n * o.k, best_products = uint64_t(best.m) * best.n * best.k;
-    if (products > best_products || (products == best_products && o.m > best.m)) best = {o.m, o.n, o.k};
-  }
-  return best;
+  return pick_matrix_unit(offers, VK_COMPONENT_TYPE_FLOAT16_NV, VK_COMPONENT_TYPE_FLOAT32_NV, 8);
 }
 
 uint64_t DeviceInfo::device_local_bytes() const {

@@ -212,7 +212,7 @@ std::string Stage::why_no_chain() const {
     const Layer& L = layers_[i];
     const std::string name = "layer " + std::to_string(spec_.first_layer + int(i));
     for (const auto& [w, what] : {std::pair{&L.qkv, "qkv"}, {&L.o, "o"}, {&L.gate_up, "gate|up"}, {&L.down, "down"}}) {
-      const size_t n = w->ternary ? w->ternary->segments().size() : w->fp16->segments().size();
+      const size_t n = w->segments().size();
       if (n != 1) return name + "'s " + what + " matrix is in " + std::to_string(n) + " segments, not one";
     }
     if (!fusable(L)) return name + " does not run as fused dispatches (its inputs do not fit shared memory)";
@@ -474,11 +474,8 @@ void Stage::record_fused_linear(Recording& rec, BufferRange x, const Buffer& nor
 }
 
 bool Stage::fusable(const Layer& L) const {
-  auto segments = [](const LinearWeights& w) -> const std::vector<ops::MatrixSegment>& {
-    return w.ternary ? w.ternary->segments() : w.fp16->segments();
-  };
-  return gpu_norms_ && ops::FusedLinear::pairs_fit(segments(L.qkv)) &&
-         ops::FusedLinear::pairs_fit(segments(L.gate_up)) && c_.head_dim % 4 == 0;
+  return gpu_norms_ && ops::FusedLinear::pairs_fit(L.qkv.segments()) &&
+         ops::FusedLinear::pairs_fit(L.gate_up.segments()) && c_.head_dim % 4 == 0;
 }
 
 bool Stage::argmax_in_head(uint32_t rows) const {

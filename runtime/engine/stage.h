@@ -122,6 +122,7 @@ class Stage {
     std::unique_ptr<ops::TernaryMatrixGpu> ternary;
     std::unique_ptr<ops::Fp16MatrixGpu> fp16;
     uint64_t bytes() const { return ternary ? ternary->device_bytes() : fp16->device_bytes(); }
+    const std::vector<ops::MatrixSegment>& segments() const { return ternary ? ternary->segments() : fp16->segments(); }
   };
   // A linear layer's host side, ready to upload: the packed ternary matrix, or the FP16 baseline's
   // rows. Prepared off the thread that uploads (the next layer's while this one uploads).

@@ -85,15 +85,13 @@ struct ThreeLayers {
                                      nullptr, link ? &*link : nullptr));
       if (links) links->recorded(out.groups.back());
     };
-    if (t1) {
-      layer(t1, x.range(), norm_k, h.range(), FusedEpilogue::Store);
-      layer(t2, h.range(), norm_h, x.range(), FusedEpilogue::Accumulate);
-      layer(t3, x.range(), norm_k, y.range(), FusedEpilogue::Store);
-    } else {
-      layer(f1, x.range(), norm_k, h.range(), FusedEpilogue::Store);
-      layer(f2, h.range(), norm_h, x.range(), FusedEpilogue::Accumulate);
-      layer(f3, x.range(), norm_k, y.range(), FusedEpilogue::Store);
-    }
+    auto three = [&](auto& w1, auto& w2, auto& w3) {
+      layer(w1, x.range(), norm_k, h.range(), FusedEpilogue::Store);
+      layer(w2, h.range(), norm_h, x.range(), FusedEpilogue::Accumulate);
+      layer(w3, x.range(), norm_k, y.range(), FusedEpilogue::Store);
+    };
+    if (t1) three(t1, t2, t3);
+    else three(f1, f2, f3);
     if (counters) rec.end_chain();
     rec.finish();
     out.barriers = rec.barrier_count();
