@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "runtime/core/error.h"
+#include "runtime/ops/ternary_matmul.h"
 
 namespace ternvk::ops {
 
@@ -11,7 +12,7 @@ RmsNormQuant::RmsNormQuant(Device& device, uint32_t workgroup, MatmulLoad load)
   const DeviceInfo& info = device.info();
   if (!info.subgroup_arithmetic)
     throw Error("rmsnorm_quant: device '" + info.name + "' lacks subgroup arithmetic in compute shaders");
-  if (workgroup_ == 0) workgroup_ = info.max_subgroup_size <= 8 ? info.subgroup_size : 256;
+  if (workgroup_ == 0) workgroup_ = uses_one_subgroup_workgroups(info) ? info.subgroup_size : 256;
   workgroup_ = std::min(workgroup_, info.max_workgroup_invocations);
   texel_ = use_texel_loads(info, load, "rmsnorm_quant");
 }

@@ -102,7 +102,7 @@ uint64_t GemmShape::fp16_shared_bytes() const {
 
 GemmShape GemmShape::pick_ternary(const DeviceInfo& info, bool int8_dot, uint32_t rows, uint32_t tokens) {
   GemmShape s;
-  if (info.max_subgroup_size <= 8) {
+  if (uses_one_subgroup_workgroups(info)) {
     // CPU devices: one thread runs a workgroup 8 lanes at a time, switching at every barrier. The
     // fastest of a sweep on lavapipe (bench_kernels --tune-tiles), where the GEMV still wins.
     s = {.row_groups = 4, .token_groups = 8, .rows = 8, .tokens = 4, .k_block = 2};
@@ -120,7 +120,7 @@ GemmShape GemmShape::pick_ternary(const DeviceInfo& info, bool int8_dot, uint32_
 
 GemmShape GemmShape::pick_fp16(const DeviceInfo& info, uint32_t lanes, uint32_t rows, uint32_t tokens) {
   GemmShape s;
-  if (info.max_subgroup_size <= 8) {  // as for the ternary GEMM: the fastest of a lavapipe sweep
+  if (uses_one_subgroup_workgroups(info)) {  // as for the ternary GEMM: the fastest of a lavapipe sweep
     s = {.row_groups = 8, .token_groups = 4, .rows = 4, .tokens = 4, .k_block = 1};
   } else {
     // 256 invocations in groups of `lanes`; token groups vary fastest (see fp16_gemm.comp).
@@ -130,7 +130,7 @@ GemmShape GemmShape::pick_fp16(const DeviceInfo& info, uint32_t lanes, uint32_t 
   s.lanes = std::max(1u, lanes);
   fit_invocations(s, info);
   fit_tokens(s, tokens);
-  if (info.max_subgroup_size > 8 && workgroups(s, rows, tokens) < kFewWorkgroups) {
+  if (!uses_one_subgroup_workgroups(info) && workgroups(s, rows, tokens) < kFewWorkgroups) {
     s.rows = 4;
     s.tokens = std::min(s.tokens, 4u);
   }

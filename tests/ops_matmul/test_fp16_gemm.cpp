@@ -105,6 +105,7 @@ std::vector<std::pair<uint32_t, GemmShape>> test_shapes() {
   const DeviceInfo& info = test::device().info();
   DeviceInfo gpu = info;
   gpu.max_subgroup_size = gpu.subgroup_size = 32;
+  gpu.type = VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU;
   std::vector<std::pair<uint32_t, GemmShape>> shapes;
   if (info.min_subgroup_size >= 8) {
     shapes.push_back({8, GemmShape::pick_fp16(info, 8, 127, 13)});
@@ -164,6 +165,7 @@ TEST_CASE("fp16 GEMM shapes from device properties") {
   h200.max_shared_memory = 48 << 10;
   h200.max_workgroup_invocations = 1024;
   h200.subgroup_shuffle = true;
+  h200.type = VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU;
   const GemmShape s = GemmShape::pick_fp16(h200, 8, 100000, 512);
   CHECK(s.workgroup() == 256);
   CHECK(s.lanes == 8);

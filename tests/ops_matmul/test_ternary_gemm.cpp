@@ -224,6 +224,27 @@ TEST_CASE("the matmuls choose and shape the GEMM from device properties") {
     CHECK_THROWS_WITH_AS(big.validate_ternary(narrow, dot), doctest::Contains("invocations"), Error);
     CHECK(GemmShape::pick_ternary(narrow, dot, 13824, 512).workgroup() <= 128);
   }
+  // A CPU device keeps the CPU tiles whatever its subgroup width (lavapipe runs 8 or 16 lanes, 4 with
+  // LP_NATIVE_VECTOR_WIDTH=128): the same question the GEMVs ask (uses_one_subgroup_workgroups).
+  DeviceInfo cpu = h200;
+  cpu.type = VK_PHYSICAL_DEVICE_TYPE_CPU;
+  cpu.min_subgroup_size = cpu.max_subgroup_size = cpu.subgroup_size = 8;
+  for (uint32_t lanes : {4u, 8u, 16u}) {
+    CAPTURE(lanes);
+    DeviceInfo wide = cpu;
+    wide.min_subgroup_size = wide.max_subgroup_size = wide.subgroup_size = lanes;
+    for (bool dot : {true, false}) {
+      const GemmShape a = GemmShape::pick_ternary(cpu, dot, 13824, 512);
+      const GemmShape b = GemmShape::pick_ternary(wide, dot, 13824, 512);
+      CHECK(b.tile_rows() == a.tile_rows());
+      CHECK(b.tile_tokens() == a.tile_tokens());
+      CHECK(b.k_split == a.k_split);
+    }
+    const uint32_t fp16_lanes = std::min(8u, lanes);
+    CHECK(GemmShape::pick_fp16(wide, fp16_lanes, 13824, 512).tile_rows() ==
+          GemmShape::pick_fp16(cpu, fp16_lanes, 13824, 512).tile_rows());
+  }
+  CHECK(GemmShape::pick_ternary(cpu, true, 13824, 512).tile_rows() != GemmShape::pick_ternary(h200, true, 13824, 512).tile_rows());
   GemmShape too_big;
   too_big.row_groups = 64;
   too_big.token_groups = 64;

@@ -232,7 +232,7 @@ TEST_CASE("ternary GEMV: the CPU-device 32-row shape is exact around its tile ed
   test::ValidationGuard guard;
   const DeviceInfo& info = test::device().info();
   const MatmulShape gemv = MatmulShape::pick(info, 1, true);
-  if (info.max_subgroup_size <= 8) {
+  if (uses_one_subgroup_workgroups(info)) {
     CHECK(gemv.rows == 32);
     CHECK(MatmulShape::pick(info, 1, false).rows == 16);
   }
