@@ -158,7 +158,7 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
     ids_on_device_ = allocate("token ids (device copy)");
     positions_on_device_ = allocate("token positions (device copy)");
     slots_on_device_ = allocate("token KV slots (device copy)");
-    if (spec.embedding && spec.head && options.greedy_chain > 1) chain_picks_ = allocate("greedy chain picks");
+    if (spec.embedding && spec.head && options.greedy_chain > 1) greedy_picks_ = allocate("greedy chain picks");
   }
   if (!spec.embedding) hidden_in_ = allocate("hidden state from the previous stage");
   if (!spec.head) hidden_out_ = allocate("hidden state for the next stage");
@@ -196,15 +196,15 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
     }
   }
   if (options.chain_layers) {
-    const std::string why = why_no_chain();
+    const std::string why = why_no_layer_chain();
     if (!why.empty()) throw Error("chained layers on device '" + device.info().name + "': " + why);
-    chain_counters_ = allocate("chained dispatch counters");
-    chain_flag_ = allocate("chain timed-out flag");
+    layer_chain_counters_ = allocate("chained dispatch counters");
+    layer_chain_flag_ = allocate("chain timed-out flag");
     chain_layers_ = true;
   }
 }
 
-std::string Stage::why_no_chain() const {
+std::string Stage::why_no_layer_chain() const {
   if (!fused_) return "the CPU plan has no fused layers (use the GPU plan)";
   if (options_.timestamps == TimestampMode::Dispatch)
     return "a timestamp after every dispatch orders them anyway (time whole passes: profile --timing pass)";
@@ -220,17 +220,19 @@ std::string Stage::why_no_chain() const {
   return "";
 }
 
-bool Stage::pass_chains(uint32_t tokens) const { return chain_layers_ && tokens <= kFusedMaxTokens; }
+bool Stage::pass_chains_layers(uint32_t tokens) const { return chain_layers_ && tokens <= kFusedMaxTokens; }
 
-void Stage::end_chain(Recording& rec) {
+void Stage::close_layer_chain(Recording& rec) {
   if (rec.chain_open()) rec.end_chain();
 }
 
-void Stage::end_chained_recording(Recording& rec) { rec.copy(chain_counters_.range(0, 4), chain_flag_.range(0, 4)); }
+void Stage::end_layer_chain_recording(Recording& rec) {
+  rec.copy(layer_chain_counters_.range(0, 4), layer_chain_flag_.range(0, 4));
+}
 
-bool Stage::chain_timed_out() {
+bool Stage::layer_chain_timed_out() {
   uint32_t flag = 0;
-  device_.download(chain_flag_, &flag, 4);
+  device_.download(layer_chain_flag_, &flag, 4);
   if (!flag) return false;
   // Some workgroup waited past its bound: the device may not start a dispatch's workgroups before a
   // later one's, so nothing chained is trusted again on this stage.
@@ -330,11 +332,11 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   // Chained layers: every count of this pass's links starts at 0 (and the timed-out flag, in a
   // recording's first pass).
   links_.reset();
-  if (fused_ && pass_chains(T)) {
-    const uint64_t from = zero_chain_flag_ ? 0 : 4;
-    zero_chain_flag_ = false;
-    rec.fill(chain_counters_.range(from, chain_counters_.size() - from), 0);
-    links_.emplace(chain_counters_.range(), options_.chain_spin_limit, options_.chain_unreachable_waits ? 1 : 0);
+  if (fused_ && pass_chains_layers(T)) {
+    const uint64_t from = zero_layer_chain_flag_ ? 0 : 4;
+    zero_layer_chain_flag_ = false;
+    rec.fill(layer_chain_counters_.range(from, layer_chain_counters_.size() - from), 0);
+    links_.emplace(layer_chain_counters_.range(), options_.chain_spin_limit, options_.chain_unreachable_waits ? 1 : 0);
   }
   // x[T, D] = embedding[ids]
   const uint64_t hidden_bytes = uint64_t(T) * D * 4;
@@ -387,7 +389,7 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
                          one_sequence);
     }
   }
-  end_chain(rec);
+  close_layer_chain(rec);
   links_.reset();
   if (!spec_.head) {
     rec.copy(x_.range(0, hidden_bytes), hidden_out_.range(0, hidden_bytes));
@@ -442,7 +444,7 @@ void Stage::record_fused_layer(Recording& rec, const Layer& L, uint32_t T, const
   record_fused_linear(rec, x_.range(), L.attn_norm, T, L.qkv, {qkv_.range()}, ops::FusedEpilogue::RopeKvStore, &rope_kv);
   // attn = attention(q, K cache, V cache)
   if (!fold_attention) {
-    end_chain(rec);  // (the o dispatch then starts a new chain, after a barrier)
+    close_layer_chain(rec);  // (the o dispatch then starts a new chain, after a barrier)
     ops::record_attention(rec, attention, {.q = ops::QkvView::fused(qkv_.range(), T, rope_kv.heads),
                                            .positions = rope_kv.positions, .cache = rope_kv.cache,
                                            .out = attn_.range(), .scratch = attn_scratch_.range(), .slots = rope_kv.slots});
@@ -530,11 +532,11 @@ Recording& Stage::pass(uint32_t tokens, LogitsMode mode, Selection select, bool 
   if (!slot) {
     // Kept only once whole: a recording that threw halfway must not be replayed next time.
     auto rec = std::make_unique<Recording>(device_, recording_options());
-    const bool chains = pass_chains(tokens);
-    if (chains) begin_chained_recording();
+    const bool chains = pass_chains_layers(tokens);
+    if (chains) begin_layer_chain_recording();
     record_step_inputs(*rec);
     record_pass(*rec, tokens, mode, select, one_sequence, step_io(), fold_attention);
-    if (chains) end_chained_recording(*rec);
+    if (chains) end_layer_chain_recording(*rec);
     rec->finish();
     slot = std::move(rec);
   }
@@ -555,11 +557,11 @@ void Stage::record_greedy_chain(uint32_t steps, bool fold_attention) {
   if (slot) return;
   auto rec = std::make_unique<Recording>(device_, recording_options());
   const uint64_t stride = greedy_chain_stride(device_.info());
-  if (pass_chains(1)) begin_chained_recording();
+  if (pass_chains_layers(1)) begin_layer_chain_recording();
   record_step_inputs(*rec);
   const PassIo inputs = step_io();
   // The picks stay in device memory until the chain ends, where the device has its own.
-  const Buffer& picks = chain_picks_ ? chain_picks_ : selected_;
+  const Buffer& picks = greedy_picks_ ? greedy_picks_ : selected_;
   for (uint32_t i = 0; i < steps; ++i) {
     // Step i reads its position from slot i and its token from step i - 1's argmax (ArgmaxResult's
     // index comes first, so the embedding's ids[0] is the pick); the first token comes from the host.
@@ -569,8 +571,8 @@ void Stage::record_greedy_chain(uint32_t steps, bool fold_attention) {
                     .selected = picks.range(i * stride, sizeof(ops::ArgmaxResult))};
     record_pass(*rec, 1, LogitsMode::Last, {Selection::Argmax}, true, io, fold_attention);
   }
-  if (chain_picks_) rec->copy(chain_picks_.range(0, steps * stride), selected_.range(0, steps * stride));
-  if (pass_chains(1)) end_chained_recording(*rec);
+  if (greedy_picks_) rec->copy(greedy_picks_.range(0, steps * stride), selected_.range(0, steps * stride));
+  if (pass_chains_layers(1)) end_layer_chain_recording(*rec);
   rec->finish();
   slot = std::move(rec);
 }
@@ -601,9 +603,9 @@ std::vector<uint32_t> Stage::run_greedy_chain(uint32_t id, uint32_t slot, uint32
   last_tokens_ = 0;
   last_mode_ = LogitsMode::None;
   last_select_ = {};
-  const bool chained = pass_chains(1);
+  const bool chained = pass_chains_layers(1);
   rec->submit_and_wait();
-  if (chained && chain_timed_out()) {  // redone with barriers: the same inputs, the same positions' K/V rewritten
+  if (chained && layer_chain_timed_out()) {  // redone with barriers: the same inputs, the same positions' K/V rewritten
     prepare_greedy_chain(steps);
     rec = greedy_chains_.at({steps, fold}).get();
     rec->submit_and_wait();
@@ -662,10 +664,10 @@ void Stage::finish() {
   if (!pending_) throw Error("internal: finish() without a started stage step");
   Recording* rec = pending_;
   pending_ = nullptr;
-  const bool chained = pass_chains(pending_key_.tokens);
+  const bool chained = pass_chains_layers(pending_key_.tokens);
   rec->wait();
   last_pass_ = rec;
-  if (chained && chain_timed_out()) {  // redone with barriers from the same inputs (its K/V rows rewritten)
+  if (chained && layer_chain_timed_out()) {  // redone with barriers from the same inputs (its K/V rows rewritten)
     const PassKey& k = pending_key_;
     Recording& again = pass(k.tokens, k.mode, k.select, k.one_sequence, k.fold);
     again.submit_and_wait();

@@ -161,18 +161,18 @@ class Stage {
   std::string why_no_folded_attention(const ops::AttentionPlan& attention) const;
   void record_greedy_chain(uint32_t steps, bool fold_attention);
   // Chained layers: why this stage cannot chain its one-token steps, or "".
-  std::string why_no_chain() const;
+  std::string why_no_layer_chain() const;
   // Whether a pass of `tokens` tokens chains its fused dispatches.
-  bool pass_chains(uint32_t tokens) const;
+  bool pass_chains_layers(uint32_t tokens) const;
   // Ends the open chain of dispatches, if any, before a command that is not a link.
-  void end_chain(Recording& rec);
+  void close_layer_chain(Recording& rec);
   // Around a recording with chained passes: its first pass zeroes the timed-out flag (with that
   // pass's counts, one fill); its end copies the flag to the host.
-  void begin_chained_recording() { zero_chain_flag_ = true; }
-  void end_chained_recording(Recording& rec);
+  void begin_layer_chain_recording() { zero_layer_chain_flag_ = true; }
+  void end_layer_chain_recording(Recording& rec);
   // After a chained recording ran: whether a wait timed out; if so chaining is turned off (every
   // recorded pass is dropped, to be recorded again with barriers) and the caller redoes the step.
-  bool chain_timed_out();
+  bool layer_chain_timed_out();
   // y (epilogue) W norm(x), the norm and quantization in the matmul's prologue.
   void record_fused_linear(Recording& rec, BufferRange x, const Buffer& norm, uint32_t tokens, const LinearWeights& w,
                            const ops::MatmulOutput& y, ops::FusedEpilogue epilogue,
@@ -217,7 +217,7 @@ class Stage {
   Buffer ids_, positions_, slots_;  // host-visible, written before each replay
   // Device-local copies the pass reads them from (empty when it reads the host's), and the greedy
   // chain's picks (step i's argmax, step i + 1's token), copied to selected_ when the chain ends.
-  Buffer ids_on_device_, positions_on_device_, slots_on_device_, chain_picks_;
+  Buffer ids_on_device_, positions_on_device_, slots_on_device_, greedy_picks_;
   Buffer hidden_in_, hidden_out_;    // host-visible hand-over from / to the neighbouring stages
   Buffer x_, qkv_, attn_, gate_up_, ffn_, normed_, logits_, attn_scratch_;  // ffn_: gated FFN activations [T, F]
   Buffer normed_wide_;  // FP16 baseline: float norm output [max_tokens, max(dim, q_dim, ffn)]
@@ -231,7 +231,7 @@ class Stage {
   uint32_t fold_keys_ = 0;
   Recording* last_pass_ = nullptr;
   Recording* pending_ = nullptr;  // started, not finished
-  // The key of the pending step's pass (what finish() records again if its chain timed out).
+  // The key of the pending step's pass (what finish() records again if its layer chain timed out).
   struct PassKey {
     uint32_t tokens = 0;
     LogitsMode mode = LogitsMode::None;
@@ -240,11 +240,11 @@ class Stage {
   } pending_key_;
   // Chained layers (StageOptions::chain_layers): [0] the timed-out flag, then a count per chained
   // dispatch of a pass; the flag's host copy; the links recorded so far in the pass being recorded.
-  Buffer chain_counters_, chain_flag_;
+  Buffer layer_chain_counters_, layer_chain_flag_;
   bool chain_layers_ = false;
   int chain_redos_ = 0;
   std::optional<ops::FusedChainLinks> links_;  // the links of the pass being recorded, if it chains
-  bool zero_chain_flag_ = false;  // the next pass recorded zeroes the timed-out flag with its counts
+  bool zero_layer_chain_flag_ = false;  // the next pass recorded zeroes the timed-out flag with its counts
   uint32_t last_tokens_ = 0;
   LogitsMode last_mode_ = LogitsMode::None;
   Selection last_select_;
