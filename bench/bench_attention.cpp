@@ -9,8 +9,9 @@
 // compared with the first kernel's before timing. `cpu` is the process CPU time per call (CPU devices
 // run shaders on this process's threads: on a loaded machine it shows the work without the waiting).
 //
-//   bench_attention [--quick] [--reps N] [--rounds N] [--device N] [--engine]
+//   bench_attention [--quick] [--contexts N,...] [--reps N] [--rounds N] [--device N] [--engine]
 //     --quick  decode at 128, 1024, 4096 and 16384 keys, prefill at 128, 1024, 4096, fewer repetitions
+//     --contexts N,...  these contexts (keys) instead, for decode and prefill alike
 //     --decode-only, --prefill-only, --lane-split-only  restrict the cases (tuning aids)
 //     --prefill-tokens T  prefill steps of T tokens (default 64; contexts below T are skipped); the
 //               prefill rows also run flash-decode forced (one workgroup per token and kv head, each
@@ -55,6 +56,7 @@ struct Options {
   bool quick = false, engine = false, decode_only = false, prefill_only = false, lane_only = false, cold = false;
   int reps = 0, rounds = 0;
   uint32_t prefill_tokens = 64;
+  std::vector<uint32_t> contexts;  // empty: the defaults (or --quick's)
   std::optional<int> device;
 };
 
@@ -70,6 +72,21 @@ std::vector<std::string> env_list(const char* name) {
     }
   }
   return items;
+}
+
+// "128,1024" -> {128, 1024}; empty if any item is not a whole number from 1 to 1M keys
+std::vector<uint32_t> parse_contexts(const std::string& list) {
+  std::vector<uint32_t> keys;
+  for (size_t at = 0; at <= list.size();) {
+    const size_t end = std::min(list.find(',', at), list.size());
+    const std::string item = list.substr(at, end - at);
+    char* rest = nullptr;
+    const unsigned long n = std::strtoul(item.c_str(), &rest, 10);
+    if (item.empty() || *rest || n < 1 || n > (1u << 20)) return {};
+    keys.push_back(uint32_t(n));
+    at = end + 1;
+  }
+  return keys;
 }
 
 std::string describe(const AttentionPlan& p) {
@@ -242,11 +259,19 @@ int main(int argc, char** argv) {
     else if (a == "--prefill-tokens" && i + 1 < argc) o.prefill_tokens = uint32_t(std::max(1, std::atoi(argv[++i])));
     else if (a == "--reps" && i + 1 < argc) o.reps = std::atoi(argv[++i]);
     else if (a == "--rounds" && i + 1 < argc) o.rounds = std::atoi(argv[++i]);
+    else if (a == "--contexts" && i + 1 < argc) {
+      o.contexts = parse_contexts(argv[++i]);
+      if (o.contexts.empty()) {
+        std::fprintf(stderr, "bench_attention: --contexts wants key counts from 1 to 1048576, comma-separated: '%s'\n",
+                     argv[i]);
+        return 2;
+      }
+    }
     else if (a == "--device" && i + 1 < argc) o.device = std::atoi(argv[++i]);
     else {
       std::fprintf(stderr,
                    "usage: bench_attention [--quick] [--engine] [--decode-only] [--prefill-only] [--prefill-tokens T] "
-                   "[--lane-split-only] [--cold] [--reps N] "
+                   "[--contexts N,...] [--lane-split-only] [--cold] [--reps N] "
                    "[--rounds N] [--device N]\n");
       return 2;
     }
@@ -300,11 +325,13 @@ int main(int argc, char** argv) {
       std::erase_if(decode, [](const Kernel& k) { return !k.tuning.lane_split.value_or(false); });
       std::erase_if(prefill, [](const Kernel& k) { return !k.tuning.lane_split.value_or(false); });
     }
-    const std::vector<uint32_t> contexts = o.quick ? std::vector<uint32_t>{128, 1024, 4096}
-                                                   : std::vector<uint32_t>{128, 512, 1024, 4096};
+    const std::vector<uint32_t> contexts = !o.contexts.empty() ? o.contexts
+                                           : o.quick             ? std::vector<uint32_t>{128, 1024, 4096}
+                                                                 : std::vector<uint32_t>{128, 512, 1024, 4096};
     const std::vector<uint32_t> decode_contexts =
-        o.quick ? std::vector<uint32_t>{128, 1024, 4096, 16384}
-                : std::vector<uint32_t>{128, 512, 1024, 2048, 4096, 8192, 16384, 32768};
+        !o.contexts.empty() ? o.contexts
+        : o.quick           ? std::vector<uint32_t>{128, 1024, 4096, 16384}
+                            : std::vector<uint32_t>{128, 512, 1024, 2048, 4096, 8192, 16384, 32768};
     if (o.cold) {
       std::printf("== decode, T=1, the default kernel, a cold copy of the cache each call ==\n");
       for (uint32_t ctx : decode_contexts) run_cold(dev, h, ctx);
