@@ -11,7 +11,7 @@
 //
 //   bench_attention [--quick] [--contexts N,...] [--reps N] [--rounds N] [--device N] [--engine]
 //     --quick  decode at 128, 1024, 4096 and 16384 keys, prefill at 128, 1024, 4096, fewer repetitions
-//     --contexts N,...  these contexts (keys) instead, for decode and prefill alike
+//     --contexts N,...  these contexts (1 to 32768 keys) instead, for decode and prefill alike
 //     --decode-only, --prefill-only, --lane-split-only  restrict the cases (tuning aids)
 //     --prefill-tokens T  prefill steps of T tokens (default 64; contexts below T are skipped); the
 //               prefill rows also run flash-decode forced (one workgroup per token and kv head, each
@@ -74,15 +74,16 @@ std::vector<std::string> env_list(const char* name) {
   return items;
 }
 
-// "128,1024" -> {128, 1024}; empty if any item is not a whole number from 1 to 1M keys
+// "128,1024" -> {128, 1024}; empty if any item is not a whole number of keys from 1 to 32768 (the
+// largest context the bench's caches and its --engine rows are sized for)
 std::vector<uint32_t> parse_contexts(const std::string& list) {
   std::vector<uint32_t> keys;
   for (size_t at = 0; at <= list.size();) {
     const size_t end = std::min(list.find(',', at), list.size());
     const std::string item = list.substr(at, end - at);
-    char* rest = nullptr;
-    const unsigned long n = std::strtoul(item.c_str(), &rest, 10);
-    if (item.empty() || *rest || n < 1 || n > (1u << 20)) return {};
+    if (item.empty() || item.size() > 5 || item.find_first_not_of("0123456789") != std::string::npos) return {};
+    const unsigned long n = std::stoul(item);
+    if (n < 1 || n > 32768) return {};
     keys.push_back(uint32_t(n));
     at = end + 1;
   }
@@ -262,7 +263,7 @@ int main(int argc, char** argv) {
     else if (a == "--contexts" && i + 1 < argc) {
       o.contexts = parse_contexts(argv[++i]);
       if (o.contexts.empty()) {
-        std::fprintf(stderr, "bench_attention: --contexts wants key counts from 1 to 1048576, comma-separated: '%s'\n",
+        std::fprintf(stderr, "bench_attention: --contexts wants key counts from 1 to 32768, comma-separated: '%s'\n",
                      argv[i]);
         return 2;
       }
