@@ -66,12 +66,13 @@ step() {
   name=$1
   echo "[gpu_check] $(date +%T) $*" >&2
 }
-# what went wrong: "step: what (exit N)"; 124 is a step's timeout
+# what went wrong: "step: what (exit N)"; 124 is a step's timeout, 137 its kill 5 s later (a process
+# that did not end on SIGTERM, e.g. waiting in the driver)
 problems=()
 kept() {
   local rc=$1 what=$2
   ((rc == 0)) && return 0
-  ((rc == 124)) && problems+=("$name: $what timed out") || problems+=("$name: $what failed (exit $rc)")
+  ((rc == 124 || rc == 137)) && problems+=("$name: $what timed out") || problems+=("$name: $what failed (exit $rc)")
 }
 # timeout for a step: its own limit, or what is left of the budget (1 s once under 6 s are left)
 limit() { local left=$((560 - SECONDS)); ((left < $1)) && echo $((left > 5 ? left : 1)) || echo "$1"; }
@@ -85,7 +86,7 @@ tests() {
     local item listed items
     IFS=, read -ra items <<< "$filter"
     for item in "${items[@]}"; do
-      listed=$(timeout $(limit 20) "$b/tests/$bin" -ltc -sf="$item" 2>&1)
+      listed=$(timeout -k 5 $(limit 20) "$b/tests/$bin" -ltc -sf="$item" 2>&1)
       kept $? "$bin -ltc -sf=$item"
       grep -q "passing the current filters: 0$" <<< "$listed" && problems+=("$name: $bin -sf=$item matches no test case")
       echo "$bin -sf=$item: $(grep "passing the current filters" <<< "$listed")"
@@ -93,18 +94,18 @@ tests() {
     return 0
   fi
   # (from the tests folder: the benches' paths stay relative to the root)
-  (cd "$b/tests" && TERNVK_VALIDATION=1 timeout $(limit "$secs") "./$bin" -sf="$filter" 2>&1) | grep -E "$keep" | head -40
+  (cd "$b/tests" && TERNVK_VALIDATION=1 timeout -k 5 $(limit "$secs") "./$bin" -sf="$filter" 2>&1) | grep -E "$keep" | head -40
   kept "${PIPESTATUS[0]}" "$bin -sf=$filter"
 }
 step devices
-timeout $(limit 30) "$t" devices > "$out/devices.txt" 2>&1
+timeout -k 5 $(limit 30) "$t" devices > "$out/devices.txt" 2>&1
 kept $? "ternvk devices"
 step matrix-units
 # The matrix units' self-checks, alone first (every engine load below runs them before using the
 # units): one that never finishes would stop each step that loads a model, so then every model load
 # keeps the shader cores (--gemm-units vector) and the figures still come back.
 units=auto
-timeout $(limit 40) "$t" devices --check-matrix-units > "$out/units.txt" 2>&1
+timeout -k 5 $(limit 40) "$t" devices --check-matrix-units > "$out/units.txt" 2>&1
 units_rc=$?
 kept $units_rc "ternvk devices --check-matrix-units"
 if ((units_rc != 0)) || grep -q "did not finish" "$out/units.txt"; then
@@ -112,29 +113,32 @@ if ((units_rc != 0)) || grep -q "did not finish" "$out/units.txt"; then
   echo "matrix-unit self-check failed to run (exit $units_rc, or a check did not finish): every model load" \
     "below uses --gemm-units vector" >> "$out/units.txt"
 fi
-# pp512 on the tiled and the matrix-unit GEMM side by side only where the int8 units passed their check
-# (--gemm-units matrix is refused elsewhere, and the refusal would take the tiled row with it)
+# pp512 on the tiled and the matrix-unit GEMM side by side only where the default device's int8 units
+# passed their check (--gemm-units matrix is refused elsewhere, and the refusal would take the tiled row
+# with it)
 prefill_units=vector
-[[ $units == auto ]] && grep -q "int8 (ternary prefill) matrix units: self-check passed" "$out/units.txt" &&
+default_device=$(sed -n 's/^default device: \[\([0-9]*\)\].*/\1/p' "$out/devices.txt" | head -1)
+[[ $units == auto && -n $default_device ]] &&
+  grep -q "^\[$default_device\] .*: int8 (ternary prefill) matrix units: self-check passed" "$out/units.txt" &&
   prefill_units=vector,matrix
 cat "$out/units.txt" >> "$out/devices.txt"
 rm -f "$out/units.txt"
 step layers
-timeout $(limit 90) "$b/bench/bench_decode_layers" $layers_args > "$out/layers.md" 2>&1
+timeout -k 5 $(limit 90) "$b/bench/bench_decode_layers" $layers_args > "$out/layers.md" 2>&1
 kept $? bench_decode_layers
 step bench
-timeout $(limit 200) "$t" bench $syn -p $P -n $N -b $P -r $R --both --plan gpu --gemm-units $units > "$out/bench.md" 2>&1
+timeout -k 5 $(limit 200) "$t" bench $syn -p $P -n $N -b $P -r $R --both --plan gpu --gemm-units $units > "$out/bench.md" 2>&1
 kept $? "bench --both"
 step bench-chain
 # Chained layers (experimental, off by default): the lever for the 2.5x decode ratio if the
 # dispatches' drains and launches are what a token waits on; a wait that times out is reported
 # ("chain timed out: turned off") and the rows then time unchained steps.
-timeout $(limit 90) "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --chain-layers off,on --gemm-units $units >> "$out/bench.md" 2>&1
+timeout -k 5 $(limit 90) "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --chain-layers off,on --gemm-units $units >> "$out/bench.md" 2>&1
 kept $? "bench --chain-layers off,on"
 # ... and the GPU time a token with and without, undistorted (whole passes), with the barriers a token
 echo "## profile --timing pass, layers chained off and on (GPU time a token, barriers a token)" >> "$out/bench.md"
 for flag in "" "--chain-layers"; do
-  timeout $(limit 40) "$t" profile $syn -p $Pshort -n $Nshort --plan gpu --timing pass --gemm-units $units $flag 2>&1 |
+  timeout -k 5 $(limit 40) "$t" profile $syn -p $Pshort -n $Nshort --plan gpu --timing pass --gemm-units $units $flag 2>&1 |
     tee -a "$seen" | grep -E "^(decode|a chained)" >> "$out/bench.md"
   kept "${PIPESTATUS[0]}" "profile $flag"
 done
@@ -146,35 +150,35 @@ step tests
   tests test_ops_attention "*flash*" 60
 } > "$out/tests.txt" 2>&1
 step bench-variants
-timeout $(limit 90) "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --fold-attention auto,off --gemm-units $units >> "$out/bench.md" 2>&1
+timeout -k 5 $(limit 90) "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --fold-attention auto,off --gemm-units $units >> "$out/bench.md" 2>&1
 kept $? "bench --fold-attention auto,off"
-timeout $(limit 90) "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --greedy-chain 1,16 --gemm-units $units >> "$out/bench.md" 2>&1
+timeout -k 5 $(limit 90) "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --greedy-chain 1,16 --gemm-units $units >> "$out/bench.md" 2>&1
 kept $? "bench --greedy-chain 1,16"
-timeout $(limit 60) "$t" bench $syn -p 0 -n $N -r $R --plan gpu --step-inputs host,device --gemm-units $units >> "$out/bench.md" 2>&1
+timeout -k 5 $(limit 60) "$t" bench $syn -p 0 -n $N -r $R --plan gpu --step-inputs host,device --gemm-units $units >> "$out/bench.md" 2>&1
 kept $? "bench --step-inputs host,device"
 step gemm
-timeout $(limit 60) "$b/bench/bench_kernels" --prefill --prefill-tokens $P $kernels_quick > "$out/gemm.txt" 2>&1
+timeout -k 5 $(limit 60) "$b/bench/bench_kernels" --prefill --prefill-tokens $P $kernels_quick > "$out/gemm.txt" 2>&1
 kept $? "bench_kernels --prefill"
-timeout $(limit 120) "$t" bench $syn -p $P -n 0 -b $P -r $R --gemm-units $prefill_units >> "$out/gemm.txt" 2>&1
+timeout -k 5 $(limit 120) "$t" bench $syn -p $P -n 0 -b $P -r $R --gemm-units $prefill_units >> "$out/gemm.txt" 2>&1
 kept $? "bench --gemm-units"
 step profile
-timeout $(limit 60) "$t" profile $syn -p $Pmid -n $Pmid --plan gpu --timing pass --gemm-units $units -o json > "$out/profile.json" 2>> "$errs"
+timeout -k 5 $(limit 60) "$t" profile $syn -p $Pmid -n $Pmid --plan gpu --timing pass --gemm-units $units -o json > "$out/profile.json" 2>> "$errs"
 kept $? "profile -o json"
 step prefill
-timeout $(limit 60) "$t" profile $syn -p $P -b $P -n 1 --plan gpu --timing dispatch --gemm-units $units > "$out/prefill.md" 2>&1
+timeout -k 5 $(limit 60) "$t" profile $syn -p $P -b $P -n 1 --plan gpu --timing dispatch --gemm-units $units > "$out/prefill.md" 2>&1
 kept $? "profile --timing dispatch"
 step attention
 # with the flash-decode split count capped at 16, 32 and 64 beside the plan's (~106 a kv head on the
 # H200): at 566ef0c 8k-32k keys all took ~38-40 us; this says whether the split count is why
-BENCH_FLASH=0/0/0/16,0/0/0/32,0/0/0/64 timeout $(limit 40) "$b/bench/bench_attention" --decode-only $quick > "$out/attention.txt" 2>&1
+BENCH_FLASH=0/0/0/16,0/0/0/32,0/0/0/64 timeout -k 5 $(limit 40) "$b/bench/bench_attention" --decode-only $quick > "$out/attention.txt" 2>&1
 kept $? "bench_attention --decode-only"
 # ... and each call reading another copy of the cache (what a token pays; the rows above repeat one
 # copy, which L2 may hold: K+V is 10.5 MB at 4k keys, 21 MB at 8k): is the 4k -> 8k step L2's edge?
-timeout $(limit 20) "$b/bench/bench_attention" --cold $quick >> "$out/attention.txt" 2>&1
+timeout -k 5 $(limit 20) "$b/bench/bench_attention" --cold $quick >> "$out/attention.txt" 2>&1
 kept $? "bench_attention --cold"
 # ... and pp512's attention: 512 prompt tokens at 512 to 4096 keys, the tiled kernel the GPU plan uses
 # for prefill beside flash-decode run per token (no K/V sharing between tokens; L2 serves the re-reads)
-timeout $(limit 20) "$b/bench/bench_attention" --prefill-only --prefill-tokens $P $quick >> "$out/attention.txt" 2>&1
+timeout -k 5 $(limit 20) "$b/bench/bench_attention" --prefill-only --prefill-tokens $P $quick >> "$out/attention.txt" 2>&1
 kept $? "bench_attention --prefill-only"
 step attention-tests
 tests test_ops_attention "*attention.cpp,*slots*" 120 >> "$out/tests.txt" 2>&1
