@@ -76,6 +76,13 @@ kept() {
 }
 # timeout for a step: its own limit, or what is left of the budget (1 s once under 6 s are left)
 limit() { local left=$((560 - SECONDS)); ((left < $1)) && echo $((left > 5 ? left : 1)) || echo "$1"; }
+# timed SECONDS WHAT COMMAND...: the command under that limit, a failure or timeout kept as WHAT
+timed() {
+  local secs=$1 what=$2
+  shift 2
+  timeout -k 5 $(limit "$secs") "$@"
+  kept $? "$what"
+}
 # a test binary with a source-file filter: run (validation on), keeping failing cases' first lines and
 # the summary; in a smoke run only listed, and a filter that matches no test case is a problem
 keep='TEST CASE|ERROR|THREW|CHECK|values|test cases|Status'
@@ -98,8 +105,7 @@ tests() {
   kept "${PIPESTATUS[0]}" "$bin -sf=$filter"
 }
 step devices
-timeout -k 5 $(limit 30) "$t" devices > "$out/devices.txt" 2>&1
-kept $? "ternvk devices"
+timed 30 "ternvk devices" "$t" devices > "$out/devices.txt" 2>&1
 step matrix-units
 # The matrix units' self-checks, alone first (every engine load below runs them before using the
 # units): one that never finishes would stop each step that loads a model, so then every model load
@@ -124,17 +130,14 @@ default_device=$(sed -n 's/^default device: \[\([0-9]*\)\].*/\1/p' "$out/devices
 cat "$out/units.txt" >> "$out/devices.txt"
 rm -f "$out/units.txt"
 step layers
-timeout -k 5 $(limit 90) "$b/bench/bench_decode_layers" $layers_args > "$out/layers.md" 2>&1
-kept $? bench_decode_layers
+timed 90 "bench_decode_layers" "$b/bench/bench_decode_layers" $layers_args > "$out/layers.md" 2>&1
 step bench
-timeout -k 5 $(limit 200) "$t" bench $syn -p $P -n $N -b $P -r $R --both --plan gpu --gemm-units $units > "$out/bench.md" 2>&1
-kept $? "bench --both"
+timed 200 "bench --both" "$t" bench $syn -p $P -n $N -b $P -r $R --both --plan gpu --gemm-units $units > "$out/bench.md" 2>&1
 step bench-chain
 # Chained layers (experimental, off by default): the lever for the 2.5x decode ratio if the
 # dispatches' drains and launches are what a token waits on; a wait that times out is reported
 # ("chain timed out: turned off") and the rows then time unchained steps.
-timeout -k 5 $(limit 90) "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --chain-layers off,on --gemm-units $units >> "$out/bench.md" 2>&1
-kept $? "bench --chain-layers off,on"
+timed 90 "bench --chain-layers off,on" "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --chain-layers off,on --gemm-units $units >> "$out/bench.md" 2>&1
 # ... and the GPU time a token with and without, undistorted (whole passes), with the barriers a token
 echo "## profile --timing pass, layers chained off and on (GPU time a token, barriers a token)" >> "$out/bench.md"
 for flag in "" "--chain-layers"; do
@@ -150,36 +153,26 @@ step tests
   tests test_ops_attention "*flash*" 60
 } > "$out/tests.txt" 2>&1
 step bench-variants
-timeout -k 5 $(limit 90) "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --fold-attention auto,off --gemm-units $units >> "$out/bench.md" 2>&1
-kept $? "bench --fold-attention auto,off"
-timeout -k 5 $(limit 90) "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --greedy-chain 1,16 --gemm-units $units >> "$out/bench.md" 2>&1
-kept $? "bench --greedy-chain 1,16"
-timeout -k 5 $(limit 60) "$t" bench $syn -p 0 -n $N -r $R --plan gpu --step-inputs host,device --gemm-units $units >> "$out/bench.md" 2>&1
-kept $? "bench --step-inputs host,device"
+timed 90 "bench --fold-attention auto,off" "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --fold-attention auto,off --gemm-units $units >> "$out/bench.md" 2>&1
+timed 90 "bench --greedy-chain 1,16" "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --greedy-chain 1,16 --gemm-units $units >> "$out/bench.md" 2>&1
+timed 60 "bench --step-inputs host,device" "$t" bench $syn -p 0 -n $N -r $R --plan gpu --step-inputs host,device --gemm-units $units >> "$out/bench.md" 2>&1
 step gemm
-timeout -k 5 $(limit 60) "$b/bench/bench_kernels" --prefill --prefill-tokens $P $kernels_quick > "$out/gemm.txt" 2>&1
-kept $? "bench_kernels --prefill"
-timeout -k 5 $(limit 120) "$t" bench $syn -p $P -n 0 -b $P -r $R --gemm-units $prefill_units >> "$out/gemm.txt" 2>&1
-kept $? "bench --gemm-units"
+timed 60 "bench_kernels --prefill" "$b/bench/bench_kernels" --prefill --prefill-tokens $P $kernels_quick > "$out/gemm.txt" 2>&1
+timed 120 "bench --gemm-units" "$t" bench $syn -p $P -n 0 -b $P -r $R --gemm-units $prefill_units >> "$out/gemm.txt" 2>&1
 step profile
-timeout -k 5 $(limit 60) "$t" profile $syn -p $Pmid -n $Pmid --plan gpu --timing pass --gemm-units $units -o json > "$out/profile.json" 2>> "$errs"
-kept $? "profile -o json"
+timed 60 "profile -o json" "$t" profile $syn -p $Pmid -n $Pmid --plan gpu --timing pass --gemm-units $units -o json > "$out/profile.json" 2>> "$errs"
 step prefill
-timeout -k 5 $(limit 60) "$t" profile $syn -p $P -b $P -n 1 --plan gpu --timing dispatch --gemm-units $units > "$out/prefill.md" 2>&1
-kept $? "profile --timing dispatch"
+timed 60 "profile --timing dispatch" "$t" profile $syn -p $P -b $P -n 1 --plan gpu --timing dispatch --gemm-units $units > "$out/prefill.md" 2>&1
 step attention
 # with the flash-decode split count capped at 16, 32 and 64 beside the plan's (~106 a kv head on the
 # H200): at 566ef0c 8k-32k keys all took ~38-40 us; this says whether the split count is why
-BENCH_FLASH=0/0/0/16,0/0/0/32,0/0/0/64 timeout -k 5 $(limit 40) "$b/bench/bench_attention" --decode-only $quick > "$out/attention.txt" 2>&1
-kept $? "bench_attention --decode-only"
+BENCH_FLASH=0/0/0/16,0/0/0/32,0/0/0/64 timed 40 "bench_attention --decode-only" "$b/bench/bench_attention" --decode-only $quick > "$out/attention.txt" 2>&1
 # ... and each call reading another copy of the cache (what a token pays; the rows above repeat one
 # copy, which L2 may hold: K+V is 10.5 MB at 4k keys, 21 MB at 8k): is the 4k -> 8k step L2's edge?
-timeout -k 5 $(limit 20) "$b/bench/bench_attention" --cold $quick >> "$out/attention.txt" 2>&1
-kept $? "bench_attention --cold"
+timed 20 "bench_attention --cold" "$b/bench/bench_attention" --cold $quick >> "$out/attention.txt" 2>&1
 # ... and pp512's attention: 512 prompt tokens at 512 to 4096 keys, the tiled kernel the GPU plan uses
 # for prefill beside flash-decode run per token (no K/V sharing between tokens; L2 serves the re-reads)
-timeout -k 5 $(limit 20) "$b/bench/bench_attention" --prefill-only --prefill-tokens $P $quick >> "$out/attention.txt" 2>&1
-kept $? "bench_attention --prefill-only"
+timed 20 "bench_attention --prefill-only" "$b/bench/bench_attention" --prefill-only --prefill-tokens $P $quick >> "$out/attention.txt" 2>&1
 step attention-tests
 tests test_ops_attention "*attention.cpp,*slots*" 120 >> "$out/tests.txt" 2>&1
 step done
