@@ -60,17 +60,21 @@ struct Options {
   std::optional<int> device;
 };
 
-// The comma-separated items of an environment variable (none when it is unset).
-std::vector<std::string> env_list(const char* name) {
-  std::vector<std::string> items;
-  const char* v = std::getenv(name);
-  for (std::string item; v && *v; ++v) {
-    if (*v != ',') item += *v;
-    if (*v == ',' || !v[1]) {
-      if (!item.empty()) items.push_back(item);
-      item.clear();
-    }
+// The comma-separated items of a text, empty ones included ("a,,b" -> "a", "", "b").
+std::vector<std::string> comma_items(const std::string& text) {
+  std::vector<std::string> items(1);
+  for (char c : text) {
+    if (c == ',') items.emplace_back();
+    else items.back() += c;
   }
+  return items;
+}
+
+// The non-empty comma-separated items of an environment variable (none when it is unset).
+std::vector<std::string> env_list(const char* name) {
+  const char* v = std::getenv(name);
+  std::vector<std::string> items = comma_items(v ? v : "");
+  std::erase_if(items, [](const std::string& item) { return item.empty(); });
   return items;
 }
 
@@ -78,14 +82,11 @@ std::vector<std::string> env_list(const char* name) {
 // largest context the bench's caches and its --engine rows are sized for)
 std::vector<uint32_t> parse_contexts(const std::string& list) {
   std::vector<uint32_t> keys;
-  for (size_t at = 0; at <= list.size();) {
-    const size_t end = std::min(list.find(',', at), list.size());
-    const std::string item = list.substr(at, end - at);
+  for (const std::string& item : comma_items(list)) {
     if (item.empty() || item.size() > 5 || item.find_first_not_of("0123456789") != std::string::npos) return {};
     const unsigned long n = std::stoul(item);
     if (n < 1 || n > 32768) return {};
     keys.push_back(uint32_t(n));
-    at = end + 1;
   }
   return keys;
 }
