@@ -39,7 +39,8 @@
 # that on lavapipe, so that a renamed flag or a test filter matching nothing shows there, not in the
 # lent GPU's minutes. It then exits non-zero if a step failed or timed out, an item of a test filter
 # matched no test case, or a validation error showed in an output (or in the steps' stderr, kept in
-# stderr.log there). (Not covered there: pp512's matrix-unit row, which lavapipe refuses by design.)
+# stderr.log there). The smoke run emulates matrix units (TERNVK_EMULATE_MATRIX_UNITS=1: their kernels
+# on the shader cores) and runs the GEMM step at 32 tokens, so that pp512's matrix-unit row runs too.
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUTPUT_DIR}
 mkdir -p "$out"
@@ -53,12 +54,13 @@ if [[ $smoke == 1 ]]; then
   errs=$out/stderr.log seen=$out/stderr.log
   : > "$errs"
   syn="--synthetic 700m --layers 1 --vocab 1024 --cache-dir $out/synthetic"
-  P=16 N=4 R=1 Pshort=8 Nshort=4 Pmid=8
+  P=16 N=4 R=1 Pshort=8 Nshort=4 Pmid=8 Pgemm=32
+  export TERNVK_EMULATE_MATRIX_UNITS=1
   layers_args="--layers 2 --reps 1 --dims 512,1024,8,2" quick="--quick --contexts 128,1024"
   kernels_quick="--quick --reps 1"
 else
   syn="--synthetic 2b4t --vocab 32000"
-  P=512 N=128 R=3 Pshort=16 Nshort=32 Pmid=64
+  P=512 N=128 R=3 Pshort=16 Nshort=32 Pmid=64 Pgemm=512
   layers_args="" quick="" kernels_quick=""
 fi
 name=setup
@@ -125,7 +127,8 @@ fi
 prefill_units=vector
 default_device=$(sed -n 's/^default device: \[\([0-9]*\)\].*/\1/p' "$out/devices.txt" | head -1)
 [[ $units == auto && -n $default_device ]] &&
-  grep -q "^\[$default_device\] .*: int8 (ternary prefill) matrix units: self-check passed" "$out/units.txt" &&
+  grep -Eq "^\[$default_device\] .*: int8 \(ternary prefill\) matrix units( \(emulated\))?: self-check passed" \
+    "$out/units.txt" &&
   prefill_units=vector,matrix
 cat "$out/units.txt" >> "$out/devices.txt"
 rm -f "$out/units.txt"
@@ -157,8 +160,8 @@ timed 90 "bench --fold-attention auto,off" "$t" bench $syn -p 0 -n $N -r $R --bo
 timed 90 "bench --greedy-chain 1,16" "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --greedy-chain 1,16 --gemm-units $units >> "$out/bench.md" 2>&1
 timed 60 "bench --step-inputs host,device" "$t" bench $syn -p 0 -n $N -r $R --plan gpu --step-inputs host,device --gemm-units $units >> "$out/bench.md" 2>&1
 step gemm
-timed 60 "bench_kernels --prefill" "$b/bench/bench_kernels" --prefill --prefill-tokens $P $kernels_quick > "$out/gemm.txt" 2>&1
-timed 120 "bench --gemm-units" "$t" bench $syn -p $P -n 0 -b $P -r $R --gemm-units $prefill_units >> "$out/gemm.txt" 2>&1
+timed 60 "bench_kernels --prefill" "$b/bench/bench_kernels" --prefill --prefill-tokens $Pgemm $kernels_quick > "$out/gemm.txt" 2>&1
+timed 120 "bench --gemm-units" "$t" bench $syn -p $Pgemm -n 0 -b $Pgemm -r $R --gemm-units $prefill_units >> "$out/gemm.txt" 2>&1
 step profile
 timed 60 "profile -o json" "$t" profile $syn -p $Pmid -n $Pmid --plan gpu --timing pass --gemm-units $units -o json > "$out/profile.json" 2>> "$errs"
 step prefill

@@ -33,9 +33,18 @@
 // fp16: 0 weights uvec4 [rows][chunks] (8 halves each); 1 x vec4 [tokens][cols / 4]; 2 y fp32.
 // Dispatch: (ceil(rows / BN), ceil(tokens / BM), 1), one per segment. Workgroup: SG_M * SG_N full
 // subgroups of SUBGROUP invocations (the pipeline requires that size where the device can vary it).
+//
+// EMULATED = 1 (the *_emulated variants): the same kernel with the matrix operations done by the
+// shader cores, for devices without matrix units (TERNVK_EMULATE_MATRIX_UNITS; tests on lavapipe).
+// Everything else (the staging, its offsets and strides, the K blocks, the epilogue) is the kernel
+// the matrix units run; see emu_mul_add for what stands in for the matrix loads and multiply.
+#ifndef EMULATED
+#define EMULATED 0
+#endif
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
+#if !EMULATED
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_NV_cooperative_matrix : require
 #extension GL_EXT_shader_explicit_arithmetic_types_int32 : require
@@ -44,6 +53,7 @@
 #else
 #extension GL_NV_integer_cooperative_matrix : require
 #extension GL_EXT_shader_explicit_arithmetic_types_int8 : require
+#endif
 #endif
 
 layout(local_size_x_id = 0) in;                    // SUBGROUP * SG_M * SG_N
@@ -72,9 +82,11 @@ layout(push_constant) uniform Params {
   uint y_offset;  // output column of the matrix's row 0
 } p;
 const uint ELEMS = 8;  // elements per staged uvec4
+#if !EMULATED
 #define A_MATRIX fcoopmatNV<16, gl_ScopeSubgroup, MM, KK>
 #define B_MATRIX fcoopmatNV<16, gl_ScopeSubgroup, KK, NN>
 #define C_MATRIX fcoopmatNV<32, gl_ScopeSubgroup, MM, NN>
+#endif
 #else
 layout(std430, set = 0, binding = 0) readonly buffer Weights { uvec4 w[]; };
 layout(std430, set = 0, binding = 1) readonly buffer RowInfo { ivec2 row_info[]; };
@@ -90,9 +102,11 @@ layout(push_constant) uniform Params {
   uint y_offset;  // output column of the matrix's row 0
 } p;
 const uint ELEMS = 16;
+#if !EMULATED
 #define A_MATRIX icoopmatNV<8, gl_ScopeSubgroup, MM, KK>
 #define B_MATRIX icoopmatNV<8, gl_ScopeSubgroup, KK, NN>
 #define C_MATRIX icoopmatNV<32, gl_ScopeSubgroup, MM, NN>
+#endif
 #endif
 
 const uint WG = SUBGROUP * SG_M * SG_N;
@@ -195,6 +209,58 @@ void stage_block() {
 #include "ternary_epilogue.glsl"
 #endif
 
+#if EMULATED
+// A subgroup's accumulator matrices, each lane holding elements e = lane + q * SUBGROUP (row e / NN,
+// column e % NN) of each. Where the units load A (row-major) and B (column-major) from the staged
+// tiles, a lane reads its rows and columns at the same offsets and strides (in uvec4, elements in
+// order within them) and adds its KK products in order: int32 sums are exact in any order, fp32 ones
+// within the bound the units are held to (matrix_unit_gemm.h). lavapipe leaves a shader's loops after
+// 65535 iterations in all, so the loops run over elements and the K of one multiply is unrolled:
+// matrix_unit_gemm.cpp refuses an emulated GEMM whose loops would pass kShaderLoopBudget.
+const uint EPL = (MM * NN + SUBGROUP - 1) / SUBGROUP;
+#if FP16
+float emu_acc[FM * FN * EPL];
+uint emu_bits(float v) { return floatBitsToUint(v); }
+// acc + the products of the two halves of a and b, in order.
+float emu_dot_word(float acc, uint a, uint b) {
+  const vec2 x = unpackHalf2x16(a), w = unpackHalf2x16(b);
+  return acc + x.x * w.x + x.y * w.y;
+}
+#else
+int emu_acc[FM * FN * EPL];
+uint emu_bits(int v) { return uint(v); }
+// acc + the products of the four signed bytes of a and b, in order.
+int emu_dot_word(int acc, uint a, uint b) {
+  [[unroll]] for (int i = 0; i < 4; ++i) acc += bitfieldExtract(int(a), 8 * i, 8) * bitfieldExtract(int(b), 8 * i, 8);
+  return acc;
+}
+#endif
+
+// C[f] += A B with A's row m at a_at + m * STRIDE and B's column n at b_at + n * STRIDE (uvec4).
+void emu_mul_add(uint f, uint a_at, uint b_at) {
+  [[dont_unroll]] for (uint q = 0; q < EPL; ++q) {
+    const uint e = gl_SubgroupInvocationID + q * SUBGROUP;
+    if (e >= MM * NN) continue;
+    const uint a = a_at + (e / NN) * STRIDE, b = b_at + (e % NN) * STRIDE;
+    [[unroll]] for (uint v = 0; v < KK / ELEMS; ++v) {
+      const uvec4 av = smem[a + v], bv = smem[b + v];
+      [[unroll]] for (uint c = 0; c < 4; ++c)
+        emu_acc[f * EPL + q] = emu_dot_word(emu_acc[f * EPL + q], av[c], bv[c]);
+    }
+  }
+}
+
+// Stores C[f] row-major at `at`, rows C_STRIDE uvec4 apart, as coopMatStoreNV.
+void emu_store(uint f, uint at) {
+  [[dont_unroll]] for (uint q = 0; q < EPL; ++q) {
+    const uint e = gl_SubgroupInvocationID + q * SUBGROUP;
+    if (e >= MM * NN) continue;
+    const uint m = e / NN, n = e % NN;
+    smem[at + m * C_STRIDE + n / 4][n % 4] = emu_bits(emu_acc[f * EPL + q]);
+  }
+}
+#endif
+
 void main() {
   const uint sg = gl_SubgroupID;
   const uint sg_m = sg % SG_M, sg_n = sg / SG_M;
@@ -205,8 +271,12 @@ void main() {
   const uint blocks = (p.chunks + KCHUNKS - 1) / KCHUNKS;
 #endif
 
+#if EMULATED
+  [[dont_unroll]] for (uint f = 0; f < FM * FN * EPL; ++f) emu_acc[f] = 0;
+#else
   C_MATRIX acc[FM * FN];
   [[unroll]] for (uint f = 0; f < FM * FN; ++f) acc[f] = C_MATRIX(0);
+#endif
 
   load_block(0, row0, tok0);
   for (uint kb = 0; kb < blocks; ++kb) {
@@ -214,6 +284,13 @@ void main() {
     stage_block();
     barrier();
     if (kb + 1 < blocks) load_block(kb + 1, row0, tok0);
+#if EMULATED
+    // Loops, not unrolled: one copy of the multiply's code.
+    [[dont_unroll]] for (uint k = 0; k < KB_VEC * ELEMS; k += KK)
+      [[dont_unroll]] for (uint f = 0; f < FM * FN; ++f)
+        emu_mul_add(f, X_BASE + ((sg_m * FM + f / FN) * MM) * STRIDE + k / ELEMS,
+                    ((sg_n * FN + f % FN) * NN) * STRIDE + k / ELEMS);
+#else
     [[unroll]] for (uint k = 0; k < KB_VEC * ELEMS; k += KK) {
       A_MATRIX a[FM];
       [[unroll]] for (uint i = 0; i < FM; ++i)
@@ -225,13 +302,19 @@ void main() {
         [[unroll]] for (uint i = 0; i < FM; ++i) acc[i * FN + j] = coopMatMulAddNV(a[i], b, acc[i * FN + j]);
       }
     }
+#endif
   }
 
   barrier();  // every subgroup is done with the tiles
   [[unroll]] for (uint i = 0; i < FM; ++i)
-    [[unroll]] for (uint j = 0; j < FN; ++j)
-      coopMatStoreNV(acc[i * FN + j], smem, ((sg_m * FM + i) * MM) * C_STRIDE + ((sg_n * FN + j) * NN) / 4, C_STRIDE,
-                     false);
+    [[unroll]] for (uint j = 0; j < FN; ++j) {
+      const uint at = ((sg_m * FM + i) * MM) * C_STRIDE + ((sg_n * FN + j) * NN) / 4;
+#if EMULATED
+      emu_store(i * FN + j, at);
+#else
+      coopMatStoreNV(acc[i * FN + j], smem, at, C_STRIDE, false);
+#endif
+    }
   barrier();
 
   for (uint e = gl_LocalInvocationID.x; e < BM * BN; e += WG) {

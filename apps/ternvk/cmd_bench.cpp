@@ -349,7 +349,11 @@ Action add_bench_command(CLI::App& app) {
               (label_layer_chain ? ", layers chained " + layer_chain : "");
           const bool matrix_units = engine.stage().prefill_on_matrix_units();
           std::fprintf(stderr, "  %s %s (%s head, %s plan%s): loaded in %.1f s\n", m.name.c_str(), variant, head.c_str(),
-                       plan_used.c_str(), matrix_units ? ", prefill GEMM on matrix units" : "", seconds_since(t_load));
+                       plan_used.c_str(),
+                       !matrix_units                 ? ""
+                       : info.matrix_units_emulated ? ", prefill GEMM on matrix units (emulated)"
+                                                    : ", prefill GEMM on matrix units",
+                       seconds_since(t_load));
           const int V = engine.config().vocab;
           // Check the output once before timing: logits must be finite.
           auto logits = engine.eval(random_tokens(std::min(8, ctx), V, 7));
@@ -365,7 +369,8 @@ Action add_bench_command(CLI::App& app) {
           b.variant = variant;
           b.head = head;
           b.plan = plan_used;
-          b.device = info.name;
+          // Emulated units (TERNVK_EMULATE_MATRIX_UNITS) run on the shader cores: no row may pass for a unit's speed.
+          b.device = info.name + (info.matrix_units_emulated ? " (matrix units emulated)" : "");
           b.stages = int(engine.stage_count());
           b.prefill_matrix_units = matrix_units;
           if (b.stages > 1) {

@@ -49,8 +49,8 @@ void check_matrix_units(Instance& instance, const DeviceInfo& info) {
     if (!u.present) continue;
     std::string error;
     const char* result = self_check_text(u.check, device, error);
-    std::printf("[%u] %s: %s matrix units: self-check %s%s%s\n", info.index, info.name.c_str(), u.name, result,
-                error.empty() ? "" : ": ", error.c_str());
+    std::printf("[%u] %s: %s matrix units%s: self-check %s%s%s\n", info.index, info.name.c_str(), u.name,
+                info.matrix_units_emulated ? " (emulated)" : "", result, error.empty() ? "" : ": ", error.c_str());
   }
 }
 

@@ -74,15 +74,16 @@ Device::Device(Instance& instance, const DeviceInfo& info, DeviceOptions options
   VkPhysicalDeviceCooperativeMatrixFeaturesNV matrix_features{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
   matrix_features.cooperativeMatrix = VK_TRUE;
   VkPhysicalDeviceVulkan13Features f13{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES};
-  f13.pNext = info.has_matrix_units() ? &matrix_features : nullptr;
+  f13.pNext = info.uses_cooperative_matrix_extension() ? &matrix_features : nullptr;
   f13.subgroupSizeControl = info.subgroup_size_control;
   f13.computeFullSubgroups = info.subgroup_size_control;
   f13.shaderIntegerDotProduct = info.integer_dot_product;
   VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
-  f12.pNext = vulkan13 ? &f13 : (info.has_matrix_units() ? static_cast<void*>(&matrix_features) : nullptr);
+  f12.pNext = vulkan13 ? &f13
+                       : (info.uses_cooperative_matrix_extension() ? static_cast<void*>(&matrix_features) : nullptr);
   // Only with the matrix units. Enabled, the model makes the validation layer require its device
   // scope wherever any shader uses Device scope (VUID-RuntimeSpirv-vulkanMemoryModel-06265), so both.
-  f12.vulkanMemoryModel = f12.vulkanMemoryModelDeviceScope = info.has_matrix_units();
+  f12.vulkanMemoryModel = f12.vulkanMemoryModelDeviceScope = info.uses_cooperative_matrix_extension();
   f12.storageBuffer8BitAccess = info.storage_8bit;
   f12.shaderInt8 = info.shader_int8;
   f12.shaderFloat16 = info.shader_float16;
@@ -100,7 +101,7 @@ Device::Device(Instance& instance, const DeviceInfo& info, DeviceOptions options
 
   std::vector<const char*> extensions;
   if (info.memory_budget) extensions.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
-  if (info.has_matrix_units()) extensions.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
+  if (info.uses_cooperative_matrix_extension()) extensions.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
   uint32_t ext_count = 0;
   vkEnumerateDeviceExtensionProperties(info.physical, nullptr, &ext_count, nullptr);
   std::vector<VkExtensionProperties> available(ext_count);

@@ -135,13 +135,15 @@ std::string DeviceInfo::describe() const {
       << ", int8 dot product " << (integer_dot_product ? (integer_dot_4x8_packed_accelerated ? "yes (accelerated)" : "yes (not accelerated: portable path)") : "no (portable path)")
       << ", subgroup arithmetic " << yes(subgroup_arithmetic) << ", subgroup size control "
       << yes(subgroup_size_control) << ", int8 matrix units ";
+  const char* unit_source =
+      matrix_units_emulated ? " (emulated: TERNVK_EMULATE_MATRIX_UNITS)" : " (VK_NV_cooperative_matrix)";
   if (has_int8_matrix_unit())
-    out << int8_matrix_unit.m << "x" << int8_matrix_unit.n << "x" << int8_matrix_unit.k << " (VK_NV_cooperative_matrix)";
+    out << int8_matrix_unit.m << "x" << int8_matrix_unit.n << "x" << int8_matrix_unit.k << unit_source;
   else
     out << (cooperative_matrix ? "no (VK_KHR_cooperative_matrix only: not used)" : "no");
   out << ", fp16 matrix units ";
   if (has_fp16_matrix_unit())
-    out << fp16_matrix_unit.m << "x" << fp16_matrix_unit.n << "x" << fp16_matrix_unit.k << " (VK_NV_cooperative_matrix)";
+    out << fp16_matrix_unit.m << "x" << fp16_matrix_unit.n << "x" << fp16_matrix_unit.k << unit_source;
   else
     out << (cooperative_matrix ? "no (VK_KHR_cooperative_matrix only: not used)" : "no");
   out
@@ -293,6 +295,13 @@ DeviceInfo query_device_info(VkInstance instance, VkPhysicalDevice physical, uin
     info.heaps.push_back({memory.memoryHeaps[i].size,
                           (memory.memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) != 0});
   return info;
+}
+
+void emulate_matrix_units(DeviceInfo& info, MatrixUnitShape int8, MatrixUnitShape fp16) {
+  if (info.has_matrix_units()) return;
+  info.int8_matrix_unit = int8;
+  info.fp16_matrix_unit = fp16;
+  info.matrix_units_emulated = true;
 }
 
 }  // namespace ternvk

@@ -89,6 +89,9 @@ struct DeviceInfo {
   MatrixUnitShape int8_matrix_unit;
   // ... and its fp16 shape, with shaderFloat16 in place of shaderInt8 (has_fp16_matrix_unit()).
   MatrixUnitShape fp16_matrix_unit;
+  // The two shapes above stand for matrix units the device does not have: the GEMMs run the
+  // *_emulated shaders on its shader cores (emulate_matrix_units(); tests on lavapipe).
+  bool matrix_units_emulated = false;
   bool memory_budget = false;                   // VK_EXT_memory_budget present
   bool timeline_semaphore = false;              // timelineSemaphore feature (core in Vulkan 1.2)
   // Streaming multiprocessors / compute units where an extension reports them
@@ -104,8 +107,9 @@ struct DeviceInfo {
   bool has_fast_int8_dot() const { return integer_dot_product && integer_dot_4x8_packed_accelerated; }
   bool has_int8_matrix_unit() const { return int8_matrix_unit.any(); }
   bool has_fp16_matrix_unit() const { return fp16_matrix_unit.any(); }
-  // Either: the device is created with VK_NV_cooperative_matrix and the Vulkan memory model.
   bool has_matrix_units() const { return has_int8_matrix_unit() || has_fp16_matrix_unit(); }
+  // Real ones: the device is created with VK_NV_cooperative_matrix and the Vulkan memory model.
+  bool uses_cooperative_matrix_extension() const { return has_matrix_units() && !matrix_units_emulated; }
   // compute_units when known; else an assumption for sizing grids: 100 on a discrete GPU (a large
   // one: too many workgroups cost little, too few leave the device idle), 16 on an integrated or
   // other GPU, the host's hardware threads on a CPU device (lavapipe runs a workgroup per thread).
@@ -120,5 +124,11 @@ struct DeviceInfo {
 };
 
 DeviceInfo query_device_info(VkInstance instance, VkPhysicalDevice physical, uint32_t index);
+
+// Gives a device without matrix units emulated ones (the shapes of NVIDIA's: int8 16x8x32, fp16
+// 16x8x16) so that the matrix-unit GEMMs, their self-checks and what routes work to them run on it,
+// slowly, on its shader cores (TERNVK_EMULATE_MATRIX_UNITS=1, InstanceOptions). A device with units of
+// its own keeps them.
+void emulate_matrix_units(DeviceInfo& info, MatrixUnitShape int8 = {16, 8, 32}, MatrixUnitShape fp16 = {16, 8, 16});
 
 }  // namespace ternvk

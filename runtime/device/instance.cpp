@@ -14,6 +14,15 @@ bool env_flag(const char* name) {
   return v && *v && std::strcmp(v, "0") != 0;
 }
 
+// 0 or 1 (unset or empty: 0); anything else is refused by name, since a test run that meant to
+// emulate and did not would pass for the wrong reason.
+bool env_switch(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v || std::strcmp(v, "0") == 0) return false;
+  if (std::strcmp(v, "1") == 0) return true;
+  throw Error(std::string(name) + "='" + v + "': expected 0 or 1");
+}
+
 bool layer_available(const char* name) {
   uint32_t count = 0;
   vkEnumerateInstanceLayerProperties(&count, nullptr);
@@ -43,6 +52,7 @@ Instance::Instance(InstanceOptions options) {
     faults_ = parse_fault_spec(env);
   }
   const bool validation = options.validation.value_or(env_flag("TERNVK_VALIDATION"));
+  const bool emulate_units = options.emulate_matrix_units.value_or(env_switch("TERNVK_EMULATE_MATRIX_UNITS"));
   const char* validation_layer = "VK_LAYER_KHRONOS_validation";
   if (validation && !layer_available(validation_layer))
     throw Error("validation was requested (TERNVK_VALIDATION) but VK_LAYER_KHRONOS_validation is not "
@@ -112,6 +122,8 @@ Instance::Instance(InstanceOptions options) {
   std::vector<VkPhysicalDevice> physical(count);
   TERNVK_VK_CHECK(vkEnumeratePhysicalDevices(instance, &count, physical.data()));
   for (uint32_t i = 0; i < count; ++i) devices_.push_back(query_device_info(instance, physical[i], i));
+  if (emulate_units)
+    for (DeviceInfo& d : devices_) emulate_matrix_units(d);
 }
 
 Instance::~Instance() = default;  // the messenger, then the instance

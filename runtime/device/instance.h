@@ -23,6 +23,9 @@ struct InstanceOptions {
   // With validation: also the layer's synchronization validation, which reports a missing barrier
   // between commands as an error (tests prove with it that the recordings' barriers are needed).
   bool synchronization_validation = false;
+  // Emulated matrix units on every device without real ones (emulate_matrix_units(); tests and the
+  // GPU check's smoke run on lavapipe). Defaults to TERNVK_EMULATE_MATRIX_UNITS (0 or 1).
+  std::optional<bool> emulate_matrix_units;
 };
 
 class Instance {

@@ -7,6 +7,7 @@
 
 #include "runtime/core/error.h"
 #include "runtime/device/device.h"
+#include "runtime/ops/op_checks.h"
 
 namespace ternvk::ops {
 
@@ -25,9 +26,6 @@ uint64_t shared_bytes(const HeadLayout& h, uint32_t bt, uint32_t kt) {
 
 uint32_t ceil_div(uint64_t a, uint64_t b) { return uint32_t((a + b - 1) / b); }
 
-// Mesa 22.3's llvmpipe leaves a loop nest silently after 65535 iterations per invocation (inner
-// and outer loops counted together). Plans keep every invocation at most at half of that.
-constexpr uint64_t kLoopBudget = 32768;
 
 // Loop iterations of one attention.comp invocation over `chunk` keys (upper bound: the loops the
 // compiler may not unroll are counted once per iteration, nested ones multiplied).
@@ -66,7 +64,7 @@ uint64_t flash_shared_bytes(const HeadLayout& h, uint32_t max_subgroups, uint32_
 }
 
 // attention_flash_decode: loop iterations of one invocation (the key steps of its split, the merge
-// loops over subgroups and splits); see kLoopBudget.
+// loops over subgroups and splits); see kShaderLoopBudget.
 uint64_t flash_loop_iterations(const HeadLayout& h, uint32_t wg, uint32_t max_subgroups, uint32_t step,
                                uint32_t max_context, uint32_t n_chunks) {
   const uint64_t per = uint64_t(ceil_div(ceil_div(max_context, n_chunks), step)) * step;
@@ -131,9 +129,9 @@ bool plan_flash_decode(AttentionPlan& plan, const DeviceInfo& info, const Attent
                                   std::min<uint32_t>(128, ceil_div(plan.max_context, min_split)));
   uint32_t max_subgroups = wg / min_sg;
   while (splits < plan.max_context &&
-         flash_loop_iterations(heads, wg, max_subgroups, step, plan.max_context, splits) > kLoopBudget)
+         flash_loop_iterations(heads, wg, max_subgroups, step, plan.max_context, splits) > kShaderLoopBudget)
     splits *= 2;
-  if (flash_loop_iterations(heads, wg, max_subgroups, step, plan.max_context, splits) > kLoopBudget)
+  if (flash_loop_iterations(heads, wg, max_subgroups, step, plan.max_context, splits) > kShaderLoopBudget)
     throw Error("attention: " + std::to_string(plan.max_context) + " keys exceed the loop budget of a split");
   const uint64_t limit = info.max_shared_memory ? info.max_shared_memory : 16384;
   if (flash_shared_bytes(heads, max_subgroups, splits) > limit) return false;
@@ -225,8 +223,8 @@ AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, ui
     // at the maximum context, and few enough keys per split for the loop budget.
     uint32_t splits = tuning.splits ? tuning.splits : std::clamp<uint32_t>(ceil_div(32, split_groups), 1, 64);
     splits = std::min(splits, ceil_div(max_context, kb));
-    while (splits < max_context && decode_loop_iterations(max_context, splits, kb) > kLoopBudget) splits *= 2;
-    if (decode_loop_iterations(max_context, splits, kb) > kLoopBudget)
+    while (splits < max_context && decode_loop_iterations(max_context, splits, kb) > kShaderLoopBudget) splits *= 2;
+    if (decode_loop_iterations(max_context, splits, kb) > kShaderLoopBudget)
       throw Error("attention: " + std::to_string(max_context) + " keys exceed the loop budget of a split");
     plan.lane_split = true;
     plan.key_block = kb;
@@ -273,9 +271,10 @@ AttentionPlan plan_attention(const DeviceInfo& info, const HeadLayout& heads, ui
   uint32_t chunk = tuning.chunk;
   if (chunk == 0) chunk = tokens <= bt || mixed ? 256 : max_context;
   chunk = round_up(std::min(chunk, round_up(max_context, kt)), kt);
-  // Keep each invocation's loop iterations within the budget (see kLoopBudget): split instead.
-  while (chunk > kt && tiled_loop_iterations(heads, bt, kt, wg, chunk) > kLoopBudget) chunk = round_up(chunk / 2, kt);
-  if (tiled_loop_iterations(heads, bt, kt, wg, chunk) > kLoopBudget)
+  // Keep each invocation's loop iterations within the budget (see kShaderLoopBudget): split instead.
+  while (chunk > kt && tiled_loop_iterations(heads, bt, kt, wg, chunk) > kShaderLoopBudget)
+    chunk = round_up(chunk / 2, kt);
+  if (tiled_loop_iterations(heads, bt, kt, wg, chunk) > kShaderLoopBudget)
     throw Error("attention: a tile of " + std::to_string(kt) + " keys exceeds the loop budget");
   plan.chunk = chunk;
   plan.n_chunks = (max_context + chunk - 1) / chunk;

@@ -68,7 +68,9 @@ class Fp16Matmul {
 
   MatmulShape shape_for(uint32_t tokens) const;
   bool uses_texel_loads() const { return texel_; }
-  bool uses_gemm(uint32_t tokens) const { return use_gemm(options_.kernel, device_.info(), tokens); }
+  bool uses_gemm(uint32_t tokens) const {
+    return use_gemm(options_.kernel, device_.info(), tokens, gemm_.uses_matrix_units());
+  }
   const Fp16Gemm& gemm() const { return gemm_; }
 
  private:

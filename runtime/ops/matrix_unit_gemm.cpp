@@ -7,6 +7,7 @@
 #include "runtime/core/error.h"
 #include "runtime/ops/fp16_gemm.h"
 #include "runtime/ops/fp16_matmul.h"
+#include "runtime/ops/op_checks.h"
 #include "runtime/ops/ternary_gemm.h"
 
 namespace ternvk::ops {
@@ -14,6 +15,17 @@ namespace {
 
 const MatrixUnitShape& device_unit(const DeviceInfo& info, MatrixUnitOperands operands) {
   return operands == MatrixUnitOperands::Fp16 ? info.fp16_matrix_unit : info.int8_matrix_unit;
+}
+
+// An emulated GEMM's loops within kShaderLoopBudget, or an error naming the matrix.
+void require_emulated_budget(const MatrixUnitTile& t, uint32_t cols, const std::string& name) {
+  if (!t.emulated) return;
+  const uint64_t iterations = t.emulated_loop_iterations(cols);
+  if (iterations > kShaderLoopBudget)
+    throw Error("matrix-unit GEMM of " + name + " on emulated units: K = " + std::to_string(cols) + " takes " +
+                std::to_string(iterations) + " loop iterations an invocation, over the budget of " +
+                std::to_string(kShaderLoopBudget) +
+                " (emulation is for tests: use smaller matrices or the tiled GEMM)");
 }
 
 void require_unit(const DeviceInfo& info, MatrixUnitOperands operands) {
@@ -48,6 +60,7 @@ MatrixUnitTile MatrixUnitTile::pick(const DeviceInfo& info, uint32_t tokens, uin
   MatrixUnitTile t;
   t.operands = operands;
   t.unit = device_unit(info, operands);
+  t.emulated = info.matrix_units_emulated;
   // The subgroup the pipeline gets: 32 (clamped to the device's range), required where the device can
   // require one, which also makes the pipeline ask for full subgroups (the gl_SubgroupID mapping and
   // the matrix operations need them); else the device's one fixed size.
@@ -127,6 +140,27 @@ void MatrixUnitTile::validate(const DeviceInfo& info) const {
                 " bytes of shared memory; device '" + info.name + "' offers " + std::to_string(info.max_shared_memory));
 }
 
+uint64_t MatrixUnitTile::emulated_loop_iterations(uint32_t cols) const {
+  // gemm_matrix_unit.comp (EMULATED): per K block, the loads and the staging (counted as loops, in
+  // case they are not unrolled) and the multiplies of KK (k steps) of each accumulator matrix, each a
+  // loop over a lane's elements; the accumulators' zeroing and store; the epilogue. (On lavapipe this
+  // came within 10% of where results first went wrong: estimates of 58,093 ran right, 60,863 not.)
+  const uint64_t staged_per_row = uint64_t(k_chunks) * 64 / (16 / element_bytes());  // KB_VEC
+  const uint64_t staged_row = (uint64_t(cols) + 63) / 64 * 64 / (16 / element_bytes());
+  const uint64_t blocks = operands == MatrixUnitOperands::Fp16
+                              ? ((uint64_t(cols) + 7) / 8 + staged_per_row - 1) / staged_per_row
+                              : (staged_row + staged_per_row - 1) / staged_per_row;
+  const uint64_t k_steps = uint64_t(k_chunks) * 64 / unit.k;
+  const uint64_t matrices = uint64_t(matrices_m) * matrices_n;
+  const uint64_t per_lane = (uint64_t(unit.m) * unit.n + subgroup - 1) / subgroup;
+  const uint64_t tile = uint64_t(tile_tokens()) * tile_rows(), wg = workgroup();
+  const uint64_t global_loads = operands == MatrixUnitOperands::Fp16 ? tile_rows() * staged_per_row
+                                                                     : uint64_t(tile_rows()) * k_chunks;
+  const uint64_t loads = (global_loads + wg - 1) / wg + (tile_tokens() * staged_per_row + wg - 1) / wg;
+  return blocks * (1 + 2 * loads + k_steps * (1 + matrices * (1 + per_lane))) + 2 * matrices * (1 + per_lane) +
+         (tile + wg - 1) / wg;
+}
+
 PipelineOptions MatrixUnitTile::pipeline_options(Epilogue epilogue) const {
   PipelineOptions po;
   po.constants = {{0, workgroup()},    {1, unit.m},     {2, unit.n},
@@ -140,6 +174,7 @@ PipelineOptions MatrixUnitTile::pipeline_options(Epilogue epilogue) const {
 void MatrixUnitGemm::record(Recording& rec, const TernaryMatrixGpu& w, const QuantizedActivations& x, uint32_t tokens,
                             const MatmulOutput& y, uint32_t y_stride, Epilogue epilogue) const {
   const MatrixUnitTile t = tile(tokens, w.rows());
+  require_emulated_budget(t, w.cols(), w.name());
   const Pipeline& pipeline = device_.pipeline(t.shader(), t.pipeline_options(epilogue));
   record_ternary_gemm_dispatches(rec, pipeline, w, x, tokens, y, y_stride, epilogue, t.tile_rows(), t.tile_tokens());
 }
@@ -150,6 +185,7 @@ void MatrixUnitGemm::record(Recording& rec, const Fp16MatrixGpu& w, BufferRange 
     throw Error("fp16 matrix-unit GEMM of " + w.name() + ": needs K % 4 == 0 and the input at a multiple of 16 bytes (K " +
                 std::to_string(w.cols()) + ", offset " + std::to_string(x.offset) + ")");
   const MatrixUnitTile t = tile(tokens, w.rows(), MatrixUnitOperands::Fp16);
+  require_emulated_budget(t, w.cols(), w.name());
   const Pipeline& pipeline = device_.pipeline(t.shader(), t.pipeline_options(epilogue));
   record_fp16_gemm_dispatches(rec, pipeline, w, x, tokens, y, y_stride, epilogue, t.tile_rows(), t.tile_tokens());
 }

@@ -6,11 +6,12 @@
 //    plus fp32 rounding of the sums (fp16_gemm_within_bound states the bound). Prompt chunks only
 //    (Fp16MatmulOptions::gemm_units), so batched decode keeps each sequence's bits.
 //
-// No CPU device has matrix units, so no test here runs these kernels. Before a GEMM uses them,
-// matrix_unit_gemm_agrees() / fp16_matrix_unit_gemm_agrees() run them once per device on small GEMMs
-// that are not tile multiples and compare every output with the tiled GEMM's bits (ternary) or with
-// a CPU sum within the bound (FP16), the comparisons the tests show passing and failing here; a
-// device where they fail keeps the tiled GEMM.
+// No CPU device has matrix units; tests here run the same kernels with the matrix operations emulated
+// on the shader cores (TERNVK_EMULATE_MATRIX_UNITS): all of them but the units' own loads and
+// multiplies. Before a GEMM uses them, matrix_unit_gemm_agrees() / fp16_matrix_unit_gemm_agrees() run
+// them once per device on small GEMMs that are not tile multiples and compare every output with the
+// tiled GEMM's bits (ternary) or with a CPU sum within the bound (FP16), the comparisons the tests
+// show passing and failing here; a device where they fail keeps the tiled GEMM.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -39,13 +40,16 @@ struct MatrixUnitTile {
   uint32_t k_chunks = 2;       // 64-element chunks per staged K block
   uint32_t subgroup = 32;      // invocations per subgroup
   uint32_t required_subgroup_size = 0;  // set where the device's subgroup size varies
+  bool emulated = false;       // the device's units are emulated: the *_emulated shader (device_info.h)
 
   uint32_t workgroup() const { return subgroup * subgroups_m * subgroups_n; }
   uint32_t tile_tokens() const { return subgroups_m * matrices_m * unit.m; }
   uint32_t tile_rows() const { return subgroups_n * matrices_n * unit.n; }
   uint32_t element_bytes() const { return operands == MatrixUnitOperands::Fp16 ? 2 : 1; }
   const char* shader() const {
-    return operands == MatrixUnitOperands::Fp16 ? "fp16_gemm_matrix_unit" : "ternary_gemm_matrix_unit";
+    if (operands == MatrixUnitOperands::Fp16)
+      return emulated ? "fp16_gemm_matrix_unit_emulated" : "fp16_gemm_matrix_unit";
+    return emulated ? "ternary_gemm_matrix_unit_emulated" : "ternary_gemm_matrix_unit";
   }
   // Bytes of shared memory the kernel declares: the staged tiles or the accumulators, the larger.
   uint64_t shared_bytes() const;
@@ -70,6 +74,9 @@ struct MatrixUnitTile {
                                            MatrixUnitOperands operands = MatrixUnitOperands::Int8);
   // Throws naming the limit when this tile does not fit the device (or it has no matrix unit).
   void validate(const DeviceInfo& info) const;
+  // Emulated units (`emulated`): the loop iterations of one invocation for a K of `cols` elements,
+  // which the GEMMs keep within kShaderLoopBudget (op_checks.h) or refuse by name.
+  uint64_t emulated_loop_iterations(uint32_t cols) const;
   PipelineOptions pipeline_options(Epilogue epilogue) const;
 };
 

@@ -10,6 +10,11 @@
 
 namespace ternvk::ops {
 
+// Mesa 22.3's llvmpipe (lavapipe) leaves a shader's loops silently after 65535 iterations per
+// invocation, inner and outer loops counted together. Ops plan every invocation's loops to at most
+// half of that (the budget also bounds an invocation's serial work on every device).
+inline constexpr uint64_t kShaderLoopBudget = 32768;
+
 // Whether two buffer ranges share bytes (an op's input and output must not).
 inline bool overlaps(const BufferRange& a, const BufferRange& b) {
   return a.buffer == b.buffer && a.offset < b.offset + b.size && b.offset < a.offset + a.size;

@@ -60,9 +60,9 @@ void fit_shared(GemmShape& s, const DeviceInfo& info, Shared shared) {
 
 bool prefers_tiled_gemm(const DeviceInfo& info) { return !info.is_cpu(); }
 
-bool use_gemm(MatmulKernel kernel, const DeviceInfo& info, uint32_t tokens) {
+bool use_gemm(MatmulKernel kernel, const DeviceInfo& info, uint32_t tokens, bool matrix_units) {
   switch (kernel) {
-    case MatmulKernel::Auto: return tokens >= kGemmMinTokens && prefers_tiled_gemm(info);
+    case MatmulKernel::Auto: return tokens >= kGemmMinTokens && (matrix_units || prefers_tiled_gemm(info));
     case MatmulKernel::Gemv: return false;
     case MatmulKernel::Gemm: return true;
   }

@@ -43,8 +43,9 @@ inline constexpr uint32_t kGemmMinTokens = 32;
 // Whether Auto uses the GEMM for many tokens: on GPUs. CPU devices (lavapipe) keep the GEMV, which
 // was faster there at every prefill size measured (docs/performance.md).
 bool prefers_tiled_gemm(const DeviceInfo& info);
-// Resolves `kernel` for `tokens` tokens: true for the GEMM.
-bool use_gemm(MatmulKernel kernel, const DeviceInfo& info, uint32_t tokens);
+// Resolves `kernel` for `tokens` tokens: true for the GEMM. A GEMM on `matrix_units` takes Auto's
+// steps from kGemmMinTokens on any device (on a CPU device they can only be emulated ones: tests).
+bool use_gemm(MatmulKernel kernel, const DeviceInfo& info, uint32_t tokens, bool matrix_units = false);
 
 // How the GEMMs tile the output (their specialization constants 1..5, 7 and 8).
 struct GemmShape {

@@ -108,7 +108,9 @@ class TernaryMatmul {
   bool uses_texel_loads() const { return texel_; }
   const char* shader_name() const { return shader_name(texel_); }
   MatmulShape shape_for(uint32_t tokens) const;
-  bool uses_gemm(uint32_t tokens) const { return use_gemm(options_.kernel, device_.info(), tokens); }
+  bool uses_gemm(uint32_t tokens) const {
+    return use_gemm(options_.kernel, device_.info(), tokens, gemm_->uses_matrix_units());
+  }
   const TernaryGemm& gemm() const { return *gemm_; }
 
  private:

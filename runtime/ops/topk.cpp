@@ -27,11 +27,8 @@ RowReducePlan plan_topk(const DeviceInfo& info, uint32_t rows, uint32_t cols, ui
   // lane's rescan of chunk / workgroup elements, so wide workgroups keep rescans short.
   p.workgroup = t.workgroup ? t.workgroup : std::min({std::max(sg * 8, 64u), 256u, max_wg});
   const uint64_t wg = p.workgroup;
-  // Loop budget per invocation: (k + 1) * elements_per_lane + k <= kLoopBudget in both passes.
-  // lavapipe (Mesa 22.3) silently cuts a loop nest after 65535 iterations per invocation; the
-  // budget also bounds the serial work on every device.
-  constexpr uint64_t kLoopBudget = 32768;
-  const uint64_t per_lane_max = (kLoopBudget - k) / (uint64_t(k) + 1);
+  // Loop budget per invocation (op_checks.h): (k + 1) * elements_per_lane + k <= it in both passes.
+  const uint64_t per_lane_max = (kShaderLoopBudget - k) / (uint64_t(k) + 1);
   if (per_lane_max == 0) throw Error("topk: k = " + std::to_string(k) + " is too large for one workgroup's loop budget");
   const uint64_t chunk_max = wg * per_lane_max;                                // first pass
   const uint64_t parts_max = std::max<uint64_t>(1, wg * per_lane_max / k);     // merge pass: parts * k candidates
@@ -48,10 +45,10 @@ RowReducePlan plan_topk(const DeviceInfo& info, uint32_t rows, uint32_t cols, ui
   if (p.parts > info.max_workgroup_count_x) throw Error("topk: too many parts for the device; use a larger chunk");
   const uint64_t pass1 = (k + 1ull) * ((p.chunk + wg - 1) / wg) + k;
   const uint64_t merge = p.parts > 1 ? (k + 1ull) * ((uint64_t(p.parts) * k + wg - 1) / wg) + k : 0;
-  if (std::max(pass1, merge) > kLoopBudget)
+  if (std::max(pass1, merge) > kShaderLoopBudget)
     throw Error("topk: chunk " + std::to_string(p.chunk) + " with workgroup " + std::to_string(wg) + " and k = " +
                 std::to_string(k) + " needs " + std::to_string(std::max(pass1, merge)) +
-                " loop iterations per invocation, over the budget of " + std::to_string(kLoopBudget));
+                " loop iterations per invocation, over the budget of " + std::to_string(kShaderLoopBudget));
   p.subgroup_reduce = t.subgroup_reduce.value_or(info.subgroup_arithmetic);
   if (p.workgroup % sg != 0) p.subgroup_reduce = false;  // see plan_argmax
   p.scratch_bytes = p.parts > 1 ? uint64_t(rows) * p.parts * k * sizeof(TopKEntry) : 0;

@@ -17,16 +17,17 @@ namespace ternvk::test {
 Instance& instance();
 Device& device();
 
-// Fails the current test if the validation layer reported an error since `ValidationGuard` began.
+// Fails the current test if the validation layer of `of` (the tests' instance by default) reported an
+// error since `ValidationGuard` began.
 class ValidationGuard {
  public:
-  ValidationGuard() : start_(instance().validation_errors()) {}
+  explicit ValidationGuard(Instance& of = instance()) : of_(of), start_(of.validation_errors()) {}
   ~ValidationGuard() {
-    CHECK_MESSAGE(instance().validation_errors() == start_,
-                  "Vulkan validation error: " << instance().last_validation_message());
+    CHECK_MESSAGE(of_.validation_errors() == start_, "Vulkan validation error: " << of_.last_validation_message());
   }
 
  private:
+  Instance& of_;
   uint64_t start_;
 };
 

@@ -2,9 +2,11 @@
 // baseline's (fp16): which driver offers each takes, how they tile from device properties, that
 // devices without them refuse them by name and keep the tiled GEMMs, and the on-device self-checks
 // that guard them (shown to pass on a correct GEMM and to fail on a wrong one), with the FP16 bound
-// shown to hold for the worst rounding the units may use. On a device with the matrix units (not
-// lavapipe) the kernels themselves run: the ternary one against the GEMV, bit for bit (integer sums,
-// the same float epilogue: no tolerance), the FP16 one against a CPU sum within its bound.
+// shown to hold for the worst rounding the units may use. On a device with the matrix units the
+// kernels themselves run: the ternary one against the GEMV, bit for bit (integer sums, the same
+// float epilogue: no tolerance), the FP16 one against a CPU sum within its bound. With
+// TERNVK_EMULATE_MATRIX_UNITS=1 (a ctest entry) they run on lavapipe too, the matrix operations
+// emulated on its shader cores.
 #include <algorithm>
 #include <doctest/doctest.h>
 
@@ -23,6 +25,7 @@
 #include "runtime/core/half.h"
 #include "runtime/ops/fp16_matmul.h"
 #include "runtime/ops/matrix_unit_gemm.h"
+#include "runtime/ops/op_checks.h"
 #include "runtime/ops/ternary_matmul.h"
 
 using namespace ternvk;
@@ -68,6 +71,14 @@ void for_each_unit_case(std::initializer_list<UnitGemmCase> cases, uint32_t seed
       std::mt19937 rng(seed++);
       run(c, e, rng);
     }
+}
+
+// The 2B4T shapes are there for real units at full size; emulated (TERNVK_EMULATE_MATRIX_UNITS, on a
+// CPU device) they would take minutes and show nothing the small shapes do not: not run there.
+bool full_size_on_emulated_units(const Device& dev, const UnitGemmCase& c) {
+  if (!dev.info().matrix_units_emulated || c.t < 512) return false;
+  MESSAGE("emulated matrix units: the full-size case " << c.n << " x " << c.k << " x " << c.t << " is not run");
+  return true;
 }
 
 // What the output holds before a GEMM stores or accumulates into it.
@@ -356,6 +367,53 @@ TEST_CASE("the FP16 GEMM self-check passes a correct GEMM and fails a wrong one"
   CHECK_FALSE(fp16_gemm_within_bound(dev, record(0, Epilogue::Store)));
 }
 
+TEST_CASE("the matrix-unit GEMMs pass their self-checks with emulated units of several shapes, on any device") {
+  // The kernels' staging, K blocks, segments, tiles and epilogues, with the matrix operations on the
+  // shader cores (gemm_matrix_unit.comp, EMULATED): NVIDIA's shapes, square ones (AMD's WMMA), and
+  // matrices of 8 tokens (four a subgroup across tokens). Each self-check runs every tile width at two
+  // token counts, whole matrices and segments, stored and accumulated.
+  test::ValidationGuard guard;
+  struct Shapes {
+    MatrixUnitShape int8, fp16;
+  };
+  for (const Shapes& s : {Shapes{{16, 8, 32}, {16, 8, 16}}, Shapes{{16, 16, 16}, {16, 16, 16}},
+                          Shapes{{8, 8, 32}, {8, 8, 8}}}) {
+    CAPTURE(s.int8.n);
+    CAPTURE(s.int8.m);
+    DeviceInfo info = test::device().info();
+    info.int8_matrix_unit = info.fp16_matrix_unit = {};
+    info.matrix_units_emulated = false;
+    emulate_matrix_units(info, s.int8, s.fp16);
+    REQUIRE(info.matrix_units_emulated);
+    Device dev(test::instance(), info);
+    CHECK(matrix_unit_gemm_agrees(dev));
+    CHECK(fp16_matrix_unit_gemm_agrees(dev));
+  }
+}
+
+TEST_CASE("emulated matrix units keep their loops within lavapipe's budget or refuse by name") {
+  DeviceInfo info = test::device().info();
+  info.int8_matrix_unit = info.fp16_matrix_unit = {};
+  info.matrix_units_emulated = false;
+  emulate_matrix_units(info);
+  info.max_shared_memory = 32 * 1024;  // lavapipe's, whatever this device's
+  for (const MatrixUnitOperands operands : {MatrixUnitOperands::Int8, MatrixUnitOperands::Fp16}) {
+    CAPTURE(int(operands));
+    const MatrixUnitTile t = MatrixUnitTile::pick(info, 64, 256, std::nullopt, operands);
+    CHECK(t.emulated);
+    CHECK(std::string(t.shader()).ends_with("_emulated"));
+    // The self-check's K and the small models' run; the loops grow with K; 2B4T's down does not fit.
+    CHECK(t.emulated_loop_iterations(324) <= kShaderLoopBudget);
+    CHECK(t.emulated_loop_iterations(2560) > t.emulated_loop_iterations(1280));
+    CHECK(t.emulated_loop_iterations(65536) > kShaderLoopBudget);
+  }
+  DeviceInfo real = h200_with_matrix_units();
+  CHECK_FALSE(MatrixUnitTile::pick(real, 512).emulated);
+  emulate_matrix_units(real);  // units of its own: kept, not emulated
+  CHECK_FALSE(real.matrix_units_emulated);
+  CHECK(real.uses_cooperative_matrix_extension());
+}
+
 TEST_CASE("fp16 matrix-unit GEMM is within its bound of the exact sums (devices with fp16 matrix units)") {
   Device& dev = test::device();
   if (!dev.info().has_fp16_matrix_unit()) {
@@ -370,6 +428,7 @@ TEST_CASE("fp16 matrix-unit GEMM is within its bound of the exact sums (devices 
       {127, 200, 13}, {1, 4, 1}, {65, 64, 70}, {129, 2580, 9}, {129, 300, 130, 129 * 304},
       {127, 200, 13, 0, 150, 7}, {3840, 2560, 512}, {2560, 6912, 512}};
   for_each_unit_case(cases, 1300, [&](const UnitGemmCase& c, Epilogue e, std::mt19937& rng) {
+    if (full_size_on_emulated_units(dev, c)) return;
     const auto wh = test::random_halves(rng, size_t(c.n) * c.k, -1.0f, 1.0f);
     std::uniform_real_distribution<float> uniform(-2.0f, 2.0f);
     std::vector<float> x(size_t(c.t) * c.k);
@@ -423,6 +482,7 @@ TEST_CASE("matrix-unit GEMM equals the GEMV bit for bit (devices with int8 matri
       {127, 200, 13}, {1, 1, 1}, {65, 64, 70}, {129, 2577, 9}, {129, 300, 130, 800},
       {127, 200, 13, 0, 150, 7}, {3840, 2560, 512}, {2560, 6912, 512}};
   for_each_unit_case(cases, 1200, [&](const UnitGemmCase& c, Epilogue e, std::mt19937& rng) {
+    if (full_size_on_emulated_units(dev, c)) return;
     const auto w = test::random_ternary(rng, size_t(c.n) * c.k);
     const auto x = test::random_quantized(rng, c.t, c.k, false);
     TernaryMatrixGpu gw(dev, pack_ternary(w, c.n, c.k, 0.37f), "matrix-unit test matrix", c.max_segment_bytes);
