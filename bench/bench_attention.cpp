@@ -29,8 +29,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include "bench/bench_util.h"
 #include "runtime/core/error.h"
@@ -60,35 +63,13 @@ struct Options {
   std::optional<int> device;
 };
 
-// The comma-separated items of a text, empty ones included ("a,,b" -> "a", "", "b").
-std::vector<std::string> comma_items(const std::string& text) {
-  std::vector<std::string> items(1);
-  for (char c : text) {
-    if (c == ',') items.emplace_back();
-    else items.back() += c;
-  }
-  return items;
-}
-
 // The non-empty comma-separated items of an environment variable (none when it is unset).
 std::vector<std::string> env_list(const char* name) {
-  const char* v = std::getenv(name);
-  std::vector<std::string> items = comma_items(v ? v : "");
-  std::erase_if(items, [](const std::string& item) { return item.empty(); });
+  std::vector<std::string> items;
+  std::stringstream text(std::getenv(name) ? std::getenv(name) : "");
+  for (std::string item; std::getline(text, item, ',');)
+    if (!item.empty()) items.push_back(item);
   return items;
-}
-
-// "128,1024" -> {128, 1024}; empty if any item is not a whole number of keys from 1 to 32768 (the
-// largest context the bench's caches and its --engine rows are sized for)
-std::vector<uint32_t> parse_contexts(const std::string& list) {
-  std::vector<uint32_t> keys;
-  for (const std::string& item : comma_items(list)) {
-    if (item.empty() || item.size() > 5 || item.find_first_not_of("0123456789") != std::string::npos) return {};
-    const unsigned long n = std::stoul(item);
-    if (n < 1 || n > 32768) return {};
-    keys.push_back(uint32_t(n));
-  }
-  return keys;
 }
 
 std::string describe(const AttentionPlan& p) {
@@ -250,34 +231,24 @@ void run_cold(Device& dev, const HeadLayout& h, uint32_t live) {
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--quick") o.quick = true;
-    else if (a == "--engine") o.engine = true;
-    else if (a == "--decode-only") o.decode_only = true;
-    else if (a == "--lane-split-only") o.lane_only = true;
-    else if (a == "--cold") o.cold = true;
-    else if (a == "--prefill-only") o.prefill_only = true;
-    else if (a == "--prefill-tokens" && i + 1 < argc) o.prefill_tokens = uint32_t(std::max(1, std::atoi(argv[++i])));
-    else if (a == "--reps" && i + 1 < argc) o.reps = std::atoi(argv[++i]);
-    else if (a == "--rounds" && i + 1 < argc) o.rounds = std::atoi(argv[++i]);
-    else if (a == "--contexts" && i + 1 < argc) {
-      o.contexts = parse_contexts(argv[++i]);
-      if (o.contexts.empty()) {
-        std::fprintf(stderr, "bench_attention: --contexts wants key counts from 1 to 32768, comma-separated: '%s'\n",
-                     argv[i]);
-        return 2;
-      }
-    }
-    else if (a == "--device" && i + 1 < argc) o.device = std::atoi(argv[++i]);
-    else {
-      std::fprintf(stderr,
-                   "usage: bench_attention [--quick] [--engine] [--decode-only] [--prefill-only] [--prefill-tokens T] "
-                   "[--contexts N,...] [--lane-split-only] [--cold] [--reps N] "
-                   "[--rounds N] [--device N]\n");
-      return 2;
-    }
-  }
+  CLI::App app{"Decode and prefill attention at the 2B4T shape, every kernel side by side (see the file's header)"};
+  app.add_flag("--quick", o.quick, "Decode at 128, 1024, 4096 and 16384 keys, prefill at 128, 1024, 4096; fewer reps");
+  app.add_option("--contexts", o.contexts, "These contexts (keys, comma-separated) for decode and prefill alike")
+      ->delimiter(',')
+      ->check(CLI::Range(1u, 32768u));
+  app.add_flag("--decode-only", o.decode_only, "Decode rows only");
+  app.add_flag("--prefill-only", o.prefill_only, "Prefill rows only");
+  app.add_flag("--lane-split-only", o.lane_only, "The lane-split decode kernel only");
+  app.add_option("--prefill-tokens", o.prefill_tokens, "Tokens of a prefill step (default 64)")
+      ->check(CLI::Range(1u, 32768u));
+  app.add_flag("--engine", o.engine, "Also decode recorded for 32768 keys while fewer are live");
+  app.add_flag("--cold", o.cold, "The default decode kernel only, each call reading another copy of K and V");
+  app.add_option("--reps", o.reps, "Calls a round")->check(CLI::Range(1, 100000));
+  app.add_option("--rounds", o.rounds, "Rounds, interleaving the kernels")->check(CLI::Range(1, 10000));
+  int device = -1;
+  app.add_option("--device", device, "Vulkan device index from `ternvk devices`")->check(CLI::Range(0, 255));
+  CLI11_PARSE(app, argc, argv);
+  if (device >= 0) o.device = device;
   try {
     Instance instance;
     Device dev(instance, instance.select(o.device));

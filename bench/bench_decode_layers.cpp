@@ -23,6 +23,8 @@
 //
 //   bench_decode_layers [--layers N] [--reps N] [--device N] [--dims D,F,HEADS,KV_HEADS]
 //     defaults: 30 layers (2B4T), 7 repetitions, 2B4T dims 2560,6912,20,5 (head_dim 128)
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -141,19 +143,27 @@ double median(std::vector<double> v) {
 
 int run(int argc, char** argv) {
   Dims d;
-  int n_layers = 30, reps = 7;
-  std::optional<int> device_index;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--layers" && i + 1 < argc) n_layers = std::atoi(argv[++i]);
-    else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
-    else if (a == "--device" && i + 1 < argc) device_index = std::atoi(argv[++i]);
-    else if (a == "--dims" && i + 1 < argc &&
-             std::sscanf(argv[++i], "%u,%u,%u,%u", &d.dim, &d.ffn, &d.heads, &d.kv_heads) == 4 && d.heads)
-      d.head_dim = d.dim / d.heads;
-    else throw Error("bench_decode_layers: unknown or incomplete option '" + a + "' (see the file's header)");
+  int n_layers = 30, reps = 7, device = -1;
+  std::vector<uint32_t> dims;
+  CLI::App app{"The GPU plan's decode layers without attention, split and chained side by side (see the header)"};
+  app.add_option("--layers", n_layers, "Layers (default 30, 2B4T)")->check(CLI::Range(1, 1000));
+  app.add_option("--reps", reps, "Repetitions (default 7)")->check(CLI::Range(1, 1000));
+  app.add_option("--dims", dims, "dim,ffn,heads,kv_heads (default 2560,6912,20,5)")
+      ->delimiter(',')
+      ->expected(4)
+      ->check(CLI::Range(1u, 65536u));
+  app.add_option("--device", device, "Vulkan device index from `ternvk devices`")->check(CLI::Range(0, 255));
+  CLI11_PARSE(app, argc, argv);
+  if (!dims.empty()) {
+    d.dim = dims[0], d.ffn = dims[1], d.heads = dims[2], d.kv_heads = dims[3];
+    if (d.dim % d.heads || d.heads % d.kv_heads || (d.dim / d.heads) % 2)
+      throw Error("--dims " + std::to_string(d.dim) + "," + std::to_string(d.ffn) + "," + std::to_string(d.heads) +
+                  "," + std::to_string(d.kv_heads) + ": dim must be heads x an even head size, heads a multiple "
+                  "of kv_heads");
+    d.head_dim = d.dim / d.heads;
   }
-  if (n_layers < 1 || reps < 1) throw Error("bench_decode_layers: --layers and --reps must be at least 1");
+  std::optional<int> device_index;
+  if (device >= 0) device_index = device;
   Instance instance;
   Device dev(instance, instance.select(device_index));
   const DeviceInfo& info = dev.info();

@@ -9,6 +9,8 @@
 //   (--gemv: one ternary GEMV shape at the default tile; --head: the 32000-row head, fp16 vs int8;
 //    --prefill: GEMV vs tiled GEMM, ternary and FP16, on the 2B4T projections at 64 and 512 tokens
 //    or at T; --tune-tiles: a sweep of GEMM tile shapes at one size)
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -18,6 +20,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bench/bench_util.h"
@@ -595,34 +598,29 @@ void tune_tiles(Device& dev, uint32_t n, uint32_t k, uint32_t t) {
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--quick") o.quick = true;
-    else if (a == "--tune") o.tune = true;
-    else if (a == "--head") o.head_only = true;
-    else if (a == "--tune-gemm") o.tune_gemm = true;
-    else if (a == "--reps" && i + 1 < argc) o.reps = std::atoi(argv[++i]);
-    else if (a == "--gemv" && i + 2 < argc) {
-      o.gemv_n = uint32_t(std::atoi(argv[++i]));
-      o.gemv_k = uint32_t(std::atoi(argv[++i]));
-    }
-    else if (a == "--prefill") o.prefill = true;
-    else if (a == "--prefill-tokens" && i + 1 < argc) {
-      o.prefill = true;
-      o.prefill_tokens = uint32_t(std::atoi(argv[++i]));
-    } else if (a == "--tune-tiles" && i + 3 < argc) {
-      o.tiles_n = uint32_t(std::atoi(argv[++i]));
-      o.tiles_k = uint32_t(std::atoi(argv[++i]));
-      o.tiles_t = uint32_t(std::atoi(argv[++i]));
-    }
-    else if (a == "--device" && i + 1 < argc) o.device = std::atoi(argv[++i]);
-    else {
-      std::fprintf(stderr, "usage: bench_kernels [--quick] [--tune] [--tune-gemm] [--gemv N K] [--head] [--prefill] "
-                           "[--prefill-tokens T] [--tune-tiles N K T] [--reps N] "
-                           "[--device N]\n");
-      return 2;
-    }
-  }
+  CLI::App app{"Kernel benchmarks: ternary GEMV/GEMM against FP16 on the 2B4T shapes (see the file's header)"};
+  app.add_flag("--quick", o.quick, "Fewer shapes and repetitions");
+  app.add_flag("--tune", o.tune, "Sweep the GEMV shapes");
+  app.add_flag("--tune-gemm", o.tune_gemm, "Small GEMM tiles only (default load path)");
+  app.add_flag("--head", o.head_only, "The 32000-row output head, fp16 and int8");
+  std::vector<uint32_t> gemv, tiles;
+  app.add_option("--gemv", gemv, "One ternary GEMV shape at the default tile: N K")
+      ->expected(2)
+      ->check(CLI::Range(1u, 1u << 20));
+  app.add_flag("--prefill", o.prefill, "GEMV against the tiled and matrix-unit GEMMs on the 2B4T projections");
+  app.add_option("--prefill-tokens", o.prefill_tokens, "... at these tokens (implies --prefill; default 64 and 512)")
+      ->check(CLI::Range(1u, 4096u));
+  app.add_option("--tune-tiles", tiles, "A sweep of GEMM tile shapes at one size: N K T")
+      ->expected(3)
+      ->check(CLI::Range(1u, 1u << 20));
+  app.add_option("--reps", o.reps, "Repetitions a timing")->check(CLI::Range(1, 100000));
+  int device = -1;
+  app.add_option("--device", device, "Vulkan device index from `ternvk devices`")->check(CLI::Range(0, 255));
+  CLI11_PARSE(app, argc, argv);
+  if (o.prefill_tokens) o.prefill = true;
+  if (!gemv.empty()) std::tie(o.gemv_n, o.gemv_k) = std::tie(gemv[0], gemv[1]);
+  if (!tiles.empty()) std::tie(o.tiles_n, o.tiles_k, o.tiles_t) = std::tie(tiles[0], tiles[1], tiles[2]);
+  if (device >= 0) o.device = device;
   try {
     Instance instance;
     Device dev(instance, instance.select(o.device));

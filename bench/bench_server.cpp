@@ -161,20 +161,20 @@ double mib_in(const std::string& log, const std::string& pattern) {
 
 int main(int argc, char** argv) {
   CLI::App app{"ternvk serve under concurrent load: ternary vs the FP16 baseline"};
-  std::string bin = "build/apps/ternvk", model, extra, streams_list = "1,2,4,8,16";
+  std::string bin = "build/apps/ternvk", model, extra;
+  std::vector<int> levels = {1, 2, 4, 8, 16};
   int tokens = 64, rounds = 2;
   double budget_mib = 1024;
   app.add_option("--ternvk", bin, "The ternvk binary");
   app.add_option("-m,--model", model, "Model file (default: the shipped one)");
-  app.add_option("--streams", streams_list, "Concurrent streams per level, comma-separated");
-  app.add_option("--tokens", tokens, "max_tokens per request");
-  app.add_option("--rounds", rounds, "Requests per stream and level");
-  app.add_option("--budget-mib", budget_mib, "Memory budget for the largest --parallel");
+  app.add_option("--streams", levels, "Concurrent streams per level, comma-separated")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 256));
+  app.add_option("--tokens", tokens, "max_tokens per request")->check(CLI::Range(1, 100000));
+  app.add_option("--rounds", rounds, "Requests per stream and level")->check(CLI::Range(1, 10000));
+  app.add_option("--budget-mib", budget_mib, "Memory budget for the largest --parallel")->check(CLI::Range(1.0, 1e7));
   app.add_option("--extra", extra, "More flags for ternvk serve");
   CLI11_PARSE(app, argc, argv);
-  std::vector<int> levels;
-  std::stringstream ss(streams_list);
-  for (std::string part; std::getline(ss, part, ',');) levels.push_back(std::stoi(part));
   const int parallel = *std::max_element(levels.begin(), levels.end());
 
   std::printf("| weights | streams | decode tok/s (aggregate) | latency p50 (s) | latency p99 (s) | first token p50 (s) |\n"
