@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The tests that hold bits across pipelines (fused layers vs the separate ops, a sequence alone vs in a
-# batch), again with lavapipe's subgroups 16 lanes wide (LP_NATIVE_VECTOR_WIDTH=512 on a CPU with
+# batch) and the matrix-unit GEMMs (emulated), again with lavapipe's subgroups 16 lanes wide (LP_NATIVE_VECTOR_WIDTH=512 on a CPU with
 # AVX-512): the default 8 lanes hide lane-count and reduction-order assumptions a GPU's 32 or 64 would
 # not. Skipped (exit 77, which ctest reports as skipped) where the default device does not run 16 wide.
 #   lavapipe_widths.sh CLI TEST_DIR
@@ -12,4 +12,6 @@ if ! "$cli" devices | grep -q "subgroup size 16 (16-16)"; then
   exit 77
 fi
 "$tests/test_ops_matmul" -tc="fused*"
+# the matrix-unit GEMMs with their matrix operations emulated: 8 elements a lane instead of 16
+TERNVK_EMULATE_MATRIX_UNITS=1 "$tests/test_ops_matmul" -tc="*matrix*"
 "$tests/test_engine" -sf="*batch*,*plans*"
