@@ -12,6 +12,10 @@
 // barrier carries no buffer semantics, so the other invocations' stores were not ordered before the
 // one invocation's atomic by any rule.
 //
+// The atomics stay relaxed for another reason too: lavapipe (Mesa 22.3) breaks a loop under divergent
+// control flow that holds a memory barrier, which is what an atomic with memory semantics becomes (the
+// folded attention's arrivals are such a loop; docs/performance.md, "Chained layers").
+//
 // Use: ARRIVAL_FENCE(); if (one invocation) n = ARRIVE(counter, k); ARRIVAL_FENCE(); then all read (and
 // the last to arrive resets the counter). A waiter: one invocation polls LOAD_ARRIVALS until the count
 // is reached, then ARRIVAL_FENCE(); then all read.
