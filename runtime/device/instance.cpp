@@ -52,7 +52,8 @@ Instance::Instance(InstanceOptions options) {
     faults_ = parse_fault_spec(env);
   }
   const bool validation = options.validation.value_or(env_flag("TERNVK_VALIDATION"));
-  const bool emulate_units = options.emulate_matrix_units.value_or(env_switch("TERNVK_EMULATE_MATRIX_UNITS"));
+  const bool emulate_units = options.emulate_matrix_units ? *options.emulate_matrix_units
+                                                          : env_switch("TERNVK_EMULATE_MATRIX_UNITS");
   const char* validation_layer = "VK_LAYER_KHRONOS_validation";
   if (validation && !layer_available(validation_layer))
     throw Error("validation was requested (TERNVK_VALIDATION) but VK_LAYER_KHRONOS_validation is not "

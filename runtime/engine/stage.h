@@ -97,10 +97,12 @@ class Stage {
   uint64_t weight_bytes() const { return weight_bytes_; }
   uint64_t kv_bytes() const { return kv_bytes_; }
   ExecutionPlan plan() const { return plan_; }
-  // Whether the prefill GEMM of this stage's linear layers (ternary, or the FP16 baseline's for prompt
-  // chunks) runs on the device's matrix units (ops::GemmUnits).
+  // Whether a prompt chunk of `max_tokens` (this stage's step) runs its linear layers (ternary, or the
+  // FP16 baseline's) as a GEMM on the device's matrix units (ops::GemmUnits).
   bool prefill_on_matrix_units() const {
-    return options_.fp16_baseline ? fp16_prompt_.gemm().uses_matrix_units() : ternary_.gemm().uses_matrix_units();
+    const uint32_t chunk = uint32_t(options_.max_tokens);
+    return options_.fp16_baseline ? fp16_prompt_.gemm().uses_matrix_units() && fp16_prompt_.uses_gemm(chunk)
+                                  : ternary_.gemm().uses_matrix_units() && ternary_.uses_gemm(chunk);
   }
   // Steps of up to this many tokens (a one-sequence decode step) run the GPU plan's fused layers;
   // larger ones the separate ops, whose GEMV/GEMM reads each weight once for all the step's tokens:

@@ -25,7 +25,8 @@ void require_emulated_budget(const MatrixUnitTile& t, uint32_t cols, const std::
     throw Error("matrix-unit GEMM of " + name + " on emulated units: K = " + std::to_string(cols) + " takes " +
                 std::to_string(iterations) + " loop iterations an invocation, over the budget of " +
                 std::to_string(kShaderLoopBudget) +
-                " (emulation is for tests: use smaller matrices or the tiled GEMM)");
+                " (emulated units are for tests: unset TERNVK_EMULATE_MATRIX_UNITS, or ask for the tiled GEMM "
+                "with --gemm-units vector)");
 }
 
 void require_unit(const DeviceInfo& info, MatrixUnitOperands operands) {
@@ -143,8 +144,9 @@ void MatrixUnitTile::validate(const DeviceInfo& info) const {
 uint64_t MatrixUnitTile::emulated_loop_iterations(uint32_t cols) const {
   // gemm_matrix_unit.comp (EMULATED): per K block, the loads and the staging (counted as loops, in
   // case they are not unrolled) and the multiplies of KK (k steps) of each accumulator matrix, each a
-  // loop over a lane's elements; the accumulators' zeroing and store; the epilogue. (On lavapipe this
-  // came within 10% of where results first went wrong: estimates of 58,093 ran right, 60,863 not.)
+  // loop over a lane's elements; the accumulators' zeroing and store; the epilogue. On lavapipe results
+  // first went wrong between estimates of 58,093 (right) and 60,863 (wrong) against its 65,535: the
+  // estimate counts up to ~13% low, so the budget (half the limit) leaves a margin of ~1.8x.
   const uint64_t staged_per_row = uint64_t(k_chunks) * 64 / (16 / element_bytes());  // KB_VEC
   const uint64_t staged_row = (uint64_t(cols) + 63) / 64 * 64 / (16 / element_bytes());
   const uint64_t blocks = operands == MatrixUnitOperands::Fp16

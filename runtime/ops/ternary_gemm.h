@@ -97,9 +97,8 @@ class TernaryGemm {
 
   GemmShape shape_for(uint32_t rows, uint32_t tokens) const;
   bool uses_matrix_units() const { return matrix_units_; }
-  const char* shader_name() const {
-    return matrix_units_ ? "ternary_gemm_matrix_unit" : dot_ ? "ternary_gemm_dot" : "ternary_gemm_swar";
-  }
+  // The tiled kernel's shader (MatrixUnitTile::shader() names the matrix-unit ones).
+  const char* shader_name() const { return dot_ ? "ternary_gemm_dot" : "ternary_gemm_swar"; }
   // y (row stride `y_stride` floats) = or += W x for `tokens` tokens; arguments already checked.
   void record(Recording& rec, const TernaryMatrixGpu& w, const QuantizedActivations& x, uint32_t tokens,
               const MatmulOutput& y, uint32_t y_stride, Epilogue epilogue) const;

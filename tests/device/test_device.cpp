@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <bit>
+#include <cstdlib>
+#include <string>
 
 #include "common/gpu.h"
 #include "runtime/device/spirv_reflect.h"
@@ -20,6 +22,27 @@ TEST_CASE("devices are enumerated and described") {
   }
   CHECK_THROWS_WITH_AS(test::instance().select(static_cast<int>(devices.size())),
                        doctest::Contains("does not exist"), Error);
+}
+
+TEST_CASE("TERNVK_EMULATE_MATRIX_UNITS takes 0 or 1, and an instance's own option overrides it") {
+  const char* before = std::getenv("TERNVK_EMULATE_MATRIX_UNITS");
+  const std::string kept = before ? before : "";
+  auto emulated = [](const Instance& i) { return i.select().matrix_units_emulated; };
+  ::setenv("TERNVK_EMULATE_MATRIX_UNITS", "yes", 1);
+  CHECK_THROWS_WITH_AS(Instance(), doctest::Contains("TERNVK_EMULATE_MATRIX_UNITS='yes': expected 0 or 1"), Error);
+  CHECK_FALSE(emulated(Instance(InstanceOptions{.emulate_matrix_units = false})));
+  ::setenv("TERNVK_EMULATE_MATRIX_UNITS", "0", 1);
+  CHECK_FALSE(emulated(Instance()));
+  ::setenv("TERNVK_EMULATE_MATRIX_UNITS", "1", 1);
+  {
+    Instance on;
+    const DeviceInfo& d = on.select();
+    // A device with units of its own keeps them; one without gets emulated ones.
+    CHECK(d.has_int8_matrix_unit());
+    CHECK(d.matrix_units_emulated == !test::device().info().uses_cooperative_matrix_extension());
+  }
+  if (before) ::setenv("TERNVK_EMULATE_MATRIX_UNITS", kept.c_str(), 1);
+  else ::unsetenv("TERNVK_EMULATE_MATRIX_UNITS");
 }
 
 TEST_CASE("fill shader reflection reads bindings, push constants and the workgroup spec id") {

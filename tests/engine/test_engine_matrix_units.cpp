@@ -1,7 +1,7 @@
 // The engine's prefill on matrix units, run everywhere: an Instance that emulates them
 // (InstanceOptions::emulate_matrix_units) gives this device the matrix-unit GEMMs with their matrix
 // operations on the shader cores, so what routes a step to them runs here as on a GPU with units.
-// The ternary prefill on them keeps the tiled GEMM's bits; the FP16 baseline's prompt chunks take
+// The ternary prefill on them keeps the shader cores' bits; the FP16 baseline's prompt chunks take
 // them (other bits: activations rounded to fp16) while its steps of several sequences keep the
 // bits each sequence has alone.
 #include <doctest/doctest.h>
@@ -41,7 +41,7 @@ std::vector<uint32_t> prompt(uint32_t n, uint32_t salt) {
 
 }  // namespace
 
-TEST_CASE("on matrix units (emulated) the ternary prefill gives the tiled GEMM's bits, in both plans") {
+TEST_CASE("on matrix units (emulated) the ternary prefill gives the shader cores' bits, in both plans") {
   ValidationGuard guard(emulating_instance());
   REQUIRE(emulating_instance().select().has_int8_matrix_unit());
   const auto file = random_model_gguf(small_2b4t_config(), 71, "engine-matrix-units");
@@ -52,6 +52,8 @@ TEST_CASE("on matrix units (emulated) the ternary prefill gives the tiled GEMM's
     Engine tiled(emulating_instance(), file, unit_options(ops::GemmUnits::Vector, plan, false));
     Engine units(emulating_instance(), file, unit_options(ops::GemmUnits::MatrixUnits, plan, false));
     CHECK_FALSE(tiled.stage().prefill_on_matrix_units());
+    // True only where a 64-token chunk is recorded as a GEMM on the units (the GEMV, the tiled GEMM and
+    // the units give the same integer sums, so the bits alone cannot show which ran).
     REQUIRE(units.stage().prefill_on_matrix_units());
     CHECK(units.eval(tokens, true) == tiled.eval(tokens, true));
   }

@@ -81,6 +81,12 @@ bool full_size_on_emulated_units(const Device& dev, const UnitGemmCase& c) {
   return true;
 }
 
+// TERNVK_EMULATE_MATRIX_UNITS=1 in this process's environment (a ctest entry).
+bool emulation_asked() {
+  const char* v = std::getenv("TERNVK_EMULATE_MATRIX_UNITS");
+  return v && std::string(v) == "1";
+}
+
 // What the output holds before a GEMM stores or accumulates into it.
 std::vector<float> initial_output(size_t count) {
   std::vector<float> y0(count);
@@ -367,7 +373,7 @@ TEST_CASE("the FP16 GEMM self-check passes a correct GEMM and fails a wrong one"
   CHECK_FALSE(fp16_gemm_within_bound(dev, record(0, Epilogue::Store)));
 }
 
-TEST_CASE("the matrix-unit GEMMs pass their self-checks with emulated units of several shapes, on any device") {
+TEST_CASE("the matrix-unit GEMMs pass their self-checks with emulated units of several shapes") {
   // The kernels' staging, K blocks, segments, tiles and epilogues, with the matrix operations on the
   // shader cores (gemm_matrix_unit.comp, EMULATED): NVIDIA's shapes, square ones (AMD's WMMA), and
   // matrices of 8 tokens (four a subgroup across tokens). Each self-check runs every tile width at two
@@ -412,6 +418,17 @@ TEST_CASE("emulated matrix units keep their loops within lavapipe's budget or re
     CHECK(t.emulated_loop_iterations(2560) > t.emulated_loop_iterations(1280));
     CHECK(t.emulated_loop_iterations(65536) > kShaderLoopBudget);
   }
+  // A GEMM over the budget is refused when recorded, naming the matrix, K and what to do instead.
+  Device dev(test::instance(), info);
+  const uint32_t k = 65536;
+  const TernaryMatrixGpu w(dev, pack_ternary(std::vector<int8_t>(k, 1), 1, k, 1.0f), "a long row");
+  const QuantizedActivationsBuffers x = QuantizedActivationsBuffers::create(dev, 32, k, "long activations");
+  Buffer y = dev.create_buffer(32 * 4, MemoryKind::DeviceLocal, "one output a token");
+  Recording rec(dev);
+  CHECK_THROWS_WITH_AS(MatrixUnitGemm(dev).record(rec, w, x.view(), 32, {y.range()}, 1, Epilogue::Store),
+                       doctest::Contains("a long row on emulated units: K = 65536"), Error);
+  CHECK_THROWS_WITH_AS(MatrixUnitGemm(dev).record(rec, w, x.view(), 32, {y.range()}, 1, Epilogue::Store),
+                       doctest::Contains("TERNVK_EMULATE_MATRIX_UNITS"), Error);
   DeviceInfo real = h200_with_matrix_units();
   CHECK_FALSE(MatrixUnitTile::pick(real, 512).emulated);
   emulate_matrix_units(real);  // units of its own: kept, not emulated
@@ -422,6 +439,7 @@ TEST_CASE("emulated matrix units keep their loops within lavapipe's budget or re
 TEST_CASE("fp16 matrix-unit GEMM is within its bound of the exact sums (devices with fp16 matrix units)") {
   Device& dev = test::device();
   if (!dev.info().has_fp16_matrix_unit()) {
+    REQUIRE_FALSE(emulation_asked());  // the ctest entry that sets it must run this case, not pass it by
     MESSAGE("device '" << dev.info().name << "' has no fp16 matrix units: the kernel is not run here");
     return;
   }
@@ -476,6 +494,7 @@ TEST_CASE("fp16 matrix-unit GEMM is within its bound of the exact sums (devices 
 TEST_CASE("matrix-unit GEMM equals the GEMV bit for bit (devices with int8 matrix units)") {
   Device& dev = test::device();
   if (!dev.info().has_int8_matrix_unit()) {
+    REQUIRE_FALSE(emulation_asked());  // the ctest entry that sets it must run this case, not pass it by
     MESSAGE("device '" << dev.info().name << "' has no int8 matrix units: the kernel is not run here");
     return;
   }
