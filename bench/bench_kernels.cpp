@@ -32,7 +32,6 @@
 #include "runtime/ops/fp16_matmul.h"
 #include "runtime/ops/int8_matmul.h"
 #include "runtime/ops/matrix_unit_gemm.h"
-#include "runtime/ops/op_checks.h"
 #include "runtime/ops/rmsnorm_quant.h"
 #include "runtime/ops/ternary_matmul.h"
 #include "runtime/ops/ternary_matrix.h"
@@ -305,12 +304,12 @@ class Bench {
       print_rate(what.c_str(), tm, macs, bytes);
       return tm.median_us;
     };
-    // Emulated units (TERNVK_EMULATE_MATRIX_UNITS) refuse a K whose loops would pass lavapipe's budget:
-    // that row is named and left out.
+    // A tile the GEMM would refuse (emulated units over lavapipe's loop budget): that row is named and
+    // left out.
     auto units_run = [&](const std::string& what, const MatrixUnitTile& tile) {
-      if (!tile.emulated || tile.emulated_loop_iterations(k) <= kShaderLoopBudget) return true;
-      std::printf("  %-20s not run: emulated units at K = %u would pass the loop budget\n", what.c_str(), k);
-      return false;
+      const std::string why = tile.why_not_run(k, label);
+      if (!why.empty()) std::printf("  %-20s not run: %s\n", what.c_str(), why.c_str());
+      return why.empty();
     };
     {
       const TernaryInputs in(dev_, rng, x, n, k, t, label);

@@ -26,7 +26,6 @@ uint64_t shared_bytes(const HeadLayout& h, uint32_t bt, uint32_t kt) {
 
 uint32_t ceil_div(uint64_t a, uint64_t b) { return uint32_t((a + b - 1) / b); }
 
-
 // Loop iterations of one attention.comp invocation over `chunk` keys (upper bound: the loops the
 // compiler may not unroll are counted once per iteration, nested ones multiplied).
 uint64_t tiled_loop_iterations(const HeadLayout& h, uint32_t bt, uint32_t kt, uint32_t wg, uint32_t chunk) {

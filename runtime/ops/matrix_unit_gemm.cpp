@@ -17,18 +17,6 @@ const MatrixUnitShape& device_unit(const DeviceInfo& info, MatrixUnitOperands op
   return operands == MatrixUnitOperands::Fp16 ? info.fp16_matrix_unit : info.int8_matrix_unit;
 }
 
-// An emulated GEMM's loops within kShaderLoopBudget, or an error naming the matrix.
-void require_emulated_budget(const MatrixUnitTile& t, uint32_t cols, const std::string& name) {
-  if (!t.emulated) return;
-  const uint64_t iterations = t.emulated_loop_iterations(cols);
-  if (iterations > kShaderLoopBudget)
-    throw Error("matrix-unit GEMM of " + name + " on emulated units: K = " + std::to_string(cols) + " takes " +
-                std::to_string(iterations) + " loop iterations an invocation, over the budget of " +
-                std::to_string(kShaderLoopBudget) +
-                " (emulated units are for tests: unset TERNVK_EMULATE_MATRIX_UNITS, or ask for the tiled GEMM "
-                "with --gemm-units vector)");
-}
-
 void require_unit(const DeviceInfo& info, MatrixUnitOperands operands) {
   if (device_unit(info, operands).any()) return;
   if (operands == MatrixUnitOperands::Fp16)
@@ -147,11 +135,12 @@ uint64_t MatrixUnitTile::emulated_loop_iterations(uint32_t cols) const {
   // loop over a lane's elements; the accumulators' zeroing and store; the epilogue. On lavapipe results
   // first went wrong between estimates of 58,093 (right) and 60,863 (wrong) against its 65,535: the
   // estimate counts up to ~13% low, so the budget (half the limit) leaves a margin of ~1.8x.
-  const uint64_t staged_per_row = uint64_t(k_chunks) * 64 / (16 / element_bytes());  // KB_VEC
-  const uint64_t staged_row = (uint64_t(cols) + 63) / 64 * 64 / (16 / element_bytes());
-  const uint64_t blocks = operands == MatrixUnitOperands::Fp16
-                              ? ((uint64_t(cols) + 7) / 8 + staged_per_row - 1) / staged_per_row
-                              : (staged_row + staged_per_row - 1) / staged_per_row;
+  // Staged uvec4 of a row in all and a K block (KB_VEC): fp16 rows are padded to 8 halves, int8 ones
+  // to 64-element chunks.
+  const uint64_t per_uvec4 = 16 / element_bytes(), pad = operands == MatrixUnitOperands::Fp16 ? 8 : 64;
+  const uint64_t staged_per_row = uint64_t(k_chunks) * 64 / per_uvec4;
+  const uint64_t staged_row = (uint64_t(cols) + pad - 1) / pad * pad / per_uvec4;
+  const uint64_t blocks = (staged_row + staged_per_row - 1) / staged_per_row;
   const uint64_t k_steps = uint64_t(k_chunks) * 64 / unit.k;
   const uint64_t matrices = uint64_t(matrices_m) * matrices_n;
   const uint64_t per_lane = (uint64_t(unit.m) * unit.n + subgroup - 1) / subgroup;
@@ -161,6 +150,17 @@ uint64_t MatrixUnitTile::emulated_loop_iterations(uint32_t cols) const {
   const uint64_t loads = (global_loads + wg - 1) / wg + (tile_tokens() * staged_per_row + wg - 1) / wg;
   return blocks * (1 + 2 * loads + k_steps * (1 + matrices * (1 + per_lane))) + 2 * matrices * (1 + per_lane) +
          (tile + wg - 1) / wg;
+}
+
+std::string MatrixUnitTile::why_not_run(uint32_t cols, const std::string& name) const {
+  if (!emulated) return "";
+  const uint64_t iterations = emulated_loop_iterations(cols);
+  if (iterations <= kShaderLoopBudget) return "";
+  return "matrix-unit GEMM of " + name + " on emulated units: K = " + std::to_string(cols) + " takes " +
+         std::to_string(iterations) + " loop iterations an invocation, over the budget of " +
+         std::to_string(kShaderLoopBudget) +
+         " (emulated units are for tests: unset TERNVK_EMULATE_MATRIX_UNITS, or ask for the tiled GEMM with "
+         "--gemm-units vector)";
 }
 
 PipelineOptions MatrixUnitTile::pipeline_options(Epilogue epilogue) const {
@@ -176,7 +176,7 @@ PipelineOptions MatrixUnitTile::pipeline_options(Epilogue epilogue) const {
 void MatrixUnitGemm::record(Recording& rec, const TernaryMatrixGpu& w, const QuantizedActivations& x, uint32_t tokens,
                             const MatmulOutput& y, uint32_t y_stride, Epilogue epilogue) const {
   const MatrixUnitTile t = tile(tokens, w.rows());
-  require_emulated_budget(t, w.cols(), w.name());
+  if (const std::string why = t.why_not_run(w.cols(), w.name()); !why.empty()) throw Error(why);
   const Pipeline& pipeline = device_.pipeline(t.shader(), t.pipeline_options(epilogue));
   record_ternary_gemm_dispatches(rec, pipeline, w, x, tokens, y, y_stride, epilogue, t.tile_rows(), t.tile_tokens());
 }
@@ -187,7 +187,7 @@ void MatrixUnitGemm::record(Recording& rec, const Fp16MatrixGpu& w, BufferRange 
     throw Error("fp16 matrix-unit GEMM of " + w.name() + ": needs K % 4 == 0 and the input at a multiple of 16 bytes (K " +
                 std::to_string(w.cols()) + ", offset " + std::to_string(x.offset) + ")");
   const MatrixUnitTile t = tile(tokens, w.rows(), MatrixUnitOperands::Fp16);
-  require_emulated_budget(t, w.cols(), w.name());
+  if (const std::string why = t.why_not_run(w.cols(), w.name()); !why.empty()) throw Error(why);
   const Pipeline& pipeline = device_.pipeline(t.shader(), t.pipeline_options(epilogue));
   record_fp16_gemm_dispatches(rec, pipeline, w, x, tokens, y, y_stride, epilogue, t.tile_rows(), t.tile_tokens());
 }

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "runtime/device/device.h"
@@ -77,6 +78,8 @@ struct MatrixUnitTile {
   // Emulated units (`emulated`): the loop iterations of one invocation for a K of `cols` elements,
   // which the GEMMs keep within kShaderLoopBudget (op_checks.h) or refuse by name.
   uint64_t emulated_loop_iterations(uint32_t cols) const;
+  // Why this tile cannot multiply the matrix `name` of K = `cols` (emulated units over the budget), or "".
+  std::string why_not_run(uint32_t cols, const std::string& name) const;
   PipelineOptions pipeline_options(Epilogue epilogue) const;
 };
 

@@ -81,6 +81,15 @@ bool full_size_on_emulated_units(const Device& dev, const UnitGemmCase& c) {
   return true;
 }
 
+// This device described with emulated matrix units of these shapes (whatever units it has itself).
+DeviceInfo with_emulated_units(MatrixUnitShape int8 = {16, 8, 32}, MatrixUnitShape fp16 = {16, 8, 16}) {
+  DeviceInfo info = test::device().info();
+  info.int8_matrix_unit = info.fp16_matrix_unit = {};
+  info.matrix_units_emulated = false;
+  emulate_matrix_units(info, int8, fp16);
+  return info;
+}
+
 // TERNVK_EMULATE_MATRIX_UNITS=1 in this process's environment (a ctest entry).
 bool emulation_asked() {
   const char* v = std::getenv("TERNVK_EMULATE_MATRIX_UNITS");
@@ -391,10 +400,7 @@ TEST_CASE("the matrix-unit GEMMs pass their self-checks with emulated units of s
                           Shapes{{8, 8, 32}, {8, 8, 8}}}) {
     CAPTURE(s.int8.n);
     CAPTURE(s.int8.m);
-    DeviceInfo info = test::device().info();
-    info.int8_matrix_unit = info.fp16_matrix_unit = {};
-    info.matrix_units_emulated = false;
-    emulate_matrix_units(info, s.int8, s.fp16);
+    const DeviceInfo info = with_emulated_units(s.int8, s.fp16);
     REQUIRE(info.matrix_units_emulated);
     Device dev(test::instance(), info);
     CHECK(matrix_unit_gemm_agrees(dev));
@@ -403,10 +409,7 @@ TEST_CASE("the matrix-unit GEMMs pass their self-checks with emulated units of s
 }
 
 TEST_CASE("emulated matrix units keep their loops within lavapipe's budget or refuse by name") {
-  DeviceInfo info = test::device().info();
-  info.int8_matrix_unit = info.fp16_matrix_unit = {};
-  info.matrix_units_emulated = false;
-  emulate_matrix_units(info);
+  DeviceInfo info = with_emulated_units();
   info.max_shared_memory = 32 * 1024;  // lavapipe's, whatever this device's
   for (const MatrixUnitOperands operands : {MatrixUnitOperands::Int8, MatrixUnitOperands::Fp16}) {
     CAPTURE(int(operands));
