@@ -10,7 +10,8 @@
 #                  dependent dispatches, and the picked layers with no barriers (the bound for chaining)
 #   bench.md       2B4T full depth, vocab 32000, f16 head, GPU plan: tg128 and pp512 in one chunk
 #                  (-b 512), ternary and the FP16 baseline side by side (the issue's targets; each
-#                  variant's prefill on its matrix units where the device passes their self-checks); then
+#                  variant's prefill on its matrix units where the device passes their self-checks; each
+#                  variant's layers chained where its trial before timing kept them, said on stderr); then
 #                  tg128 with the layers chained and not (--chain-layers off,on: no barriers between a
 #                  token's fused dispatches, each waiting in its shader; and profile's GPU time a token
 #                  for both), then tg128 with the attention inside qkv and apart (--fold-attention auto,off), with
@@ -137,15 +138,16 @@ timed 90 "bench_decode_layers" "$b/bench/bench_decode_layers" $layers_args > "$o
 step bench
 timed 200 "bench --both" "$t" bench $syn -p $P -n $N -b $P -r $R --both --plan gpu --gemm-units $units > "$out/bench.md" 2>&1
 step bench-chain
-# Chained layers (experimental, off by default): the lever for the 2.5x decode ratio if the
-# dispatches' drains and launches are what a token waits on; a wait that times out is reported
-# ("chain timed out: turned off") and the rows then time unchained steps.
+# Chained layers (the rows above: auto, a trial before timing keeps them where they give the same bits
+# and win by 2%; its verdict is on those rows' stderr lines): the lever for the 2.5x decode ratio if
+# the dispatches' drains and launches are what a token waits on. Forced off and on side by side here;
+# a wait that times out is reported ("chain timed out: turned off") and the rows then time unchained steps.
 timed 90 "bench --chain-layers off,on" "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --chain-layers off,on --gemm-units $units >> "$out/bench.md" 2>&1
 # ... and the GPU time a token with and without, undistorted (whole passes), with the barriers a token
 echo "## profile --timing pass, layers chained off and on (GPU time a token, barriers a token)" >> "$out/bench.md"
-for flag in "" "--chain-layers"; do
+for flag in "--chain-layers off" "--chain-layers on"; do
   timeout -k 5 $(limit 40) "$t" profile $syn -p $Pshort -n $Nshort --plan gpu --timing pass --gemm-units $units $flag 2>&1 |
-    tee -a "$seen" | grep -E "^(decode|a chained)" >> "$out/bench.md"
+    tee -a "$seen" | grep -E "^(decode|a chained|layers chained)" >> "$out/bench.md"
   kept "${PIPESTATUS[0]}" "profile $flag"
 done
 step tests

@@ -198,7 +198,7 @@ Action add_bench_command(CLI::App& app) {
     std::vector<int> chains{EngineOptions{}.greedy_chain};
     std::vector<std::string> step_inputs{"auto"};
     std::vector<std::string> folds{"auto"};
-    std::vector<std::string> layer_chains{"off"};
+    std::vector<std::string> layer_chains{"auto"};
   };
   auto o = std::make_shared<Opts>();
   o->models.add(*cmd, true);
@@ -258,10 +258,11 @@ Action add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"auto", "on", "off"}));
   cmd->add_option("--chain-layers", o->layer_chains,
                   "GPU plan, one-token steps: the fused dispatches of all layers with no barriers between them, "
-                  "each waiting in its shader for the one before (experimental, EngineOptions::chain_layers), "
-                  "comma-separated: off and/or on; several run side by side")
+                  "each waiting in its shader for the one before (EngineOptions::chain_layers), comma-separated: "
+                  "auto (on GPUs, kept where a trial before timing finds the same bits and a win), measure (the "
+                  "trial on any device), on and/or off; several run side by side")
       ->delimiter(',')
-      ->check(CLI::IsMember({"off", "on"}));
+      ->check(CLI::IsMember({"auto", "measure", "off", "on"}));
   cmd->add_flag("--no-warmup", o->no_warmup, "Skip the untimed warm-up run of each test");
   cmd->add_flag("--sequential", o->sequential,
                 "With --both: load and run one variant after the other (default: both loaded, repetitions "
@@ -274,7 +275,7 @@ Action add_bench_command(CLI::App& app) {
     const bool label_chain = chains.size() > 1 || chains[0] != EngineOptions{}.greedy_chain;
     const std::vector<std::string> input_names = first_of_each(o->step_inputs), fold_names = first_of_each(o->folds),
                                    plan_names = first_of_each(o->plans), layer_chain_names = first_of_each(o->layer_chains);
-    const bool label_layer_chain = layer_chain_names.size() > 1 || layer_chain_names[0] != "off";
+    const bool label_layer_chain = layer_chain_names.size() > 1 || layer_chain_names[0] != "auto";
     auto models = o->models.resolve();
     Instance instance;
     std::vector<std::optional<int>> devices;
@@ -330,7 +331,7 @@ Action add_bench_command(CLI::App& app) {
           eo.greedy_chain = chain;
           if (inputs != "auto") eo.step_inputs_on_device = inputs == "device";
           if (fold != "auto") eo.fold_attention = fold == "on";
-          eo.chain_layers = layer_chain == "on";
+          eo.chain_layers = parse_layer_chain(layer_chain);
           eo.gemm_units = parse_gemm_units(units);
           eo.load_tokenizer = false;
           eo.dot = o->dot == "swar" ? ops::TernaryDot::Swar
@@ -363,6 +364,9 @@ Action add_bench_command(CLI::App& app) {
             throw Error(m.name + " (" + variant + "): " + std::to_string(bad) + " of " + std::to_string(logits.size()) +
                         " logits are not finite");
           engine.reset();
+          // The chained layers' trial, if one runs, ends here: the rows time what it kept.
+          engine.settle_layer_chain();
+          std::fprintf(stderr, "  %s %s: layers chained %s\n", m.name.c_str(), variant, engine.layer_chain_note().c_str());
           engine.prepare_greedy_chains();  // no chain is recorded while a tg test is timed
           Result& b = run.base;
           b.model = m.name;

@@ -127,7 +127,7 @@ Action add_profile_command(CLI::App& app) {
     std::optional<int> device;
     std::string dot = "auto", trace, chart, output = "md", head = "f16", plan = "auto", timing = "dispatch";
     std::string fold = "auto", gemm_units = "auto";
-    bool chain_layers = false;
+    std::string chain_layers = "auto";
     std::string devices, split = "auto";
     uint64_t bandwidth_mib = 0;
   };
@@ -194,7 +194,7 @@ Action add_profile_command(CLI::App& app) {
     eo.head = parse_head(o->head);
     eo.plan = parse_plan(o->plan);
     eo.fold_attention = parse_fold_attention(o->fold);
-    eo.chain_layers = o->chain_layers;
+    eo.chain_layers = parse_layer_chain(o->chain_layers);
     eo.gemm_units = parse_gemm_units(o->gemm_units);
     const bool per_dispatch = o->timing == "dispatch";
     if (!per_dispatch && (!o->trace.empty() || !o->chart.empty()))
@@ -208,6 +208,10 @@ Action add_profile_command(CLI::App& app) {
     const char* variant = o->fp16 ? "fp16" : "ternary";
     std::fprintf(stderr, "profiling %s (%s) on %s: %d prompt tokens, %d decode steps\n", m.name.c_str(), variant,
                  info.name.c_str(), o->prompt, o->steps);
+    // The chained layers' trial, if one runs, ends before anything is profiled: the steps then run one
+    // form each, as generation does once it is settled.
+    engine.settle_layer_chain();
+    std::fprintf(stderr, "layers chained %s\n", engine.layer_chain_note().c_str());
 
     const auto bw = profiler::measure_bandwidth(engine.device(), o->bandwidth_mib << 20);
     const double peak = bw.peak();
@@ -351,6 +355,7 @@ Action add_profile_command(CLI::App& app) {
       nlohmann::json j = {{"model", m.name},
                           {"variant", variant},
                           {"plan", plan_name(engine.stage().plan())},
+                          {"layer_chain", engine.layer_chain_note()},
                           {"timing", o->timing},
                           {"device", info.name},
                           {"driver", info.driver_name + " " + info.driver_info},

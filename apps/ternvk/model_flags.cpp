@@ -118,11 +118,20 @@ void ModelFlags::add(CLI::App& cmd) {
   add_chain_layers_flag(cmd, chain_layers);
 }
 
-void add_chain_layers_flag(CLI::App& cmd, bool& chain) {
-  cmd.add_flag("--chain-layers", chain,
-               "GPU plan, one token a step: the fused dispatches of all layers with no barriers between them, "
-               "each waiting in its shader for the one before (experimental: not yet measured on a GPU; a wait "
-               "that times out turns it off and redoes the step with barriers)");
+void add_chain_layers_flag(CLI::App& cmd, std::string& chain) {
+  cmd.add_option("--chain-layers", chain,
+                 "GPU plan, one token a step: the fused dispatches of all layers with no barriers between them, "
+                 "each waiting in its shader for the one before: auto (on GPUs, measured: the first steps run "
+                 "both ways, and the chain stays if it gives the same bits and wins by 2%), measure (the same on "
+                 "any device), on or off (a wait that times out turns it off and redoes the step with barriers)")
+      ->check(CLI::IsMember({"auto", "on", "off", "measure"}));
+}
+
+LayerChain parse_layer_chain(const std::string& chain) {
+  return chain == "on" ? LayerChain::On
+         : chain == "off" ? LayerChain::Off
+         : chain == "measure" ? LayerChain::Measure
+                              : LayerChain::Auto;
 }
 
 void add_fold_attention_flag(CLI::App& cmd, std::string& fold) {
@@ -183,7 +192,7 @@ EngineOptions ModelFlags::engine_options(int device_count) const {
   o.head = parse_head(head);
   o.plan = parse_plan(plan);
   o.fold_attention = parse_fold_attention(fold_attention);
-  o.chain_layers = chain_layers;
+  o.chain_layers = parse_layer_chain(chain_layers);
   o.greedy_chain = greedy_chain;
   o.progress = progress_printer();
   if (o.devices.size() > 1)  // the placement, before anything is uploaded

@@ -26,7 +26,7 @@ struct ModelFlags {
   std::string head = "f16";  // output head precision: f16 or int8
   std::string plan = "auto";  // forward pass: auto, gpu or cpu
   std::string fold_attention = "auto";  // GPU plan: the attention inside qkv at short contexts (auto, on, off)
-  bool chain_layers = false;  // GPU plan: one-token steps' fused dispatches chained (EngineOptions::chain_layers)
+  std::string chain_layers = "auto";  // GPU plan: one-token steps' fused dispatches chained (auto, on, off, measure)
   int greedy_chain = EngineOptions{}.greedy_chain;  // a flag of the commands that generate (run, chat)
   void add(CLI::App& cmd);
   EngineOptions engine_options(int device_count) const;
@@ -51,8 +51,9 @@ ExecutionPlan parse_plan(const std::string& plan);
 // Adds `--fold-attention auto|on|off` (EngineOptions::fold_attention).
 void add_fold_attention_flag(CLI::App& cmd, std::string& fold);
 std::optional<bool> parse_fold_attention(const std::string& fold);
-// Adds `--chain-layers` (EngineOptions::chain_layers).
-void add_chain_layers_flag(CLI::App& cmd, bool& chain);
+// Adds `--chain-layers auto|on|off|measure` (EngineOptions::chain_layers).
+void add_chain_layers_flag(CLI::App& cmd, std::string& chain);
+LayerChain parse_layer_chain(const std::string& chain);
 // Parses a `--gemm-units` value: auto, vector or matrix (EngineOptions::gemm_units).
 ops::GemmUnits parse_gemm_units(const std::string& units);
 // Adds `--greedy-chain N` (EngineOptions::greedy_chain: greedy steps a submit, chained on the GPU).

@@ -67,7 +67,8 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                         .attention_min_split = options_.attention_min_split,
                         .chain_layers = options_.chain_layers,
                         .chain_spin_limit = options_.chain_spin_limit,
-                        .chain_unreachable_waits = options_.chain_unreachable_waits};
+                        .chain_unreachable_waits = options_.chain_unreachable_waits,
+                        .chain_trial_mismatch_pair = options_.chain_trial_mismatch_pair};
   const Placement placement = place_model(c, devices, options_.split, so, model.string());
   const std::vector<StageSpec>& specs = placement.stages;
   if (options_.on_plan) options_.on_plan(placement.text);
@@ -87,6 +88,35 @@ uint64_t Engine::peak_gpu_bytes() const {
   uint64_t total = 0;
   for (const auto& d : devices_) total += d->memory().peak_bytes_in_use();
   return total;
+}
+
+bool Engine::layer_chain_trial_running() const {
+  for (const auto& s : stages_)
+    if (s->layer_chain_trial_running()) return true;
+  return false;
+}
+
+void Engine::settle_layer_chain() {
+  auto running = [&] { return layer_chain_trial_running(); };
+  if (!running()) return;
+  for (const Slot& s : slots_)
+    if (s.position != 0) throw Error("internal: the chained layers' trial needs every sequence empty");
+  // A pair a one-token step, from position 0 again where the context ends (tokens varied so that the
+  // steps are not all alike). Each step is a pair, so the bound is only a guard.
+  for (uint32_t i = 0; running() && i < 4 * (LayerChainTrial::kTimedPairs + 1); ++i) {
+    if (position() >= context_) reset();
+    const uint32_t token[] = {(i * 7919u + 1) % uint32_t(config().vocab)};
+    eval(token);
+  }
+  reset();
+}
+
+std::string Engine::layer_chain_note() const {
+  if (stages_.size() == 1) return stages_.front()->layer_chain_note();
+  std::string note;
+  for (size_t i = 0; i < stages_.size(); ++i)
+    note += (i ? "; stage " : "stage ") + std::to_string(i) + ": " + stages_[i]->layer_chain_note();
+  return note;
 }
 
 std::string Engine::describe_plan() const {
@@ -294,6 +324,8 @@ std::vector<uint32_t> Engine::decode_greedy(int slot_index, uint32_t token, int 
   const int first_position = slot.position;
   std::vector<uint32_t> picks;
   std::chrono::steady_clock::time_point t0;
+  // A step the chained layers' trial runs twice says nothing about the speed the budget is kept at.
+  const bool trial = layer_chain_trial_running();
   if (steps == 1) {
     t0 = std::chrono::steady_clock::now();
     const uint32_t one[] = {token};
@@ -312,7 +344,7 @@ std::vector<uint32_t> Engine::decode_greedy(int slot_index, uint32_t token, int 
   const double budget = options_.greedy_chain_budget_ms / 1000, per_token = seconds_since(t0) / steps;
   const double fit = budget > 0 && per_token > 0 ? budget / per_token : double(chain_max);
   const int most = budget > 0 ? std::min(chain_max, std::max(chain_steps_, 2 * steps)) : chain_max;
-  chain_steps_ = std::clamp(int(std::min(fit, double(chain_max))), 1, most);
+  if (!trial || budget <= 0) chain_steps_ = std::clamp(int(std::min(fit, double(chain_max))), 1, most);
   const auto bad = std::find_if(picks.begin(), picks.end(), [&](uint32_t t) { return t >= uint32_t(config().vocab); });
   if (bad == picks.end()) return picks;
   // Step i fed its token and found none; later steps ran from no token. The picks before it are

@@ -72,11 +72,13 @@ struct EngineOptions {
   // contexts (GPU plan). Unset: wherever the device can.
   std::optional<bool> fold_attention;
   uint32_t attention_min_split = 0;  // tests: StageOptions::attention_min_split
-  // StageOptions::chain_layers: the GPU plan's one-token steps with their fused dispatches chained
-  // (no barriers between them; off by default, not yet measured on a GPU). On: required.
-  bool chain_layers = false;
+  // StageOptions::chain_layers: the GPU plan's one-token steps with their fused dispatches chained (no
+  // barriers between them). Auto: on GPUs, the first one-token steps run both ways, checked for the same
+  // bits and timed, and the chain stays only where it wins (LayerChainTrial); off on CPU devices.
+  LayerChain chain_layers = LayerChain::Auto;
   uint32_t chain_spin_limit = 0;          // tests: StageOptions::chain_spin_limit
   bool chain_unreachable_waits = false;   // tests: StageOptions::chain_unreachable_waits
+  uint32_t chain_trial_mismatch_pair = 0;  // tests: StageOptions::chain_trial_mismatch_pair
 };
 
 // What one sequence's step produced (prefill() and decode()), as asked by its Selection: the token
@@ -139,6 +141,8 @@ class Engine {
     for (const auto& s : stages_) n += s->chain_redos();
     return n;
   }
+  // What became of the chained layers (Stage::layer_chain_note), one stage's note, or each stage's.
+  std::string layer_chain_note() const;
   const Stage& stage(size_t i) const { return *stages_.at(i); }
   // The placement: each stage's device, layers, and bytes of weights and KV cache.
   std::string describe_plan() const;
@@ -193,6 +197,12 @@ class Engine {
   void take_back(int slot, PicksAhead& picks) { truncate(slot, position(slot) - picks.drop_rest()); }
   // Records every chain length decode_greedy may run (benchmarks: nothing is recorded while timed).
   void prepare_greedy_chains();
+  // Runs the chained layers' trial (EngineOptions::chain_layers Auto or Measure) to its end now: one-token
+  // steps of sequence 0 from position 0, which is reset afterwards. Benchmarks and the profiler call it
+  // before they time anything; generation otherwise settles it in its first steps. Every sequence must
+  // be empty. Nothing to do where no trial runs.
+  void settle_layer_chain();
+  bool layer_chain_trial_running() const;  // in any stage
 
   // Tokenizer ids (int32) as the engine's token ids.
   static std::vector<uint32_t> ids(const std::vector<TokenId>& tokens) { return {tokens.begin(), tokens.end()}; }

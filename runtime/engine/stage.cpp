@@ -1,5 +1,6 @@
 #include "runtime/engine/stage.h"
 
+#include <chrono>
 #include <cstring>
 #include <future>
 #include <system_error>
@@ -195,13 +196,45 @@ Stage::Stage(Device& device, const ModelSource& source, const StageSpec& spec, c
       throw Error("attention inside the qkv dispatch on device '" + device.info().name + "': " + why);
     }
   }
-  if (options.chain_layers) {
-    const std::string why = why_no_layer_chain();
-    if (!why.empty()) throw Error("chained layers on device '" + device.info().name + "': " + why);
+  const LayerChain chain = options.chain_layers;
+  if (may_chain_layers(options, device.info())) {
     layer_chain_counters_ = allocate("chained dispatch counters");
     layer_chain_flag_ = allocate("chain timed-out flag");
-    chain_layers_ = true;
   }
+  const std::string why = chain == LayerChain::Off ? "off (--chain-layers off)"
+                          : chain == LayerChain::Auto && device.info().is_cpu()
+                              ? "off: a CPU device runs dispatches one after another (--chain-layers measure to try it)"
+                              : why_no_layer_chain();
+  if (!why.empty() && (chain == LayerChain::On || chain == LayerChain::Measure))
+    throw Error("chained layers on device '" + device.info().name + "': " + why);
+  if (!why.empty()) {
+    chain_note_ = why.starts_with("off") ? why : "off: " + why;
+  } else if (chain == LayerChain::On) {
+    chain_state_ = ChainState::On;
+    chain_note_ = "on (--chain-layers on)";
+  } else {
+    chain_state_ = ChainState::Trial;
+  }
+}
+
+std::string Stage::layer_chain_note() const {
+  if (chain_state_ != ChainState::Trial) return chain_note_;
+  return "measuring: " + std::to_string(chain_trial_.timed_pairs()) + " of " +
+         std::to_string(LayerChainTrial::kTimedPairs) + " one-token steps timed both ways";
+}
+
+std::vector<bool> Stage::layer_chain_forms() const {
+  switch (chain_state_) {
+    case ChainState::Off: return {false};
+    case ChainState::On: return {true};
+    case ChainState::Trial: return {false, true};
+  }
+  return {false};
+}
+
+void Stage::stop_layer_chain(std::string why) {
+  chain_state_ = ChainState::Off;
+  chain_note_ = "off: " + std::move(why);
 }
 
 std::string Stage::why_no_layer_chain() const {
@@ -220,8 +253,6 @@ std::string Stage::why_no_layer_chain() const {
   return "";
 }
 
-bool Stage::pass_chains_layers(uint32_t tokens) const { return chain_layers_ && tokens <= kFusedMaxTokens; }
-
 void Stage::close_layer_chain(Recording& rec) {
   if (rec.chain_open()) rec.end_chain();
 }
@@ -236,7 +267,8 @@ bool Stage::layer_chain_timed_out() {
   if (!flag) return false;
   // Some workgroup waited past its bound: the device may not start a dispatch's workgroups before a
   // later one's, so nothing chained is trusted again on this stage.
-  chain_layers_ = false;
+  stop_layer_chain("a chained wait timed out (the device may not start a dispatch's workgroups before a later "
+                   "one's); the step was redone with barriers");
   ++chain_redos_;
   last_pass_ = nullptr;
   passes_.clear();
@@ -332,7 +364,7 @@ void Stage::record_pass(Recording& rec, uint32_t tokens, LogitsMode mode, Select
   // Chained layers: every count of this pass's links starts at 0 (and the timed-out flag, in a
   // recording's first pass).
   links_.reset();
-  if (fused_ && pass_chains_layers(T)) {
+  if (fused_ && recording_chained_ && T <= kFusedMaxTokens) {
     const uint64_t from = zero_layer_chain_flag_ ? 0 : 4;
     zero_layer_chain_flag_ = false;
     rec.fill(layer_chain_counters_.range(from, layer_chain_counters_.size() - from), 0);
@@ -527,16 +559,19 @@ RecordingOptions Stage::recording_options() const {
           .whole_pass = options_.timestamps == TimestampMode::Pass};
 }
 
-Recording& Stage::pass(uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence, bool fold_attention) {
-  auto& slot = passes_[{tokens, int(mode), int(select.kind), select.k, one_sequence, fold_attention}];
+Recording& Stage::pass(uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence, bool fold_attention,
+                       bool chained) {
+  chained = chained && tokens <= kFusedMaxTokens;
+  auto& slot = passes_[{tokens, int(mode), int(select.kind), select.k, one_sequence, fold_attention, chained}];
   if (!slot) {
     // Kept only once whole: a recording that threw halfway must not be replayed next time.
     auto rec = std::make_unique<Recording>(device_, recording_options());
-    const bool chains = pass_chains_layers(tokens);
-    if (chains) begin_layer_chain_recording();
+    recording_chained_ = chained;
+    if (chained) begin_layer_chain_recording();
     record_step_inputs(*rec);
     record_pass(*rec, tokens, mode, select, one_sequence, step_io(), fold_attention);
-    if (chains) end_layer_chain_recording(*rec);
+    if (chained) end_layer_chain_recording(*rec);
+    recording_chained_ = false;
     rec->finish();
     slot = std::move(rec);
   }
@@ -548,16 +583,19 @@ void Stage::prepare_greedy_chain(uint32_t steps) {
   if (steps < 2 || steps > uint32_t(options_.greedy_chain))
     throw Error("internal: a greedy chain of " + std::to_string(steps) + " steps; this stage takes 2.." +
                 std::to_string(options_.greedy_chain));
-  record_greedy_chain(steps, false);
-  if (steps <= fold_keys_) record_greedy_chain(steps, true);
+  for (const bool chained : layer_chain_forms()) {
+    record_greedy_chain(steps, false, chained);
+    if (steps <= fold_keys_) record_greedy_chain(steps, true, chained);
+  }
 }
 
-void Stage::record_greedy_chain(uint32_t steps, bool fold_attention) {
-  auto& slot = greedy_chains_[{steps, fold_attention}];
+void Stage::record_greedy_chain(uint32_t steps, bool fold_attention, bool chained) {
+  auto& slot = greedy_chains_[{steps, fold_attention, chained}];
   if (slot) return;
   auto rec = std::make_unique<Recording>(device_, recording_options());
   const uint64_t stride = greedy_chain_stride(device_.info());
-  if (pass_chains_layers(1)) begin_layer_chain_recording();
+  recording_chained_ = chained;
+  if (chained) begin_layer_chain_recording();
   record_step_inputs(*rec);
   const PassIo inputs = step_io();
   // The picks stay in device memory until the chain ends, where the device has its own.
@@ -572,7 +610,8 @@ void Stage::record_greedy_chain(uint32_t steps, bool fold_attention) {
     record_pass(*rec, 1, LogitsMode::Last, {Selection::Argmax}, true, io, fold_attention);
   }
   if (greedy_picks_) rec->copy(greedy_picks_.range(0, steps * stride), selected_.range(0, steps * stride));
-  if (pass_chains_layers(1)) end_layer_chain_recording(*rec);
+  if (chained) end_layer_chain_recording(*rec);
+  recording_chained_ = false;
   rec->finish();
   slot = std::move(rec);
 }
@@ -590,7 +629,6 @@ std::vector<uint32_t> Stage::run_greedy_chain(uint32_t id, uint32_t slot, uint32
   // Folded only if every step's context is short (each step's position below fold_keys_).
   const bool fold = uint64_t(position) + steps <= fold_keys_;
   prepare_greedy_chain(steps);
-  Recording* rec = greedy_chains_.at({steps, fold}).get();
   const uint64_t stride = greedy_chain_stride(device_.info());
   auto* positions = static_cast<uint8_t*>(positions_.mapped());
   for (uint32_t i = 0; i < steps; ++i) {
@@ -603,12 +641,21 @@ std::vector<uint32_t> Stage::run_greedy_chain(uint32_t id, uint32_t slot, uint32
   last_tokens_ = 0;
   last_mode_ = LogitsMode::None;
   last_select_ = {};
-  const bool chained = pass_chains_layers(1);
-  rec->submit_and_wait();
-  if (chained && layer_chain_timed_out()) {  // redone with barriers: the same inputs, the same positions' K/V rewritten
-    prepare_greedy_chain(steps);
-    rec = greedy_chains_.at({steps, fold}).get();
+  auto chain_of = [&](bool chained) {
+    prepare_greedy_chain(steps);  // again after a timed-out wait dropped every recording
+    return greedy_chains_.at({steps, fold, chained}).get();
+  };
+  Recording* rec = nullptr;
+  if (chain_state_ == ChainState::Trial) {
+    rec = run_layer_chain_trial(chain_of, 1, steps * stride);
+  } else {
+    const bool chained = chain_state_ == ChainState::On;
+    rec = chain_of(chained);
     rec->submit_and_wait();
+    if (chained && layer_chain_timed_out()) {  // redone with barriers: the same inputs, the same positions' K/V rewritten
+      rec = chain_of(false);
+      rec->submit_and_wait();
+    }
   }
   last_pass_ = rec;
   std::vector<uint32_t> picks(steps);
@@ -651,10 +698,13 @@ void Stage::start(std::span<const uint32_t> ids, const TokenPlaces& places, Logi
   std::memcpy(positions_.mapped(), positions.data(), T * 4);
   std::memcpy(slots_.mapped(), places.slots.data(), T * 4);
   const bool fold = T == 1 && positions[0] < fold_keys_;
-  Recording& rec = pass(T, mode, select, places.one_sequence, fold);
-  rec.submit();
+  const bool one_token = T <= kFusedMaxTokens;
+  pending_trial_ = one_token && chain_state_ == ChainState::Trial;  // both forms run in finish()
+  const bool chained = one_token && chain_state_ == ChainState::On;
+  Recording& rec = pass(T, mode, select, places.one_sequence, fold, chained);
+  if (!pending_trial_) rec.submit();
   pending_ = &rec;
-  pending_key_ = {T, mode, select, places.one_sequence, fold};
+  pending_key_ = {T, mode, select, places.one_sequence, fold, chained};
   last_tokens_ = T;
   last_mode_ = mode;
   last_select_ = select;
@@ -664,15 +714,83 @@ void Stage::finish() {
   if (!pending_) throw Error("internal: finish() without a started stage step");
   Recording* rec = pending_;
   pending_ = nullptr;
-  const bool chained = pass_chains_layers(pending_key_.tokens);
+  const PassKey& k = pending_key_;
+  if (pending_trial_) {
+    pending_trial_ = false;
+    last_pass_ = run_layer_chain_trial(
+        [&](bool chained) { return &pass(k.tokens, k.mode, k.select, k.one_sequence, k.fold, chained); }, k.tokens,
+        k.select.kind == Selection::Logits ? 0 : selected_.size());
+    return;
+  }
   rec->wait();
   last_pass_ = rec;
-  if (chained && layer_chain_timed_out()) {  // redone with barriers from the same inputs (its K/V rows rewritten)
-    const PassKey& k = pending_key_;
-    Recording& again = pass(k.tokens, k.mode, k.select, k.one_sequence, k.fold);
+  if (k.chained && layer_chain_timed_out()) {  // redone with barriers from the same inputs (its K/V rows rewritten)
+    Recording& again = pass(k.tokens, k.mode, k.select, k.one_sequence, k.fold, false);
     again.submit_and_wait();
     last_pass_ = &again;
   }
+}
+
+Recording* Stage::run_layer_chain_trial(const std::function<Recording*(bool chained)>& form, uint32_t tokens,
+                                        uint64_t selected_bytes) {
+  struct Outcome {
+    Recording* rec = nullptr;
+    double seconds = 0;
+    std::vector<uint8_t> hidden, selected;
+  };
+  const Buffer& residual = spec_.head ? x_ : hidden_out_;
+  // The residual stream after the last layer and the GPU's selection: the head and the selection are
+  // not chained, and compute the same from the same residual stream.
+  auto run_form = [&](bool chained) {
+    Outcome o;
+    o.rec = form(chained);  // recorded first if new: only the run is timed
+    const auto start = std::chrono::steady_clock::now();
+    o.rec->submit_and_wait();
+    o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    o.hidden.resize(uint64_t(tokens) * c_.dim * 4);
+    device_.download(residual, o.hidden.data(), o.hidden.size());
+    o.selected.resize(selected_bytes);
+    if (selected_bytes) device_.download(selected_, o.selected.data(), selected_bytes);
+    if (chained && options_.chain_trial_mismatch_pair == uint32_t(chain_trial_.pairs() + 1)) {
+      // Tests: as if the device had raced, on the device (what the caller would read) and in the copy.
+      o.hidden.back() ^= 1;
+      device_.upload(residual, o.hidden.data(), o.hidden.size());
+      if (spec_.head) {
+        std::vector<uint8_t> logit(4);
+        device_.download(logits_, logit.data(), 4);
+        logit[0] ^= 1;
+        device_.upload(logits_, logit.data(), 4);
+      }
+    }
+    return o;
+  };
+  Outcome plain, chained;
+  const bool chained_first = chain_trial_.chained_first();
+  for (const bool chained_now : {chained_first, !chained_first}) {
+    (chained_now ? chained : plain) = run_form(chained_now);
+    // A timed-out wait turns chaining off and drops every recording: the unchained form runs again.
+    if (chained_now && layer_chain_timed_out()) return run_form(false).rec;
+  }
+  if (plain.hidden != chained.hidden || plain.selected != chained.selected) {
+    stop_layer_chain(std::string("the chained pass gave other bits than the unchained one on this device (") +
+                     (plain.hidden != chained.hidden ? "residual stream" : "selected tokens") + ", trial pair " +
+                     std::to_string(chain_trial_.pairs() + 1) + ")");
+    // As after a timed-out wait: nothing a chained pass left is trusted (the folded attention's
+    // counters), and the unchained form runs last so that its results stand.
+    if (fold_keys_) ops::clear_attention_counters(device_, attn_scratch_.range());
+    return run_form(false).rec;
+  }
+  chain_trial_.add(plain.seconds, chained.seconds);
+  if (chain_trial_.decided()) {
+    if (chain_trial_.keep_chain()) {
+      chain_state_ = ChainState::On;
+      chain_note_ = "on: " + chain_trial_.summary() + ", same bits";
+    } else {
+      stop_layer_chain(chain_trial_.summary());
+    }
+  }
+  // Either form's results (the same bits); the unchained recording stands for the step.
+  return plain.rec;
 }
 
 void Stage::abandon() noexcept {
@@ -681,6 +799,13 @@ void Stage::abandon() noexcept {
     // Only the wait: a chained step whose wait timed out is not redone while the caller stops.
     Recording* rec = pending_;
     pending_ = nullptr;
+    if (pending_trial_) {  // a trial's step was never submitted: nothing of it can be read
+      pending_trial_ = false;
+      last_tokens_ = 0;
+      last_mode_ = LogitsMode::None;
+      last_select_ = {};
+      return;
+    }
     rec->wait();
     last_pass_ = rec;
   } catch (...) {

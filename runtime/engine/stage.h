@@ -3,6 +3,7 @@
 // stages; a single-device run has one. Each stage owns its weights, KV cache and activations, and
 // records its forward pass once per token count, then replays it: one submit per step.
 #pragma once
+#include <functional>
 #include <map>
 #include <span>
 #include <tuple>
@@ -13,6 +14,7 @@
 
 #include "runtime/device/device.h"
 #include "runtime/device/recording.h"
+#include "runtime/engine/layer_chain_trial.h"
 #include "runtime/engine/stage_memory.h"
 #include "runtime/engine/stage_options.h"
 #include "runtime/engine/model_source.h"
@@ -113,10 +115,15 @@ class Stage {
   // Positions below which one-token steps run the attention inside the qkv dispatch (0: never;
   // StageOptions::fold_attention).
   uint32_t fold_attention_keys() const { return fold_keys_; }
-  // Whether one-token steps still chain their fused dispatches (StageOptions::chain_layers; a wait
-  // that timed out turns it off), and how many times a chained pass was redone with barriers.
-  bool chains_layers() const { return chain_layers_; }
+  // Whether one-token steps chain their fused dispatches now (StageOptions::chain_layers; a wait that
+  // timed out or a trial the chain lost turns it off), whether a trial still runs them both ways, and
+  // how many times a chained pass was redone with barriers.
+  bool chains_layers() const { return chain_state_ == ChainState::On; }
+  bool layer_chain_trial_running() const { return chain_state_ == ChainState::Trial; }
   int chain_redos() const { return chain_redos_; }
+  // What became of the chained layers, for people: off and why, on (asked, or kept by a trial, with
+  // what it measured), or a trial still running.
+  std::string layer_chain_note() const;
 
  private:
   // A linear layer in either form: ternary (int8 activations) or the FP16 baseline.
@@ -141,7 +148,9 @@ class Stage {
   };
   // fold_attention: the attention inside each fused layer's qkv dispatch (a one-token step whose
   // position is below fold_keys_).
-  Recording& pass(uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence, bool fold_attention);
+  // chained: the fused dispatches of a one-token pass chained (ignored for larger steps).
+  Recording& pass(uint32_t tokens, LogitsMode mode, Selection select, bool one_sequence, bool fold_attention,
+                  bool chained);
   // The per-step inputs and the selection's output a pass binds: the stage's own buffers for a step
   // the host writes, sub-ranges of them for each step of a greedy chain.
   struct PassIo {
@@ -161,11 +170,18 @@ class Stage {
                           ops::RopeKvTarget rope_kv, bool fold_attention);
   // Why the fused qkv dispatch cannot run `attention` (FusedLinear::why_no_folded_attention), or "".
   std::string why_no_folded_attention(const ops::AttentionPlan& attention) const;
-  void record_greedy_chain(uint32_t steps, bool fold_attention);
+  void record_greedy_chain(uint32_t steps, bool fold_attention, bool chained);
   // Chained layers: why this stage cannot chain its one-token steps, or "".
   std::string why_no_layer_chain() const;
-  // Whether a pass of `tokens` tokens chains its fused dispatches.
-  bool pass_chains_layers(uint32_t tokens) const;
+  // The chained forms (false, true) that one-token steps may run now: one, or both while a trial runs.
+  std::vector<bool> layer_chain_forms() const;
+  // A one-token step, or a greedy chain, run both ways from the same inputs while the trial runs
+  // (LayerChainTrial): `form(chained)` gives the recording of one form, which this submits and times.
+  // Both must leave the same residual stream (`tokens` rows) and the same first `selected_bytes` of
+  // the selection; their times go to the trial. Returns the recording whose results stand (the
+  // unchained one's wherever the two differ or a wait timed out).
+  Recording* run_layer_chain_trial(const std::function<Recording*(bool chained)>& form, uint32_t tokens,
+                                   uint64_t selected_bytes);
   // Ends the open chain of dispatches, if any, before a command that is not a link.
   void close_layer_chain(Recording& rec);
   // Around a recording with chained passes: its first pass zeroes the timed-out flag (with that
@@ -175,6 +191,8 @@ class Stage {
   // After a chained recording ran: whether a wait timed out; if so chaining is turned off (every
   // recorded pass is dropped, to be recorded again with barriers) and the caller redoes the step.
   bool layer_chain_timed_out();
+  // Turns chaining off for good, saying why (layer_chain_note).
+  void stop_layer_chain(std::string why);
   // y (epilogue) W norm(x), the norm and quantization in the matmul's prologue.
   void record_fused_linear(Recording& rec, BufferRange x, const Buffer& norm, uint32_t tokens, const LinearWeights& w,
                            const ops::MatmulOutput& y, ops::FusedEpilogue epilogue,
@@ -226,8 +244,9 @@ class Stage {
   Buffer selected_, select_scratch_;  // argmax / top-k results (host-readable) and their partials
   Buffer head_argmax_;  // GPU plan: the arrival counter and partials of the head's own argmax (FusedArgmax)
   ops::QuantizedActivationsBuffers q_dim_in_, q_attn_, q_ffn_;
-  std::map<std::tuple<uint32_t, int, int, uint32_t, bool, bool>, std::unique_ptr<Recording>> passes_;
-  std::map<std::pair<uint32_t, bool>, std::unique_ptr<Recording>> greedy_chains_;  // by steps, folded
+  // By tokens, logits mode, selection kind and k, one sequence, folded, chained.
+  std::map<std::tuple<uint32_t, int, int, uint32_t, bool, bool, bool>, std::unique_ptr<Recording>> passes_;
+  std::map<std::tuple<uint32_t, bool, bool>, std::unique_ptr<Recording>> greedy_chains_;  // by steps, folded, chained
   // One-token steps at positions below this run the attention inside the qkv dispatch (0: never):
   // the live context up to which the separate attention is one split, so both give the same bits.
   uint32_t fold_keys_ = 0;
@@ -238,12 +257,16 @@ class Stage {
     uint32_t tokens = 0;
     LogitsMode mode = LogitsMode::None;
     Selection select;
-    bool one_sequence = true, fold = false;
+    bool one_sequence = true, fold = false, chained = false;
   } pending_key_;
+  bool pending_trial_ = false;  // the pending step runs both ways in finish() (nothing submitted yet)
   // Chained layers (StageOptions::chain_layers): [0] the timed-out flag, then a count per chained
   // dispatch of a pass; the flag's host copy; the links recorded so far in the pass being recorded.
   Buffer layer_chain_counters_, layer_chain_flag_;
-  bool chain_layers_ = false;
+  enum class ChainState { Off, Trial, On } chain_state_ = ChainState::Off;
+  std::string chain_note_;  // why it is off, or what kept it on (layer_chain_note)
+  LayerChainTrial chain_trial_;
+  bool recording_chained_ = false;  // the pass being recorded chains its fused dispatches
   int chain_redos_ = 0;
   std::optional<ops::FusedChainLinks> links_;  // the links of the pass being recorded, if it chains
   bool zero_layer_chain_flag_ = false;  // the next pass recorded zeroes the timed-out flag with its counts

@@ -37,6 +37,27 @@ const char* plan_name(ExecutionPlan plan) {
   return "?";
 }
 
+bool may_chain_layers(const StageOptions& options, const DeviceInfo& info) {
+  if (resolve_plan(options.plan, info) != ExecutionPlan::Gpu) return false;
+  switch (options.chain_layers) {
+    case LayerChain::Off: return false;
+    case LayerChain::Auto: return !info.is_cpu() && options.timestamps != TimestampMode::Dispatch;
+    case LayerChain::On:
+    case LayerChain::Measure: return true;
+  }
+  return false;
+}
+
+const char* layer_chain_name(LayerChain chain) {
+  switch (chain) {
+    case LayerChain::Off: return "off";
+    case LayerChain::On: return "on";
+    case LayerChain::Measure: return "measure";
+    case LayerChain::Auto: return "auto";
+  }
+  return "?";
+}
+
 ops::AttentionPlan plan_stage_attention(const ModelConfig& c, const StageOptions& options, const DeviceInfo& info,
                                         uint32_t tokens, ops::SequenceLayout layout) {
   const ops::HeadLayout heads{uint32_t(c.n_heads), uint32_t(c.n_kv_heads), uint32_t(c.head_dim)};
@@ -174,9 +195,10 @@ StageMemory StageMemory::plan(const ModelConfig& c, const StageSpec& spec, const
     for (auto layout : {ops::SequenceLayout::OneSequence, ops::SequenceLayout::Mixed})
       attention = std::max(attention, plan_stage_attention(c, o, info, t, layout).scratch_bytes);
   m.add("attention partials", attention, StageBuffer::Scratch);
-  // Chained layers: the timed-out flag and a done count for each of a pass's fused dispatches (four
-  // a layer at most), and the flag's host copy.
-  if (gpu_plan && o.chain_layers) {
+  // Chained layers (wherever a stage may chain, also where a trial may end unchained): the timed-out
+  // flag and a done count for each of a pass's fused dispatches (four a layer at most), and the flag's
+  // host copy.
+  if (may_chain_layers(o, info)) {
     m.add("chained dispatch counters", 4 * (1 + 4 * uint64_t(spec.end_layer - spec.first_layer)), StageBuffer::Scratch);
     m.add("chain timed-out flag", 4, StageBuffer::Scratch, MemoryKind::HostReadback);
   }

@@ -30,6 +30,17 @@ enum class ExecutionPlan {
 ExecutionPlan resolve_plan(ExecutionPlan plan, const DeviceInfo& info);
 const char* plan_name(ExecutionPlan plan);
 
+// Whether a stage chains its layers (StageOptions::chain_layers).
+enum class LayerChain {
+  Off,      // never
+  On,       // always (an error names why a stage cannot)
+  // Where the stage can (else an error names why): its first one-token steps run both ways from the same
+  // inputs, checked for the same bits and timed (LayerChainTrial); the chain stays only if it wins.
+  Measure,
+  Auto,  // Measure on GPUs where the stage can chain; Off on CPU devices, which run dispatches in turn
+};
+const char* layer_chain_name(LayerChain chain);  // "off", "on", "measure", "auto"
+
 struct StageSpec {
   int first_layer = 0;
   int end_layer = 0;  // exclusive
@@ -74,18 +85,27 @@ struct StageOptions {
   uint32_t attention_min_split = 0;
   // The GPU plan's one-token steps with the fused dispatches of all layers chained: recorded with no
   // barrier between them, each ordered in its shader after the one before (ops::FusedChainLink), so a
-  // later matrix's workgroups start and request their weights while the one before finishes. Off by
-  // default: it rests on a dispatch's workgroups all starting before a later one's (true of the GPUs
-  // it is meant for, not promised by Vulkan) and is not yet measured on a GPU (docs/performance.md,
-  // "Chained layers"). A wait that times out turns it off for the stage, and the pass is redone with
-  // barriers. On: required (an error names why a stage cannot).
-  bool chain_layers = false;
+  // later matrix's workgroups start and request their weights while the one before finishes
+  // (docs/performance.md, "Chained layers"). It rests on a dispatch's workgroups all starting before a
+  // later one's (true of the GPUs it is meant for, not promised by Vulkan); a wait that times out turns
+  // it off for the stage, and the pass is redone with barriers.
+  LayerChain chain_layers = LayerChain::Off;
   // Tests: polls before a chained wait gives up (0: FusedChainLink's default), and waits that cannot be
   // met (each for one workgroup more than the dispatch before has), so that the timeout and the redo
   // run on any device.
   uint32_t chain_spin_limit = 0;
   bool chain_unreachable_waits = false;
+  // Tests: in the trial's pair N (1-based; 0: none), the chained form's results get one bit flipped on
+  // the device (its residual stream and first logit), as if the device had raced, so that the mismatch
+  // path (chaining off, the unchained results kept) runs on any device. Pair 1 runs the unchained form
+  // first, pair 2 the chained one.
+  uint32_t chain_trial_mismatch_pair = 0;
 };
+
+// Whether a stage with these options may chain its layers on this device (the GPU plan, and for Auto a
+// GPU not timed a dispatch at a time): it then holds the chain's counters, whether or not it ends up
+// chaining (a trial may turn it off; a stage whose matrices cannot chain never starts).
+bool may_chain_layers(const StageOptions& options, const DeviceInfo& info);
 
 // StageOptions::step_inputs_on_device as it applies on this device.
 bool step_inputs_on_device(const StageOptions& options, const DeviceInfo& info);

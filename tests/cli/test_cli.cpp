@@ -316,18 +316,24 @@ TEST_CASE("profile --plan gpu: a decode token is at most 5 dispatches a layer + 
   CHECK(nlohmann::json::parse(apart.out)["decode"]["dispatches_per_token"].get<double>() == gpu_dispatches + 2);
   // Chained layers: the same dispatches, barriers only around the chain (after the embedding, before
   // the head; and the recording's first); refused where a timestamp follows every dispatch.
-  auto barriers = [&](const std::string& flags) {
+  // Measured (the trial settles before the profiled steps): one form for every step, named in the JSON.
+  auto barriers = [&](const std::string& flags, const std::string& note) {
     auto r = run_ternvk(base + " --plan gpu --timing pass" + flags);
     CAPTURE(r.err);
     REQUIRE(r.exit_code == 0);
-    const auto j = nlohmann::json::parse(r.out)["decode"];
-    CHECK(j["dispatches_per_token"].get<double>() == gpu_dispatches);
-    return j["barriers_per_token"].get<double>();
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["decode"]["dispatches_per_token"].get<double>() == gpu_dispatches);
+    CHECK(j["layer_chain"].get<std::string>().starts_with(note));
+    return j["decode"]["barriers_per_token"].get<double>();
   };
-  const double unchained = barriers(""), chained = barriers(" --chain-layers");
+  const double unchained = barriers(" --chain-layers off", "off"), chained = barriers(" --chain-layers on", "on");
   CHECK(unchained >= gpu_dispatches);
   CHECK(chained <= 5);
-  expect_clean_failure(run_ternvk(base + " --plan gpu --chain-layers"), "--timing pass");
+  const double measured = barriers(" --chain-layers measure", "o");  // "on: chained ..." or "off: chained ..."
+  CHECK((measured == unchained || measured == chained));
+  expect_clean_failure(run_ternvk(base + " --plan gpu --chain-layers on"), "--timing pass");
+  expect_clean_failure(run_ternvk(base + " --plan gpu --chain-layers measure"), "--timing pass");
+  expect_clean_failure(run_ternvk("profile --chain-layers sometimes"), "--chain-layers");
   expect_clean_failure(run_ternvk("profile --fold-attention maybe"), "--fold-attention");
   expect_clean_failure(run_ternvk("profile --plan fast"), "--plan");
   expect_clean_failure(run_ternvk("profile --timing pass --trace x.json"), "--timing dispatch");
@@ -343,13 +349,13 @@ TEST_CASE("run: the GPU and CPU plans print the same greedy text, chained on the
       text.push_back(r.out);
     }
   // The GPU plan with the attention inside qkv required, and off; and with its layers chained.
-  for (const char* flags : {"--fold-attention on", "--fold-attention off", "--chain-layers"}) {
+  for (const char* flags : {"--fold-attention on", "--fold-attention off", "--chain-layers on", "--chain-layers measure"}) {
     auto r = run_ternvk(std::string("run -p ROMEO: -n 40 --temp 0 --plan gpu ") + flags);
     CAPTURE(r.err);
     REQUIRE(r.exit_code == 0);
     text.push_back(r.out);
   }
-  expect_clean_failure(run_ternvk("run -p ROMEO: -n 4 --plan cpu --chain-layers"), "CPU plan");
+  expect_clean_failure(run_ternvk("run -p ROMEO: -n 4 --plan cpu --chain-layers on"), "CPU plan");
   for (const auto& t : text) CHECK(t == text[0]);
   CHECK(text[0].size() > 20);
   expect_clean_failure(run_ternvk("run -p ROMEO: --greedy-chain 0"), "--greedy-chain");
@@ -372,13 +378,18 @@ TEST_CASE("bench --greedy-chain, --fold-attention and --chain-layers run tg with
   REQUIRE(f.size() == 2);
   CHECK(f[0]["plan"] == "gpu");
   CHECK(f[1]["plan"] == "gpu, attention in qkv off");
-  auto chain = run_ternvk("bench -p 0 -n 4 -r 1 --plan gpu --chain-layers off,on -o json");
+  auto chain = run_ternvk("bench -p 0 -n 4 -r 1 --plan gpu --chain-layers off,on,measure -o json");
   CAPTURE(chain.err);
   REQUIRE(chain.exit_code == 0);
   const auto c = nlohmann::json::parse(chain.out);
-  REQUIRE(c.size() == 2);
+  REQUIRE(c.size() == 3);
   CHECK(c[0]["plan"] == "gpu, layers chained off");
   CHECK(c[1]["plan"] == "gpu, layers chained on");
+  CHECK(c[2]["plan"] == "gpu, layers chained measure");
+  // The trial ends before timing, and stderr says what it kept.
+  const bool kept_said = chain.err.find("layers chained on: chained") != std::string::npos ||
+                        chain.err.find("layers chained off: chained") != std::string::npos;
+  CHECK(kept_said);
   expect_clean_failure(run_ternvk("bench -p 0 -n 2 --chain-layers maybe"), "--chain-layers");
 }
 

@@ -19,6 +19,9 @@ inline EngineOptions weights_only(int chunk = 64) {
   // The tiled GEMM: on a device with matrix units every engine would otherwise run their self-check
   // again (its own VkDevice); tests/ops_matmul/test_matrix_unit_gemm.cpp covers them.
   o.gemm_units = ops::GemmUnits::Vector;
+  // One form a step: on a GPU the default (auto) would run every engine's first steps twice
+  // (tests/engine/test_engine_layer_chain.cpp tests the trial).
+  o.chain_layers = LayerChain::Off;
   return o;
 }
 

@@ -24,7 +24,7 @@ EngineOptions gpu_plan(bool chain, bool fp16 = false) {
   EngineOptions o = weights_only();
   o.plan = ExecutionPlan::Gpu;
   o.fp16_baseline = fp16;
-  o.chain_layers = chain;
+  o.chain_layers = chain ? LayerChain::On : LayerChain::Off;
   o.greedy_chain = 8;
   o.greedy_chain_budget_ms = 0;  // chains as long as asked
   o.attention_min_split = 16;    // the attention leaves qkv at 16 keys on every device
@@ -107,23 +107,32 @@ TEST_CASE("chained layers in a pipeline of two stages (no head, then no embeddin
   c.n_layers = 3;
   const auto model_file = random_model_gguf(c, 64, "layer-chain-stages");
   std::vector<std::unique_ptr<Engine>> engines;
-  for (const bool chain : {false, true}) {
-    EngineOptions o = gpu_plan(chain);
+  for (const LayerChain chain : {LayerChain::Off, LayerChain::On, LayerChain::Measure}) {
+    EngineOptions o = gpu_plan(false);
+    o.chain_layers = chain;
     const int dev = int(device().info().index);
     o.devices = {dev, dev};
     o.split = {2, 1};
     engines.push_back(std::make_unique<Engine>(instance(), model_file, o));
   }
-  Engine &plain = *engines[0], &chained = *engines[1];
+  Engine &plain = *engines[0], &chained = *engines[1], &measured = *engines[2];
   REQUIRE(chained.stage_count() == 2);
   for (size_t i = 0; i < 2; ++i) REQUIRE(chained.stage(i).chains_layers());
   const std::vector<uint32_t> prompt = {5, 6};
-  REQUIRE(chained.eval(prompt) == plain.eval(prompt));
-  for (uint32_t t = 0; t < 6; ++t) {
+  const auto want = plain.eval(prompt);
+  REQUIRE(chained.eval(prompt) == want);
+  REQUIRE(measured.eval(prompt) == want);
+  // Enough one-token steps for each stage's trial (the first stage compares its hand-over) to decide.
+  for (uint32_t t = 0; t < 10; ++t) {
     const uint32_t token[] = {(t * 41 + 3) % uint32_t(c.vocab)};
-    REQUIRE(chained.eval(token) == plain.eval(token));
+    const auto logits = plain.eval(token);
+    REQUIRE(chained.eval(token) == logits);
+    REQUIRE(measured.eval(token) == logits);
   }
   CHECK(chained.chain_redos() == 0);
+  for (size_t i = 0; i < 2; ++i) CHECK_FALSE(measured.stage(i).layer_chain_trial_running());
+  CHECK(measured.layer_chain_note().starts_with("stage 0: o"));
+  CHECK(measured.layer_chain_note().find("; stage 1: o") != std::string::npos);
 }
 
 TEST_CASE("a chained wait that times out redoes its step with barriers and turns chaining off") {
@@ -176,4 +185,179 @@ TEST_CASE("chained layers are refused where they cannot run, saying why") {
   o = gpu_plan(true);
   o.max_segment_bytes = 4096;  // every matrix in several segments
   CHECK_THROWS_WITH_AS(Engine(instance(), model_file, o), doctest::Contains("segment"), Error);
+}
+
+namespace {
+
+EngineOptions measured(bool fp16 = false) {
+  EngineOptions o = gpu_plan(true, fp16);
+  o.chain_layers = LayerChain::Measure;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("a measured chain gives the unchained bits while its trial runs both forms, then keeps one") {
+  ValidationGuard guard;
+  const ModelConfig c = two_layers();
+  const auto model_file = random_model_gguf(c, 66, "layer-chain-trial");
+  for (const bool fp16 : {false, true}) {
+    CAPTURE(fp16);
+    Engine plain(instance(), model_file, gpu_plan(false, fp16));
+    Engine trial(instance(), model_file, measured(fp16));
+    REQUIRE(trial.stage().layer_chain_trial_running());
+    CHECK_FALSE(trial.stage().chains_layers());
+    CHECK(trial.layer_chain_note().find("measuring: 0 of 8") != std::string::npos);
+    // The trial's steps on both sides of the position where the attention leaves qkv.
+    const int keys = int(trial.stage().fold_attention_keys());
+    REQUIRE(keys >= 8);
+    std::vector<uint32_t> prompt(size_t(keys - 4));
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = uint32_t((i * 13 + 3) % c.vocab);
+    REQUIRE(trial.eval(prompt) == plain.eval(prompt));  // a prompt chunk: no trial pair
+    CHECK(trial.stage().layer_chain_trial_running());
+    // One pair a one-token step: the check's pair, then the timed ones.
+    int steps = 0;
+    for (; trial.stage().layer_chain_trial_running(); ++steps) {
+      REQUIRE(steps <= LayerChainTrial::kTimedPairs);
+      const uint32_t token[] = {uint32_t((steps * 31 + 5) % c.vocab)};
+      REQUIRE(trial.eval(token) == plain.eval(token));
+    }
+    CHECK(steps == LayerChainTrial::kTimedPairs + 1);
+    // lavapipe runs dispatches in turn, so either outcome may come; the note says which and why.
+    const std::string note = trial.layer_chain_note();
+    CAPTURE(note);
+    CHECK(note.find("median of 8 pairs") != std::string::npos);
+    CHECK(note.starts_with(trial.stage().chains_layers() ? "on: chained" : "off: chained"));
+    CHECK(trial.chain_redos() == 0);
+    for (int i = 0; i < 3; ++i) {
+      const uint32_t token[] = {uint32_t(i + 9)};
+      REQUIRE(trial.eval(token) == plain.eval(token));
+    }
+  }
+}
+
+TEST_CASE("a measured chain's trial runs greedy chains both ways with the unchained picks") {
+  ValidationGuard guard;
+  const ModelConfig c = two_layers();
+  const auto model_file = random_model_gguf(c, 67, "layer-chain-trial-greedy");
+  Engine plain(instance(), model_file, gpu_plan(false));
+  Engine trial(instance(), model_file, measured());
+  // A chain a pair, the chains on both sides of the position where the attention leaves qkv.
+  const int keys = int(trial.stage().fold_attention_keys());
+  REQUIRE(keys >= 8);
+  std::vector<uint32_t> prompt(size_t(keys - 5), 2);
+  plain.eval(prompt);
+  trial.eval(prompt);
+  for (int i = 0; i < 3; ++i) {
+    CAPTURE(i);
+    REQUIRE(trial.decode_greedy(i + 1, 6) == plain.decode_greedy(i + 1, 6));
+    REQUIRE(trial.position() == plain.position());
+  }
+  CHECK(trial.layer_chain_note().find("measuring: 2 of 8") != std::string::npos);
+  CHECK(trial.sequence() == plain.sequence());
+}
+
+TEST_CASE("settle_layer_chain ends the trial before anything is timed, on an empty sequence") {
+  ValidationGuard guard;
+  const ModelConfig c = two_layers();
+  const auto model_file = random_model_gguf(c, 68, "layer-chain-settle");
+  Engine plain(instance(), model_file, gpu_plan(false));
+  {
+    Engine trial(instance(), model_file, measured());
+    trial.settle_layer_chain();
+    CHECK_FALSE(trial.stage().layer_chain_trial_running());
+    CHECK(trial.position() == 0);
+    CHECK(trial.sequence().empty());
+    const std::vector<uint32_t> prompt = {4, 4, 8};
+    REQUIRE(trial.eval(prompt) == plain.eval(prompt));
+    plain.reset();
+    trial.settle_layer_chain();  // nothing to do any more
+    CHECK(trial.position() == 3);
+  }
+  {
+    // A context shorter than the trial: it starts again from position 0.
+    EngineOptions o = measured();
+    o.context = 3;
+    Engine trial(instance(), model_file, o);
+    trial.settle_layer_chain();
+    CHECK_FALSE(trial.stage().layer_chain_trial_running());
+    CHECK(trial.position() == 0);
+  }
+  {
+    Engine trial(instance(), model_file, measured());
+    const uint32_t token[] = {5};
+    trial.eval(token);
+    CHECK_THROWS_WITH_AS(trial.settle_layer_chain(), doctest::Contains("every sequence empty"), Error);
+  }
+}
+
+TEST_CASE("a trial whose chained form gives other bits turns chaining off and keeps the unchained results") {
+  ValidationGuard guard;
+  const ModelConfig c = two_layers();
+  const auto model_file = random_model_gguf(c, 69, "layer-chain-mismatch");
+  // Pair 1 runs the unchained form first, pair 2 the chained one: the corrupted results are the last
+  // ones on the device only in pair 1, and must not be what the step returns in either.
+  for (const uint32_t pair : {1u, 2u}) {
+    CAPTURE(pair);
+    EngineOptions o = measured();
+    o.chain_trial_mismatch_pair = pair;  // the chained form's residual stream and first logit corrupted
+    Engine plain(instance(), model_file, gpu_plan(false));
+    Engine trial(instance(), model_file, o);
+    const std::vector<uint32_t> prompt = {7, 3};
+    REQUIRE(trial.eval(prompt) == plain.eval(prompt));
+    for (uint32_t i = 0; i < 4; ++i) {
+      CAPTURE(i);
+      const uint32_t token[] = {i * 5 + 1};
+      REQUIRE(trial.eval(token) == plain.eval(token));
+      CHECK(trial.stage().layer_chain_trial_running() == (i + 1 < pair));
+    }
+    CHECK_FALSE(trial.stage().chains_layers());
+    CHECK(trial.layer_chain_note().find("other bits") != std::string::npos);
+    CHECK(trial.layer_chain_note().find("trial pair " + std::to_string(pair)) != std::string::npos);
+    CHECK(trial.chain_redos() == 0);
+  }
+}
+
+TEST_CASE("a trial whose chained wait times out redoes the step with barriers and stays unchained") {
+  ValidationGuard guard;
+  const ModelConfig c = two_layers();
+  const auto model_file = random_model_gguf(c, 70, "layer-chain-trial-timeout");
+  EngineOptions o = measured();
+  o.chain_unreachable_waits = true;
+  o.chain_spin_limit = 32;
+  Engine plain(instance(), model_file, gpu_plan(false));
+  Engine trial(instance(), model_file, o);
+  for (int i = 0; i < 3; ++i) {
+    const uint32_t token[] = {uint32_t(i + 2)};
+    REQUIRE(trial.eval(token) == plain.eval(token));
+  }
+  CHECK(trial.chain_redos() == 1);
+  CHECK_FALSE(trial.stage().layer_chain_trial_running());
+  CHECK(trial.layer_chain_note().find("timed out") != std::string::npos);
+  // In a greedy chain, too.
+  Engine greedy(instance(), model_file, o);
+  plain.reset();
+  CHECK(greedy.decode_greedy(1, 4) == plain.decode_greedy(1, 4));
+  CHECK(greedy.chain_redos() == 1);
+}
+
+TEST_CASE("auto chains layers only where a trial can run: never on CPU devices, and asks nothing of the CPU plan") {
+  ValidationGuard guard;
+  const ModelConfig c = two_layers();
+  const auto model_file = random_model_gguf(c, 71, "layer-chain-auto");
+  EngineOptions o = gpu_plan(false);
+  o.chain_layers = LayerChain::Auto;
+  Engine engine(instance(), model_file, o);
+  if (device().info().is_cpu()) {
+    CHECK_FALSE(engine.stage().layer_chain_trial_running());
+    CHECK(engine.layer_chain_note().find("CPU device") != std::string::npos);
+  } else {
+    CHECK(engine.stage().layer_chain_trial_running());
+  }
+  o.plan = ExecutionPlan::Cpu;  // no fused layers: auto says why, measure refuses
+  Engine cpu_plan(instance(), model_file, o);
+  CHECK_FALSE(cpu_plan.stage().layer_chain_trial_running());
+  CHECK(cpu_plan.layer_chain_note().starts_with("off"));
+  o.chain_layers = LayerChain::Measure;
+  CHECK_THROWS_WITH_AS(Engine(instance(), model_file, o), doctest::Contains("CPU plan"), Error);
 }

@@ -259,13 +259,15 @@ TEST_CASE("every stage allocates exactly its memory plan, which the footprint es
     bool fp16, int8_head, split;
     int sequences;
     bool inputs_on_device;  // the step inputs' device-local copies and the greedy chain's picks
-    bool chain_layers = false;  // the chained layers' counters and flag
+    LayerChain chain_layers = LayerChain::Off;  // On, Measure: the chained layers' counters and flag
   };
   for (const Case& k : {Case{"model.gguf", ExecutionPlan::Cpu, false, false, false, 1, false},
-                        Case{"model.gguf", ExecutionPlan::Gpu, false, false, false, 3, true, true},
+                        Case{"model.gguf", ExecutionPlan::Gpu, false, false, false, 3, true, LayerChain::On},
                         Case{"model.gguf", ExecutionPlan::Gpu, true, false, false, 1, false},
                         Case{"untied.gguf", ExecutionPlan::Cpu, false, true, true, 2, true},
-                        Case{"untied.gguf", ExecutionPlan::Gpu, true, false, true, 1, false, true}}) {
+                        Case{"untied.gguf", ExecutionPlan::Gpu, true, false, true, 1, false, LayerChain::Measure},
+                        // Auto: held only where a trial may run (not on CPU devices)
+                        Case{"model.gguf", ExecutionPlan::Gpu, false, false, false, 1, false, LayerChain::Auto}}) {
     CAPTURE(k.name);
     CAPTURE(int(k.plan));
     CAPTURE(k.fp16);
