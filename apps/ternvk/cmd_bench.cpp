@@ -47,6 +47,7 @@ struct Result {
   // pp tests: the prefill GEMM of the linear layers ran on the device's matrix units (the engine has them
   // on, and the test's prefill steps are large enough for a GEMM).
   bool prefill_matrix_units = false;
+  std::string layer_chain;  // what became of the chained layers (Engine::layer_chain_note) when the run ended
   double mean() const { return sample_mean(samples); }
   double stddev() const { return sample_stddev(samples); }
 };
@@ -135,6 +136,7 @@ void print_json(const std::vector<Result>& results) {
                    {"head", r.head},
                    {"plan", r.plan},
                    {"prefill_gemm", r.prefill_matrix_units ? "matrix units" : "shader cores"},
+                   {"layer_chain", r.layer_chain},
                    {"size_bytes", r.size},
                    {"params", r.params},
                    {"backend", "Vulkan"},
@@ -364,8 +366,7 @@ Action add_bench_command(CLI::App& app) {
             throw Error(m.name + " (" + variant + "): " + std::to_string(bad) + " of " + std::to_string(logits.size()) +
                         " logits are not finite");
           engine.reset();
-          // The chained layers' trial, if one runs, ends here: the rows time what it kept.
-          engine.settle_layer_chain();
+          // The chained layers' trial, if one ran, ended while the engine loaded: the rows time what it kept.
           std::fprintf(stderr, "  %s %s: layers chained %s\n", m.name.c_str(), variant, engine.layer_chain_note().c_str());
           engine.prepare_greedy_chains();  // no chain is recorded while a tg test is timed
           Result& b = run.base;
@@ -488,6 +489,7 @@ Action add_bench_command(CLI::App& app) {
             for (auto& r : run.results) r.plan += " (chain timed out: turned off)";
           }
           for (auto& r : run.results) {
+            r.layer_chain = engine.layer_chain_note();
             r.peak = peak;
             r.weights = 0;
             r.kv = 0;

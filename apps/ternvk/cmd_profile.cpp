@@ -208,9 +208,7 @@ Action add_profile_command(CLI::App& app) {
     const char* variant = o->fp16 ? "fp16" : "ternary";
     std::fprintf(stderr, "profiling %s (%s) on %s: %d prompt tokens, %d decode steps\n", m.name.c_str(), variant,
                  info.name.c_str(), o->prompt, o->steps);
-    // The chained layers' trial, if one runs, ends before anything is profiled: the steps then run one
-    // form each, as generation does once it is settled.
-    engine.settle_layer_chain();
+    // The chained layers' trial, if one ran, ended while the engine loaded: every profiled step runs one form.
     std::fprintf(stderr, "layers chained %s\n", engine.layer_chain_note().c_str());
 
     const auto bw = profiler::measure_bandwidth(engine.device(), o->bandwidth_mib << 20);

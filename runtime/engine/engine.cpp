@@ -80,6 +80,7 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                              infos[i]->name + "): " + e.what());
     }
   }
+  if (options_.settle_layer_chain_at_load) settle_layer_chain();
 }
 
 Engine::~Engine() = default;

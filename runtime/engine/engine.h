@@ -76,6 +76,9 @@ struct EngineOptions {
   // barriers between them). Auto: on GPUs, the first one-token steps run both ways, checked for the same
   // bits and timed, and the chain stays only where it wins (LayerChainTrial); off on CPU devices.
   LayerChain chain_layers = LayerChain::Auto;
+  // The trial ends while the engine loads (Engine::settle_layer_chain), so that the first tokens a
+  // caller asks for run one form each. false: it runs in the first one-token steps (tests).
+  bool settle_layer_chain_at_load = true;
   uint32_t chain_spin_limit = 0;          // tests: StageOptions::chain_spin_limit
   bool chain_unreachable_waits = false;   // tests: StageOptions::chain_unreachable_waits
   uint32_t chain_trial_mismatch_pair = 0;  // tests: StageOptions::chain_trial_mismatch_pair
@@ -198,9 +201,9 @@ class Engine {
   // Records every chain length decode_greedy may run (benchmarks: nothing is recorded while timed).
   void prepare_greedy_chains();
   // Runs the chained layers' trial (EngineOptions::chain_layers Auto or Measure) to its end now: one-token
-  // steps of sequence 0 from position 0, which is reset afterwards. Benchmarks and the profiler call it
-  // before they time anything; generation otherwise settles it in its first steps. Every sequence must
-  // be empty. Nothing to do where no trial runs.
+  // steps of sequence 0 from position 0, which is reset afterwards. The engine calls it as it loads
+  // (EngineOptions::settle_layer_chain_at_load), benchmarks and the profiler again before they time
+  // anything. Every sequence must be empty. Nothing to do where no trial runs.
   void settle_layer_chain();
   bool layer_chain_trial_running() const;  // in any stage
 

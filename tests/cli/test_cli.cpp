@@ -386,6 +386,9 @@ TEST_CASE("bench --greedy-chain, --fold-attention and --chain-layers run tg with
   CHECK(c[0]["plan"] == "gpu, layers chained off");
   CHECK(c[1]["plan"] == "gpu, layers chained on");
   CHECK(c[2]["plan"] == "gpu, layers chained measure");
+  CHECK(c[0]["layer_chain"] == "off (--chain-layers off)");
+  CHECK(c[1]["layer_chain"] == "on (--chain-layers on)");
+  CHECK(c[2]["layer_chain"].get<std::string>().find("median of 8 pairs") != std::string::npos);
   // The trial ends before timing, and stderr says what it kept.
   const bool kept_said = chain.err.find("layers chained on: chained") != std::string::npos ||
                         chain.err.find("layers chained off: chained") != std::string::npos;

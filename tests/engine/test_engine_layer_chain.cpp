@@ -110,6 +110,7 @@ TEST_CASE("chained layers in a pipeline of two stages (no head, then no embeddin
   for (const LayerChain chain : {LayerChain::Off, LayerChain::On, LayerChain::Measure}) {
     EngineOptions o = gpu_plan(false);
     o.chain_layers = chain;
+    o.settle_layer_chain_at_load = false;  // each stage's trial in the steps below
     const int dev = int(device().info().index);
     o.devices = {dev, dev};
     o.split = {2, 1};
@@ -189,9 +190,11 @@ TEST_CASE("chained layers are refused where they cannot run, saying why") {
 
 namespace {
 
+// A trial that runs in the first one-token steps (not while loading), so that the tests see it.
 EngineOptions measured(bool fp16 = false) {
   EngineOptions o = gpu_plan(true, fp16);
   o.chain_layers = LayerChain::Measure;
+  o.settle_layer_chain_at_load = false;
   return o;
 }
 
@@ -257,11 +260,24 @@ TEST_CASE("a measured chain's trial runs greedy chains both ways with the unchai
   CHECK(trial.sequence() == plain.sequence());
 }
 
-TEST_CASE("settle_layer_chain ends the trial before anything is timed, on an empty sequence") {
+TEST_CASE("settle_layer_chain ends the trial on an empty sequence, by default while the engine loads") {
   ValidationGuard guard;
   const ModelConfig c = two_layers();
   const auto model_file = random_model_gguf(c, 68, "layer-chain-settle");
   Engine plain(instance(), model_file, gpu_plan(false));
+  {
+    EngineOptions o = measured();
+    o.settle_layer_chain_at_load = true;
+    Engine loaded(instance(), model_file, o);
+    CHECK_FALSE(loaded.stage().layer_chain_trial_running());
+    CHECK(loaded.layer_chain_note().find("median of 8 pairs") != std::string::npos);
+    CHECK(loaded.position() == 0);
+    const std::vector<uint32_t> prompt = {1, 2, 3};
+    REQUIRE(loaded.eval(prompt) == plain.eval(prompt));
+    const uint32_t token[] = {4};
+    REQUIRE(loaded.eval(token) == plain.eval(token));
+    plain.reset();
+  }
   {
     Engine trial(instance(), model_file, measured());
     trial.settle_layer_chain();
@@ -351,8 +367,9 @@ TEST_CASE("auto chains layers only where a trial can run: never on CPU devices, 
   if (device().info().is_cpu()) {
     CHECK_FALSE(engine.stage().layer_chain_trial_running());
     CHECK(engine.layer_chain_note().find("CPU device") != std::string::npos);
-  } else {
-    CHECK(engine.stage().layer_chain_trial_running());
+  } else {  // a GPU: the trial ran while the engine loaded
+    CHECK_FALSE(engine.stage().layer_chain_trial_running());
+    CHECK(engine.layer_chain_note().find("chained") != std::string::npos);
   }
   o.plan = ExecutionPlan::Cpu;  // no fused layers: auto says why, measure refuses
   Engine cpu_plan(instance(), model_file, o);
