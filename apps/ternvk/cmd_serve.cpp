@@ -145,6 +145,7 @@ Action add_serve_command(CLI::App& app) {
                  engine.sequences(), engine.context(), mib(kv), o->fp16_baseline ? " (FP16 baseline weights)" : "");
     std::fprintf(stderr, "ternvk serve: GPU memory %.1f MiB in all (weights, KV cache, scratch)\n",
                  mib(engine.peak_gpu_bytes()));
+    std::fprintf(stderr, "ternvk serve: layers chained %s\n", engine.layer_chain_note().c_str());
 
     server::Metrics metrics;
     metrics.kv_bytes = kv;
