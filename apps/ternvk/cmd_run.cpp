@@ -57,8 +57,8 @@ Action add_run_command(CLI::App& app) {
                    engine.device().info().name.c_str(), stats.prompt_tokens, stats.prompt_tokens_per_second(),
                    stats.generated_tokens, stats.decode_tokens_per_second(), stats.stop_reason.c_str(),
                    engine.peak_gpu_bytes() / 1048576.0);
-    // On GPUs the chained layers are a measured choice (--chain-layers auto): say what it was.
-    if (!o->quiet && engine.stage().plan() == ExecutionPlan::Gpu && !engine.device().info().is_cpu())
+    // Under the GPU plan the chained layers are a choice (measured under auto on GPUs): say what it was.
+    if (!o->quiet && engine.stage().plan() == ExecutionPlan::Gpu)
       std::fprintf(stderr, "layers chained %s\n", engine.layer_chain_note().c_str());
     if (const int redos = engine.chain_redos())
       std::fprintf(stderr, "--chain-layers: a chained wait timed out on this device (%d step%s redone with barriers); "

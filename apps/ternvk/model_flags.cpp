@@ -121,9 +121,10 @@ void ModelFlags::add(CLI::App& cmd) {
 void add_chain_layers_flag(CLI::App& cmd, std::string& chain) {
   cmd.add_option("--chain-layers", chain,
                  "GPU plan, one token a step: the fused dispatches of all layers with no barriers between them, "
-                 "each waiting in its shader for the one before: auto (on GPUs, measured: the first steps run "
-                 "both ways, and the chain stays if it gives the same bits and wins by 2%), measure (the same on "
-                 "any device), on or off (a wait that times out turns it off and redoes the step with barriers)")
+                 "each waiting in its shader for the one before: auto (on GPUs, measured while the model loads: "
+                 "scratch steps run both ways, and the chain stays if it gives the same bits and wins by 2%), "
+                 "measure (the same on any device), on or off (a wait that times out turns it off and redoes the "
+                 "step with barriers)")
       ->check(CLI::IsMember({"auto", "on", "off", "measure"}));
 }
 

@@ -98,18 +98,43 @@ bool Engine::layer_chain_trial_running() const {
 }
 
 void Engine::settle_layer_chain() {
-  auto running = [&] { return layer_chain_trial_running(); };
-  if (!running()) return;
+  if (!layer_chain_trial_running()) return;
   for (const Slot& s : slots_)
     if (s.position != 0) throw Error("internal: the chained layers' trial needs every sequence empty");
-  // A pair a one-token step, from position 0 again where the context ends (tokens varied so that the
-  // steps are not all alike). Each step is a pair, so the bound is only a guard.
-  for (uint32_t i = 0; running() && i < 4 * (LayerChainTrial::kTimedPairs + 1); ++i) {
-    if (position() >= context_) reset();
-    const uint32_t token[] = {(i * 7919u + 1) % uint32_t(config().vocab)};
-    eval(token);
+  const uint32_t vocab = uint32_t(config().vocab);
+  // Scratch tokens, varied so that the steps are not all alike.
+  auto token = [&](uint32_t i) { return (i * 7919u + 1) % vocab; };
+  // From a few positions before the attention leaves qkv where the context has room (a prompt chunk,
+  // not a pair), so that the pairs check and time the chained passes on both sides of it.
+  const int fold = int(last().fold_attention_keys());
+  auto start = [&] {
+    reset();
+    const int lead = fold > 4 && fold + 16 < context_ ? fold - 4 : 0;
+    std::vector<uint32_t> prompt(static_cast<size_t>(lead));
+    for (int i = 0; i < lead; ++i) prompt[size_t(i)] = token(uint32_t(1000 + i));
+    if (lead) eval(prompt);
+  };
+  start();
+  // A pair a step, each in one of the forms decode runs: logits for the host's sampler, the GPU's
+  // argmax (greedy), and a greedy chain of two steps (one stage holding the embedding and the head).
+  const bool chains = stages_.size() == 1 && last().options().greedy_chain >= 2;
+  for (uint32_t i = 0; layer_chain_trial_running() && i < 4 * (LayerChainTrial::kTimedPairs + 1); ++i) {
+    if (position() + 2 > context_) start();
+    const uint32_t t[] = {token(i)};
+    if (i % 3 == 2 && chains && position() + 2 <= context_) {
+      Slot& slot = slot_at(0);
+      last().prepare_greedy_chain(2);
+      const std::vector<uint32_t> picks = last().run_greedy_chain(t[0], 0, uint32_t(slot.position), 2);
+      slot.position += 2;
+      slot.tokens.push_back(t[0]);
+      slot.tokens.push_back(picks[0]);
+    } else {
+      feed(0, t, i % 3 == 1 ? Selection{Selection::Argmax} : Selection{});
+    }
   }
   reset();
+  // Nothing of the scratch steps can be read as a caller's step afterwards.
+  for (auto& s : stages_) s->forget_last_step();
 }
 
 std::string Engine::layer_chain_note() const {

@@ -200,10 +200,11 @@ class Engine {
   void take_back(int slot, PicksAhead& picks) { truncate(slot, position(slot) - picks.drop_rest()); }
   // Records every chain length decode_greedy may run (benchmarks: nothing is recorded while timed).
   void prepare_greedy_chains();
-  // Runs the chained layers' trial (EngineOptions::chain_layers Auto or Measure) to its end now: one-token
-  // steps of sequence 0 from position 0, which is reset afterwards. The engine calls it as it loads
-  // (EngineOptions::settle_layer_chain_at_load), benchmarks and the profiler again before they time
-  // anything. Every sequence must be empty. Nothing to do where no trial runs.
+  // Runs the chained layers' trial (EngineOptions::chain_layers Auto or Measure) to its end now: scratch
+  // decode steps of sequence 0 (logits, the GPU's argmax and greedy chains of two, on both sides of the
+  // position where the attention leaves qkv where the context has room), which is reset afterwards. The
+  // engine calls it as it loads (EngineOptions::settle_layer_chain_at_load). Every sequence must be
+  // empty. Nothing to do where no trial runs.
   void settle_layer_chain();
   bool layer_chain_trial_running() const;  // in any stage
 

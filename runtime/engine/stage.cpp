@@ -793,6 +793,14 @@ Recording* Stage::run_layer_chain_trial(const std::function<Recording*(bool chai
   return plain.rec;
 }
 
+void Stage::forget_last_step() {
+  if (pending_) throw Error("internal: forget_last_step() while the stage's step runs");
+  last_pass_ = nullptr;
+  last_tokens_ = 0;
+  last_mode_ = LogitsMode::None;
+  last_select_ = {};
+}
+
 void Stage::abandon() noexcept {
   if (!pending_) return;
   try {

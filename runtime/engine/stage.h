@@ -62,6 +62,9 @@ class Stage {
   // read_hidden() afterwards (input of the next stage).
   void start(std::span<const uint32_t> ids, const TokenPlaces& places, LogitsMode mode, Selection select = {});
   void finish();
+  // Forgets the last step (the engine's scratch steps): its results can no longer be read, and
+  // last_pass() is null until the next step.
+  void forget_last_step();
   // Greedy decoding chained on the GPU: `steps` one-token steps (2..StageOptions::greedy_chain) of
   // the sequence in KV slot `slot` in one submit, from token `id` at `position`; each step's embedding reads the
   // previous step's argmax, so the host waits once. Returns the `steps` picks (an index >= vocab

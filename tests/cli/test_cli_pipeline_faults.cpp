@@ -24,7 +24,7 @@ namespace {
 
 const std::string kTiny = (std::filesystem::path(TERNVK_SHARED_DIR) / "data/models/tiny-random-tq2_0.gguf").string();
 const std::string kPrompt = "Once upon a time";
-const std::string kRun = "run -m " + kTiny + " -p '" + kPrompt + "' --greedy --devices 0,0";
+const std::string kRun = "run -m " + kTiny + " -p '" + kPrompt + "' --greedy --devices 0,0 --chain-layers off";
 
 ProcessResult run_with_fault(const std::string& fault, const std::string& args) {
   return run_ternvk_with("TERNVK_FAULT='" + fault + "'", args);

@@ -270,12 +270,29 @@ TEST_CASE("settle_layer_chain ends the trial on an empty sequence, by default wh
     o.settle_layer_chain_at_load = true;
     Engine loaded(instance(), model_file, o);
     CHECK_FALSE(loaded.stage().layer_chain_trial_running());
+    // No pair gave other bits: its steps took logits, the GPU's argmax and greedy chains of two, from
+    // 4 positions before the attention leaves qkv (16 keys) to past it.
     CHECK(loaded.layer_chain_note().find("median of 8 pairs") != std::string::npos);
     CHECK(loaded.position() == 0);
+    CHECK(loaded.stage().last_pass() == nullptr);  // nothing of the scratch steps to read
     const std::vector<uint32_t> prompt = {1, 2, 3};
     REQUIRE(loaded.eval(prompt) == plain.eval(prompt));
     const uint32_t token[] = {4};
     REQUIRE(loaded.eval(token) == plain.eval(token));
+    plain.reset();
+  }
+  {
+    // A mismatch in the load's third pair (a greedy chain of two): the engine loads unchained.
+    EngineOptions o = measured();
+    o.settle_layer_chain_at_load = true;
+    o.chain_trial_mismatch_pair = 3;
+    Engine loaded(instance(), model_file, o);
+    CHECK_FALSE(loaded.stage().chains_layers());
+    CHECK(loaded.layer_chain_note().find("other bits") != std::string::npos);
+    CHECK(loaded.layer_chain_note().find("trial pair 3") != std::string::npos);
+    CHECK(loaded.position() == 0);
+    const std::vector<uint32_t> prompt = {6, 5};
+    REQUIRE(loaded.eval(prompt) == plain.eval(prompt));
     plain.reset();
   }
   {

@@ -30,6 +30,8 @@ EngineOptions two_stages(std::vector<int> split = {1, 1}) {
   o.context = 64;
   o.devices = std::vector<int>(split.empty() ? 2 : split.size(), int(device().info().index));
   o.split = split;
+  // Faults, not chaining: on a GPU the chained layers' trial would add submits to every load.
+  o.chain_layers = LayerChain::Off;
   return o;
 }
 
