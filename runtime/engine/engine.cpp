@@ -124,10 +124,7 @@ void Engine::settle_layer_chain() {
     if (i % 3 == 2 && chains && position() + 2 <= context_) {
       Slot& slot = slot_at(0);
       last().prepare_greedy_chain(2);
-      const std::vector<uint32_t> picks = last().run_greedy_chain(t[0], 0, uint32_t(slot.position), 2);
-      slot.position += 2;
-      slot.tokens.push_back(t[0]);
-      slot.tokens.push_back(picks[0]);
+      advance_by_chain(slot, t[0], last().run_greedy_chain(t[0], 0, uint32_t(slot.position), 2));
     } else {
       feed(0, t, i % 3 == 1 ? Selection{Selection::Argmax} : Selection{});
     }
@@ -135,6 +132,12 @@ void Engine::settle_layer_chain() {
   reset();
   // Nothing of the scratch steps can be read as a caller's step afterwards.
   for (auto& s : stages_) s->forget_last_step();
+}
+
+void Engine::advance_by_chain(Slot& slot, uint32_t token, const std::vector<uint32_t>& picks) {
+  slot.position += int(picks.size());
+  slot.tokens.push_back(token);
+  slot.tokens.insert(slot.tokens.end(), picks.begin(), picks.end() - 1);
 }
 
 std::string Engine::layer_chain_note() const {
@@ -361,9 +364,7 @@ std::vector<uint32_t> Engine::decode_greedy(int slot_index, uint32_t token, int 
     last().prepare_greedy_chain(uint32_t(steps));  // recorded before the clock starts
     t0 = std::chrono::steady_clock::now();
     picks = last().run_greedy_chain(token, uint32_t(slot_index), uint32_t(slot.position), uint32_t(steps));
-    slot.position += steps;
-    slot.tokens.push_back(token);
-    slot.tokens.insert(slot.tokens.end(), picks.begin(), picks.end() - 1);
+    advance_by_chain(slot, token, picks);
   }
   // The next chain: as many steps as fit the time budget at this speed, growing at most twofold (a
   // chain cut short by max_steps or the context does not shorten the next).

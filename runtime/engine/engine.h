@@ -228,6 +228,9 @@ class Engine {
     int position = 0;
     std::vector<uint32_t> tokens;
   };
+  // After a greedy chain from `token` (Stage::run_greedy_chain): the slot holds `token` and every pick
+  // but the last, each step one position further.
+  void advance_by_chain(Slot& slot, uint32_t token, const std::vector<uint32_t>& picks);
   const Slot& slot_at(int slot) const;
   Slot& slot_at(int slot) { return const_cast<Slot&>(std::as_const(*this).slot_at(slot)); }
   Stage& last() { return *stages_.back(); }

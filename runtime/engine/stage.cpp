@@ -235,6 +235,20 @@ std::vector<bool> Stage::layer_chain_forms() const {
 void Stage::stop_layer_chain(std::string why) {
   chain_state_ = ChainState::Off;
   chain_note_ = "off: " + std::move(why);
+  // No chained pass runs again: its recordings go (and last_pass_ if it was one).
+  auto drop_chained = [&](auto& recordings, auto chained_of) {
+    std::erase_if(recordings, [&](const auto& entry) {
+      if (!chained_of(entry.first)) return false;
+      if (entry.second.get() == last_pass_) last_pass_ = nullptr;
+      return true;
+    });
+  };
+  drop_chained(passes_, [](const auto& key) { return std::get<6>(key); });
+  drop_chained(greedy_chains_, [](const auto& key) { return std::get<2>(key); });
+  // The attention inside qkv leaves its arrival counters at 0 only when each layer's qkv finishes
+  // before the next one's adds: a chain whose waits gave up, or that raced, may have left some off,
+  // and every later step would then skip those heads' attention.
+  if (fold_keys_) ops::clear_attention_counters(device_, attn_scratch_.range());
 }
 
 std::string Stage::why_no_layer_chain() const {
@@ -270,13 +284,6 @@ bool Stage::layer_chain_timed_out() {
   stop_layer_chain("a chained wait timed out (the device may not start a dispatch's workgroups before a later "
                    "one's); the step was redone with barriers");
   ++chain_redos_;
-  last_pass_ = nullptr;
-  passes_.clear();
-  greedy_chains_.clear();
-  // The attention inside qkv leaves its arrival counters at 0 only when each layer's qkv finishes
-  // before the next one's adds: a chain whose waits gave up may have left some off, and every later
-  // step (chained or not) would then skip those heads' attention.
-  if (fold_keys_) ops::clear_attention_counters(device_, attn_scratch_.range());
   return true;
 }
 
@@ -637,12 +644,10 @@ std::vector<uint32_t> Stage::run_greedy_chain(uint32_t id, uint32_t slot, uint32
   }
   std::memcpy(ids_.mapped(), &id, 4);
   std::memcpy(slots_.mapped(), &slot, 4);
-  // Nothing of this run can be read as a single step's output afterwards.
-  last_tokens_ = 0;
-  last_mode_ = LogitsMode::None;
-  last_select_ = {};
+  // Nothing of this run can be read as a single step's output afterwards (last_pass_ is set below).
+  forget_last_step();
   auto chain_of = [&](bool chained) {
-    prepare_greedy_chain(steps);  // again after a timed-out wait dropped every recording
+    prepare_greedy_chain(steps);  // again after a timed-out wait dropped the chained recordings
     return greedy_chains_.at({steps, fold, chained}).get();
   };
   Recording* rec = nullptr;
@@ -768,16 +773,14 @@ Recording* Stage::run_layer_chain_trial(const std::function<Recording*(bool chai
   const bool chained_first = chain_trial_.chained_first();
   for (const bool chained_now : {chained_first, !chained_first}) {
     (chained_now ? chained : plain) = run_form(chained_now);
-    // A timed-out wait turns chaining off and drops every recording: the unchained form runs again.
+    // A timed-out wait turns chaining off and drops the chained recordings: the unchained form runs again.
     if (chained_now && layer_chain_timed_out()) return run_form(false).rec;
   }
   if (plain.hidden != chained.hidden || plain.selected != chained.selected) {
     stop_layer_chain(std::string("the chained pass gave other bits than the unchained one on this device (") +
                      (plain.hidden != chained.hidden ? "residual stream" : "selected tokens") + ", trial pair " +
                      std::to_string(chain_trial_.pairs() + 1) + ")");
-    // As after a timed-out wait: nothing a chained pass left is trusted (the folded attention's
-    // counters), and the unchained form runs last so that its results stand.
-    if (fold_keys_) ops::clear_attention_counters(device_, attn_scratch_.range());
+    // The unchained form runs last, so that its results stand.
     return run_form(false).rec;
   }
   chain_trial_.add(plain.seconds, chained.seconds);
@@ -809,9 +812,7 @@ void Stage::abandon() noexcept {
     pending_ = nullptr;
     if (pending_trial_) {  // a trial's step was never submitted: nothing of it can be read
       pending_trial_ = false;
-      last_tokens_ = 0;
-      last_mode_ = LogitsMode::None;
-      last_select_ = {};
+      forget_last_step();
       return;
     }
     rec->wait();

@@ -191,10 +191,12 @@ class Stage {
   // pass's counts, one fill); its end copies the flag to the host.
   void begin_layer_chain_recording() { zero_layer_chain_flag_ = true; }
   void end_layer_chain_recording(Recording& rec);
-  // After a chained recording ran: whether a wait timed out; if so chaining is turned off (every
-  // recorded pass is dropped, to be recorded again with barriers) and the caller redoes the step.
+  // After a chained recording ran: whether a wait timed out; if so chaining is turned off
+  // (stop_layer_chain) and the caller redoes the step with barriers.
   bool layer_chain_timed_out();
-  // Turns chaining off for good, saying why (layer_chain_note).
+  // Turns chaining off for good, saying why (layer_chain_note): the chained recordings are dropped
+  // (last_pass_ too if it was one) and the folded attention's counters, which a chain that gave up or
+  // raced may have left off, are cleared.
   void stop_layer_chain(std::string why);
   // y (epilogue) W norm(x), the norm and quantization in the matmul's prologue.
   void record_fused_linear(Recording& rec, BufferRange x, const Buffer& norm, uint32_t tokens, const LinearWeights& w,
