@@ -11,7 +11,9 @@
 #   bench.md       2B4T full depth, vocab 32000, f16 head, GPU plan: tg128 and pp512 in one chunk
 #                  (-b 512), ternary and the FP16 baseline side by side (the issue's targets; each
 #                  variant's prefill on its matrix units where the device passes their self-checks; each
-#                  variant's layers chained where its trial before timing kept them, said on stderr); then
+#                  variant's layers chained where its trial before timing kept them, and its matrices split by
+#                  the rule its split trial kept, both said on stderr with each rule's time); then tg128 with
+#                  the argued split rule (--matrix-splits rule, no trial) beside the trial's pick; then
 #                  tg128 with the layers chained and not (--chain-layers off,on: no barriers between a
 #                  token's fused dispatches, each waiting in its shader; and profile's GPU time a token
 #                  for both), then tg128 with the attention inside qkv and apart (--fold-attention auto,off), with
@@ -143,18 +145,21 @@ step bench-chain
 # the dispatches' drains and launches are what a token waits on. Forced off and on side by side here;
 # a wait that times out is reported ("chain timed out: turned off") and the rows then time unchained steps.
 timed 90 "bench --chain-layers off,on" "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --chain-layers off,on --gemm-units $units >> "$out/bench.md" 2>&1
+# The split rule the trial kept (the rows above, "matrix splits measured: ...") against the argued one,
+# end to end: if the trial's pick loses here, its one-token pass at position 0 is not what tg128 runs.
+timed 60 "bench --matrix-splits rule" "$t" bench $syn -p 0 -n $N -r $R --both --plan gpu --matrix-splits rule --gemm-units $units >> "$out/bench.md" 2>&1
 # ... and the GPU time a token with and without, undistorted (whole passes), with the barriers a token
 echo "## profile --timing pass, layers chained off and on (GPU time a token, barriers a token)" >> "$out/bench.md"
 for flag in "--chain-layers off" "--chain-layers on"; do
   timeout -k 5 $(limit 40) "$t" profile $syn -p $Pshort -n $Nshort --plan gpu --timing pass --gemm-units $units $flag 2>&1 |
-    tee -a "$seen" | grep -E "^(decode|a chained|layers chained)" >> "$out/bench.md"
+    tee -a "$seen" | grep -E "^(decode|a chained|layers chained|matrix splits)" >> "$out/bench.md"
   kept "${PIPESTATUS[0]}" "profile $flag"
 done
 step tests
 # the correctness of what gave bench.md's figures, before the other measurements
 {
   tests test_ops_matmul "*fused*,*matrix_unit*" 60
-  tests test_engine "*plans*,*batch*,*chain*,*fold*" 90
+  tests test_engine "*plans*,*batch*,*chain*,*fold*,*matrix_splits*" 90
   tests test_ops_attention "*flash*" 60
 } > "$out/tests.txt" 2>&1
 step bench-variants

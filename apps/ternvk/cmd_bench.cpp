@@ -48,6 +48,7 @@ struct Result {
   // on, and the test's prefill steps are large enough for a GEMM).
   bool prefill_matrix_units = false;
   std::string layer_chain;  // what became of the chained layers (Engine::layer_chain_note) when the run ended
+  std::string matrix_splits;  // the fused matrices' split rule and how it was chosen (Engine::matrix_split_note)
   double mean() const { return sample_mean(samples); }
   double stddev() const { return sample_stddev(samples); }
 };
@@ -137,6 +138,7 @@ void print_json(const std::vector<Result>& results) {
                    {"plan", r.plan},
                    {"prefill_gemm", r.prefill_matrix_units ? "matrix units" : "shader cores"},
                    {"layer_chain", r.layer_chain},
+                   {"matrix_splits", r.matrix_splits},
                    {"size_bytes", r.size},
                    {"params", r.params},
                    {"backend", "Vulkan"},
@@ -201,6 +203,7 @@ Action add_bench_command(CLI::App& app) {
     std::vector<std::string> step_inputs{"auto"};
     std::vector<std::string> folds{"auto"};
     std::vector<std::string> layer_chains{"auto"};
+    std::string matrix_splits = "auto";
   };
   auto o = std::make_shared<Opts>();
   o->models.add(*cmd, true);
@@ -265,6 +268,7 @@ Action add_bench_command(CLI::App& app) {
                   "trial on any device), on and/or off; several run side by side")
       ->delimiter(',')
       ->check(CLI::IsMember({"auto", "measure", "off", "on"}));
+  add_matrix_splits_flag(*cmd, o->matrix_splits);
   cmd->add_flag("--no-warmup", o->no_warmup, "Skip the untimed warm-up run of each test");
   cmd->add_flag("--sequential", o->sequential,
                 "With --both: load and run one variant after the other (default: both loaded, repetitions "
@@ -334,6 +338,7 @@ Action add_bench_command(CLI::App& app) {
           if (inputs != "auto") eo.step_inputs_on_device = inputs == "device";
           if (fold != "auto") eo.fold_attention = fold == "on";
           eo.chain_layers = parse_layer_chain(layer_chain);
+          eo.matrix_splits = parse_matrix_splits(o->matrix_splits);
           eo.gemm_units = parse_gemm_units(units);
           eo.load_tokenizer = false;
           eo.dot = o->dot == "swar" ? ops::TernaryDot::Swar
@@ -349,7 +354,8 @@ Action add_bench_command(CLI::App& app) {
               (label_chain ? ", chain " + std::to_string(engine.stage_count() > 1 ? 1 : chain) : "") +
               (inputs == "auto" ? "" : ", step inputs on " + inputs) +
               (fold == "auto" ? "" : ", attention in qkv " + fold) +
-              (label_layer_chain ? ", layers chained " + layer_chain : "");
+              (label_layer_chain ? ", layers chained " + layer_chain : "") +
+              (o->matrix_splits == "auto" ? "" : ", matrix splits " + o->matrix_splits);
           const bool matrix_units = engine.stage().prefill_on_matrix_units();
           std::fprintf(stderr, "  %s %s (%s head, %s plan%s): loaded in %.1f s\n", m.name.c_str(), variant, head.c_str(),
                        plan_used.c_str(),
@@ -367,7 +373,8 @@ Action add_bench_command(CLI::App& app) {
                         " logits are not finite");
           engine.reset();
           // The chained layers' trial, if one ran, ended while the engine loaded: the rows time what it kept.
-          std::fprintf(stderr, "  %s %s: layers chained %s\n", m.name.c_str(), variant, engine.layer_chain_note().c_str());
+          std::fprintf(stderr, "  %s %s: matrix splits %s\n  %s %s: layers chained %s\n", m.name.c_str(), variant,
+                       engine.matrix_split_note().c_str(), m.name.c_str(), variant, engine.layer_chain_note().c_str());
           engine.prepare_greedy_chains();  // no chain is recorded while a tg test is timed
           Result& b = run.base;
           b.model = m.name;
@@ -490,6 +497,7 @@ Action add_bench_command(CLI::App& app) {
           }
           for (auto& r : run.results) {
             r.layer_chain = engine.layer_chain_note();
+            r.matrix_splits = engine.matrix_split_note();
             r.peak = peak;
             r.weights = 0;
             r.kv = 0;

@@ -127,7 +127,7 @@ Action add_profile_command(CLI::App& app) {
     std::optional<int> device;
     std::string dot = "auto", trace, chart, output = "md", head = "f16", plan = "auto", timing = "dispatch";
     std::string fold = "auto", gemm_units = "auto";
-    std::string chain_layers = "auto";
+    std::string chain_layers = "auto", matrix_splits = "auto";
     std::string devices, split = "auto";
     uint64_t bandwidth_mib = 0;
   };
@@ -142,6 +142,7 @@ Action add_profile_command(CLI::App& app) {
   add_plan_flag(*cmd, o->plan);
   add_fold_attention_flag(*cmd, o->fold);
   add_chain_layers_flag(*cmd, o->chain_layers);
+  add_matrix_splits_flag(*cmd, o->matrix_splits);
   add_device_flag(*cmd, o->device);
   cmd->add_option("--devices", o->devices,
                   "Profile the model split over these devices (indices from `ternvk devices`, may repeat)");
@@ -195,6 +196,7 @@ Action add_profile_command(CLI::App& app) {
     eo.plan = parse_plan(o->plan);
     eo.fold_attention = parse_fold_attention(o->fold);
     eo.chain_layers = parse_layer_chain(o->chain_layers);
+    eo.matrix_splits = parse_matrix_splits(o->matrix_splits);
     eo.gemm_units = parse_gemm_units(o->gemm_units);
     const bool per_dispatch = o->timing == "dispatch";
     if (!per_dispatch && (!o->trace.empty() || !o->chart.empty()))
@@ -209,7 +211,8 @@ Action add_profile_command(CLI::App& app) {
     std::fprintf(stderr, "profiling %s (%s) on %s: %d prompt tokens, %d decode steps\n", m.name.c_str(), variant,
                  info.name.c_str(), o->prompt, o->steps);
     // The chained layers' trial, if one ran, ended while the engine loaded: every profiled step runs one form.
-    std::fprintf(stderr, "layers chained %s\n", engine.layer_chain_note().c_str());
+    std::fprintf(stderr, "layers chained %s\nmatrix splits %s\n", engine.layer_chain_note().c_str(),
+                 engine.matrix_split_note().c_str());
 
     const auto bw = profiler::measure_bandwidth(engine.device(), o->bandwidth_mib << 20);
     const double peak = bw.peak();
@@ -354,6 +357,7 @@ Action add_profile_command(CLI::App& app) {
                           {"variant", variant},
                           {"plan", plan_name(engine.stage().plan())},
                           {"layer_chain", engine.layer_chain_note()},
+                          {"matrix_splits", engine.matrix_split_note()},
                           {"timing", o->timing},
                           {"device", info.name},
                           {"driver", info.driver_name + " " + info.driver_info},

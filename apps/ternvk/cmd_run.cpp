@@ -59,7 +59,8 @@ Action add_run_command(CLI::App& app) {
                    engine.peak_gpu_bytes() / 1048576.0);
     // Under the GPU plan the chained layers are a choice (measured under auto on GPUs): say what it was.
     if (!o->quiet && engine.stage().plan() == ExecutionPlan::Gpu)
-      std::fprintf(stderr, "layers chained %s\n", engine.layer_chain_note().c_str());
+      std::fprintf(stderr, "layers chained %s\nmatrix splits %s\n", engine.layer_chain_note().c_str(),
+                   engine.matrix_split_note().c_str());
     if (const int redos = engine.chain_redos())
       std::fprintf(stderr, "--chain-layers: a chained wait timed out on this device (%d step%s redone with barriers); "
                            "the layers ran unchained from then on\n", redos, redos == 1 ? "" : "s");

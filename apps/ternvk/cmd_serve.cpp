@@ -146,6 +146,7 @@ Action add_serve_command(CLI::App& app) {
     std::fprintf(stderr, "ternvk serve: GPU memory %.1f MiB in all (weights, KV cache, scratch)\n",
                  mib(engine.peak_gpu_bytes()));
     std::fprintf(stderr, "ternvk serve: layers chained %s\n", engine.layer_chain_note().c_str());
+    std::fprintf(stderr, "ternvk serve: matrix splits %s\n", engine.matrix_split_note().c_str());
 
     server::Metrics metrics;
     metrics.kv_bytes = kv;

@@ -116,6 +116,21 @@ void ModelFlags::add(CLI::App& cmd) {
   add_plan_flag(cmd, plan);
   add_fold_attention_flag(cmd, fold_attention);
   add_chain_layers_flag(cmd, chain_layers);
+  add_matrix_splits_flag(cmd, matrix_splits);
+}
+
+void add_matrix_splits_flag(CLI::App& cmd, std::string& splits) {
+  cmd.add_option("--matrix-splits", splits,
+                 "GPU plan on GPUs: how each fused matrix is split into workgroups: auto (on GPUs, measured while "
+                 "the model loads: the argued rule, 2 workgroups a compute unit and 8 loads in flight a lane, and "
+                 "its neighbours each time a one-token pass, the fastest kept if it wins by 2%; the same bits "
+                 "whichever), measure (the same on any device whose fused layers fit their splits), or rule (no "
+                 "trial)")
+      ->check(CLI::IsMember({"auto", "rule", "measure"}));
+}
+
+MatrixSplits parse_matrix_splits(const std::string& splits) {
+  return splits == "rule" ? MatrixSplits::Rule : splits == "measure" ? MatrixSplits::Measure : MatrixSplits::Auto;
 }
 
 void add_chain_layers_flag(CLI::App& cmd, std::string& chain) {
@@ -194,6 +209,7 @@ EngineOptions ModelFlags::engine_options(int device_count) const {
   o.plan = parse_plan(plan);
   o.fold_attention = parse_fold_attention(fold_attention);
   o.chain_layers = parse_layer_chain(chain_layers);
+  o.matrix_splits = parse_matrix_splits(matrix_splits);
   o.greedy_chain = greedy_chain;
   o.progress = progress_printer();
   if (o.devices.size() > 1)  // the placement, before anything is uploaded

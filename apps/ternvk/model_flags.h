@@ -27,6 +27,7 @@ struct ModelFlags {
   std::string plan = "auto";  // forward pass: auto, gpu or cpu
   std::string fold_attention = "auto";  // GPU plan: the attention inside qkv at short contexts (auto, on, off)
   std::string chain_layers = "auto";  // GPU plan: one-token steps' fused dispatches chained (auto, on, off, measure)
+  std::string matrix_splits = "auto";  // GPU plan: the fused matrices' split rule (auto, rule, measure)
   int greedy_chain = EngineOptions{}.greedy_chain;  // a flag of the commands that generate (run, chat)
   void add(CLI::App& cmd);
   EngineOptions engine_options(int device_count) const;
@@ -54,6 +55,9 @@ std::optional<bool> parse_fold_attention(const std::string& fold);
 // Adds `--chain-layers auto|on|off|measure` (EngineOptions::chain_layers).
 void add_chain_layers_flag(CLI::App& cmd, std::string& chain);
 LayerChain parse_layer_chain(const std::string& chain);
+// Adds `--matrix-splits auto|rule|measure` (EngineOptions::matrix_splits).
+void add_matrix_splits_flag(CLI::App& cmd, std::string& splits);
+MatrixSplits parse_matrix_splits(const std::string& splits);
 // Parses a `--gemm-units` value: auto, vector or matrix (EngineOptions::gemm_units).
 ops::GemmUnits parse_gemm_units(const std::string& units);
 // Adds `--greedy-chain N` (EngineOptions::greedy_chain: greedy steps a submit, chained on the GPU).

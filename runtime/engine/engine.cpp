@@ -68,7 +68,10 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                         .chain_layers = options_.chain_layers,
                         .chain_spin_limit = options_.chain_spin_limit,
                         .chain_unreachable_waits = options_.chain_unreachable_waits,
-                        .chain_trial_mismatch_pair = options_.chain_trial_mismatch_pair};
+                        .chain_trial_mismatch_pair = options_.chain_trial_mismatch_pair,
+                        .matrix_splits = options_.matrix_splits,
+                        .split_trial_keep = options_.split_trial_keep,
+                        .split_trial_mismatch = options_.split_trial_mismatch};
   const Placement placement = place_model(c, devices, options_.split, so, model.string());
   const std::vector<StageSpec>& specs = placement.stages;
   if (options_.on_plan) options_.on_plan(placement.text);
@@ -80,6 +83,8 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                              infos[i]->name + "): " + e.what());
     }
   }
+  // The split rule first: the chained layers' trial then times the passes the stages will run.
+  for (auto& s : stages_) s->settle_matrix_splits();
   if (options_.settle_layer_chain_at_load) settle_layer_chain();
 }
 
@@ -140,13 +145,16 @@ void Engine::advance_by_chain(Slot& slot, uint32_t token, const std::vector<uint
   slot.tokens.insert(slot.tokens.end(), picks.begin(), picks.end() - 1);
 }
 
-std::string Engine::layer_chain_note() const {
-  if (stages_.size() == 1) return stages_.front()->layer_chain_note();
-  std::string note;
-  for (size_t i = 0; i < stages_.size(); ++i)
-    note += (i ? "; stage " : "stage ") + std::to_string(i) + ": " + stages_[i]->layer_chain_note();
-  return note;
+// One stage's note, or each stage's named.
+static std::string stages_note(const std::vector<std::unique_ptr<Stage>>& stages, std::string (Stage::*note)() const) {
+  if (stages.size() == 1) return (*stages.front().*note)();
+  std::string out;
+  for (size_t i = 0; i < stages.size(); ++i) out += (i ? "; stage " : "stage ") + std::to_string(i) + ": " + (*stages[i].*note)();
+  return out;
 }
+
+std::string Engine::layer_chain_note() const { return stages_note(stages_, &Stage::layer_chain_note); }
+std::string Engine::matrix_split_note() const { return stages_note(stages_, &Stage::matrix_split_note); }
 
 std::string Engine::describe_plan() const {
   std::string out;

@@ -82,6 +82,11 @@ struct EngineOptions {
   uint32_t chain_spin_limit = 0;          // tests: StageOptions::chain_spin_limit
   bool chain_unreachable_waits = false;   // tests: StageOptions::chain_unreachable_waits
   uint32_t chain_trial_mismatch_pair = 0;  // tests: StageOptions::chain_trial_mismatch_pair
+  // StageOptions::matrix_splits: the rule that splits the GPU plan's fused matrices, argued (Rule) or
+  // timed on the device as the engine loads (Measure; Auto on GPUs), before the chained layers' trial.
+  MatrixSplits matrix_splits = MatrixSplits::Auto;
+  uint32_t split_trial_keep = 0;      // tests: StageOptions::split_trial_keep
+  uint32_t split_trial_mismatch = 0;  // tests: StageOptions::split_trial_mismatch
 };
 
 // What one sequence's step produced (prefill() and decode()), as asked by its Selection: the token
@@ -146,6 +151,8 @@ class Engine {
   }
   // What became of the chained layers (Stage::layer_chain_note), one stage's note, or each stage's.
   std::string layer_chain_note() const;
+  // The rule the fused matrices split by and how it was chosen (Stage::matrix_split_note), likewise.
+  std::string matrix_split_note() const;
   const Stage& stage(size_t i) const { return *stages_.at(i); }
   // The placement: each stage's device, layers, and bytes of weights and KV cache.
   std::string describe_plan() const;

@@ -1,7 +1,8 @@
 #include "runtime/engine/layer_chain_trial.h"
 
-#include <algorithm>
 #include <cstdio>
+
+#include "runtime/engine/median.h"
 
 namespace ternvk {
 
@@ -12,15 +13,7 @@ void LayerChainTrial::add(double unchained_seconds, double chained_seconds) {
   ratios_.push_back(chained_seconds / unchained_seconds);
 }
 
-double LayerChainTrial::median_ratio() const {
-  if (ratios_.empty()) return 0;
-  std::vector<double> r = ratios_;
-  const size_t mid = r.size() / 2;
-  std::nth_element(r.begin(), r.begin() + mid, r.end());
-  if (r.size() % 2) return r[mid];
-  const double upper = r[mid];
-  return (*std::max_element(r.begin(), r.begin() + mid) + upper) / 2;
-}
+double LayerChainTrial::median_ratio() const { return median_of(ratios_); }
 
 std::string LayerChainTrial::summary() const {
   char text[128];

@@ -127,6 +127,20 @@ class Stage {
   // What became of the chained layers, for people: off and why, on (asked, or kept by a trial, with
   // what it measured), or a trial still running.
   std::string layer_chain_note() const;
+  // The split trial (StageOptions::matrix_splits, SplitRuleTrial): the stage's one-token pass recorded
+  // under each candidate rule that splits its matrices differently, checked for the same bits and
+  // timed; the fastest rule is kept for every pass recorded afterwards (recordings made before are
+  // dropped). Runs once, as the engine loads, before any sequence holds tokens (it writes KV slot 0's
+  // first position); does nothing where no trial applies or it has run.
+  void settle_matrix_splits();
+  bool split_trial_pending() const { return split_trial_pending_; }
+  // The rule the fused layers split by, and how it was chosen (for people).
+  std::string matrix_split_note() const;
+  std::optional<ops::FusedSplitRule> matrix_split_rule() const {
+    return fused_ ? std::optional(fused_->shape().rule()) : std::nullopt;
+  }
+  // The rules the trial weighed (the argued one first); empty where none ran.
+  const std::vector<ops::FusedSplitRule>& matrix_split_candidates() const { return split_rules_; }
 
  private:
   // A linear layer in either form: ternary (int8 activations) or the FP16 baseline.
@@ -135,6 +149,8 @@ class Stage {
     std::unique_ptr<ops::Fp16MatrixGpu> fp16;
     uint64_t bytes() const { return ternary ? ternary->device_bytes() : fp16->device_bytes(); }
     const std::vector<ops::MatrixSegment>& segments() const { return ternary ? ternary->segments() : fp16->segments(); }
+    uint32_t rows() const { return ternary ? ternary->rows() : fp16->rows(); }
+    uint32_t cols() const { return ternary ? ternary->cols() : fp16->cols(); }
   };
   // A linear layer's host side, ready to upload: the packed ternary matrix, or the FP16 baseline's
   // rows. Prepared off the thread that uploads (the next layer's while this one uploads).
@@ -176,6 +192,10 @@ class Stage {
   void record_greedy_chain(uint32_t steps, bool fold_attention, bool chained);
   // Chained layers: why this stage cannot chain its one-token steps, or "".
   std::string why_no_layer_chain() const;
+  // The split trial: why it does not apply (a note's text), or "".
+  std::string why_no_split_trial() const;
+  // How this stage's matrices (a layer's four and the head) split under `rule`: what tells two rules apart.
+  std::vector<std::tuple<uint32_t, uint32_t, uint32_t>> splits_under(ops::FusedSplitRule rule) const;
   // The chained forms (false, true) that one-token steps may run now: one, or both while a trial runs.
   std::vector<bool> layer_chain_forms() const;
   // A one-token step, or a greedy chain, run both ways from the same inputs while the trial runs
@@ -275,6 +295,9 @@ class Stage {
   int chain_redos_ = 0;
   std::optional<ops::FusedChainLinks> links_;  // the links of the pass being recorded, if it chains
   bool zero_layer_chain_flag_ = false;  // the next pass recorded zeroes the timed-out flag with its counts
+  bool split_trial_pending_ = false;  // settle_matrix_splits() has a trial to run
+  std::string split_note_;            // how the rule was chosen (matrix_split_note)
+  std::vector<ops::FusedSplitRule> split_rules_;  // the rules the trial weighed
   uint32_t last_tokens_ = 0;
   LogitsMode last_mode_ = LogitsMode::None;
   Selection last_select_;

@@ -58,6 +58,15 @@ const char* layer_chain_name(LayerChain chain) {
   return "?";
 }
 
+const char* matrix_splits_name(MatrixSplits splits) {
+  switch (splits) {
+    case MatrixSplits::Rule: return "rule";
+    case MatrixSplits::Measure: return "measure";
+    case MatrixSplits::Auto: return "auto";
+  }
+  return "?";
+}
+
 ops::AttentionPlan plan_stage_attention(const ModelConfig& c, const StageOptions& options, const DeviceInfo& info,
                                         uint32_t tokens, ops::SequenceLayout layout) {
   const ops::HeadLayout heads{uint32_t(c.n_heads), uint32_t(c.n_kv_heads), uint32_t(c.head_dim)};

@@ -41,6 +41,16 @@ enum class LayerChain {
 };
 const char* layer_chain_name(LayerChain chain);  // "off", "on", "measure", "auto"
 
+// Which rule splits the GPU plan's fused matrices (StageOptions::matrix_splits).
+enum class MatrixSplits {
+  Rule,     // the argued rule (ops::FusedLinearShape::pick), no trial
+  // Where the fused layers fit their splits to the device: the stage's one-token pass timed under each
+  // candidate rule as the engine loads (SplitRuleTrial), the fastest kept. Elsewhere as Rule.
+  Measure,
+  Auto,  // Measure on GPUs; Rule on CPU devices, whose fused layers have a fixed split
+};
+const char* matrix_splits_name(MatrixSplits splits);  // "rule", "measure", "auto"
+
 struct StageSpec {
   int first_layer = 0;
   int end_layer = 0;  // exclusive
@@ -100,6 +110,12 @@ struct StageOptions {
   // path (chaining off, the unchained results kept) runs on any device. Pair 1 runs the unchained form
   // first, pair 2 the chained one.
   uint32_t chain_trial_mismatch_pair = 0;
+  MatrixSplits matrix_splits = MatrixSplits::Rule;
+  // Tests: the split trial keeps candidate N (1-based; 0: the fastest, as measured), or finds candidate
+  // N's bits changed on the device (its residual stream corrupted after its check run), so that a
+  // rule other than the argued one, and the path that drops a rule, run on any device.
+  uint32_t split_trial_keep = 0;
+  uint32_t split_trial_mismatch = 0;
 };
 
 // Whether a stage with these options may chain its layers on this device (the GPU plan, and for Auto a

@@ -142,6 +142,50 @@ FusedSplit FusedLinearShape::split(uint32_t matrix_rows, uint32_t chunks, uint32
   return best;
 }
 
+uint32_t FusedLinearShape::block_loads(FusedSplit s, uint32_t chunks) const {
+  return std::max(1u, std::min(loads_in_flight / s.rows, ceil_div(chunks, s.lanes)));
+}
+
+std::string FusedSplitRule::describe() const {
+  return std::to_string(target_workgroups) + " workgroups a dispatch, " + std::to_string(loads_in_flight) +
+         " loads in flight a lane";
+}
+
+FusedLinearShape FusedLinearShape::with_rule(FusedSplitRule r) const {
+  FusedLinearShape s = *this;
+  s.target_workgroups = r.target_workgroups;
+  s.loads_in_flight = r.loads_in_flight;
+  return s;
+}
+
+std::vector<FusedSplitRule> FusedLinearShape::rule_candidates() const {
+  const FusedSplitRule own = rule();
+  if (!fit_to_device) return {own};
+  const uint32_t t = own.target_workgroups, l = std::max(own.loads_in_flight, 1u);
+  // (capped so that doubling never wraps; a target past every matrix's rows means "the most workgroups")
+  const uint32_t twice_t = t > (1u << 30) ? t : 2 * t, twice_l = std::min(2 * l, 64u);
+  std::vector<FusedSplitRule> out;
+  for (const uint32_t loads : {l, twice_l})
+    for (const uint32_t target : {t, std::max(t / 2, 1u), twice_t}) {
+      const FusedSplitRule r{target, loads};
+      if (std::find(out.begin(), out.end(), r) == out.end()) out.push_back(r);
+    }
+  return out;
+}
+
+void FusedLinear::set_rule(FusedSplitRule rule) {
+  if (!shape_.fit_to_device) throw Error("internal: a split rule for a fixed fused-linear shape");
+  shape_ = shape_.with_rule(rule);
+}
+
+std::tuple<uint32_t, uint32_t, uint32_t> FusedLinear::split_under(FusedSplitRule rule, Weights kind, uint32_t rows,
+                                                                  uint32_t cols, uint32_t min_rows) const {
+  const FusedLinearShape s = shape_.with_rule(rule);
+  const uint32_t chunks = chunks_of(kind, cols);
+  const FusedSplit split = s.split(rows, chunks, min_rows, kind == Weights::Ternary);
+  return {split.lanes, split.rows, s.block_loads(split, chunks)};
+}
+
 FusedLinear::FusedLinear(Device& device, FusedLinearOptions options)
     : device_(device), shape_(options.shape ? *options.shape : FusedLinearShape::pick(device.info())) {
   shape_.validate(device.info());
@@ -222,7 +266,7 @@ PipelineOptions FusedLinear::pipeline_options(FusedSplit split, uint32_t chunks,
                   {4, static_cast<uint32_t>(epilogue)},
                   {5, shape_.subgroup_add ? 0u : 1u},
                   {6, x_uvec4},
-                  {10, std::max(1u, std::min(shape_.loads_in_flight / split.rows, ceil_div(chunks, split.lanes)))}};
+                  {10, shape_.block_loads(split, chunks)}};
   po.required_subgroup_size = shape_.required_subgroup_size;
   return po;
 }

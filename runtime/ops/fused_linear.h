@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "runtime/device/device.h"
 #include "runtime/device/recording.h"
@@ -121,6 +123,17 @@ struct FusedSplit {
   uint32_t rows = 2;
 };
 
+// The rule's two parameters (FusedLinearShape::split): the workgroups a dispatch should reach, and the
+// 16-byte loads each lane keeps in flight. Argued in docs/performance.md, chosen on the device where a
+// trial measures them (Stage::settle_matrix_splits).
+struct FusedSplitRule {
+  uint32_t target_workgroups = 0;
+  uint32_t loads_in_flight = 8;
+  bool operator==(const FusedSplitRule&) const = default;
+  // "264 workgroups a dispatch, 8 loads in flight a lane"
+  std::string describe() const;
+};
+
 // The work split (specialization constants of fused_linear.comp).
 struct FusedLinearShape {
   uint32_t workgroup = 128;  // invocations (spec id 0)
@@ -157,6 +170,15 @@ struct FusedLinearShape {
   // are integers (ternary), so any lane count gives the same bits; float sums keep `lanes`, the lane
   // count of the separate matmuls, whose bits the fused layers must reproduce.
   FusedSplit split(uint32_t matrix_rows, uint32_t chunks, uint32_t min_rows, bool exact_sums) const;
+  // Loads a lane requests per block for a matrix of `chunks` words split as `s` (spec id 10).
+  uint32_t block_loads(FusedSplit s, uint32_t chunks) const;
+
+  FusedSplitRule rule() const { return {target_workgroups, loads_in_flight}; }
+  FusedLinearShape with_rule(FusedSplitRule r) const;
+  // The rules a trial on the device weighs (fit_to_device shapes; else only rule()): this shape's own
+  // first, then half and twice its workgroups, and each of the three with twice the loads in flight.
+  // Every one of them gives the same bits (ternary sums are integers; float rows keep their lanes).
+  std::vector<FusedSplitRule> rule_candidates() const;
 };
 
 struct FusedLinearOptions {
@@ -206,6 +228,12 @@ class FusedLinear {
   // subgroup size are the fused layers', with both in shared memory.
   std::string why_no_folded_attention(const AttentionPlan& plan, uint32_t cols, Weights kind) const;
   const FusedLinearShape& shape() const { return shape_; }
+  // Changes the split rule's parameters (a fit_to_device shape); recordings made before keep theirs.
+  void set_rule(FusedSplitRule rule);
+  // The split a `kind` matrix of `rows` x `cols` takes under `rule` (lane groups of `min_rows` rows
+  // at least), with its loads per block: what tells two rules apart for a model's matrices.
+  std::tuple<uint32_t, uint32_t, uint32_t> split_under(FusedSplitRule rule, Weights kind, uint32_t rows, uint32_t cols,
+                                                       uint32_t min_rows) const;
   bool uses_int8_dot() const { return dot_; }
 
  private:

@@ -310,6 +310,7 @@ TEST_CASE("profile --plan gpu: a decode token is at most 5 dispatches a layer + 
   auto cpu = run_ternvk(base + " --plan cpu");
   REQUIRE(cpu.exit_code == 0);
   CHECK(nlohmann::json::parse(cpu.out)["decode"]["dispatches_per_token"].get<double>() > gpu_dispatches + 2 * 3);
+  CHECK(nlohmann::json::parse(cpu.out)["matrix_splits"].get<std::string>().starts_with("none: the CPU plan"));
   // The attention inside qkv (the default here: 8 + 4 positions, all short) saves one a layer.
   auto apart = run_ternvk(base + " --plan gpu --fold-attention off");
   REQUIRE(apart.exit_code == 0);
@@ -324,6 +325,8 @@ TEST_CASE("profile --plan gpu: a decode token is at most 5 dispatches a layer + 
     const auto j = nlohmann::json::parse(r.out);
     CHECK(j["decode"]["dispatches_per_token"].get<double>() == gpu_dispatches);
     CHECK(j["layer_chain"].get<std::string>().starts_with(note));
+    // lavapipe's own pick is a fixed split (one subgroup a workgroup): no rule to measure.
+    CHECK(j["matrix_splits"].get<std::string>().starts_with("fixed: device '"));
     return j["decode"]["barriers_per_token"].get<double>();
   };
   const double unchained = barriers(" --chain-layers off", "off"), chained = barriers(" --chain-layers on", "on");
@@ -334,6 +337,7 @@ TEST_CASE("profile --plan gpu: a decode token is at most 5 dispatches a layer + 
   expect_clean_failure(run_ternvk(base + " --plan gpu --chain-layers on"), "--timing pass");
   expect_clean_failure(run_ternvk(base + " --plan gpu --chain-layers measure"), "--timing pass");
   expect_clean_failure(run_ternvk("profile --chain-layers sometimes"), "--chain-layers");
+  expect_clean_failure(run_ternvk("profile --matrix-splits sometimes"), "--matrix-splits");
   expect_clean_failure(run_ternvk("profile --fold-attention maybe"), "--fold-attention");
   expect_clean_failure(run_ternvk("profile --plan fast"), "--plan");
   expect_clean_failure(run_ternvk("profile --timing pass --trace x.json"), "--timing dispatch");
@@ -349,7 +353,8 @@ TEST_CASE("run: the GPU and CPU plans print the same greedy text, chained on the
       text.push_back(r.out);
     }
   // The GPU plan with the attention inside qkv required, and off; and with its layers chained.
-  for (const char* flags : {"--fold-attention on", "--fold-attention off", "--chain-layers on", "--chain-layers measure"}) {
+  for (const char* flags : {"--fold-attention on", "--fold-attention off", "--chain-layers on", "--chain-layers measure",
+                            "--matrix-splits measure"}) {
     auto r = run_ternvk(std::string("run -p ROMEO: -n 40 --temp 0 --plan gpu ") + flags);
     CAPTURE(r.err);
     REQUIRE(r.exit_code == 0);
@@ -378,22 +383,25 @@ TEST_CASE("bench --greedy-chain, --fold-attention and --chain-layers run tg with
   REQUIRE(f.size() == 2);
   CHECK(f[0]["plan"] == "gpu");
   CHECK(f[1]["plan"] == "gpu, attention in qkv off");
-  auto chain = run_ternvk("bench -p 0 -n 4 -r 1 --plan gpu --chain-layers off,on,measure -o json");
+  auto chain = run_ternvk("bench -p 0 -n 4 -r 1 --plan gpu --chain-layers off,on,measure --matrix-splits measure -o json");
   CAPTURE(chain.err);
   REQUIRE(chain.exit_code == 0);
   const auto c = nlohmann::json::parse(chain.out);
   REQUIRE(c.size() == 3);
-  CHECK(c[0]["plan"] == "gpu, layers chained off");
-  CHECK(c[1]["plan"] == "gpu, layers chained on");
-  CHECK(c[2]["plan"] == "gpu, layers chained measure");
+  CHECK(c[0]["plan"] == "gpu, layers chained off, matrix splits measure");
+  CHECK(c[1]["plan"] == "gpu, layers chained on, matrix splits measure");
+  CHECK(c[2]["plan"] == "gpu, layers chained measure, matrix splits measure");
   CHECK(c[0]["layer_chain"] == "off (--chain-layers off)");
   CHECK(c[1]["layer_chain"] == "on (--chain-layers on)");
   CHECK(c[2]["layer_chain"].get<std::string>().find("median of 8 pairs") != std::string::npos);
+  for (const auto& row : c) CHECK(row["matrix_splits"].get<std::string>().starts_with("fixed: device '"));
+  CHECK(chain.err.find("matrix splits fixed: device '") != std::string::npos);
   // The trial ends before timing, and stderr says what it kept.
   const bool kept_said = chain.err.find("layers chained on: chained") != std::string::npos ||
                         chain.err.find("layers chained off: chained") != std::string::npos;
   CHECK(kept_said);
   expect_clean_failure(run_ternvk("bench -p 0 -n 2 --chain-layers maybe"), "--chain-layers");
+  expect_clean_failure(run_ternvk("bench -p 0 -n 2 --matrix-splits maybe"), "--matrix-splits");
 }
 
 TEST_CASE("batched-bench measures ternary and FP16 at several batch sizes and the largest batch in a budget") {

@@ -484,6 +484,30 @@ TEST_CASE("fused linear picks the GPU rule from the device's properties") {
   CHECK_FALSE(FusedLinearShape::pick(gpu).fit_to_device);
 }
 
+TEST_CASE("the split trial's candidate rules surround the argued one") {
+  const FusedLinearShape s = FusedLinearShape::pick(test::h200_like_info());
+  using R = FusedSplitRule;
+  // The argued rule first: 2 workgroups a compute unit, 8 loads in flight; then half and twice the
+  // workgroups, and the three again with 16 loads in flight.
+  CHECK(s.rule_candidates() == std::vector<R>{{264, 8}, {132, 8}, {528, 8}, {264, 16}, {132, 16}, {528, 16}});
+  // Every candidate splits the 2B4T matrices within the rule's bounds (only the split changes, so the
+  // bits do not; the engine's tests run each candidate).
+  for (const R& r : s.rule_candidates()) {
+    const FusedLinearShape c = s.with_rule(r);
+    CHECK(c.rule() == r);
+    const FusedSplit down = c.split(2560, 108, 1, true);
+    CHECK(down.lanes <= 32);
+    CHECK(c.block_loads(down, 108) <= r.loads_in_flight);
+  }
+  // Twice the workgroups of a target past every matrix does not wrap around; a fixed shape has one rule.
+  FusedLinearShape most = s;
+  most.target_workgroups = 1u << 31;
+  for (const R& r : most.rule_candidates()) CHECK(r.target_workgroups >= 1u << 30);
+  FusedLinearShape fixed = s;
+  fixed.fit_to_device = false;
+  CHECK(fixed.rule_candidates().size() == 1);
+}
+
 TEST_CASE("fused linear shapes that would drop work are refused") {
   FusedLinearShape s;
   s.paired_rows = 12;  // halved for RoPE to 3 rows: no whole K/V words

@@ -165,6 +165,7 @@ TEST_CASE("chat completions streamed and not with usage and finish_reason") {
   const int port = shared_server().port();
   // The start-up lines say what the chained layers' trial decided (here: why it did not run).
   CHECK(shared_server().log().find("ternvk serve: layers chained ") != std::string::npos);
+  CHECK(shared_server().log().find("ternvk serve: matrix splits ") != std::string::npos);
   auto plain = post(port, "/v1/chat/completions", chat_body("Who art thou?", 16));
   CAPTURE(plain.raw);
   CHECK(plain.status == 200);

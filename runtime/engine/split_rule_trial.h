@@ -1,0 +1,43 @@
+// Which split rule a stage's fused layers keep, measured on the device itself (StageOptions::
+// matrix_splits Measure, and Auto on GPUs). The rule that splits each matrix to fill the device (two
+// workgroups a compute unit, 8 loads in flight a lane) is argued from latency and bandwidth figures,
+// not measured; the best values depend on the device's schedulers and caches, which no property
+// reports. Every rule gives the same bits, so the stage can time them: its one-token pass, recorded
+// under each candidate rule, runs once for the bit check and then kTimedRounds times in rotating
+// order. The rule with the lowest median time is kept if it beats the argued rule's by kKeepRatio;
+// otherwise the argued rule stays. This class is the bookkeeping; the stage runs the passes.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace ternvk {
+
+class SplitRuleTrial {
+ public:
+  static constexpr int kTimedRounds = 8;
+  // Another rule must be 2% faster than the argued one: below that the choice is within a GPU's noise.
+  static constexpr double kKeepRatio = 0.98;
+
+  // Candidate 0 is the argued rule.
+  explicit SplitRuleTrial(size_t candidates) : seconds_(candidates) {}
+  size_t candidates() const { return seconds_.size(); }
+  // The order in which round `round` runs the candidates: rotated each round, so that none always
+  // follows the same one (caches, clocks rising under load).
+  std::vector<size_t> order(int round) const;
+  // One timed run of candidate `c`.
+  void add(size_t c, double seconds) { seconds_.at(c).push_back(seconds); }
+  // A candidate that gave other bits than candidate 0 (never kept, not timed further).
+  void drop(size_t c) { dropped_.push_back(c); }
+  bool dropped(size_t c) const;
+  double median(size_t c) const;  // 0 without a timed run
+  // The candidate to keep: the fastest by median if it is at most kKeepRatio of candidate 0's, else 0.
+  size_t best() const;
+  // Candidate c's median relative to candidate 0's, for people: "0.962x", "other bits" (dropped), "untimed".
+  std::string ratio(size_t c) const;
+
+ private:
+  std::vector<std::vector<double>> seconds_;
+  std::vector<size_t> dropped_;
+};
+
+}  // namespace ternvk
