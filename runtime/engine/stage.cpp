@@ -1,6 +1,7 @@
 #include "runtime/engine/stage.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <future>
 #include <system_error>
@@ -279,11 +280,23 @@ void Stage::settle_matrix_splits() {
   std::memcpy(ids_.mapped(), &zero, 4);
   std::memcpy(positions_.mapped(), &zero, 4);
   std::memcpy(slots_.mapped(), &zero, 4);
-  if (!spec_.embedding) write_hidden(std::vector<float>(size_t(c_.dim), 0.0f));
+  if (!spec_.embedding) {
+    // Not zeros: a zero residual stream stays zero through every layer (its int8 activations are all
+    // 0), and any split, even a wrong one, would pass the check.
+    std::vector<float> hidden(size_t(c_.dim));
+    for (size_t i = 0; i < hidden.size(); ++i) hidden[i] = std::sin(0.37f * float(i + 1));
+    write_hidden(hidden);
+  }
   const LogitsMode mode = spec_.head ? LogitsMode::Last : LogitsMode::None;
   const Selection select = spec_.head ? Selection{Selection::Argmax} : Selection{};
   std::vector<std::unique_ptr<Recording>> recordings;
   std::string unrecorded;
+  // Whatever leaves this function, the fused layers split by the argued rule unless a kept one is set.
+  struct RestoreRule {
+    ops::FusedLinear& fused;
+    ops::FusedSplitRule rule;
+    ~RestoreRule() { fused.set_rule(rule); }
+  } restore{*fused_, argued};
   for (size_t c = 0; c < rules.size(); ++c) {
     fused_->set_rule(rules[c]);
     auto rec = std::make_unique<Recording>(device_, recording_options());
@@ -292,7 +305,6 @@ void Stage::settle_matrix_splits() {
       record_pass(*rec, 1, mode, select, true, step_io(), fold_keys_ > 0);
       rec->finish();
     } catch (const Error& e) {
-      fused_->set_rule(argued);
       if (c == 0) throw;
       // A rule the pass cannot take (e.g. a folded qkv whose workgroups would finish too many heads).
       unrecorded += "; " + rules[c].describe() + " not recorded: " + e.what();
@@ -302,12 +314,16 @@ void Stage::settle_matrix_splits() {
     }
     recordings.push_back(std::move(rec));
   }
-  fused_->set_rule(argued);
   const Buffer& residual = spec_.head ? x_ : hidden_out_;
+  // The residual stream; with the head, the token's logits (every row of the head) and the pick.
   auto results = [&] {
-    std::vector<uint8_t> out(size_t(c_.dim) * 4 + (spec_.head ? sizeof(ops::ArgmaxResult) : 0));
-    device_.download(residual, out.data(), size_t(c_.dim) * 4);
-    if (spec_.head) device_.download(selected_, out.data() + size_t(c_.dim) * 4, sizeof(ops::ArgmaxResult));
+    const size_t hidden = size_t(c_.dim) * 4, logits = spec_.head ? size_t(c_.vocab) * 4 : 0;
+    std::vector<uint8_t> out(hidden + logits + (spec_.head ? sizeof(ops::ArgmaxResult) : 0));
+    device_.download(residual, out.data(), hidden);
+    if (spec_.head) {
+      device_.download(logits_, out.data() + hidden, logits);
+      device_.download(selected_, out.data() + hidden + logits, sizeof(ops::ArgmaxResult));
+    }
     return out;
   };
   auto run = [&](size_t c) {
@@ -332,7 +348,7 @@ void Stage::settle_matrix_splits() {
   size_t keep = trial.best();
   if (options_.split_trial_keep && options_.split_trial_keep <= rules.size() && !trial.dropped(options_.split_trial_keep - 1))
     keep = options_.split_trial_keep - 1;
-  fused_->set_rule(rules[keep]);
+  restore.rule = rules[keep];
   split_rules_ = rules;
   std::string each;
   for (size_t c = 0; c < rules.size(); ++c) each += (c ? "; " : "") + rules[c].describe() + " " + trial.ratio(c);

@@ -163,9 +163,11 @@ std::vector<FusedSplitRule> FusedLinearShape::rule_candidates() const {
   if (!fit_to_device) return {own};
   const uint32_t t = own.target_workgroups, l = std::max(own.loads_in_flight, 1u);
   // (capped so that doubling never wraps; a target past every matrix's rows means "the most workgroups")
-  const uint32_t twice_t = t > (1u << 30) ? t : 2 * t, twice_l = std::min(2 * l, 64u);
+  const uint32_t twice_t = t > (1u << 30) ? t : 2 * t;
   std::vector<FusedSplitRule> out;
-  for (const uint32_t loads : {l, twice_l})
+  // Not four times the loads: a lane holds two blocks of loads in registers (8 a load), and 32 loads
+  // would take 256 of them, past what a GPU gives a lane.
+  for (const uint32_t loads : {l, std::min(2 * l, 16u)})
     for (const uint32_t target : {t, std::max(t / 2, 1u), twice_t}) {
       const FusedSplitRule r{target, loads};
       if (std::find(out.begin(), out.end(), r) == out.end()) out.push_back(r);

@@ -176,7 +176,8 @@ struct FusedLinearShape {
   FusedSplitRule rule() const { return {target_workgroups, loads_in_flight}; }
   FusedLinearShape with_rule(FusedSplitRule r) const;
   // The rules a trial on the device weighs (fit_to_device shapes; else only rule()): this shape's own
-  // first, then half and twice its workgroups, and each of the three with twice the loads in flight.
+  // first, then half and twice its workgroups, and each of the three with twice the loads in flight
+  // (at most 16: a lane holds two blocks in registers, 8 registers a load).
   // Every one of them gives the same bits (ternary sums are integers; float rows keep their lanes).
   std::vector<FusedSplitRule> rule_candidates() const;
 };

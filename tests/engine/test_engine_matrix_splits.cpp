@@ -27,10 +27,19 @@ ops::FusedLinearShape fitted_shape() {
   return s;
 }
 
-EngineOptions gpu_plan(MatrixSplits splits, bool fp16 = false) {
+// The ternary model, the FP16 baseline, and the ternary model with an int8 head, two KV slots and its
+// step inputs copied to device memory first (the other forms a pass can take).
+enum class Variant { Ternary, Fp16, Int8HeadSlots };
+
+EngineOptions gpu_plan(MatrixSplits splits, Variant variant = Variant::Ternary) {
   EngineOptions o = weights_only();
   o.plan = ExecutionPlan::Gpu;
-  o.fp16_baseline = fp16;
+  o.fp16_baseline = variant == Variant::Fp16;
+  if (variant == Variant::Int8HeadSlots) {
+    o.head = HeadPrecision::Int8;
+    o.sequences = 2;
+    o.step_inputs_on_device = true;
+  }
   o.fused_shape = fitted_shape();
   o.matrix_splits = splits;
   o.greedy_chain = 4;
@@ -60,24 +69,27 @@ TEST_CASE("the split trial keeps the argued rule's bits whichever rule it keeps"
   ValidationGuard guard;
   const ModelConfig c = small_2b4t_config();
   const auto model_file = random_model_gguf(c, 71, "matrix-splits");
-  for (const bool fp16 : {false, true}) {
-    CAPTURE(fp16);
-    Engine argued(instance(), model_file, gpu_plan(MatrixSplits::Rule, fp16));
+  for (const Variant variant : {Variant::Ternary, Variant::Fp16, Variant::Int8HeadSlots}) {
+    CAPTURE(int(variant));
+    Engine argued(instance(), model_file, gpu_plan(MatrixSplits::Rule, variant));
     CHECK(argued.matrix_split_note().starts_with("rule (--matrix-splits rule): 8 workgroups a dispatch"));
     const auto want = outputs(argued, uint32_t(c.vocab));
     // Of the six candidate rules, those that split this model's matrices differently (ternary: four,
     // since twice the loads in flight changes nothing at the argued and at twice the workgroups; FP16:
-    // five, its rows keeping their 8 lanes). 0: what the trial measured; then each weighed rule forced
-    // (the argued rule is the first).
+    // five, its rows keeping their 8 lanes; with the int8 head: three). 0: what the trial measured; then
+    // each weighed rule forced (the argued rule is the first).
     REQUIRE(fitted_shape().rule_candidates().size() == 6);
-    const size_t candidates = fp16 ? 5 : 4;
+    const size_t candidates = variant == Variant::Fp16 ? 5 : variant == Variant::Ternary ? 4 : 3;
     for (uint32_t keep = 0; keep <= candidates; ++keep) {
       CAPTURE(keep);
-      EngineOptions o = gpu_plan(MatrixSplits::Measure, fp16);
+      EngineOptions o = gpu_plan(MatrixSplits::Measure, variant);
       o.split_trial_keep = keep;
       Engine measured(instance(), model_file, o);
       const std::string note = measured.matrix_split_note();
       CAPTURE(note);
+      const auto& weighed = measured.stage().matrix_split_candidates();
+      REQUIRE(weighed.size() == candidates);
+      CHECK(weighed[0] == fitted_shape().rule());
       CHECK(note.starts_with("measured: "));
       // the kept rule, then each candidate with its time
       size_t rules = 0;
@@ -86,9 +98,6 @@ TEST_CASE("the split trial keeps the argued rule's bits whichever rule it keeps"
       CHECK(note.find("median of 8 one-token passes") != std::string::npos);
       CHECK(note.find("same bits") != std::string::npos);
       CHECK(note.find("other bits") == std::string::npos);
-      const auto& weighed = measured.stage().matrix_split_candidates();
-      REQUIRE(weighed.size() == candidates);
-      CHECK(weighed[0] == fitted_shape().rule());
       // Forced to a rule: the passes then split by it (another than the argued one from 2 on).
       if (keep >= 1) CHECK(measured.stage().matrix_split_rule() == weighed[keep - 1]);
       if (keep >= 2) CHECK(note.starts_with("measured: kept "));

@@ -19,6 +19,9 @@
 #include <cmath>
 #include <cstring>
 #include <optional>
+#include <set>
+#include <tuple>
+#include <vector>
 
 #include "common/device_profiles.h"
 #include "common/gpu.h"
@@ -490,14 +493,31 @@ TEST_CASE("the split trial's candidate rules surround the argued one") {
   // The argued rule first: 2 workgroups a compute unit, 8 loads in flight; then half and twice the
   // workgroups, and the three again with 16 loads in flight.
   CHECK(s.rule_candidates() == std::vector<R>{{264, 8}, {132, 8}, {528, 8}, {264, 16}, {132, 16}, {528, 16}});
-  // Every candidate splits the 2B4T matrices within the rule's bounds (only the split changes, so the
-  // bits do not; the engine's tests run each candidate).
-  for (const R& r : s.rule_candidates()) {
-    const FusedLinearShape c = s.with_rule(r);
-    CHECK(c.rule() == r);
-    const FusedSplit down = c.split(2560, 108, 1, true);
-    CHECK(down.lanes <= 32);
-    CHECK(c.block_loads(down, 108) <= r.loads_in_flight);
+  // 2B4T's matrices (a layer's four, then the f16 head at vocab 32000): rows, 16-byte words a row
+  // (ternary / fp16), rows a lane group at least. Every candidate keeps a lane's loads within its
+  // rule; for the ternary model all six split them differently, for the FP16 baseline (8 lanes a
+  // row) two: the trial weighs as many (docs/performance.md, "Split rules, decided on the device").
+  struct M {
+    uint32_t rows, ternary_words, fp16_words, min_rows;
+  };
+  const M matrices[] = {{3840, 40, 320, 4}, {2560, 40, 320, 1}, {13824, 40, 320, 2}, {2560, 108, 864, 1}};
+  for (const bool fp16 : {false, true}) {
+    std::set<std::vector<std::tuple<uint32_t, uint32_t, uint32_t>>> distinct;
+    for (const R& r : s.rule_candidates()) {
+      const FusedLinearShape c = s.with_rule(r);
+      CHECK(c.rule() == r);
+      std::vector<std::tuple<uint32_t, uint32_t, uint32_t>> splits;
+      for (const M& m : matrices) {
+        const uint32_t words = fp16 ? m.fp16_words : m.ternary_words;
+        const FusedSplit got = c.split(m.rows, words, m.min_rows, !fp16);
+        CHECK(c.block_loads(got, words) * got.rows <= std::max(r.loads_in_flight, got.rows));
+        splits.emplace_back(got.lanes, got.rows, c.block_loads(got, words));
+      }
+      const FusedSplit head = c.split(32000, 320, 1, false);
+      splits.emplace_back(head.lanes, head.rows, c.block_loads(head, 320));
+      distinct.insert(splits);
+    }
+    CHECK(distinct.size() == (fp16 ? 2u : 6u));
   }
   // Twice the workgroups of a target past every matrix does not wrap around; a fixed shape has one rule.
   FusedLinearShape most = s;
