@@ -14,4 +14,4 @@ fi
 "$tests/test_ops_matmul" -tc="fused*"
 # the matrix-unit GEMMs with their matrix operations emulated: 8 elements a lane instead of 16
 TERNVK_EMULATE_MATRIX_UNITS=1 "$tests/test_ops_matmul" -tc="*matrix*"
-"$tests/test_engine" -sf="*batch*,*plans*"
+"$tests/test_engine" -sf="*batch*,*plans*,*matrix_splits*"
