@@ -7,6 +7,12 @@
 
 namespace ternvk {
 
+int SplitRuleTrial::timed_rounds(size_t candidates, double pass_seconds) {
+  const double round_seconds = double(candidates) * pass_seconds;
+  if (!(round_seconds > 0) || round_seconds * kTimedRounds <= kTimedBudgetSeconds) return kTimedRounds;
+  return std::max(kMinRounds, int(kTimedBudgetSeconds / round_seconds));
+}
+
 std::vector<size_t> SplitRuleTrial::order(int round) const {
   std::vector<size_t> out(candidates());
   for (size_t i = 0; i < out.size(); ++i) out[i] = (i + size_t(round)) % out.size();

@@ -15,8 +15,18 @@ namespace ternvk {
 class SplitRuleTrial {
  public:
   static constexpr int kTimedRounds = 8;
+  // Where a pass is slow (a large model on a small GPU), fewer rounds, down to kMinRounds, so that the
+  // timed rounds take about kTimedBudgetSeconds of the load: the trial must not add seconds to it.
+  static constexpr int kMinRounds = 3;
+  static constexpr double kTimedBudgetSeconds = 0.75;
+  static int timed_rounds(size_t candidates, double pass_seconds);
   // Another rule must be 2% faster than the argued one: below that the choice is within a GPU's noise.
   static constexpr double kKeepRatio = 0.98;
+  // Before the timed rounds the argued rule's pass replays for this long (at most kWarmupPasses times):
+  // a GPU idle while the model loaded raises its clocks only under load, and the first rounds would
+  // otherwise time the candidates at clocks the later ones do not see.
+  static constexpr double kWarmupSeconds = 0.05;
+  static constexpr int kWarmupPasses = 200;
 
   // Candidate 0 is the argued rule.
   explicit SplitRuleTrial(size_t candidates) : seconds_(candidates) {}

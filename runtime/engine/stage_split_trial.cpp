@@ -133,7 +133,12 @@ void Stage::settle_matrix_splits() {
     if (c == 0) reference = std::move(r);
     else if (r != reference) trial.drop(c);
   }
-  for (int round = 0; round < SplitRuleTrial::kTimedRounds; ++round)
+  double warm = 0;
+  int warm_passes = 0;
+  for (; warm_passes < SplitRuleTrial::kWarmupPasses && warm < SplitRuleTrial::kWarmupSeconds; ++warm_passes)
+    warm += run(0);
+  const int rounds = SplitRuleTrial::timed_rounds(rules.size(), warm / warm_passes);
+  for (int round = 0; round < rounds; ++round)
     for (size_t c : trial.order(round))
       if (!trial.dropped(c)) trial.add(c, run(c));
   size_t keep = trial.best();
@@ -143,13 +148,13 @@ void Stage::settle_matrix_splits() {
   split_rules_ = rules;
   std::string each;
   for (size_t c = 0; c < rules.size(); ++c) each += (c ? "; " : "") + rules[c].describe() + " " + trial.ratio(c);
-  char rounds[96];
-  std::snprintf(rounds, sizeof rounds, "median of %d one-token passes against the argued rule's, kept at %.2fx or less",
-                SplitRuleTrial::kTimedRounds, SplitRuleTrial::kKeepRatio);
+  char how[96];
+  std::snprintf(how, sizeof how, "median of %d one-token passes against the argued rule's, kept at %.2fx or less",
+                rounds, SplitRuleTrial::kKeepRatio);
   bool dropped = false;
   for (size_t c = 0; c < rules.size(); ++c) dropped |= trial.dropped(c);
   split_note_ = std::string("measured: ") + (keep ? "kept " : "the argued rule stays, ") + rules[keep].describe() +
-                " (" + rounds + ": " + each + unrecorded +
+                " (" + how + ": " + each + unrecorded +
                 (dropped ? "; a rule with other bits than the argued rule's is dropped" : "; same bits") + ")";
   // The trial's steps are scratch, and recordings made before it split by the argued rule.
   forget_last_step();

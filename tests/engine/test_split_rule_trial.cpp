@@ -14,6 +14,13 @@ TEST_CASE("the split trial rotates the order in which each round runs its rules"
   CHECK(trial.order(3) == std::vector<size_t>{0, 1, 2});
 }
 
+TEST_CASE("the split trial runs fewer timed rounds where a pass is slow, never fewer than its minimum") {
+  CHECK(SplitRuleTrial::timed_rounds(6, 0.0014) == SplitRuleTrial::kTimedRounds);  // 2B4T on an H200
+  CHECK(SplitRuleTrial::timed_rounds(6, 0.0) == SplitRuleTrial::kTimedRounds);     // too short for the clock
+  CHECK(SplitRuleTrial::timed_rounds(5, 0.02) == 7);                                // 0.75 s / 0.1 s a round
+  CHECK(SplitRuleTrial::timed_rounds(6, 0.5) == SplitRuleTrial::kMinRounds);
+}
+
 TEST_CASE("the split trial keeps the fastest rule only where it beats the argued rule by the margin") {
   auto trial_of = [](const std::vector<std::vector<double>>& times) {
     SplitRuleTrial t(times.size());
