@@ -150,6 +150,12 @@ typedef struct ternvk_model_info {
 /* Fills *info. Its strings stay valid until ternvk_model_free(model). */
 TERNVK_API ternvk_status ternvk_model_get_info(const ternvk_model* model, ternvk_model_info* info);
 
+/* What ternvk chose on the device for this model, for logs and bug reports: two lines, "layers chained
+ * ..." and "matrix splits ...", each saying what runs and why (on GPUs both are measured while the
+ * model loads; a chained wait that later times out turns chaining off, and the text then says so).
+ * *text stays valid until the next call for this model or ternvk_model_free(model). */
+TERNVK_API ternvk_status ternvk_model_get_device_choices(const ternvk_model* model, const char** text);
+
 /* ---- Tokens and text ---- */
 
 enum {

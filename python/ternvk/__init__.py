@@ -109,6 +109,8 @@ _model_load = _declare("ternvk_model_load", _status, ctypes.c_char_p, ctypes.POI
                        ctypes.POINTER(_handle))
 _model_free = _declare("ternvk_model_free", _status, _handle)
 _model_get_info = _declare("ternvk_model_get_info", _status, _handle, ctypes.POINTER(_ModelInfo))
+_model_get_device_choices = _declare("ternvk_model_get_device_choices", _status, _handle,
+                                     ctypes.POINTER(ctypes.c_char_p))
 _tokenize = _declare("ternvk_tokenize", _status, _handle, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint32,
                      _c_int32_p, ctypes.c_size_t, _size_p)
 _detokenize = _declare("ternvk_detokenize", _status, _handle, _c_int32_p, ctypes.c_size_t, ctypes.c_int32,
@@ -238,6 +240,12 @@ class Model:
         for name in ("path", "architecture", "chat_format", "device_name", "plan"):
             out[name] = out[name].decode("utf-8", "replace")
         return out
+
+    def device_choices(self):
+        """What ternvk chose on the device (layers chained or not, the matrices' split rule), with why."""
+        text = ctypes.c_char_p()
+        _check(_model_get_device_choices(self._live(), ctypes.byref(text)))
+        return text.value.decode("utf-8", "replace")
 
     def tokenize(self, text, add_bos=False, parse_special=False):
         """Token ids of `text` (add_bos: BOS first when the vocabulary has one)."""

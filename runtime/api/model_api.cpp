@@ -189,6 +189,17 @@ ternvk_status ternvk_model_free(ternvk_model* model) {
   return run(__func__, [&] { models().remove(model, "model"); });
 }
 
+ternvk_status ternvk_model_get_device_choices(const ternvk_model* model, const char** text) {
+  return run(__func__, [&] {
+    auto m = model_of(model);
+    require(text, "text");
+    std::lock_guard lock(m->mutex);
+    const Engine& e = *m->engine;
+    m->device_choices = "layers chained " + e.layer_chain_note() + "\nmatrix splits " + e.matrix_split_note() + "\n";
+    *text = m->device_choices.c_str();
+  });
+}
+
 ternvk_status ternvk_model_get_info(const ternvk_model* model, ternvk_model_info* info) {
   return run(__func__, [&] {
     auto m = model_of(model);

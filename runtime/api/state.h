@@ -36,6 +36,7 @@ struct ModelState {
   std::vector<bool> slot_used;
   ChatFormat chat_format = ChatFormat::kPlain;
   std::string path, architecture, chat_format_text, device_name, plan;
+  std::string device_choices;  // ternvk_model_get_device_choices' text, rebuilt by each call
   const Tokenizer& tokenizer() const { return engine->tokenizer(); }
 };
 

@@ -34,6 +34,10 @@ int c99_generate_greedy(const char* model_path, const char* prompt, int n, char*
   out[0] = '\0';
   greedy.temperature = 0.0f;
   status = ternvk_model_load(model_path, NULL, &model);
+  if (status == TERNVK_OK) {
+    const char* choices = NULL; /* a log line's worth: what ran on the device and why */
+    status = ternvk_model_get_device_choices(model, &choices);
+  }
   if (status == TERNVK_OK)
     status = ternvk_tokenize(model, prompt, strlen(prompt), TERNVK_TOKENIZE_ADD_BOS, tokens, 256, &count);
   if (status == TERNVK_OK) status = ternvk_sequence_create(model, &sequence);

@@ -87,6 +87,16 @@ TEST_CASE("a model loads, describes itself, and the default path is the shipped 
   CHECK(i.bos >= 0);
   CHECK(i.gpu_bytes > 0);
   CHECK(std::string(ternvk_last_error()).empty());  // the last call succeeded
+  // What was chosen on the device: here a CPU device, so no trial ran, and the text says why.
+  const char* choices = nullptr;
+  REQUIRE_OK(ternvk_model_get_device_choices(m.get(), &choices));
+  REQUIRE(choices != nullptr);
+  const std::string text = choices;
+  CHECK(text.starts_with("layers chained off"));
+  CHECK(text.find("\nmatrix splits ") != std::string::npos);
+  CHECK(text.ends_with("\n"));
+  CHECK_STATUS(ternvk_model_get_device_choices(m.get(), nullptr), TERNVK_ERROR_INVALID_ARGUMENT);
+  CHECK_STATUS(ternvk_model_get_device_choices(nullptr, &choices), TERNVK_ERROR_INVALID_HANDLE);
   check_clean(m.get());
 
   ternvk_model* shipped = nullptr;

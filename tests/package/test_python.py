@@ -60,6 +60,12 @@ class Binding(unittest.TestCase):
         stream.close()
         self.assertTrue(self.model.generate("HAMLET:", max_tokens=3, temperature=0))
 
+    def test_device_choices(self):
+        # lavapipe is a CPU device: no trial runs, and the text says why for both choices
+        choices = self.model.device_choices()
+        self.assertTrue(choices.startswith("layers chained off"), choices)
+        self.assertIn("\nmatrix splits ", choices)
+
     def test_tokenize_and_detokenize(self):
         info = self.model.info()
         ids = self.model.tokenize("ROMEO:\nBut soft!")
