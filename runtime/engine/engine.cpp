@@ -69,6 +69,7 @@ Engine::Engine(Instance& instance, const std::filesystem::path& model, EngineOpt
                         .chain_spin_limit = options_.chain_spin_limit,
                         .chain_unreachable_waits = options_.chain_unreachable_waits,
                         .chain_trial_mismatch_pair = options_.chain_trial_mismatch_pair,
+                        .chain_max_gap_seconds = options_.chain_max_gap_seconds,
                         .matrix_splits = options_.matrix_splits,
                         .split_trial_keep = options_.split_trial_keep,
                         .split_trial_mismatch = options_.split_trial_mismatch};

@@ -82,6 +82,7 @@ struct EngineOptions {
   uint32_t chain_spin_limit = 0;          // tests: StageOptions::chain_spin_limit
   bool chain_unreachable_waits = false;   // tests: StageOptions::chain_unreachable_waits
   uint32_t chain_trial_mismatch_pair = 0;  // tests: StageOptions::chain_trial_mismatch_pair
+  double chain_max_gap_seconds = 0;        // tests: StageOptions::chain_max_gap_seconds
   // StageOptions::matrix_splits: the rule that splits the GPU plan's fused matrices, argued (Rule) or
   // timed on the device as the engine loads (Measure; Auto on GPUs), before the chained layers' trial.
   MatrixSplits matrix_splits = MatrixSplits::Auto;

@@ -19,6 +19,14 @@ class LayerChainTrial {
   // The chain must win by 2% or more: below that the choice is within a GPU's run-to-run noise, and the
   // unchained pass rests on nothing outside Vulkan's promises.
   static constexpr double kKeepRatio = 0.98;
+  // The most a chain saves a dependent dispatch: the gap between one dispatch's drain and the next one's
+  // launch (the H200 averaged ~8.8 us a fused dispatch, its work included). Where a pass is so long
+  // that its dispatches' gaps together are under the margin (a large model on a small GPU), the chain
+  // cannot win, and an automatic trial stops after its first timed pair instead of spending 8.
+  static constexpr double kMaxGapSeconds = 10e-6;
+  static bool could_win(double unchained_seconds, size_t dispatches, double max_gap_seconds = kMaxGapSeconds) {
+    return double(dispatches) * max_gap_seconds >= (1 - kKeepRatio) * unchained_seconds;
+  }
 
   // Whether the chained run goes first in the next pair (every other pair, so that neither always
   // meets the caches the other warmed).

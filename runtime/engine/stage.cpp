@@ -1,6 +1,8 @@
 #include "runtime/engine/stage.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <future>
 #include <system_error>
@@ -786,6 +788,25 @@ Recording* Stage::run_layer_chain_trial(const std::function<Recording*(bool chai
     return run_form(false).rec;
   }
   chain_trial_.add(plain.seconds, chained.seconds);
+  // After the first timed pair: can the chain win at all on passes this long?
+  const double gap = options_.chain_max_gap_seconds > 0 ? options_.chain_max_gap_seconds : LayerChainTrial::kMaxGapSeconds;
+  const bool bounded = options_.chain_layers == LayerChain::Auto || options_.chain_max_gap_seconds > 0;
+  if (bounded && chain_trial_.timed_pairs() == 1) {
+    const auto& commands = plain.rec->commands();
+    const size_t dispatches = size_t(std::count_if(commands.begin(), commands.end(), [](const RecordedCommand& c) {
+      return c.kind == RecordedCommand::Dispatch;
+    }));
+    if (!LayerChainTrial::could_win(plain.seconds, dispatches, gap)) {
+      char why[192];
+      std::snprintf(why, sizeof why,
+                    "a one-token step takes %.1f ms; chaining its %zu dispatches saves at most %.0f us each (%.1f%%), "
+                    "under the %.0f%% it must win by",
+                    plain.seconds * 1e3, dispatches, gap * 1e6, 100 * double(dispatches) * gap / plain.seconds,
+                    100 * (1 - LayerChainTrial::kKeepRatio));
+      stop_layer_chain(why);
+      return plain.rec;
+    }
+  }
   if (chain_trial_.decided()) {
     if (chain_trial_.keep_chain()) {
       chain_state_ = ChainState::On;

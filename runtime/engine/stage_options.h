@@ -110,6 +110,10 @@ struct StageOptions {
   // path (chaining off, the unchained results kept) runs on any device. Pair 1 runs the unchained form
   // first, pair 2 the chained one.
   uint32_t chain_trial_mismatch_pair = 0;
+  // Tests: the most a chain saves a dispatch (LayerChainTrial::could_win) and, when set, the bound applied
+  // under Measure too (it stops only Auto's trials otherwise), so that a trial the chain cannot win
+  // stops early on any device.
+  double chain_max_gap_seconds = 0;
   MatrixSplits matrix_splits = MatrixSplits::Rule;
   // Tests: the split trial keeps candidate N (1-based; 0: the fastest, as measured), or finds candidate
   // N's bits changed on the device (its residual stream corrupted after its check run), so that a

@@ -239,6 +239,40 @@ TEST_CASE("a measured chain gives the unchained bits while its trial runs both f
   }
 }
 
+TEST_CASE("a trial stops after its first timed pair where the dispatches' gaps could not add up to the margin") {
+  ValidationGuard guard;
+  const ModelConfig c = two_layers();
+  const auto model_file = random_model_gguf(c, 69, "layer-chain-bound");
+  Engine plain(instance(), model_file, gpu_plan(false));
+  // A gap of 1e-12 s a dispatch: no pass is short enough for the chain to win by 2%. A gap of 1 s: any is.
+  for (const double gap : {1e-12, 1.0}) {
+    CAPTURE(gap);
+    EngineOptions o = measured();
+    o.chain_max_gap_seconds = gap;
+    Engine trial(instance(), model_file, o);
+    plain.reset();
+    int steps = 0;
+    for (; trial.stage().layer_chain_trial_running(); ++steps) {
+      REQUIRE(steps <= LayerChainTrial::kTimedPairs);
+      const uint32_t token[] = {uint32_t((steps * 17 + 2) % c.vocab)};
+      REQUIRE(trial.eval(token) == plain.eval(token));
+    }
+    const std::string note = trial.layer_chain_note();
+    CAPTURE(note);
+    if (gap < 1) {
+      CHECK(steps == 2);  // the check's pair and one timed pair
+      CHECK(note.starts_with("off: a one-token step takes "));
+      CHECK(note.find("under the 2% it must win by") != std::string::npos);
+      CHECK_FALSE(trial.stage().chains_layers());
+    } else {
+      CHECK(steps == LayerChainTrial::kTimedPairs + 1);
+      CHECK(note.find("median of 8 pairs") != std::string::npos);
+    }
+    const uint32_t token[] = {7};
+    REQUIRE(trial.eval(token) == plain.eval(token));
+  }
+}
+
 TEST_CASE("a measured chain's trial runs greedy chains both ways with the unchained picks") {
   ValidationGuard guard;
   const ModelConfig c = two_layers();
