@@ -2,7 +2,6 @@
 
 #include <cstdio>
 
-#include "runtime/engine/median.h"
 
 namespace ternvk {
 

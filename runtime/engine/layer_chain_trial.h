@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/engine/trial_score.h"
+
 namespace ternvk {
 
 class LayerChainTrial {
@@ -16,9 +18,9 @@ class LayerChainTrial {
   // Pairs timed before deciding. The first pair of a trial is the bit check alone: its recordings'
   // first replays may pay one-time costs that later steps do not.
   static constexpr int kTimedPairs = 8;
-  // The chain must win by 2% or more: below that the choice is within a GPU's run-to-run noise, and the
-  // unchained pass rests on nothing outside Vulkan's promises.
-  static constexpr double kKeepRatio = 0.98;
+  // The chain must win by the trials' margin (2%): below it the choice is noise, and the unchained pass
+  // rests on nothing outside Vulkan's promises.
+  static constexpr double kKeepRatio = kTrialKeepRatio;
   // The most a chain saves a dependent dispatch: the gap between one dispatch's drain and the next one's
   // launch (the H200 averaged ~8.8 us a fused dispatch, its work included). Where a pass is so long
   // that its dispatches' gaps together are under the margin (a large model on a small GPU), the chain

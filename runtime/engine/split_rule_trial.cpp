@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "runtime/engine/median.h"
 
 namespace ternvk {
 

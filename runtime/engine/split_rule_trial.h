@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/engine/trial_score.h"
+
 namespace ternvk {
 
 class SplitRuleTrial {
@@ -20,8 +22,8 @@ class SplitRuleTrial {
   static constexpr int kMinRounds = 3;
   static constexpr double kTimedBudgetSeconds = 0.75;
   static int timed_rounds(size_t candidates, double pass_seconds);
-  // Another rule must be 2% faster than the argued one: below that the choice is within a GPU's noise.
-  static constexpr double kKeepRatio = 0.98;
+  // Another rule must beat the argued one by the trials' margin (2%).
+  static constexpr double kKeepRatio = kTrialKeepRatio;
   // Before the timed rounds the argued rule's pass replays for this long (at most kWarmupPasses times):
   // a GPU idle while the model loaded raises its clocks only under load, and the first rounds would
   // otherwise time the candidates at clocks the later ones do not see.
@@ -39,6 +41,7 @@ class SplitRuleTrial {
   // A candidate that gave other bits than candidate 0 (never kept, not timed further).
   void drop(size_t c) { dropped_.push_back(c); }
   bool dropped(size_t c) const;
+  bool any_dropped() const { return !dropped_.empty(); }
   double median(size_t c) const;  // 0 without a timed run
   // The candidate to keep: the fastest by median if it is at most kKeepRatio of candidate 0's, else 0.
   size_t best() const;

@@ -1,6 +1,5 @@
 #include "runtime/engine/stage.h"
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -16,6 +15,7 @@
 #include "runtime/ops/gated_activation.h"
 #include "runtime/ops/rmsnorm.h"
 #include "runtime/ops/rope.h"
+#include "runtime/profiler/pass_record.h"
 
 namespace ternvk {
 namespace {
@@ -747,15 +747,13 @@ Recording* Stage::run_layer_chain_trial(const std::function<Recording*(bool chai
     double seconds = 0;
     std::vector<uint8_t> hidden, selected;
   };
-  const Buffer& residual = spec_.head ? x_ : hidden_out_;
+  const Buffer& residual = residual_out();
   // The residual stream after the last layer and the GPU's selection: the head and the selection are
   // not chained, and compute the same from the same residual stream.
   auto run_form = [&](bool chained) {
     Outcome o;
     o.rec = form(chained);  // recorded first if new: only the run is timed
-    const auto start = std::chrono::steady_clock::now();
-    o.rec->submit_and_wait();
-    o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    o.seconds = submit_and_time(*o.rec);
     o.hidden.resize(uint64_t(tokens) * c_.dim * 4);
     device_.download(residual, o.hidden.data(), o.hidden.size());
     o.selected.resize(selected_bytes);
@@ -792,10 +790,7 @@ Recording* Stage::run_layer_chain_trial(const std::function<Recording*(bool chai
   const double gap = options_.chain_max_gap_seconds > 0 ? options_.chain_max_gap_seconds : LayerChainTrial::kMaxGapSeconds;
   const bool bounded = options_.chain_layers == LayerChain::Auto || options_.chain_max_gap_seconds > 0;
   if (bounded && chain_trial_.timed_pairs() == 1) {
-    const auto& commands = plain.rec->commands();
-    const size_t dispatches = size_t(std::count_if(commands.begin(), commands.end(), [](const RecordedCommand& c) {
-      return c.kind == RecordedCommand::Dispatch;
-    }));
+    const size_t dispatches = profiler::pass_totals(*plain.rec, {}).dispatches;
     if (!LayerChainTrial::could_win(plain.seconds, dispatches, gap)) {
       char why[192];
       std::snprintf(why, sizeof why,
@@ -817,6 +812,12 @@ Recording* Stage::run_layer_chain_trial(const std::function<Recording*(bool chai
   }
   // Either form's results (the same bits); the unchained recording stands for the step.
   return plain.rec;
+}
+
+double Stage::submit_and_time(Recording& rec) {
+  const auto start = std::chrono::steady_clock::now();
+  rec.submit_and_wait();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 void Stage::forget_last_step() {
@@ -853,7 +854,7 @@ std::vector<float> Stage::read_hidden(uint32_t tokens) const {
   if (tokens > uint32_t(options_.max_tokens)) throw Error("internal: read_hidden of too many tokens");
   std::vector<float> h(uint64_t(tokens) * c_.dim);
   // The last stage keeps no hand-over buffer: read the residual stream itself (tests, diagnostics).
-  device_.download(spec_.head ? x_ : hidden_out_, h.data(), h.size() * 4);
+  device_.download(residual_out(), h.data(), h.size() * 4);
   return h;
 }
 

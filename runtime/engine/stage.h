@@ -133,7 +133,6 @@ class Stage {
   // dropped). Runs once, as the engine loads, before any sequence holds tokens (it writes KV slot 0's
   // first position); does nothing where no trial applies or it has run.
   void settle_matrix_splits();
-  bool split_trial_pending() const { return split_trial_pending_; }
   // The rule the fused layers split by, and how it was chosen (for people).
   std::string matrix_split_note() const;
   std::optional<ops::FusedSplitRule> matrix_split_rule() const {
@@ -190,6 +189,11 @@ class Stage {
   // Why the fused qkv dispatch cannot run `attention` (FusedLinear::why_no_folded_attention), or "".
   std::string why_no_folded_attention(const ops::AttentionPlan& attention) const;
   void record_greedy_chain(uint32_t steps, bool fold_attention, bool chained);
+  // The residual stream a step leaves: the hand-over to the next stage, or (the last stage keeps none)
+  // the stream itself.
+  const Buffer& residual_out() const { return spec_.head ? x_ : hidden_out_; }
+  // Submits `rec` and waits for it; the host's seconds for both (the device trials' clock).
+  static double submit_and_time(Recording& rec);
   // Chained layers: why this stage cannot chain its one-token steps, or "".
   std::string why_no_layer_chain() const;
   // The split trial: why it does not apply (a note's text), or "".

@@ -1,6 +1,6 @@
 // The split trial (StageOptions::matrix_splits): which rule splits the stage's fused matrices, timed
 // on the device as the engine loads (docs/performance.md, "Split rules, decided on the device").
-#include <chrono>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -105,7 +105,7 @@ void Stage::settle_matrix_splits() {
     }
     recordings.push_back(std::move(rec));
   }
-  const Buffer& residual = spec_.head ? x_ : hidden_out_;
+  const Buffer& residual = residual_out();
   // The residual stream; with the head, the token's logits (every row of the head) and the pick.
   auto results = [&] {
     const size_t hidden = size_t(c_.dim) * 4, logits = spec_.head ? size_t(c_.vocab) * 4 : 0;
@@ -117,11 +117,7 @@ void Stage::settle_matrix_splits() {
     }
     return out;
   };
-  auto run = [&](size_t c) {
-    const auto start = std::chrono::steady_clock::now();
-    recordings[c]->submit_and_wait();
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
+  auto run = [&](size_t c) { return submit_and_time(*recordings[c]); };
   SplitRuleTrial trial(rules.size());
   // The check: every rule's pass once (its first replay may pay one-time costs), the same bits as the
   // argued rule's.
@@ -151,11 +147,9 @@ void Stage::settle_matrix_splits() {
   char how[96];
   std::snprintf(how, sizeof how, "median of %d one-token passes against the argued rule's, kept at %.2fx or less",
                 rounds, SplitRuleTrial::kKeepRatio);
-  bool dropped = false;
-  for (size_t c = 0; c < rules.size(); ++c) dropped |= trial.dropped(c);
   split_note_ = std::string("measured: ") + (keep ? "kept " : "the argued rule stays, ") + rules[keep].describe() +
                 " (" + how + ": " + each + unrecorded +
-                (dropped ? "; a rule with other bits than the argued rule's is dropped" : "; same bits") + ")";
+                (trial.any_dropped() ? "; a rule with other bits than the argued rule's is dropped" : "; same bits") + ")";
   // The trial's steps are scratch, and recordings made before it split by the argued rule.
   forget_last_step();
   passes_.clear();
