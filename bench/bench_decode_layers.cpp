@@ -9,7 +9,8 @@
 //                  devices their own fixed shape)
 //   ternary weights and the FP16 baseline,
 //          (on GPUs also the picked rule with 1 and 4 workgroups a compute unit instead of 2, and with
-//          16 loads in flight a lane instead of 8)
+//          16 loads in flight a lane instead of 8; and the FP16 layers with their float rows 8 lanes
+//          wide where the device's float_row_lanes() is wider, as before 2026-12-07)
 // and, as the floor, a chain of as many dependent one-workgroup dispatches (a residual add of 4
 // floats): what a dependent dispatch costs on this device whatever it computes. Between the two, the
 // prologue alone (the picked shape's fused_norm_int8 / fused_norm_f32, one workgroup, the same four
@@ -197,7 +198,7 @@ int run(int argc, char** argv) {
   // 566ef0c's GPU shape (on any device: shuffles, never a subgroupAdd over the workgroup).
   FusedLinearShape fixed;
   fixed.workgroup = std::min(128u, info.max_workgroup_invocations);
-  fixed.lanes = std::min(8u, info.min_subgroup_size);
+  fixed.lanes = fixed.float_lanes = std::min(8u, info.min_subgroup_size);
   fixed.rows = 2;
   fixed.paired_rows = 4;
   fixed.subgroup_add = false;
@@ -232,6 +233,19 @@ int run(int argc, char** argv) {
       if (variants.size() < 4) throw;  // the fixed and picked splits are what the summary compares
       std::printf("(%s: not run: %s)\n", split.c_str(), e.what());
     }
+  }
+  // The FP16 baseline under the picked rule with its float rows 8 lanes wide, as before 2026-12-07
+  // (GPUs whose float_row_lanes() is wider): what the wider rows give the baseline (a fairness check).
+  std::optional<size_t> narrow_at;
+  if (picked.fit_to_device && picked.float_lanes > 8) {
+    FusedLinearShape narrow = picked;
+    narrow.float_lanes = 8;
+    const FusedLinear op(dev, {.shape = narrow});
+    Variant h{"FP16, picked, float rows 8 lanes (before 2026-12-07)", std::make_unique<Recording>(dev, timed),
+              half_bytes, {}};
+    record_layers(*h.rec, op, half, w);
+    narrow_at = variants.size();
+    variants.push_back(std::move(h));
   }
   // The picked layers again with no barrier between dependent dispatches (their results are wrong):
   // what the device does when nothing waits for a drain, i.e. the most that chaining the matrices
@@ -321,6 +335,8 @@ int run(int argc, char** argv) {
               "ternary time chained %.2fx\n",
               (us(2) - us(chained_at)) / launches, (us(3) - us(chained_at + 1)) / launches,
               us(chained_at + 1) / us(chained_at));
+  if (narrow_at)
+    std::printf("FP16 float rows %u lanes (picked) / 8 lanes: time %.3f\n", picked.float_lanes, us(3) / us(*narrow_at));
   for (int i = 0; i < 2; ++i) {
     uint32_t flag = 0;
     dev.download(chain_counters[size_t(i)], &flag, 4);

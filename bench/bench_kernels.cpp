@@ -8,6 +8,7 @@
 //                 [--tune-tiles N K T] [--device N] [--reps N]
 //   (--gemv: one ternary GEMV shape at the default tile; --head: the 32000-row head, fp16 vs int8;
 //    --prefill: GEMV vs tiled GEMM, ternary and FP16, on the 2B4T projections at 64 and 512 tokens
+//               (on GPUs whose float rows are wider than 8 lanes also the FP16 GEMM split 8 ways)
 //    or at T; --tune-tiles: a sweep of GEMM tile shapes at one size)
 #include <CLI/CLI.hpp>
 
@@ -349,6 +350,16 @@ class Bench {
       };
       row.fp16_gemv = run("fp16 GEMV", MatmulKernel::Gemv);
       row.fp16_gemm = run("fp16 GEMM", MatmulKernel::Gemm);
+      // The K split of 8 lanes the GEMM had before float rows took float_row_lanes() (2026-12-07):
+      // what the wider split costs or gives the FP16 baseline's shader-core prefill.
+      if (!uses_one_subgroup_workgroups(dev_.info()) && float_row_lanes(dev_.info()) > 8) {
+        MatmulShape narrow = MatmulShape::pick(dev_.info(), 1, false);
+        narrow.lanes = 8;
+        Fp16Matmul op(dev_, {.shape = narrow, .kernel = MatmulKernel::Gemm, .gemm_units = GemmUnits::Vector});
+        measure("fp16 GEMM, 8 lanes (before 2026-12-07)",
+                [&](Recording& rec) { op.record(rec, in.gw, in.xb.range(), t, {y.range()}); },
+                [&] { in.check(label + " fp16 GEMM, 8 lanes", got, x, false); }, in.bytes);
+      }
       if (dev_.info().has_fp16_matrix_unit() &&
           units_run("fp16 GEMM matrix units", MatrixUnitGemm(dev_).tile(t, n, MatrixUnitOperands::Fp16)))
         row.fp16_gemm_units = run("fp16 GEMM matrix units", MatmulKernel::Gemm, GemmUnits::MatrixUnits);

@@ -6,6 +6,7 @@
 #   devices.txt    ternvk devices, then the matrix units' self-checks (devices --check-matrix-units)
 #   layers.md      bench_decode_layers: 30 2B4T decode layers (fused linear layers, no attention),
 #                  each matrix's split fixed (566ef0c) and picked to fill the device, ternary and FP16,
+#                  the FP16 layers with their float rows 8 lanes wide (before float_row_lanes, 2026-12-07),
 #                  the prologue alone (one workgroup a dispatch), the floor of as many empty
 #                  dependent dispatches, and the picked layers with no barriers (the bound for chaining)
 #   bench.md       2B4T full depth, vocab 32000, f16 head, GPU plan: tg128 and pp512 in one chunk
@@ -24,7 +25,8 @@
 #   prefill.md     --plan gpu --timing dispatch for one 512-token prefill step: where pp512's time
 #                  goes, per shader (a timestamp after every dispatch distorts little at 512 tokens)
 #   gemm.txt       bench_kernels --prefill at 512 tokens: the 2B4T matrices' GEMV, tiled GEMMs,
-#                  matrix-unit GEMMs (where the device has int8 / fp16 matrix units), ternary and FP16;
+#                  matrix-unit GEMMs (where the device has int8 / fp16 matrix units), ternary and FP16
+#                  (the FP16 GEMM also with its K split 8 lanes wide, as before 2026-12-07);
 #                  then pp512 end to end (ternary) with the tiled and the matrix-unit GEMM side by side
 #   attention.txt  bench_attention --decode-only (128 to 32k keys, every kernel, and flash-decode with
 #                  its split count capped at 16, 32 and 64), then --cold (a fresh copy of the cache a call),
@@ -158,7 +160,7 @@ done
 step tests
 # the correctness of what gave bench.md's figures, before the other measurements
 {
-  tests test_ops_matmul "*fused*,*matrix_unit*" 60
+  tests test_ops_matmul "*fused*,*matrix_unit*,*fp16_gemm*" 75
   tests test_engine "*plans*,*batch*,*chain*,*fold*,*matrix_splits*" 90
   tests test_ops_attention "*flash*" 60
 } > "$out/tests.txt" 2>&1

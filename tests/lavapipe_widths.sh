@@ -12,6 +12,8 @@ if ! "$cli" devices | grep -q "subgroup size 16 (16-16)"; then
   exit 77
 fi
 "$tests/test_ops_matmul" -tc="fused*"
+# float rows 16 lanes wide: the tiled fp16 GEMM's K split against the GEMV's, bit for bit
+"$tests/test_ops_matmul" -tc="fp16 GEMM equals*"
 # the matrix-unit GEMMs with their matrix operations emulated: 8 elements a lane instead of 16
 TERNVK_EMULATE_MATRIX_UNITS=1 "$tests/test_ops_matmul" -tc="*matrix*"
 "$tests/test_engine" -sf="*batch*,*plans*,*matrix_splits*"

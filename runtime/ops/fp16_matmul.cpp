@@ -42,7 +42,7 @@ namespace {
 uint32_t gemv_lanes(const DeviceInfo& info, const Fp16MatmulOptions& options) {
   if (options.shape) return options.shape->lanes;
   if (!info.subgroup_arithmetic || !info.subgroup_shuffle) return 1;  // no GEMV here; record says why
-  return MatmulShape::pick(info, 1, false).lanes;
+  return float_row_lanes(info);
 }
 
 }  // namespace

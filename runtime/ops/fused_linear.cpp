@@ -56,9 +56,9 @@ FusedChainLink FusedChainLinks::next() const {
 
 FusedLinearShape FusedLinearShape::pick(const DeviceInfo& info) {
   FusedLinearShape s;
-  if (uses_one_subgroup_workgroups(info)) {  // the separate GEMVs' question (float rows keep their lanes)
+  if (uses_one_subgroup_workgroups(info)) {  // the separate GEMVs' question (float rows: float_row_lanes())
     const uint32_t sg = info.subgroup_size_control ? info.max_subgroup_size : info.min_subgroup_size;
-    s.workgroup = s.lanes = sg;
+    s.workgroup = s.lanes = s.float_lanes = sg;
     s.subgroup_add = info.subgroup_size_control || info.min_subgroup_size == info.max_subgroup_size;
     s.required_subgroup_size = info.subgroup_size_control ? sg : 0;
     s.rows = 32;
@@ -67,6 +67,7 @@ FusedLinearShape FusedLinearShape::pick(const DeviceInfo& info) {
     s.loads_in_flight = 0;
   } else {
     s.lanes = std::min(8u, info.min_subgroup_size);
+    s.float_lanes = float_row_lanes(info);
     s.workgroup = std::min(128u, info.max_workgroup_invocations);
     s.subgroup_add = false;
     s.rows = 2;
@@ -89,20 +90,23 @@ FusedLinearShape FusedLinearShape::pick(const DeviceInfo& info) {
 void FusedLinearShape::validate(const DeviceInfo& info) const {
   if (!info.subgroup_arithmetic || !info.subgroup_shuffle)
     throw Error("fused linear: device '" + info.name + "' lacks subgroup arithmetic or shuffle in compute shaders");
-  if (!power_of_two(lanes) || workgroup % lanes || workgroup > info.max_workgroup_invocations || rows == 0 ||
+  if (!power_of_two(lanes) || workgroup % lanes || !power_of_two(float_lanes) || workgroup % float_lanes ||
+      workgroup > info.max_workgroup_invocations || rows == 0 ||
       !power_of_two(paired_rows) || paired_rows < 4 || max_tokens == 0 ||
       (fit_to_device && (!power_of_two(max_lanes) || max_lanes < lanes || workgroup % max_lanes)))
     throw Error("fused linear: invalid shape: workgroup " + std::to_string(workgroup) + ", lanes " +
                 std::to_string(lanes) + (fit_to_device ? " to " + std::to_string(max_lanes) : std::string()) +
+                " (float rows " + std::to_string(float_lanes) + ")" +
                 ", rows " + std::to_string(rows) + ", paired rows " + std::to_string(paired_rows) +
                 " (a power of 2, at least 4), tokens " + std::to_string(max_tokens));
   // Lane groups wider than the subgroup add their pieces through shared memory (any size works);
   // subgroupAdd over the whole workgroup needs the workgroup to be one subgroup.
   const uint32_t min_sg =
       (required_subgroup_size && info.subgroup_size_control) ? required_subgroup_size : info.min_subgroup_size;
-  if (subgroup_add && (lanes != workgroup || fit_to_device))
-    throw Error("fused linear: invalid shape: subgroupAdd reduces the whole workgroup, so it needs lanes = workgroup (" +
-                std::to_string(lanes) + " vs " + std::to_string(workgroup) + ") and a fixed split");
+  if (subgroup_add && (lanes != workgroup || float_lanes != workgroup || fit_to_device))
+    throw Error("fused linear: invalid shape: subgroupAdd reduces the whole workgroup, so it needs lanes = float lanes = "
+                "workgroup (" + std::to_string(lanes) + ", " + std::to_string(float_lanes) + " vs " +
+                std::to_string(workgroup) + ") and a fixed split");
   if (subgroup_add && min_sg < workgroup)
     throw Error("fused linear: reducing over " + std::to_string(workgroup) +
                 " lanes with subgroupAdd needs subgroups at least that large; device '" + info.name + "' may use " +
@@ -111,7 +115,7 @@ void FusedLinearShape::validate(const DeviceInfo& info) const {
 
 FusedSplit FusedLinearShape::split(uint32_t matrix_rows, uint32_t chunks, uint32_t min_rows, bool exact_sums) const {
   min_rows = std::max(min_rows, 1u);
-  if (!fit_to_device) return {lanes, min_rows > 1 ? paired_rows : rows};
+  if (!fit_to_device) return {exact_sums ? lanes : float_lanes, min_rows > 1 ? paired_rows : rows};
   const uint64_t in_flight = std::max(loads_in_flight, 1u);
   // Rank: 0 = every load in one block and the target reached (fewest workgroups first), 1 = the target
   // reached (fewest loads a lane first), 2 = neither (most workgroups first); then fewer lanes.
@@ -123,10 +127,10 @@ FusedSplit FusedLinearShape::split(uint32_t matrix_rows, uint32_t chunks, uint32
       return std::tie(tier, a, b, lanes) < std::tie(o.tier, o.a, o.b, o.lanes);
     }
   };
-  FusedSplit best{lanes, min_rows};
+  const uint32_t first_lanes = exact_sums ? lanes : float_lanes, top_lanes = exact_sums ? max_lanes : float_lanes;
+  FusedSplit best{first_lanes, min_rows};
   std::optional<Rank> best_rank;
-  const uint32_t top_lanes = exact_sums ? max_lanes : lanes;
-  for (uint32_t l = lanes; l <= top_lanes; l *= 2)
+  for (uint32_t l = first_lanes; l <= top_lanes; l *= 2)
     for (uint32_t r = min_rows; r <= std::max(min_rows, 4u); r *= 2) {
       const uint64_t loads = uint64_t(r) * ceil_div(chunks, l);
       const uint64_t workgroups = ceil_div(ceil_div(matrix_rows, r), workgroup / l);
@@ -241,7 +245,7 @@ std::string FusedLinear::why_no_folded_attention(const AttentionPlan& plan, uint
     return std::to_string(buffers) + " storage buffers in one shader; device '" + info.name + "' allows " +
            std::to_string(info.max_storage_buffers_per_stage);
   // Pairs of a workgroup: lane groups x pairs each, at the widest split the rule may pick.
-  const uint32_t pairs = shape_.workgroup / shape_.lanes * std::max(shape_.paired_rows, 4u) / 2;
+  const uint32_t pairs = shape_.workgroup / std::min(shape_.lanes, shape_.float_lanes) * std::max(shape_.paired_rows, 4u) / 2;
   if (ceil_div(pairs, plan.heads.head_dim / 2) + 1 > kMaxFoldedHeads)
     return "a workgroup may complete more than " + std::to_string(kMaxFoldedHeads) + " kv heads";
   const uint64_t shared = uint64_t(shared_uvec4(kind, chunks_of(kind, cols))) * 16 +

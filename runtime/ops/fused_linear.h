@@ -137,7 +137,11 @@ struct FusedSplitRule {
 // The work split (specialization constants of fused_linear.comp).
 struct FusedLinearShape {
   uint32_t workgroup = 128;  // invocations (spec id 0)
-  uint32_t lanes = 8;        // lanes splitting one row's K (spec id 1), a power of 2
+  // Lanes splitting a ternary row's K (spec id 1), a power of 2; fit_to_device: the fewest (up to max_lanes).
+  uint32_t lanes = 8;
+  // Lanes splitting a float row's K (fp16 and int8 rows): the separate matmuls' (float_row_lanes()),
+  // whose sum order -- and bits -- the fused layers must reproduce. A power of 2 dividing the workgroup.
+  uint32_t float_lanes = 8;
   uint32_t rows = 2;         // rows per lane group (spec id 2); paired epilogues: ROWS / 2 pairs
   uint32_t paired_rows = 4;  // rows per lane group for the paired epilogues (even; RoPE NeoX: a multiple of 4)
   uint32_t max_tokens = 4;   // tokens per workgroup at most (spec id 3; shared memory permitting)
@@ -167,8 +171,8 @@ struct FusedLinearShape {
   // workgroups, at least target_workgroups, in which every lane's loads fit one block in flight
   // (so that all of a workgroup's weights are requested before its prologue); else, among splits
   // that reach the target, the fewest loads a lane; else the most workgroups. `exact_sums`: the row's sums
-  // are integers (ternary), so any lane count gives the same bits; float sums keep `lanes`, the lane
-  // count of the separate matmuls, whose bits the fused layers must reproduce.
+  // are integers (ternary), so any lane count gives the same bits; float sums keep the lane
+  // count of the separate matmuls (float_lanes), whose bits the fused layers must reproduce.
   FusedSplit split(uint32_t matrix_rows, uint32_t chunks, uint32_t min_rows, bool exact_sums) const;
   // Loads a lane requests per block for a matrix of `chunks` words split as `s` (spec id 10).
   uint32_t block_loads(FusedSplit s, uint32_t chunks) const;

@@ -69,7 +69,8 @@ struct GemmShape {
   //    tokens (128 x 64 tiles), K blocks of 128; where that gives too few workgroups to fill a large
   //    GPU (prefill chunks of 64 tokens), 32 x 32 tiles held by 8 slices of 4 x 8 invocations that
   //    split each K block of 512. FP16: lane groups of the GEMV's lanes, 8 rows x 8 tokens each
-  //    (64 x 32 tiles with 8 lanes), 4 x 4 when there are too few workgroups. Register blocks of
+  //    (64 x 32 tiles with 8 lanes; 16 x 32 with the 32 of float_row_lanes() on NVIDIA, in K blocks
+  //    of one round where shared memory is 48 KiB), 4 x 4 when there are too few workgroups. Register blocks of
   //    32-64 sums read each staged weight and activation word for 4-8 products; large tiles keep a
   //    workgroup's share of L2 traffic low.
   //  - CPU devices (subgroup 8: lavapipe): the fastest shapes of a sweep there (ternary: 4 x 8

@@ -13,6 +13,12 @@ bool power_of_two(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
 bool uses_one_subgroup_workgroups(const DeviceInfo& info) { return info.is_cpu() || info.max_subgroup_size <= 8; }
 
+uint32_t float_row_lanes(const DeviceInfo& info) {
+  if (uses_one_subgroup_workgroups(info))
+    return info.subgroup_size_control ? info.max_subgroup_size : info.min_subgroup_size;
+  return std::max(1u, std::min(32u, info.min_subgroup_size));
+}
+
 MatmulShape MatmulShape::pick(const DeviceInfo& info, uint32_t tokens, bool ternary) {
   MatmulShape s;
   tokens = std::max(tokens, 1u);
@@ -36,7 +42,7 @@ MatmulShape MatmulShape::pick(const DeviceInfo& info, uint32_t tokens, bool tern
       s.tokens = std::min(tokens, 4u);
     }
   } else {
-    s.lanes = std::min(8u, info.min_subgroup_size);
+    s.lanes = ternary ? std::min(8u, info.min_subgroup_size) : float_row_lanes(info);
     s.workgroup = std::min(128u, info.max_workgroup_invocations);
     s.subgroup_add = false;
     s.required_subgroup_size = 0;

@@ -21,6 +21,15 @@ namespace ternvk::ops {
 // the separate GEMV's lanes, so that a token's bits do not depend on whether its step was fused.
 bool uses_one_subgroup_workgroups(const DeviceInfo& info);
 
+// The lanes that split one float row's K (fp16 and int8 rows: their sums are rounded, so every kernel
+// that must give a row's bits -- the separate GEMV, the tiled GEMM's K split, the fused layers -- adds
+// them in this one order). CPU shapes: the subgroup (the whole workgroup). GPUs: a whole subgroup up to
+// 32 lanes (min_subgroup_size, so that the shuffle-xor butterfly never leaves a subgroup): each lane
+// then reads 1/32 of a row, as a GPU GEMV does, and a float matrix splits into as many workgroups as a
+// ternary one (docs/performance.md, "Float rows as wide as the subgroup"). Ternary sums are integers
+// and take any lane count.
+uint32_t float_row_lanes(const DeviceInfo& info);
+
 // How ternary_matmul.comp and fp16_matmul.comp split the work (their specialization constants).
 struct MatmulShape {
   uint32_t workgroup = 8;  // invocations per workgroup (spec id 0)
@@ -36,8 +45,8 @@ struct MatmulShape {
   //  - all lanes of a subgroup fit one SIMD vector (max subgroup size <= 8: CPU devices such as
   //    lavapipe): workgroup = lanes = subgroup, many rows per workgroup (an activation load serves
   //    them all), no shared memory, no barriers;
-  //  - wider subgroups (GPUs): 8 lanes per row (clusters reduced by shuffle-xor), 2 rows each,
-  //    128-invocation workgroups.
+  //  - wider subgroups (GPUs): ternary rows 8 lanes each, float rows float_row_lanes() (clusters
+  //    reduced by shuffle-xor), 2 rows a lane group, 128-invocation workgroups.
   // `ternary` selects the ternary tuning (else fp16). Throws if the device lacks subgroup
   // arithmetic or shuffles.
   static MatmulShape pick(const DeviceInfo& info, uint32_t tokens, bool ternary);

@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "common/gpu.h"
 #include "engine/reference_forward.h"
 #include "runtime/engine/engine.h"
 
@@ -29,11 +30,13 @@ inline EngineOptions weights_only(int chunk = 64) {
 // The GPU's rule for splitting the fused layers' matrices (FusedLinearShape::pick on a GPU), pushed to
 // its widest lane groups: 32 lanes a row where the sums are exact, wider than this device's subgroups
 // (their pieces meet in shared memory), so that the engine runs it here. (Batch invariance under it is
-// checked per op, against separate matmuls of the same reduction: test_fused_linear.cpp.)
+// checked per op, against separate matmuls of the same reduction: test_fused_linear.cpp.) Float rows
+// take the lanes this device's separate matmuls take (float_row_lanes: its subgroup), as a GPU's do.
 inline ops::FusedLinearShape widest_gpu_split() {
   ops::FusedLinearShape s;
   s.workgroup = 128;
   s.lanes = 8;
+  s.float_lanes = ops::float_row_lanes(device().info());
   s.subgroup_add = false;
   s.fit_to_device = true;
   s.max_lanes = 32;

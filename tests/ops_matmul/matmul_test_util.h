@@ -77,13 +77,14 @@ inline void check_dense_matmul(const std::vector<float>& y, const std::vector<fl
     }
 }
 
-// The GPU rule for splitting matrices (FusedLinearShape::pick on an H200: 128 invocations, lanes 8 to
-// 32, two workgroups per each of 132 compute units), forced here: lane groups wider than this device's
-// subgroups add their pieces through shared memory.
+// The GPU rule for splitting matrices (FusedLinearShape::pick on an H200: 128 invocations, ternary
+// rows 8 to 32 lanes, float rows 32, two workgroups per each of 132 compute units), forced here: lane
+// groups wider than this device's subgroups add their pieces through shared memory.
 inline ops::FusedLinearShape h200_like() {
   ops::FusedLinearShape s;
   s.workgroup = 128;
   s.lanes = 8;
+  s.float_lanes = 32;
   s.rows = 2;
   s.paired_rows = 4;
   s.max_tokens = 4;

@@ -98,9 +98,11 @@ size_t run_gemm_case(const GemmCase& c, uint32_t seed) {
   return gw.segments().size();
 }
 
-// (GEMV lanes, GEMM shape) pairs: with 8 lanes (the GPU GEMV's) this device's pick and the GPU pick
-// fitted to it; with 4 lanes an odd shape (3 x 5 rows by 2 x 3 tokens, K blocks of 3 rounds). Each
-// shape costs pipeline compilations (seconds on lavapipe), so there are few.
+// (GEMV lanes, GEMM shape) pairs: with 8 lanes this device's pick and the GPU pick fitted to it; with
+// 16 and 32 (where this device's subgroups are that wide: lavapipe_widths.sh runs 16, a GPU 32) the
+// GPU pick for float rows that wide (a GPU's are float_row_lanes(), 32 on NVIDIA); with 4 lanes an odd shape (3 x 5 rows by 2 x 3
+// tokens, K blocks of 3 rounds). Each shape costs pipeline compilations (seconds on lavapipe), so there
+// are few.
 std::vector<std::pair<uint32_t, GemmShape>> test_shapes() {
   const DeviceInfo& info = test::device().info();
   DeviceInfo gpu = info;
@@ -111,6 +113,8 @@ std::vector<std::pair<uint32_t, GemmShape>> test_shapes() {
     shapes.push_back({8, GemmShape::pick_fp16(info, 8, 127, 13)});
     shapes.push_back({8, GemmShape::pick_fp16(gpu, 8, 100000, 512)});
   }
+  for (const uint32_t wide : {16u, 32u})
+    if (info.min_subgroup_size >= wide) shapes.push_back({wide, GemmShape::pick_fp16(gpu, wide, 100000, 512)});
   if (info.min_subgroup_size >= 4)
     shapes.push_back({4, {.row_groups = 3, .token_groups = 2, .rows = 5, .tokens = 3, .k_block = 3, .lanes = 4}});
   REQUIRE_FALSE(shapes.empty());
@@ -176,6 +180,15 @@ TEST_CASE("fp16 GEMM shapes from device properties") {
   const GemmShape few = GemmShape::pick_fp16(h200, 8, 2560, 64);
   CHECK(few.tile_rows() == 32);
   CHECK(few.tile_tokens() == 16);
+  // Float rows 32 lanes wide (the H200's float_row_lanes): 8 groups, and the K block of one round
+  // that 48 KiB hold (a round of 32 chunks is 1 KiB of fp32 activations a token).
+  const GemmShape wide = GemmShape::pick_fp16(h200, float_row_lanes(h200), 100000, 512);
+  CHECK(wide.lanes == 32);
+  CHECK(wide.workgroup() == 256);
+  CHECK(wide.tile_rows() == 16);
+  CHECK(wide.tile_tokens() == 32);
+  CHECK(wide.k_block == 1);
+  CHECK(wide.fp16_shared_bytes() <= h200.max_shared_memory);
   DeviceInfo small = h200;
   small.max_shared_memory = 16 << 10;
   CHECK(GemmShape::pick_fp16(small, 8, 100000, 512).fp16_shared_bytes() <= small.max_shared_memory);

@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "common/device_profiles.h"
 #include "common/gpu.h"
 #include "ops_matmul/matmul_test_util.h"
 #include "ops_matmul/reference.h"
@@ -86,4 +87,33 @@ TEST_CASE("fp16 matmul: forced segments, residual epilogue, GPU-like shapes") {
   std::vector<uint16_t> one(10, 0);
   CHECK_THROWS_WITH_AS(Fp16MatrixGpu(dev, one, 1, 10, "tiny", 8), doctest::Contains("more than a segment"), Error);
   CHECK_THROWS_AS(Fp16MatrixGpu(dev, one, 3, 10, "tiny"), Error);
+}
+
+TEST_CASE("float rows take a whole subgroup up to 32 lanes on GPUs, in every kernel alike") {
+  // The separate GEMVs (fp16 and int8), the fp16 GEMM's K split and the fused layers all split a float
+  // row over float_row_lanes(): one sum order, so a sequence's bits do not depend on its batch.
+  DeviceInfo gpu = test::h200_like_info();
+  CHECK(float_row_lanes(gpu) == 32);
+  CHECK(MatmulShape::pick(gpu, 1, false).lanes == 32);
+  CHECK(MatmulShape::pick(gpu, 4, false).lanes == 32);
+  CHECK(MatmulShape::pick(gpu, 1, true).lanes == 8);  // ternary rows: integer sums, the tuned 8
+  CHECK(Fp16Matmul(test::device(), {}).gemm().shape_for(100, 100).lanes == float_row_lanes(test::device().info()));
+  // A wave64 device whose subgroups may be 32 wide: 32 (the butterfly stays inside the smallest subgroup).
+  gpu.min_subgroup_size = 32;
+  gpu.max_subgroup_size = 64;
+  CHECK(float_row_lanes(gpu) == 32);
+  // An Intel-like device (8 to 32 lanes, none required by the GEMV): 8.
+  gpu.min_subgroup_size = 8;
+  gpu.max_subgroup_size = 32;
+  CHECK(float_row_lanes(gpu) == 8);
+  CHECK(MatmulShape::pick(gpu, 1, false).lanes == 8);
+  // A mobile GPU of 4-lane subgroups: 4.
+  gpu.min_subgroup_size = 4;
+  gpu.max_subgroup_size = 16;
+  CHECK(float_row_lanes(gpu) == 4);
+  // CPU devices: the subgroup, the whole workgroup of their shape.
+  gpu.type = VK_PHYSICAL_DEVICE_TYPE_CPU;
+  gpu.min_subgroup_size = gpu.max_subgroup_size = 16;
+  CHECK(float_row_lanes(gpu) == 16);
+  CHECK(MatmulShape::pick(gpu, 1, false).lanes == 16);
 }

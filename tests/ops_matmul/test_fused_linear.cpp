@@ -244,7 +244,7 @@ TEST_CASE("fused linear, fp16 and int8 rows: float norm in the prologue") {
   const Fp16MatrixGpu f16(dev, halves, N, K, "fp16 rows");
   const Int8Rows rows = quantize_rows_int8(halves, N, K);
   const Int8MatrixGpu i8(dev, rows, "int8 rows");
-  // Float rows also with 32 lanes forced (the GPU rule keeps them at the separate matmuls' 8).
+  // Float rows also in a fixed shape of 32 lanes (the GPU rule's float rows are 32 wide on an H200).
   auto float_shapes = shapes();
   FusedLinearShape wide = h200_like();
   wide.fit_to_device = false;
@@ -375,14 +375,24 @@ TEST_CASE("fused norm alone gives the fused layer's bits, through the separate m
   const auto x = test::random_floats(rng, size_t(T) * K, -2.0f, 2.0f);
   Buffer gx = test::upload(x, "x"), gn = test::upload(random_norm(rng, K), "norm");
   const NormedInput in{.x = gx.range(), .norm = gn.range(), .eps = kEps, .tokens = T};
-  for (const auto& shape : shapes()) {
+  // ... also under the GPU rule with float rows as wide as this device's subgroups (up to 32, as
+  // float_row_lanes() gives a GPU) and 4 wide, so that their bits are compared at two widths here.
+  auto compared = shapes();
+  for (const uint32_t float_lanes : {std::min(32u, dev.info().min_subgroup_size), 4u}) {
+    FusedLinearShape s = h200_like();
+    s.max_tokens = 2;
+    s.float_lanes = float_lanes;
+    compared.push_back(s);
+  }
+  for (const auto& shape : compared) {
     CAPTURE(bool(shape));
     FusedLinear op(dev, {.shape = shape});
     const FusedLinearShape& fs = op.shape();
-    // The matmuls with the fused layer's lanes and reduction.
+    CAPTURE(fs.float_lanes);
+    // The matmuls with the fused layer's float lanes and reduction.
     MatmulShape ms;
     ms.workgroup = fs.workgroup;
-    ms.lanes = fs.lanes;
+    ms.lanes = fs.float_lanes;
     ms.rows = 2;
     ms.tokens = 1;
     ms.subgroup_add = fs.subgroup_add;
@@ -406,8 +416,9 @@ TEST_CASE("fused norm alone gives the fused layer's bits, through the separate m
     CHECK(std::memcmp(fused_t.data(), split_t.data(), fused_t.size() * 4) == 0);
     // FP16 and int8 rows, through normalized fp32 rows: the separate GEMVs reduce their lanes by
     // shuffles only, so they need subgroups as wide as the shape's lanes.
-    if (fs.lanes > dev.info().min_subgroup_size) {
-      MESSAGE(fs.lanes << " lanes a row on subgroups of " << dev.info().min_subgroup_size << ": float rows not compared");
+    if (fs.float_lanes > dev.info().min_subgroup_size) {
+      MESSAGE(fs.float_lanes << " lanes a float row on subgroups of " << dev.info().min_subgroup_size
+                             << ": float rows not compared");
       continue;
     }
     Buffer normed = test::upload(std::vector<float>(size_t(T) * K, NAN), "normed");
@@ -439,9 +450,13 @@ TEST_CASE("the GPU rule splits each 2B4T matrix to fill an H200 with every weigh
   check(2560, 108, 1, true, {16, 1});   // down: 7 loads, 320 workgroups
   check(13824, 40, 2, true, {16, 2});   // gate|up, pairs: 6 loads, 864 workgroups
   check(3840, 40, 4, true, {32, 4});    // qkv, NeoX: 8 loads, 240 workgroups (the most 4-row groups allow)
-  // Float rows keep the separate matmuls' 8 lanes (their bits); one row a group doubles the workgroups.
-  check(32000, 320, 1, false, {8, 1});  // the f16 head
-  check(2560, 320, 1, false, {8, 1});   // FP16 o
+  // Float rows keep the separate matmuls' lanes (their bits): 32 on an H200 (float_row_lanes), so
+  // that the FP16 baseline's matrices fill the device as the ternary ones do.
+  check(32000, 320, 1, false, {32, 1});  // the f16 head: 8,000 workgroups, 10 loads a lane
+  check(2560, 320, 1, false, {32, 1});   // FP16 o: 640 workgroups, 10 loads (8 lanes: 160, 40)
+  check(2560, 864, 1, false, {32, 1});   // FP16 down: 640 workgroups, 27 loads (8 lanes: 160, 108)
+  check(3840, 320, 4, false, {32, 4});   // FP16 qkv, NeoX: 240 workgroups (8 lanes: 60)
+  check(13824, 320, 2, false, {32, 2});  // FP16 gate|up, pairs: 1,728 workgroups, 20 loads
   // Any matrix: lanes within bounds, rows a multiple of the pairing, loads in one block where a split
   // reaching the target allows it.
   std::mt19937 rng(50);
@@ -451,10 +466,10 @@ TEST_CASE("the GPU rule splits each 2B4T matrix to fill an H200 with every weigh
     const FusedSplit got = s.split(rows, chunks, min_rows, exact);
     INFO(rows << " rows, " << chunks << " chunks, min rows " << min_rows << ", exact " << exact);
     REQUIRE(got.rows % min_rows == 0);
-    REQUIRE(got.lanes >= 8);
-    REQUIRE(got.lanes <= (exact ? 32u : 8u));
+    REQUIRE(got.lanes >= (exact ? 8u : 32u));
+    REQUIRE(got.lanes <= 32u);
     bool possible = false;
-    for (uint32_t l = 8; l <= (exact ? 32u : 8u); l *= 2)
+    for (uint32_t l = exact ? 8u : 32u; l <= 32u; l *= 2)
       for (uint32_t r = min_rows; r <= std::max(min_rows, 4u); r *= 2)
         possible |= r * ((chunks + l - 1) / l) <= 8 && ((rows + r - 1) / r + 128 / l - 1) / (128 / l) >= 264;
     if (possible) REQUIRE(got.rows * ((chunks + got.lanes - 1) / got.lanes) <= 8);
@@ -464,6 +479,7 @@ TEST_CASE("the GPU rule splits each 2B4T matrix to fill an H200 with every weigh
   fixed.fit_to_device = false;
   CHECK(fixed.split(13824, 40, 2, true).rows == fixed.paired_rows);
   CHECK(fixed.split(2560, 40, 1, true).lanes == fixed.lanes);
+  CHECK(fixed.split(2560, 320, 1, false).lanes == fixed.float_lanes);
 }
 
 TEST_CASE("fused linear picks the GPU rule from the device's properties") {
@@ -472,6 +488,7 @@ TEST_CASE("fused linear picks the GPU rule from the device's properties") {
   CHECK(s.fit_to_device);
   CHECK(s.workgroup == 128);
   CHECK(s.max_lanes == 32);
+  CHECK(s.float_lanes == 32);
   CHECK(s.target_workgroups == 264);
   // A wave64 device without subgroup size control keeps lane groups inside its smallest subgroup.
   gpu.subgroup_size_control = false;
@@ -480,11 +497,13 @@ TEST_CASE("fused linear picks the GPU rule from the device's properties") {
   gpu.compute_units = 0;  // unknown: a discrete GPU is assumed to have 100
   s = FusedLinearShape::pick(gpu);
   CHECK(s.max_lanes == 16);
+  CHECK(s.float_lanes == 16);
   CHECK(s.target_workgroups == 200);
   // CPU devices keep their fixed shape.
   gpu.type = VK_PHYSICAL_DEVICE_TYPE_CPU;
   gpu.min_subgroup_size = gpu.max_subgroup_size = 8;
   CHECK_FALSE(FusedLinearShape::pick(gpu).fit_to_device);
+  CHECK(FusedLinearShape::pick(gpu).float_lanes == 8);
 }
 
 TEST_CASE("the split trial's candidate rules surround the argued one") {
