@@ -129,6 +129,41 @@ TERNVK_API ternvk_status ternvk_model_load(const char* path, const ternvk_model_
 /* Releases the caller's handle; the memory goes once its sequences and detokenizers are freed too. */
 TERNVK_API ternvk_status ternvk_model_free(ternvk_model* model);
 
+/* What the engine decides on the device as it loads (docs/performance.md), each `auto` by default:
+ * on GPUs measured while the model loads, as the CLI's --chain-layers and --matrix-splits. */
+typedef enum ternvk_layer_chain {
+  TERNVK_CHAIN_AUTO = 0,   /* GPUs: a trial keeps the chain where it gives the same bits and wins */
+  TERNVK_CHAIN_OFF = 1,    /* a barrier between each of a token's dispatches */
+  TERNVK_CHAIN_ON = 2,     /* no barriers, each dispatch waiting in its shader (refused where it cannot) */
+  TERNVK_CHAIN_MEASURE = 3 /* the trial on any device */
+} ternvk_layer_chain;
+
+typedef enum ternvk_matrix_splits {
+  TERNVK_SPLITS_AUTO = 0,   /* GPUs: a trial keeps the fastest of the argued split rule and its neighbours */
+  TERNVK_SPLITS_RULE = 1,   /* the argued rule, no trial */
+  TERNVK_SPLITS_MEASURE = 2 /* the trial wherever the fused layers fit their splits to the device */
+} ternvk_matrix_splits;
+
+/* Starts with its own size so that later versions can add fields without breaking programs built
+ * against this header: take it from ternvk_device_choice_default_params() and change what you need. */
+typedef struct ternvk_device_choice_params {
+  size_t size; /* sizeof(ternvk_device_choice_params) as the caller was compiled */
+  ternvk_layer_chain chain_layers;
+  ternvk_matrix_splits matrix_splits;
+} ternvk_device_choice_params;
+
+/* Everything auto, and `size` set. */
+TERNVK_API ternvk_device_choice_params ternvk_device_choice_default_params(void);
+
+/* ternvk_model_load with the device choices made by the caller (`choices` NULL: all auto, the same
+ * as ternvk_model_load). A `size` smaller than this version's first struct, or larger with any byte
+ * past the fields this library knows set, is TERNVK_ERROR_INVALID_ARGUMENT; so is a value outside
+ * its enum, and a choice the device cannot honour (TERNVK_CHAIN_ON where a stage cannot chain) fails
+ * the load with the reason. ternvk_model_get_device_choices says what was chosen. */
+TERNVK_API ternvk_status ternvk_model_load_with_choices(const char* path, const ternvk_model_params* params,
+                                                        const ternvk_device_choice_params* choices,
+                                                        ternvk_model** model);
+
 typedef struct ternvk_model_info {
   const char* path;          /* the file or folder loaded */
   const char* architecture;  /* as the file names it ("bitnet-b1.58", "bitnet", ...) */

@@ -70,6 +70,10 @@ class _ModelParams(ctypes.Structure):
                 ("plan", ctypes.c_int), ("progress", _PROGRESS), ("progress_user_data", ctypes.c_void_p)]
 
 
+class _DeviceChoiceParams(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_size_t), ("chain_layers", ctypes.c_int), ("matrix_splits", ctypes.c_int)]
+
+
 class _ModelInfo(ctypes.Structure):
     _fields_ = [("path", ctypes.c_char_p), ("architecture", ctypes.c_char_p), ("chat_format", ctypes.c_char_p),
                 ("device_name", ctypes.c_char_p), ("plan", ctypes.c_char_p)] + \
@@ -105,8 +109,8 @@ _last_error = _declare("ternvk_last_error", ctypes.c_char_p)
 _status_name = _declare("ternvk_status_name", ctypes.c_char_p, _status)
 _device_list = _declare("ternvk_device_list", _status, ctypes.POINTER(_DeviceInfo), ctypes.c_size_t, _size_p)
 _model_default_params = _declare("ternvk_model_default_params", _ModelParams)
-_model_load = _declare("ternvk_model_load", _status, ctypes.c_char_p, ctypes.POINTER(_ModelParams),
-                       ctypes.POINTER(_handle))
+_model_load = _declare("ternvk_model_load_with_choices", _status, ctypes.c_char_p, ctypes.POINTER(_ModelParams),
+                       ctypes.POINTER(_DeviceChoiceParams), ctypes.POINTER(_handle))
 _model_free = _declare("ternvk_model_free", _status, _handle)
 _model_get_info = _declare("ternvk_model_get_info", _status, _handle, ctypes.POINTER(_ModelInfo))
 _model_get_device_choices = _declare("ternvk_model_get_device_choices", _status, _handle,
@@ -137,6 +141,9 @@ _TOKENIZE_PARSE_SPECIAL = 2
 _BUFFER_TOO_SMALL = 4
 _HEADS = {"f16": 0, "int8": 1}
 _PLANS = {"auto": 0, "gpu": 1, "cpu": 2}
+_CHAINS = {"auto": 0, "off": 1, "on": 2, "measure": 3}
+_SPLITS = {"auto": 0, "rule": 1, "measure": 2}
+_device_choice_default_params = _declare("ternvk_device_choice_default_params", _DeviceChoiceParams)
 
 
 def _check(status):
@@ -183,10 +190,13 @@ class Model:
     device: a device index from ternvk.devices(), a list of them (a pipeline), or None for the best.
     split: layers per device with a device list (None: automatic). context: positions per sequence
     (0: the model's, at most 4096). sequences: sequences that may exist at once. head: "f16" or
-    "int8". plan: "auto", "gpu" or "cpu".
+    "int8". plan: "auto", "gpu" or "cpu". chain_layers: "auto", "off", "on" or "measure";
+    matrix_splits: "auto", "rule" or "measure" (what the engine decides on the device, as the CLI's
+    --chain-layers and --matrix-splits; device_choices() says what was chosen).
     """
 
-    def __init__(self, path=None, device=None, *, split=None, context=0, sequences=1, head="f16", plan="auto"):
+    def __init__(self, path=None, device=None, *, split=None, context=0, sequences=1, head="f16", plan="auto",
+                 chain_layers="auto", matrix_splits="auto"):
         self._handle = None
         params = _model_default_params()
         if isinstance(device, (list, tuple)):
@@ -207,9 +217,14 @@ class Model:
             raise Error("TERNVK_ERROR_INVALID_ARGUMENT", f"plan {plan!r}: expected one of {sorted(_PLANS)}")
         params.head = _HEADS[head]
         params.plan = _PLANS[plan]
+        choices = _device_choice_default_params()
+        for name, value, allowed in (("chain_layers", chain_layers, _CHAINS), ("matrix_splits", matrix_splits, _SPLITS)):
+            if value not in allowed:
+                raise Error("TERNVK_ERROR_INVALID_ARGUMENT", f"{name} {value!r}: expected one of {sorted(allowed)}")
+            setattr(choices, name, allowed[value])
         handle = _handle()
         _check(_model_load(os.fsencode(path) if path is not None else None, ctypes.byref(params),
-                           ctypes.byref(handle)))
+                           ctypes.byref(choices), ctypes.byref(handle)))
         self._handle = handle
 
     def close(self):

@@ -163,26 +163,85 @@ ternvk_model_params ternvk_model_default_params(void) {
   return p;
 }
 
+ternvk_device_choice_params ternvk_device_choice_default_params(void) {
+  ternvk_device_choice_params c{};
+  c.size = sizeof(c);
+  c.chain_layers = TERNVK_CHAIN_AUTO;
+  c.matrix_splits = TERNVK_SPLITS_AUTO;
+  return c;
+}
+
+namespace {
+
+// The caller's choices into `o`, after checking the struct's size (see ternvk.h): this library knows
+// sizeof(ternvk_device_choice_params) bytes; a later header's larger struct is accepted while the
+// fields this library does not know are zero (their defaults).
+void apply_device_choices(const ternvk_device_choice_params& c, EngineOptions& o) {
+  constexpr size_t known = sizeof(ternvk_device_choice_params);
+  // (a size past a page is not a struct's: most likely an uninitialized field, whose bytes past ours
+  // must not be read)
+  constexpr size_t most = 4096;
+  if (c.size < known || c.size > most)
+    throw ApiError(TERNVK_ERROR_INVALID_ARGUMENT,
+                   "choices.size " + std::to_string(c.size) + " is not the size of a ternvk_device_choice_params (" +
+                       std::to_string(known) + " in this library's header; take the struct from "
+                       "ternvk_device_choice_default_params())");
+  const auto* bytes = reinterpret_cast<const unsigned char*>(&c);
+  for (size_t i = known; i < c.size; ++i)
+    if (bytes[i])
+      throw ApiError(TERNVK_ERROR_INVALID_ARGUMENT,
+                     "choices: byte " + std::to_string(i) + " is set, past the " + std::to_string(known) +
+                         " bytes this library (" + ternvk_version() + ") knows: a field of a newer header");
+  switch (c.chain_layers) {
+    case TERNVK_CHAIN_AUTO: o.chain_layers = LayerChain::Auto; break;
+    case TERNVK_CHAIN_OFF: o.chain_layers = LayerChain::Off; break;
+    case TERNVK_CHAIN_ON: o.chain_layers = LayerChain::On; break;
+    case TERNVK_CHAIN_MEASURE: o.chain_layers = LayerChain::Measure; break;
+    default:
+      throw ApiError(TERNVK_ERROR_INVALID_ARGUMENT,
+                     "chain_layers " + std::to_string(int(c.chain_layers)) + " is not a ternvk_layer_chain");
+  }
+  switch (c.matrix_splits) {
+    case TERNVK_SPLITS_AUTO: o.matrix_splits = MatrixSplits::Auto; break;
+    case TERNVK_SPLITS_RULE: o.matrix_splits = MatrixSplits::Rule; break;
+    case TERNVK_SPLITS_MEASURE: o.matrix_splits = MatrixSplits::Measure; break;
+    default:
+      throw ApiError(TERNVK_ERROR_INVALID_ARGUMENT,
+                     "matrix_splits " + std::to_string(int(c.matrix_splits)) + " is not a ternvk_matrix_splits");
+  }
+}
+
+void load_model(const char* path, const ternvk_model_params* params, const ternvk_device_choice_params* choices,
+              ternvk_model** model) {
+  require(model, "model (the output)");
+  *model = nullptr;
+  const ternvk_model_params p = params ? *params : ternvk_model_default_params();
+  EngineOptions options = engine_options(p);
+  if (choices) apply_device_choices(*choices, options);
+  const std::filesystem::path file = path ? std::filesystem::path(path) : shipped_model_path();
+  auto state = std::make_shared<ModelState>();
+  state->instance = std::make_unique<Instance>();
+  state->engine = std::make_unique<Engine>(*state->instance, file, std::move(options));
+  Engine& engine = *state->engine;
+  state->slot_used.assign(size_t(engine.sequences()), false);
+  state->path = file.string();
+  state->architecture = engine.config().arch_name;
+  state->chat_format = detect_chat_format(engine.tokenizer(), engine.config().arch_name);
+  state->chat_format_text = std::string(chat_format_name(state->chat_format));
+  state->device_name = engine.device().info().name;
+  state->plan = engine.describe_plan();
+  *model = reinterpret_cast<ternvk_model*>(models().add(std::move(state)));
+}
+
+}  // namespace
+
 ternvk_status ternvk_model_load(const char* path, const ternvk_model_params* params, ternvk_model** model) {
-  return run(__func__, [&] {
-    require(model, "model (the output)");
-    *model = nullptr;
-    const ternvk_model_params p = params ? *params : ternvk_model_default_params();
-    EngineOptions options = engine_options(p);
-    const std::filesystem::path file = path ? std::filesystem::path(path) : shipped_model_path();
-    auto state = std::make_shared<ModelState>();
-    state->instance = std::make_unique<Instance>();
-    state->engine = std::make_unique<Engine>(*state->instance, file, std::move(options));
-    Engine& engine = *state->engine;
-    state->slot_used.assign(size_t(engine.sequences()), false);
-    state->path = file.string();
-    state->architecture = engine.config().arch_name;
-    state->chat_format = detect_chat_format(engine.tokenizer(), engine.config().arch_name);
-    state->chat_format_text = std::string(chat_format_name(state->chat_format));
-    state->device_name = engine.device().info().name;
-    state->plan = engine.describe_plan();
-    *model = reinterpret_cast<ternvk_model*>(models().add(std::move(state)));
-  });
+  return run(__func__, [&] { load_model(path, params, nullptr, model); });
+}
+
+ternvk_status ternvk_model_load_with_choices(const char* path, const ternvk_model_params* params,
+                                             const ternvk_device_choice_params* choices, ternvk_model** model) {
+  return run(__func__, [&] { load_model(path, params, choices, model); });
 }
 
 ternvk_status ternvk_model_free(ternvk_model* model) {

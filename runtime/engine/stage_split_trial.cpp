@@ -15,9 +15,10 @@ namespace ternvk {
 std::string Stage::why_no_split_trial() const {
   if (!fused_) return "none: the CPU plan has no fused layers";
   const std::string rule = fused_->shape().rule().describe();
-  if (!fused_->shape().fit_to_device)
-    return "fixed: device '" + device_.info().name + "' runs each fused matrix in one-subgroup workgroups";
   const MatrixSplits asked = options_.matrix_splits;
+  if (!fused_->shape().fit_to_device)
+    return "fixed: device '" + device_.info().name + "' runs each fused matrix in one-subgroup workgroups" +
+           (asked == MatrixSplits::Measure ? " (--matrix-splits measure: no other split to time)" : "");
   if (asked == MatrixSplits::Rule) return "rule (--matrix-splits rule): " + rule;
   if (asked == MatrixSplits::Auto && device_.info().is_cpu())
     return "rule: " + rule + " (a CPU device; --matrix-splits measure to time others)";

@@ -136,6 +136,11 @@ struct FusedSplitRule {
 
 // The work split (specialization constants of fused_linear.comp).
 struct FusedLinearShape {
+  // The most workgroups a split takes for fewer loads a lane, as a multiple of target_workgroups: at
+  // the argued 2 a compute unit, 16 workgroups of 128 (2,048 invocations), what an NVIDIA SM holds at
+  // once. More only repeat the prologue (the 32-lane f16 head of vocab 32000 would take 8,000).
+  static constexpr uint32_t kWorkgroupsPerTarget = 8;
+
   uint32_t workgroup = 128;  // invocations (spec id 0)
   // Lanes splitting a ternary row's K (spec id 1), a power of 2; fit_to_device: the fewest (up to max_lanes).
   uint32_t lanes = 8;
@@ -170,7 +175,9 @@ struct FusedLinearShape {
   // Fixed shapes: `lanes` and `rows` (plain) / `paired_rows` (paired). fit_to_device: the fewest
   // workgroups, at least target_workgroups, in which every lane's loads fit one block in flight
   // (so that all of a workgroup's weights are requested before its prologue); else, among splits
-  // that reach the target, the fewest loads a lane; else the most workgroups. `exact_sums`: the row's sums
+  // that reach the target with at most kWorkgroupsPerTarget times as many workgroups, the fewest loads
+  // a lane; else, among splits that reach it, the fewest workgroups; else the most workgroups.
+  // `exact_sums`: the row's sums
   // are integers (ternary), so any lane count gives the same bits; float sums keep the lane
   // count of the separate matmuls (float_lanes), whose bits the fused layers must reproduce.
   FusedSplit split(uint32_t matrix_rows, uint32_t chunks, uint32_t min_rows, bool exact_sums) const;

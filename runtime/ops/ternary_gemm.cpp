@@ -123,9 +123,13 @@ GemmShape GemmShape::pick_fp16(const DeviceInfo& info, uint32_t lanes, uint32_t 
   if (uses_one_subgroup_workgroups(info)) {  // as for the ternary GEMM: the fastest of a lavapipe sweep
     s = {.row_groups = 8, .token_groups = 4, .rows = 4, .tokens = 4, .k_block = 1};
   } else {
-    // 256 invocations in groups of `lanes`; token groups vary fastest (see fp16_gemm.comp).
-    const uint32_t groups = std::min(256u, info.max_workgroup_invocations) / std::max(1u, lanes);
-    s = {.row_groups = std::max(1u, groups / 4), .token_groups = 4, .rows = 8, .tokens = 8, .k_block = 2};
+    // 256 invocations in groups of `lanes`; token groups vary fastest (see fp16_gemm.comp). Up to 4
+    // token groups, the rest rows: a tile's L2 traffic a multiply is 2 / BN bytes of fp16 weights
+    // plus 4 / BM of fp32 activations, so with few groups (32 lanes: 8) rows go first (32 x 16).
+    const uint32_t groups = std::max(1u, std::min(256u, info.max_workgroup_invocations) / std::max(1u, lanes));
+    const uint32_t token_groups = std::clamp(groups / 4, 1u, 4u);
+    s = {.row_groups = std::max(1u, groups / token_groups), .token_groups = token_groups, .rows = 8, .tokens = 8,
+         .k_block = 2};
   }
   s.lanes = std::max(1u, lanes);
   fit_invocations(s, info);
@@ -134,7 +138,13 @@ GemmShape GemmShape::pick_fp16(const DeviceInfo& info, uint32_t lanes, uint32_t 
     s.rows = 4;
     s.tokens = std::min(s.tokens, 4u);
   }
-  fit_shared(s, info, [](const GemmShape& g) { return g.fp16_shared_bytes(); });
+  // Where a K block of one round still does not fit (32 KiB devices; a round of 32 lanes is 1 KiB of
+  // fp32 activations a token), fewer tokens before fewer rows: the activations are most of the tile.
+  const auto shared = [](const GemmShape& g) { return g.fp16_shared_bytes(); };
+  while (shared(s) > info.max_shared_memory && s.k_block > 1) --s.k_block;
+  while (shared(s) > info.max_shared_memory && s.tokens > 1) s.tokens /= 2;
+  while (shared(s) > info.max_shared_memory && s.token_groups > 1) s.token_groups /= 2;
+  fit_shared(s, info, shared);
   s.validate_fp16(info);
   return s;
 }

@@ -69,14 +69,15 @@ struct GemmShape {
   //    tokens (128 x 64 tiles), K blocks of 128; where that gives too few workgroups to fill a large
   //    GPU (prefill chunks of 64 tokens), 32 x 32 tiles held by 8 slices of 4 x 8 invocations that
   //    split each K block of 512. FP16: lane groups of the GEMV's lanes, 8 rows x 8 tokens each
-  //    (64 x 32 tiles with 8 lanes; 16 x 32 with the 32 of float_row_lanes() on NVIDIA, in K blocks
+  //    (64 x 32 tiles with 8 lanes; 32 x 16 with the 32 of float_row_lanes() on NVIDIA, in K blocks
   //    of one round where shared memory is 48 KiB), 4 x 4 when there are too few workgroups. Register blocks of
   //    32-64 sums read each staged weight and activation word for 4-8 products; large tiles keep a
   //    workgroup's share of L2 traffic low.
   //  - CPU devices (subgroup 8: lavapipe): the fastest shapes of a sweep there (ternary: 4 x 8
   //    invocations of 8 x 4; FP16: 8 x 4 groups of 4 x 4), for tests; Auto keeps the GEMV there.
   // Tokens per invocation shrink while a tile would hold twice `tokens`; the K block shrinks, then
-  // the K split, then the rows per invocation, until the tiles fit the device's shared memory.
+  // (FP16) the tokens per group and the token groups, then the K split, then the rows per invocation,
+  // until the tiles fit the device's shared memory.
   static GemmShape pick_ternary(const DeviceInfo& info, bool int8_dot, uint32_t rows, uint32_t tokens);
   static GemmShape pick_fp16(const DeviceInfo& info, uint32_t lanes, uint32_t rows, uint32_t tokens);
   // Check a shape against the device (tests and benchmarks pass their own); throw naming the limit.

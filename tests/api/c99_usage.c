@@ -26,6 +26,7 @@ int c99_generate_greedy(const char* model_path, const char* prompt, int n, char*
   int32_t tokens[256];
   size_t count = 0;
   ternvk_sampling greedy = ternvk_sampling_default();
+  ternvk_device_choice_params device_choices = ternvk_device_choice_default_params();
   Text text;
   ternvk_status status;
   text.out = out;
@@ -33,7 +34,8 @@ int c99_generate_greedy(const char* model_path, const char* prompt, int n, char*
   text.used = 0;
   out[0] = '\0';
   greedy.temperature = 0.0f;
-  status = ternvk_model_load(model_path, NULL, &model);
+  device_choices.matrix_splits = TERNVK_SPLITS_RULE; /* no trial at load: the argued split rule */
+  status = ternvk_model_load_with_choices(model_path, NULL, &device_choices, &model);
   if (status == TERNVK_OK) {
     const char* choices = NULL; /* a log line's worth: what ran on the device and why */
     status = ternvk_model_get_device_choices(model, &choices);

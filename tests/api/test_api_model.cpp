@@ -358,3 +358,96 @@ TEST_CASE("chat prompts refuse a message that would open a turn in the plain and
                              {"[/INST]", "<<SYS>>", "[inst]"});
   check_clean(llama2);
 }
+
+TEST_CASE("the device choices: the caller's are used, said back, and malformed ones refused by name") {
+  const ternvk_device_choice_params defaults = ternvk_device_choice_default_params();
+  CHECK(defaults.size == sizeof(ternvk_device_choice_params));
+  CHECK(defaults.chain_layers == TERNVK_CHAIN_AUTO);
+  CHECK(defaults.matrix_splits == TERNVK_SPLITS_AUTO);
+  auto choices_of = [](ternvk_model* m) {
+    const char* text = nullptr;
+    REQUIRE_OK(ternvk_model_get_device_choices(m, &text));
+    return std::string(text);
+  };
+  auto load_with = [](ternvk_plan plan, ternvk_device_choice_params c) {
+    ternvk_model_params p = ternvk_model_default_params();
+    p.plan = plan;
+    ternvk_model* m = nullptr;
+    REQUIRE_OK(ternvk_model_load_with_choices(kModel.c_str(), &p, &c, &m));
+    return ModelPtr(m);
+  };
+  // NULL choices: ternvk_model_load's.
+  ternvk_model* plain = nullptr;
+  REQUIRE_OK(ternvk_model_load_with_choices(kModel.c_str(), nullptr, nullptr, &plain));
+  const ModelPtr loaded_plain(plain);
+  CHECK(choices_of(plain) == choices_of(load().get()));
+  // The GPU plan forced here, its layers chained by hand, its split rule argued: both said back, and
+  // the tokens are the default's (the chain and the rule keep a token's bits).
+  ternvk_device_choice_params c = defaults;
+  c.chain_layers = TERNVK_CHAIN_ON;
+  c.matrix_splits = TERNVK_SPLITS_RULE;
+  const ModelPtr chained = load_with(TERNVK_PLAN_GPU, c);
+  const std::string text = choices_of(chained.get());
+  CHECK_MESSAGE(text.starts_with("layers chained on"), text);
+  c.chain_layers = TERNVK_CHAIN_OFF;
+  const ModelPtr unchained = load_with(TERNVK_PLAN_GPU, c);
+  CHECK_MESSAGE(choices_of(unchained.get()).starts_with("layers chained off"), choices_of(unchained.get()));
+  const ModelPtr auto_gpu = load_with(TERNVK_PLAN_GPU, defaults);
+  CHECK(choices_of(auto_gpu.get()) != text);
+  // Measuring the split rule where the split is fixed (lavapipe's one-subgroup workgroups): said so.
+  CHECK(choices_of(auto_gpu.get()).find("no other split to time") == std::string::npos);
+  c.matrix_splits = TERNVK_SPLITS_MEASURE;
+  CHECK(choices_of(load_with(TERNVK_PLAN_GPU, c).get()).find("no other split to time") != std::string::npos);
+  std::vector<int32_t> want;
+  for (ternvk_model* m : {auto_gpu.get(), chained.get(), unchained.get()}) {
+    SequencePtr s = sequence(m);
+    const Generated g = generate(s.get(), tokens(m, "ROMEO:"), 8);
+    if (want.empty()) want = g.tokens;
+    CHECK(g.tokens == want);
+    check_clean(m);
+  }
+  // A chain the plan cannot run (the CPU plan has no fused layers) fails the load with the reason.
+  c.chain_layers = TERNVK_CHAIN_ON;
+  ternvk_model_params cpu = ternvk_model_default_params();
+  cpu.plan = TERNVK_PLAN_CPU;
+  ternvk_model* m = reinterpret_cast<ternvk_model*>(0x1);
+  CHECK_STATUS(ternvk_model_load_with_choices(kModel.c_str(), &cpu, &c, &m), TERNVK_ERROR_FAILED);
+  CHECK(m == nullptr);
+  CHECK_MESSAGE(last_error().find("chain") != std::string::npos, last_error());
+  // Malformed: values outside their enums, a size of another struct, a newer header's field set.
+  auto refused = [&](ternvk_device_choice_params bad, const char* says) {
+    ternvk_model* out = nullptr;
+    CHECK_STATUS(ternvk_model_load_with_choices(kModel.c_str(), nullptr, &bad, &out), TERNVK_ERROR_INVALID_ARGUMENT);
+    CHECK(out == nullptr);
+    CHECK_MESSAGE(last_error().find(says) != std::string::npos, last_error());
+  };
+  ternvk_device_choice_params bad = defaults;
+  bad.chain_layers = static_cast<ternvk_layer_chain>(4);
+  refused(bad, "chain_layers 4");
+  bad = defaults;
+  bad.matrix_splits = static_cast<ternvk_matrix_splits>(-1);
+  refused(bad, "matrix_splits -1");
+  bad = defaults;
+  bad.size = 0;  // a struct never filled in
+  refused(bad, "choices.size 0");
+  bad.size = sizeof(ternvk_device_choice_params) - 4;
+  refused(bad, "ternvk_device_choice_default_params");
+  bad.size = size_t(1) << 40;
+  refused(bad, "is not the size");
+  // A newer header's larger struct: accepted while its new fields are zero (their defaults), refused
+  // once one is set (this library could not honour it).
+  struct Newer {
+    ternvk_device_choice_params known;
+    int32_t later_field;
+  } newer{defaults, 0};
+  newer.known.size = sizeof(Newer);
+  ternvk_model* out = nullptr;
+  REQUIRE_OK(ternvk_model_load_with_choices(kModel.c_str(), nullptr, &newer.known, &out));
+  ternvk_model_free(out);
+  newer.later_field = 1;
+  out = nullptr;
+  CHECK_STATUS(ternvk_model_load_with_choices(kModel.c_str(), nullptr, &newer.known, &out), TERNVK_ERROR_INVALID_ARGUMENT);
+  CHECK(out == nullptr);
+  CHECK_MESSAGE(last_error().find("newer header") != std::string::npos, last_error());
+  CHECK(last_error().find("ternvk_model_load_with_choices") != std::string::npos);
+}

@@ -394,7 +394,11 @@ TEST_CASE("bench --greedy-chain, --fold-attention and --chain-layers run tg with
   CHECK(c[0]["layer_chain"] == "off (--chain-layers off)");
   CHECK(c[1]["layer_chain"] == "on (--chain-layers on)");
   CHECK(c[2]["layer_chain"].get<std::string>().find("median of 8 pairs") != std::string::npos);
-  for (const auto& row : c) CHECK(row["matrix_splits"].get<std::string>().starts_with("fixed: device '"));
+  for (const auto& row : c) {
+    CHECK(row["matrix_splits"].get<std::string>().starts_with("fixed: device '"));
+    // measure was asked: the note says there is nothing else to time here
+    CHECK(row["matrix_splits"].get<std::string>().ends_with("(--matrix-splits measure: no other split to time)"));
+  }
   CHECK(chain.err.find("matrix splits fixed: device '") != std::string::npos);
   // The trial ends before timing, and stderr says what it kept.
   const bool kept_said = chain.err.find("layers chained on: chained") != std::string::npos ||

@@ -31,7 +31,8 @@ inline EngineOptions weights_only(int chunk = 64) {
 // its widest lane groups: 32 lanes a row where the sums are exact, wider than this device's subgroups
 // (their pieces meet in shared memory), so that the engine runs it here. (Batch invariance under it is
 // checked per op, against separate matmuls of the same reduction: test_fused_linear.cpp.) Float rows
-// take the lanes this device's separate matmuls take (float_row_lanes: its subgroup), as a GPU's do.
+// split over as many lanes as this device's separate matmuls (float_row_lanes: its subgroup), as on a
+// GPU; the bits still differ from theirs here (lavapipe's separate GEMVs reduce with subgroupAdd).
 inline ops::FusedLinearShape widest_gpu_split() {
   ops::FusedLinearShape s;
   s.workgroup = 128;

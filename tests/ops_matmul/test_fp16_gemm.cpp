@@ -180,15 +180,40 @@ TEST_CASE("fp16 GEMM shapes from device properties") {
   const GemmShape few = GemmShape::pick_fp16(h200, 8, 2560, 64);
   CHECK(few.tile_rows() == 32);
   CHECK(few.tile_tokens() == 16);
-  // Float rows 32 lanes wide (the H200's float_row_lanes): 8 groups, and the K block of one round
-  // that 48 KiB hold (a round of 32 chunks is 1 KiB of fp32 activations a token).
+  // Float rows 32 lanes wide (the H200's float_row_lanes): 8 groups, rows first (a 32 x 16 tile
+  // moves 2/16 + 4/32 bytes a multiply through L2, 16 x 32 would move 2/32 + 4/16), and the K block
+  // of one round that 48 KiB hold (a round of 32 chunks is 1 KiB of fp32 activations a token).
   const GemmShape wide = GemmShape::pick_fp16(h200, float_row_lanes(h200), 100000, 512);
   CHECK(wide.lanes == 32);
   CHECK(wide.workgroup() == 256);
-  CHECK(wide.tile_rows() == 16);
-  CHECK(wide.tile_tokens() == 32);
+  CHECK(wide.tile_rows() == 32);
+  CHECK(wide.tile_tokens() == 16);
   CHECK(wide.k_block == 1);
   CHECK(wide.fp16_shared_bytes() <= h200.max_shared_memory);
+  // 16 lanes: 16 groups, 32 x 32 tiles (as before float rows took the subgroup).
+  CHECK(GemmShape::pick_fp16(h200, 16, 100000, 512).tile_rows() == 32);
+  CHECK(GemmShape::pick_fp16(h200, 16, 100000, 512).tile_tokens() == 32);
+  // Devices of 32 KiB with 32-lane float rows (64- or 128-wide subgroups, as Adreno's): a K block of one
+  // round does not fit 16 tokens, so the tokens a group shrink before the rows; every size of prefill
+  // step gets a valid shape, and every float_row_lanes() GEMM shape of these devices fits.
+  DeviceInfo small32 = h200;
+  small32.max_shared_memory = 32 << 10;
+  small32.min_subgroup_size = 64;
+  small32.max_subgroup_size = small32.subgroup_size = 128;
+  small32.subgroup_size_control = false;
+  REQUIRE(float_row_lanes(small32) == 32);
+  for (const uint32_t rows : {2560u, 32000u, 100000u})
+    for (const uint32_t tokens : {16u, 97u, 512u}) {
+      CAPTURE(rows);
+      CAPTURE(tokens);
+      const GemmShape g = GemmShape::pick_fp16(small32, float_row_lanes(small32), rows, tokens);
+      CHECK(g.fp16_shared_bytes() <= small32.max_shared_memory);
+      CHECK(g.tile_rows() >= 16);
+      CHECK_NOTHROW(g.validate_fp16(small32));
+    }
+  // ... keeping the tile's 32 rows (the tokens a group halve instead).
+  CHECK(GemmShape::pick_fp16(small32, 32, 100000, 512).tile_rows() == 32);
+  CHECK(GemmShape::pick_fp16(small32, 32, 100000, 512).tile_tokens() == 8);
   DeviceInfo small = h200;
   small.max_shared_memory = 16 << 10;
   CHECK(GemmShape::pick_fp16(small, 8, 100000, 512).fp16_shared_bytes() <= small.max_shared_memory);

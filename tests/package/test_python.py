@@ -66,6 +66,20 @@ class Binding(unittest.TestCase):
         self.assertTrue(choices.startswith("layers chained off"), choices)
         self.assertIn("\nmatrix splits ", choices)
 
+    def test_device_choices_made_by_the_caller(self):
+        # the GPU plan forced on lavapipe, its layers chained by hand: said back, same greedy text
+        with ternvk.Model(plan="gpu", chain_layers="on", matrix_splits="rule") as chained:
+            self.assertTrue(chained.device_choices().startswith("layers chained on"), chained.device_choices())
+            self.assertEqual(chained.generate("ROMEO:", max_tokens=8, temperature=0),
+                             self.model.generate("ROMEO:", max_tokens=8, temperature=0))
+        with self.assertRaises(ternvk.Error) as caught:
+            ternvk.Model(chain_layers="sometimes")
+        self.assertEqual(caught.exception.status, "TERNVK_ERROR_INVALID_ARGUMENT")
+        self.assertIn("chain_layers 'sometimes'", str(caught.exception))
+        with self.assertRaises(ternvk.Error) as caught:
+            ternvk.Model(plan="cpu", chain_layers="on")  # the CPU plan has no fused layers to chain
+        self.assertEqual(caught.exception.status, "TERNVK_ERROR_FAILED")
+
     def test_tokenize_and_detokenize(self):
         info = self.model.info()
         ids = self.model.tokenize("ROMEO:\nBut soft!")
