@@ -599,6 +599,8 @@ void tune_tiles(Device& dev, uint32_t n, uint32_t k, uint32_t t) {
             const uint32_t lanes = MatmulShape::pick(info, 1, false).lanes;
             GemmShape f = s;
             f.lanes = lanes;
+            // as many invocations as with 8 lanes a group (float rows may be wider: float_row_lanes)
+            f.row_groups = std::max(1u, s.row_groups * 8 / lanes);
             f.k_block = 1;
             f.k_split = 1;
             if (split > 1 || f.workgroup() > max_wg || f.fp16_shared_bytes() > info.max_shared_memory) continue;

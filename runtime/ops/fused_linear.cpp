@@ -120,9 +120,9 @@ FusedSplit FusedLinearShape::split(uint32_t matrix_rows, uint32_t chunks, uint32
   // Past kWorkgroupsPerTarget times the target, more workgroups than a device holds at once add no
   // loads in flight, only prologues (each re-reads and re-normalizes the input row from L2).
   const uint64_t most = uint64_t(target_workgroups) * kWorkgroupsPerTarget;
-  // Rank: 0 = every load in one block and the target reached (fewest workgroups first), 1 = the target
-  // reached within `most` (fewest loads a lane first), 2 = the target reached only past `most` (fewest
-  // workgroups first), 3 = none (most workgroups first); then fewer lanes.
+  // Rank: 0 = the target reached within `most`, every load in one block (fewest workgroups first),
+  // 1 = the target reached within `most` (fewest loads a lane first), 2 = the target reached only past
+  // `most` (fewest workgroups first), 3 = none (most workgroups first); then fewer lanes.
   struct Rank {
     int tier;
     uint64_t a, b;
@@ -139,10 +139,11 @@ FusedSplit FusedLinearShape::split(uint32_t matrix_rows, uint32_t chunks, uint32
       const uint64_t loads = uint64_t(r) * ceil_div(chunks, l);
       const uint64_t workgroups = ceil_div(ceil_div(matrix_rows, r), workgroup / l);
       const bool target = workgroups >= target_workgroups;
-      const Rank rank = target && loads <= in_flight ? Rank{0, workgroups, loads, l}
-                        : target && workgroups <= most ? Rank{1, loads, workgroups, l}
-                        : target                       ? Rank{2, workgroups, loads, l}
-                                                       : Rank{3, ~workgroups, loads, l};
+      const bool within = target && workgroups <= most;
+      const Rank rank = within && loads <= in_flight ? Rank{0, workgroups, loads, l}
+                        : within                     ? Rank{1, loads, workgroups, l}
+                        : target                     ? Rank{2, workgroups, loads, l}
+                                                     : Rank{3, ~workgroups, loads, l};
       if (!best_rank || rank < *best_rank) {
         best_rank = rank;
         best = {l, r};

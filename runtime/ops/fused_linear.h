@@ -172,11 +172,11 @@ struct FusedLinearShape {
 
   // The split of a matrix of `matrix_rows` rows of `chunks` 16-byte words, whose lane groups need
   // `min_rows` rows at least (paired epilogues: 2, RoPE NeoX: 4), a multiple of min_rows.
-  // Fixed shapes: `lanes` and `rows` (plain) / `paired_rows` (paired). fit_to_device: the fewest
-  // workgroups, at least target_workgroups, in which every lane's loads fit one block in flight
-  // (so that all of a workgroup's weights are requested before its prologue); else, among splits
-  // that reach the target with at most kWorkgroupsPerTarget times as many workgroups, the fewest loads
-  // a lane; else, among splits that reach it, the fewest workgroups; else the most workgroups.
+  // Fixed shapes: `lanes` and `rows` (plain) / `paired_rows` (paired). fit_to_device: among splits
+  // with at least target_workgroups and at most kWorkgroupsPerTarget times as many, the fewest
+  // workgroups in which every lane's loads fit one block in flight (so that all of a workgroup's
+  // weights are requested before its prologue), else the fewest loads a lane; else, among splits
+  // that reach the target, the fewest workgroups; else the most workgroups.
   // `exact_sums`: the row's sums
   // are integers (ternary), so any lane count gives the same bits; float sums keep the lane
   // count of the separate matmuls (float_lanes), whose bits the fused layers must reproduce.
