@@ -144,22 +144,25 @@ typedef enum ternvk_matrix_splits {
   TERNVK_SPLITS_MEASURE = 2 /* the trial wherever the fused layers fit their splits to the device */
 } ternvk_matrix_splits;
 
-/* Starts with its own size so that later versions can add fields without breaking programs built
- * against this header: take it from ternvk_device_choice_default_params() and change what you need. */
+/* Starts with its own size, so that later versions can add fields without breaking programs built
+ * against this header: start from TERNVK_DEVICE_CHOICE_PARAMS_INIT (the size as *your* compiler sees
+ * it, every choice auto) and change what you need. Fields are only ever added at the end, in 8-byte
+ * units (no padding), each defaulting to 0. */
 typedef struct ternvk_device_choice_params {
   size_t size; /* sizeof(ternvk_device_choice_params) as the caller was compiled */
   ternvk_layer_chain chain_layers;
   ternvk_matrix_splits matrix_splits;
 } ternvk_device_choice_params;
 
-/* Everything auto, and `size` set. */
-TERNVK_API ternvk_device_choice_params ternvk_device_choice_default_params(void);
+#define TERNVK_DEVICE_CHOICE_PARAMS_INIT \
+  { sizeof(ternvk_device_choice_params), TERNVK_CHAIN_AUTO, TERNVK_SPLITS_AUTO }
 
 /* ternvk_model_load with the device choices made by the caller (`choices` NULL: all auto, the same
- * as ternvk_model_load). A `size` smaller than this version's first struct, or larger with any byte
- * past the fields this library knows set, is TERNVK_ERROR_INVALID_ARGUMENT; so is a value outside
- * its enum, and a choice the device cannot honour (TERNVK_CHAIN_ON where a stage cannot chain) fails
- * the load with the reason. ternvk_model_get_device_choices says what was chosen. */
+ * as ternvk_model_load). TERNVK_ERROR_INVALID_ARGUMENT: a `size` smaller than the first version's
+ * struct (16 bytes on 64-bit systems) or over 4096, one larger than this library's with any byte past
+ * the fields it knows set (a newer header's choice it cannot honour), a value outside its enum. A
+ * choice the device cannot honour (TERNVK_CHAIN_ON where a stage cannot chain) fails the load with the
+ * reason. ternvk_model_get_device_choices says what was chosen. */
 TERNVK_API ternvk_status ternvk_model_load_with_choices(const char* path, const ternvk_model_params* params,
                                                         const ternvk_device_choice_params* choices,
                                                         ternvk_model** model);

@@ -143,7 +143,6 @@ _HEADS = {"f16": 0, "int8": 1}
 _PLANS = {"auto": 0, "gpu": 1, "cpu": 2}
 _CHAINS = {"auto": 0, "off": 1, "on": 2, "measure": 3}
 _SPLITS = {"auto": 0, "rule": 1, "measure": 2}
-_device_choice_default_params = _declare("ternvk_device_choice_default_params", _DeviceChoiceParams)
 
 
 def _check(status):
@@ -217,7 +216,7 @@ class Model:
             raise Error("TERNVK_ERROR_INVALID_ARGUMENT", f"plan {plan!r}: expected one of {sorted(_PLANS)}")
         params.head = _HEADS[head]
         params.plan = _PLANS[plan]
-        choices = _device_choice_default_params()
+        choices = _DeviceChoiceParams(size=ctypes.sizeof(_DeviceChoiceParams))  # every choice 0: auto
         for name, value, allowed in (("chain_layers", chain_layers, _CHAINS), ("matrix_splits", matrix_splits, _SPLITS)):
             if value not in allowed:
                 raise Error("TERNVK_ERROR_INVALID_ARGUMENT", f"{name} {value!r}: expected one of {sorted(allowed)}")

@@ -163,17 +163,24 @@ ternvk_model_params ternvk_model_default_params(void) {
   return p;
 }
 
-ternvk_device_choice_params ternvk_device_choice_default_params(void) {
-  ternvk_device_choice_params c{};
-  c.size = sizeof(c);
-  c.chain_layers = TERNVK_CHAIN_AUTO;
-  c.matrix_splits = TERNVK_SPLITS_AUTO;
-  return c;
-}
-
 namespace {
 
-// The caller's choices into `o`, after checking the struct's size (see ternvk.h): this library knows
+// The size of the first ternvk_device_choice_params (size_t + two enums). Later versions add fields at
+// the end: each is read only where the caller's `size` covers it, and a struct of this size stays valid.
+constexpr size_t kFirstChoiceParamsSize = sizeof(size_t) + 2 * sizeof(int32_t);
+static_assert(sizeof(ternvk_device_choice_params) == kFirstChoiceParamsSize,
+              "a field was added: read it only where choices.size covers it (offsetof + sizeof)");
+static_assert(sizeof(ternvk_layer_chain) == sizeof(int32_t) && sizeof(ternvk_matrix_splits) == sizeof(int32_t));
+
+// An enum field as the int the caller stored (a C caller may store any int there; reading it as the
+// C++ enum when it is outside the enum's values would be undefined).
+int32_t enum_value(const void* field) {
+  int32_t v;
+  std::memcpy(&v, field, sizeof v);
+  return v;
+}
+
+// The caller's choices into `o`, after checking the struct's size (see ternvk.h). This library knows
 // sizeof(ternvk_device_choice_params) bytes; a later header's larger struct is accepted while the
 // fields this library does not know are zero (their defaults).
 void apply_device_choices(const ternvk_device_choice_params& c, EngineOptions& o) {
@@ -181,33 +188,30 @@ void apply_device_choices(const ternvk_device_choice_params& c, EngineOptions& o
   // (a size past a page is not a struct's: most likely an uninitialized field, whose bytes past ours
   // must not be read)
   constexpr size_t most = 4096;
-  if (c.size < known || c.size > most)
+  if (c.size < kFirstChoiceParamsSize || c.size > most)
     throw ApiError(TERNVK_ERROR_INVALID_ARGUMENT,
                    "choices.size " + std::to_string(c.size) + " is not the size of a ternvk_device_choice_params (" +
-                       std::to_string(known) + " in this library's header; take the struct from "
-                       "ternvk_device_choice_default_params())");
+                       std::to_string(known) + " in this library's header; start from "
+                       "TERNVK_DEVICE_CHOICE_PARAMS_INIT)");
   const auto* bytes = reinterpret_cast<const unsigned char*>(&c);
   for (size_t i = known; i < c.size; ++i)
     if (bytes[i])
       throw ApiError(TERNVK_ERROR_INVALID_ARGUMENT,
                      "choices: byte " + std::to_string(i) + " is set, past the " + std::to_string(known) +
                          " bytes this library (" + ternvk_version() + ") knows: a field of a newer header");
-  switch (c.chain_layers) {
+  switch (const int32_t v = enum_value(&c.chain_layers)) {
     case TERNVK_CHAIN_AUTO: o.chain_layers = LayerChain::Auto; break;
     case TERNVK_CHAIN_OFF: o.chain_layers = LayerChain::Off; break;
     case TERNVK_CHAIN_ON: o.chain_layers = LayerChain::On; break;
     case TERNVK_CHAIN_MEASURE: o.chain_layers = LayerChain::Measure; break;
-    default:
-      throw ApiError(TERNVK_ERROR_INVALID_ARGUMENT,
-                     "chain_layers " + std::to_string(int(c.chain_layers)) + " is not a ternvk_layer_chain");
+    default: throw ApiError(TERNVK_ERROR_INVALID_ARGUMENT, "chain_layers " + std::to_string(v) + " is not a ternvk_layer_chain");
   }
-  switch (c.matrix_splits) {
+  switch (const int32_t v = enum_value(&c.matrix_splits)) {
     case TERNVK_SPLITS_AUTO: o.matrix_splits = MatrixSplits::Auto; break;
     case TERNVK_SPLITS_RULE: o.matrix_splits = MatrixSplits::Rule; break;
     case TERNVK_SPLITS_MEASURE: o.matrix_splits = MatrixSplits::Measure; break;
     default:
-      throw ApiError(TERNVK_ERROR_INVALID_ARGUMENT,
-                     "matrix_splits " + std::to_string(int(c.matrix_splits)) + " is not a ternvk_matrix_splits");
+      throw ApiError(TERNVK_ERROR_INVALID_ARGUMENT, "matrix_splits " + std::to_string(v) + " is not a ternvk_matrix_splits");
   }
 }
 

@@ -99,6 +99,8 @@ void FusedLinearShape::validate(const DeviceInfo& info) const {
                 " (float rows " + std::to_string(float_lanes) + ")" +
                 ", rows " + std::to_string(rows) + ", paired rows " + std::to_string(paired_rows) +
                 " (a power of 2, at least 4), tokens " + std::to_string(max_tokens));
+  if (fit_to_device && target_workgroups == 0)
+    throw Error("fused linear: invalid shape: a split fitted to the device needs a workgroup target of at least 1");
   // Lane groups wider than the subgroup add their pieces through shared memory (any size works);
   // subgroupAdd over the whole workgroup needs the workgroup to be one subgroup.
   const uint32_t min_sg =

@@ -26,7 +26,7 @@ int c99_generate_greedy(const char* model_path, const char* prompt, int n, char*
   int32_t tokens[256];
   size_t count = 0;
   ternvk_sampling greedy = ternvk_sampling_default();
-  ternvk_device_choice_params device_choices = ternvk_device_choice_default_params();
+  ternvk_device_choice_params device_choices = TERNVK_DEVICE_CHOICE_PARAMS_INIT;
   Text text;
   ternvk_status status;
   text.out = out;

@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -360,7 +363,7 @@ TEST_CASE("chat prompts refuse a message that would open a turn in the plain and
 }
 
 TEST_CASE("the device choices: the caller's are used, said back, and malformed ones refused by name") {
-  const ternvk_device_choice_params defaults = ternvk_device_choice_default_params();
+  const ternvk_device_choice_params defaults = TERNVK_DEVICE_CHOICE_PARAMS_INIT;
   CHECK(defaults.size == sizeof(ternvk_device_choice_params));
   CHECK(defaults.chain_layers == TERNVK_CHAIN_AUTO);
   CHECK(defaults.matrix_splits == TERNVK_SPLITS_AUTO);
@@ -421,25 +424,30 @@ TEST_CASE("the device choices: the caller's are used, said back, and malformed o
     CHECK(out == nullptr);
     CHECK_MESSAGE(last_error().find(says) != std::string::npos, last_error());
   };
+  // (an enum field written as the int a C caller may store there: outside the enum's values)
+  auto with_int = [&](size_t offset, int32_t v) {
+    ternvk_device_choice_params c2 = defaults;
+    std::memcpy(reinterpret_cast<unsigned char*>(&c2) + offset, &v, sizeof v);
+    return c2;
+  };
+  refused(with_int(offsetof(ternvk_device_choice_params, chain_layers), 4), "chain_layers 4");
+  refused(with_int(offsetof(ternvk_device_choice_params, matrix_splits), -1), "matrix_splits -1");
   ternvk_device_choice_params bad = defaults;
-  bad.chain_layers = static_cast<ternvk_layer_chain>(4);
-  refused(bad, "chain_layers 4");
-  bad = defaults;
-  bad.matrix_splits = static_cast<ternvk_matrix_splits>(-1);
-  refused(bad, "matrix_splits -1");
-  bad = defaults;
   bad.size = 0;  // a struct never filled in
   refused(bad, "choices.size 0");
   bad.size = sizeof(ternvk_device_choice_params) - 4;
-  refused(bad, "ternvk_device_choice_default_params");
-  bad.size = size_t(1) << 40;
+  refused(bad, "TERNVK_DEVICE_CHOICE_PARAMS_INIT");
+  bad.size = SIZE_MAX / 2;
   refused(bad, "is not the size");
-  // A newer header's larger struct: accepted while its new fields are zero (their defaults), refused
-  // once one is set (this library could not honour it).
+  // A newer header's larger struct (a field added at the end, in 8-byte units: no padding): accepted
+  // while its new field is zero (its default), refused once it is set (this library could not honour it).
   struct Newer {
     ternvk_device_choice_params known;
-    int32_t later_field;
-  } newer{defaults, 0};
+    int64_t later_field;
+  } newer;
+  static_assert(sizeof(Newer) == sizeof(ternvk_device_choice_params) + 8);
+  std::memset(&newer, 0, sizeof newer);
+  newer.known = defaults;
   newer.known.size = sizeof(Newer);
   ternvk_model* out = nullptr;
   REQUIRE_OK(ternvk_model_load_with_choices(kModel.c_str(), nullptr, &newer.known, &out));

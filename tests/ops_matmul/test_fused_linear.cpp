@@ -569,4 +569,8 @@ TEST_CASE("fused linear shapes that would drop work are refused") {
   whole.lanes = 8;
   whole.subgroup_add = true;
   CHECK_THROWS_WITH_AS(whole.validate(test::device().info()), doctest::Contains("lanes = workgroup"), Error);
+  // A split fitted to the device with no workgroup target (the bound on workgroups is a multiple of it).
+  FusedLinearShape untargeted = h200_like();
+  untargeted.target_workgroups = 0;
+  CHECK_THROWS_WITH_AS(untargeted.validate(test::device().info()), doctest::Contains("workgroup target"), Error);
 }
