@@ -98,13 +98,16 @@ inline ops::FusedLinearShape h200_like() {
 
 // One-token fused-layer shapes for the ops that finish in a last workgroup (the attention inside qkv,
 // the argmax inside the head): this device's pick, a fixed 64-lane shape (rows not dividing the test
-// matrices), and the GPU rule at both ends (the most workgroups: lane groups of 32; the fewest).
+// matrices; float rows as wide as this device's subgroups, up to 32, so that their lane groups reduce
+// inside a subgroup by shuffles, as on a GPU), and the GPU rule at both ends (the most workgroups:
+// lane groups of 32, wider than lavapipe's subgroups; the fewest).
 inline std::vector<ops::FusedLinearShape> one_token_shapes() {
   ops::FusedLinearShape fixed = h200_like();
   fixed.workgroup = 64;
   fixed.rows = 3;
   fixed.fit_to_device = false;
   fixed.max_lanes = 0;
+  fixed.float_lanes = std::min(32u, device().info().min_subgroup_size);
   ops::FusedLinearShape most = h200_like(), fewest = h200_like();
   most.target_workgroups = 1u << 20;
   fewest.target_workgroups = 1;

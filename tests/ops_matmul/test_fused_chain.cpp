@@ -102,11 +102,15 @@ struct ThreeLayers {
   }
 };
 
-// The CPU device's shape and the GPU rule (many workgroups a matrix, 32-lane groups) forced here.
+// The CPU device's shape and the GPU rule (many workgroups a matrix, 32-lane groups) forced here,
+// once with float rows 32 lanes wide (wider than lavapipe's subgroups: pieces met in shared memory)
+// and once as wide as this device's subgroups (reduced inside one by shuffles, as on a GPU).
 std::vector<std::optional<FusedLinearShape>> chain_shapes() {
   FusedLinearShape widest = test::h200_like();
   widest.target_workgroups = 1u << 20;
-  return {std::nullopt, widest};
+  FusedLinearShape in_subgroup = widest;
+  in_subgroup.float_lanes = std::min(32u, test::device().info().min_subgroup_size);
+  return {std::nullopt, widest, in_subgroup};
 }
 
 }  // namespace
