@@ -2,7 +2,6 @@
 
 #include <cstdio>
 
-
 namespace ternvk {
 
 void LayerChainTrial::add(double unchained_seconds, double chained_seconds) {

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 
-
 namespace ternvk {
 
 int SplitRuleTrial::timed_rounds(size_t candidates, double pass_seconds) {

@@ -57,7 +57,7 @@ FusedChainLink FusedChainLinks::next() const {
 FusedLinearShape FusedLinearShape::pick(const DeviceInfo& info) {
   FusedLinearShape s;
   if (uses_one_subgroup_workgroups(info)) {  // the separate GEMVs' question (float rows: float_row_lanes())
-    const uint32_t sg = info.subgroup_size_control ? info.max_subgroup_size : info.min_subgroup_size;
+    const uint32_t sg = one_subgroup_width(info);
     s.workgroup = s.lanes = s.float_lanes = sg;
     s.subgroup_add = info.subgroup_size_control || info.min_subgroup_size == info.max_subgroup_size;
     s.required_subgroup_size = info.subgroup_size_control ? sg : 0;

@@ -13,9 +13,12 @@ bool power_of_two(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
 bool uses_one_subgroup_workgroups(const DeviceInfo& info) { return info.is_cpu() || info.max_subgroup_size <= 8; }
 
+uint32_t one_subgroup_width(const DeviceInfo& info) {
+  return info.subgroup_size_control ? info.max_subgroup_size : info.min_subgroup_size;
+}
+
 uint32_t float_row_lanes(const DeviceInfo& info) {
-  if (uses_one_subgroup_workgroups(info))
-    return info.subgroup_size_control ? info.max_subgroup_size : info.min_subgroup_size;
+  if (uses_one_subgroup_workgroups(info)) return one_subgroup_width(info);
   return std::max(1u, std::min(32u, info.min_subgroup_size));
 }
 
@@ -25,7 +28,7 @@ MatmulShape MatmulShape::pick(const DeviceInfo& info, uint32_t tokens, bool tern
   if (uses_one_subgroup_workgroups(info)) {
     // One workgroup = one subgroup = one SIMD vector: no barriers, no shared memory.
     const bool fixed = info.subgroup_size_control || info.min_subgroup_size == info.max_subgroup_size;
-    const uint32_t sg = info.subgroup_size_control ? info.max_subgroup_size : info.min_subgroup_size;
+    const uint32_t sg = one_subgroup_width(info);
     s.workgroup = s.lanes = sg;
     s.subgroup_add = fixed;
     s.required_subgroup_size = info.subgroup_size_control ? sg : 0;

@@ -20,6 +20,9 @@ namespace ternvk::ops {
 // FusedLinearShape::pick both ask this one question: a fused layer's float rows split their sums over
 // the separate GEMV's lanes, so that a token's bits do not depend on whether its step was fused.
 bool uses_one_subgroup_workgroups(const DeviceInfo& info);
+// Where it does: the subgroup those shapes make their whole workgroup (the widest where the pipeline can
+// require it, else the narrowest the driver may give).
+uint32_t one_subgroup_width(const DeviceInfo& info);
 
 // The lanes that split one float row's K (fp16 and int8 rows: their sums are rounded, so every kernel
 // that must give a row's bits -- the separate GEMV, the tiled GEMM's K split, the fused layers -- adds
