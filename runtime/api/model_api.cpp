@@ -21,6 +21,16 @@ void copy_field(char* out, size_t capacity, const std::string& text) {
   out[n] = '\0';
 }
 
+// An enum field or argument as the int the caller stored (a C caller may store any int there; reading
+// it as the C++ enum when it is outside the enum's values would be undefined). C enums are ints.
+static_assert(sizeof(ternvk_head_precision) == sizeof(int32_t) && sizeof(ternvk_plan) == sizeof(int32_t) &&
+              sizeof(ternvk_status) == sizeof(int32_t));
+int32_t enum_value(const void* field) {
+  int32_t v;
+  std::memcpy(&v, field, sizeof v);
+  return v;
+}
+
 std::shared_ptr<ModelState> model_of(const ternvk_model* model) { return models().find(model, "model"); }
 
 std::vector<int> index_list(const int32_t* values, size_t count, const char* name) {
@@ -44,16 +54,16 @@ EngineOptions engine_options(const ternvk_model_params& p) {
   o.context = p.context;
   o.sequences = p.sequences;  // the engine checks the ranges and names them
   o.prefill_chunk = p.prefill_chunk;
-  switch (p.head) {
+  switch (const int32_t v = enum_value(&p.head)) {
     case TERNVK_HEAD_F16: o.head = HeadPrecision::F16; break;
     case TERNVK_HEAD_INT8: o.head = HeadPrecision::Int8; break;
-    default: throw ApiError(TERNVK_ERROR_INVALID_ARGUMENT, "head " + std::to_string(int(p.head)) + " is not a ternvk_head_precision");
+    default: throw ApiError(TERNVK_ERROR_INVALID_ARGUMENT, "head " + std::to_string(v) + " is not a ternvk_head_precision");
   }
-  switch (p.plan) {
+  switch (const int32_t v = enum_value(&p.plan)) {
     case TERNVK_PLAN_AUTO: o.plan = ExecutionPlan::Auto; break;
     case TERNVK_PLAN_GPU: o.plan = ExecutionPlan::Gpu; break;
     case TERNVK_PLAN_CPU: o.plan = ExecutionPlan::Cpu; break;
-    default: throw ApiError(TERNVK_ERROR_INVALID_ARGUMENT, "plan " + std::to_string(int(p.plan)) + " is not a ternvk_plan");
+    default: throw ApiError(TERNVK_ERROR_INVALID_ARGUMENT, "plan " + std::to_string(v) + " is not a ternvk_plan");
   }
   if (p.progress) {
     const auto callback = p.progress;
@@ -107,7 +117,7 @@ const char* ternvk_version(void) {
 const char* ternvk_last_error(void) { return last_error_text(); }
 
 const char* ternvk_status_name(ternvk_status status) {
-  switch (status) {
+  switch (enum_value(&status)) {
     case TERNVK_OK: return "TERNVK_OK";
     case TERNVK_ERROR_INVALID_ARGUMENT: return "TERNVK_ERROR_INVALID_ARGUMENT";
     case TERNVK_ERROR_INVALID_HANDLE: return "TERNVK_ERROR_INVALID_HANDLE";
@@ -171,14 +181,6 @@ constexpr size_t kFirstChoiceParamsSize = sizeof(size_t) + 2 * sizeof(int32_t);
 static_assert(sizeof(ternvk_device_choice_params) == kFirstChoiceParamsSize,
               "a field was added: read it only where choices.size covers it (offsetof + sizeof)");
 static_assert(sizeof(ternvk_layer_chain) == sizeof(int32_t) && sizeof(ternvk_matrix_splits) == sizeof(int32_t));
-
-// An enum field as the int the caller stored (a C caller may store any int there; reading it as the
-// C++ enum when it is outside the enum's values would be undefined).
-int32_t enum_value(const void* field) {
-  int32_t v;
-  std::memcpy(&v, field, sizeof v);
-  return v;
-}
 
 // The caller's choices into `o`, after checking the struct's size (see ternvk.h). This library knows
 // sizeof(ternvk_device_choice_params) bytes; a later header's larger struct is accepted while the

@@ -52,3 +52,6 @@ int c99_generate_greedy(const char* model_path, const char* prompt, int n, char*
   if (model) ternvk_model_free(model);
   return (int)status;
 }
+
+/* The name of a status value the header does not list (C lets a caller store any int in an enum). */
+const char* c99_status_name(int value) { return ternvk_status_name((ternvk_status)value); }

@@ -435,6 +435,7 @@ TEST_CASE("sequences outlive their model's handle, and the model goes with the l
 }
 
 extern "C" int c99_generate_greedy(const char* model_path, const char* prompt, int n, char* out, size_t capacity);
+extern "C" const char* c99_status_name(int value);
 
 TEST_CASE("a C99 program gets the same text as the C++ caller") {
   char text[1024];
@@ -445,4 +446,8 @@ TEST_CASE("a C99 program gets the same text as the C++ caller") {
   CHECK(std::string(text) == g.text);
   CHECK(c99_generate_greedy("/no/such/file.gguf", "ROMEO:", 20, text, sizeof text) == int(TERNVK_ERROR_FAILED));
   CHECK(std::string(text).find("/no/such/file.gguf") != std::string::npos);
+  // A status the header does not list, stored by a C caller (read as its int, not as the C++ enum).
+  CHECK(std::string(c99_status_name(int(TERNVK_ERROR_BUSY))) == "TERNVK_ERROR_BUSY");
+  CHECK(std::string(c99_status_name(99)) == "unknown status");
+  CHECK(std::string(c99_status_name(-7)) == "unknown status");
 }
