@@ -24,7 +24,8 @@ void copy_field(char* out, size_t capacity, const std::string& text) {
 // An enum field or argument as the int the caller stored (a C caller may store any int there; reading
 // it as the C++ enum when it is outside the enum's values would be undefined). C enums are ints.
 static_assert(sizeof(ternvk_head_precision) == sizeof(int32_t) && sizeof(ternvk_plan) == sizeof(int32_t) &&
-              sizeof(ternvk_status) == sizeof(int32_t));
+              sizeof(ternvk_status) == sizeof(int32_t) && sizeof(ternvk_layer_chain) == sizeof(int32_t) &&
+              sizeof(ternvk_matrix_splits) == sizeof(int32_t));
 int32_t enum_value(const void* field) {
   int32_t v;
   std::memcpy(&v, field, sizeof v);
@@ -180,7 +181,6 @@ namespace {
 constexpr size_t kFirstChoiceParamsSize = sizeof(size_t) + 2 * sizeof(int32_t);
 static_assert(sizeof(ternvk_device_choice_params) == kFirstChoiceParamsSize,
               "a field was added: read it only where choices.size covers it (offsetof + sizeof)");
-static_assert(sizeof(ternvk_layer_chain) == sizeof(int32_t) && sizeof(ternvk_matrix_splits) == sizeof(int32_t));
 
 // The caller's choices into `o`, after checking the struct's size (see ternvk.h). This library knows
 // sizeof(ternvk_device_choice_params) bytes; a later header's larger struct is accepted while the
